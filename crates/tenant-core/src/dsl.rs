@@ -1,0 +1,372 @@
+//! The scoped query DSL: queries on tenant tables that always carry the org filter.
+//!
+//! Every builder here starts from an [`OrgScoped`] handle, which puts
+//! `org_column = <the handle's org>` (a bound parameter) into the query before anything else.
+//! The builders only offer operations that keep that filter: `filter` ANDs, `or_filter` is a
+//! compile error, and none of them hands the inner diesel query back. The types cannot be
+//! built by hand (private fields, no constructors), and only types of this module implement
+//! [`ScopedQuery`], the bound of [`OrgScoped::load`] and friends, so a raw diesel query or
+//! `sql_query` cannot run through a scoped handle.
+//!
+//! This is the application layer of the two; row-level security in the database is the other,
+//! and holds even where this one is bypassed.
+
+use diesel::associations::HasTable;
+use diesel::dsl;
+use diesel::expression_methods::ExpressionMethods;
+use diesel::query_builder::{
+    AsQuery, DeleteStatement, InsertStatement, IntoUpdateTarget, UpdateStatement,
+};
+use diesel::query_dsl::methods::{
+    DistinctDsl, ExecuteDsl, FilterDsl, LimitDsl, OffsetDsl, OrderDsl, SelectDsl, ThenOrderDsl,
+};
+use diesel::query_dsl::{LoadQuery, RunQueryDsl};
+use diesel::{AsChangeset, Insertable, PgConnection, Table};
+use tenant_lint::{GlobalTable, TenantTable};
+use uuid::Uuid;
+
+use crate::scoped::{ScopedConnection, map};
+use crate::{OrgId, OrgScoped, TenantError};
+
+/// `org_column = $org` for tenant table `T`.
+pub type OrgPredicate<T> = dsl::Eq<<T as TenantTable>::OrgColumn, Uuid>;
+/// Tenant table `T` filtered to one org: where every scoped select starts.
+pub type ScopedSource<T> = dsl::Filter<T, OrgPredicate<T>>;
+/// An update of tenant table `T` filtered to one org: where every scoped update starts.
+pub type ScopedUpdateSource<T> =
+    dsl::Filter<UpdateStatement<T, <T as IntoUpdateTarget>::WhereClause>, OrgPredicate<T>>;
+/// A delete from tenant table `T` filtered to one org: where every scoped delete starts.
+pub type ScopedDeleteSource<T> =
+    dsl::Filter<DeleteStatement<T, <T as IntoUpdateTarget>::WhereClause>, OrgPredicate<T>>;
+
+/// A query that may run through an [`OrgScoped`] handle: only the builders of this module,
+/// each started from a handle and carrying its org filter.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an org-scoped query, so it cannot run through `OrgScoped`",
+    label = "this query was not built from an `OrgScoped` handle, so nothing adds the org filter",
+    note = "start every query from the handle, which adds the org filter: `s.query(invoices::table)`, `s.insert(..)`, `s.update(..)`, `s.delete(..)`, or `s.read_global(..)` for a global table",
+    note = "raw SQL (`diesel::sql_query`) cannot run through `OrgScoped`: express the query with the DSL"
+)]
+pub trait ScopedQuery: sealed::Sealed {}
+
+pub(crate) mod sealed {
+    use crate::OrgId;
+
+    /// Takes a scoped query apart; visible only inside this crate.
+    pub trait Sealed {
+        /// The diesel query inside.
+        type Query;
+        /// The org the query was built for, and the query.
+        fn into_parts(self) -> (OrgId, Self::Query);
+    }
+}
+
+/// `or_filter` on a scoped query: it would OR an alternative with the org filter and widen the
+/// query to every org, so it does not exist. Implemented for no type.
+#[diagnostic::on_unimplemented(
+    message = "`or_filter` would widen an org-scoped query beyond its org",
+    label = "`or_filter` ORs this with the org filter, so rows of every org would match",
+    note = "put the alternatives inside one filter, which stays within the org: `.filter(a.or(b))`"
+)]
+pub trait OrFilterWidensScope: never::Never {}
+
+mod never {
+    /// Implemented for no type, so [`super::OrFilterWidensScope`] cannot be implemented.
+    pub trait Never {}
+}
+
+macro_rules! scoped_query_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[must_use = "a scoped query does nothing until it is run through its OrgScoped handle"]
+        pub struct $name<Q> {
+            query: Q,
+            org: OrgId,
+        }
+
+        impl<Q> std::fmt::Debug for $name<Q> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name)).field("org", &self.org).finish_non_exhaustive()
+            }
+        }
+
+        impl<Q> sealed::Sealed for $name<Q> {
+            type Query = Q;
+            fn into_parts(self) -> (OrgId, Q) {
+                (self.org, self.query)
+            }
+        }
+
+        impl<Q> $name<Q> {
+            fn wrap<R>(self, f: impl FnOnce(Q) -> R) -> $name<R> {
+                $name { query: f(self.query), org: self.org }
+            }
+
+            /// Adds a condition, ANDed with the org filter and any earlier condition.
+            pub fn filter<P>(self, predicate: P) -> $name<dsl::Filter<Q, P>>
+            where
+                Q: FilterDsl<P>,
+            {
+                self.wrap(|q| q.filter(predicate))
+            }
+
+            /// The SQL this query will run, with its bind values, for debugging and tests.
+            pub fn debug_sql(&self) -> String
+            where
+                Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+            {
+                diesel::debug_query::<diesel::pg::Pg, _>(&self.query).to_string()
+            }
+
+            /// Does not exist on scoped queries: use `.filter(a.or(b))`.
+            pub fn or_filter<P>(self, _predicate: P) -> Self
+            where
+                P: OrFilterWidensScope,
+            {
+                self
+            }
+        }
+    };
+}
+
+scoped_query_type! {
+    /// A select on a tenant table (filtered to the handle's org) or on a global table.
+    ScopedSelect
+}
+scoped_query_type! {
+    /// An update of a tenant table's rows in the handle's org, before `set`.
+    ScopedUpdate
+}
+scoped_query_type! {
+    /// A delete of a tenant table's rows in the handle's org.
+    ScopedDelete
+}
+
+/// A complete insert or update, ready to run.
+#[must_use = "a scoped statement does nothing until it is run through its OrgScoped handle"]
+pub struct ScopedWrite<Q> {
+    query: Q,
+    org: OrgId,
+}
+
+impl<Q> std::fmt::Debug for ScopedWrite<Q> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopedWrite")
+            .field("org", &self.org)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Q> ScopedWrite<Q> {
+    /// The SQL this statement will run, with its bind values, for debugging and tests.
+    pub fn debug_sql(&self) -> String
+    where
+        Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
+    {
+        diesel::debug_query::<diesel::pg::Pg, _>(&self.query).to_string()
+    }
+}
+
+impl<Q> sealed::Sealed for ScopedWrite<Q> {
+    type Query = Q;
+    fn into_parts(self) -> (OrgId, Q) {
+        (self.org, self.query)
+    }
+}
+
+impl<Q> ScopedQuery for ScopedSelect<Q> {}
+impl<Q> ScopedQuery for ScopedDelete<Q> {}
+impl<Q> ScopedQuery for ScopedWrite<Q> {}
+
+impl<Q> ScopedSelect<Q> {
+    /// Orders the rows, replacing any earlier order.
+    pub fn order<O>(self, order: O) -> ScopedSelect<dsl::Order<Q, O>>
+    where
+        O: diesel::Expression,
+        Q: OrderDsl<O>,
+    {
+        self.wrap(|q| q.order(order))
+    }
+
+    /// Adds a further ordering.
+    pub fn then_order_by<O>(self, order: O) -> ScopedSelect<dsl::ThenOrderBy<Q, O>>
+    where
+        Q: ThenOrderDsl<O>,
+    {
+        self.wrap(|q| q.then_order_by(order))
+    }
+
+    /// At most `n` rows.
+    pub fn limit(self, n: i64) -> ScopedSelect<dsl::Limit<Q>>
+    where
+        Q: LimitDsl,
+    {
+        self.wrap(|q| q.limit(n))
+    }
+
+    /// Skips `n` rows.
+    pub fn offset(self, n: i64) -> ScopedSelect<dsl::Offset<Q>>
+    where
+        Q: OffsetDsl,
+    {
+        self.wrap(|q| q.offset(n))
+    }
+
+    /// Chooses the selected columns or expressions.
+    pub fn select<S>(self, selection: S) -> ScopedSelect<dsl::Select<Q, S>>
+    where
+        S: diesel::Expression,
+        Q: SelectDsl<S>,
+    {
+        self.wrap(|q| q.select(selection))
+    }
+
+    /// `SELECT DISTINCT`.
+    pub fn distinct(self) -> ScopedSelect<dsl::Distinct<Q>>
+    where
+        Q: DistinctDsl,
+    {
+        self.wrap(|q| q.distinct())
+    }
+
+    /// `SELECT count(*)` over the filtered rows.
+    pub fn count(self) -> ScopedSelect<dsl::Select<Q, dsl::CountStar>>
+    where
+        Q: SelectDsl<dsl::CountStar>,
+    {
+        self.wrap(|q| q.select(dsl::count_star()))
+    }
+}
+
+impl<T, W> ScopedUpdate<UpdateStatement<T, W>>
+where
+    T: Table + diesel::QuerySource,
+{
+    /// The new values: a changeset struct or tuple of `column.eq(value)`.
+    pub fn set<V>(self, changes: V) -> ScopedWrite<UpdateStatement<T, W, V::Changeset>>
+    where
+        V: AsChangeset<Target = T>,
+        UpdateStatement<T, W, V::Changeset>: AsQuery,
+    {
+        ScopedWrite {
+            query: self.query.set(changes),
+            org: self.org,
+        }
+    }
+}
+
+impl<C: ScopedConnection> OrgScoped<C> {
+    fn org_predicate<T: TenantTable>(&self) -> OrgPredicate<T> {
+        T::OrgColumn::default().eq(self.org().as_uuid())
+    }
+
+    /// Starts a select on tenant table `table`, filtered to this handle's org.
+    ///
+    /// The table must be registered (`tenant_lint::registry!`), or this does not compile.
+    pub fn query<T>(&self, table: T) -> ScopedSelect<ScopedSource<T>>
+    where
+        T: TenantTable + FilterDsl<OrgPredicate<T>>,
+    {
+        ScopedSelect {
+            query: table.filter(self.org_predicate::<T>()),
+            org: self.org(),
+        }
+    }
+
+    /// Starts a select on a global table (one the registry marks as holding no tenant data).
+    pub fn read_global<T>(&self, table: T) -> ScopedSelect<T::Query>
+    where
+        T: GlobalTable + AsQuery,
+    {
+        ScopedSelect {
+            query: table.as_query(),
+            org: self.org(),
+        }
+    }
+
+    /// An insert into tenant table `table`; the org column is set from this handle, so
+    /// `values` must not carry it.
+    pub fn insert<T, V>(
+        &self,
+        table: T,
+        values: V,
+    ) -> ScopedWrite<InsertStatement<T, <(OrgPredicate<T>, V) as Insertable<T>>::Values>>
+    where
+        T: TenantTable,
+        (OrgPredicate<T>, V): Insertable<T>,
+    {
+        ScopedWrite {
+            query: diesel::insert_into(table).values((self.org_predicate::<T>(), values)),
+            org: self.org(),
+        }
+    }
+
+    /// Starts an update of tenant table `table`'s rows in this handle's org; add conditions
+    /// with `filter` and values with `set`.
+    pub fn update<T>(&self, table: T) -> ScopedUpdate<ScopedUpdateSource<T>>
+    where
+        T: TenantTable + IntoUpdateTarget + HasTable<Table = T>,
+        UpdateStatement<T, T::WhereClause>: FilterDsl<OrgPredicate<T>>,
+    {
+        ScopedUpdate {
+            query: diesel::update(table).filter(self.org_predicate::<T>()),
+            org: self.org(),
+        }
+    }
+
+    /// A delete of tenant table `table`'s rows in this handle's org; narrow it with `filter`.
+    pub fn delete<T>(&self, table: T) -> ScopedDelete<ScopedDeleteSource<T>>
+    where
+        T: TenantTable + IntoUpdateTarget + HasTable<Table = T>,
+        DeleteStatement<T, T::WhereClause>: FilterDsl<OrgPredicate<T>>,
+    {
+        ScopedDelete {
+            query: diesel::delete(table).filter(self.org_predicate::<T>()),
+            org: self.org(),
+        }
+    }
+
+    /// Runs a scoped query and returns all rows.
+    pub fn load<'q, U, Q>(&mut self, query: Q) -> Result<Vec<U>, TenantError>
+    where
+        Q: ScopedQuery,
+        Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U>,
+    {
+        let (org, q) = sealed::Sealed::into_parts(query);
+        self.run(org, |conn| map(RunQueryDsl::load(q, conn)))
+    }
+
+    /// Runs a scoped query and returns its first row; [`TenantError::is_not_found`] when there
+    /// is none.
+    pub fn get_result<'q, U, Q>(&mut self, query: Q) -> Result<U, TenantError>
+    where
+        Q: ScopedQuery,
+        Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U>,
+    {
+        let (org, q) = sealed::Sealed::into_parts(query);
+        self.run(org, |conn| map(RunQueryDsl::get_result(q, conn)))
+    }
+
+    /// Runs a scoped query and returns its first row, or `None`.
+    pub fn optional<'q, U, Q>(&mut self, query: Q) -> Result<Option<U>, TenantError>
+    where
+        Q: ScopedQuery,
+        Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U>,
+    {
+        match self.get_result(query) {
+            Ok(row) => Ok(Some(row)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs a scoped insert, update or delete and returns the number of rows affected.
+    pub fn execute<Q>(&mut self, statement: Q) -> Result<usize, TenantError>
+    where
+        Q: ScopedQuery,
+        Q::Query: ExecuteDsl<PgConnection>,
+    {
+        let (org, q) = sealed::Sealed::into_parts(statement);
+        self.run(org, |conn| map(ExecuteDsl::execute(q, conn)))
+    }
+}

@@ -1,0 +1,230 @@
+//! [`TenantError`], every way a tenant-scoped operation can fail.
+//!
+//! Invariant: no error carries row data or bound values. Database messages are reduced to
+//! their class (see [`DbError`]); org ids appear only where the caller already holds them.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::OrgIdError;
+use crate::pool::UnsafeConfig;
+
+/// Everything that can go wrong in `tenant-core`.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// The session has no org context (or lost it), so no tenant row can be read or written.
+    #[error(
+        "no org context on this database session: tenant rows are only reachable through an \
+         OrgScoped handle (`pool.with_org(org, |s| ...)`)"
+    )]
+    NoOrgContext,
+    /// The org context of the session is no longer the one the handle was opened for
+    /// (something ran `set_config` or `SET LOCAL` inside the transaction).
+    #[error(
+        "the session's org context was changed inside a scoped transaction: the transaction was \
+         rolled back; never call set_config/SET on tenant.org_id from application SQL"
+    )]
+    OrgContextChanged,
+    /// Row-level security refused a write: the row would belong to another org than the
+    /// session's (SQLSTATE 42501, "new row violates row-level security policy").
+    #[error(
+        "write refused by row-level security on table `{table}`: the row would belong to another \
+         org than the session's; writes can only target the org the handle was opened for"
+    )]
+    CrossOrgWrite {
+        /// The table the write targeted, as reported by the server.
+        table: String,
+    },
+    /// A scoped query was run on a handle scoped to another org.
+    #[error(
+        "a scoped query built for one org was run on a handle scoped to another org: build each \
+         query from the handle that runs it"
+    )]
+    OrgMismatch,
+    /// A statement failed earlier in this transaction, so the database aborted it; the handle
+    /// refuses to commit (PostgreSQL would silently roll back) and rolls back instead.
+    #[error(
+        "the transaction was aborted by an earlier failed statement and has been rolled back; \
+         nothing in it was committed: retry the whole unit of work"
+    )]
+    TransactionAborted,
+    /// The database role or schema is not safe for tenant use; the pool refuses to start.
+    #[error("refusing to start: {0}")]
+    UnsafeConfig(#[from] UnsafeConfig),
+    /// An org id could not be parsed.
+    #[error(transparent)]
+    OrgId(#[from] OrgIdError),
+    /// The pool could not hand out a connection in time.
+    #[error("no database connection available: {0}")]
+    Pool(String),
+    /// The database could not be reached.
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    /// Any other database error, reduced to its class.
+    #[error(transparent)]
+    Database(#[from] DbError),
+}
+
+/// A database error stripped of anything that may carry row data or bound values.
+///
+/// PostgreSQL puts offending values in the DETAIL field ("Key (email)=(a@b.c) already exists")
+/// and, for input errors, after a colon in the message ("invalid input syntax for type uuid:
+/// \"...\""). This type keeps the kind, the constraint and table names, and the message up to
+/// its first `": "`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("database error ({kind}): {message}{}", constraint.as_ref().map(|c| format!(" [constraint {c}]")).unwrap_or_default())]
+pub struct DbError {
+    /// The error class, e.g. `unique violation`.
+    pub kind: &'static str,
+    /// The server's message with any value-bearing suffix removed.
+    pub message: String,
+    /// The violated constraint, when the server names one.
+    pub constraint: Option<String>,
+    /// The table involved, when the server names one.
+    pub table: Option<String>,
+}
+
+const RLS_WRITE_REFUSED: &str = "new row violates row-level security policy";
+
+impl From<DieselError> for TenantError {
+    fn from(err: DieselError) -> Self {
+        match err {
+            DieselError::DatabaseError(kind, info) => {
+                let message = info.message();
+                if let Some(rest) = message.strip_prefix(RLS_WRITE_REFUSED) {
+                    return TenantError::CrossOrgWrite {
+                        table: rls_table(info.as_ref(), rest),
+                    };
+                }
+                if message.starts_with("current transaction is aborted") {
+                    return TenantError::TransactionAborted;
+                }
+                TenantError::Database(DbError {
+                    kind: kind_name(&kind),
+                    message: redact(message),
+                    constraint: info.constraint_name().map(str::to_owned),
+                    table: info.table_name().map(str::to_owned),
+                })
+            }
+            DieselError::NotFound => TenantError::Database(DbError {
+                kind: "not found",
+                message: "the query returned no row".to_owned(),
+                constraint: None,
+                table: None,
+            }),
+            other => TenantError::Database(DbError {
+                kind: "client",
+                message: redact(&other.to_string()),
+                constraint: None,
+                table: None,
+            }),
+        }
+    }
+}
+
+impl TenantError {
+    /// Whether this is the "no row" outcome of `get_result`.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            TenantError::Database(DbError {
+                kind: "not found",
+                ..
+            })
+        )
+    }
+}
+
+/// The table of an RLS refusal: `... policy "p" for table "t"` (restrictive policy named) or
+/// `... policy for table "t"`. The table name is schema, not data.
+fn rls_table(
+    info: &(dyn diesel::result::DatabaseErrorInformation + Send + Sync),
+    rest: &str,
+) -> String {
+    info.table_name()
+        .map(str::to_owned)
+        .or_else(|| {
+            let after = rest.split_once("for table \"")?.1;
+            after.split_once('"').map(|(t, _)| t.to_owned())
+        })
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+fn kind_name(kind: &DatabaseErrorKind) -> &'static str {
+    match kind {
+        DatabaseErrorKind::UniqueViolation => "unique violation",
+        DatabaseErrorKind::ForeignKeyViolation => "foreign key violation",
+        DatabaseErrorKind::NotNullViolation => "not-null violation",
+        DatabaseErrorKind::CheckViolation => "check violation",
+        DatabaseErrorKind::SerializationFailure => "serialization failure",
+        DatabaseErrorKind::ReadOnlyTransaction => "read-only transaction",
+        DatabaseErrorKind::ClosedConnection => "closed connection",
+        DatabaseErrorKind::UnableToSendCommand => "unable to send command",
+        _ => "database",
+    }
+}
+
+/// Keeps a server message up to the first `": "`, where PostgreSQL appends offending input.
+pub(crate) fn redact(message: &str) -> String {
+    match message.find(": ") {
+        Some(i) => format!("{}: <redacted>", &message[..i]),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rls_refusals_name_the_table_not_the_policy() {
+        struct Info(&'static str);
+        impl diesel::result::DatabaseErrorInformation for Info {
+            fn message(&self) -> &str {
+                self.0
+            }
+            fn details(&self) -> Option<&str> {
+                None
+            }
+            fn hint(&self) -> Option<&str> {
+                None
+            }
+            fn table_name(&self) -> Option<&str> {
+                None
+            }
+            fn column_name(&self) -> Option<&str> {
+                None
+            }
+            fn constraint_name(&self) -> Option<&str> {
+                None
+            }
+            fn statement_position(&self) -> Option<i32> {
+                None
+            }
+        }
+        for message in [
+            r#"new row violates row-level security policy "tenant_isolation" for table "orgs""#,
+            r#"new row violates row-level security policy for table "orgs""#,
+        ] {
+            let err = TenantError::from(DieselError::DatabaseError(
+                DatabaseErrorKind::Unknown,
+                Box::new(Info(message)),
+            ));
+            assert!(
+                matches!(&err, TenantError::CrossOrgWrite { table } if table == "orgs"),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn redaction_drops_the_value_after_the_colon() {
+        assert_eq!(
+            redact(r#"invalid input syntax for type uuid: "secret-value""#),
+            "invalid input syntax for type uuid: <redacted>"
+        );
+        assert_eq!(
+            redact(r#"relation "invoices" does not exist"#),
+            r#"relation "invoices" does not exist"#
+        );
+    }
+}

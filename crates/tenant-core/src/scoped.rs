@@ -1,0 +1,204 @@
+//! [`OrgScoped`], the only way to reach tenant rows: a database transaction with the session's
+//! org set transaction-locally.
+//!
+//! Invariant (DESIGN.md 2): an `OrgScoped` exists only after `BEGIN` and
+//! `set_config('tenant.org_id', org, true)` ran, in one simple-query message (one round trip).
+//! The setting is local to the transaction, so it cannot outlive it or reach the next user of a
+//! pooled connection. The handle never exposes the connection: no `Deref`, no `AsMut`.
+
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::result::Error as DieselError;
+use diesel::{PgConnection, QueryResult};
+
+use crate::pool::{TenantConnectionManager, session_org_setting};
+use crate::{ORG_SETTING, OrgId, TenantError};
+
+/// A pooled connection, held only inside an [`OrgScoped`]. It offers nothing on its own.
+pub struct Pooled(pub(crate) r2d2::PooledConnection<TenantConnectionManager>);
+
+impl std::fmt::Debug for Pooled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pooled")
+    }
+}
+
+/// A connection an [`OrgScoped`] can run on: a pooled one ([`Pooled`]) or a
+/// `&mut PgConnection` you own. Sealed.
+pub trait ScopedConnection: sealed::Sealed {}
+
+pub(crate) mod sealed {
+    use diesel::PgConnection;
+
+    /// Access to the raw connection, visible only inside this crate.
+    pub trait Sealed {
+        /// The raw connection.
+        fn pg(&mut self) -> &mut PgConnection;
+    }
+}
+
+impl sealed::Sealed for Pooled {
+    fn pg(&mut self) -> &mut PgConnection {
+        &mut self.0
+    }
+}
+impl ScopedConnection for Pooled {}
+
+impl sealed::Sealed for &mut PgConnection {
+    fn pg(&mut self) -> &mut PgConnection {
+        self
+    }
+}
+impl ScopedConnection for &mut PgConnection {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxState {
+    Open,
+    Aborted,
+    Finished,
+}
+
+/// A database transaction whose session org is set: every query through it is confined to
+/// that org by the library (an org filter) and by the database (row-level security).
+///
+/// Obtained from [`TenantPool::begin`](crate::TenantPool::begin),
+/// [`TenantPool::with_org`](crate::TenantPool::with_org), or [`OrgScoped::begin`] over a
+/// connection you own. [`commit`](Self::commit) ends it; dropping it rolls back.
+pub struct OrgScoped<C: ScopedConnection> {
+    conn: C,
+    org: OrgId,
+    state: TxState,
+}
+
+impl<C: ScopedConnection> std::fmt::Debug for OrgScoped<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrgScoped")
+            .field("org", &self.org)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl<'c> OrgScoped<&'c mut PgConnection> {
+    /// Opens a transaction scoped to `org` on a connection you own.
+    ///
+    /// No role check runs here (that is [`TenantPool`](crate::TenantPool)'s job at start-up):
+    /// prefer the pool, and connect as the application role.
+    pub fn begin(conn: &'c mut PgConnection, org: OrgId) -> Result<Self, TenantError> {
+        Self::open(conn, org)
+    }
+}
+
+impl<C: ScopedConnection> OrgScoped<C> {
+    pub(crate) fn open(mut conn: C, org: OrgId) -> Result<Self, TenantError> {
+        // One simple-query message: BEGIN and the transaction-local setting travel together.
+        // The org is formatted by us as 36 characters of [0-9a-f-]: nothing to inject.
+        let sql = format!(
+            "BEGIN; SELECT set_config('{ORG_SETTING}', '{}', true)",
+            org.sql_literal()
+        );
+        AnsiTransactionManager::begin_transaction_sql(conn.pg(), &sql)?;
+        Ok(Self {
+            conn,
+            org,
+            state: TxState::Open,
+        })
+    }
+
+    /// The org this handle is scoped to.
+    pub fn org(&self) -> OrgId {
+        self.org
+    }
+
+    /// Commits the transaction.
+    ///
+    /// # Errors
+    /// [`TenantError::TransactionAborted`] if a statement failed earlier (the transaction is
+    /// rolled back: PostgreSQL would have turned the COMMIT into a silent ROLLBACK), or the
+    /// database's refusal to commit.
+    pub fn commit(mut self) -> Result<(), TenantError> {
+        match self.state {
+            TxState::Open => {
+                self.state = TxState::Finished;
+                AnsiTransactionManager::commit_transaction(self.conn.pg())?;
+                Ok(())
+            }
+            TxState::Aborted | TxState::Finished => {
+                self.finish_rollback();
+                Err(TenantError::TransactionAborted)
+            }
+        }
+    }
+
+    /// Rolls the transaction back.
+    pub fn rollback(mut self) -> Result<(), TenantError> {
+        self.state = TxState::Finished;
+        AnsiTransactionManager::rollback_transaction(self.conn.pg())?;
+        Ok(())
+    }
+
+    /// Checks that the session's org context is still the one this handle was opened for:
+    /// one round trip. If it is not, the transaction will refuse to commit.
+    ///
+    /// # Errors
+    /// [`TenantError::NoOrgContext`] when the setting is gone, [`TenantError::OrgContextChanged`]
+    /// when it names another value.
+    pub fn verify_context(&mut self) -> Result<(), TenantError> {
+        let setting = self.run(self.org, session_org_setting_q)?;
+        match setting {
+            Some(v) if v == self.org.sql_literal() => Ok(()),
+            None => {
+                self.state = TxState::Aborted;
+                Err(TenantError::NoOrgContext)
+            }
+            Some(_) => {
+                self.state = TxState::Aborted;
+                Err(TenantError::OrgContextChanged)
+            }
+        }
+    }
+
+    /// Runs `f` on the connection for a query built for `org`, tracking failures.
+    pub(crate) fn run<R>(
+        &mut self,
+        org: OrgId,
+        f: impl FnOnce(&mut PgConnection) -> Result<R, TenantError>,
+    ) -> Result<R, TenantError> {
+        if org != self.org {
+            return Err(TenantError::OrgMismatch);
+        }
+        if self.state != TxState::Open {
+            return Err(TenantError::TransactionAborted);
+        }
+        let result = f(self.conn.pg());
+        if let Err(e) = &result
+            && !e.is_not_found()
+        {
+            self.state = TxState::Aborted;
+        }
+        result
+    }
+
+    fn finish_rollback(&mut self) {
+        self.state = TxState::Finished;
+        // A failed rollback leaves diesel's transaction manager broken; the pool then
+        // discards the connection (`has_broken`), so nothing of this transaction is reused.
+        let _ = AnsiTransactionManager::rollback_transaction(self.conn.pg());
+    }
+}
+
+fn session_org_setting_q(conn: &mut PgConnection) -> Result<Option<String>, TenantError> {
+    session_org_setting(conn)
+}
+
+impl<C: ScopedConnection> Drop for OrgScoped<C> {
+    fn drop(&mut self) {
+        if self.state != TxState::Finished {
+            self.finish_rollback();
+        }
+    }
+}
+
+/// Maps a diesel result into the crate's error.
+pub(crate) fn map<R>(r: QueryResult<R>) -> Result<R, TenantError> {
+    r.map_err(|e: DieselError| e.into())
+}

@@ -1,0 +1,19 @@
+//! The database layer of tenant-safe: generates the row-level-security migration for every
+//! table of a [`Registry`](tenant_lint::Registry).
+//!
+//! ```
+//! diesel::table! { invoices (id) { id -> Uuid, org_id -> Uuid } }
+//! tenant_lint::registry! { pub static REGISTRY; tenant invoices => org_id; }
+//!
+//! let migration = tenant_schema::generate(&REGISTRY, &tenant_schema::RlsOptions::default());
+//! assert!(migration.up.contains("ALTER TABLE \"invoices\" FORCE ROW LEVEL SECURITY;"));
+//! assert!(migration.up.contains("AS RESTRICTIVE"));
+//! assert!(!migration.up.contains("TRUNCATE"));
+//! ```
+//!
+//! The generated SQL targets PostgreSQL 15 and newer; the policy expression and every DDL
+//! statement are written in [`pg`], so another target is one module.
+
+pub mod pg;
+
+pub use pg::{Migration, RlsOptions, generate};

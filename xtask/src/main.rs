@@ -1,0 +1,195 @@
+//! `cargo xtask`: the project's commands.
+//!
+//! - `pg start|stop|status`: a throwaway PostgreSQL cluster from the local binaries, under
+//!   `target/tenant-pg`, listening only on a unix socket.
+//! - `gen`: regenerates the RLS migration from the story's registry.
+//! - `demo`: the two-companies story end to end.
+//! - `test`: every test (unit, integration against the cluster, doctests, compile-fail),
+//!   clippy with `-D warnings`, and the format check.
+
+#![allow(clippy::print_stdout)]
+
+mod pg;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+
+/// The RLS migration's directory under `migrations/`.
+const RLS_MIGRATION: &str = "2026-11-26-000002_tenant_rls";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["pg", "start"] => pg::Cluster::at(&workspace())
+            .start()
+            .map(|c| println!("{}", c.url())),
+        ["pg", "stop"] => pg::Cluster::at(&workspace()).stop(),
+        ["pg", "status"] => pg::Cluster::at(&workspace()).status(),
+        ["gen"] => gen_migration(),
+        ["demo"] => demo(),
+        ["test"] => test(),
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <command>
+  pg start|stop|status   throwaway PostgreSQL cluster under target/tenant-pg
+  gen                    regenerate migrations/*_tenant_rls from the registry
+  demo                   run the two-companies story (uses DATABASE_URL if set)
+  test                   every test, clippy -D warnings, fmt --check (uses DATABASE_URL if set)";
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn gen_migration() -> Result<(), String> {
+    let migration = tenant_schema::generate(
+        &two_companies::REGISTRY,
+        &tenant_schema::RlsOptions::default(),
+    );
+    let dir = workspace().join("migrations").join(RLS_MIGRATION);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    for (file, sql) in [("up.sql", &migration.up), ("down.sql", &migration.down)] {
+        let path = dir.join(file);
+        std::fs::write(&path, sql).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Runs `f` with an admin URL: `DATABASE_URL` if set, else a throwaway cluster that is stopped
+/// (and removed) afterwards whatever `f` returns.
+fn with_database<T>(f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, String> {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        println!("using DATABASE_URL");
+        return f(&url);
+    }
+    let cluster = pg::Cluster::at(&workspace()).start()?;
+    let result = f(&cluster.url());
+    let stopped = cluster.stop_and_remove();
+    let value = result?;
+    stopped?;
+    Ok(value)
+}
+
+fn demo() -> Result<(), String> {
+    with_database(|admin_url| {
+        let db = "two_companies_demo";
+        let mut admin = PgConnection::establish(admin_url)
+            .map_err(|e| format!("connecting with the admin URL: {e}"))?;
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {db} WITH (FORCE); CREATE DATABASE {db};"
+            ))
+            .map_err(|e| format!("creating the demo database: {e}"))?;
+        // The application role logs in with a password; the migration creates it NOLOGIN.
+        admin
+            .batch_execute(&format!(
+                "DO $$ BEGIN
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenant_app') THEN
+                     CREATE ROLE tenant_app NOLOGIN;
+                   END IF;
+                 END $$;
+                 ALTER ROLE tenant_app LOGIN PASSWORD '{}';",
+                DEMO_PASSWORD
+            ))
+            .map_err(|e| format!("preparing the application role: {e}"))?;
+        let me = current_user(&mut admin)?;
+        let demo_admin =
+            tenant_testkit::url_for(admin_url, &me, password_of(admin_url).as_deref(), db);
+        let demo_app = tenant_testkit::url_for(admin_url, "tenant_app", Some(DEMO_PASSWORD), db);
+        let status = cargo()
+            .args(["run", "--quiet", "--package", "two-companies"])
+            .env("ADMIN_DATABASE_URL", demo_admin)
+            .env("APP_DATABASE_URL", demo_app)
+            .status()
+            .map_err(|e| format!("running the demo: {e}"))?;
+        status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("the demo failed ({status})"))
+    })
+}
+
+const DEMO_PASSWORD: &str = "tenant-safe-demo";
+
+fn current_user(conn: &mut PgConnection) -> Result<String, String> {
+    use diesel::RunQueryDsl;
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+        "current_user::text",
+    ))
+    .get_result(conn)
+    .map_err(|e| e.to_string())
+}
+
+fn password_of(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    userinfo
+        .split_once(':')
+        .map(|(_, p)| p.to_owned())
+        .or_else(|| {
+            url.split_once('?')?
+                .1
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("password=").map(str::to_owned))
+        })
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(step: &str, mut cmd: Command) -> Result<(), String> {
+    println!("==> {step}");
+    let status = cmd
+        .current_dir(workspace())
+        .status()
+        .map_err(|e| format!("{step}: {e}"))?;
+    status
+        .success()
+        .then_some(())
+        .ok_or_else(|| format!("{step} failed ({status})"))
+}
+
+fn test() -> Result<(), String> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run("cargo fmt --check", fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run("cargo clippy -D warnings", clippy)?;
+    with_database(|url| {
+        let mut tests = cargo();
+        tests
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .env("DATABASE_URL", url);
+        run(
+            "cargo test --workspace (unit, integration, compile-fail, doctests)",
+            tests,
+        )
+    })
+}

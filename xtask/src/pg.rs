@@ -1,0 +1,241 @@
+//! A throwaway PostgreSQL cluster from the machine's binaries.
+//!
+//! initdb refuses to run as root, so when we are root every server command runs as the
+//! `postgres` user (`runuser`). The cluster listens only on a unix socket in its own
+//! directory; the port is a free one, so two checkouts do not collide.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A cluster directory under `target/tenant-pg`.
+pub struct Cluster {
+    dir: PathBuf,
+    bin: Option<PathBuf>,
+}
+
+const INSTALL_HINT: &str = "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or under \
+     /usr/lib/postgresql/*/bin: install them (Debian/Ubuntu: `apt-get install postgresql`), or set \
+     DATABASE_URL to a server where the role can create roles and databases";
+
+impl Cluster {
+    /// The cluster of the workspace at `root`.
+    pub fn at(root: &Path) -> Self {
+        Self {
+            dir: root.join("target").join("tenant-pg"),
+            bin: find_bindir(),
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The socket directory: inside the cluster directory unless that path is too long for a
+    /// unix socket name (107 bytes), then under /tmp.
+    fn sock(&self) -> PathBuf {
+        let inside = self.dir.join("sock");
+        if inside.as_os_str().len() < 80 {
+            inside
+        } else {
+            PathBuf::from(format!("/tmp/tenant-pg-{}", std::process::id()))
+        }
+    }
+
+    fn port(&self) -> Option<u16> {
+        std::fs::read_to_string(self.dir.join("port"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The admin URL of the running cluster.
+    pub fn url(&self) -> String {
+        let sock = std::fs::read_to_string(self.dir.join("sockdir"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| self.sock().display().to_string());
+        format!(
+            "postgres:///postgres?host={sock}&port={}&user=postgres",
+            self.port().unwrap_or(5432)
+        )
+    }
+
+    fn tool(&self, name: &str) -> Result<Command, String> {
+        let bin = self.bin.as_ref().ok_or(INSTALL_HINT)?;
+        let path = bin.join(name);
+        if is_root() {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(path);
+            Ok(cmd)
+        } else {
+            Ok(Command::new(path))
+        }
+    }
+
+    /// Starts the cluster (initializing it first if needed); a running one is reused.
+    pub fn start(self) -> Result<Self, String> {
+        if self.running() {
+            println!("PostgreSQL already running: {}", self.url());
+            return Ok(self);
+        }
+        if self.bin.is_none() {
+            return Err(INSTALL_HINT.to_owned());
+        }
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
+        let sock = self.sock();
+        std::fs::create_dir_all(&sock).map_err(|e| format!("creating {}: {e}", sock.display()))?;
+        if is_root() {
+            for d in [&self.dir, &sock] {
+                chown_postgres(d)?;
+            }
+        }
+        if !self.data().join("PG_VERSION").exists() {
+            let mut initdb = self.tool("initdb")?;
+            initdb.arg("-D").arg(self.data()).args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]);
+            quiet(initdb, "initdb")?;
+        }
+        let port = free_port()?;
+        std::fs::write(self.dir.join("port"), port.to_string()).map_err(|e| e.to_string())?;
+        std::fs::write(self.dir.join("sockdir"), sock.display().to_string())
+            .map_err(|e| e.to_string())?;
+        let options = format!(
+            "-k {} -p {port} -c listen_addresses='' -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=200 -c lc_messages=C",
+            sock.display()
+        );
+        let mut ctl = self.tool("pg_ctl")?;
+        ctl.arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-o", &options, "-w", "-t", "60", "start"]);
+        quiet(ctl, "pg_ctl start")
+            .map_err(|e| format!("{e}; see {}", self.dir.join("server.log").display()))?;
+        println!("PostgreSQL started: {}", self.url());
+        Ok(self)
+    }
+
+    fn running(&self) -> bool {
+        self.data().join("postmaster.pid").exists()
+            && self
+                .tool("pg_ctl")
+                .map(|mut c| {
+                    c.arg("-D").arg(self.data()).arg("status");
+                    c.output().map(|o| o.status.success()).unwrap_or(false)
+                })
+                .unwrap_or(false)
+    }
+
+    /// Prints whether the cluster runs, and its URL.
+    pub fn status(&self) -> Result<(), String> {
+        if self.running() {
+            println!("running: {}", self.url());
+        } else {
+            println!("not running (start it with `cargo xtask pg start`)");
+        }
+        Ok(())
+    }
+
+    /// Stops the cluster, keeping its data.
+    pub fn stop(&self) -> Result<(), String> {
+        if !self.running() {
+            println!("not running");
+            return Ok(());
+        }
+        let mut ctl = self.tool("pg_ctl")?;
+        ctl.arg("-D")
+            .arg(self.data())
+            .args(["-m", "fast", "-w", "stop"]);
+        quiet(ctl, "pg_ctl stop")?;
+        println!("PostgreSQL stopped");
+        Ok(())
+    }
+
+    /// Stops the cluster and removes its directory.
+    pub fn stop_and_remove(&self) -> Result<(), String> {
+        self.stop()?;
+        let sock = self.sock();
+        if !sock.starts_with(&self.dir) {
+            let _ = std::fs::remove_dir_all(&sock);
+        }
+        std::fs::remove_dir_all(&self.dir)
+            .map_err(|e| format!("removing {}: {e}", self.dir.display()))
+    }
+}
+
+fn quiet(mut cmd: Command, what: &str) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn find_bindir() -> Option<PathBuf> {
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
+                // Resolve symlinks (Debian links /usr/local/bin/initdb into the versioned dir).
+                return std::fs::canonicalize(dir.join("initdb"))
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+                    .or(Some(dir));
+            }
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|b| b.join("initdb").is_file())
+        .collect();
+    versions.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn chown_postgres(dir: &Path) -> Result<(), String> {
+    let mut cmd = Command::new("chown");
+    cmd.arg("-R").arg("postgres:postgres").arg(dir);
+    quiet(cmd, "chown postgres")?;
+    // The postgres user must be able to reach the directory through its parents.
+    Ok(())
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
