@@ -28,6 +28,8 @@ pub mod roles {
     pub const BYPASSRLS: &str = "ts_test_bypassrls";
     /// A member of tenant_owner, so an owner of every tenant table.
     pub const OWNER_MEMBER: &str = "ts_test_owner_member";
+    /// A member of the BYPASSRLS role (it can `SET ROLE` to it).
+    pub const MEMBER_OF_BYPASSRLS: &str = "ts_test_member_of_bypassrls";
     /// A plain role that will own a table directly in the test that needs it.
     pub const PLAIN: &str = "ts_test_plain";
 }
@@ -107,6 +109,9 @@ pub fn ensure_roles(admin: &mut PgConnection) {
                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{om}') THEN
                  CREATE ROLE {om} LOGIN PASSWORD '{pw}' IN ROLE tenant_owner;
                END IF;
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{mb}') THEN
+                 CREATE ROLE {mb} LOGIN PASSWORD '{pw}' IN ROLE {by};
+               END IF;
                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{pl}') THEN
                  CREATE ROLE {pl} LOGIN PASSWORD '{pw}';
                END IF;
@@ -116,6 +121,7 @@ pub fn ensure_roles(admin: &mut PgConnection) {
             su = roles::SUPERUSER,
             by = roles::BYPASSRLS,
             om = roles::OWNER_MEMBER,
+            mb = roles::MEMBER_OF_BYPASSRLS,
             pl = roles::PLAIN,
         ))
         .expect("creating the test roles failed: does the DATABASE_URL role have CREATEROLE?");

@@ -1,0 +1,60 @@
+//! Shared setup: a migrated database of its own and a pool as the application role.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use diesel::prelude::*;
+use diesel::sql_types::{Integer, Text};
+use tenant_core::{OrgId, OrgScoped, ScopedConnection, TenantPool};
+use tenant_testkit::TestDb;
+use two_companies::schema::{currencies, customers, orgs};
+use uuid::Uuid;
+
+/// A migrated database and a pool of at most `max` connections as tenant_app.
+pub fn setup(hint: &str, max: u32) -> (TestDb, TenantPool) {
+    let db = TestDb::new(hint);
+    two_companies::migrate(&db.admin_url()).expect("migrations");
+    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+        .max_size(max)
+        .build()
+        .expect("pool as tenant_app");
+    (db, pool)
+}
+
+/// Creates an org with one customer named `customer`; returns the org and the customer id.
+pub fn org_with_customer(pool: &TenantPool, name: &str, customer: &str) -> (OrgId, Uuid) {
+    let org = OrgId::new_random();
+    let customer_id = Uuid::now_v7();
+    pool.with_org(org, |s| {
+        s.execute(s.insert(orgs::table, orgs::name.eq(name)))?;
+        s.execute(s.insert(
+            customers::table,
+            (
+                customers::id.eq(customer_id),
+                customers::name.eq(customer),
+                customers::email.eq(format!("{customer}@example.com")),
+            ),
+        ))
+    })
+    .unwrap();
+    (org, customer_id)
+}
+
+/// The backend pid of the connection under a scoped handle.
+pub fn backend_pid<C: ScopedConnection>(s: &mut OrgScoped<C>) -> i32 {
+    s.get_result(
+        s.read_global(currencies::table)
+            .select(diesel::dsl::sql::<Integer>("pg_backend_pid()"))
+            .limit(1),
+    )
+    .unwrap()
+}
+
+/// The org setting of a raw session: `None` when unset (NULL), else its text ('' after a
+/// transaction-local set ended).
+pub fn raw_setting(conn: &mut PgConnection) -> Option<String> {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Nullable<Text>>(
+        "current_setting('tenant.org_id', true)",
+    ))
+    .get_result(conn)
+    .unwrap()
+}

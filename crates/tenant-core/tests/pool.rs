@@ -1,0 +1,320 @@
+//! The pool: no connection leaves it with an org context, and it refuses to start as a role
+//! that could bypass row-level security.
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use common::{backend_pid, org_with_customer, raw_setting, setup};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::Bool;
+use tenant_core::{OrgId, OrgScoped, TenantError, TenantPool, UnsafeConfig};
+use tenant_testkit::roles;
+use two_companies::schema::{customers, deals};
+use uuid::Uuid;
+
+#[test]
+fn commit_rollback_and_panic_leave_no_context_on_the_connection() {
+    let (db, pool) = setup("hygiene_raw", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let mut app = db.connect_as(roles::APP);
+
+    OrgScoped::begin(&mut app, a).unwrap().commit().unwrap();
+    assert_eq!(raw_setting(&mut app).as_deref(), Some(""));
+
+    OrgScoped::begin(&mut app, a).unwrap().rollback().unwrap();
+    assert_eq!(raw_setting(&mut app).as_deref(), Some(""));
+
+    drop(OrgScoped::begin(&mut app, a).unwrap());
+    assert_eq!(raw_setting(&mut app).as_deref(), Some(""));
+
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        let _s = OrgScoped::begin(&mut app, a).unwrap();
+        panic!("boom inside a scoped transaction");
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(raw_setting(&mut app).as_deref(), Some(""));
+    // And no transaction is left open: a new one begins cleanly.
+    OrgScoped::begin(&mut app, a).unwrap().commit().unwrap();
+}
+
+#[test]
+fn the_pool_reuses_a_clean_connection_after_commit_and_rollback_and_discards_it_after_a_panic() {
+    let (_db, pool) = setup("hygiene_pool", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let pid = pool
+        .with_org(a, |s| Ok::<_, TenantError>(common::backend_pid(s)))
+        .unwrap();
+    // Rolled back (closure error): same connection comes back, and works.
+    let failed: Result<(), TenantError> = pool.with_org(a, |_| Err(TenantError::NoOrgContext));
+    assert!(failed.is_err());
+    let again = pool
+        .with_org(a, |s| Ok::<_, TenantError>(backend_pid(s)))
+        .unwrap();
+    assert_eq!(
+        again, pid,
+        "a cleanly ended transaction returns its connection to the pool"
+    );
+    let panicked = catch_unwind(AssertUnwindSafe(|| {
+        pool.with_org(a, |_s| -> Result<(), TenantError> { panic!("boom") })
+    }));
+    assert!(panicked.is_err());
+    let after = pool
+        .with_org(a, |s| Ok::<_, TenantError>(backend_pid(s)))
+        .unwrap();
+    assert_ne!(
+        after, pid,
+        "a connection used by a panicking thread is discarded"
+    );
+    let rows: i64 = pool
+        .with_org(a, |s| s.get_result(s.query(customers::table).count()))
+        .unwrap();
+    assert_eq!(rows, 1);
+}
+
+#[test]
+fn a_connection_carrying_a_session_level_org_is_discarded_at_checkout() {
+    let (db, pool) = setup("session_level", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let (b, _) = org_with_customer(&pool, "B", "bob");
+    // Raw SQL smuggled into a filter sets B's org at session level (is_local = false): it
+    // survives COMMIT, which is THREATS.md #6.
+    let leak = format!("set_config('tenant.org_id', '{b}', false) IS NOT NULL");
+    let poisoned_pid = pool
+        .with_org(a, |s| {
+            let pid = backend_pid(s);
+            let _: Vec<Uuid> = s.load(
+                s.query(customers::table)
+                    .filter(diesel::dsl::sql::<Bool>(&leak))
+                    .select(customers::id),
+            )?;
+            Ok::<_, TenantError>(pid)
+        })
+        .unwrap();
+    let next_pid = pool
+        .with_org(a, |s| Ok::<_, TenantError>(backend_pid(s)))
+        .unwrap();
+    assert_ne!(
+        next_pid, poisoned_pid,
+        "the poisoned connection must not be handed out again"
+    );
+    // The same trick on a raw connection shows what the pool prevented: the org outlives COMMIT.
+    let mut app = db.connect_as(roles::APP);
+    app.batch_execute(&format!(
+        "BEGIN; SELECT set_config('tenant.org_id', '{b}', false); COMMIT"
+    ))
+    .unwrap();
+    assert_eq!(raw_setting(&mut app), Some(b.to_string()));
+}
+
+fn refusal(url: String) -> UnsafeConfig {
+    match TenantPool::builder(url, &two_companies::REGISTRY).build() {
+        Err(TenantError::UnsafeConfig(reason)) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_pool_refuses_a_superuser() {
+    let (db, _pool) = setup("refuse_super", 1);
+    let reason = refusal(db.url_as(roles::SUPERUSER));
+    assert_eq!(
+        reason,
+        UnsafeConfig::Superuser {
+            role: roles::SUPERUSER.into()
+        }
+    );
+    assert!(
+        reason
+            .to_string()
+            .contains("superusers bypass row-level security")
+    );
+}
+
+#[test]
+fn the_pool_refuses_a_bypassrls_role() {
+    let (db, _pool) = setup("refuse_bypass", 1);
+    assert_eq!(
+        refusal(db.url_as(roles::BYPASSRLS)),
+        UnsafeConfig::BypassRls {
+            role: roles::BYPASSRLS.into()
+        }
+    );
+}
+
+#[test]
+fn the_pool_refuses_a_table_owner_directly_or_through_membership() {
+    let (db, _pool) = setup("refuse_owner", 1);
+    assert_eq!(
+        refusal(db.url_as(roles::OWNER_MEMBER)),
+        UnsafeConfig::OwnsTenantTable {
+            role: roles::OWNER_MEMBER.into(),
+            table: "orgs".into()
+        }
+    );
+    db.admin()
+        .batch_execute(&format!("ALTER TABLE invoices OWNER TO {}", roles::PLAIN))
+        .unwrap();
+    assert_eq!(
+        refusal(db.url_as(roles::PLAIN)),
+        UnsafeConfig::OwnsTenantTable {
+            role: roles::PLAIN.into(),
+            table: "invoices".into()
+        }
+    );
+}
+
+#[test]
+fn the_pool_refuses_a_member_of_a_bypassrls_role() {
+    let (db, _pool) = setup("refuse_member", 1);
+    assert_eq!(
+        refusal(db.url_as(roles::MEMBER_OF_BYPASSRLS)),
+        UnsafeConfig::MemberOfPrivilegedRole {
+            role: roles::MEMBER_OF_BYPASSRLS.into(),
+            member_of: roles::BYPASSRLS.into()
+        }
+    );
+}
+
+#[test]
+fn the_pool_refuses_truncate_references_and_trigger_grants() {
+    let (db, _pool) = setup("refuse_grants", 1);
+    for privilege in ["TRUNCATE", "REFERENCES", "TRIGGER"] {
+        db.admin()
+            .batch_execute(&format!("GRANT {privilege} ON deals TO tenant_app"))
+            .unwrap();
+        assert_eq!(
+            refusal(db.app_url()),
+            UnsafeConfig::ForbiddenPrivilege {
+                role: roles::APP.into(),
+                table: "deals".into(),
+                privilege
+            }
+        );
+        db.admin()
+            .batch_execute(&format!("REVOKE {privilege} ON deals FROM tenant_app"))
+            .unwrap();
+    }
+}
+
+#[test]
+fn the_pool_refuses_a_tenant_table_without_forced_rls_and_a_missing_one() {
+    let (db, _pool) = setup("refuse_schema", 1);
+    db.admin()
+        .batch_execute("ALTER TABLE deals NO FORCE ROW LEVEL SECURITY")
+        .unwrap();
+    assert_eq!(
+        refusal(db.app_url()),
+        UnsafeConfig::RlsNotForced {
+            table: "deals".into()
+        }
+    );
+    db.admin()
+        .batch_execute("ALTER TABLE deals FORCE ROW LEVEL SECURITY")
+        .unwrap();
+
+    diesel::table! { ghosts (id) { id -> Uuid, org_id -> Uuid } }
+    tenant_lint::registry! { static GHOSTS; tenant ghosts => org_id; }
+    let err = TenantPool::builder(db.app_url(), &GHOSTS)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, TenantError::UnsafeConfig(UnsafeConfig::MissingTenantTable { table }) if table == "ghosts"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("run the migrations"), "{err}");
+}
+
+#[test]
+fn the_pool_refuses_a_database_that_sets_an_org_for_every_session() {
+    let (db, _pool) = setup("refuse_default", 1);
+    let org = OrgId::new_random();
+    db.admin()
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET tenant.org_id = '{org}'",
+            db.name()
+        ))
+        .unwrap();
+    assert_eq!(
+        refusal(db.app_url()),
+        UnsafeConfig::ContextAtConnect {
+            role: roles::APP.into(),
+            setting: "tenant.org_id"
+        }
+    );
+}
+
+#[test]
+fn a_bad_url_is_a_clear_connection_error() {
+    let err = TenantPool::builder(
+        "postgres://127.0.0.1:1/nowhere?connect_timeout=2",
+        &two_companies::REGISTRY,
+    )
+    .build()
+    .unwrap_err();
+    assert!(matches!(err, TenantError::Connect(_)), "{err:?}");
+}
+
+#[test]
+fn eight_threads_two_orgs_thousand_transactions_each_zero_rows_cross() {
+    let (db, pool) = setup("concurrency", 8);
+    let (a, ca) = org_with_customer(&pool, "A", "alice");
+    let (b, cb) = org_with_customer(&pool, "B", "bob");
+    let crossed = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let pool = &pool;
+                let (org, customer) = if t % 2 == 0 { (a, ca) } else { (b, cb) };
+                scope.spawn(move || {
+                    let mut crossed = 0usize;
+                    for i in 0..1000 {
+                        pool.with_org(org, |s| {
+                            if i % 50 == 0 {
+                                s.execute(s.insert(
+                                    deals::table,
+                                    (
+                                        deals::customer_id.eq(customer),
+                                        deals::title.eq(format!("t{t}-{i}")),
+                                        deals::amount_cents.eq(1_i64),
+                                        deals::currency.eq("EUR"),
+                                        deals::stage.eq("open"),
+                                    ),
+                                ))?;
+                            }
+                            let seen: Vec<Uuid> =
+                                s.load(s.query(deals::table).select(deals::org_id))?;
+                            crossed += seen.iter().filter(|o| **o != org.as_uuid()).count();
+                            Ok::<_, TenantError>(())
+                        })
+                        .unwrap();
+                    }
+                    crossed
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum::<usize>()
+    });
+    assert_eq!(
+        crossed, 0,
+        "rows seen by a session that belong to another org"
+    );
+    // Proof from outside RLS: every deal a thread wrote landed in that thread's org.
+    let misplaced: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "(SELECT count(*) FROM deals WHERE \
+           (split_part(split_part(title, '-', 1), 't', 2)::int % 2 = 0 AND org_id <> '{a}') OR \
+           (split_part(split_part(title, '-', 1), 't', 2)::int % 2 = 1 AND org_id <> '{b}'))"
+    )))
+    .get_result(&mut db.admin())
+    .unwrap();
+    assert_eq!(misplaced, 0);
+    let total: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "(SELECT count(*) FROM deals)",
+    ))
+    .get_result(&mut db.admin())
+    .unwrap();
+    assert_eq!(total, 8 * 20);
+}
