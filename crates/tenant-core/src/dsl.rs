@@ -47,18 +47,22 @@ pub type ScopedDeleteSource<T> =
     note = "start every query from the handle, which adds the org filter: `s.query(invoices::table)`, `s.insert(..)`, `s.update(..)`, `s.delete(..)`, or `s.read_global(..)` for a global table",
     note = "raw SQL (`diesel::sql_query`) cannot run through `OrgScoped`: express the query with the DSL"
 )]
-pub trait ScopedQuery: sealed::Sealed {}
+pub trait ScopedQuery: sealed::Sealed {
+    /// The diesel query inside.
+    type Query;
+    /// The org the query was built for, and the query. Callable only inside this crate: the
+    /// token cannot be made elsewhere.
+    #[doc(hidden)]
+    fn into_parts(self, token: sealed::Token) -> (OrgId, Self::Query);
+}
 
 pub(crate) mod sealed {
-    use crate::OrgId;
+    /// Keeps [`super::ScopedQuery`] implemented only by this module's types.
+    pub trait Sealed {}
 
-    /// Takes a scoped query apart; visible only inside this crate.
-    pub trait Sealed {
-        /// The diesel query inside.
-        type Query;
-        /// The org the query was built for, and the query.
-        fn into_parts(self) -> (OrgId, Self::Query);
-    }
+    /// Proof that a call comes from inside this crate.
+    #[derive(Debug)]
+    pub struct Token(pub(crate) ());
 }
 
 /// `or_filter` on a scoped query: it would OR an alternative with the org filter and widen the
@@ -90,9 +94,11 @@ macro_rules! scoped_query_type {
             }
         }
 
-        impl<Q> sealed::Sealed for $name<Q> {
+        impl<Q> sealed::Sealed for $name<Q> {}
+
+        impl<Q> ScopedQuery for $name<Q> {
             type Query = Q;
-            fn into_parts(self) -> (OrgId, Q) {
+            fn into_parts(self, _: sealed::Token) -> (OrgId, Q) {
                 (self.org, self.query)
             }
         }
@@ -167,16 +173,14 @@ impl<Q> ScopedWrite<Q> {
     }
 }
 
-impl<Q> sealed::Sealed for ScopedWrite<Q> {
+impl<Q> sealed::Sealed for ScopedWrite<Q> {}
+
+impl<Q> ScopedQuery for ScopedWrite<Q> {
     type Query = Q;
-    fn into_parts(self) -> (OrgId, Q) {
+    fn into_parts(self, _: sealed::Token) -> (OrgId, Q) {
         (self.org, self.query)
     }
 }
-
-impl<Q> ScopedQuery for ScopedSelect<Q> {}
-impl<Q> ScopedQuery for ScopedDelete<Q> {}
-impl<Q> ScopedQuery for ScopedWrite<Q> {}
 
 impl<Q> ScopedSelect<Q> {
     /// Orders the rows, replacing any earlier order.
@@ -332,7 +336,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
         Q: ScopedQuery,
         Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U>,
     {
-        let (org, q) = sealed::Sealed::into_parts(query);
+        let (org, q) = query.into_parts(sealed::Token(()));
         self.run(org, |conn| map(RunQueryDsl::load(q, conn)))
     }
 
@@ -343,7 +347,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
         Q: ScopedQuery,
         Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U>,
     {
-        let (org, q) = sealed::Sealed::into_parts(query);
+        let (org, q) = query.into_parts(sealed::Token(()));
         self.run(org, |conn| map(RunQueryDsl::get_result(q, conn)))
     }
 
@@ -366,7 +370,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
         Q: ScopedQuery,
         Q::Query: ExecuteDsl<PgConnection>,
     {
-        let (org, q) = sealed::Sealed::into_parts(statement);
+        let (org, q) = statement.into_parts(sealed::Token(()));
         self.run(org, |conn| map(ExecuteDsl::execute(q, conn)))
     }
 }
