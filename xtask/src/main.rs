@@ -79,9 +79,16 @@ fn with_database<T>(f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, Stri
         println!("using DATABASE_URL");
         return f(&url);
     }
-    let cluster = pg::Cluster::at(&workspace()).start()?;
+    let cluster = pg::Cluster::at(&workspace());
+    let was_running = cluster.running();
+    let cluster = cluster.start()?;
     let result = f(&cluster.url());
-    let stopped = cluster.stop_and_remove();
+    // A cluster someone started with `cargo xtask pg start` stays; ours is thrown away.
+    let stopped = if was_running {
+        Ok(())
+    } else {
+        cluster.stop_and_remove()
+    };
     let value = result?;
     stopped?;
     Ok(value)
@@ -92,11 +99,14 @@ fn demo() -> Result<(), String> {
         let db = "two_companies_demo";
         let mut admin = PgConnection::establish(admin_url)
             .map_err(|e| format!("connecting with the admin URL: {e}"))?;
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {db} WITH (FORCE); CREATE DATABASE {db};"
-            ))
-            .map_err(|e| format!("creating the demo database: {e}"))?;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+            format!("CREATE DATABASE {db}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .map_err(|e| format!("creating the demo database: {e}"))?;
+        }
         // The application role logs in with a password; the migration creates it NOLOGIN.
         admin
             .batch_execute(&format!(

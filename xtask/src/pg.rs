@@ -126,7 +126,8 @@ impl Cluster {
         Ok(self)
     }
 
-    fn running(&self) -> bool {
+    /// Whether the cluster's server runs.
+    pub fn running(&self) -> bool {
         self.data().join("postmaster.pid").exists()
             && self
                 .tool("pg_ctl")

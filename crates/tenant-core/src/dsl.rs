@@ -32,6 +32,8 @@ use crate::{OrgId, OrgScoped, TenantError};
 pub type OrgPredicate<T> = dsl::Eq<<T as TenantTable>::OrgColumn, Uuid>;
 /// Tenant table `T` filtered to one org: where every scoped select starts.
 pub type ScopedSource<T> = dsl::Filter<T, OrgPredicate<T>>;
+/// An insert into tenant table `T` of `V` with the org column set from the handle.
+pub type ScopedInsert<T, V> = InsertStatement<T, <(OrgPredicate<T>, V) as Insertable<T>>::Values>;
 /// An update of tenant table `T` filtered to one org: where every scoped update starts.
 pub type ScopedUpdateSource<T> =
     dsl::Filter<UpdateStatement<T, <T as IntoUpdateTarget>::WhereClause>, OrgPredicate<T>>;
@@ -290,11 +292,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
 
     /// An insert into tenant table `table`; the org column is set from this handle, so
     /// `values` must not carry it.
-    pub fn insert<T, V>(
-        &self,
-        table: T,
-        values: V,
-    ) -> ScopedWrite<InsertStatement<T, <(OrgPredicate<T>, V) as Insertable<T>>::Values>>
+    pub fn insert<T, V>(&self, table: T, values: V) -> ScopedWrite<ScopedInsert<T, V>>
     where
         T: TenantTable,
         (OrgPredicate<T>, V): Insertable<T>,

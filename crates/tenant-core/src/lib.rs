@@ -32,8 +32,8 @@ mod pool;
 mod scoped;
 
 pub use dsl::{
-    OrFilterWidensScope, OrgPredicate, ScopedDelete, ScopedDeleteSource, ScopedQuery, ScopedSelect,
-    ScopedSource, ScopedUpdate, ScopedUpdateSource, ScopedWrite,
+    OrFilterWidensScope, OrgPredicate, ScopedDelete, ScopedDeleteSource, ScopedInsert, ScopedQuery,
+    ScopedSelect, ScopedSource, ScopedUpdate, ScopedUpdateSource, ScopedWrite,
 };
 pub use error::{DbError, TenantError};
 pub use org_id::{OrgId, OrgIdError};

@@ -1,6 +1,9 @@
 //! Both layers against a real server: a scoped session sees and writes only its org, the
 //! database refuses the rest, and a session without an org sees nothing.
 
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{org_with_customer, raw_setting, setup};

@@ -1,6 +1,9 @@
 //! The pool: no connection leaves it with an org context, and it refuses to start as a role
 //! that could bypass row-level security.
 
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -180,7 +180,8 @@ pub fn seed_org(
                 number: &number,
                 total_cents: deal.amount_cents,
                 currency,
-                due_on: today - chrono::Days::new(u64::from(45 - i * 10)),
+                // Due 45 days ago down to 5 days from now: the later ones are not overdue yet.
+                due_on: today + chrono::TimeDelta::days(i64::from(i) * 10 - 45),
                 paid_on: (i % 2 == 0).then_some(today - chrono::Days::new(1)),
             };
             s.execute(s.insert(invoices::table, &invoice))?;
@@ -277,7 +278,7 @@ pub fn money(cents: i64) -> String {
     let units = (cents / 100).to_string();
     let mut grouped = String::new();
     for (i, ch) in units.chars().enumerate() {
-        if i > 0 && (units.len() - i) % 3 == 0 {
+        if i > 0 && (units.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(ch);

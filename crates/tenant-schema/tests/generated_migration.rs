@@ -1,0 +1,217 @@
+//! The generated RLS migration: the checked-in copy is current, and applied to a real server
+//! it yields exactly the catalog state the design asks for.
+
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Text};
+use diesel_migrations::MigrationHarness;
+use tenant_schema::{RlsOptions, generate};
+use tenant_testkit::TestDb;
+
+const RLS_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../migrations/2026-11-26-000002_tenant_rls"
+);
+
+#[test]
+fn the_checked_in_rls_migration_matches_the_registry() {
+    let migration = generate(&two_companies::REGISTRY, &RlsOptions::default());
+    for (file, generated) in [("up.sql", &migration.up), ("down.sql", &migration.down)] {
+        let path = format!("{RLS_DIR}/{file}");
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == *generated,
+            "{path} is stale: the registry changed since it was generated. Run `cargo xtask gen` and commit the result."
+        );
+    }
+}
+
+#[derive(QueryableByName, Debug, PartialEq)]
+struct TableState {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Bool)]
+    rls: bool,
+    #[diesel(sql_type = Bool)]
+    forced: bool,
+    #[diesel(sql_type = Text)]
+    owner: String,
+    #[diesel(sql_type = Text)]
+    policies: String,
+    #[diesel(sql_type = Text)]
+    app_privileges: String,
+    #[diesel(sql_type = Bool)]
+    org_index: bool,
+}
+
+fn table_states(conn: &mut PgConnection) -> Vec<TableState> {
+    diesel::sql_query(
+        "SELECT c.relname::text AS name, c.relrowsecurity AS rls, c.relforcerowsecurity AS forced, \
+                pg_get_userbyid(c.relowner)::text AS owner, \
+                coalesce((SELECT string_agg(p.polname || ':' || CASE WHEN p.polpermissive THEN 'permissive' ELSE 'restrictive' END \
+                                 || ':' || coalesce(nullif(array_to_string(ARRAY(SELECT rolname FROM pg_roles WHERE oid = ANY(p.polroles)), ','), ''), 'public'), ' ' ORDER BY p.polname) \
+                          FROM pg_policy p WHERE p.polrelid = c.oid), '') AS policies, \
+                concat_ws(',', \
+                  CASE WHEN has_table_privilege('tenant_app', c.oid, 'SELECT') THEN 'SELECT' END, \
+                  CASE WHEN has_table_privilege('tenant_app', c.oid, 'INSERT') THEN 'INSERT' END, \
+                  CASE WHEN has_table_privilege('tenant_app', c.oid, 'UPDATE') THEN 'UPDATE' END, \
+                  CASE WHEN has_table_privilege('tenant_app', c.oid, 'DELETE') THEN 'DELETE' END, \
+                  CASE WHEN has_table_privilege('tenant_app', c.oid, 'TRUNCATE') THEN 'TRUNCATE' END, \
+                  CASE WHEN has_table_privilege('tenant_app', c.oid, 'REFERENCES') THEN 'REFERENCES' END, \
+                  CASE WHEN has_table_privilege('tenant_app', c.oid, 'TRIGGER') THEN 'TRIGGER' END) AS app_privileges, \
+                EXISTS (SELECT FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                        WHERE i.indrelid = c.oid AND a.attname IN ('org_id', 'id') AND c.relname <> 'currencies') AS org_index \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> '__diesel_schema_migrations' \
+         ORDER BY c.relname",
+    )
+    .load(conn)
+    .unwrap()
+}
+
+fn expected_tenant(name: &str) -> TableState {
+    TableState {
+        name: name.into(),
+        rls: true,
+        forced: true,
+        owner: "tenant_owner".into(),
+        policies: "tenant_app_access:permissive:tenant_app tenant_isolation:restrictive:public"
+            .into(),
+        app_privileges: "SELECT,INSERT,UPDATE,DELETE".into(),
+        org_index: true,
+    }
+}
+
+#[test]
+fn applied_it_forces_rls_with_a_restrictive_policy_and_grants_only_dml_on_every_tenant_table() {
+    let db = TestDb::new("schema_applied");
+    two_companies::migrate(&db.admin_url()).unwrap();
+    let mut admin = db.admin();
+    let mut expected: Vec<TableState> = ["customers", "deals", "invoices", "orgs", "proposals"]
+        .into_iter()
+        .map(expected_tenant)
+        .collect();
+    expected.insert(
+        0,
+        TableState {
+            name: "currencies".into(),
+            rls: false,
+            forced: false,
+            owner: "tenant_owner".into(),
+            policies: String::new(),
+            app_privileges: "SELECT".into(),
+            org_index: false,
+        },
+    );
+    assert_eq!(table_states(&mut admin), expected);
+}
+
+#[test]
+fn down_then_up_restores_the_same_state_and_up_is_idempotent() {
+    let db = TestDb::new("schema_roundtrip");
+    two_companies::migrate(&db.admin_url()).unwrap();
+    let mut admin = db.admin();
+    let applied = table_states(&mut admin);
+    let migration = generate(&two_companies::REGISTRY, &RlsOptions::default());
+
+    admin
+        .revert_last_migration(two_companies::MIGRATIONS)
+        .unwrap();
+    let reverted = table_states(&mut admin);
+    assert!(
+        reverted
+            .iter()
+            .all(|t| !t.rls && !t.forced && t.policies.is_empty()),
+        "{reverted:?}"
+    );
+    assert!(
+        reverted.iter().all(|t| t.app_privileges.is_empty()),
+        "{reverted:?}"
+    );
+
+    admin
+        .run_pending_migrations(two_companies::MIGRATIONS)
+        .unwrap();
+    assert_eq!(table_states(&mut admin), applied);
+    // Running up.sql again on an applied database changes nothing and fails on nothing.
+    admin.batch_execute(&migration.up).unwrap();
+    assert_eq!(table_states(&mut admin), applied);
+}
+
+#[test]
+fn the_index_leading_with_org_is_created_only_where_none_exists() {
+    diesel::table! { notes (id) { id -> Uuid, org_id -> Uuid, body -> Text } }
+    tenant_lint::registry! { static NOTES; tenant notes => org_id; }
+    let db = TestDb::new("schema_index");
+    let mut admin = db.admin();
+    admin
+        .batch_execute(
+            "CREATE TABLE notes (id uuid PRIMARY KEY, org_id uuid NOT NULL, body text NOT NULL)",
+        )
+        .unwrap();
+    admin
+        .batch_execute(&generate(&NOTES, &RlsOptions::default()).up)
+        .unwrap();
+    let index_count = |conn: &mut PgConnection| -> i64 {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM pg_indexes WHERE tablename = 'notes' AND indexname = 'notes_org_id_tenant_idx')",
+        ))
+        .get_result(conn)
+        .unwrap()
+    };
+    assert_eq!(index_count(&mut admin), 1);
+    // The story's tables already lead unique keys with org_id: no extra index there.
+    let db2 = TestDb::new("schema_index_story");
+    two_companies::migrate(&db2.admin_url()).unwrap();
+    let extra: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "(SELECT count(*) FROM pg_indexes WHERE indexname LIKE '%_tenant_idx')",
+    ))
+    .get_result(&mut db2.admin())
+    .unwrap();
+    assert_eq!(extra, 0);
+}
+
+#[test]
+fn the_migration_refuses_an_app_role_that_can_act_as_the_owner() {
+    // Roles are cluster-wide: this test uses its own, so parallel tests never see them.
+    diesel::table! { notes (id) { id -> Uuid, org_id -> Uuid } }
+    tenant_lint::registry! { static NOTES; tenant notes => org_id; }
+    let db = TestDb::new("schema_refuse");
+    let owner = format!("{}_owner", db.name());
+    let app = format!("{}_app", db.name());
+    let mut admin = db.admin();
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {owner} NOLOGIN; CREATE ROLE {app} NOLOGIN IN ROLE {owner};
+             CREATE TABLE notes (id uuid PRIMARY KEY, org_id uuid NOT NULL);"
+        ))
+        .unwrap();
+    let options = RlsOptions {
+        owner_role: owner.clone(),
+        app_role: app.clone(),
+        ..RlsOptions::default()
+    };
+    let up = generate(&NOTES, &options).up;
+    let result = admin.batch_execute(&format!("BEGIN; {up} COMMIT;"));
+    let _ = admin.batch_execute("ROLLBACK");
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("role {app} is a member of {owner}")),
+        "{err}"
+    );
+    // Nothing of the failed migration stayed.
+    let forced: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "(SELECT count(*) FROM pg_class WHERE relforcerowsecurity)",
+    ))
+    .get_result(&mut admin)
+    .unwrap();
+    assert_eq!(forced, 0);
+    admin
+        .batch_execute(&format!(
+            "DROP TABLE notes; DROP ROLE {app}; DROP ROLE {owner};"
+        ))
+        .unwrap();
+}
