@@ -20,9 +20,18 @@ const INSTALL_HINT: &str = "PostgreSQL server binaries (initdb, pg_ctl) not foun
 
 impl Cluster {
     /// The cluster of the workspace at `root`.
+    ///
+    /// The data lives under `target/tenant-pg` when the `postgres` user can reach it; when we
+    /// are root and a parent directory is closed to others (a private checkout), it lives in
+    /// `/tmp/tenant-pg-<hash of the workspace path>` instead, the same on every invocation.
     pub fn at(root: &Path) -> Self {
+        let dir = if is_root() && !reachable_by_others(root) {
+            PathBuf::from(format!("/tmp/tenant-pg-{:016x}", path_hash(root)))
+        } else {
+            root.join("target").join("tenant-pg")
+        };
         Self {
-            dir: root.join("target").join("tenant-pg"),
+            dir,
             bin: find_bindir(),
         }
     }
@@ -38,7 +47,7 @@ impl Cluster {
         if inside.as_os_str().len() < 80 {
             inside
         } else {
-            PathBuf::from(format!("/tmp/tenant-pg-{}", std::process::id()))
+            PathBuf::from(format!("/tmp/tenant-pg-sock-{:016x}", path_hash(&self.dir)))
         }
     }
 
@@ -214,6 +223,23 @@ fn find_bindir() -> Option<PathBuf> {
             .unwrap_or(0)
     });
     versions.pop()
+}
+
+/// Whether every directory from `/` down to `path` lets others traverse it.
+fn reachable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.ancestors().all(|dir| {
+        std::fs::metadata(dir)
+            .map(|m| m.permissions().mode() & 0o001 != 0)
+            .unwrap_or(false)
+    })
+}
+
+fn path_hash(path: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
 }
 
 fn is_root() -> bool {
