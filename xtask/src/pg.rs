@@ -32,7 +32,7 @@ impl Cluster {
         };
         Self {
             dir,
-            bin: find_bindir(),
+            bin: find_bindir(std::env::var_os("PATH"), Path::new("/usr/lib/postgresql")),
         }
     }
 
@@ -198,8 +198,10 @@ fn quiet(mut cmd: Command, what: &str) -> Result<(), String> {
     }
 }
 
-fn find_bindir() -> Option<PathBuf> {
-    if let Some(paths) = std::env::var_os("PATH") {
+/// The directory holding initdb and pg_ctl: the first on `path`, else the newest version under
+/// `lib` (Debian's layout, `/usr/lib/postgresql/<major>/bin`).
+fn find_bindir(path: Option<std::ffi::OsString>, lib: &Path) -> Option<PathBuf> {
+    if let Some(paths) = path {
         for dir in std::env::split_paths(&paths) {
             if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
                 // Resolve symlinks (Debian links /usr/local/bin/initdb into the versioned dir).
@@ -210,7 +212,7 @@ fn find_bindir() -> Option<PathBuf> {
             }
         }
     }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(lib)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
         .filter(|b| b.join("initdb").is_file())
@@ -265,4 +267,39 @@ fn free_port() -> Result<u16, String> {
         .local_addr()
         .map(|a| a.port())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-pg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn without_binaries_the_cluster_refuses_to_start_and_says_how_to_fix_it() {
+        let empty = scratch("empty");
+        let cluster = Cluster {
+            dir: empty.join("c"),
+            bin: find_bindir(Some(empty.clone().into()), &empty),
+        };
+        let err = cluster.start().err().unwrap();
+        assert!(err.contains("apt-get install postgresql"), "{err}");
+        assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_newest_versioned_install_is_found_when_path_has_none() {
+        let lib = scratch("lib");
+        for v in ["13", "16", "9"] {
+            let bin = lib.join(v).join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::write(bin.join("initdb"), "").unwrap();
+        }
+        assert_eq!(find_bindir(None, &lib), Some(lib.join("16").join("bin")));
+    }
 }
