@@ -27,4 +27,6 @@
 
 mod registry;
 
-pub use registry::{GlobalTable, Registry, TableEntry, TableKind, TenantTable};
+pub use registry::{
+    Global, GlobalTable, RegisteredTable, Registry, TableEntry, TableKind, Tenant, TenantTable,
+};

@@ -44,6 +44,28 @@ pub trait GlobalTable:
     const TABLE_NAME: &'static str;
 }
 
+/// Any registered table, tenant or global, with its kind as a type ([`Tenant`] or [`Global`]),
+/// so generic code (joins) can treat the two differently.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not in the tenant registry, so it cannot take part in an org-scoped query",
+    label = "not registered",
+    note = "register it once next to its `table!` definition: `tenant <table> => org_id;` if it holds tenant data, `global <table>;` if it holds none"
+)]
+pub trait RegisteredTable:
+    diesel::Table + diesel::query_builder::QueryId + Copy + Default + Send + Sync + 'static
+{
+    /// [`Tenant`] or [`Global`].
+    type Kind;
+}
+
+/// The kind of a tenant table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tenant;
+
+/// The kind of a global table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Global;
+
 /// What the registry knows about a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
@@ -132,6 +154,9 @@ macro_rules! tenant_table {
             const TABLE_NAME: &'static str = ::core::stringify!($table);
             const ORG_COLUMN_NAME: &'static str = ::core::stringify!($org);
         }
+        impl $crate::RegisteredTable for $table::table {
+            type Kind = $crate::Tenant;
+        }
     };
 }
 
@@ -142,6 +167,9 @@ macro_rules! global_table {
     ($table:ident) => {
         impl $crate::GlobalTable for $table::table {
             const TABLE_NAME: &'static str = ::core::stringify!($table);
+        }
+        impl $crate::RegisteredTable for $table::table {
+            type Kind = $crate::Global;
         }
     };
 }

@@ -1,0 +1,817 @@
+//! Checks that an SQL statement confines every tenant table it touches to the session's org.
+//!
+//! Used at run time by `tenant-core` on every statement a scoped handle sends (the statement is
+//! rendered by diesel, and the org parameters are the bind positions holding the handle's org),
+//! and meant for compile time in `tenant_sql!` (with `$org` as the org parameter). The rule is
+//! the principle of THREATS.md, applied to one statement: every reference to a registered
+//! tenant table must be constrained to the org, and nothing may move rows between orgs or
+//! change the session's org.
+//!
+//! ```
+//! use tenant_sqlcheck::{Tables, Violation, check};
+//!
+//! let tables = Tables::new([("invoices", Some("org_id")), ("currencies", None)]);
+//! let org = |p: &str| p == "$1";
+//! assert_eq!(check(r#"SELECT * FROM invoices WHERE invoices.org_id = $1 AND total > $2"#, &tables, &org), Ok(()));
+//! assert_eq!(
+//!     check("SELECT * FROM invoices WHERE org_id = $1 OR total > 0", &tables, &org),
+//!     Err(Violation::MissingOrgPredicate { table: "invoices".into() })
+//! );
+//! ```
+//!
+//! The check is structural and fails closed: a tenant table counts as confined only by a
+//! top-level `AND` conjunct `<table or alias>.<org column> = <org parameter>` in the WHERE of the
+//! SELECT, UPDATE or DELETE that reads it (or in the ON of its own join, or of an inner join);
+//! every reference the visitor finds must have been confirmed that way, or the statement is
+//! refused.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    AssignmentTarget, BinaryOperator, Delete, Expr, FromTable, Ident, Insert, JoinConstraint,
+    JoinOperator, ObjectName, ObjectNamePart, OnConflictAction, OnInsert, Query, Select, SetExpr,
+    Statement, TableFactor, TableObject, TableWithJoins, Update, UpdateTableFromKind, Value, Visit,
+    Visitor,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// The tables the check knows: tenant tables with their org column, and global tables.
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    entries: Vec<(String, Option<String>)>,
+}
+
+/// What a statement did that could let rows cross orgs. Messages say how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// The SQL does not parse.
+    #[error(
+        "the SQL does not parse ({0}); only plain PostgreSQL SELECT/INSERT/UPDATE/DELETE can be checked"
+    )]
+    Unparsable(String),
+    /// Not exactly one statement.
+    #[error("expected exactly one statement, found {0}: send statements one at a time")]
+    StatementCount(usize),
+    /// A statement kind that a scoped session must not run (SET, DDL, COPY, ...).
+    #[error(
+        "`{0}` statements cannot run in an org-scoped session: only SELECT, INSERT, UPDATE and DELETE can"
+    )]
+    UnsupportedStatement(String),
+    /// A tenant table is read or written without an org predicate.
+    #[error(
+        "tenant table `{table}` is used without an org predicate: add `{table}.<org column> = <the org>` \
+         to the WHERE of the query that reads it (ANDed, not inside an OR)"
+    )]
+    MissingOrgPredicate {
+        /// The table (or its alias).
+        table: String,
+    },
+    /// A table that is not registered as tenant or global.
+    #[error(
+        "table `{table}` is not in the tenant registry: register it as tenant or global before using it"
+    )]
+    UnregisteredTable {
+        /// The table name.
+        table: String,
+    },
+    /// An UPDATE or upsert assigns the org column, which would move rows between orgs.
+    #[error(
+        "the statement assigns `{column}` of tenant table `{table}`: rows cannot move between orgs"
+    )]
+    AssignsOrgColumn {
+        /// The table.
+        table: String,
+        /// The org column.
+        column: String,
+    },
+    /// An INSERT into a tenant table whose org column is not the session's org.
+    #[error(
+        "the INSERT into tenant table `{table}` does not set `{column}` to the session's org in every row"
+    )]
+    InsertWithoutOrg {
+        /// The table.
+        table: String,
+        /// The org column.
+        column: String,
+    },
+    /// A write to a global table from a scoped session.
+    #[error(
+        "global table `{table}` is read-only in an org-scoped session: write it through the admin path"
+    )]
+    WritesGlobalTable {
+        /// The table.
+        table: String,
+    },
+    /// `set_config(...)` or another way to change the session's org.
+    #[error(
+        "the statement calls `{0}`, which can change the session's org: never set tenant.org_id from SQL"
+    )]
+    ChangesSessionSetting(String),
+    /// A tenant table appears in a construct the check cannot see into.
+    #[error(
+        "tenant table `{table}` appears where its org predicate cannot be verified: rewrite the \
+         query as a plain SELECT/JOIN/subquery with the org predicate"
+    )]
+    Unverifiable {
+        /// The table.
+        table: String,
+    },
+}
+
+enum Kind<'a> {
+    Tenant(&'a str),
+    Global,
+    Unknown,
+}
+
+impl Tables {
+    /// Tables as `(name, Some(org_column))` for tenant tables and `(name, None)` for global ones.
+    pub fn new<'a>(tables: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Self {
+        Self {
+            entries: tables
+                .into_iter()
+                .map(|(t, c)| (t.to_owned(), c.map(str::to_owned)))
+                .collect(),
+        }
+    }
+
+    fn kind(&self, name: &ObjectName) -> Kind<'_> {
+        let Some(last) = last_ident(name) else {
+            return Kind::Unknown;
+        };
+        match self.entries.iter().find(|(t, _)| *t == last) {
+            Some((_, Some(col))) => Kind::Tenant(col),
+            Some((_, None)) => Kind::Global,
+            None => Kind::Unknown,
+        }
+    }
+}
+
+/// Checks one statement. `is_org_param` says which placeholders (`$1`, `$org`, ...) hold the
+/// session's org.
+pub fn check(
+    sql: &str,
+    tables: &Tables,
+    is_org_param: &dyn Fn(&str) -> bool,
+) -> Result<(), Violation> {
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| Violation::Unparsable(e.to_string()))?;
+    let [statement] = statements.as_slice() else {
+        return Err(Violation::StatementCount(statements.len()));
+    };
+    let mut checker = Checker {
+        tables,
+        is_org_param,
+        ctes: HashSet::new(),
+        seen: 0,
+        verified: 0,
+    };
+    // CTE names are derived tables whose own queries are checked where they are defined.
+    let _ = statement.visit(&mut CteCollector(&mut checker.ctes));
+    match statement {
+        Statement::Query(_)
+        | Statement::Insert(_)
+        | Statement::Update(_)
+        | Statement::Delete(_) => {}
+        other => {
+            let text = other.to_string();
+            let keyword = text.split_whitespace().next().unwrap_or("?").to_uppercase();
+            return Err(Violation::UnsupportedStatement(keyword));
+        }
+    }
+    if let ControlFlow::Break(v) = statement.visit(&mut checker) {
+        return Err(v);
+    }
+    if checker.seen != checker.verified {
+        return Err(Violation::Unverifiable { table: "?".into() });
+    }
+    Ok(())
+}
+
+struct CteCollector<'a>(&'a mut HashSet<String>);
+
+impl Visitor for CteCollector<'_> {
+    type Break = ();
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if let Some(with) = &query.with {
+            for cte in &with.cte_tables {
+                self.0.insert(ident(&cte.alias.name));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+struct Checker<'a> {
+    tables: &'a Tables,
+    is_org_param: &'a dyn Fn(&str) -> bool,
+    ctes: HashSet<String>,
+    /// Tenant-table references found by the visitor.
+    seen: usize,
+    /// Tenant-table references confirmed confined by a scope check.
+    verified: usize,
+}
+
+/// One table in the FROM of a SELECT, UPDATE or DELETE.
+struct ScopeEntry<'e> {
+    table: String,
+    qualifier: String,
+    org_column: String,
+    /// ON conjuncts that confine this table: its own join's, or any inner join's.
+    on: Vec<&'e Expr>,
+}
+
+impl Visitor for Checker<'_> {
+    type Break = Violation;
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Violation> {
+        reject_unsupported_set_expr(&query.body)
+    }
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<Violation> {
+        let from: Vec<&TableWithJoins> = select.from.iter().collect();
+        self.check_scope(&from, select.selection.as_ref())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Violation> {
+        if let TableFactor::Table { name, args, .. } = factor {
+            if args.is_some() {
+                return ControlFlow::Continue(()); // a table function, not a relation
+            }
+            match self.tables.kind(name) {
+                Kind::Tenant(_) => self.seen += 1,
+                Kind::Global => {}
+                Kind::Unknown => {
+                    let table = last_ident(name).unwrap_or_default();
+                    if !self.ctes.contains(&table) {
+                        return ControlFlow::Break(Violation::UnregisteredTable { table });
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Violation> {
+        if let Expr::Function(f) = expr {
+            let name = last_ident(&f.name).unwrap_or_default();
+            if name == "set_config" {
+                return ControlFlow::Break(Violation::ChangesSessionSetting(name));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Violation> {
+        match statement {
+            Statement::Update(update) => self.check_update(update),
+            Statement::Delete(delete) => self.check_delete(delete),
+            Statement::Insert(insert) => self.check_insert(insert),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+}
+
+fn reject_unsupported_set_expr(body: &SetExpr) -> ControlFlow<Violation> {
+    match body {
+        SetExpr::Select(_) | SetExpr::Query(_) | SetExpr::Values(_) => ControlFlow::Continue(()),
+        SetExpr::SetOperation { left, right, .. } => {
+            reject_unsupported_set_expr(left)?;
+            reject_unsupported_set_expr(right)
+        }
+        SetExpr::Table(t) => ControlFlow::Break(Violation::Unverifiable {
+            table: t.table_name.as_ref().map(ident).unwrap_or_default(),
+        }),
+        other => ControlFlow::Break(Violation::UnsupportedStatement(
+            other
+                .to_string()
+                .split_whitespace()
+                .next()
+                .unwrap_or("?")
+                .to_uppercase(),
+        )),
+    }
+}
+
+impl Checker<'_> {
+    /// Checks every tenant table of `from` against the WHERE conjuncts and the ON conjuncts.
+    fn check_scope(
+        &mut self,
+        from: &[&TableWithJoins],
+        selection: Option<&Expr>,
+    ) -> ControlFlow<Violation> {
+        let mut entries: Vec<ScopeEntry<'_>> = Vec::new();
+        let mut inner_on: Vec<&Expr> = Vec::new();
+        for twj in from {
+            self.push_entry(&mut entries, &twj.relation, Vec::new());
+            for join in &twj.joins {
+                let (constraint, inner) = match &join.join_operator {
+                    JoinOperator::Join(c) | JoinOperator::Inner(c) => (Some(c), true),
+                    JoinOperator::Left(c)
+                    | JoinOperator::LeftOuter(c)
+                    | JoinOperator::Right(c)
+                    | JoinOperator::RightOuter(c)
+                    | JoinOperator::FullOuter(c) => (Some(c), false),
+                    JoinOperator::CrossJoin(c) => (Some(c), true),
+                    _ => (None, false),
+                };
+                let on: Vec<&Expr> = match constraint {
+                    Some(JoinConstraint::On(e)) => conjuncts(e),
+                    _ => Vec::new(),
+                };
+                if inner {
+                    inner_on.extend(on.iter().copied());
+                }
+                self.push_entry(&mut entries, &join.relation, on);
+            }
+        }
+        let where_conjuncts: Vec<&Expr> = selection.map(conjuncts).unwrap_or_default();
+        let single =
+            entries.len() == 1 && from.iter().map(|t| 1 + t.joins.len()).sum::<usize>() == 1;
+        for entry in &entries {
+            let confined = where_conjuncts
+                .iter()
+                .chain(entry.on.iter())
+                .chain(inner_on.iter())
+                .any(|c| self.confines(c, entry, single));
+            if !confined {
+                return ControlFlow::Break(Violation::MissingOrgPredicate {
+                    table: entry.qualifier.clone(),
+                });
+            }
+            self.verified += 1;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn push_entry<'e>(
+        &self,
+        entries: &mut Vec<ScopeEntry<'e>>,
+        factor: &TableFactor,
+        on: Vec<&'e Expr>,
+    ) {
+        if let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } = factor
+            && let Kind::Tenant(col) = self.tables.kind(name)
+        {
+            let table = last_ident(name).unwrap_or_default();
+            let qualifier = alias
+                .as_ref()
+                .map(|a| ident(&a.name))
+                .unwrap_or_else(|| table.clone());
+            entries.push(ScopeEntry {
+                table,
+                qualifier,
+                org_column: col.to_owned(),
+                on,
+            });
+        }
+    }
+
+    /// Whether conjunct `c` is `<entry>.<org column> = <org param>` (either side).
+    fn confines(&self, c: &Expr, entry: &ScopeEntry<'_>, single: bool) -> bool {
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = strip(c)
+        else {
+            return false;
+        };
+        let column_side = if self.is_param(right) {
+            left
+        } else if self.is_param(left) {
+            right
+        } else {
+            return false;
+        };
+        match strip(column_side) {
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                let column = ident(&parts[parts.len() - 1]);
+                let qualifier = ident(&parts[parts.len() - 2]);
+                column == entry.org_column
+                    && (qualifier == entry.qualifier
+                        || (qualifier == entry.table && entry.qualifier == entry.table))
+            }
+            Expr::Identifier(id) => single && ident(id) == entry.org_column,
+            _ => false,
+        }
+    }
+
+    fn is_param(&self, e: &Expr) -> bool {
+        match strip(e) {
+            Expr::Value(v) => matches!(&v.value, Value::Placeholder(p) if (self.is_org_param)(p)),
+            Expr::Cast { expr, .. } => self.is_param(expr),
+            _ => false,
+        }
+    }
+
+    fn check_update(&mut self, update: &Update) -> ControlFlow<Violation> {
+        let mut from: Vec<&TableWithJoins> = vec![&update.table];
+        if let Some(UpdateTableFromKind::AfterSet(t) | UpdateTableFromKind::BeforeSet(t)) =
+            &update.from
+        {
+            from.extend(t.iter());
+        }
+        if let TableFactor::Table { name, .. } = &update.table.relation {
+            match self.tables.kind(name) {
+                Kind::Tenant(col) => {
+                    for a in &update.assignments {
+                        let targets: Vec<&ObjectName> = match &a.target {
+                            AssignmentTarget::ColumnName(n) => vec![n],
+                            AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+                        };
+                        if targets
+                            .iter()
+                            .any(|n| last_ident(n).as_deref() == Some(col))
+                        {
+                            return ControlFlow::Break(Violation::AssignsOrgColumn {
+                                table: last_ident(name).unwrap_or_default(),
+                                column: col.to_owned(),
+                            });
+                        }
+                    }
+                }
+                Kind::Global => {
+                    return ControlFlow::Break(Violation::WritesGlobalTable {
+                        table: last_ident(name).unwrap_or_default(),
+                    });
+                }
+                Kind::Unknown => {}
+            }
+        }
+        self.check_scope(&from, update.selection.as_ref())
+    }
+
+    fn check_delete(&mut self, delete: &Delete) -> ControlFlow<Violation> {
+        if !delete.tables.is_empty() {
+            return ControlFlow::Break(Violation::UnsupportedStatement(
+                "multi-table DELETE".into(),
+            ));
+        }
+        let (FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables)) = &delete.from;
+        for twj in tables {
+            if let TableFactor::Table { name, .. } = &twj.relation
+                && let Kind::Global = self.tables.kind(name)
+            {
+                return ControlFlow::Break(Violation::WritesGlobalTable {
+                    table: last_ident(name).unwrap_or_default(),
+                });
+            }
+        }
+        let mut from: Vec<&TableWithJoins> = tables.iter().collect();
+        if let Some(using) = &delete.using {
+            from.extend(using.iter());
+        }
+        self.check_scope(&from, delete.selection.as_ref())
+    }
+
+    fn check_insert(&mut self, insert: &Insert) -> ControlFlow<Violation> {
+        let TableObject::TableName(name) = &insert.table else {
+            return ControlFlow::Break(Violation::UnsupportedStatement(
+                "INSERT INTO FUNCTION".into(),
+            ));
+        };
+        let table = last_ident(name).unwrap_or_default();
+        let col = match self.tables.kind(name) {
+            Kind::Tenant(col) => col.to_owned(),
+            Kind::Global => return ControlFlow::Break(Violation::WritesGlobalTable { table }),
+            Kind::Unknown => return ControlFlow::Break(Violation::UnregisteredTable { table }),
+        };
+        let missing = || {
+            ControlFlow::Break(Violation::InsertWithoutOrg {
+                table: table.clone(),
+                column: col.clone(),
+            })
+        };
+        let Some(position) = insert
+            .columns
+            .iter()
+            .position(|c| last_ident(c).as_deref() == Some(col.as_str()))
+        else {
+            return missing();
+        };
+        let Some(source) = &insert.source else {
+            return missing();
+        };
+        let rows_ok = match source.body.as_ref() {
+            SetExpr::Values(values) => {
+                !values.rows.is_empty()
+                    && values
+                        .rows
+                        .iter()
+                        .all(|row| row.content.get(position).is_some_and(|e| self.is_param(e)))
+            }
+            SetExpr::Select(select) => match select.projection.get(position) {
+                Some(
+                    sqlparser::ast::SelectItem::UnnamedExpr(e)
+                    | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. },
+                ) => self.is_param(e),
+                _ => false,
+            },
+            _ => false,
+        };
+        if !rows_ok {
+            return missing();
+        }
+        if let Some(OnInsert::OnConflict(conflict)) = &insert.on
+            && let OnConflictAction::DoUpdate(update) = &conflict.action
+        {
+            for a in &update.assignments {
+                let targets: Vec<&ObjectName> = match &a.target {
+                    AssignmentTarget::ColumnName(n) => vec![n],
+                    AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+                };
+                if targets
+                    .iter()
+                    .any(|n| last_ident(n).as_deref() == Some(col.as_str()))
+                {
+                    return ControlFlow::Break(Violation::AssignsOrgColumn { table, column: col });
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Splits `a AND b AND (c AND d)` into its conjuncts; anything under OR/NOT stays whole.
+fn conjuncts(e: &Expr) -> Vec<&Expr> {
+    match strip(e) {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let mut v = conjuncts(left);
+            v.extend(conjuncts(right));
+            v
+        }
+        other => vec![other],
+    }
+}
+
+fn strip(e: &Expr) -> &Expr {
+    match e {
+        Expr::Nested(inner) => strip(inner),
+        other => other,
+    }
+}
+
+/// An identifier as PostgreSQL folds it: quoted ones exactly, others lowercased.
+fn ident(id: &Ident) -> String {
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_lowercase()
+    }
+}
+
+fn last_ident(name: &ObjectName) -> Option<String> {
+    match name.0.last()? {
+        ObjectNamePart::Identifier(id) => Some(ident(id)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables() -> Tables {
+        Tables::new([
+            ("orgs", Some("id")),
+            ("customers", Some("org_id")),
+            ("invoices", Some("org_id")),
+            ("currencies", None),
+        ])
+    }
+
+    fn run(sql: &str) -> Result<(), Violation> {
+        check(sql, &tables(), &|p: &str| p == "$1" || p == "$org")
+    }
+
+    fn missing(table: &str) -> Result<(), Violation> {
+        Err(Violation::MissingOrgPredicate {
+            table: table.into(),
+        })
+    }
+
+    #[test]
+    fn diesel_shaped_statements_with_the_org_predicate_pass() {
+        for sql in [
+            r#"SELECT "customers"."id" FROM "customers" WHERE (("customers"."org_id" = $1) AND ("customers"."name" = $2))"#,
+            r#"SELECT COUNT(*) FROM "invoices" WHERE ("invoices"."org_id" = $1)"#,
+            r#"UPDATE "customers" SET "name" = $2 WHERE ("customers"."org_id" = $1)"#,
+            r#"DELETE FROM "customers" WHERE (("customers"."org_id" = $1) AND ("customers"."id" = $2))"#,
+            r#"INSERT INTO "customers" ("org_id", "name", "email") VALUES ($1, $2, $3)"#,
+            r#"INSERT INTO "customers" ("org_id", "name") VALUES ($1, $2), ($1, $3) RETURNING "customers"."id""#,
+            r#"SELECT "currencies"."name" FROM "currencies" WHERE ("currencies"."code" = $2)"#,
+            r#"SELECT i.id FROM invoices i INNER JOIN customers c ON c.id = i.customer_id AND c.org_id = $1 WHERE i.org_id = $1"#,
+            r#"SELECT i.id FROM invoices i LEFT JOIN customers c ON (c.id = i.customer_id AND c.org_id = $1) WHERE i.org_id = $1"#,
+            r#"SELECT i.id FROM invoices i JOIN currencies x ON x.code = i.currency WHERE i.org_id = $1"#,
+            r#"SELECT id FROM invoices WHERE org_id = $1 AND customer_id IN (SELECT id FROM customers WHERE org_id = $1)"#,
+            r#"SELECT id FROM invoices WHERE org_id = $1 AND EXISTS (SELECT 1 FROM customers c WHERE c.org_id = $1 AND c.id = invoices.customer_id)"#,
+            r#"WITH mine AS (SELECT id FROM customers WHERE org_id = $org) SELECT * FROM mine"#,
+            r#"INSERT INTO customers (org_id, name) VALUES ($1, $2) ON CONFLICT (org_id, email) DO UPDATE SET name = excluded.name"#,
+            r#"SELECT id FROM invoices WHERE org_id = $1 UNION ALL SELECT id FROM customers WHERE org_id = $1"#,
+            r#"SELECT id FROM invoices WHERE org_id = $1::uuid"#,
+        ] {
+            assert_eq!(run(sql), Ok(()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_missing_predicate_is_refused() {
+        assert_eq!(run("SELECT * FROM invoices"), missing("invoices"));
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE total > $2"),
+            missing("invoices")
+        );
+        assert_eq!(run("UPDATE invoices SET total = 0"), missing("invoices"));
+        assert_eq!(
+            run("DELETE FROM invoices WHERE id = $2"),
+            missing("invoices")
+        );
+    }
+
+    #[test]
+    fn a_predicate_bound_to_something_other_than_the_org_is_refused() {
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE org_id = $2"),
+            missing("invoices")
+        );
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE org_id = org_id"),
+            missing("invoices")
+        );
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE org_id <> $1"),
+            missing("invoices")
+        );
+    }
+
+    #[test]
+    fn a_predicate_on_the_wrong_alias_is_refused() {
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE c.org_id = $1"
+            ),
+            missing("i")
+        );
+        assert_eq!(
+            run("SELECT * FROM invoices i WHERE invoices.org_id = $1"),
+            missing("i")
+        );
+    }
+
+    #[test]
+    fn or_that_escapes_the_predicate_is_refused() {
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE org_id = $1 OR total > 0"),
+            missing("invoices")
+        );
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE (org_id = $1 OR true) AND id = $2"),
+            missing("invoices")
+        );
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE NOT (org_id <> $1)"),
+            missing("invoices")
+        );
+    }
+
+    #[test]
+    fn an_unfiltered_subquery_or_cte_is_refused() {
+        assert_eq!(
+            run(
+                "SELECT id FROM invoices WHERE org_id = $1 AND customer_id IN (SELECT id FROM customers)"
+            ),
+            missing("customers")
+        );
+        assert_eq!(
+            run("SELECT id, (SELECT count(*) FROM customers) FROM invoices WHERE org_id = $1"),
+            missing("customers")
+        );
+        assert_eq!(
+            run("WITH all_rows AS (SELECT * FROM invoices) SELECT * FROM all_rows"),
+            missing("invoices")
+        );
+        assert_eq!(
+            run("SELECT * FROM (SELECT * FROM invoices) AS x"),
+            missing("invoices")
+        );
+        assert_eq!(
+            run("SELECT id FROM invoices WHERE org_id = $1 UNION ALL SELECT id FROM customers"),
+            missing("customers")
+        );
+    }
+
+    #[test]
+    fn a_left_join_predicate_on_the_left_table_does_not_confine_it() {
+        // In a LEFT JOIN the ON clause does not filter the left side's rows.
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i LEFT JOIN customers c ON c.id = i.customer_id AND i.org_id = $1 AND c.org_id = $1"
+            ),
+            missing("i")
+        );
+    }
+
+    #[test]
+    fn set_config_and_session_statements_are_refused() {
+        assert_eq!(
+            run(
+                "SELECT id FROM invoices WHERE org_id = $1 AND set_config('tenant.org_id', 'x', true) IS NOT NULL"
+            ),
+            Err(Violation::ChangesSessionSetting("set_config".into()))
+        );
+        assert_eq!(
+            run("SET tenant.org_id = 'x'"),
+            Err(Violation::UnsupportedStatement("SET".into()))
+        );
+        assert_eq!(run("SELECT 1; SELECT 2"), Err(Violation::StatementCount(2)));
+        assert!(matches!(
+            run("SELEC nonsense"),
+            Err(Violation::Unparsable(_))
+        ));
+    }
+
+    #[test]
+    fn writes_that_move_rows_or_skip_the_org_are_refused() {
+        let moves = Err(Violation::AssignsOrgColumn {
+            table: "invoices".into(),
+            column: "org_id".into(),
+        });
+        assert_eq!(
+            run("UPDATE invoices SET org_id = $2 WHERE org_id = $1"),
+            moves
+        );
+        assert_eq!(
+            run(
+                "INSERT INTO invoices (org_id, n) VALUES ($1, 1) ON CONFLICT (id) DO UPDATE SET org_id = excluded.org_id"
+            ),
+            moves
+        );
+        let no_org = Err(Violation::InsertWithoutOrg {
+            table: "invoices".into(),
+            column: "org_id".into(),
+        });
+        assert_eq!(run("INSERT INTO invoices (n) VALUES (1)"), no_org);
+        assert_eq!(
+            run("INSERT INTO invoices (org_id, n) VALUES ($2, 1)"),
+            no_org
+        );
+        assert_eq!(
+            run("INSERT INTO invoices (org_id, n) VALUES ($1, 1), ($2, 2)"),
+            no_org
+        );
+        assert_eq!(
+            run("UPDATE currencies SET name = 'x'"),
+            Err(Violation::WritesGlobalTable {
+                table: "currencies".into()
+            })
+        );
+        assert_eq!(
+            run("INSERT INTO currencies (code) VALUES ('XXX')"),
+            Err(Violation::WritesGlobalTable {
+                table: "currencies".into()
+            })
+        );
+    }
+
+    #[test]
+    fn unregistered_tables_and_opaque_constructs_are_refused() {
+        assert_eq!(
+            run("SELECT * FROM pg_stat_activity"),
+            Err(Violation::UnregisteredTable {
+                table: "pg_stat_activity".into()
+            })
+        );
+        let table = run("TABLE invoices");
+        // Refused either way: the parser rejects it, or the check cannot see into it.
+        assert!(
+            matches!(
+                table,
+                Err(Violation::Unverifiable { .. } | Violation::Unparsable(_))
+            ),
+            "{table:?}"
+        );
+    }
+
+    #[test]
+    fn unqualified_org_column_counts_only_with_one_table_in_scope() {
+        assert_eq!(run("SELECT * FROM invoices WHERE org_id = $org"), Ok(()));
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE org_id = $1 AND c.org_id = $1"
+            ),
+            missing("i")
+        );
+    }
+}
