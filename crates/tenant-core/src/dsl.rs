@@ -25,7 +25,10 @@ use diesel::{AsChangeset, Insertable, PgConnection, Table};
 use tenant_lint::{GlobalTable, TenantTable};
 use uuid::Uuid;
 
-use crate::scoped::{ScopedConnection, map};
+use diesel::pg::Pg;
+use diesel::query_builder::QueryFragment;
+
+use crate::scoped::ScopedConnection;
 use crate::{OrgId, OrgScoped, TenantError};
 
 /// `org_column = $org` for tenant table `T`.
@@ -332,10 +335,10 @@ impl<C: ScopedConnection> OrgScoped<C> {
     pub fn load<'q, U, Q>(&mut self, query: Q) -> Result<Vec<U>, TenantError>
     where
         Q: ScopedQuery,
-        Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U>,
+        Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U> + QueryFragment<Pg>,
     {
         let (org, q) = query.into_parts(sealed::Token(()));
-        self.run(org, |conn| map(RunQueryDsl::load(q, conn)))
+        self.run_verified(org, q, |q, conn| RunQueryDsl::load(q, conn))
     }
 
     /// Runs a scoped query and returns its first row; [`TenantError::is_not_found`] when there
@@ -343,17 +346,17 @@ impl<C: ScopedConnection> OrgScoped<C> {
     pub fn get_result<'q, U, Q>(&mut self, query: Q) -> Result<U, TenantError>
     where
         Q: ScopedQuery,
-        Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U>,
+        Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U> + QueryFragment<Pg>,
     {
         let (org, q) = query.into_parts(sealed::Token(()));
-        self.run(org, |conn| map(RunQueryDsl::get_result(q, conn)))
+        self.run_verified(org, q, |q, conn| RunQueryDsl::get_result(q, conn))
     }
 
     /// Runs a scoped query and returns its first row, or `None`.
     pub fn optional<'q, U, Q>(&mut self, query: Q) -> Result<Option<U>, TenantError>
     where
         Q: ScopedQuery,
-        Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U>,
+        Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U> + QueryFragment<Pg>,
     {
         match self.get_result(query) {
             Ok(row) => Ok(Some(row)),
@@ -366,9 +369,9 @@ impl<C: ScopedConnection> OrgScoped<C> {
     pub fn execute<Q>(&mut self, statement: Q) -> Result<usize, TenantError>
     where
         Q: ScopedQuery,
-        Q::Query: ExecuteDsl<PgConnection>,
+        Q::Query: ExecuteDsl<PgConnection> + QueryFragment<Pg>,
     {
         let (org, q) = statement.into_parts(sealed::Token(()));
-        self.run(org, |conn| map(ExecuteDsl::execute(q, conn)))
+        self.run_verified(org, q, |q, conn| ExecuteDsl::execute(q, conn))
     }
 }

@@ -47,6 +47,11 @@ pub enum TenantError {
          nothing in it was committed: retry the whole unit of work"
     )]
     TransactionAborted,
+    /// The statement was refused before it was sent: it does not confine every tenant table to
+    /// the handle's org (an unscoped subquery, a `set_config` call, an assignment of the org
+    /// column, ...).
+    #[error("refused before sending: {0}")]
+    Unscoped(tenant_sqlcheck::Violation),
     /// The database role or schema is not safe for tenant use; the pool refuses to start.
     #[error("refusing to start: {0}")]
     UnsafeConfig(#[from] UnsafeConfig),

@@ -30,6 +30,7 @@ mod error;
 mod org_id;
 mod pool;
 mod scoped;
+mod verify;
 
 pub use dsl::{
     OrFilterWidensScope, OrgPredicate, ScopedDelete, ScopedDeleteSource, ScopedInsert, ScopedQuery,
@@ -42,6 +43,7 @@ pub use pool::{
 };
 pub use scoped::{OrgScoped, Pooled, ScopedConnection};
 pub use tenant_lint::{GlobalTable, Registry, TenantTable};
+pub use tenant_sqlcheck::Violation;
 
 /// The session setting that carries the org id (DESIGN.md conventions).
 pub const ORG_SETTING: &str = "tenant.org_id";

@@ -4,14 +4,17 @@
 //! Invariant: nothing here hands out a raw connection. Connections leave the pool only inside
 //! an [`OrgScoped`] handle, whose transaction has the org set.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel::r2d2::R2D2Connection;
 use diesel::sql_types::{Array, Bool, Text};
 use tenant_lint::Registry;
+use tenant_sqlcheck::Tables;
 
 use crate::scoped::{OrgScoped, Pooled};
+use crate::verify::tables_of;
 use crate::{ORG_SETTING, OrgId, TenantError};
 
 /// Why the pool refuses to start: the login role or the schema would let rows cross orgs.
@@ -207,6 +210,7 @@ impl TenantPoolBuilder {
             .map_err(|e| TenantError::Pool(e.to_string()))?;
         Ok(TenantPool {
             pool,
+            tables: Arc::new(tables_of(self.registry)),
             registry: self.registry,
             connection_timeout: self.connection_timeout,
         })
@@ -231,6 +235,7 @@ impl TenantPoolBuilder {
 #[derive(Debug, Clone)]
 pub struct TenantPool {
     pool: r2d2::Pool<TenantConnectionManager>,
+    tables: Arc<Tables>,
     registry: &'static Registry,
     connection_timeout: Duration,
 }
@@ -267,7 +272,7 @@ impl TenantPool {
                 self.pool.max_size()
             ))
         })?;
-        OrgScoped::open(Pooled(conn), org)
+        OrgScoped::open(Pooled(conn), org, Arc::clone(&self.tables))
     }
 
     /// Runs `f` in a transaction scoped to `org`: commits when `f` returns `Ok`, rolls back

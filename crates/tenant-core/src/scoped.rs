@@ -6,11 +6,18 @@
 //! The setting is local to the transaction, so it cannot outlive it or reach the next user of a
 //! pooled connection. The handle never exposes the connection: no `Deref`, no `AsMut`.
 
+use std::sync::Arc;
+
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::pg::Pg;
+use diesel::query_builder::QueryFragment;
 use diesel::result::Error as DieselError;
 use diesel::{PgConnection, QueryResult};
+use tenant_lint::Registry;
+use tenant_sqlcheck::Tables;
 
 use crate::pool::{TenantConnectionManager, session_org_setting};
+use crate::verify::{tables_of, verify};
 use crate::{ORG_SETTING, OrgId, TenantError};
 
 /// A pooled connection, held only inside an [`OrgScoped`]. It offers nothing on its own.
@@ -67,6 +74,9 @@ pub struct OrgScoped<C: ScopedConnection> {
     conn: C,
     org: OrgId,
     state: TxState,
+    tables: Arc<Tables>,
+    /// Open savepoints above the transaction itself.
+    savepoints: u32,
 }
 
 impl<C: ScopedConnection> std::fmt::Debug for OrgScoped<C> {
@@ -81,15 +91,20 @@ impl<C: ScopedConnection> std::fmt::Debug for OrgScoped<C> {
 impl<'c> OrgScoped<&'c mut PgConnection> {
     /// Opens a transaction scoped to `org` on a connection you own.
     ///
-    /// No role check runs here (that is [`TenantPool`](crate::TenantPool)'s job at start-up):
-    /// prefer the pool, and connect as the application role.
-    pub fn begin(conn: &'c mut PgConnection, org: OrgId) -> Result<Self, TenantError> {
-        Self::open(conn, org)
+    /// `registry` says which tables are tenant tables, for the check every statement passes
+    /// before it is sent. No role check runs here (that is [`TenantPool`](crate::TenantPool)'s
+    /// job at start-up): prefer the pool, and connect as the application role.
+    pub fn begin(
+        conn: &'c mut PgConnection,
+        org: OrgId,
+        registry: &Registry,
+    ) -> Result<Self, TenantError> {
+        Self::open(conn, org, Arc::new(tables_of(registry)))
     }
 }
 
 impl<C: ScopedConnection> OrgScoped<C> {
-    pub(crate) fn open(mut conn: C, org: OrgId) -> Result<Self, TenantError> {
+    pub(crate) fn open(mut conn: C, org: OrgId, tables: Arc<Tables>) -> Result<Self, TenantError> {
         // One simple-query message: BEGIN and the transaction-local setting travel together.
         // The org is formatted by us as 36 characters of [0-9a-f-]: nothing to inject.
         let sql = format!(
@@ -101,6 +116,8 @@ impl<C: ScopedConnection> OrgScoped<C> {
             conn,
             org,
             state: TxState::Open,
+            tables,
+            savepoints: 0,
         })
     }
 
@@ -143,7 +160,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
     /// [`TenantError::NoOrgContext`] when the setting is gone, [`TenantError::OrgContextChanged`]
     /// when it names another value.
     pub fn verify_context(&mut self) -> Result<(), TenantError> {
-        let setting = self.run(self.org, session_org_setting_q)?;
+        let setting = self.run(self.org, session_org_setting)?;
         match setting {
             Some(v) if v == self.org.sql_literal() => Ok(()),
             None => {
@@ -153,6 +170,74 @@ impl<C: ScopedConnection> OrgScoped<C> {
             Some(_) => {
                 self.state = TxState::Aborted;
                 Err(TenantError::OrgContextChanged)
+            }
+        }
+    }
+
+    /// Checks `query` (see [`crate::verify`]) and runs it with `f`, tracking failures.
+    pub(crate) fn run_verified<Q, R>(
+        &mut self,
+        org: OrgId,
+        query: Q,
+        f: impl FnOnce(Q, &mut PgConnection) -> QueryResult<R>,
+    ) -> Result<R, TenantError>
+    where
+        Q: QueryFragment<Pg>,
+    {
+        if org != self.org {
+            return Err(TenantError::OrgMismatch);
+        }
+        if self.state != TxState::Open {
+            return Err(TenantError::TransactionAborted);
+        }
+        // A refused statement is never sent, so the transaction stays usable.
+        verify(&query, self.conn.pg(), self.org, &self.tables)?;
+        self.run(org, |conn| map(f(query, conn)))
+    }
+
+    /// The raw connection under this scoped transaction, for what the DSL cannot express.
+    ///
+    /// Nothing run through it is checked, and a statement that fails through it is not seen by
+    /// the handle (so `commit` cannot refuse on its account). The name and the written `reason`
+    /// exist so that `cargo xtask lint` can list every use for review.
+    pub fn raw_connection_unchecked(&mut self, reason: &'static str) -> &mut PgConnection {
+        let _ = reason;
+        self.conn.pg()
+    }
+
+    /// Runs `f` in a savepoint: on `Err` (or a statement that failed inside) only the work since
+    /// the savepoint is rolled back, and the transaction goes on.
+    ///
+    /// # Errors
+    /// `f`'s error after rolling back to the savepoint; [`TenantError::TransactionAborted`] if a
+    /// statement failed inside `f` although it returned `Ok`.
+    pub fn savepoint<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<TenantError>,
+    {
+        if self.state != TxState::Open {
+            return Err(TenantError::TransactionAborted.into());
+        }
+        AnsiTransactionManager::begin_transaction(self.conn.pg()).map_err(TenantError::from)?;
+        self.savepoints += 1;
+        let result = f(self);
+        self.savepoints -= 1;
+        let failed_inside = self.state == TxState::Aborted;
+        match result {
+            Ok(value) if !failed_inside => {
+                AnsiTransactionManager::commit_transaction(self.conn.pg())
+                    .map_err(TenantError::from)?;
+                Ok(value)
+            }
+            outcome => {
+                AnsiTransactionManager::rollback_transaction(self.conn.pg())
+                    .map_err(TenantError::from)?;
+                self.state = TxState::Open;
+                match outcome {
+                    Ok(_) => Err(TenantError::TransactionAborted.into()),
+                    Err(e) => Err(e),
+                }
             }
         }
     }
@@ -180,14 +265,16 @@ impl<C: ScopedConnection> OrgScoped<C> {
 
     fn finish_rollback(&mut self) {
         self.state = TxState::Finished;
-        // A failed rollback leaves diesel's transaction manager broken; the pool then
-        // discards the connection (`has_broken`), so nothing of this transaction is reused.
-        let _ = AnsiTransactionManager::rollback_transaction(self.conn.pg());
+        // One rollback per open savepoint, then the transaction itself. A failed rollback
+        // leaves diesel's transaction manager broken; the pool then discards the connection
+        // (`has_broken`), so nothing of this transaction is reused.
+        for _ in 0..=self.savepoints {
+            if AnsiTransactionManager::rollback_transaction(self.conn.pg()).is_err() {
+                break;
+            }
+        }
+        self.savepoints = 0;
     }
-}
-
-fn session_org_setting_q(conn: &mut PgConnection) -> Result<Option<String>, TenantError> {
-    session_org_setting(conn)
 }
 
 impl<C: ScopedConnection> Drop for OrgScoped<C> {

@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
 use tenant_core::{OrgId, OrgScoped, TenantError};
 use tenant_testkit::{roles, try_sql};
-use two_companies::schema::customers;
+use two_companies::schema::{customers, deals};
 use uuid::Uuid;
 
 #[test]
@@ -69,17 +69,33 @@ fn every_scoped_statement_carries_the_org_predicate_as_a_bound_value() {
 }
 
 #[test]
-fn a_write_for_another_org_is_refused_by_the_database_with_the_mapped_error() {
+fn moving_a_row_to_another_org_is_refused_by_both_layers() {
     let (_db, pool) = setup("cross_write", 2);
     let (a, _) = org_with_customer(&pool, "A", "alice");
     let (b, _) = org_with_customer(&pool, "B", "bob");
-    // The DSL injects A's org; overriding org_id with B's inside a raw value is the attack.
+    // Application layer: the statement is refused before it is sent.
     let err = pool
         .with_org(a, |s| {
             s.execute(
                 s.update(customers::table)
                     .set(customers::org_id.eq(b.as_uuid())),
             )
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, TenantError::Unscoped(tenant_core::Violation::AssignsOrgColumn { table, column })
+            if table == "customers" && column == "org_id"),
+        "{err:?}"
+    );
+    // Database layer: the same write, sent raw inside A's transaction, is refused by RLS
+    // (42501) and mapped to CrossOrgWrite, without the bound value in the message.
+    let err = pool
+        .with_org(a, |s| {
+            let raw = s.raw_connection_unchecked("test: bypass the application layer");
+            diesel::update(customers::table)
+                .set(customers::org_id.eq(b.as_uuid()))
+                .execute(raw)
+                .map_err(TenantError::from)
         })
         .unwrap_err();
     assert!(
@@ -94,7 +110,10 @@ fn a_write_for_another_org_is_refused_by_the_database_with_the_mapped_error() {
     let count_b: i64 = pool
         .with_org(b, |s| s.get_result(s.query(customers::table).count()))
         .unwrap();
-    assert_eq!(count_b, 1);
+    let count_a: i64 = pool
+        .with_org(a, |s| s.get_result(s.query(customers::table).count()))
+        .unwrap();
+    assert_eq!((count_a, count_b), (1, 1));
 }
 
 #[test]
@@ -189,7 +208,7 @@ fn without_an_org_after_a_committed_scoped_transaction_the_empty_setting_fails_c
     let (a, _) = org_with_customer(&pool, "A", "alice");
     db.install_sqlstate_probe();
     let mut app = db.connect_as(roles::APP);
-    let scoped = OrgScoped::begin(&mut app, a).unwrap();
+    let scoped = OrgScoped::begin(&mut app, a, &two_companies::REGISTRY).unwrap();
     scoped.commit().unwrap();
     assert_eq!(
         raw_setting(&mut app).as_deref(),
@@ -275,18 +294,63 @@ fn a_scoped_handle_that_had_a_failed_statement_refuses_to_commit() {
 }
 
 #[test]
+fn an_org_hop_smuggled_into_a_filter_is_refused_before_it_is_sent() {
+    let (_db, pool) = setup("hop_refused", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let (b, _) = org_with_customer(&pool, "B", "bob");
+    let err = pool
+        .with_org(a, |s| {
+            let hop = format!("set_config('tenant.org_id', '{b}', true) IS NOT NULL");
+            s.load::<Uuid, _>(
+                s.query(customers::table)
+                    .filter(diesel::dsl::sql::<Bool>(&hop))
+                    .select(customers::id),
+            )
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, TenantError::Unscoped(tenant_core::Violation::ChangesSessionSetting(f)) if f == "set_config"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn an_unscoped_subquery_inside_a_scoped_filter_is_refused_before_it_is_sent() {
+    let (_db, pool) = setup("subquery_refused", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let err = pool
+        .with_org(a, |s| {
+            // customers read without its org predicate, inside A's scoped query.
+            let everyone = customers::table.select(customers::id);
+            s.load::<Uuid, _>(
+                s.query(deals::table)
+                    .filter(deals::customer_id.eq_any(everyone))
+                    .select(deals::id),
+            )
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, TenantError::Unscoped(tenant_core::Violation::MissingOrgPredicate { table }) if table == "customers"),
+        "{err:?}"
+    );
+    // Nothing was sent, so the transaction is still usable and commits.
+    let n: i64 = pool
+        .with_org(a, |s| s.get_result(s.query(customers::table).count()))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
 fn a_context_changed_inside_a_transaction_is_detected_and_not_committed() {
     let (_db, pool) = setup("hop_detect", 1);
     let (a, _) = org_with_customer(&pool, "A", "alice");
     let (b, _) = org_with_customer(&pool, "B", "bob");
     let err = pool
         .with_org(a, |s| {
-            let hop = format!("set_config('tenant.org_id', '{b}', true) IS NOT NULL");
-            let _: Vec<Uuid> = s.load(
-                s.query(customers::table)
-                    .filter(diesel::dsl::sql::<Bool>(&hop))
-                    .select(customers::id),
-            )?;
+            // What injected SQL on the raw connection could do (THREATS.md #5).
+            s.raw_connection_unchecked("test: simulate an injected org hop")
+                .batch_execute(&format!("SELECT set_config('tenant.org_id', '{b}', true)"))
+                .unwrap();
             s.verify_context()
         })
         .unwrap_err();

@@ -11,7 +11,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use common::{backend_pid, org_with_customer, raw_setting, setup};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::Bool;
 use tenant_core::{OrgId, OrgScoped, TenantError, TenantPool, UnsafeConfig};
 use tenant_testkit::roles;
 use two_companies::schema::{customers, deals};
@@ -23,23 +22,32 @@ fn commit_rollback_and_panic_leave_no_context_on_the_connection() {
     let (a, _) = org_with_customer(&pool, "A", "alice");
     let mut app = db.connect_as(roles::APP);
 
-    OrgScoped::begin(&mut app, a).unwrap().commit().unwrap();
+    OrgScoped::begin(&mut app, a, &two_companies::REGISTRY)
+        .unwrap()
+        .commit()
+        .unwrap();
     assert_eq!(raw_setting(&mut app).as_deref(), Some(""));
 
-    OrgScoped::begin(&mut app, a).unwrap().rollback().unwrap();
+    OrgScoped::begin(&mut app, a, &two_companies::REGISTRY)
+        .unwrap()
+        .rollback()
+        .unwrap();
     assert_eq!(raw_setting(&mut app).as_deref(), Some(""));
 
-    drop(OrgScoped::begin(&mut app, a).unwrap());
+    drop(OrgScoped::begin(&mut app, a, &two_companies::REGISTRY).unwrap());
     assert_eq!(raw_setting(&mut app).as_deref(), Some(""));
 
     let panicked = catch_unwind(AssertUnwindSafe(|| {
-        let _s = OrgScoped::begin(&mut app, a).unwrap();
+        let _s = OrgScoped::begin(&mut app, a, &two_companies::REGISTRY).unwrap();
         panic!("boom inside a scoped transaction");
     }));
     assert!(panicked.is_err());
     assert_eq!(raw_setting(&mut app).as_deref(), Some(""));
     // And no transaction is left open: a new one begins cleanly.
-    OrgScoped::begin(&mut app, a).unwrap().commit().unwrap();
+    OrgScoped::begin(&mut app, a, &two_companies::REGISTRY)
+        .unwrap()
+        .commit()
+        .unwrap();
 }
 
 #[test]
@@ -83,15 +91,13 @@ fn a_connection_carrying_a_session_level_org_is_discarded_at_checkout() {
     let (b, _) = org_with_customer(&pool, "B", "bob");
     // Raw SQL smuggled into a filter sets B's org at session level (is_local = false): it
     // survives COMMIT, which is THREATS.md #6.
-    let leak = format!("set_config('tenant.org_id', '{b}', false) IS NOT NULL");
+    let leak = format!("SELECT set_config('tenant.org_id', '{b}', false)");
     let poisoned_pid = pool
         .with_org(a, |s| {
             let pid = backend_pid(s);
-            let _: Vec<Uuid> = s.load(
-                s.query(customers::table)
-                    .filter(diesel::dsl::sql::<Bool>(&leak))
-                    .select(customers::id),
-            )?;
+            s.raw_connection_unchecked("test: simulate raw code leaving a session-level org")
+                .batch_execute(&leak)
+                .unwrap();
             Ok::<_, TenantError>(pid)
         })
         .unwrap();

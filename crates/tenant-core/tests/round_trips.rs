@@ -33,7 +33,7 @@ fn a_single_query_scoped_transaction_sends_three_messages_and_the_first_sets_the
     let mut app = db.connect_as(roles::APP);
     let sent = record(&mut app);
 
-    let mut s = OrgScoped::begin(&mut app, org).unwrap();
+    let mut s = OrgScoped::begin(&mut app, org, &two_companies::REGISTRY).unwrap();
     assert_eq!(
         *sent.lock().unwrap(),
         [format!(
