@@ -372,6 +372,6 @@ impl<C: ScopedConnection> OrgScoped<C> {
         Q::Query: ExecuteDsl<PgConnection> + QueryFragment<Pg>,
     {
         let (org, q) = statement.into_parts(sealed::Token(()));
-        self.run_verified(org, q, |q, conn| ExecuteDsl::execute(q, conn))
+        self.run_verified(org, q, ExecuteDsl::execute)
     }
 }
