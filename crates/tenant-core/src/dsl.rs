@@ -13,16 +13,22 @@
 
 use diesel::associations::HasTable;
 use diesel::dsl;
+use diesel::expression::ValidGrouping;
 use diesel::expression_methods::ExpressionMethods;
+use diesel::query_builder::ReturningClause;
 use diesel::query_builder::{
     AsQuery, DeleteStatement, InsertStatement, IntoUpdateTarget, UpdateStatement,
 };
+use diesel::query_builder::{AstPass, QueryId};
+use diesel::query_dsl::JoinOnDsl;
 use diesel::query_dsl::methods::{
-    DistinctDsl, ExecuteDsl, FilterDsl, LimitDsl, OffsetDsl, OrderDsl, SelectDsl, ThenOrderDsl,
+    BoxedDsl, DistinctDsl, ExecuteDsl, FilterDsl, GroupByDsl, HavingDsl, LimitDsl, OffsetDsl,
+    OrderDsl, SelectDsl, ThenOrderDsl,
 };
 use diesel::query_dsl::{LoadQuery, RunQueryDsl};
+use diesel::query_source::JoinTo;
 use diesel::{AsChangeset, Insertable, PgConnection, Table};
-use tenant_lint::{GlobalTable, TenantTable};
+use tenant_lint::{Global, GlobalTable, RegisteredTable, Tenant, TenantTable};
 use uuid::Uuid;
 
 use diesel::pg::Pg;
@@ -82,6 +88,81 @@ pub trait OrFilterWidensScope: never::Never {}
 mod never {
     /// Implemented for no type, so [`super::OrFilterWidensScope`] cannot be implemented.
     pub trait Never {}
+}
+
+/// How a registered table enters a join of a scoped query: a tenant table with its org
+/// predicate in the ON clause, a global table as is. Implemented for [`Tenant`] and [`Global`].
+pub trait JoinRhs<Q, R> {
+    /// What is handed to diesel's join method.
+    type Rhs;
+    /// Builds it.
+    fn rhs(rhs: R, org: Uuid) -> Self::Rhs;
+}
+
+impl<Q, R> JoinRhs<Q, R> for Tenant
+where
+    R: TenantTable,
+    Q: JoinTo<R>,
+{
+    type Rhs = dsl::On<R, OnWithOrg<<Q as JoinTo<R>>::OnClause, OrgPredicate<R>>>;
+
+    fn rhs(rhs: R, org: Uuid) -> Self::Rhs {
+        let (_, on) = <Q as JoinTo<R>>::join_target(rhs);
+        rhs.on(OnWithOrg {
+            on,
+            org: R::OrgColumn::default().eq(org),
+        })
+    }
+}
+
+/// A join condition ANDed with the joined tenant table's org predicate:
+/// `((<on>) AND (<org predicate>))`. Built only by [`ScopedSelect::join`].
+#[derive(Debug, Clone, Copy, QueryId)]
+pub struct OnWithOrg<On, P> {
+    on: On,
+    org: P,
+}
+
+impl<On: diesel::Expression, P> diesel::Expression for OnWithOrg<On, P> {
+    type SqlType = On::SqlType;
+}
+
+impl<On, P, QS> diesel::AppearsOnTable<QS> for OnWithOrg<On, P>
+where
+    On: diesel::AppearsOnTable<QS>,
+    P: diesel::AppearsOnTable<QS>,
+    Self: diesel::Expression,
+{
+}
+
+impl<On, P, GB> ValidGrouping<GB> for OnWithOrg<On, P>
+where
+    On: ValidGrouping<GB>,
+{
+    type IsAggregate = On::IsAggregate;
+}
+
+impl<On, P> QueryFragment<Pg> for OnWithOrg<On, P>
+where
+    On: QueryFragment<Pg>,
+    P: QueryFragment<Pg>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        out.push_sql("((");
+        self.on.walk_ast(out.reborrow())?;
+        out.push_sql(") AND (");
+        self.org.walk_ast(out.reborrow())?;
+        out.push_sql("))");
+        Ok(())
+    }
+}
+
+impl<Q, R> JoinRhs<Q, R> for Global {
+    type Rhs = R;
+
+    fn rhs(rhs: R, _org: Uuid) -> R {
+        rhs
+    }
 }
 
 macro_rules! scoped_query_type {
@@ -178,6 +259,74 @@ impl<Q> ScopedWrite<Q> {
     }
 }
 
+impl<T, U, Op> ScopedWrite<InsertStatement<T, U, Op>>
+where
+    T: Table,
+{
+    /// `RETURNING` the given columns; run with `load` or `get_result`.
+    pub fn returning<E>(
+        self,
+        columns: E,
+    ) -> ScopedWrite<InsertStatement<T, U, Op, ReturningClause<E>>>
+    where
+        InsertStatement<T, U, Op, ReturningClause<E>>: diesel::query_builder::Query,
+    {
+        ScopedWrite {
+            query: self.query.returning(columns),
+            org: self.org,
+        }
+    }
+
+    /// Adds an `ON CONFLICT` clause with `f`, which gets diesel's insert statement:
+    /// `.on_conflict(|i| i.on_conflict((t::org_id, t::email)).do_update().set(t::name.eq(excluded(t::name))))`.
+    ///
+    /// With every UNIQUE constraint including the org column, a conflict can only be with a row
+    /// of the same org; the statement is checked before it is sent (an update of the org column
+    /// is refused) and row-level security checks the updated row.
+    pub fn on_conflict<R>(self, f: impl FnOnce(InsertStatement<T, U, Op>) -> R) -> ScopedWrite<R> {
+        ScopedWrite {
+            query: f(self.query),
+            org: self.org,
+        }
+    }
+}
+
+impl<T, U, V> ScopedWrite<UpdateStatement<T, U, V>>
+where
+    T: Table,
+{
+    /// `RETURNING` the given columns of the updated rows.
+    pub fn returning<E>(
+        self,
+        columns: E,
+    ) -> ScopedWrite<UpdateStatement<T, U, V, ReturningClause<E>>>
+    where
+        UpdateStatement<T, U, V, ReturningClause<E>>: diesel::query_builder::Query,
+    {
+        ScopedWrite {
+            query: self.query.returning(columns),
+            org: self.org,
+        }
+    }
+}
+
+impl<T, U> ScopedDelete<DeleteStatement<T, U>>
+where
+    T: Table,
+{
+    /// `RETURNING` the given columns of the deleted rows.
+    pub fn returning<E>(self, columns: E) -> ScopedWrite<DeleteStatement<T, U, ReturningClause<E>>>
+    where
+        E: diesel::SelectableExpression<T>,
+        DeleteStatement<T, U, ReturningClause<E>>: diesel::query_builder::Query,
+    {
+        ScopedWrite {
+            query: self.query.returning(columns),
+            org: self.org,
+        }
+    }
+}
+
 impl<Q> sealed::Sealed for ScopedWrite<Q> {}
 
 impl<Q> ScopedQuery for ScopedWrite<Q> {
@@ -236,6 +385,76 @@ impl<Q> ScopedSelect<Q> {
         Q: DistinctDsl,
     {
         self.wrap(|q| q.distinct())
+    }
+
+    /// `GROUP BY`.
+    pub fn group_by<G>(self, group: G) -> ScopedSelect<dsl::GroupBy<Q, G>>
+    where
+        G: diesel::Expression,
+        Q: GroupByDsl<G>,
+    {
+        self.wrap(|q| q.group_by(group))
+    }
+
+    /// `HAVING`, ANDed like `filter`.
+    pub fn having<P>(self, predicate: P) -> ScopedSelect<dsl::Having<Q, P>>
+    where
+        Q: HavingDsl<P>,
+    {
+        self.wrap(|q| q.having(predicate))
+    }
+
+    /// Page `page` (from 0) of `per_page` rows: `LIMIT per_page OFFSET page * per_page`.
+    pub fn paginate(self, page: i64, per_page: i64) -> ScopedSelect<dsl::Offset<dsl::Limit<Q>>>
+    where
+        Q: LimitDsl,
+        dsl::Limit<Q>: OffsetDsl,
+    {
+        self.wrap(|q| q.limit(per_page).offset(page.saturating_mul(per_page)))
+    }
+
+    /// A boxed query, for filters chosen at run time (`q = q.filter(...)` in a loop). The org
+    /// filter is already inside.
+    pub fn into_boxed<'a>(self) -> ScopedSelect<dsl::IntoBoxed<'a, Q, Pg>>
+    where
+        Q: BoxedDsl<'a, Pg>,
+    {
+        self.wrap(|q| BoxedDsl::internal_into_boxed(q))
+    }
+
+    /// `SELECT EXISTS (<this query>)`: run it with `get_result::<bool, _>`.
+    pub fn exists(self) -> ScopedSelect<dsl::select<dsl::exists<Q>>>
+    where
+        dsl::exists<Q>: diesel::Expression,
+        dsl::select<dsl::exists<Q>>: AsQuery,
+    {
+        self.wrap(|q| diesel::select(diesel::dsl::exists(q)))
+    }
+
+    /// This query, to be used as a subquery inside another scoped query: in `eq_any(...)`,
+    /// `exists(...)` or `.single_value()`. It keeps its org filter; the statement it ends up
+    /// in is checked before it is sent, so a subquery that lost its filter is refused.
+    pub fn into_subquery(self) -> Q {
+        self.query
+    }
+
+    /// Joins registered table `rhs` with `join`, which is diesel's `QueryDsl::inner_join` or
+    /// `QueryDsl::left_join`: `s.query(invoices::table).join(customers::table, QueryDsl::inner_join)`.
+    ///
+    /// A tenant table joins on its `joinable!` condition ANDed with its org predicate (in the ON
+    /// clause, so a left join keeps its meaning); a global table joins as is. A table that is
+    /// not registered does not compile.
+    pub fn join<R, J>(
+        self,
+        rhs: R,
+        join: impl FnOnce(Q, <R::Kind as JoinRhs<Q, R>>::Rhs) -> J,
+    ) -> ScopedSelect<J>
+    where
+        R: RegisteredTable,
+        R::Kind: JoinRhs<Q, R>,
+    {
+        let rhs = <R::Kind as JoinRhs<Q, R>>::rhs(rhs, self.org.as_uuid());
+        self.wrap(|q| join(q, rhs))
     }
 
     /// `SELECT count(*)` over the filtered rows.
@@ -350,6 +569,16 @@ impl<C: ScopedConnection> OrgScoped<C> {
     {
         let (org, q) = query.into_parts(sealed::Token(()));
         self.run_verified(org, q, |q, conn| RunQueryDsl::get_result(q, conn))
+    }
+
+    /// The first row of a scoped select (`LIMIT 1`), or `None`.
+    pub fn first<'q, U, Q>(&mut self, query: ScopedSelect<Q>) -> Result<Option<U>, TenantError>
+    where
+        Q: LimitDsl,
+        dsl::Limit<Q>:
+            RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U> + QueryFragment<Pg>,
+    {
+        self.optional(query.limit(1))
     }
 
     /// Runs a scoped query and returns its first row, or `None`.

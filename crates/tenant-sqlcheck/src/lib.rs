@@ -165,8 +165,8 @@ pub fn check(
         tables,
         is_org_param,
         ctes: HashSet::new(),
-        seen: 0,
-        verified: 0,
+        seen: Vec::new(),
+        verified: Vec::new(),
     };
     // CTE names are derived tables whose own queries are checked where they are defined.
     let _ = statement.visit(&mut CteCollector(&mut checker.ctes));
@@ -184,8 +184,18 @@ pub fn check(
     if let ControlFlow::Break(v) = statement.visit(&mut checker) {
         return Err(v);
     }
-    if checker.seen != checker.verified {
-        return Err(Violation::Unverifiable { table: "?".into() });
+    // Every reference the visitor saw must have been confirmed by a scope check.
+    for table in &checker.seen {
+        match checker.verified.iter().position(|v| v == table) {
+            Some(i) => {
+                checker.verified.swap_remove(i);
+            }
+            None => {
+                return Err(Violation::Unverifiable {
+                    table: table.clone(),
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -209,9 +219,9 @@ struct Checker<'a> {
     is_org_param: &'a dyn Fn(&str) -> bool,
     ctes: HashSet<String>,
     /// Tenant-table references found by the visitor.
-    seen: usize,
+    seen: Vec<String>,
     /// Tenant-table references confirmed confined by a scope check.
-    verified: usize,
+    verified: Vec<String>,
 }
 
 /// One table in the FROM of a SELECT, UPDATE or DELETE.
@@ -241,7 +251,7 @@ impl Visitor for Checker<'_> {
                 return ControlFlow::Continue(()); // a table function, not a relation
             }
             match self.tables.kind(name) {
-                Kind::Tenant(_) => self.seen += 1,
+                Kind::Tenant(_) => self.seen.push(last_ident(name).unwrap_or_default()),
                 Kind::Global => {}
                 Kind::Unknown => {
                     let table = last_ident(name).unwrap_or_default();
@@ -304,32 +314,12 @@ impl Checker<'_> {
     ) -> ControlFlow<Violation> {
         let mut entries: Vec<ScopeEntry<'_>> = Vec::new();
         let mut inner_on: Vec<&Expr> = Vec::new();
+        let mut count = 0usize;
         for twj in from {
-            self.push_entry(&mut entries, &twj.relation, Vec::new());
-            for join in &twj.joins {
-                let (constraint, inner) = match &join.join_operator {
-                    JoinOperator::Join(c) | JoinOperator::Inner(c) => (Some(c), true),
-                    JoinOperator::Left(c)
-                    | JoinOperator::LeftOuter(c)
-                    | JoinOperator::Right(c)
-                    | JoinOperator::RightOuter(c)
-                    | JoinOperator::FullOuter(c) => (Some(c), false),
-                    JoinOperator::CrossJoin(c) => (Some(c), true),
-                    _ => (None, false),
-                };
-                let on: Vec<&Expr> = match constraint {
-                    Some(JoinConstraint::On(e)) => conjuncts(e),
-                    _ => Vec::new(),
-                };
-                if inner {
-                    inner_on.extend(on.iter().copied());
-                }
-                self.push_entry(&mut entries, &join.relation, on);
-            }
+            self.collect(twj, Vec::new(), &mut entries, &mut inner_on, &mut count);
         }
         let where_conjuncts: Vec<&Expr> = selection.map(conjuncts).unwrap_or_default();
-        let single =
-            entries.len() == 1 && from.iter().map(|t| 1 + t.joins.len()).sum::<usize>() == 1;
+        let single = count == 1;
         for entry in &entries {
             let confined = where_conjuncts
                 .iter()
@@ -341,9 +331,64 @@ impl Checker<'_> {
                     table: entry.qualifier.clone(),
                 });
             }
-            self.verified += 1;
+            self.verified.push(entry.table.clone());
         }
         ControlFlow::Continue(())
+    }
+
+    /// Adds the tables of `twj` to the scope: its relation (confined also by `on`, the ON of the
+    /// join it is the right side of), then each join. A parenthesized join (`FROM (a JOIN b ON
+    /// ...)`, as diesel writes it) is flattened into the same scope.
+    fn collect<'e>(
+        &self,
+        twj: &'e TableWithJoins,
+        on: Vec<&'e Expr>,
+        entries: &mut Vec<ScopeEntry<'e>>,
+        inner_on: &mut Vec<&'e Expr>,
+        count: &mut usize,
+    ) {
+        self.collect_factor(&twj.relation, on, entries, inner_on, count);
+        for join in &twj.joins {
+            let (constraint, inner) = match &join.join_operator {
+                JoinOperator::Join(c) | JoinOperator::Inner(c) => (Some(c), true),
+                JoinOperator::Left(c)
+                | JoinOperator::LeftOuter(c)
+                | JoinOperator::Right(c)
+                | JoinOperator::RightOuter(c)
+                | JoinOperator::FullOuter(c) => (Some(c), false),
+                JoinOperator::CrossJoin(c) => (Some(c), true),
+                _ => (None, false),
+            };
+            let join_on: Vec<&Expr> = match constraint {
+                Some(JoinConstraint::On(e)) => conjuncts(e),
+                _ => Vec::new(),
+            };
+            if inner {
+                inner_on.extend(join_on.iter().copied());
+            }
+            self.collect_factor(&join.relation, join_on, entries, inner_on, count);
+        }
+    }
+
+    fn collect_factor<'e>(
+        &self,
+        factor: &'e TableFactor,
+        on: Vec<&'e Expr>,
+        entries: &mut Vec<ScopeEntry<'e>>,
+        inner_on: &mut Vec<&'e Expr>,
+        count: &mut usize,
+    ) {
+        match factor {
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => {
+                self.collect(table_with_joins, on, entries, inner_on, count);
+            }
+            other => {
+                *count += 1;
+                self.push_entry(entries, other, on);
+            }
+        }
     }
 
     fn push_entry<'e>(
@@ -588,6 +633,7 @@ mod tests {
             ("orgs", Some("id")),
             ("customers", Some("org_id")),
             ("invoices", Some("org_id")),
+            ("deals", Some("org_id")),
             ("currencies", None),
         ])
     }
@@ -621,6 +667,7 @@ mod tests {
             r#"INSERT INTO customers (org_id, name) VALUES ($1, $2) ON CONFLICT (org_id, email) DO UPDATE SET name = excluded.name"#,
             r#"SELECT id FROM invoices WHERE org_id = $1 UNION ALL SELECT id FROM customers WHERE org_id = $1"#,
             r#"SELECT id FROM invoices WHERE org_id = $1::uuid"#,
+            r#"SELECT "deals"."title" FROM ("deals" INNER JOIN "customers" ON (("deals"."customer_id" = "customers"."id") AND ("customers"."org_id" = $1))) WHERE ("deals"."org_id" = $1)"#,
         ] {
             assert_eq!(run(sql), Ok(()), "{sql}");
         }
@@ -708,6 +755,16 @@ mod tests {
         );
         assert_eq!(
             run("SELECT id FROM invoices WHERE org_id = $1 UNION ALL SELECT id FROM customers"),
+            missing("customers")
+        );
+    }
+
+    #[test]
+    fn a_parenthesized_join_without_the_joined_tables_predicate_is_refused() {
+        assert_eq!(
+            run(
+                r#"SELECT 1 FROM ("deals" INNER JOIN "customers" ON ("deals"."customer_id" = "customers"."id")) WHERE ("deals"."org_id" = $1)"#
+            ),
             missing("customers")
         );
     }

@@ -112,6 +112,8 @@ diesel::joinable!(customers -> orgs (org_id));
 diesel::joinable!(deals -> customers (customer_id));
 diesel::joinable!(invoices -> customers (customer_id));
 diesel::joinable!(proposals -> customers (customer_id));
+diesel::joinable!(deals -> currencies (currency));
+diesel::joinable!(invoices -> currencies (currency));
 diesel::allow_tables_to_appear_in_same_query!(
     currencies, orgs, customers, deals, proposals, invoices
 );
