@@ -9,6 +9,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod lint;
 mod pg;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         ["pg", "stop"] => pg::Cluster::at(&workspace()).stop(),
         ["pg", "status"] => pg::Cluster::at(&workspace()).status(),
         ["gen"] => gen_migration(),
+        ["lint"] => lint::run(&workspace()),
         ["demo"] => demo(),
         ["test"] => test(),
         _ => Err(USAGE.to_owned()),
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: cargo xtask <command>
   pg start|stop|status   throwaway PostgreSQL cluster under target/tenant-pg
   gen                    regenerate migrations/*_tenant_rls from the registry
+  lint                   list every escape-hatch use with its reason; fail on one without
   demo                   run the two-companies story (uses DATABASE_URL if set)
   test                   every test, clippy -D warnings, fmt --check (uses DATABASE_URL if set)";
 
@@ -182,6 +185,8 @@ fn test() -> Result<(), String> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run("cargo fmt --check", fmt)?;
+    println!("==> cargo xtask lint");
+    lint::run(&workspace())?;
     let mut clippy = cargo();
     clippy.args([
         "clippy",

@@ -25,6 +25,7 @@
 //!
 //! Only this crate touches a raw database connection (DESIGN.md invariant 1).
 
+pub mod admin;
 mod dsl;
 mod error;
 mod org_id;

@@ -156,6 +156,21 @@ pub fn check(
     tables: &Tables,
     is_org_param: &dyn Fn(&str) -> bool,
 ) -> Result<(), Violation> {
+    check_statement(sql, tables, is_org_param, false)
+}
+
+/// Checks a statement of the admin path for global tables: it may write global tables, and it
+/// may not touch any tenant table at all (that would copy tenant data into shared tables).
+pub fn check_global_write(sql: &str, tables: &Tables) -> Result<(), Violation> {
+    check_statement(sql, tables, &|_| false, true)
+}
+
+fn check_statement(
+    sql: &str,
+    tables: &Tables,
+    is_org_param: &dyn Fn(&str) -> bool,
+    global_writes: bool,
+) -> Result<(), Violation> {
     let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
         .map_err(|e| Violation::Unparsable(e.to_string()))?;
     let [statement] = statements.as_slice() else {
@@ -164,6 +179,7 @@ pub fn check(
     let mut checker = Checker {
         tables,
         is_org_param,
+        global_writes,
         ctes: HashSet::new(),
         seen: Vec::new(),
         verified: Vec::new(),
@@ -217,6 +233,8 @@ impl Visitor for CteCollector<'_> {
 struct Checker<'a> {
     tables: &'a Tables,
     is_org_param: &'a dyn Fn(&str) -> bool,
+    /// The admin path: writes to global tables are allowed.
+    global_writes: bool,
     ctes: HashSet<String>,
     /// Tenant-table references found by the visitor.
     seen: Vec<String>,
@@ -483,12 +501,12 @@ impl Checker<'_> {
                         }
                     }
                 }
-                Kind::Global => {
+                Kind::Global if !self.global_writes => {
                     return ControlFlow::Break(Violation::WritesGlobalTable {
                         table: last_ident(name).unwrap_or_default(),
                     });
                 }
-                Kind::Unknown => {}
+                Kind::Global | Kind::Unknown => {}
             }
         }
         self.check_scope(&from, update.selection.as_ref())
@@ -504,6 +522,7 @@ impl Checker<'_> {
         for twj in tables {
             if let TableFactor::Table { name, .. } = &twj.relation
                 && let Kind::Global = self.tables.kind(name)
+                && !self.global_writes
             {
                 return ControlFlow::Break(Violation::WritesGlobalTable {
                     table: last_ident(name).unwrap_or_default(),
@@ -526,6 +545,7 @@ impl Checker<'_> {
         let table = last_ident(name).unwrap_or_default();
         let col = match self.tables.kind(name) {
             Kind::Tenant(col) => col.to_owned(),
+            Kind::Global if self.global_writes => return ControlFlow::Continue(()),
             Kind::Global => return ControlFlow::Break(Violation::WritesGlobalTable { table }),
             Kind::Unknown => return ControlFlow::Break(Violation::UnregisteredTable { table }),
         };
@@ -858,6 +878,47 @@ mod tests {
                 Err(Violation::Unverifiable { .. } | Violation::Unparsable(_))
             ),
             "{table:?}"
+        );
+    }
+
+    #[test]
+    fn the_admin_path_may_write_global_tables_but_not_touch_tenant_ones() {
+        let t = tables();
+        assert_eq!(
+            check_global_write("INSERT INTO currencies (code, name) VALUES ($1, $2)", &t),
+            Ok(())
+        );
+        assert_eq!(
+            check_global_write("UPDATE currencies SET name = $1 WHERE code = $2", &t),
+            Ok(())
+        );
+        assert_eq!(
+            check_global_write("DELETE FROM currencies WHERE code = $1", &t),
+            Ok(())
+        );
+        assert_eq!(
+            check_global_write(
+                "INSERT INTO currencies (code, name) SELECT number, 'x' FROM invoices",
+                &t
+            ),
+            Err(Violation::MissingOrgPredicate {
+                table: "invoices".into()
+            })
+        );
+        assert_eq!(
+            check_global_write(
+                "UPDATE currencies SET name = (SELECT max(number) FROM invoices WHERE org_id = $1)",
+                &t
+            ),
+            Err(Violation::MissingOrgPredicate {
+                table: "invoices".into()
+            })
+        );
+        assert_eq!(
+            check_global_write("DELETE FROM invoices WHERE org_id = $1", &t),
+            Err(Violation::MissingOrgPredicate {
+                table: "invoices".into()
+            })
         );
     }
 

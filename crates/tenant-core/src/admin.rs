@@ -1,0 +1,92 @@
+//! The admin path for global tables: the only way this library writes a table that holds no
+//! tenant data (plans, currencies). It is named, takes a written reason (listed by
+//! `cargo xtask lint`), connects with a role of its own (the application role may only read
+//! global tables), and refuses any statement that touches a tenant table.
+
+use diesel::PgConnection;
+use diesel::connection::Connection;
+use diesel::pg::{Pg, PgQueryBuilder};
+use diesel::query_builder::{QueryBuilder, QueryFragment};
+use diesel::query_dsl::methods::ExecuteDsl;
+use tenant_lint::{GlobalTable, Registry};
+use tenant_sqlcheck::{Tables, check_global_write};
+
+use crate::TenantError;
+use crate::verify::tables_of;
+
+/// A connection for writing global tables, for one stated reason.
+///
+/// ```no_run
+/// # diesel::table! { currencies (code) { code -> Text, name -> Text } }
+/// # tenant_lint::registry! { pub static REGISTRY; global currencies; }
+/// use diesel::prelude::*;
+/// use tenant_core::admin::GlobalWriter;
+///
+/// let mut writer = GlobalWriter::connect(
+///     "postgres://tenant_admin@localhost/app",
+///     &REGISTRY,
+///     "reference data: add the currencies of the 2027 launch markets",
+/// )?;
+/// writer.execute(currencies::table, |t| {
+///     diesel::insert_into(t).values((currencies::code.eq("CHF"), currencies::name.eq("Swiss franc")))
+/// })?;
+/// # Ok::<(), tenant_core::TenantError>(())
+/// ```
+pub struct GlobalWriter {
+    conn: PgConnection,
+    tables: Tables,
+    reason: &'static str,
+}
+
+impl std::fmt::Debug for GlobalWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalWriter")
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GlobalWriter {
+    /// Connects with `admin_url`, a role allowed to write the global tables (the application
+    /// role is not), for `reason`.
+    ///
+    /// # Errors
+    /// [`TenantError::Connect`] when the database cannot be reached.
+    pub fn connect(
+        admin_url: &str,
+        registry: &Registry,
+        reason: &'static str,
+    ) -> Result<Self, TenantError> {
+        let conn =
+            PgConnection::establish(admin_url).map_err(|e| TenantError::Connect(e.to_string()))?;
+        Ok(Self {
+            conn,
+            tables: tables_of(registry),
+            reason,
+        })
+    }
+
+    /// The reason given at `connect`.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    /// Builds a statement on global table `table` with `build` and runs it, returning the rows
+    /// affected. The statement is refused before it is sent if it touches any tenant table
+    /// (which would copy tenant data into a shared table) or an unregistered one.
+    pub fn execute<T, Q>(
+        &mut self,
+        table: T,
+        build: impl FnOnce(T) -> Q,
+    ) -> Result<usize, TenantError>
+    where
+        T: GlobalTable,
+        Q: ExecuteDsl<PgConnection> + QueryFragment<Pg>,
+    {
+        let statement = build(table);
+        let mut builder = PgQueryBuilder::new();
+        statement.to_sql(&mut builder, &Pg)?;
+        check_global_write(&builder.finish(), &self.tables).map_err(TenantError::Unscoped)?;
+        Ok(ExecuteDsl::execute(statement, &mut self.conn)?)
+    }
+}

@@ -1,0 +1,93 @@
+//! The admin path for global tables: writes them with its own role, refuses tenant tables.
+
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use diesel::prelude::*;
+use tenant_core::admin::GlobalWriter;
+use tenant_core::{TenantError, Violation};
+use tenant_testkit::{roles, try_sql};
+use two_companies::schema::{currencies, invoices};
+
+#[test]
+fn the_admin_path_writes_a_global_table_that_scoped_sessions_then_read() {
+    let (db, pool) = common::setup("admin_global", 1);
+    let (a, _) = common::org_with_customer(&pool, "A", "alice");
+    let mut writer = GlobalWriter::connect(
+        &db.admin_url(),
+        &two_companies::REGISTRY,
+        "test: add a currency",
+    )
+    .unwrap();
+    assert_eq!(writer.reason(), "test: add a currency");
+    let n = writer
+        .execute(currencies::table, |t| {
+            diesel::insert_into(t).values((
+                currencies::code.eq("CHF"),
+                currencies::name.eq("Swiss franc"),
+            ))
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+    let name: String = pool
+        .with_org(a, |s| {
+            s.get_result(
+                s.read_global(currencies::table)
+                    .filter(currencies::code.eq("CHF"))
+                    .select(currencies::name),
+            )
+        })
+        .unwrap();
+    assert_eq!(name, "Swiss franc");
+}
+
+#[test]
+fn the_admin_path_refuses_a_statement_that_touches_a_tenant_table() {
+    let (db, _pool) = common::setup("admin_refuse", 1);
+    let mut writer =
+        GlobalWriter::connect(&db.admin_url(), &two_companies::REGISTRY, "test: refusal").unwrap();
+    // Copying tenant data into a global table.
+    let err = writer
+        .execute(currencies::table, |t| {
+            diesel::insert_into(t).values((
+                currencies::code.eq("XXX"),
+                currencies::name.eq(invoices::table
+                    .select(invoices::number)
+                    .limit(1)
+                    .single_value()
+                    .assume_not_null()),
+            ))
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, TenantError::Unscoped(Violation::MissingOrgPredicate { table }) if table == "invoices"),
+        "{err:?}"
+    );
+    // Writing a tenant table through it.
+    let err = writer
+        .execute(currencies::table, |_| diesel::delete(invoices::table))
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            TenantError::Unscoped(Violation::MissingOrgPredicate { .. })
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn the_application_role_cannot_write_a_global_table() {
+    let (db, _pool) = common::setup("admin_app_ro", 1);
+    db.install_sqlstate_probe();
+    let mut app = db.connect_as(roles::APP);
+    assert_eq!(
+        try_sql(
+            &mut app,
+            "INSERT INTO currencies (code, name) VALUES ('XXX', 'x')"
+        ),
+        "42501 permission denied for table currencies"
+    );
+}
