@@ -34,8 +34,9 @@ mod scoped;
 mod verify;
 
 pub use dsl::{
-    OrFilterWidensScope, OrgPredicate, ScopedDelete, ScopedDeleteSource, ScopedInsert, ScopedQuery,
-    ScopedSelect, ScopedSource, ScopedUpdate, ScopedUpdateSource, ScopedWrite,
+    JoinRhs, OnWithOrg, OrFilterWidensScope, OrgPredicate, ScopedDelete, ScopedDeleteSource,
+    ScopedInsert, ScopedQuery, ScopedSelect, ScopedSource, ScopedUpdate, ScopedUpdateSource,
+    ScopedWrite,
 };
 pub use error::{DbError, TenantError};
 pub use org_id::{OrgId, OrgIdError};

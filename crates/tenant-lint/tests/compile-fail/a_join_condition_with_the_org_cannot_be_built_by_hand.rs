@@ -1,0 +1,5 @@
+use tenant_core::OnWithOrg;
+
+fn main() {
+    let _on = OnWithOrg { on: true, org: true };
+}

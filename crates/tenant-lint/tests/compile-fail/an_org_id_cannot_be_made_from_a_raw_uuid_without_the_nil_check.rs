@@ -1,0 +1,5 @@
+use tenant_core::OrgId;
+
+fn main() {
+    let _org: OrgId = uuid::Uuid::nil().into();
+}

@@ -1,0 +1,16 @@
+use tenant_core::{OrgId, TenantPool};
+
+diesel::table! {
+    audit_log (id) {
+        id -> Uuid,
+        org_id -> Uuid,
+        entry -> Text,
+    }
+}
+
+fn write(pool: &TenantPool, org: OrgId) {
+    let s = pool.begin(org).unwrap();
+    let _q = s.delete(audit_log::table);
+}
+
+fn main() {}
