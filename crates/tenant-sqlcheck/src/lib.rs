@@ -41,6 +41,47 @@ use sqlparser::parser::Parser;
 #[derive(Debug, Clone, Default)]
 pub struct Tables {
     entries: Vec<(String, Option<String>)>,
+    symbolic: bool,
+}
+
+/// The org column of every table in symbolic mode: matches no real column.
+const SYMBOLIC: &str = "\u{0}org column";
+
+/// What a statement needs from the registry to be confined, found without knowing the registry
+/// (symbolic mode, for `tenant_sql!`, whose registry is only known to the compiler).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requirement {
+    /// `table` is read: if it is a tenant table, its org column must be among `constrained`.
+    Read {
+        /// The table.
+        table: String,
+        /// Columns of this reference constrained `= <org param>` (ANDed).
+        constrained: Vec<String>,
+    },
+    /// `table` is updated or deleted from: it must be a tenant table, and its org column must
+    /// not be among `assigned`.
+    Write {
+        /// The table.
+        table: String,
+        /// Columns assigned (UPDATE SET, ON CONFLICT DO UPDATE SET).
+        assigned: Vec<String>,
+    },
+    /// Rows are inserted into `table`: it must be a tenant table, and its org column must be
+    /// among `org_columns` (columns holding the org parameter in every row).
+    Insert {
+        /// The table.
+        table: String,
+        /// Columns whose value is the org parameter in every row.
+        org_columns: Vec<String>,
+    },
+}
+
+/// The requirements `sql` places on the registry, with every table treated as a possible
+/// tenant table: structural violations (`set_config`, non-DML, unparsable) are reported here;
+/// whether each requirement holds is decided later against the real registry.
+pub fn requirements(sql: &str, is_org_param: &dyn Fn(&str) -> bool) -> Result<Vec<Requirement>, Violation> {
+    let tables = Tables { entries: Vec::new(), symbolic: true };
+    run_checker(sql, &tables, is_org_param, false)
 }
 
 /// What a statement did that could let rows cross orgs. Messages say how to fix it.
@@ -134,6 +175,7 @@ impl Tables {
                 .into_iter()
                 .map(|(t, c)| (t.to_owned(), c.map(str::to_owned)))
                 .collect(),
+            symbolic: false,
         }
     }
 
@@ -141,6 +183,9 @@ impl Tables {
         let Some(last) = last_ident(name) else {
             return Kind::Unknown;
         };
+        if self.symbolic {
+            return Kind::Tenant(SYMBOLIC);
+        }
         match self.entries.iter().find(|(t, _)| *t == last) {
             Some((_, Some(col))) => Kind::Tenant(col),
             Some((_, None)) => Kind::Global,
@@ -171,6 +216,15 @@ fn check_statement(
     is_org_param: &dyn Fn(&str) -> bool,
     global_writes: bool,
 ) -> Result<(), Violation> {
+    run_checker(sql, tables, is_org_param, global_writes).map(|_| ())
+}
+
+fn run_checker(
+    sql: &str,
+    tables: &Tables,
+    is_org_param: &dyn Fn(&str) -> bool,
+    global_writes: bool,
+) -> Result<Vec<Requirement>, Violation> {
     let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
         .map_err(|e| Violation::Unparsable(e.to_string()))?;
     let [statement] = statements.as_slice() else {
@@ -183,6 +237,7 @@ fn check_statement(
         ctes: HashSet::new(),
         seen: Vec::new(),
         verified: Vec::new(),
+        requirements: Vec::new(),
     };
     // CTE names are derived tables whose own queries are checked where they are defined.
     let _ = statement.visit(&mut CteCollector(&mut checker.ctes));
@@ -213,7 +268,7 @@ fn check_statement(
             }
         }
     }
-    Ok(())
+    Ok(checker.requirements)
 }
 
 struct CteCollector<'a>(&'a mut HashSet<String>);
@@ -240,6 +295,8 @@ struct Checker<'a> {
     seen: Vec<String>,
     /// Tenant-table references confirmed confined by a scope check.
     verified: Vec<String>,
+    /// Symbolic mode: what each reference needs from the registry.
+    requirements: Vec<Requirement>,
 }
 
 /// One table in the FROM of a SELECT, UPDATE or DELETE.
@@ -268,7 +325,7 @@ impl Visitor for Checker<'_> {
             if args.is_some() {
                 return ControlFlow::Continue(()); // a table function, not a relation
             }
-            match self.tables.kind(name) {
+            match self.kind_of(name) {
                 Kind::Tenant(_) => self.seen.push(last_ident(name).unwrap_or_default()),
                 Kind::Global => {}
                 Kind::Unknown => {
@@ -324,6 +381,14 @@ fn reject_unsupported_set_expr(body: &SetExpr) -> ControlFlow<Violation> {
 }
 
 impl Checker<'_> {
+    /// The kind of a referenced relation; a CTE name is a derived table, checked where defined.
+    fn kind_of(&self, name: &ObjectName) -> Kind<'_> {
+        if self.tables.symbolic && last_ident(name).is_some_and(|n| self.ctes.contains(&n)) {
+            return Kind::Global;
+        }
+        self.tables.kind(name)
+    }
+
     /// Checks every tenant table of `from` against the WHERE conjuncts and the ON conjuncts.
     fn check_scope(
         &mut self,
@@ -338,6 +403,21 @@ impl Checker<'_> {
         }
         let where_conjuncts: Vec<&Expr> = selection.map(conjuncts).unwrap_or_default();
         let single = count == 1;
+        if self.tables.symbolic {
+            for entry in &entries {
+                let mut constrained: Vec<String> = where_conjuncts
+                    .iter()
+                    .chain(entry.on.iter())
+                    .chain(inner_on.iter())
+                    .filter_map(|c| self.constrained_column(c, entry, single))
+                    .collect();
+                constrained.sort();
+                constrained.dedup();
+                self.requirements.push(Requirement::Read { table: entry.table.clone(), constrained });
+                self.verified.push(entry.table.clone());
+            }
+            return ControlFlow::Continue(());
+        }
         for entry in &entries {
             let confined = where_conjuncts
                 .iter()
@@ -421,7 +501,7 @@ impl Checker<'_> {
             args: None,
             ..
         } = factor
-            && let Kind::Tenant(col) = self.tables.kind(name)
+            && let Kind::Tenant(col) = self.kind_of(name)
         {
             let table = last_ident(name).unwrap_or_default();
             let qualifier = alias
@@ -439,31 +519,31 @@ impl Checker<'_> {
 
     /// Whether conjunct `c` is `<entry>.<org column> = <org param>` (either side).
     fn confines(&self, c: &Expr, entry: &ScopeEntry<'_>, single: bool) -> bool {
-        let Expr::BinaryOp {
-            left,
-            op: BinaryOperator::Eq,
-            right,
-        } = strip(c)
-        else {
-            return false;
+        self.constrained_column(c, entry, single).is_some_and(|col| col == entry.org_column)
+    }
+
+    /// The column of `entry` that conjunct `c` constrains to the org parameter, if it is
+    /// `<entry>.<column> = <org param>` (either side; unqualified only with one table in scope).
+    fn constrained_column(&self, c: &Expr, entry: &ScopeEntry<'_>, single: bool) -> Option<String> {
+        let Expr::BinaryOp { left, op: BinaryOperator::Eq, right } = strip(c) else {
+            return None;
         };
         let column_side = if self.is_param(right) {
             left
         } else if self.is_param(left) {
             right
         } else {
-            return false;
+            return None;
         };
         match strip(column_side) {
             Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
                 let column = ident(&parts[parts.len() - 1]);
                 let qualifier = ident(&parts[parts.len() - 2]);
-                column == entry.org_column
-                    && (qualifier == entry.qualifier
-                        || (qualifier == entry.table && entry.qualifier == entry.table))
+                (qualifier == entry.qualifier || (qualifier == entry.table && entry.qualifier == entry.table))
+                    .then_some(column)
             }
-            Expr::Identifier(id) => single && ident(id) == entry.org_column,
-            _ => false,
+            Expr::Identifier(id) if single => Some(ident(id)),
+            _ => None,
         }
     }
 
@@ -483,7 +563,11 @@ impl Checker<'_> {
             from.extend(t.iter());
         }
         if let TableFactor::Table { name, .. } = &update.table.relation {
-            match self.tables.kind(name) {
+            if self.tables.symbolic {
+                let assigned = update.assignments.iter().flat_map(|a| assignment_targets(a)).collect();
+                self.requirements.push(Requirement::Write { table: last_ident(name).unwrap_or_default(), assigned });
+            }
+            match self.kind_of(name) {
                 Kind::Tenant(col) => {
                     for a in &update.assignments {
                         let targets: Vec<&ObjectName> = match &a.target {
@@ -521,12 +605,20 @@ impl Checker<'_> {
         let (FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables)) = &delete.from;
         for twj in tables {
             if let TableFactor::Table { name, .. } = &twj.relation
-                && let Kind::Global = self.tables.kind(name)
+                && let Kind::Global = self.kind_of(name)
                 && !self.global_writes
             {
                 return ControlFlow::Break(Violation::WritesGlobalTable {
                     table: last_ident(name).unwrap_or_default(),
                 });
+            }
+        }
+        if self.tables.symbolic {
+            for twj in tables {
+                if let TableFactor::Table { name, .. } = &twj.relation {
+                    self.requirements
+                        .push(Requirement::Write { table: last_ident(name).unwrap_or_default(), assigned: Vec::new() });
+                }
             }
         }
         let mut from: Vec<&TableWithJoins> = tables.iter().collect();
@@ -536,6 +628,53 @@ impl Checker<'_> {
         self.check_scope(&from, delete.selection.as_ref())
     }
 
+    /// Symbolic mode: which columns hold the org in every row, and what an upsert assigns.
+    fn insert_requirements(&mut self, insert: &Insert, table: String) -> ControlFlow<Violation> {
+        let rows: Vec<&[Expr]> = match insert.source.as_deref().map(|q| q.body.as_ref()) {
+            Some(SetExpr::Values(values)) => values.rows.iter().map(|r| r.content.as_slice()).collect(),
+            Some(SetExpr::Select(select)) => {
+                let row: Vec<Expr> = select
+                    .projection
+                    .iter()
+                    .map(|item| match item {
+                        sqlparser::ast::SelectItem::UnnamedExpr(e)
+                        | sqlparser::ast::SelectItem::ExprWithAlias { expr: e, .. } => e.clone(),
+                        _ => Expr::Value(Value::Null.into()),
+                    })
+                    .collect();
+                let org_columns = insert
+                    .columns
+                    .iter()
+                    .zip(&row)
+                    .filter(|(_, e)| self.is_param(e))
+                    .filter_map(|(c, _)| last_ident(c))
+                    .collect();
+                self.requirements.push(Requirement::Insert { table: table.clone(), org_columns });
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+        if !rows.is_empty() {
+            let org_columns = insert
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| rows.iter().all(|row| row.get(*i).is_some_and(|e| self.is_param(e))))
+                .filter_map(|(_, c)| last_ident(c))
+                .collect();
+            self.requirements.push(Requirement::Insert { table: table.clone(), org_columns });
+        } else if !matches!(insert.source.as_deref().map(|q| q.body.as_ref()), Some(SetExpr::Select(_))) {
+            self.requirements.push(Requirement::Insert { table: table.clone(), org_columns: Vec::new() });
+        }
+        if let Some(OnInsert::OnConflict(conflict)) = &insert.on
+            && let OnConflictAction::DoUpdate(update) = &conflict.action
+        {
+            let assigned = update.assignments.iter().flat_map(|a| assignment_targets(a)).collect();
+            self.requirements.push(Requirement::Write { table, assigned });
+        }
+        ControlFlow::Continue(())
+    }
+
     fn check_insert(&mut self, insert: &Insert) -> ControlFlow<Violation> {
         let TableObject::TableName(name) = &insert.table else {
             return ControlFlow::Break(Violation::UnsupportedStatement(
@@ -543,7 +682,10 @@ impl Checker<'_> {
             ));
         };
         let table = last_ident(name).unwrap_or_default();
-        let col = match self.tables.kind(name) {
+        if self.tables.symbolic {
+            return self.insert_requirements(insert, table);
+        }
+        let col = match self.kind_of(name) {
             Kind::Tenant(col) => col.to_owned(),
             Kind::Global if self.global_writes => return ControlFlow::Continue(()),
             Kind::Global => return ControlFlow::Break(Violation::WritesGlobalTable { table }),
@@ -602,6 +744,14 @@ impl Checker<'_> {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// The column names an assignment sets.
+fn assignment_targets(a: &sqlparser::ast::Assignment) -> Vec<String> {
+    match &a.target {
+        AssignmentTarget::ColumnName(n) => last_ident(n).into_iter().collect(),
+        AssignmentTarget::Tuple(ns) => ns.iter().filter_map(last_ident).collect(),
     }
 }
 
@@ -919,6 +1069,57 @@ mod tests {
             Err(Violation::MissingOrgPredicate {
                 table: "invoices".into()
             })
+        );
+    }
+
+    fn reqs(sql: &str) -> Vec<Requirement> {
+        requirements(sql, &|p: &str| p == "$org").unwrap()
+    }
+
+    fn read(table: &str, constrained: &[&str]) -> Requirement {
+        Requirement::Read { table: table.into(), constrained: constrained.iter().map(|c| (*c).into()).collect() }
+    }
+
+    #[test]
+    fn symbolic_mode_records_what_each_reference_is_constrained_by() {
+        assert_eq!(
+            reqs("SELECT * FROM invoices i JOIN customers c ON c.id = i.customer_id AND c.org_id = $org WHERE i.org_id = $org AND i.total > $1"),
+            [read("invoices", &["org_id"]), read("customers", &["org_id"])]
+        );
+        // Missing, wrong alias, OR, unfiltered subquery and CTE: the reference is unconstrained.
+        assert_eq!(reqs("SELECT * FROM invoices"), [read("invoices", &[])]);
+        assert_eq!(reqs("SELECT * FROM invoices i WHERE c.org_id = $org"), [read("invoices", &[])]);
+        assert_eq!(reqs("SELECT * FROM invoices WHERE org_id = $org OR true"), [read("invoices", &[])]);
+        assert_eq!(
+            reqs("SELECT * FROM invoices WHERE org_id = $org AND customer_id IN (SELECT id FROM customers)"),
+            [read("invoices", &["org_id"]), read("customers", &[])]
+        );
+        assert_eq!(
+            reqs("WITH x AS (SELECT * FROM invoices) SELECT * FROM x"),
+            [read("invoices", &[])]
+        );
+        assert_eq!(
+            requirements("SELECT set_config('tenant.org_id', 'x', true)", &|_| false),
+            Err(Violation::ChangesSessionSetting("set_config".into()))
+        );
+    }
+
+    #[test]
+    fn symbolic_mode_records_writes_and_inserts() {
+        assert_eq!(
+            reqs("UPDATE invoices SET total = $1, org_id = $2 WHERE org_id = $org"),
+            [
+                Requirement::Write { table: "invoices".into(), assigned: vec!["total".into(), "org_id".into()] },
+                read("invoices", &["org_id"])
+            ]
+        );
+        assert_eq!(
+            reqs("INSERT INTO invoices (org_id, n) VALUES ($org, $1), ($org, $2)"),
+            [Requirement::Insert { table: "invoices".into(), org_columns: vec!["org_id".into()] }]
+        );
+        assert_eq!(
+            reqs("DELETE FROM invoices WHERE id = $1"),
+            [Requirement::Write { table: "invoices".into(), assigned: vec![] }, read("invoices", &[])]
         );
     }
 
