@@ -30,6 +30,7 @@ mod dsl;
 mod error;
 mod org_id;
 mod pool;
+mod raw_sql;
 mod scoped;
 mod verify;
 
@@ -43,8 +44,71 @@ pub use org_id::{OrgId, OrgIdError};
 pub use pool::{
     ManagerError, TenantConnectionManager, TenantPool, TenantPoolBuilder, UnsafeConfig,
 };
+pub use raw_sql::TenantSql;
 pub use scoped::{OrgScoped, Pooled, ScopedConnection};
-pub use tenant_lint::{GlobalTable, Registry, TenantTable};
+
+/// Raw SQL for what the DSL cannot express, checked at compile time: every registered tenant
+/// table it reads must be constrained by `<table or alias>.<org column> = $org` (ANDed, in the
+/// WHERE or its join's ON), an INSERT must put `$org` in the org column of every row, nothing
+/// may assign the org column or write a global table, and `set_config` is refused. `$org` is
+/// the session's org, bound by the library; `$1`, `$2`, ... are the values that follow, each as
+/// `SqlType: value`. The tables are looked up in `crate::schema` unless
+/// `in path::to::schema;` comes first.
+///
+/// ```ignore
+/// #[derive(diesel::QueryableByName)]
+/// struct Overdue {
+///     #[diesel(sql_type = diesel::sql_types::Text)]
+///     number: String,
+/// }
+/// let rows: Vec<Overdue> = pool.with_org(org, |s| {
+///     s.load_sql(tenant_sql!(
+///         "SELECT i.number FROM invoices i \
+///          WHERE i.org_id = $org AND i.paid_on IS NULL AND i.due_on < $1 \
+///          ORDER BY i.due_on",
+///         diesel::sql_types::Date: today
+///     ))
+/// })?;
+/// ```
+///
+/// The compile-fail suite (`crates/tenant-lint/tests/compile-fail/tenant_sql_*`) shows each
+/// refusal; the statement is also checked again, against the real binds, before it is sent.
+pub use tenant_lint_macros::tenant_sql;
+
+#[doc(hidden)]
+pub mod __private {
+    //! What `tenant_sql!` expands to refers to; not part of the API.
+    pub use diesel;
+    pub use tenant_lint::RegisteredTable;
+
+    /// Whether `list` holds `item` (usable in `const` context).
+    pub const fn contains(list: &[&str], item: &str) -> bool {
+        let mut i = 0;
+        while i < list.len() {
+            if str_eq(list[i], item) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    const fn str_eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+}
+pub use tenant_lint::{GlobalTable, RegisteredTable, Registry, TenantTable};
 pub use tenant_sqlcheck::Violation;
 
 /// The session setting that carries the org id (DESIGN.md conventions).

@@ -56,6 +56,10 @@ pub trait RegisteredTable:
 {
     /// [`Tenant`] or [`Global`].
     type Kind;
+    /// Whether it is a tenant table (for compile-time checks in `const` context).
+    const IS_TENANT: bool;
+    /// The org column's SQL name; empty for a global table.
+    const ORG_COLUMN: &'static str;
 }
 
 /// The kind of a tenant table.
@@ -156,6 +160,8 @@ macro_rules! tenant_table {
         }
         impl $crate::RegisteredTable for $table::table {
             type Kind = $crate::Tenant;
+            const IS_TENANT: bool = true;
+            const ORG_COLUMN: &'static str = ::core::stringify!($org);
         }
     };
 }
@@ -170,6 +176,8 @@ macro_rules! global_table {
         }
         impl $crate::RegisteredTable for $table::table {
             type Kind = $crate::Global;
+            const IS_TENANT: bool = false;
+            const ORG_COLUMN: &'static str = "";
         }
     };
 }

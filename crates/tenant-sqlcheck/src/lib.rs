@@ -79,8 +79,14 @@ pub enum Requirement {
 /// The requirements `sql` places on the registry, with every table treated as a possible
 /// tenant table: structural violations (`set_config`, non-DML, unparsable) are reported here;
 /// whether each requirement holds is decided later against the real registry.
-pub fn requirements(sql: &str, is_org_param: &dyn Fn(&str) -> bool) -> Result<Vec<Requirement>, Violation> {
-    let tables = Tables { entries: Vec::new(), symbolic: true };
+pub fn requirements(
+    sql: &str,
+    is_org_param: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Requirement>, Violation> {
+    let tables = Tables {
+        entries: Vec::new(),
+        symbolic: true,
+    };
     run_checker(sql, &tables, is_org_param, false)
 }
 
@@ -413,7 +419,10 @@ impl Checker<'_> {
                     .collect();
                 constrained.sort();
                 constrained.dedup();
-                self.requirements.push(Requirement::Read { table: entry.table.clone(), constrained });
+                self.requirements.push(Requirement::Read {
+                    table: entry.table.clone(),
+                    constrained,
+                });
                 self.verified.push(entry.table.clone());
             }
             return ControlFlow::Continue(());
@@ -519,13 +528,19 @@ impl Checker<'_> {
 
     /// Whether conjunct `c` is `<entry>.<org column> = <org param>` (either side).
     fn confines(&self, c: &Expr, entry: &ScopeEntry<'_>, single: bool) -> bool {
-        self.constrained_column(c, entry, single).is_some_and(|col| col == entry.org_column)
+        self.constrained_column(c, entry, single)
+            .is_some_and(|col| col == entry.org_column)
     }
 
     /// The column of `entry` that conjunct `c` constrains to the org parameter, if it is
     /// `<entry>.<column> = <org param>` (either side; unqualified only with one table in scope).
     fn constrained_column(&self, c: &Expr, entry: &ScopeEntry<'_>, single: bool) -> Option<String> {
-        let Expr::BinaryOp { left, op: BinaryOperator::Eq, right } = strip(c) else {
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = strip(c)
+        else {
             return None;
         };
         let column_side = if self.is_param(right) {
@@ -539,7 +554,8 @@ impl Checker<'_> {
             Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
                 let column = ident(&parts[parts.len() - 1]);
                 let qualifier = ident(&parts[parts.len() - 2]);
-                (qualifier == entry.qualifier || (qualifier == entry.table && entry.qualifier == entry.table))
+                (qualifier == entry.qualifier
+                    || (qualifier == entry.table && entry.qualifier == entry.table))
                     .then_some(column)
             }
             Expr::Identifier(id) if single => Some(ident(id)),
@@ -564,8 +580,15 @@ impl Checker<'_> {
         }
         if let TableFactor::Table { name, .. } = &update.table.relation {
             if self.tables.symbolic {
-                let assigned = update.assignments.iter().flat_map(|a| assignment_targets(a)).collect();
-                self.requirements.push(Requirement::Write { table: last_ident(name).unwrap_or_default(), assigned });
+                let assigned = update
+                    .assignments
+                    .iter()
+                    .flat_map(assignment_targets)
+                    .collect();
+                self.requirements.push(Requirement::Write {
+                    table: last_ident(name).unwrap_or_default(),
+                    assigned,
+                });
             }
             match self.kind_of(name) {
                 Kind::Tenant(col) => {
@@ -616,8 +639,10 @@ impl Checker<'_> {
         if self.tables.symbolic {
             for twj in tables {
                 if let TableFactor::Table { name, .. } = &twj.relation {
-                    self.requirements
-                        .push(Requirement::Write { table: last_ident(name).unwrap_or_default(), assigned: Vec::new() });
+                    self.requirements.push(Requirement::Write {
+                        table: last_ident(name).unwrap_or_default(),
+                        assigned: Vec::new(),
+                    });
                 }
             }
         }
@@ -631,7 +656,9 @@ impl Checker<'_> {
     /// Symbolic mode: which columns hold the org in every row, and what an upsert assigns.
     fn insert_requirements(&mut self, insert: &Insert, table: String) -> ControlFlow<Violation> {
         let rows: Vec<&[Expr]> = match insert.source.as_deref().map(|q| q.body.as_ref()) {
-            Some(SetExpr::Values(values)) => values.rows.iter().map(|r| r.content.as_slice()).collect(),
+            Some(SetExpr::Values(values)) => {
+                values.rows.iter().map(|r| r.content.as_slice()).collect()
+            }
             Some(SetExpr::Select(select)) => {
                 let row: Vec<Expr> = select
                     .projection
@@ -649,7 +676,10 @@ impl Checker<'_> {
                     .filter(|(_, e)| self.is_param(e))
                     .filter_map(|(c, _)| last_ident(c))
                     .collect();
-                self.requirements.push(Requirement::Insert { table: table.clone(), org_columns });
+                self.requirements.push(Requirement::Insert {
+                    table: table.clone(),
+                    org_columns,
+                });
                 Vec::new()
             }
             _ => Vec::new(),
@@ -659,18 +689,35 @@ impl Checker<'_> {
                 .columns
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| rows.iter().all(|row| row.get(*i).is_some_and(|e| self.is_param(e))))
+                .filter(|(i, _)| {
+                    rows.iter()
+                        .all(|row| row.get(*i).is_some_and(|e| self.is_param(e)))
+                })
                 .filter_map(|(_, c)| last_ident(c))
                 .collect();
-            self.requirements.push(Requirement::Insert { table: table.clone(), org_columns });
-        } else if !matches!(insert.source.as_deref().map(|q| q.body.as_ref()), Some(SetExpr::Select(_))) {
-            self.requirements.push(Requirement::Insert { table: table.clone(), org_columns: Vec::new() });
+            self.requirements.push(Requirement::Insert {
+                table: table.clone(),
+                org_columns,
+            });
+        } else if !matches!(
+            insert.source.as_deref().map(|q| q.body.as_ref()),
+            Some(SetExpr::Select(_))
+        ) {
+            self.requirements.push(Requirement::Insert {
+                table: table.clone(),
+                org_columns: Vec::new(),
+            });
         }
         if let Some(OnInsert::OnConflict(conflict)) = &insert.on
             && let OnConflictAction::DoUpdate(update) = &conflict.action
         {
-            let assigned = update.assignments.iter().flat_map(|a| assignment_targets(a)).collect();
-            self.requirements.push(Requirement::Write { table, assigned });
+            let assigned = update
+                .assignments
+                .iter()
+                .flat_map(assignment_targets)
+                .collect();
+            self.requirements
+                .push(Requirement::Write { table, assigned });
         }
         ControlFlow::Continue(())
     }
@@ -1077,21 +1124,37 @@ mod tests {
     }
 
     fn read(table: &str, constrained: &[&str]) -> Requirement {
-        Requirement::Read { table: table.into(), constrained: constrained.iter().map(|c| (*c).into()).collect() }
+        Requirement::Read {
+            table: table.into(),
+            constrained: constrained.iter().map(|c| (*c).into()).collect(),
+        }
     }
 
     #[test]
     fn symbolic_mode_records_what_each_reference_is_constrained_by() {
         assert_eq!(
-            reqs("SELECT * FROM invoices i JOIN customers c ON c.id = i.customer_id AND c.org_id = $org WHERE i.org_id = $org AND i.total > $1"),
-            [read("invoices", &["org_id"]), read("customers", &["org_id"])]
+            reqs(
+                "SELECT * FROM invoices i JOIN customers c ON c.id = i.customer_id AND c.org_id = $org WHERE i.org_id = $org AND i.total > $1"
+            ),
+            [
+                read("invoices", &["org_id"]),
+                read("customers", &["org_id"])
+            ]
         );
         // Missing, wrong alias, OR, unfiltered subquery and CTE: the reference is unconstrained.
         assert_eq!(reqs("SELECT * FROM invoices"), [read("invoices", &[])]);
-        assert_eq!(reqs("SELECT * FROM invoices i WHERE c.org_id = $org"), [read("invoices", &[])]);
-        assert_eq!(reqs("SELECT * FROM invoices WHERE org_id = $org OR true"), [read("invoices", &[])]);
         assert_eq!(
-            reqs("SELECT * FROM invoices WHERE org_id = $org AND customer_id IN (SELECT id FROM customers)"),
+            reqs("SELECT * FROM invoices i WHERE c.org_id = $org"),
+            [read("invoices", &[])]
+        );
+        assert_eq!(
+            reqs("SELECT * FROM invoices WHERE org_id = $org OR true"),
+            [read("invoices", &[])]
+        );
+        assert_eq!(
+            reqs(
+                "SELECT * FROM invoices WHERE org_id = $org AND customer_id IN (SELECT id FROM customers)"
+            ),
             [read("invoices", &["org_id"]), read("customers", &[])]
         );
         assert_eq!(
@@ -1109,17 +1172,29 @@ mod tests {
         assert_eq!(
             reqs("UPDATE invoices SET total = $1, org_id = $2 WHERE org_id = $org"),
             [
-                Requirement::Write { table: "invoices".into(), assigned: vec!["total".into(), "org_id".into()] },
+                Requirement::Write {
+                    table: "invoices".into(),
+                    assigned: vec!["total".into(), "org_id".into()]
+                },
                 read("invoices", &["org_id"])
             ]
         );
         assert_eq!(
             reqs("INSERT INTO invoices (org_id, n) VALUES ($org, $1), ($org, $2)"),
-            [Requirement::Insert { table: "invoices".into(), org_columns: vec!["org_id".into()] }]
+            [Requirement::Insert {
+                table: "invoices".into(),
+                org_columns: vec!["org_id".into()]
+            }]
         );
         assert_eq!(
             reqs("DELETE FROM invoices WHERE id = $1"),
-            [Requirement::Write { table: "invoices".into(), assigned: vec![] }, read("invoices", &[])]
+            [
+                Requirement::Write {
+                    table: "invoices".into(),
+                    assigned: vec![]
+                },
+                read("invoices", &[])
+            ]
         );
     }
 

@@ -1,0 +1,9 @@
+use tenant_core::{OrgScoped, Pooled, tenant_sql};
+
+fn run(s: &mut OrgScoped<Pooled>) {
+    let _ = s.execute_sql(tenant_sql!(in two_companies::schema;
+        "SELECT number FROM invoices WHERE paid_on IS NULL AND total_cents > 0 AND customer_id IN (SELECT id FROM customers WHERE org_id = $org)"
+    ));
+}
+
+fn main() {}
