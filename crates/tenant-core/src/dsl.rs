@@ -525,6 +525,27 @@ impl<C: ScopedConnection> OrgScoped<C> {
         }
     }
 
+    /// An insert of many rows into tenant table `table` in one statement, each row with the org
+    /// column set from this handle.
+    pub fn insert_many<T, V>(
+        &self,
+        table: T,
+        rows: impl IntoIterator<Item = V>,
+    ) -> ScopedWrite<InsertStatement<T, <Vec<(OrgPredicate<T>, V)> as Insertable<T>>::Values>>
+    where
+        T: TenantTable,
+        Vec<(OrgPredicate<T>, V)>: Insertable<T>,
+    {
+        let rows: Vec<(OrgPredicate<T>, V)> = rows
+            .into_iter()
+            .map(|v| (self.org_predicate::<T>(), v))
+            .collect();
+        ScopedWrite {
+            query: diesel::insert_into(table).values(rows),
+            org: self.org(),
+        }
+    }
+
     /// Starts an update of tenant table `table`'s rows in this handle's org; add conditions
     /// with `filter` and values with `set`.
     pub fn update<T>(&self, table: T) -> ScopedUpdate<ScopedUpdateSource<T>>

@@ -361,6 +361,37 @@ fn insert_returning_upsert_update_with_a_changeset_and_returning_delete_returnin
 }
 
 #[test]
+fn insert_many_sets_the_org_on_every_row_in_one_statement() {
+    let f = fixture("shape_insert_many");
+    let rows = [
+        NewCustomer {
+            name: "c1",
+            email: "c1@example.com",
+        },
+        NewCustomer {
+            name: "c2",
+            email: "c2@example.com",
+        },
+        NewCustomer {
+            name: "c3",
+            email: "c3@example.com",
+        },
+    ];
+    let orgs: Vec<Uuid> = in_org(&f, f.b, |s| {
+        let q = s.insert_many(customers::table, &rows);
+        let sql = q.debug_sql();
+        assert!(
+            sql.contains("VALUES ($1, $2, $3), ($4, $5, $6), ($7, $8, $9)"),
+            "{sql}"
+        );
+        s.load(q.returning(customers::org_id))
+    });
+    assert_eq!(orgs, vec![f.b.as_uuid(); 3]);
+    let in_a: i64 = in_org(&f, f.a, |s| s.get_result(s.query(customers::table).count()));
+    assert_eq!(in_a, 1);
+}
+
+#[test]
 fn an_upsert_that_would_move_the_row_to_another_org_is_refused() {
     let f = fixture("shape_upsert_move");
     let err = f
