@@ -9,6 +9,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod compile_bench;
 mod lint;
 mod pg;
 
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         ["pg", "status"] => pg::Cluster::at(&workspace()).status(),
         ["gen"] => gen_migration(),
         ["lint"] => lint::run(&workspace()),
+        ["compile-bench"] => compile_bench::run(),
         ["demo"] => demo(),
         ["test"] => test(),
         _ => Err(USAGE.to_owned()),
@@ -49,6 +51,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   pg start|stop|status   throwaway PostgreSQL cluster under target/tenant-pg
   gen                    regenerate migrations/*_tenant_rls from the registry
   lint                   list every escape-hatch use with its reason; fail on one without
+  compile-bench          clean-build time of the example vs the same story in plain diesel
   demo                   run the two-companies story (uses DATABASE_URL if set)
   test                   every test, clippy -D warnings, fmt --check (uses DATABASE_URL if set)";
 
