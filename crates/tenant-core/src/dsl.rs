@@ -43,6 +43,9 @@ pub type OrgPredicate<T> = dsl::Eq<<T as TenantTable>::OrgColumn, Uuid>;
 pub type ScopedSource<T> = dsl::Filter<T, OrgPredicate<T>>;
 /// An insert into tenant table `T` of `V` with the org column set from the handle.
 pub type ScopedInsert<T, V> = InsertStatement<T, <(OrgPredicate<T>, V) as Insertable<T>>::Values>;
+/// An insert of many rows `V` into tenant table `T`, each with the org column set.
+pub type ScopedInsertMany<T, V> =
+    InsertStatement<T, <Vec<(OrgPredicate<T>, V)> as Insertable<T>>::Values>;
 /// An update of tenant table `T` filtered to one org: where every scoped update starts.
 pub type ScopedUpdateSource<T> =
     dsl::Filter<UpdateStatement<T, <T as IntoUpdateTarget>::WhereClause>, OrgPredicate<T>>;
@@ -531,7 +534,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
         &self,
         table: T,
         rows: impl IntoIterator<Item = V>,
-    ) -> ScopedWrite<InsertStatement<T, <Vec<(OrgPredicate<T>, V)> as Insertable<T>>::Values>>
+    ) -> ScopedWrite<ScopedInsertMany<T, V>>
     where
         T: TenantTable,
         Vec<(OrgPredicate<T>, V)>: Insertable<T>,

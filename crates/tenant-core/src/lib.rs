@@ -36,8 +36,8 @@ mod verify;
 
 pub use dsl::{
     JoinRhs, OnWithOrg, OrFilterWidensScope, OrgPredicate, ScopedDelete, ScopedDeleteSource,
-    ScopedInsert, ScopedQuery, ScopedSelect, ScopedSource, ScopedUpdate, ScopedUpdateSource,
-    ScopedWrite,
+    ScopedInsert, ScopedInsertMany, ScopedQuery, ScopedSelect, ScopedSource, ScopedUpdate,
+    ScopedUpdateSource, ScopedWrite,
 };
 pub use error::{DbError, TenantError};
 pub use org_id::{OrgId, OrgIdError};
