@@ -91,6 +91,11 @@ fn no_test_is_ignored_and_none_sleeps_to_synchronize() {
             file.display()
         );
         assert!(!text.contains("thread::sleep"), "{} sleeps", file.display());
+        assert!(
+            !text.contains("```ignore"),
+            "{} has a doc example that is never compiled",
+            file.display()
+        );
     }
 }
 

@@ -55,12 +55,23 @@ pub use scoped::{OrgScoped, Pooled, ScopedConnection};
 /// `SqlType: value`. The tables are looked up in `crate::schema` unless
 /// `in path::to::schema;` comes first.
 ///
-/// ```ignore
+/// ```no_run
+/// # mod schema {
+/// #     diesel::table! { invoices (id) { id -> Uuid, org_id -> Uuid, number -> Text, due_on -> Date, paid_on -> Nullable<Date> } }
+/// #     tenant_lint::registry! { pub static REGISTRY; tenant invoices => org_id; }
+/// # }
+/// # fn main() -> Result<(), tenant_core::TenantError> {
+/// use tenant_core::{OrgId, TenantPool, tenant_sql};
+///
 /// #[derive(diesel::QueryableByName)]
 /// struct Overdue {
 ///     #[diesel(sql_type = diesel::sql_types::Text)]
 ///     number: String,
 /// }
+///
+/// let pool = TenantPool::builder("postgres://tenant_app@localhost/app", &schema::REGISTRY).build()?;
+/// let org: OrgId = "0191f5a6-8e1c-7c3a-9d4e-1f2a3b4c5d6e".parse()?;
+/// let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap_or_default();
 /// let rows: Vec<Overdue> = pool.with_org(org, |s| {
 ///     s.load_sql(tenant_sql!(
 ///         "SELECT i.number FROM invoices i \
@@ -69,6 +80,8 @@ pub use scoped::{OrgScoped, Pooled, ScopedConnection};
 ///         diesel::sql_types::Date: today
 ///     ))
 /// })?;
+/// # Ok(())
+/// # }
 /// ```
 ///
 /// The compile-fail suite (`crates/tenant-lint/tests/compile-fail/tenant_sql_*`) shows each

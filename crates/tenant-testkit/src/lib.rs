@@ -84,13 +84,16 @@ pub fn url_for(base: &str, user: &str, password: Option<&str>, dbname: &str) -> 
     }
 }
 
-/// Creates the roles every test database relies on, once per server, under an advisory lock
-/// (roles are cluster-wide; parallel test processes would race).
+/// Creates the roles every test database relies on, under an advisory lock (roles are
+/// cluster-wide; parallel test processes would race). The lock is transaction-scoped: the
+/// script runs as one implicit transaction, and a session lock released inside it would let
+/// the next process update the role rows before this one commits ("tuple concurrently
+/// updated").
 pub fn ensure_roles(admin: &mut PgConnection) {
     let pw = TEST_PASSWORD;
     admin
         .batch_execute(&format!(
-            "SELECT pg_advisory_lock(7243001);
+            "SELECT pg_advisory_xact_lock(7243001);
              DO $$
              BEGIN
                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenant_owner') THEN
@@ -116,8 +119,7 @@ pub fn ensure_roles(admin: &mut PgConnection) {
                  CREATE ROLE {pl} LOGIN PASSWORD '{pw}';
                END IF;
              END
-             $$;
-             SELECT pg_advisory_unlock(7243001);",
+             $$;",
             su = roles::SUPERUSER,
             by = roles::BYPASSRLS,
             om = roles::OWNER_MEMBER,
