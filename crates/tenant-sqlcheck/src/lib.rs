@@ -593,14 +593,7 @@ impl Checker<'_> {
             match self.kind_of(name) {
                 Kind::Tenant(col) => {
                     for a in &update.assignments {
-                        let targets: Vec<&ObjectName> = match &a.target {
-                            AssignmentTarget::ColumnName(n) => vec![n],
-                            AssignmentTarget::Tuple(ns) => ns.iter().collect(),
-                        };
-                        if targets
-                            .iter()
-                            .any(|n| last_ident(n).as_deref() == Some(col))
-                        {
+                        if assignment_targets(a).iter().any(|c| c == col) {
                             return ControlFlow::Break(Violation::AssignsOrgColumn {
                                 table: last_ident(name).unwrap_or_default(),
                                 column: col.to_owned(),
@@ -778,14 +771,7 @@ impl Checker<'_> {
             && let OnConflictAction::DoUpdate(update) = &conflict.action
         {
             for a in &update.assignments {
-                let targets: Vec<&ObjectName> = match &a.target {
-                    AssignmentTarget::ColumnName(n) => vec![n],
-                    AssignmentTarget::Tuple(ns) => ns.iter().collect(),
-                };
-                if targets
-                    .iter()
-                    .any(|n| last_ident(n).as_deref() == Some(col.as_str()))
-                {
+                if assignment_targets(a).contains(&col) {
                     return ControlFlow::Break(Violation::AssignsOrgColumn { table, column: col });
                 }
             }

@@ -2,6 +2,7 @@
 //! service looks like without tenant-safe, and the baseline that `cargo xtask compile-bench`
 //! measures the scoped version against. Nothing here stops a forgotten filter.
 
+#[path = "../../two-companies/src/schema.rs"]
 pub mod schema;
 
 /// The same migrations as the scoped example (kept for a like-for-like build).

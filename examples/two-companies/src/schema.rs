@@ -1,6 +1,6 @@
-//! The diesel schema of the story (as `diesel print-schema` would write it) and its tenant
-//! registry: the one list that the scoped DSL, the pool's checks and the generated RLS
-//! migration all read.
+//! The diesel schema of the story, as `diesel print-schema` writes it. The tenant registry
+//! that marks these tables is in `lib.rs`; this file is shared with the plain-diesel twin
+//! (`examples/two-companies-plain`), so both build the same schema.
 
 diesel::table! {
     /// Currencies: global, shared by every org.
@@ -117,15 +117,3 @@ diesel::joinable!(invoices -> currencies (currency));
 diesel::allow_tables_to_appear_in_same_query!(
     currencies, orgs, customers, deals, proposals, invoices
 );
-
-tenant_lint::registry! {
-    /// Every table of the story. Parents come before children: the order is the order of
-    /// the generated migration.
-    pub static REGISTRY;
-    global currencies;
-    tenant orgs => id;
-    tenant customers => org_id;
-    tenant deals => org_id;
-    tenant proposals => org_id;
-    tenant invoices => org_id;
-}
