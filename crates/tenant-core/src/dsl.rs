@@ -34,6 +34,7 @@ use uuid::Uuid;
 use diesel::pg::Pg;
 use diesel::query_builder::QueryFragment;
 
+use crate::columns::SetsOrgColumn;
 use crate::scoped::ScopedConnection;
 use crate::{OrgId, OrgScoped, TenantError};
 
@@ -520,8 +521,16 @@ impl<C: ScopedConnection> OrgScoped<C> {
     pub fn insert<T, V>(&self, table: T, values: V) -> ScopedWrite<ScopedInsert<T, V>>
     where
         T: TenantTable,
+        V: Insertable<T>,
+        V::Values: SetsOrgColumn<T>,
         (OrgPredicate<T>, V): Insertable<T>,
     {
+        const {
+            assert!(
+                !<V::Values as SetsOrgColumn<T>>::SETS_ORG,
+                "the values of a scoped insert set the org column: leave it out, the handle sets it"
+            );
+        }
         ScopedWrite {
             query: diesel::insert_into(table).values((self.org_predicate::<T>(), values)),
             org: self.org(),
@@ -537,8 +546,16 @@ impl<C: ScopedConnection> OrgScoped<C> {
     ) -> ScopedWrite<ScopedInsertMany<T, V>>
     where
         T: TenantTable,
+        V: Insertable<T>,
+        V::Values: SetsOrgColumn<T>,
         Vec<(OrgPredicate<T>, V)>: Insertable<T>,
     {
+        const {
+            assert!(
+                !<V::Values as SetsOrgColumn<T>>::SETS_ORG,
+                "the values of a scoped insert set the org column: leave it out, the handle sets it"
+            );
+        }
         let rows: Vec<(OrgPredicate<T>, V)> = rows
             .into_iter()
             .map(|v| (self.org_predicate::<T>(), v))

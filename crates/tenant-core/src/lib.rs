@@ -26,6 +26,7 @@
 //! Only this crate touches a raw database connection (DESIGN.md invariant 1).
 
 pub mod admin;
+mod columns;
 mod dsl;
 mod error;
 mod org_id;
@@ -34,6 +35,7 @@ mod raw_sql;
 mod scoped;
 mod verify;
 
+pub use columns::SetsOrgColumn;
 pub use dsl::{
     JoinRhs, OnWithOrg, OrFilterWidensScope, OrgPredicate, ScopedDelete, ScopedDeleteSource,
     ScopedInsert, ScopedInsertMany, ScopedQuery, ScopedSelect, ScopedSource, ScopedUpdate,
@@ -98,27 +100,12 @@ pub mod __private {
     pub const fn contains(list: &[&str], item: &str) -> bool {
         let mut i = 0;
         while i < list.len() {
-            if str_eq(list[i], item) {
+            if crate::columns::str_eq(list[i], item) {
                 return true;
             }
             i += 1;
         }
         false
-    }
-
-    const fn str_eq(a: &str, b: &str) -> bool {
-        let (a, b) = (a.as_bytes(), b.as_bytes());
-        if a.len() != b.len() {
-            return false;
-        }
-        let mut i = 0;
-        while i < a.len() {
-            if a[i] != b[i] {
-                return false;
-            }
-            i += 1;
-        }
-        true
     }
 }
 pub use tenant_lint::{GlobalTable, RegisteredTable, Registry, TenantTable};
