@@ -1,8 +1,8 @@
 //! `cargo xtask lint`: every use of an escape hatch, listed with its file, line and reason.
 //!
 //! The escape hatches are the APIs that reach past the scoped layer: `raw_connection_unchecked`
-//! (the raw connection under a scoped transaction) and `GlobalWriter::connect` (writes to
-//! global tables). Each takes a written reason; a use whose reason is not a non-empty string
+//! (the raw connection under a scoped transaction), `GlobalWriter::connect` (writes to global
+//! tables) and `CatalogReader::connect` (catalog reads for audits). Each takes a written reason; a use whose reason is not a non-empty string
 //! literal fails the lint. This is the "code review" half of the application layer, as a tool.
 
 use std::path::{Path, PathBuf};

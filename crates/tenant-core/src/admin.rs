@@ -90,3 +90,55 @@ impl GlobalWriter {
         Ok(ExecuteDsl::execute(statement, &mut self.conn)?)
     }
 }
+
+/// A read-only connection to the system catalogs, for audits (`tenant-schema`'s catalog audit
+/// reads through it). It refuses any query that reads beyond `pg_catalog` and
+/// `information_schema`, and its session is read-only, so it cannot see or change tenant rows.
+pub struct CatalogReader {
+    conn: PgConnection,
+    reason: &'static str,
+}
+
+impl std::fmt::Debug for CatalogReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogReader")
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CatalogReader {
+    /// Connects with `url` (the application role, or an auditor role) for `reason`.
+    ///
+    /// # Errors
+    /// [`TenantError::Connect`] when the database cannot be reached.
+    pub fn connect(url: &str, reason: &'static str) -> Result<Self, TenantError> {
+        use diesel::connection::SimpleConnection;
+        let mut conn =
+            PgConnection::establish(url).map_err(|e| TenantError::Connect(e.to_string()))?;
+        conn.batch_execute("SET default_transaction_read_only = on")?;
+        Ok(Self { conn, reason })
+    }
+
+    /// The reason given at `connect`.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    /// Runs a catalog query with text parameters `$1`, `$2`, ... and returns its rows.
+    ///
+    /// # Errors
+    /// [`TenantError::Unscoped`] if the query reads anything but the catalogs; a database
+    /// error otherwise.
+    pub fn load<U>(&mut self, sql: &str, params: &[&str]) -> Result<Vec<U>, TenantError>
+    where
+        U: diesel::deserialize::QueryableByName<Pg> + 'static,
+    {
+        tenant_sqlcheck::check_catalog_only(sql).map_err(TenantError::Unscoped)?;
+        let mut query = diesel::sql_query(sql).into_boxed::<Pg>();
+        for p in params {
+            query = query.bind::<diesel::sql_types::Text, _>(*p);
+        }
+        Ok(diesel::RunQueryDsl::load(query, &mut self.conn)?)
+    }
+}

@@ -11,9 +11,14 @@
 //! assert!(!migration.up.contains("TRUNCATE"));
 //! ```
 //!
+//! [`audit`] reads a live database's catalog (through a read-only, catalog-only
+//! `tenant_core::admin::CatalogReader`) and reports every configuration that would let rows
+//! cross orgs.
+//!
 //! The generated SQL targets PostgreSQL 15 and newer; the policy expression and every DDL
 //! statement are written in [`pg`], so another target is one module.
 
+pub mod audit;
 pub mod pg;
 
 pub use pg::{Migration, RlsOptions, generate};

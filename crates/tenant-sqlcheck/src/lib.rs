@@ -780,6 +780,67 @@ impl Checker<'_> {
     }
 }
 
+/// Whether `sql` is one SELECT that reads only the system catalogs (`pg_catalog`,
+/// `information_schema`, or unqualified `pg_*` relations): the only thing an audit connection
+/// may run, so it can never read tenant rows.
+pub fn check_catalog_only(sql: &str) -> Result<(), Violation> {
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| Violation::Unparsable(e.to_string()))?;
+    let [statement] = statements.as_slice() else {
+        return Err(Violation::StatementCount(statements.len()));
+    };
+    if !matches!(statement, Statement::Query(_)) {
+        let text = statement.to_string();
+        return Err(Violation::UnsupportedStatement(
+            text.split_whitespace().next().unwrap_or("?").to_uppercase(),
+        ));
+    }
+    let mut ctes = HashSet::new();
+    let _ = statement.visit(&mut CteCollector(&mut ctes));
+    struct CatalogOnly<'a>(&'a HashSet<String>);
+    impl Visitor for CatalogOnly<'_> {
+        type Break = Violation;
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Violation> {
+            if let TableFactor::Table {
+                name, args: None, ..
+            } = factor
+            {
+                let parts: Vec<String> = name
+                    .0
+                    .iter()
+                    .filter_map(|p| match p {
+                        ObjectNamePart::Identifier(id) => Some(ident(id)),
+                        _ => None,
+                    })
+                    .collect();
+                let ok = match parts.as_slice() {
+                    [schema, _] => schema == "pg_catalog" || schema == "information_schema",
+                    [table] => table.starts_with("pg_") || self.0.contains(table),
+                    _ => false,
+                };
+                if !ok {
+                    return ControlFlow::Break(Violation::UnregisteredTable {
+                        table: parts.join("."),
+                    });
+                }
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Violation> {
+            if let Expr::Function(f) = expr
+                && last_ident(&f.name).as_deref() == Some("set_config")
+            {
+                return ControlFlow::Break(Violation::ChangesSessionSetting("set_config".into()));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    match statement.visit(&mut CatalogOnly(&ctes)) {
+        ControlFlow::Break(v) => Err(v),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
 /// The column names an assignment sets.
 fn assignment_targets(a: &sqlparser::ast::Assignment) -> Vec<String> {
     match &a.target {
@@ -1182,6 +1243,32 @@ mod tests {
                 read("invoices", &[])
             ]
         );
+    }
+
+    #[test]
+    fn catalog_only_queries_read_nothing_but_the_catalogs() {
+        assert_eq!(
+            check_catalog_only(
+                "SELECT c.relname FROM pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_catalog_only("SELECT * FROM information_schema.table_privileges"),
+            Ok(())
+        );
+        assert_eq!(
+            check_catalog_only(
+                "SELECT * FROM pg_class WHERE relname IN (SELECT number FROM invoices)"
+            ),
+            Err(Violation::UnregisteredTable {
+                table: "invoices".into()
+            })
+        );
+        assert!(matches!(
+            check_catalog_only("DELETE FROM pg_class"),
+            Err(Violation::UnsupportedStatement(_))
+        ));
     }
 
     #[test]

@@ -1,0 +1,339 @@
+//! A snapshot of what the catalog says about tenant isolation, read in a few queries through a
+//! [`CatalogReader`]. The rules are pure functions over it.
+
+use diesel::QueryableByName;
+use diesel::sql_types::{Bool, Integer, Text};
+use tenant_core::admin::CatalogReader;
+
+use super::AuditError;
+
+const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
+
+/// The server.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct Server {
+    /// `server_version_num`, e.g. 150018.
+    #[diesel(sql_type = Integer)]
+    pub version_num: i32,
+    /// `version()`.
+    #[diesel(sql_type = Text)]
+    pub version: String,
+}
+
+/// The application role's attributes.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct AppRole {
+    /// Role name.
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    /// SUPERUSER.
+    #[diesel(sql_type = Bool)]
+    pub superuser: bool,
+    /// BYPASSRLS.
+    #[diesel(sql_type = Bool)]
+    pub bypassrls: bool,
+    /// Superuser or BYPASSRLS roles it is a member of, comma-separated.
+    #[diesel(sql_type = Text)]
+    pub privileged_memberships: String,
+}
+
+/// A relation in a user schema, with what the application role may do with it.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct Relation {
+    /// Schema.
+    #[diesel(sql_type = Text)]
+    pub schema: String,
+    /// Name.
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    /// `r` table, `p` partitioned, `v` view, `m` materialized view, `f` foreign table.
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    /// Owner.
+    #[diesel(sql_type = Text)]
+    pub owner: String,
+    /// RLS enabled.
+    #[diesel(sql_type = Bool)]
+    pub rls: bool,
+    /// RLS forced.
+    #[diesel(sql_type = Bool)]
+    pub forced: bool,
+    /// Privileges the app role holds (directly or inherited), comma-separated.
+    #[diesel(sql_type = Text)]
+    pub app_privileges: String,
+    /// Whether the app role owns it or is a member of its owner.
+    #[diesel(sql_type = Bool)]
+    pub app_owns: bool,
+    /// `reloptions`, comma-separated (e.g. `security_invoker=true`).
+    #[diesel(sql_type = Text)]
+    pub options: String,
+    /// Whether it has a column named like the conventional org column.
+    #[diesel(sql_type = Bool)]
+    pub has_org_column: bool,
+}
+
+impl Relation {
+    /// Whether the app role holds `privilege` on it.
+    pub fn app_has(&self, privilege: &str) -> bool {
+        self.app_privileges.split(',').any(|p| p == privilege)
+    }
+}
+
+/// A row-level-security policy.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct Policy {
+    /// The table.
+    #[diesel(sql_type = Text)]
+    pub table_name: String,
+    /// Policy name.
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    /// PERMISSIVE (else RESTRICTIVE).
+    #[diesel(sql_type = Bool)]
+    pub permissive: bool,
+    /// `*` all, `r` select, `a` insert, `w` update, `d` delete.
+    #[diesel(sql_type = Text)]
+    pub cmd: String,
+    /// Roles it applies to, comma-separated (`public` for all).
+    #[diesel(sql_type = Text)]
+    pub roles: String,
+    /// USING, as the server prints it.
+    #[diesel(sql_type = Text)]
+    pub using_expr: String,
+    /// WITH CHECK, as the server prints it.
+    #[diesel(sql_type = Text)]
+    pub check_expr: String,
+    /// Non-built-in functions it calls, as `name:volatility` (`i`, `s`, `v`), comma-separated.
+    #[diesel(sql_type = Text)]
+    pub functions: String,
+}
+
+/// A UNIQUE or PRIMARY KEY constraint, a unique index, or a FOREIGN KEY.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct Constraint {
+    /// The table.
+    #[diesel(sql_type = Text)]
+    pub table_name: String,
+    /// Constraint or index name.
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    /// `u` unique, `p` primary key, `i` unique index, `f` foreign key.
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    /// Its columns, comma-separated.
+    #[diesel(sql_type = Text)]
+    pub columns: String,
+    /// The referenced table, for a foreign key.
+    #[diesel(sql_type = Text)]
+    pub ref_table: String,
+    /// The referenced columns, for a foreign key.
+    #[diesel(sql_type = Text)]
+    pub ref_columns: String,
+    /// The type of the first column.
+    #[diesel(sql_type = Text)]
+    pub first_type: String,
+}
+
+/// A column filled by a sequence (serial) or an identity.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct SequenceColumn {
+    /// The table.
+    #[diesel(sql_type = Text)]
+    pub table_name: String,
+    /// The column.
+    #[diesel(sql_type = Text)]
+    pub column_name: String,
+    /// `identity` or `serial`.
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+}
+
+/// A SECURITY DEFINER or LEAKPROOF function outside the system schemas.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct Function {
+    /// Schema.
+    #[diesel(sql_type = Text)]
+    pub schema: String,
+    /// Name with argument types.
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    /// SECURITY DEFINER.
+    #[diesel(sql_type = Bool)]
+    pub security_definer: bool,
+    /// LEAKPROOF.
+    #[diesel(sql_type = Bool)]
+    pub leakproof: bool,
+    /// Whether the app role may execute it.
+    #[diesel(sql_type = Bool)]
+    pub app_can_execute: bool,
+    /// `proconfig` (e.g. `search_path=pg_catalog`), comma-separated.
+    #[diesel(sql_type = Text)]
+    pub config: String,
+}
+
+/// Everything the rules look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    /// The server.
+    pub server: Server,
+    /// The application role, if it exists.
+    pub app_role: Option<AppRole>,
+    /// Relations in user schemas.
+    pub relations: Vec<Relation>,
+    /// Policies on them.
+    pub policies: Vec<Policy>,
+    /// Keys, unique indexes and foreign keys.
+    pub constraints: Vec<Constraint>,
+    /// Serial and identity columns.
+    pub sequence_columns: Vec<SequenceColumn>,
+    /// SECURITY DEFINER and LEAKPROOF functions.
+    pub functions: Vec<Function>,
+}
+
+impl Catalog {
+    /// Reads the snapshot for application role `app_role`; `org_column` is the conventional org
+    /// column name used to find unregistered tables that hold tenant data.
+    pub fn read(
+        reader: &mut CatalogReader,
+        app_role: &str,
+        org_column: &str,
+    ) -> Result<Self, AuditError> {
+        let server = reader
+            .load::<Server>(
+                "SELECT current_setting('server_version_num')::int AS version_num, version() AS version",
+                &[],
+            )?
+            .into_iter()
+            .next()
+            .ok_or(AuditError::Empty("server version"))?;
+        let app_role = reader
+            .load::<AppRole>(
+                "SELECT r.rolname::text AS name, r.rolsuper AS superuser, r.rolbypassrls AS bypassrls, \
+                        coalesce((SELECT string_agg(m.rolname::text, ',' ORDER BY m.rolname) FROM pg_roles m \
+                                  WHERE m.oid <> r.oid AND (m.rolsuper OR m.rolbypassrls) \
+                                    AND pg_has_role(r.oid, m.oid, 'MEMBER')), '') AS privileged_memberships \
+                 FROM pg_roles r WHERE r.rolname = $1",
+                &[app_role],
+            )?
+            .into_iter()
+            .next();
+        let privileges = [
+            "SELECT",
+            "INSERT",
+            "UPDATE",
+            "DELETE",
+            "TRUNCATE",
+            "REFERENCES",
+            "TRIGGER",
+        ]
+        .iter()
+        .map(|p| format!("CASE WHEN has_table_privilege($1::name, c.oid, '{p}') THEN '{p}' END"))
+        .collect::<Vec<_>>()
+        .join(", ");
+        let relations = if app_role.is_some() {
+            reader.load::<Relation>(
+                &format!(
+                    "SELECT n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS kind, \
+                            pg_get_userbyid(c.relowner)::text AS owner, c.relrowsecurity AS rls, \
+                            c.relforcerowsecurity AS forced, concat_ws(',', {privileges}) AS app_privileges, \
+                            pg_has_role($1::name, c.relowner, 'MEMBER') AS app_owns, \
+                            coalesce(array_to_string(c.reloptions, ','), '') AS options, \
+                            EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = $2 \
+                                    AND NOT a.attisdropped) AS has_org_column \
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS} \
+                     ORDER BY 1, 2"
+                ),
+                &[app_role_name(app_role.as_ref()), org_column],
+            )?
+        } else {
+            Vec::new()
+        };
+        let policies = reader.load::<Policy>(
+            &format!(
+                "SELECT c.relname::text AS table_name, p.polname::text AS name, p.polpermissive AS permissive, \
+                        p.polcmd::text AS cmd, \
+                        CASE WHEN p.polroles = '{{0}}' THEN 'public' ELSE \
+                          (SELECT string_agg(r.rolname::text, ',' ORDER BY r.rolname) FROM pg_roles r \
+                           WHERE r.oid = ANY (p.polroles)) END AS roles, \
+                        coalesce(pg_get_expr(p.polqual, p.polrelid), '') AS using_expr, \
+                        coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '') AS check_expr, \
+                        coalesce((SELECT string_agg(f.proname::text || ':' || f.provolatile::text, ',' ORDER BY f.proname) \
+                                  FROM pg_depend d JOIN pg_proc f ON f.oid = d.refobjid \
+                                  WHERE d.classid = 'pg_policy'::regclass AND d.objid = p.oid \
+                                    AND d.refclassid = 'pg_proc'::regclass), '') AS functions \
+                 FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMAS} ORDER BY 1, 2"
+            ),
+            &[],
+        )?;
+        let constraints = reader.load::<Constraint>(
+            &format!(
+                "SELECT c.relname::text AS table_name, k.conname::text AS name, k.contype::text AS kind, \
+                        (SELECT string_agg(a.attname::text, ',' ORDER BY array_position(k.conkey, a.attnum)) \
+                         FROM pg_attribute a WHERE a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)) AS columns, \
+                        coalesce(rc.relname::text, '') AS ref_table, \
+                        coalesce((SELECT string_agg(a.attname::text, ',' ORDER BY array_position(k.confkey, a.attnum)) \
+                                  FROM pg_attribute a WHERE a.attrelid = k.confrelid AND a.attnum = ANY (k.confkey)), '') AS ref_columns, \
+                        coalesce((SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                                  WHERE a.attrelid = k.conrelid AND a.attnum = k.conkey[1]), '') AS first_type \
+                 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_class rc ON rc.oid = k.confrelid \
+                 WHERE k.contype IN ('u', 'p', 'f') AND {USER_SCHEMAS} \
+                 UNION ALL \
+                 SELECT c.relname::text, ic.relname::text, 'i', \
+                        (SELECT string_agg(a.attname::text, ',' ORDER BY array_position(i.indkey::int2[], a.attnum)) \
+                         FROM pg_attribute a WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])), \
+                        '', '', '' \
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE i.indisunique AND {USER_SCHEMAS} \
+                   AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid) \
+                 ORDER BY 1, 2"
+            ),
+            &[],
+        )?;
+        let sequence_columns = reader.load::<SequenceColumn>(
+            &format!(
+                "SELECT c.relname::text AS table_name, a.attname::text AS column_name, \
+                        CASE WHEN a.attidentity <> '' THEN 'identity' ELSE 'serial' END AS kind \
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                 WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p') AND {USER_SCHEMAS} \
+                   AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%') \
+                 ORDER BY 1, 2"
+            ),
+            &[],
+        )?;
+        let functions = if app_role.is_none() {
+            Vec::new()
+        } else {
+            reader.load::<Function>(
+                &format!(
+                    "SELECT n.nspname::text AS schema, p.oid::regprocedure::text AS name, \
+                        p.prosecdef AS security_definer, p.proleakproof AS leakproof, \
+                        has_function_privilege($1::name, p.oid, 'EXECUTE') AS app_can_execute, \
+                        coalesce(array_to_string(p.proconfig, ','), '') AS config \
+                 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                 WHERE (p.prosecdef OR p.proleakproof) AND {USER_SCHEMAS} ORDER BY 1, 2"
+                ),
+                &[app_role_name(app_role.as_ref())],
+            )?
+        };
+        Ok(Self {
+            server,
+            app_role,
+            relations,
+            policies,
+            constraints,
+            sequence_columns,
+            functions,
+        })
+    }
+}
+
+fn app_role_name(role: Option<&AppRole>) -> &str {
+    role.map_or("", |r| r.name.as_str())
+}

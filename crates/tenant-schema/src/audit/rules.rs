@@ -1,0 +1,558 @@
+//! The audit rules: each a pure function of the catalog snapshot, with a stable id.
+
+use tenant_lint::{Registry, TableEntry};
+
+use super::{AuditOptions, Catalog, Finding, Relation, Severity};
+
+type Rule = fn(&Catalog, &Registry, &AuditOptions) -> Vec<Finding>;
+
+/// Every rule, by id. The ids are stable: evidence and suppressions refer to them.
+pub const RULES: &[(&str, Rule)] = &[
+    ("registered-table-missing", registered_table_missing),
+    ("rls-not-enabled", rls_not_enabled),
+    ("rls-not-forced", rls_not_forced),
+    ("tenant-policy-missing", tenant_policy_missing),
+    ("policy-always-true", policy_always_true),
+    ("policy-reads-org-per-row", policy_reads_org_per_row),
+    ("policy-function-volatility", policy_function_volatility),
+    ("unexpected-permissive-policy", unexpected_permissive_policy),
+    ("app-role", app_role),
+    ("app-role-owns-tenant-table", app_role_owns_tenant_table),
+    ("forbidden-privilege", forbidden_privilege),
+    ("unique-without-org", unique_without_org),
+    ("foreign-key-without-org", foreign_key_without_org),
+    ("sequence-key", sequence_key),
+    (
+        "view-without-security-invoker",
+        view_without_security_invoker,
+    ),
+    ("security-definer-function", security_definer_function),
+    ("leakproof-function", leakproof_function),
+    ("unregistered-relation", unregistered_relation),
+    ("unregistered-tenant-table", unregistered_tenant_table),
+    ("server-version", server_version),
+];
+
+fn finding(
+    rule: &'static str,
+    severity: Severity,
+    object: impl Into<String>,
+    why: &str,
+    fix: impl Into<String>,
+) -> Finding {
+    Finding {
+        rule,
+        severity,
+        object: object.into(),
+        why: why.to_owned(),
+        fix: fix.into(),
+    }
+}
+
+fn relation<'c>(catalog: &'c Catalog, name: &str) -> Option<&'c Relation> {
+    catalog
+        .relations
+        .iter()
+        .find(|r| r.name == name && r.schema == "public")
+        .or_else(|| catalog.relations.iter().find(|r| r.name == name))
+}
+
+/// Registered tenant tables present in the database, with their org column.
+fn tenant_tables<'c>(
+    catalog: &'c Catalog,
+    registry: &Registry,
+) -> Vec<(&'static TableEntry, &'c Relation, &'static str)> {
+    registry
+        .tenant_tables()
+        .filter_map(|t| Some((t, relation(catalog, t.name)?, t.org_column()?)))
+        .collect()
+}
+
+fn registered_table_missing(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    r.tables()
+        .filter(|t| relation(c, t.name).is_none())
+        .map(|t| {
+            finding(
+                "registered-table-missing",
+                Severity::Error,
+                t.name,
+                "the registry names this table but the database has no such relation, so the registry and the deployed schema disagree",
+                "run the migrations, or remove the table from the registry",
+            )
+        })
+        .collect()
+}
+
+fn rls_not_enabled(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    tenant_tables(c, r)
+        .into_iter()
+        .filter(|(_, rel, _)| !rel.rls)
+        .map(|(t, _, _)| {
+            finding(
+                "rls-not-enabled",
+                Severity::Error,
+                t.name,
+                "row-level security is disabled: every org's rows are visible to the application role",
+                format!("ALTER TABLE {} ENABLE ROW LEVEL SECURITY (apply the generated migration)", t.name),
+            )
+        })
+        .collect()
+}
+
+fn rls_not_forced(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    tenant_tables(c, r)
+        .into_iter()
+        .filter(|(_, rel, _)| rel.rls && !rel.forced)
+        .map(|(t, _, _)| {
+            finding(
+                "rls-not-forced",
+                Severity::Error,
+                t.name,
+                "row-level security is not forced, so the table owner (and anything running as it) sees every org (THREATS.md #1)",
+                format!("ALTER TABLE {} FORCE ROW LEVEL SECURITY", t.name),
+            )
+        })
+        .collect()
+}
+
+/// Whether a policy expression confines `org_column` to the org setting.
+fn confines(expr: &str, org_column: &str, setting: &str) -> bool {
+    expr.contains(&format!("current_setting('{setting}'"))
+        && (expr.contains(&format!("({org_column} ="))
+            || expr.contains(&format!("{org_column} = ")))
+}
+
+fn tenant_policy_missing(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (t, _, col) in tenant_tables(c, r) {
+        let on_table: Vec<_> = c
+            .policies
+            .iter()
+            .filter(|p| p.table_name == t.name)
+            .collect();
+        let restrictive = on_table.iter().any(|p| {
+            !p.permissive
+                && p.cmd == "*"
+                && confines(&p.using_expr, col, &o.rls.setting)
+                && confines(&p.check_expr, col, &o.rls.setting)
+        });
+        if restrictive {
+            continue;
+        }
+        let permissive_only = on_table
+            .iter()
+            .any(|p| p.permissive && confines(&p.using_expr, col, &o.rls.setting));
+        out.push(finding(
+            "tenant-policy-missing",
+            Severity::Error,
+            t.name,
+            if permissive_only {
+                "the org policy is PERMISSIVE: any other permissive policy is ORed with it and widens access beyond the org (THREATS.md #26)"
+            } else {
+                "no RESTRICTIVE policy for all commands keys this table's USING and WITH CHECK on the session org"
+            },
+            "apply the generated migration: CREATE POLICY ... AS RESTRICTIVE FOR ALL USING (org = <setting>) WITH CHECK (org = <setting>)",
+        ));
+    }
+    out
+}
+
+fn policy_always_true(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    let tenant: Vec<&str> = r.tenant_tables().map(|t| t.name).collect();
+    c.policies
+        .iter()
+        .filter(|p| tenant.contains(&p.table_name.as_str()) && !p.permissive)
+        .filter(|p| p.using_expr == "true" || p.check_expr == "true")
+        .map(|p| {
+            finding(
+                "policy-always-true",
+                Severity::Error,
+                format!("{}.{}", p.table_name, p.name),
+                "a RESTRICTIVE policy that is always true restricts nothing",
+                "drop it, or key it on the org setting",
+            )
+        })
+        .collect()
+}
+
+fn policy_reads_org_per_row(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    let tenant: Vec<&str> = r.tenant_tables().map(|t| t.name).collect();
+    let needle = format!("current_setting('{}'", o.rls.setting);
+    c.policies
+        .iter()
+        .filter(|p| tenant.contains(&p.table_name.as_str()))
+        .filter(|p| {
+            [&p.using_expr, &p.check_expr].iter().any(|e| {
+                // The server prints the once-per-statement form as `( SELECT ... current_setting(`.
+                e.match_indices(&needle).any(|(i, _)| !e[..i].contains("( SELECT"))
+            })
+        })
+        .map(|p| {
+            finding(
+                "policy-reads-org-per-row",
+                Severity::Warning,
+                format!("{}.{}", p.table_name, p.name),
+                "the policy reads the org setting (and casts it) for every row instead of once per statement: measured about 4x slower on a sequential scan",
+                "wrap it in a sub-select: org_id = (SELECT nullif(current_setting('tenant.org_id', true), '')::uuid)",
+            )
+        })
+        .collect()
+}
+
+fn policy_function_volatility(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for p in &c.policies {
+        for f in p.functions.split(',').filter(|f| !f.is_empty()) {
+            let (name, volatility) = f.rsplit_once(':').unwrap_or((f, ""));
+            let (severity, why) = match volatility {
+                "i" => (
+                    Severity::Error,
+                    "an IMMUTABLE helper is folded into cached plans, so a plan made for one org answers for another",
+                ),
+                "v" => (
+                    Severity::Warning,
+                    "a VOLATILE helper is evaluated per row and defeats index use",
+                ),
+                _ => continue,
+            };
+            out.push(finding(
+                "policy-function-volatility",
+                severity,
+                format!("{}.{} -> {name}", p.table_name, p.name),
+                why,
+                format!("ALTER FUNCTION {name} STABLE"),
+            ));
+        }
+    }
+    out
+}
+
+fn unexpected_permissive_policy(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    let tenant: Vec<&str> = r.tenant_tables().map(|t| t.name).collect();
+    c.policies
+        .iter()
+        .filter(|p| tenant.contains(&p.table_name.as_str()) && p.permissive && p.name != o.rls.base_policy)
+        .map(|p| {
+            finding(
+                "unexpected-permissive-policy",
+                Severity::Warning,
+                format!("{}.{}", p.table_name, p.name),
+                "a permissive policy the generator did not write: the restrictive org policy still applies, but review what it grants and to whom",
+                "drop it, or document why it exists",
+            )
+        })
+        .collect()
+}
+
+fn app_role(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    let Some(role) = &c.app_role else {
+        return vec![finding(
+            "app-role",
+            Severity::Error,
+            o.rls.app_role.clone(),
+            "the application role does not exist, so nothing could be checked about what it can reach",
+            "apply the generated migration, or set the audited role's name in the options",
+        )];
+    };
+    let mut out = Vec::new();
+    if role.superuser {
+        out.push(finding(
+            "app-role",
+            Severity::Error,
+            role.name.clone(),
+            "a superuser bypasses row-level security (THREATS.md #2)",
+            format!("ALTER ROLE {} NOSUPERUSER", role.name),
+        ));
+    }
+    if role.bypassrls {
+        out.push(finding(
+            "app-role",
+            Severity::Error,
+            role.name.clone(),
+            "BYPASSRLS makes row-level security not apply (THREATS.md #2)",
+            format!("ALTER ROLE {} NOBYPASSRLS", role.name),
+        ));
+    }
+    for m in role
+        .privileged_memberships
+        .split(',')
+        .filter(|m| !m.is_empty())
+    {
+        out.push(finding(
+            "app-role",
+            Severity::Error,
+            format!("{} -> {m}", role.name),
+            "the application role can SET ROLE to a superuser or BYPASSRLS role (THREATS.md #2)",
+            format!("REVOKE {m} FROM {}", role.name),
+        ));
+    }
+    out
+}
+
+fn app_role_owns_tenant_table(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    tenant_tables(c, r)
+        .into_iter()
+        .filter(|(_, rel, _)| rel.app_owns)
+        .map(|(t, rel, _)| {
+            finding(
+                "app-role-owns-tenant-table",
+                Severity::Error,
+                t.name,
+                "the application role owns this table (or is a member of its owner): it can disable RLS or drop its policies (THREATS.md #1, #25)",
+                format!("ALTER TABLE {} OWNER TO {} and make sure {} is not a member of {}", t.name, o.rls.owner_role, o.rls.app_role, rel.owner),
+            )
+        })
+        .collect()
+}
+
+fn forbidden_privilege(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (t, rel, _) in tenant_tables(c, r) {
+        for (privilege, why) in [
+            (
+                "TRUNCATE",
+                "TRUNCATE ignores row-level security and empties every org (THREATS.md #7)",
+            ),
+            (
+                "REFERENCES",
+                "REFERENCES lets the role add foreign keys that probe other orgs' rows (THREATS.md #8)",
+            ),
+            (
+                "TRIGGER",
+                "TRIGGER lets the role run code on every org's writes",
+            ),
+        ] {
+            if rel.app_has(privilege) {
+                out.push(finding(
+                    "forbidden-privilege",
+                    Severity::Error,
+                    format!("{} ({privilege})", t.name),
+                    why,
+                    format!("REVOKE {privilege} ON {} FROM {}", t.name, o.rls.app_role),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn unique_without_org(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (t, _, col) in tenant_tables(c, r) {
+        for k in c
+            .constraints
+            .iter()
+            .filter(|k| k.table_name == t.name && matches!(k.kind.as_str(), "u" | "p" | "i"))
+        {
+            let cols: Vec<&str> = k.columns.split(',').collect();
+            if cols.contains(&col) {
+                continue;
+            }
+            // A primary key on one random uuid is no practical oracle: it has to be guessed.
+            if k.kind == "p" && cols.len() == 1 && k.first_type == "uuid" {
+                continue;
+            }
+            out.push(finding(
+                "unique-without-org",
+                Severity::Warning,
+                format!("{}.{}", t.name, k.name),
+                "a unique key without the org column is an oracle: a duplicate in another org raises 23505 and proves the value exists (THREATS.md #9)",
+                format!("include {col} in the key: UNIQUE ({col}, {})", k.columns.replace(',', ", ")),
+            ));
+        }
+    }
+    out
+}
+
+fn foreign_key_without_org(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (t, _, col) in tenant_tables(c, r) {
+        for k in c
+            .constraints
+            .iter()
+            .filter(|k| k.table_name == t.name && k.kind == "f")
+        {
+            let Some(parent) = r.get(&k.ref_table).filter(|e| e.is_tenant()) else {
+                continue;
+            };
+            let parent_col = parent.org_column().unwrap_or_default();
+            let pairs: Vec<(&str, &str)> =
+                k.columns.split(',').zip(k.ref_columns.split(',')).collect();
+            if pairs.contains(&(col, parent_col)) {
+                continue;
+            }
+            out.push(finding(
+                "foreign-key-without-org",
+                Severity::Error,
+                format!("{}.{}", t.name, k.name),
+                "a foreign key between tenant tables without the org column lets a row reference (and probe, or cascade into) another org's row: foreign-key checks bypass RLS (THREATS.md #8)",
+                format!("FOREIGN KEY ({col}, {}) REFERENCES {} ({parent_col}, {}) with UNIQUE ({parent_col}, {}) on the parent", k.columns, k.ref_table, k.ref_columns, k.ref_columns),
+            ));
+        }
+    }
+    out
+}
+
+fn sequence_key(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    let tenant: Vec<&str> = r.tenant_tables().map(|t| t.name).collect();
+    c.sequence_columns
+        .iter()
+        .filter(|s| tenant.contains(&s.table_name.as_str()))
+        .map(|s| {
+            finding(
+                "sequence-key",
+                Severity::Warning,
+                format!("{}.{} ({})", s.table_name, s.column_name, s.kind),
+                "a sequence shared by all orgs counts other orgs' inserts (THREATS.md #19)",
+                "use uuid keys: DEFAULT gen_random_uuid() or UUIDv7 from the application",
+            )
+        })
+        .collect()
+}
+
+fn view_without_security_invoker(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    c.relations
+        .iter()
+        .filter(|rel| rel.kind == "v" && !rel.app_privileges.is_empty())
+        .filter(|rel| !rel.options.split(',').any(|o| o == "security_invoker=true" || o == "security_invoker=on"))
+        .map(|rel| {
+            finding(
+                "view-without-security-invoker",
+                Severity::Error,
+                format!("{}.{}", rel.schema, rel.name),
+                "the view runs with its owner's rights, so row-level security applies to the owner, not the reader: an owner-run view can return every org's rows (THREATS.md #11)",
+                format!("ALTER VIEW {}.{} SET (security_invoker = true)", rel.schema, rel.name),
+            )
+        })
+        .collect()
+}
+
+fn security_definer_function(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    c.functions
+        .iter()
+        .filter(|f| f.security_definer && f.app_can_execute)
+        .map(|f| {
+            let fixed_path = f.config.split(',').any(|s| s.starts_with("search_path="));
+            finding(
+                "security-definer-function",
+                if fixed_path { Severity::Warning } else { Severity::Error },
+                format!("{}.{}", f.schema, f.name),
+                if fixed_path {
+                    "the application role can run this function with its owner's rights: review that it cannot return another org's rows (THREATS.md #13)"
+                } else {
+                    "the application role can run this function with its owner's rights, and it has no fixed search_path, so the caller can redirect what it calls (THREATS.md #13)"
+                },
+                format!("review it; ALTER FUNCTION {}.{} SET search_path = pg_catalog, public; or REVOKE EXECUTE from the application role", f.schema, f.name),
+            )
+        })
+        .collect()
+}
+
+fn leakproof_function(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    c.functions
+        .iter()
+        .filter(|f| f.leakproof)
+        .map(|f| {
+            finding(
+                "leakproof-function",
+                Severity::Warning,
+                format!("{}.{}", f.schema, f.name),
+                "LEAKPROOF functions run before row-level security filters; one that can raise or log its input leaks other orgs' values (THREATS.md #10)",
+                format!("ALTER FUNCTION {}.{} NOT LEAKPROOF unless it provably reveals nothing", f.schema, f.name),
+            )
+        })
+        .collect()
+}
+
+fn unregistered_relation(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    c.relations
+        .iter()
+        .filter(|rel| !rel.app_privileges.is_empty() && r.get(&rel.name).is_none())
+        .map(|rel| {
+            finding(
+                "unregistered-relation",
+                Severity::Error,
+                format!("{}.{}", rel.schema, rel.name),
+                "the application role can reach a relation that is neither a registered tenant table nor a registered global table",
+                "register it (tenant with its org column, or global if it holds no tenant data), or revoke the application role's privileges on it",
+            )
+        })
+        .collect()
+}
+
+fn unregistered_tenant_table(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    c.relations
+        .iter()
+        .filter(|rel| matches!(rel.kind.as_str(), "r" | "p") && rel.has_org_column && rel.app_privileges.is_empty() && r.get(&rel.name).is_none())
+        .map(|rel| {
+            finding(
+                "unregistered-tenant-table",
+                Severity::Warning,
+                format!("{}.{}", rel.schema, rel.name),
+                "the table has an org column but is not in the registry: it gets no generated protection, and nothing stops a later grant from exposing it",
+                format!("register it as `tenant {} => {};` and regenerate the migration", rel.name, o.org_column),
+            )
+        })
+        .collect()
+}
+
+/// The first release of each major with every RLS fix in THREATS.md #27 (the last,
+/// CVE-2025-8713, was fixed in 17.6, 16.10, 15.14, 14.19 and 13.22).
+const FIXED_IN: &[(i32, i32)] = &[
+    (13, 130_022),
+    (14, 140_019),
+    (15, 150_014),
+    (16, 160_010),
+    (17, 170_006),
+];
+
+fn server_version(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    let num = c.server.version_num;
+    let major = num / 10_000;
+    let needed = match FIXED_IN.iter().find(|(m, _)| *m == major) {
+        Some((_, fixed)) => *fixed,
+        None if major < 13 => i32::MAX,
+        None => return Vec::new(),
+    };
+    if num >= needed {
+        return Vec::new();
+    }
+    vec![finding(
+        "server-version",
+        Severity::Error,
+        format!("server {num}"),
+        "this server predates fixes for known row-level-security bypasses (CVE-2019-10130 ... CVE-2025-8713, THREATS.md #27)",
+        if needed == i32::MAX {
+            "upgrade to a supported major (13 or newer) at its latest minor".to_owned()
+        } else {
+            format!("upgrade to {}.{} or newer", needed / 10_000, needed % 100)
+        },
+    )]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_per_row_setting_read_is_told_apart_from_the_sub_select_form() {
+        let once = "(org_id = ( SELECT (NULLIF(current_setting('tenant.org_id'::text, true), ''::text))::uuid AS \"nullif\"))";
+        let per_row =
+            "(org_id = (NULLIF(current_setting('tenant.org_id'::text, true), ''::text))::uuid)";
+        let needle = "current_setting('tenant.org_id'";
+        let per_row_hit = |e: &str| {
+            e.match_indices(needle)
+                .any(|(i, _)| !e[..i].contains("( SELECT"))
+        };
+        assert!(!per_row_hit(once));
+        assert!(per_row_hit(per_row));
+    }
+
+    #[test]
+    fn rule_ids_are_unique() {
+        let mut ids: Vec<&str> = RULES.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), RULES.len());
+    }
+}

@@ -1,0 +1,403 @@
+//! The catalog audit against the real server: the clean example schema has no findings, and
+//! each rule finds the bad configuration built for it.
+
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use diesel::connection::SimpleConnection;
+use tenant_core::admin::CatalogReader;
+use tenant_schema::audit::{AuditOptions, Finding, Report, Severity, audit, check};
+use tenant_testkit::{TestDb, roles};
+
+fn migrated(hint: &str) -> TestDb {
+    let db = TestDb::new(hint);
+    two_companies::migrate(&db.admin_url()).unwrap();
+    db
+}
+
+fn run_as(db: &TestDb, role: &str, options: &AuditOptions) -> Report {
+    let mut reader = CatalogReader::connect(&db.url_as(role), "test: audit").unwrap();
+    audit(&mut reader, &two_companies::REGISTRY, options).unwrap()
+}
+
+fn run(db: &TestDb) -> Report {
+    run_as(db, roles::APP, &AuditOptions::default())
+}
+
+/// Builds the bad configuration with the admin role, audits, returns the findings of `rule`.
+fn findings_after(hint: &str, setup: &str, rule: &str) -> Vec<Finding> {
+    let db = migrated(hint);
+    db.admin().batch_execute(setup).unwrap();
+    run(&db)
+        .findings
+        .into_iter()
+        .filter(|f| f.rule == rule)
+        .collect()
+}
+
+fn objects(findings: &[Finding]) -> Vec<(&str, Severity)> {
+    findings
+        .iter()
+        .map(|f| (f.object.as_str(), f.severity))
+        .collect()
+}
+
+#[test]
+fn the_clean_example_schema_has_no_findings() {
+    let db = migrated("audit_clean");
+    let report = run(&db);
+    assert_eq!(report.findings, Vec::<Finding>::new());
+    assert!(report.catalog.relations.len() >= 6);
+    assert_eq!(
+        report.catalog.policies.len(),
+        10,
+        "two policies on each of five tenant tables"
+    );
+}
+
+#[test]
+fn rls_disabled_and_not_forced_are_errors() {
+    let f = findings_after(
+        "audit_rls_off",
+        "ALTER TABLE deals DISABLE ROW LEVEL SECURITY",
+        "rls-not-enabled",
+    );
+    assert_eq!(objects(&f), [("deals", Severity::Error)]);
+    let f = findings_after(
+        "audit_rls_noforce",
+        "ALTER TABLE invoices NO FORCE ROW LEVEL SECURITY",
+        "rls-not-forced",
+    );
+    assert_eq!(objects(&f), [("invoices", Severity::Error)]);
+}
+
+#[test]
+fn a_missing_or_permissive_only_tenant_policy_is_an_error() {
+    let f = findings_after(
+        "audit_no_policy",
+        "DROP POLICY tenant_isolation ON deals",
+        "tenant-policy-missing",
+    );
+    assert_eq!(objects(&f), [("deals", Severity::Error)]);
+    assert!(
+        f[0].why.starts_with("no RESTRICTIVE policy"),
+        "{}",
+        f[0].why
+    );
+    let f = findings_after(
+        "audit_permissive_only",
+        "DROP POLICY tenant_isolation ON deals;
+         CREATE POLICY org_only ON deals AS PERMISSIVE FOR ALL TO tenant_app
+           USING (org_id = (SELECT nullif(current_setting('tenant.org_id', true), '')::uuid))",
+        "tenant-policy-missing",
+    );
+    assert_eq!(objects(&f), [("deals", Severity::Error)]);
+    assert!(f[0].why.contains("PERMISSIVE"), "{}", f[0].why);
+}
+
+#[test]
+fn an_always_true_restrictive_policy_is_an_error() {
+    let f = findings_after(
+        "audit_true",
+        "CREATE POLICY anything ON deals AS RESTRICTIVE USING (true)",
+        "policy-always-true",
+    );
+    assert_eq!(objects(&f), [("deals.anything", Severity::Error)]);
+}
+
+#[test]
+fn a_policy_that_reads_the_org_per_row_is_a_warning() {
+    let f = findings_after(
+        "audit_per_row",
+        "CREATE POLICY per_row ON deals AS RESTRICTIVE
+           USING (org_id = nullif(current_setting('tenant.org_id', true), '')::uuid)",
+        "policy-reads-org-per-row",
+    );
+    assert_eq!(objects(&f), [("deals.per_row", Severity::Warning)]);
+}
+
+#[test]
+fn immutable_and_volatile_policy_helpers_are_found() {
+    let f = findings_after(
+        "audit_volatility",
+        "CREATE FUNCTION org_imm() RETURNS uuid IMMUTABLE LANGUAGE sql AS $$ SELECT nullif(current_setting('tenant.org_id', true), '')::uuid $$;
+         CREATE FUNCTION org_vol() RETURNS uuid VOLATILE LANGUAGE sql AS $$ SELECT nullif(current_setting('tenant.org_id', true), '')::uuid $$;
+         CREATE POLICY imm ON deals AS RESTRICTIVE USING (org_id = org_imm());
+         CREATE POLICY vol ON invoices AS RESTRICTIVE USING (org_id = org_vol());",
+        "policy-function-volatility",
+    );
+    assert_eq!(
+        objects(&f),
+        [
+            ("deals.imm -> org_imm", Severity::Error),
+            ("invoices.vol -> org_vol", Severity::Warning)
+        ]
+    );
+}
+
+#[test]
+fn an_extra_permissive_policy_is_a_warning() {
+    let f = findings_after(
+        "audit_extra_permissive",
+        "CREATE POLICY support_sees_all ON invoices AS PERMISSIVE FOR SELECT TO tenant_app USING (true)",
+        "unexpected-permissive-policy",
+    );
+    assert_eq!(
+        objects(&f),
+        [("invoices.support_sees_all", Severity::Warning)]
+    );
+}
+
+#[test]
+fn an_unsafe_application_role_is_an_error() {
+    let db = migrated("audit_roles");
+    let as_role = |role: &str| {
+        let options = AuditOptions {
+            rls: tenant_schema::RlsOptions {
+                app_role: role.into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        run_as(&db, roles::APP, &options)
+            .findings
+            .into_iter()
+            .filter(|f| f.rule.starts_with("app-role"))
+            .collect::<Vec<_>>()
+    };
+    let f = as_role(roles::SUPERUSER);
+    assert!(
+        f.iter()
+            .any(|f| f.object == roles::SUPERUSER && f.why.contains("superuser")),
+        "{f:?}"
+    );
+    let f = as_role(roles::BYPASSRLS);
+    assert_eq!(objects(&f), [(roles::BYPASSRLS, Severity::Error)]);
+    let f = as_role(roles::MEMBER_OF_BYPASSRLS);
+    assert_eq!(
+        objects(&f),
+        [(
+            format!("{} -> {}", roles::MEMBER_OF_BYPASSRLS, roles::BYPASSRLS).as_str(),
+            Severity::Error
+        )]
+    );
+    let f = as_role(roles::OWNER_MEMBER);
+    assert_eq!(
+        f.len(),
+        5,
+        "a member of tenant_owner owns all five tenant tables: {f:?}"
+    );
+    assert!(f.iter().all(|f| f.rule == "app-role-owns-tenant-table"));
+    let f = as_role("no_such_role");
+    assert_eq!(objects(&f), [("no_such_role", Severity::Error)]);
+}
+
+#[test]
+fn truncate_references_and_trigger_grants_are_errors() {
+    let f = findings_after(
+        "audit_grants",
+        "GRANT TRUNCATE, REFERENCES, TRIGGER ON customers TO tenant_app",
+        "forbidden-privilege",
+    );
+    assert_eq!(
+        objects(&f),
+        [
+            ("customers (REFERENCES)", Severity::Error),
+            ("customers (TRIGGER)", Severity::Error),
+            ("customers (TRUNCATE)", Severity::Error)
+        ]
+    );
+}
+
+#[test]
+fn keys_without_the_org_column_are_found() {
+    let f = findings_after(
+        "audit_unique",
+        "ALTER TABLE customers ADD CONSTRAINT customers_email_key UNIQUE (email);
+         CREATE UNIQUE INDEX invoices_number_idx ON invoices (number);",
+        "unique-without-org",
+    );
+    assert_eq!(
+        objects(&f),
+        [
+            ("customers.customers_email_key", Severity::Warning),
+            ("invoices.invoices_number_idx", Severity::Warning)
+        ]
+    );
+    let f = findings_after(
+        "audit_fk",
+        "ALTER TABLE proposals ADD COLUMN deal_id uuid REFERENCES deals (id)",
+        "foreign-key-without-org",
+    );
+    assert_eq!(
+        objects(&f),
+        [("proposals.proposals_deal_id_fkey", Severity::Error)]
+    );
+}
+
+#[test]
+fn serial_and_identity_keys_on_tenant_tables_are_warnings() {
+    let f = findings_after(
+        "audit_serial",
+        "ALTER TABLE deals ADD COLUMN seq bigserial; ALTER TABLE invoices ADD COLUMN n int GENERATED ALWAYS AS IDENTITY;",
+        "sequence-key",
+    );
+    assert_eq!(
+        objects(&f),
+        [
+            ("deals.seq (serial)", Severity::Warning),
+            ("invoices.n (identity)", Severity::Warning)
+        ]
+    );
+}
+
+#[test]
+fn a_view_without_security_invoker_is_an_error_and_unregistered() {
+    let db = migrated("audit_view");
+    db.admin()
+        .batch_execute(
+            "CREATE VIEW all_deals AS SELECT * FROM deals; GRANT SELECT ON all_deals TO tenant_app;
+             CREATE VIEW my_deals WITH (security_invoker = true) AS SELECT * FROM deals; GRANT SELECT ON my_deals TO tenant_app;",
+        )
+        .unwrap();
+    let report = run(&db);
+    let views: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "view-without-security-invoker")
+        .cloned()
+        .collect();
+    assert_eq!(objects(&views), [("public.all_deals", Severity::Error)]);
+    let unregistered: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "unregistered-relation")
+        .cloned()
+        .collect();
+    assert_eq!(
+        objects(&unregistered),
+        [
+            ("public.all_deals", Severity::Error),
+            ("public.my_deals", Severity::Error)
+        ]
+    );
+}
+
+#[test]
+fn security_definer_and_leakproof_functions_are_found() {
+    let f = findings_after(
+        "audit_definer",
+        "CREATE FUNCTION lookup_any(id uuid) RETURNS text SECURITY DEFINER LANGUAGE sql AS $$ SELECT 'x' $$;
+         CREATE FUNCTION lookup_fixed(id uuid) RETURNS text SECURITY DEFINER SET search_path = pg_catalog LANGUAGE sql AS $$ SELECT 'x' $$;",
+        "security-definer-function",
+    );
+    assert_eq!(
+        objects(&f),
+        [
+            ("public.lookup_any(uuid)", Severity::Error),
+            ("public.lookup_fixed(uuid)", Severity::Warning)
+        ]
+    );
+    let f = findings_after(
+        "audit_leakproof",
+        "CREATE FUNCTION chatty(a int, b int) RETURNS bool LEAKPROOF IMMUTABLE LANGUAGE sql AS $$ SELECT a = b $$",
+        "leakproof-function",
+    );
+    assert_eq!(
+        objects(&f),
+        [("public.chatty(integer,integer)", Severity::Warning)]
+    );
+}
+
+#[test]
+fn unregistered_tables_are_found() {
+    let db = migrated("audit_unregistered");
+    db.admin()
+        .batch_execute(
+            "CREATE TABLE notes (id int, body text); GRANT SELECT ON notes TO tenant_app;
+             CREATE TABLE secrets (id uuid, org_id uuid);",
+        )
+        .unwrap();
+    let report = run(&db);
+    let by_rule = |rule: &str| {
+        report
+            .findings
+            .iter()
+            .filter(|f| f.rule == rule)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        objects(&by_rule("unregistered-relation")),
+        [("public.notes", Severity::Error)]
+    );
+    assert_eq!(
+        objects(&by_rule("unregistered-tenant-table")),
+        [("public.secrets", Severity::Warning)]
+    );
+}
+
+#[test]
+fn a_registered_table_missing_from_the_database_is_an_error() {
+    diesel::table! { ghosts (id) { id -> Uuid, org_id -> Uuid } }
+    tenant_lint::registry! { static GHOSTS; tenant ghosts => org_id; }
+    let db = migrated("audit_missing");
+    let mut reader = CatalogReader::connect(&db.app_url(), "test: audit").unwrap();
+    let report = audit(&mut reader, &GHOSTS, &AuditOptions::default()).unwrap();
+    let missing: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "registered-table-missing")
+        .cloned()
+        .collect();
+    assert_eq!(objects(&missing), [("ghosts", Severity::Error)]);
+}
+
+#[test]
+fn a_server_older_than_the_last_rls_fix_is_an_error() {
+    let db = migrated("audit_version");
+    let mut report = run(&db);
+    assert!(
+        report.catalog.server.version_num >= 150_000,
+        "{}",
+        report.catalog.server.version
+    );
+    report.catalog.server.version_num = 150_013;
+    let f: Vec<_> = check(
+        &report.catalog,
+        &two_companies::REGISTRY,
+        &AuditOptions::default(),
+    )
+    .into_iter()
+    .filter(|f| f.rule == "server-version")
+    .collect();
+    assert_eq!(objects(&f), [("server 150013", Severity::Error)]);
+    assert!(f[0].fix.contains("15.14"), "{}", f[0].fix);
+    report.catalog.server.version_num = 150_014;
+    assert!(
+        check(
+            &report.catalog,
+            &two_companies::REGISTRY,
+            &AuditOptions::default()
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn the_catalog_reader_refuses_to_read_tenant_rows() {
+    let db = migrated("audit_reader");
+    let mut reader = CatalogReader::connect(&db.app_url(), "test: refusal").unwrap();
+    #[derive(Debug, diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        _name: String,
+    }
+    let err = reader
+        .load::<Row>("SELECT name AS _name FROM customers", &[])
+        .unwrap_err();
+    assert!(
+        matches!(err, tenant_core::TenantError::Unscoped(_)),
+        "{err:?}"
+    );
+}
