@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 const HATCHES: &[(&str, usize)] = &[
     ("raw_connection_unchecked(", 0),
     ("GlobalWriter::connect(", 2),
+    ("CatalogReader::connect(", 1),
 ];
 
 /// One use of an escape hatch.
