@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         ["gen"] => gen_migration(),
         ["lint"] => lint::run(&workspace()),
         ["compile-bench"] => compile_bench::run(),
+        ["evidence", rest @ ..] => evidence(rest),
         ["demo"] => demo(),
         ["test"] => test(),
         _ => Err(USAGE.to_owned()),
@@ -52,6 +53,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   gen                    regenerate migrations/*_tenant_rls from the registry
   lint                   list every escape-hatch use with its reason; fail on one without
   compile-bench          clean-build time of the example vs the same story in plain diesel
+  evidence --out DIR [--database-url APP_URL]
+                         audit the catalog; write evidence.json and evidence.md with digests;
+                         fail on error findings (default: the story schema on a throwaway cluster)
   demo                   run the two-companies story (uses DATABASE_URL if set)
   test                   every test, clippy -D warnings, fmt --check (uses DATABASE_URL if set)";
 
@@ -100,35 +104,40 @@ fn with_database<T>(f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, Stri
     Ok(value)
 }
 
+/// Creates (afresh) database `db` on the server of `admin_url`, gives the application role a
+/// login, and returns `(admin URL, application URL)` for it.
+fn prepare_story_db(admin_url: &str, db: &str) -> Result<(String, String), String> {
+    let mut admin = PgConnection::establish(admin_url)
+        .map_err(|e| format!("connecting with the admin URL: {e}"))?;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        format!("CREATE DATABASE {db}"),
+    ] {
+        admin
+            .batch_execute(&sql)
+            .map_err(|e| format!("creating database {db}: {e}"))?;
+    }
+    // The application role logs in with a password; the migration creates it NOLOGIN.
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenant_app') THEN
+                 CREATE ROLE tenant_app NOLOGIN;
+               END IF;
+             END $$;
+             ALTER ROLE tenant_app LOGIN PASSWORD '{DEMO_PASSWORD}';"
+        ))
+        .map_err(|e| format!("preparing the application role: {e}"))?;
+    let me = current_user(&mut admin)?;
+    Ok((
+        tenant_testkit::url_for(admin_url, &me, password_of(admin_url).as_deref(), db),
+        tenant_testkit::url_for(admin_url, "tenant_app", Some(DEMO_PASSWORD), db),
+    ))
+}
+
 fn demo() -> Result<(), String> {
     with_database(|admin_url| {
-        let db = "two_companies_demo";
-        let mut admin = PgConnection::establish(admin_url)
-            .map_err(|e| format!("connecting with the admin URL: {e}"))?;
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-            format!("CREATE DATABASE {db}"),
-        ] {
-            admin
-                .batch_execute(&sql)
-                .map_err(|e| format!("creating the demo database: {e}"))?;
-        }
-        // The application role logs in with a password; the migration creates it NOLOGIN.
-        admin
-            .batch_execute(&format!(
-                "DO $$ BEGIN
-                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenant_app') THEN
-                     CREATE ROLE tenant_app NOLOGIN;
-                   END IF;
-                 END $$;
-                 ALTER ROLE tenant_app LOGIN PASSWORD '{}';",
-                DEMO_PASSWORD
-            ))
-            .map_err(|e| format!("preparing the application role: {e}"))?;
-        let me = current_user(&mut admin)?;
-        let demo_admin =
-            tenant_testkit::url_for(admin_url, &me, password_of(admin_url).as_deref(), db);
-        let demo_app = tenant_testkit::url_for(admin_url, "tenant_app", Some(DEMO_PASSWORD), db);
+        let (demo_admin, demo_app) = prepare_story_db(admin_url, "two_companies_demo")?;
         let status = cargo()
             .args(["run", "--quiet", "--package", "two-companies"])
             .env("ADMIN_DATABASE_URL", demo_admin)
@@ -140,6 +149,88 @@ fn demo() -> Result<(), String> {
             .then_some(())
             .ok_or_else(|| format!("the demo failed ({status})"))
     })
+}
+
+/// `cargo xtask evidence --out DIR [--database-url APP_URL]`.
+fn evidence(args: &[&str]) -> Result<(), String> {
+    let mut out = None;
+    let mut url = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match *arg {
+            "--out" => out = it.next().map(|s| std::path::PathBuf::from(*s)),
+            "--database-url" => url = it.next().map(|s| (*s).to_owned()),
+            other => return Err(format!("evidence: unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    let out = out.ok_or("evidence: --out DIR is required")?;
+    let report = match url {
+        Some(app_url) => audit_at(&app_url)?,
+        None => with_database(|admin_url| {
+            let (admin, app) = prepare_story_db(admin_url, "tenant_evidence")?;
+            two_companies::migrate(&admin).map_err(|e| e.to_string())?;
+            audit_at(&app)
+        })?,
+    };
+    let provenance = tenant_schema::evidence::Provenance {
+        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        git_commit: git_commit(),
+    };
+    let ev = tenant_schema::evidence::render(&report, &two_companies::REGISTRY, &provenance);
+    std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    for (name, content) in [("evidence.json", &ev.json), ("evidence.md", &ev.markdown)] {
+        let path = out.join(name);
+        std::fs::write(&path, content).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        let digest = tenant_schema::evidence::sha256_hex(content.as_bytes());
+        std::fs::write(
+            out.join(format!("{name}.sha256")),
+            format!("{digest}  {name}\n"),
+        )
+        .map_err(|e| format!("writing the digest of {name}: {e}"))?;
+        println!("wrote {} (sha256 {digest})", path.display());
+    }
+    let errors = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == tenant_schema::audit::Severity::Error)
+        .count();
+    println!(
+        "configuration digest {}; {} findings, {errors} errors",
+        ev.configuration_digest,
+        report.findings.len()
+    );
+    if errors > 0 {
+        return Err(format!(
+            "{errors} findings at error severity: see {}",
+            out.join("evidence.md").display()
+        ));
+    }
+    Ok(())
+}
+
+fn audit_at(app_url: &str) -> Result<tenant_schema::audit::Report, String> {
+    let mut reader = tenant_core::admin::CatalogReader::connect(
+        app_url,
+        "cargo xtask evidence: isolation evidence",
+    )
+    .map_err(|e| e.to_string())?;
+    tenant_schema::audit::audit(
+        &mut reader,
+        &two_companies::REGISTRY,
+        &tenant_schema::audit::AuditOptions::default(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn git_commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(workspace())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 const DEMO_PASSWORD: &str = "tenant-safe-demo";

@@ -19,6 +19,7 @@
 //! statement are written in [`pg`], so another target is one module.
 
 pub mod audit;
+pub mod evidence;
 pub mod pg;
 
 pub use pg::{Migration, RlsOptions, generate};

@@ -401,3 +401,83 @@ fn the_catalog_reader_refuses_to_read_tenant_rows() {
         "{err:?}"
     );
 }
+
+#[test]
+fn evidence_has_a_stable_configuration_digest_that_changes_with_the_configuration() {
+    use tenant_schema::evidence::{Provenance, render, sha256_hex};
+    let db = migrated("audit_evidence");
+    let at = |t: &str| Provenance {
+        generated_at: t.into(),
+        git_commit: "abc123".into(),
+    };
+    let first = render(
+        &run(&db),
+        &two_companies::REGISTRY,
+        &at("2026-11-26T10:00:00Z"),
+    );
+    let second = render(
+        &run(&db),
+        &two_companies::REGISTRY,
+        &at("2026-11-27T10:00:00Z"),
+    );
+    assert_eq!(
+        first.configuration_digest, second.configuration_digest,
+        "time is not configuration"
+    );
+    assert_ne!(first.json, second.json, "the timestamp is in the document");
+    assert_eq!(first.configuration_digest.len(), 64);
+    assert_eq!(
+        sha256_hex(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&first.json).unwrap();
+    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["verdict"], "pass");
+    assert_eq!(json["summary"]["errors"], 0);
+    assert_eq!(json["app_role"]["name"], "tenant_app");
+    assert_eq!(json["registry"].as_array().unwrap().len(), 6);
+    let deals = json["relations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "deals")
+        .unwrap();
+    assert_eq!(deals["forced"], true);
+    assert_eq!(
+        deals["app_privileges"],
+        serde_json::json!(["SELECT", "INSERT", "UPDATE", "DELETE"])
+    );
+    assert!(
+        first
+            .markdown
+            .contains("| Verdict | **PASS**: 0 errors, 0 warnings |"),
+        "{}",
+        first.markdown
+    );
+    assert!(first.markdown.contains("| `public.deals` | tenant (`org_id`) | yes | yes | `tenant_owner` | SELECT, INSERT, UPDATE, DELETE | yes |"));
+    assert!(
+        first.markdown.contains(
+            "| `public.currencies` | global | n/a | n/a | `tenant_owner` | SELECT | n/a |"
+        )
+    );
+
+    db.admin()
+        .batch_execute("GRANT TRUNCATE ON deals TO tenant_app")
+        .unwrap();
+    let changed = render(
+        &run(&db),
+        &two_companies::REGISTRY,
+        &at("2026-11-26T10:00:00Z"),
+    );
+    assert_ne!(changed.configuration_digest, first.configuration_digest);
+    let json: serde_json::Value = serde_json::from_str(&changed.json).unwrap();
+    assert_eq!(json["verdict"], "fail");
+    assert!(
+        changed
+            .markdown
+            .contains("| error | `forbidden-privilege` | `deals (TRUNCATE)` |"),
+        "{}",
+        changed.markdown
+    );
+}
