@@ -9,6 +9,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod audit_bench;
 mod compile_bench;
 mod lint;
 mod pg;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         ["lint"] => lint::run(&workspace()),
         ["compile-bench"] => compile_bench::run(),
         ["evidence", rest @ ..] => evidence(rest),
+        ["audit-bench"] => audit_bench::run(),
         ["demo"] => demo(),
         ["test"] => test(),
         _ => Err(USAGE.to_owned()),
@@ -53,6 +55,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   gen                    regenerate migrations/*_tenant_rls from the registry
   lint                   list every escape-hatch use with its reason; fail on one without
   compile-bench          clean-build time of the example vs the same story in plain diesel
+  audit-bench            audit time for 50 and 500 generated tenant tables (linear growth)
   evidence --out DIR [--database-url APP_URL]
                          audit the catalog; write evidence.json and evidence.md with digests;
                          fail on error findings (default: the story schema on a throwaway cluster)
@@ -84,7 +87,7 @@ fn gen_migration() -> Result<(), String> {
 
 /// Runs `f` with an admin URL: `DATABASE_URL` if set, else a throwaway cluster that is stopped
 /// (and removed) afterwards whatever `f` returns.
-fn with_database<T>(f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, String> {
+pub(crate) fn with_database<T>(f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, String> {
     if let Ok(url) = std::env::var("DATABASE_URL") {
         println!("using DATABASE_URL");
         return f(&url);
@@ -106,7 +109,7 @@ fn with_database<T>(f: impl FnOnce(&str) -> Result<T, String>) -> Result<T, Stri
 
 /// Creates (afresh) database `db` on the server of `admin_url`, gives the application role a
 /// login, and returns `(admin URL, application URL)` for it.
-fn prepare_story_db(admin_url: &str, db: &str) -> Result<(String, String), String> {
+pub(crate) fn prepare_story_db(admin_url: &str, db: &str) -> Result<(String, String), String> {
     let mut admin = PgConnection::establish(admin_url)
         .map_err(|e| format!("connecting with the admin URL: {e}"))?;
     for sql in [
