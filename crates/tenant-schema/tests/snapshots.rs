@@ -1,0 +1,32 @@
+//! Snapshots (insta) of what people read: the generated migration and the evidence report.
+//! A change to either shows up as a reviewed diff of `tests/snapshots/`.
+
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use tenant_core::admin::CatalogReader;
+use tenant_schema::audit::{AuditOptions, audit};
+use tenant_schema::evidence::{Provenance, render};
+use tenant_schema::{RlsOptions, generate};
+use tenant_testkit::TestDb;
+
+#[test]
+fn the_generated_migration_for_the_story() {
+    let m = generate(&two_companies::REGISTRY, &RlsOptions::default());
+    insta::assert_snapshot!("story_up_sql", m.up);
+    insta::assert_snapshot!("story_down_sql", m.down);
+}
+
+#[test]
+fn the_evidence_report_for_the_story() {
+    let db = TestDb::new("snapshot_evidence");
+    two_companies::migrate(&db.admin_url()).unwrap();
+    let mut reader = CatalogReader::connect(&db.app_url(), "test: evidence snapshot").unwrap();
+    let mut report = audit(&mut reader, &two_companies::REGISTRY, &AuditOptions::default()).unwrap();
+    // What varies by machine and run is pinned; everything else is the catalog's.
+    report.catalog.server.version = "PostgreSQL (version pinned for the snapshot)".into();
+    report.catalog.server.version_num = 150_018;
+    let provenance = Provenance { generated_at: "2026-11-26T00:00:00Z".into(), git_commit: "0000000".into() };
+    let evidence = render(&report, &two_companies::REGISTRY, &provenance);
+    insta::assert_snapshot!("story_evidence_md", evidence.markdown);
+}
