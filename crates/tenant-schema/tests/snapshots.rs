@@ -22,11 +22,19 @@ fn the_evidence_report_for_the_story() {
     let db = TestDb::new("snapshot_evidence");
     two_companies::migrate(&db.admin_url()).unwrap();
     let mut reader = CatalogReader::connect(&db.app_url(), "test: evidence snapshot").unwrap();
-    let mut report = audit(&mut reader, &two_companies::REGISTRY, &AuditOptions::default()).unwrap();
+    let mut report = audit(
+        &mut reader,
+        &two_companies::REGISTRY,
+        &AuditOptions::default(),
+    )
+    .unwrap();
     // What varies by machine and run is pinned; everything else is the catalog's.
     report.catalog.server.version = "PostgreSQL (version pinned for the snapshot)".into();
     report.catalog.server.version_num = 150_018;
-    let provenance = Provenance { generated_at: "2026-11-26T00:00:00Z".into(), git_commit: "0000000".into() };
+    let provenance = Provenance {
+        generated_at: "2026-11-26T00:00:00Z".into(),
+        git_commit: "0000000".into(),
+    };
     let evidence = render(&report, &two_companies::REGISTRY, &provenance);
     insta::assert_snapshot!("story_evidence_md", evidence.markdown);
 }
