@@ -456,13 +456,12 @@ impl Checker<'_> {
     ) {
         self.collect_factor(&twj.relation, on, entries, inner_on, count);
         for join in &twj.joins {
+            // Which ON clauses confine what: an inner join's ON filters the whole result (every
+            // table); a LEFT join's ON filters only its right side; a RIGHT or FULL join
+            // preserves the right side, so its ON confines nothing (only the WHERE can).
             let (constraint, inner) = match &join.join_operator {
                 JoinOperator::Join(c) | JoinOperator::Inner(c) => (Some(c), true),
-                JoinOperator::Left(c)
-                | JoinOperator::LeftOuter(c)
-                | JoinOperator::Right(c)
-                | JoinOperator::RightOuter(c)
-                | JoinOperator::FullOuter(c) => (Some(c), false),
+                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (Some(c), false),
                 JoinOperator::CrossJoin(c) => (Some(c), true),
                 _ => (None, false),
             };
@@ -1030,6 +1029,34 @@ mod tests {
                 r#"SELECT 1 FROM ("deals" INNER JOIN "customers" ON ("deals"."customer_id" = "customers"."id")) WHERE ("deals"."org_id" = $1)"#
             ),
             missing("customers")
+        );
+    }
+
+    #[test]
+    fn a_right_or_full_join_predicate_does_not_confine_the_preserved_side() {
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i RIGHT JOIN customers c ON c.id = i.customer_id AND c.org_id = $1 AND i.org_id = $1"
+            ),
+            missing("i")
+        );
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i RIGHT JOIN customers c ON c.id = i.customer_id AND c.org_id = $1 WHERE i.org_id = $1"
+            ),
+            missing("c")
+        );
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i FULL JOIN customers c ON c.id = i.customer_id AND c.org_id = $1 WHERE i.org_id = $1"
+            ),
+            missing("c")
+        );
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i RIGHT JOIN customers c ON c.id = i.customer_id WHERE i.org_id = $1 AND c.org_id = $1"
+            ),
+            Ok(())
         );
     }
 
