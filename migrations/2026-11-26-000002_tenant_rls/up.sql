@@ -44,6 +44,15 @@ REVOKE ALL ON "orgs" FROM "tenant_app";
 GRANT SELECT, INSERT, UPDATE, DELETE ON "orgs" TO "tenant_app";
 DO $$
 BEGIN
+  -- The org column defaults to the session's org, unless the schema gave it a default.
+  IF NOT EXISTS (SELECT FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                WHERE d.adrelid = '"orgs"'::regclass AND a.attname = 'id') THEN
+    ALTER TABLE "orgs" ALTER COLUMN "id" SET DEFAULT (nullif(current_setting('tenant.org_id', true), ''))::uuid;
+  END IF;
+END
+$$;
+DO $$
+BEGIN
   IF NOT EXISTS (
     SELECT FROM pg_index i
     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
@@ -68,6 +77,15 @@ CREATE POLICY "tenant_app_access" ON "customers" AS PERMISSIVE FOR ALL TO "tenan
 REVOKE ALL ON "customers" FROM PUBLIC;
 REVOKE ALL ON "customers" FROM "tenant_app";
 GRANT SELECT, INSERT, UPDATE, DELETE ON "customers" TO "tenant_app";
+DO $$
+BEGIN
+  -- The org column defaults to the session's org, unless the schema gave it a default.
+  IF NOT EXISTS (SELECT FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                WHERE d.adrelid = '"customers"'::regclass AND a.attname = 'org_id') THEN
+    ALTER TABLE "customers" ALTER COLUMN "org_id" SET DEFAULT (nullif(current_setting('tenant.org_id', true), ''))::uuid;
+  END IF;
+END
+$$;
 DO $$
 BEGIN
   IF NOT EXISTS (
@@ -96,6 +114,15 @@ REVOKE ALL ON "deals" FROM "tenant_app";
 GRANT SELECT, INSERT, UPDATE, DELETE ON "deals" TO "tenant_app";
 DO $$
 BEGIN
+  -- The org column defaults to the session's org, unless the schema gave it a default.
+  IF NOT EXISTS (SELECT FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                WHERE d.adrelid = '"deals"'::regclass AND a.attname = 'org_id') THEN
+    ALTER TABLE "deals" ALTER COLUMN "org_id" SET DEFAULT (nullif(current_setting('tenant.org_id', true), ''))::uuid;
+  END IF;
+END
+$$;
+DO $$
+BEGIN
   IF NOT EXISTS (
     SELECT FROM pg_index i
     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
@@ -122,6 +149,15 @@ REVOKE ALL ON "proposals" FROM "tenant_app";
 GRANT SELECT, INSERT, UPDATE, DELETE ON "proposals" TO "tenant_app";
 DO $$
 BEGIN
+  -- The org column defaults to the session's org, unless the schema gave it a default.
+  IF NOT EXISTS (SELECT FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                WHERE d.adrelid = '"proposals"'::regclass AND a.attname = 'org_id') THEN
+    ALTER TABLE "proposals" ALTER COLUMN "org_id" SET DEFAULT (nullif(current_setting('tenant.org_id', true), ''))::uuid;
+  END IF;
+END
+$$;
+DO $$
+BEGIN
   IF NOT EXISTS (
     SELECT FROM pg_index i
     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
@@ -146,6 +182,15 @@ CREATE POLICY "tenant_app_access" ON "invoices" AS PERMISSIVE FOR ALL TO "tenant
 REVOKE ALL ON "invoices" FROM PUBLIC;
 REVOKE ALL ON "invoices" FROM "tenant_app";
 GRANT SELECT, INSERT, UPDATE, DELETE ON "invoices" TO "tenant_app";
+DO $$
+BEGIN
+  -- The org column defaults to the session's org, unless the schema gave it a default.
+  IF NOT EXISTS (SELECT FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+                WHERE d.adrelid = '"invoices"'::regclass AND a.attname = 'org_id') THEN
+    ALTER TABLE "invoices" ALTER COLUMN "org_id" SET DEFAULT (nullif(current_setting('tenant.org_id', true), ''))::uuid;
+  END IF;
+END
+$$;
 DO $$
 BEGIN
   IF NOT EXISTS (

@@ -65,6 +65,14 @@ pub fn org_expression(options: &RlsOptions) -> String {
     )
 }
 
+/// The org column's default: the session's org (no sub-select: defaults cannot have one).
+pub fn org_default(options: &RlsOptions) -> String {
+    format!(
+        "(nullif(current_setting({}, true), ''))::uuid",
+        literal(&options.setting)
+    )
+}
+
 /// The name of the index the migration creates when no index leads with the org column.
 pub fn org_index_name(table: &str, org_column: &str) -> String {
     format!("{table}_{org_column}_tenant_idx")
@@ -157,6 +165,15 @@ fn tenant_table(out: &mut String, t: &TableEntry, org_column: &str, o: &RlsOptio
          GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {app};\n\
          DO $$\n\
          BEGIN\n\
+         \x20 -- The org column defaults to the session's org, unless the schema gave it a default.\n\
+         \x20 IF NOT EXISTS (SELECT FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum\n\
+         \x20               WHERE d.adrelid = {table_lit}::regclass AND a.attname = {col_lit}) THEN\n\
+         \x20   ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT {default};\n\
+         \x20 END IF;\n\
+         END\n\
+         $$;\n\
+         DO $$\n\
+         BEGIN\n\
          \x20 IF NOT EXISTS (\n\
          \x20   SELECT FROM pg_index i\n\
          \x20   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]\n\
@@ -169,6 +186,7 @@ fn tenant_table(out: &mut String, t: &TableEntry, org_column: &str, o: &RlsOptio
         name = t.name,
         table_lit = literal(&table),
         col_lit = literal(org_column),
+        default = org_default(o),
     );
 }
 
@@ -194,7 +212,17 @@ fn undo_table(out: &mut String, t: &TableEntry, o: &RlsOptions) {
         Some(org_column) => {
             let _ = write!(
                 out,
-                "\nDROP INDEX IF EXISTS {index};\n\
+                "\nDO $$\n\
+                 BEGIN\n\
+                 \x20 -- Only the default this migration set: a default the schema gave stays.\n\
+                 \x20 IF EXISTS (SELECT FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum\n\
+                 \x20           WHERE d.adrelid = {table_lit}::regclass AND a.attname = {col_lit}\n\
+                 \x20             AND pg_get_expr(d.adbin, d.adrelid) LIKE '%current_setting(''{setting}''%') THEN\n\
+                 \x20   ALTER TABLE {table} ALTER COLUMN {col} DROP DEFAULT;\n\
+                 \x20 END IF;\n\
+                 END\n\
+                 $$;\n\
+                 DROP INDEX IF EXISTS {index};\n\
                  REVOKE SELECT, INSERT, UPDATE, DELETE ON {table} FROM {app};\n\
                  DROP POLICY IF EXISTS {base} ON {table};\n\
                  DROP POLICY IF EXISTS {policy} ON {table};\n\
@@ -203,6 +231,10 @@ fn undo_table(out: &mut String, t: &TableEntry, o: &RlsOptions) {
                 index = ident(&org_index_name(t.name, org_column)),
                 base = ident(&o.base_policy),
                 policy = ident(&o.policy),
+                table_lit = literal(&table),
+                col_lit = literal(org_column),
+                col = ident(org_column),
+                setting = o.setting.replace('\'', "''"),
             );
         }
         None => {
@@ -299,10 +331,27 @@ mod tests {
                 < pos("DROP POLICY IF EXISTS \"tenant_isolation\" ON \"invoices\"")
         );
         assert!(
-            pos("ON \"invoices\"")
-                < pos("DISABLE ROW LEVEL SECURITY;\n\nDROP INDEX IF EXISTS \"orgs_id_tenant_idx\"")
+            pos("ALTER TABLE \"invoices\" DISABLE ROW LEVEL SECURITY;")
+                < pos("DROP INDEX IF EXISTS \"orgs_id_tenant_idx\"")
         );
         assert!(down.contains("ALTER TABLE \"orgs\" DISABLE ROW LEVEL SECURITY;"));
+    }
+
+    #[test]
+    fn the_org_column_defaults_to_the_session_org_unless_the_schema_set_a_default() {
+        let m = migration();
+        assert!(m.up.contains(
+            "ALTER TABLE \"invoices\" ALTER COLUMN \"org_id\" SET DEFAULT (nullif(current_setting('tenant.org_id', true), ''))::uuid;"
+        ));
+        assert!(m.up.contains("IF NOT EXISTS (SELECT FROM pg_attrdef"));
+        assert!(
+            m.down
+                .contains("ALTER TABLE \"invoices\" ALTER COLUMN \"org_id\" DROP DEFAULT;")
+        );
+        assert!(
+            m.down
+                .contains("LIKE '%current_setting(''tenant.org_id''%'")
+        );
     }
 
     #[test]

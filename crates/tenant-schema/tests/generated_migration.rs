@@ -141,6 +141,45 @@ fn down_then_up_restores_the_same_state_and_up_is_idempotent() {
     assert_eq!(table_states(&mut admin), applied);
 }
 
+fn default_of(conn: &mut PgConnection, table: &str, column: &str) -> String {
+    #[derive(QueryableByName)]
+    struct D {
+        #[diesel(sql_type = Text)]
+        d: String,
+    }
+    diesel::sql_query(
+        "SELECT coalesce((SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d \
+           JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum \
+           WHERE d.adrelid = $1::regclass AND a.attname = $2), '') AS d",
+    )
+    .bind::<Text, _>(table)
+    .bind::<Text, _>(column)
+    .get_result::<D>(conn)
+    .unwrap()
+    .d
+}
+
+#[test]
+fn the_org_column_defaults_to_the_session_org_and_down_removes_only_that_default() {
+    let db = TestDb::new("schema_defaults");
+    two_companies::migrate(&db.admin_url()).unwrap();
+    let mut admin = db.admin();
+    assert_eq!(
+        default_of(&mut admin, "invoices", "org_id"),
+        "(NULLIF(current_setting('tenant.org_id'::text, true), ''::text))::uuid"
+    );
+    assert_eq!(
+        default_of(&mut admin, "orgs", "id"),
+        "gen_random_uuid()",
+        "a default the schema set stays"
+    );
+    admin
+        .revert_last_migration(two_companies::MIGRATIONS)
+        .unwrap();
+    assert_eq!(default_of(&mut admin, "invoices", "org_id"), "");
+    assert_eq!(default_of(&mut admin, "orgs", "id"), "gen_random_uuid()");
+}
+
 #[test]
 fn the_index_leading_with_org_is_created_only_where_none_exists() {
     diesel::table! { notes (id) { id -> Uuid, org_id -> Uuid, body -> Text } }
