@@ -2,6 +2,17 @@
 -- change the registry and run `cargo xtask gen`.
 
 DO $$
+DECLARE part regclass;
+BEGIN
+  FOR part IN WITH RECURSIVE p(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = '"invoices"'::regclass UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN p ON i.inhparent = p.oid) SELECT oid::regclass FROM p LOOP
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_app_access', part);
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_isolation', part);
+    EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', part);
+  END LOOP;
+END
+$$;
+DO $$
 BEGIN
   -- Only the default this migration set: a default the schema gave stays.
   IF EXISTS (SELECT FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
@@ -18,6 +29,17 @@ DROP POLICY IF EXISTS "tenant_isolation" ON "invoices";
 ALTER TABLE "invoices" NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE "invoices" DISABLE ROW LEVEL SECURITY;
 
+DO $$
+DECLARE part regclass;
+BEGIN
+  FOR part IN WITH RECURSIVE p(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = '"proposals"'::regclass UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN p ON i.inhparent = p.oid) SELECT oid::regclass FROM p LOOP
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_app_access', part);
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_isolation', part);
+    EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', part);
+  END LOOP;
+END
+$$;
 DO $$
 BEGIN
   -- Only the default this migration set: a default the schema gave stays.
@@ -36,6 +58,17 @@ ALTER TABLE "proposals" NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE "proposals" DISABLE ROW LEVEL SECURITY;
 
 DO $$
+DECLARE part regclass;
+BEGIN
+  FOR part IN WITH RECURSIVE p(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = '"deals"'::regclass UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN p ON i.inhparent = p.oid) SELECT oid::regclass FROM p LOOP
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_app_access', part);
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_isolation', part);
+    EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', part);
+  END LOOP;
+END
+$$;
+DO $$
 BEGIN
   -- Only the default this migration set: a default the schema gave stays.
   IF EXISTS (SELECT FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
@@ -53,6 +86,17 @@ ALTER TABLE "deals" NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE "deals" DISABLE ROW LEVEL SECURITY;
 
 DO $$
+DECLARE part regclass;
+BEGIN
+  FOR part IN WITH RECURSIVE p(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = '"customers"'::regclass UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN p ON i.inhparent = p.oid) SELECT oid::regclass FROM p LOOP
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_app_access', part);
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_isolation', part);
+    EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', part);
+  END LOOP;
+END
+$$;
+DO $$
 BEGIN
   -- Only the default this migration set: a default the schema gave stays.
   IF EXISTS (SELECT FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
@@ -69,6 +113,17 @@ DROP POLICY IF EXISTS "tenant_isolation" ON "customers";
 ALTER TABLE "customers" NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE "customers" DISABLE ROW LEVEL SECURITY;
 
+DO $$
+DECLARE part regclass;
+BEGIN
+  FOR part IN WITH RECURSIVE p(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = '"orgs"'::regclass UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN p ON i.inhparent = p.oid) SELECT oid::regclass FROM p LOOP
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_app_access', part);
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_isolation', part);
+    EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', part);
+  END LOOP;
+END
+$$;
 DO $$
 BEGIN
   -- Only the default this migration set: a default the schema gave stays.

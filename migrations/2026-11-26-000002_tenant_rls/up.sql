@@ -62,6 +62,22 @@ BEGIN
   END IF;
 END
 $$;
+DO $$
+DECLARE part regclass;
+BEGIN
+  FOR part IN WITH RECURSIVE p(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = '"orgs"'::regclass UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN p ON i.inhparent = p.oid) SELECT oid::regclass FROM p LOOP
+    EXECUTE format('ALTER TABLE %s OWNER TO %I', part, 'tenant_owner');
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', part);
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_isolation', part);
+    EXECUTE format('CREATE POLICY %I ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)', 'tenant_isolation', part, '"id" = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid)', '"id" = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid)');
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_app_access', part);
+    EXECUTE format('CREATE POLICY %I ON %s AS PERMISSIVE FOR ALL TO %I USING (true) WITH CHECK (true)', 'tenant_app_access', part, 'tenant_app');
+    EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', part);
+    EXECUTE format('REVOKE ALL ON %s FROM %I', part, 'tenant_app');
+  END LOOP;
+END
+$$;
 
 -- Tenant table customers: rows belong to the org in "org_id".
 ALTER TABLE "customers" OWNER TO "tenant_owner";
@@ -95,6 +111,22 @@ BEGIN
   ) THEN
     CREATE INDEX "customers_org_id_tenant_idx" ON "customers" ("org_id");
   END IF;
+END
+$$;
+DO $$
+DECLARE part regclass;
+BEGIN
+  FOR part IN WITH RECURSIVE p(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = '"customers"'::regclass UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN p ON i.inhparent = p.oid) SELECT oid::regclass FROM p LOOP
+    EXECUTE format('ALTER TABLE %s OWNER TO %I', part, 'tenant_owner');
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', part);
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_isolation', part);
+    EXECUTE format('CREATE POLICY %I ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)', 'tenant_isolation', part, '"org_id" = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid)', '"org_id" = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid)');
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_app_access', part);
+    EXECUTE format('CREATE POLICY %I ON %s AS PERMISSIVE FOR ALL TO %I USING (true) WITH CHECK (true)', 'tenant_app_access', part, 'tenant_app');
+    EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', part);
+    EXECUTE format('REVOKE ALL ON %s FROM %I', part, 'tenant_app');
+  END LOOP;
 END
 $$;
 
@@ -132,6 +164,22 @@ BEGIN
   END IF;
 END
 $$;
+DO $$
+DECLARE part regclass;
+BEGIN
+  FOR part IN WITH RECURSIVE p(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = '"deals"'::regclass UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN p ON i.inhparent = p.oid) SELECT oid::regclass FROM p LOOP
+    EXECUTE format('ALTER TABLE %s OWNER TO %I', part, 'tenant_owner');
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', part);
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_isolation', part);
+    EXECUTE format('CREATE POLICY %I ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)', 'tenant_isolation', part, '"org_id" = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid)', '"org_id" = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid)');
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_app_access', part);
+    EXECUTE format('CREATE POLICY %I ON %s AS PERMISSIVE FOR ALL TO %I USING (true) WITH CHECK (true)', 'tenant_app_access', part, 'tenant_app');
+    EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', part);
+    EXECUTE format('REVOKE ALL ON %s FROM %I', part, 'tenant_app');
+  END LOOP;
+END
+$$;
 
 -- Tenant table proposals: rows belong to the org in "org_id".
 ALTER TABLE "proposals" OWNER TO "tenant_owner";
@@ -167,6 +215,22 @@ BEGIN
   END IF;
 END
 $$;
+DO $$
+DECLARE part regclass;
+BEGIN
+  FOR part IN WITH RECURSIVE p(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = '"proposals"'::regclass UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN p ON i.inhparent = p.oid) SELECT oid::regclass FROM p LOOP
+    EXECUTE format('ALTER TABLE %s OWNER TO %I', part, 'tenant_owner');
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', part);
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_isolation', part);
+    EXECUTE format('CREATE POLICY %I ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)', 'tenant_isolation', part, '"org_id" = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid)', '"org_id" = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid)');
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_app_access', part);
+    EXECUTE format('CREATE POLICY %I ON %s AS PERMISSIVE FOR ALL TO %I USING (true) WITH CHECK (true)', 'tenant_app_access', part, 'tenant_app');
+    EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', part);
+    EXECUTE format('REVOKE ALL ON %s FROM %I', part, 'tenant_app');
+  END LOOP;
+END
+$$;
 
 -- Tenant table invoices: rows belong to the org in "org_id".
 ALTER TABLE "invoices" OWNER TO "tenant_owner";
@@ -200,5 +264,21 @@ BEGIN
   ) THEN
     CREATE INDEX "invoices_org_id_tenant_idx" ON "invoices" ("org_id");
   END IF;
+END
+$$;
+DO $$
+DECLARE part regclass;
+BEGIN
+  FOR part IN WITH RECURSIVE p(oid) AS (SELECT inhrelid FROM pg_inherits WHERE inhparent = '"invoices"'::regclass UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN p ON i.inhparent = p.oid) SELECT oid::regclass FROM p LOOP
+    EXECUTE format('ALTER TABLE %s OWNER TO %I', part, 'tenant_owner');
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', part);
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_isolation', part);
+    EXECUTE format('CREATE POLICY %I ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)', 'tenant_isolation', part, '"org_id" = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid)', '"org_id" = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid)');
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', 'tenant_app_access', part);
+    EXECUTE format('CREATE POLICY %I ON %s AS PERMISSIVE FOR ALL TO %I USING (true) WITH CHECK (true)', 'tenant_app_access', part, 'tenant_app');
+    EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', part);
+    EXECUTE format('REVOKE ALL ON %s FROM %I', part, 'tenant_app');
+  END LOOP;
 END
 $$;

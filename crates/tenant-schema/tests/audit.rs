@@ -481,3 +481,82 @@ fn evidence_has_a_stable_configuration_digest_that_changes_with_the_configuratio
         changed.markdown
     );
 }
+
+#[test]
+fn partitions_get_the_parents_protection_and_a_later_unprotected_one_is_found() {
+    diesel::table! { events (org_id, id) { id -> Uuid, org_id -> Uuid, region -> Text } }
+    tenant_lint::registry! { static EVENTS; tenant events => org_id; }
+    let db = TestDb::new("audit_partitions");
+    let mut admin = db.admin();
+    admin
+        .batch_execute(
+            "CREATE TABLE events (id uuid NOT NULL DEFAULT gen_random_uuid(), org_id uuid NOT NULL, region text NOT NULL,
+                                  PRIMARY KEY (org_id, id, region)) PARTITION BY LIST (region);
+             CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu') PARTITION BY HASH (org_id);
+             CREATE TABLE events_eu_0 PARTITION OF events_eu FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+             CREATE TABLE events_eu_1 PARTITION OF events_eu FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+             CREATE TABLE events_us PARTITION OF events FOR VALUES IN ('us');",
+        )
+        .unwrap();
+    let migration = tenant_schema::generate(&EVENTS, &tenant_schema::RlsOptions::default());
+    admin.batch_execute(&migration.up).unwrap();
+    let audit_events = || {
+        let mut reader = CatalogReader::connect(&db.app_url(), "test: audit").unwrap();
+        audit(&mut reader, &EVENTS, &AuditOptions::default()).unwrap()
+    };
+    assert_eq!(
+        audit_events().findings,
+        Vec::<Finding>::new(),
+        "every partition, nested too, is protected"
+    );
+
+    // Direct access to a partition is refused: the app reaches partitions only through the parent.
+    db.install_sqlstate_probe();
+    let mut app = db.connect_as(roles::APP);
+    assert_eq!(
+        tenant_testkit::try_sql(&mut app, "SELECT count(*) FROM events_eu_0"),
+        "42501 permission denied for table events_eu_0"
+    );
+
+    // A partition created after the migration has no protection of its own.
+    admin
+        .batch_execute("CREATE TABLE events_apac PARTITION OF events FOR VALUES IN ('apac')")
+        .unwrap();
+    let f: Vec<_> = audit_events()
+        .findings
+        .into_iter()
+        .filter(|f| f.rule == "partition-not-protected")
+        .collect();
+    assert_eq!(
+        objects(&f),
+        [(
+            "public.events_apac (partition of events)",
+            Severity::Warning
+        )]
+    );
+    admin
+        .batch_execute("GRANT SELECT ON events_apac TO tenant_app")
+        .unwrap();
+    let f: Vec<_> = audit_events()
+        .findings
+        .into_iter()
+        .filter(|f| f.rule == "partition-not-protected")
+        .collect();
+    assert_eq!(
+        objects(&f),
+        [("public.events_apac (partition of events)", Severity::Error)]
+    );
+
+    // down.sql removes the partitions' protection along with the parent's.
+    admin.batch_execute(&migration.down).unwrap();
+    let f: Vec<_> = audit_events()
+        .findings
+        .into_iter()
+        .filter(|f| f.rule == "partition-not-protected")
+        .collect();
+    assert_eq!(
+        f.len(),
+        5,
+        "the four it protected, and the one added later: {f:?}"
+    );
+}

@@ -71,6 +71,9 @@ pub struct Relation {
     /// Whether it has a column named like the conventional org column.
     #[diesel(sql_type = Bool)]
     pub has_org_column: bool,
+    /// For a partition, the table at the root of its partition tree; empty otherwise.
+    #[diesel(sql_type = Text)]
+    pub partition_root: String,
 }
 
 impl Relation {
@@ -240,7 +243,9 @@ impl Catalog {
                             pg_has_role($1::name, c.relowner, 'MEMBER') AS app_owns, \
                             coalesce(array_to_string(c.reloptions, ','), '') AS options, \
                             EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = $2 \
-                                    AND NOT a.attisdropped) AS has_org_column \
+                                    AND NOT a.attisdropped) AS has_org_column, \
+                            coalesce((SELECT r.relname::text FROM pg_class r \
+                                      WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)), '') AS partition_root \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS} \
                      ORDER BY 1, 2"

@@ -28,6 +28,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ),
     ("security-definer-function", security_definer_function),
     ("leakproof-function", leakproof_function),
+    ("partition-not-protected", partition_not_protected),
     ("unregistered-relation", unregistered_relation),
     ("unregistered-tenant-table", unregistered_tenant_table),
     ("server-version", server_version),
@@ -464,10 +465,43 @@ fn leakproof_function(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Findin
         .collect()
 }
 
+/// Whether `rel` is a partition of a registered tenant table (covered by `partition-not-protected`).
+fn partition_of_tenant(rel: &Relation, r: &Registry) -> bool {
+    !rel.partition_root.is_empty() && r.get(&rel.partition_root).is_some_and(|e| e.is_tenant())
+}
+
+fn partition_not_protected(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    c.relations
+        .iter()
+        .filter(|rel| partition_of_tenant(rel, r))
+        .filter(|rel| {
+            let col = r.get(&rel.partition_root).and_then(|e| e.org_column()).unwrap_or_default();
+            let restrictive = c.policies.iter().any(|p| {
+                p.table_name == rel.name && !p.permissive && confines(&p.using_expr, col, &o.rls.setting)
+            });
+            !(rel.rls && rel.forced && restrictive)
+        })
+        .map(|rel| {
+            let reachable = !rel.app_privileges.is_empty();
+            finding(
+                "partition-not-protected",
+                if reachable { Severity::Error } else { Severity::Warning },
+                format!("{}.{} (partition of {})", rel.schema, rel.name, rel.partition_root),
+                if reachable {
+                    "the application role can query this partition directly, and a partition queried directly uses its own row-level security, which is not set up"
+                } else {
+                    "this partition lacks the parent's row-level security; it is safe only while nobody grants the application role access to it"
+                },
+                "re-run the generated migration (it protects every partition that exists), or ENABLE and FORCE RLS and create the tenant policy on it",
+            )
+        })
+        .collect()
+}
+
 fn unregistered_relation(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
     c.relations
         .iter()
-        .filter(|rel| !rel.app_privileges.is_empty() && r.get(&rel.name).is_none())
+        .filter(|rel| !rel.app_privileges.is_empty() && r.get(&rel.name).is_none() && !partition_of_tenant(rel, r))
         .map(|rel| {
             finding(
                 "unregistered-relation",
@@ -483,7 +517,13 @@ fn unregistered_relation(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Fin
 fn unregistered_tenant_table(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
     c.relations
         .iter()
-        .filter(|rel| matches!(rel.kind.as_str(), "r" | "p") && rel.has_org_column && rel.app_privileges.is_empty() && r.get(&rel.name).is_none())
+        .filter(|rel| {
+            matches!(rel.kind.as_str(), "r" | "p")
+                && rel.has_org_column
+                && rel.app_privileges.is_empty()
+                && r.get(&rel.name).is_none()
+                && !partition_of_tenant(rel, r)
+        })
         .map(|rel| {
             finding(
                 "unregistered-tenant-table",
