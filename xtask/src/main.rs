@@ -20,9 +20,6 @@ use std::process::{Command, ExitCode};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 
-/// The RLS migration's directory under `migrations/`.
-const RLS_MIGRATION: &str = "2026-11-26-000002_tenant_rls";
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -52,7 +49,7 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: cargo xtask <command>
   pg start|stop|status   throwaway PostgreSQL cluster under target/tenant-pg
-  gen                    regenerate migrations/*_tenant_rls from the registry
+  gen                    write a migration for what changed in the registry since the last one
   lint                   list every escape-hatch use with its reason; fail on one without
   compile-bench          clean-build time of the example vs the same story in plain diesel
   audit-bench            audit time for 50 and 500 generated tenant tables (linear growth)
@@ -70,16 +67,72 @@ pub fn workspace() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// `cargo xtask gen`: a migration for what changed in the registry since the last generated
+/// one (the first time, the whole protection); nothing when nothing changed.
 fn gen_migration() -> Result<(), String> {
-    let migration = tenant_schema::generate(
-        &two_companies::REGISTRY,
-        &tenant_schema::RlsOptions::default(),
-    );
-    let dir = workspace().join("migrations").join(RLS_MIGRATION);
+    use tenant_schema::{MANIFEST_FILE, assemble, fragments, incremental, manifest, read_manifest};
+    let options = tenant_schema::RlsOptions::default();
+    let current = fragments(&two_companies::REGISTRY, &options);
+    let migrations = workspace().join("migrations");
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&migrations)
+        .map_err(|e| format!("reading {}: {e}", migrations.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("_tenant_rls"))
+        })
+        .collect();
+    dirs.sort();
+    // A migration generated before manifests existed is adopted if it is exactly what the
+    // registry generates now.
+    if let [.., last] = dirs.as_slice()
+        && !last.join(MANIFEST_FILE).exists()
+    {
+        let up = std::fs::read_to_string(last.join("up.sql")).unwrap_or_default();
+        if up == assemble(&current, &options).up {
+            std::fs::write(last.join(MANIFEST_FILE), manifest(&current))
+                .map_err(|e| e.to_string())?;
+            println!("recorded the manifest of {}", last.display());
+        } else {
+            return Err(format!(
+                "{} has no {MANIFEST_FILE} and differs from what the registry generates: \
+                 regenerate it or add its manifest by hand",
+                last.display()
+            ));
+        }
+    }
+    let previous = match dirs.iter().rev().find(|d| d.join(MANIFEST_FILE).exists()) {
+        Some(dir) => {
+            let text =
+                std::fs::read_to_string(dir.join(MANIFEST_FILE)).map_err(|e| e.to_string())?;
+            Some(read_manifest(&text).map_err(|e| format!("{}: {e}", dir.display()))?)
+        }
+        None => None,
+    };
+    let migration = match &previous {
+        None => assemble(&current, &options),
+        Some(previous) => match incremental(previous, &current, &options) {
+            Some(m) => m,
+            None => {
+                println!(
+                    "the RLS migrations are up to date with the registry: nothing to generate"
+                );
+                return Ok(());
+            }
+        },
+    };
+    let dir = migrations.join(format!(
+        "{}_tenant_rls",
+        chrono::Utc::now().format("%Y-%m-%d-%H%M%S")
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    for (file, sql) in [("up.sql", &migration.up), ("down.sql", &migration.down)] {
+    for (file, text) in [
+        ("up.sql", &migration.up),
+        ("down.sql", &migration.down),
+        (MANIFEST_FILE, &manifest(&current)),
+    ] {
         let path = dir.join(file);
-        std::fs::write(&path, sql).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(())

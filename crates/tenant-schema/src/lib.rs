@@ -22,4 +22,7 @@ pub mod audit;
 pub mod evidence;
 pub mod pg;
 
-pub use pg::{Migration, RlsOptions, generate};
+pub use pg::{
+    Fragment, MANIFEST_FILE, Migration, RlsOptions, assemble, fragments, generate, incremental,
+    manifest, read_manifest,
+};

@@ -11,22 +11,134 @@ use diesel_migrations::MigrationHarness;
 use tenant_schema::{RlsOptions, generate};
 use tenant_testkit::TestDb;
 
-const RLS_DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../migrations/2026-11-26-000002_tenant_rls"
-);
+const MIGRATIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+
+/// The generated RLS migrations, oldest first.
+fn rls_dirs() -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(MIGRATIONS_DIR)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join(tenant_schema::MANIFEST_FILE).exists())
+        .collect();
+    dirs.sort();
+    dirs
+}
 
 #[test]
-fn the_checked_in_rls_migration_matches_the_registry() {
-    let migration = generate(&two_companies::REGISTRY, &RlsOptions::default());
-    for (file, generated) in [("up.sql", &migration.up), ("down.sql", &migration.down)] {
-        let path = format!("{RLS_DIR}/{file}");
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            on_disk == *generated,
-            "{path} is stale: the registry changed since it was generated. Run `cargo xtask gen` and commit the result."
-        );
+fn the_latest_rls_manifest_matches_the_registry() {
+    let dirs = rls_dirs();
+    let latest = dirs
+        .last()
+        .expect("no generated RLS migration with a manifest under migrations/");
+    let recorded = tenant_schema::read_manifest(
+        &std::fs::read_to_string(latest.join(tenant_schema::MANIFEST_FILE)).unwrap(),
+    )
+    .unwrap();
+    let current = tenant_schema::fragments(&two_companies::REGISTRY, &RlsOptions::default());
+    assert!(
+        recorded == current,
+        "the registry changed since {} was generated: run `cargo xtask gen` and commit the new migration",
+        latest.display()
+    );
+}
+
+#[test]
+fn the_first_rls_migration_is_exactly_what_its_manifest_assembles() {
+    let first = rls_dirs().into_iter().next().unwrap();
+    let recorded = tenant_schema::read_manifest(
+        &std::fs::read_to_string(first.join(tenant_schema::MANIFEST_FILE)).unwrap(),
+    )
+    .unwrap();
+    let assembled = tenant_schema::assemble(&recorded, &RlsOptions::default());
+    assert_eq!(
+        std::fs::read_to_string(first.join("up.sql")).unwrap(),
+        assembled.up,
+        "{} was edited by hand",
+        first.display()
+    );
+    assert_eq!(
+        std::fs::read_to_string(first.join("down.sql")).unwrap(),
+        assembled.down
+    );
+}
+
+#[test]
+fn an_incremental_migration_protects_only_what_changed_and_reverts_exactly() {
+    use tenant_schema::audit::{AuditOptions, audit};
+    diesel::table! { currencies (code) { code -> Text } }
+    diesel::table! { orgs (id) { id -> Uuid } }
+    diesel::table! { customers (id) { id -> Uuid, org_id -> Uuid } }
+    diesel::table! { deals (id) { id -> Uuid, org_id -> Uuid } }
+    diesel::table! { proposals (id) { id -> Uuid, org_id -> Uuid } }
+    tenant_lint::registry! {
+        static WITHOUT_INVOICES;
+        global currencies;
+        tenant orgs => id;
+        tenant customers => org_id;
+        tenant deals => org_id;
+        tenant proposals => org_id;
     }
+    let options = RlsOptions::default();
+    let before = tenant_schema::fragments(&WITHOUT_INVOICES, &options);
+    let after = tenant_schema::fragments(&two_companies::REGISTRY, &options);
+    assert!(
+        tenant_schema::incremental(&after, &after, &options).is_none(),
+        "no change, no migration"
+    );
+    let step = tenant_schema::incremental(&before, &after, &options).unwrap();
+    assert!(
+        step.up.contains("-- invoices joined the registry."),
+        "{}",
+        step.up
+    );
+    assert!(
+        !step.up.contains("ON \"deals\""),
+        "unchanged tables are not touched:\n{}",
+        step.up
+    );
+
+    let db = TestDb::new("schema_incremental");
+    let mut admin = db.admin();
+    let schema = std::fs::read_to_string(format!(
+        "{MIGRATIONS_DIR}/2026-11-26-000001_two_companies_schema/up.sql"
+    ))
+    .unwrap();
+    admin.batch_execute(&schema).unwrap();
+    admin
+        .batch_execute(&tenant_schema::assemble(&before, &options).up)
+        .unwrap();
+    let findings = |registry: &'static tenant_lint::Registry| {
+        let mut reader =
+            tenant_core::admin::CatalogReader::connect(&db.app_url(), "test: audit").unwrap();
+        let mut f: Vec<(String, String)> = audit(&mut reader, registry, &AuditOptions::default())
+            .unwrap()
+            .findings
+            .into_iter()
+            .map(|f| (f.rule.to_owned(), f.object))
+            .collect();
+        f.sort();
+        f
+    };
+    let before_step = findings(&two_companies::REGISTRY);
+    assert!(
+        before_step.contains(&("rls-not-enabled".into(), "invoices".into())),
+        "{before_step:?}"
+    );
+    admin
+        .batch_execute(&format!("BEGIN; {} COMMIT;", step.up))
+        .unwrap();
+    assert_eq!(
+        findings(&two_companies::REGISTRY),
+        Vec::<(String, String)>::new()
+    );
+    admin
+        .batch_execute(&format!("BEGIN; {} COMMIT;", step.down))
+        .unwrap();
+    assert_eq!(
+        findings(&two_companies::REGISTRY),
+        before_step,
+        "down restores the state before the step"
+    );
 }
 
 #[derive(QueryableByName, Debug, PartialEq)]
