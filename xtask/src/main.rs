@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         ["lint"] => lint::run(&workspace()),
         ["compile-bench"] => compile_bench::run(),
         ["evidence", rest @ ..] => evidence(rest),
+        ["audit", rest @ ..] => audit_command(rest),
         ["audit-bench"] => audit_bench::run(),
         ["demo"] => demo(),
         ["test"] => test(),
@@ -52,6 +53,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   gen                    write a migration for what changed in the registry since the last one
   lint                   list every escape-hatch use with its reason; fail on one without
   compile-bench          clean-build time of the example vs the same story in plain diesel
+  audit [--database-url APP_URL]
+                         the catalog audit's findings; fails on an error (default: the story schema)
   audit-bench            audit time for 50 and 500 generated tenant tables (linear growth)
   evidence --out DIR [--database-url APP_URL]
                          audit the catalog; write evidence.json and evidence.md with digests;
@@ -205,6 +208,41 @@ fn demo() -> Result<(), String> {
             .then_some(())
             .ok_or_else(|| format!("the demo failed ({status})"))
     })
+}
+
+/// `cargo xtask audit [--database-url APP_URL]`: the findings, printed; fails on an error.
+fn audit_command(args: &[&str]) -> Result<(), String> {
+    let report = match args {
+        ["--database-url", url] => audit_at(url)?,
+        [] => with_database(|admin_url| {
+            let (admin, app) = prepare_story_db(admin_url, "tenant_audit")?;
+            two_companies::migrate(&admin).map_err(|e| e.to_string())?;
+            audit_at(&app)
+        })?,
+        _ => return Err(format!("audit: expected [--database-url APP_URL]\n{USAGE}")),
+    };
+    println!(
+        "server {}; {} relations, {} policies",
+        report.catalog.server.version_num,
+        report.catalog.relations.len(),
+        report.catalog.policies.len()
+    );
+    for f in &report.findings {
+        println!(
+            "{:?} {} {}\n    why: {}\n    fix: {}",
+            f.severity, f.rule, f.object, f.why, f.fix
+        );
+    }
+    let errors = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == tenant_schema::audit::Severity::Error)
+        .count();
+    println!("{} findings, {errors} errors", report.findings.len());
+    if errors > 0 {
+        return Err(format!("{errors} findings at error severity"));
+    }
+    Ok(())
 }
 
 /// `cargo xtask evidence --out DIR [--database-url APP_URL]`.

@@ -106,6 +106,20 @@ fn an_always_true_restrictive_policy_is_an_error() {
 }
 
 #[test]
+fn a_tenant_policy_with_an_or_is_an_error() {
+    let f = findings_after(
+        "audit_or",
+        "DROP POLICY tenant_isolation ON deals;
+         CREATE POLICY tenant_isolation ON deals AS RESTRICTIVE
+           USING (org_id = (SELECT nullif(current_setting('tenant.org_id', true), '')::uuid)
+                  OR current_setting('tenant.org_id', true) IS NULL)
+           WITH CHECK (org_id = (SELECT nullif(current_setting('tenant.org_id', true), '')::uuid))",
+        "policy-has-or",
+    );
+    assert_eq!(objects(&f), [("deals.tenant_isolation", Severity::Error)]);
+}
+
+#[test]
 fn a_policy_that_reads_the_org_per_row_is_a_warning() {
     let f = findings_after(
         "audit_per_row",

@@ -13,6 +13,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("rls-not-forced", rls_not_forced),
     ("tenant-policy-missing", tenant_policy_missing),
     ("policy-always-true", policy_always_true),
+    ("policy-has-or", policy_has_or),
     ("policy-reads-org-per-row", policy_reads_org_per_row),
     ("policy-function-volatility", policy_function_volatility),
     ("unexpected-permissive-policy", unexpected_permissive_policy),
@@ -174,6 +175,30 @@ fn policy_always_true(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Findin
             )
         })
         .collect()
+}
+
+fn policy_has_or(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (t, _, col) in tenant_tables(c, r) {
+        for p in c
+            .policies
+            .iter()
+            .filter(|p| p.table_name == t.name && !p.permissive)
+        {
+            let keyed = confines(&p.using_expr, col, &o.rls.setting)
+                || confines(&p.check_expr, col, &o.rls.setting);
+            if keyed && (p.using_expr.contains(" OR ") || p.check_expr.contains(" OR ")) {
+                out.push(finding(
+                    "policy-has-or",
+                    Severity::Error,
+                    format!("{}.{}", p.table_name, p.name),
+                    "an OR in the tenant policy lets rows through without matching the org: `... IS NULL OR ...` shows every org to a session with no org set (THREATS.md #4)",
+                    "key the policy on the org alone: org_id = (SELECT nullif(current_setting('tenant.org_id', true), '')::uuid)",
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn policy_reads_org_per_row(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
