@@ -169,7 +169,9 @@ impl<Q, R> JoinRhs<Q, R> for Global {
     }
 }
 
-macro_rules! scoped_query_type {
+/// What every scoped query type has: the wrapped diesel query and its org, no public fields,
+/// no constructor outside this module, and `ScopedQuery` (sealed).
+macro_rules! scoped_type {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
         #[must_use = "a scoped query does nothing until it is run through its OrgScoped handle"]
@@ -198,20 +200,29 @@ macro_rules! scoped_query_type {
                 $name { query: f(self.query), org: self.org }
             }
 
-            /// Adds a condition, ANDed with the org filter and any earlier condition.
-            pub fn filter<P>(self, predicate: P) -> $name<dsl::Filter<Q, P>>
-            where
-                Q: FilterDsl<P>,
-            {
-                self.wrap(|q| q.filter(predicate))
-            }
-
             /// The SQL this query will run, with its bind values, for debugging and tests.
             pub fn debug_sql(&self) -> String
             where
                 Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
             {
                 diesel::debug_query::<diesel::pg::Pg, _>(&self.query).to_string()
+            }
+        }
+    };
+}
+
+/// A scoped type that takes conditions: `filter` ANDs, `or_filter` does not compile.
+macro_rules! scoped_query_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        scoped_type! { $(#[$meta])* $name }
+
+        impl<Q> $name<Q> {
+            /// Adds a condition, ANDed with the org filter and any earlier condition.
+            pub fn filter<P>(self, predicate: P) -> $name<dsl::Filter<Q, P>>
+            where
+                Q: FilterDsl<P>,
+            {
+                self.wrap(|q| q.filter(predicate))
             }
 
             /// Does not exist on scoped queries: use `.filter(a.or(b))`.
@@ -237,30 +248,9 @@ scoped_query_type! {
     /// A delete of a tenant table's rows in the handle's org.
     ScopedDelete
 }
-
-/// A complete insert or update, ready to run.
-#[must_use = "a scoped statement does nothing until it is run through its OrgScoped handle"]
-pub struct ScopedWrite<Q> {
-    query: Q,
-    org: OrgId,
-}
-
-impl<Q> std::fmt::Debug for ScopedWrite<Q> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScopedWrite")
-            .field("org", &self.org)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<Q> ScopedWrite<Q> {
-    /// The SQL this statement will run, with its bind values, for debugging and tests.
-    pub fn debug_sql(&self) -> String
-    where
-        Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
-    {
-        diesel::debug_query::<diesel::pg::Pg, _>(&self.query).to_string()
-    }
+scoped_type! {
+    /// A complete insert or update, ready to run.
+    ScopedWrite
 }
 
 impl<T, U, Op> ScopedWrite<InsertStatement<T, U, Op>>
@@ -275,10 +265,7 @@ where
     where
         InsertStatement<T, U, Op, ReturningClause<E>>: diesel::query_builder::Query,
     {
-        ScopedWrite {
-            query: self.query.returning(columns),
-            org: self.org,
-        }
+        self.wrap(|q| q.returning(columns))
     }
 
     /// Adds an `ON CONFLICT` clause with `f`, which gets diesel's insert statement:
@@ -288,10 +275,7 @@ where
     /// of the same org; the statement is checked before it is sent (an update of the org column
     /// is refused) and row-level security checks the updated row.
     pub fn on_conflict<R>(self, f: impl FnOnce(InsertStatement<T, U, Op>) -> R) -> ScopedWrite<R> {
-        ScopedWrite {
-            query: f(self.query),
-            org: self.org,
-        }
+        self.wrap(f)
     }
 }
 
@@ -307,10 +291,7 @@ where
     where
         UpdateStatement<T, U, V, ReturningClause<E>>: diesel::query_builder::Query,
     {
-        ScopedWrite {
-            query: self.query.returning(columns),
-            org: self.org,
-        }
+        self.wrap(|q| q.returning(columns))
     }
 }
 
@@ -328,15 +309,6 @@ where
             query: self.query.returning(columns),
             org: self.org,
         }
-    }
-}
-
-impl<Q> sealed::Sealed for ScopedWrite<Q> {}
-
-impl<Q> ScopedQuery for ScopedWrite<Q> {
-    type Query = Q;
-    fn into_parts(self, _: sealed::Token) -> (OrgId, Q) {
-        (self.org, self.query)
     }
 }
 
