@@ -213,12 +213,8 @@ fn demo() -> Result<(), String> {
 /// `cargo xtask audit [--database-url APP_URL]`: the findings, printed; fails on an error.
 fn audit_command(args: &[&str]) -> Result<(), String> {
     let report = match args {
-        ["--database-url", url] => audit_at(url)?,
-        [] => with_database(|admin_url| {
-            let (admin, app) = prepare_story_db(admin_url, "tenant_audit")?;
-            two_companies::migrate(&admin).map_err(|e| e.to_string())?;
-            audit_at(&app)
-        })?,
+        ["--database-url", url] => audit_story_or(Some(url), "tenant_audit")?,
+        [] => audit_story_or(None, "tenant_audit")?,
         _ => return Err(format!("audit: expected [--database-url APP_URL]\n{USAGE}")),
     };
     println!(
@@ -233,11 +229,7 @@ fn audit_command(args: &[&str]) -> Result<(), String> {
             f.severity, f.rule, f.object, f.why, f.fix
         );
     }
-    let errors = report
-        .findings
-        .iter()
-        .filter(|f| f.severity == tenant_schema::audit::Severity::Error)
-        .count();
+    let errors = report.error_count();
     println!("{} findings, {errors} errors", report.findings.len());
     if errors > 0 {
         return Err(format!("{errors} findings at error severity"));
@@ -258,14 +250,7 @@ fn evidence(args: &[&str]) -> Result<(), String> {
         }
     }
     let out = out.ok_or("evidence: --out DIR is required")?;
-    let report = match url {
-        Some(app_url) => audit_at(&app_url)?,
-        None => with_database(|admin_url| {
-            let (admin, app) = prepare_story_db(admin_url, "tenant_evidence")?;
-            two_companies::migrate(&admin).map_err(|e| e.to_string())?;
-            audit_at(&app)
-        })?,
-    };
+    let report = audit_story_or(url.as_deref(), "tenant_evidence")?;
     let provenance = tenant_schema::evidence::Provenance {
         generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         git_commit: git_commit(),
@@ -283,11 +268,7 @@ fn evidence(args: &[&str]) -> Result<(), String> {
         .map_err(|e| format!("writing the digest of {name}: {e}"))?;
         println!("wrote {} (sha256 {digest})", path.display());
     }
-    let errors = report
-        .findings
-        .iter()
-        .filter(|f| f.severity == tenant_schema::audit::Severity::Error)
-        .count();
+    let errors = report.error_count();
     println!(
         "configuration digest {}; {} findings, {errors} errors",
         ev.configuration_digest,
@@ -300,6 +281,19 @@ fn evidence(args: &[&str]) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Audits the database at `app_url`; without one, database `db` with the story's migrations on
+/// the throwaway cluster (or `DATABASE_URL`).
+fn audit_story_or(app_url: Option<&str>, db: &str) -> Result<tenant_schema::audit::Report, String> {
+    match app_url {
+        Some(url) => audit_at(url),
+        None => with_database(|admin_url| {
+            let (admin, app) = prepare_story_db(admin_url, db)?;
+            two_companies::migrate(&admin).map_err(|e| e.to_string())?;
+            audit_at(&app)
+        }),
+    }
 }
 
 fn audit_at(app_url: &str) -> Result<tenant_schema::audit::Report, String> {

@@ -5,14 +5,14 @@
 
 use diesel::PgConnection;
 use diesel::connection::Connection;
-use diesel::pg::{Pg, PgQueryBuilder};
-use diesel::query_builder::{QueryBuilder, QueryFragment};
+use diesel::pg::Pg;
+use diesel::query_builder::QueryFragment;
 use diesel::query_dsl::methods::ExecuteDsl;
 use tenant_lint::{GlobalTable, Registry};
 use tenant_sqlcheck::{Tables, check_global_write};
 
 use crate::TenantError;
-use crate::verify::tables_of;
+use crate::verify::{render, tables_of};
 
 /// A connection for writing global tables, for one stated reason.
 ///
@@ -84,9 +84,7 @@ impl GlobalWriter {
         Q: ExecuteDsl<PgConnection> + QueryFragment<Pg>,
     {
         let statement = build(table);
-        let mut builder = PgQueryBuilder::new();
-        statement.to_sql(&mut builder, &Pg)?;
-        check_global_write(&builder.finish(), &self.tables).map_err(TenantError::Unscoped)?;
+        check_global_write(&render(&statement)?, &self.tables).map_err(TenantError::Unscoped)?;
         Ok(ExecuteDsl::execute(statement, &mut self.conn)?)
     }
 }

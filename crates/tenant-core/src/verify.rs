@@ -40,6 +40,13 @@ fn cache() -> &'static Cache {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// The SQL text diesel sends for `query` (placeholders, not values).
+pub(crate) fn render<Q: QueryFragment<Pg>>(query: &Q) -> Result<String, TenantError> {
+    let mut builder = PgQueryBuilder::new();
+    query.to_sql(&mut builder, &Pg)?;
+    Ok(builder.finish())
+}
+
 /// Refuses `query` unless every tenant table in it is confined to `org`.
 pub(crate) fn verify<Q: QueryFragment<Pg>>(
     query: &Q,
@@ -47,9 +54,7 @@ pub(crate) fn verify<Q: QueryFragment<Pg>>(
     org: OrgId,
     tables: &Tables,
 ) -> Result<(), TenantError> {
-    let mut builder = PgQueryBuilder::new();
-    query.to_sql(&mut builder, &Pg)?;
-    let sql = builder.finish();
+    let sql = render(query)?;
     let mut binds = RawBytesBindCollector::<Pg>::new();
     query.collect_binds(&mut binds, conn, &Pg)?;
     let org_bytes = org.as_uuid();

@@ -63,11 +63,7 @@ fn severity(s: Severity) -> &'static str {
 /// Renders the evidence of `report`.
 pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> Evidence {
     let c = &report.catalog;
-    let errors = report
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .count();
+    let errors = report.error_count();
     let warnings = report.findings.len() - errors;
     let mut doc = json!({
         "schema_version": 1,

@@ -70,6 +70,11 @@ fn tenant_tables<'c>(
         .collect()
 }
 
+/// Whether `name` is a registered tenant table.
+fn is_tenant(r: &Registry, name: &str) -> bool {
+    r.get(name).is_some_and(|e| e.is_tenant())
+}
+
 fn registered_table_missing(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
     r.tables()
         .filter(|t| relation(c, t.name).is_none())
@@ -160,10 +165,9 @@ fn tenant_policy_missing(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Fin
 }
 
 fn policy_always_true(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
-    let tenant: Vec<&str> = r.tenant_tables().map(|t| t.name).collect();
     c.policies
         .iter()
-        .filter(|p| tenant.contains(&p.table_name.as_str()) && !p.permissive)
+        .filter(|p| is_tenant(r, &p.table_name) && !p.permissive)
         .filter(|p| p.using_expr == "true" || p.check_expr == "true")
         .map(|p| {
             finding(
@@ -202,11 +206,10 @@ fn policy_has_or(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
 }
 
 fn policy_reads_org_per_row(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
-    let tenant: Vec<&str> = r.tenant_tables().map(|t| t.name).collect();
     let needle = format!("current_setting('{}'", o.rls.setting);
     c.policies
         .iter()
-        .filter(|p| tenant.contains(&p.table_name.as_str()))
+        .filter(|p| is_tenant(r, &p.table_name))
         .filter(|p| {
             [&p.using_expr, &p.check_expr].iter().any(|e| {
                 // The server prints the once-per-statement form as `( SELECT ... current_setting(`.
@@ -254,10 +257,9 @@ fn policy_function_volatility(c: &Catalog, _: &Registry, _: &AuditOptions) -> Ve
 }
 
 fn unexpected_permissive_policy(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
-    let tenant: Vec<&str> = r.tenant_tables().map(|t| t.name).collect();
     c.policies
         .iter()
-        .filter(|p| tenant.contains(&p.table_name.as_str()) && p.permissive && p.name != o.rls.base_policy)
+        .filter(|p| is_tenant(r, &p.table_name) && p.permissive && p.name != o.rls.base_policy)
         .map(|p| {
             finding(
                 "unexpected-permissive-policy",
@@ -420,10 +422,9 @@ fn foreign_key_without_org(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<F
 }
 
 fn sequence_key(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
-    let tenant: Vec<&str> = r.tenant_tables().map(|t| t.name).collect();
     c.sequence_columns
         .iter()
-        .filter(|s| tenant.contains(&s.table_name.as_str()))
+        .filter(|s| is_tenant(r, &s.table_name))
         .map(|s| {
             finding(
                 "sequence-key",
@@ -492,7 +493,7 @@ fn leakproof_function(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Findin
 
 /// Whether `rel` is a partition of a registered tenant table (covered by `partition-not-protected`).
 fn partition_of_tenant(rel: &Relation, r: &Registry) -> bool {
-    !rel.partition_root.is_empty() && r.get(&rel.partition_root).is_some_and(|e| e.is_tenant())
+    !rel.partition_root.is_empty() && is_tenant(r, &rel.partition_root)
 }
 
 fn partition_not_protected(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
