@@ -36,6 +36,7 @@ use diesel::query_builder::QueryFragment;
 
 use crate::columns::SetsOrgColumn;
 use crate::scoped::ScopedConnection;
+use crate::subquery::{ProbeOf, ProbeSource, ScopedSubquery};
 use crate::{OrgId, OrgScoped, TenantError};
 
 /// `org_column = $org` for tenant table `T`.
@@ -218,9 +219,13 @@ macro_rules! scoped_query_type {
 
         impl<Q> $name<Q> {
             /// Adds a condition, ANDed with the org filter and any earlier condition.
+            ///
+            /// A subquery in the condition that reads a tenant table must come from the handle
+            /// ([`ScopedSelect::into_subquery`]), or this does not compile.
             pub fn filter<P>(self, predicate: P) -> $name<dsl::Filter<Q, P>>
             where
-                Q: FilterDsl<P>,
+                Q: FilterDsl<P> + ProbeSource,
+                P: diesel::AppearsOnTable<ProbeOf<Q>>,
             {
                 self.wrap(|q| q.filter(predicate))
             }
@@ -349,8 +354,8 @@ impl<Q> ScopedSelect<Q> {
     /// Chooses the selected columns or expressions.
     pub fn select<S>(self, selection: S) -> ScopedSelect<dsl::Select<Q, S>>
     where
-        S: diesel::Expression,
-        Q: SelectDsl<S>,
+        S: diesel::Expression + diesel::AppearsOnTable<ProbeOf<Q>>,
+        Q: SelectDsl<S> + ProbeSource,
     {
         self.wrap(|q| q.select(selection))
     }
@@ -375,7 +380,8 @@ impl<Q> ScopedSelect<Q> {
     /// `HAVING`, ANDed like `filter`.
     pub fn having<P>(self, predicate: P) -> ScopedSelect<dsl::Having<Q, P>>
     where
-        Q: HavingDsl<P>,
+        Q: HavingDsl<P> + ProbeSource,
+        P: diesel::AppearsOnTable<ProbeOf<Q>>,
     {
         self.wrap(|q| q.having(predicate))
     }
@@ -407,11 +413,12 @@ impl<Q> ScopedSelect<Q> {
         self.wrap(|q| diesel::select(diesel::dsl::exists(q)))
     }
 
-    /// This query, to be used as a subquery inside another scoped query: in `eq_any(...)`,
-    /// `exists(...)` or `.single_value()`. It keeps its org filter; the statement it ends up
-    /// in is checked before it is sent, so a subquery that lost its filter is refused.
-    pub fn into_subquery(self) -> Q {
-        self.query
+    /// This query, to be used as a subquery inside another scoped query's filter: in
+    /// `column.eq_any(subquery)`, `subquery.exists()` or `subquery.single_value()`. It keeps
+    /// its org filter. A diesel query used there instead does not compile when it reads a
+    /// tenant table (see [`crate::subquery`]).
+    pub fn into_subquery(self) -> ScopedSubquery<Q> {
+        ScopedSubquery::new(self.query)
     }
 
     /// Joins registered table `rhs` with `join`, which is diesel's `QueryDsl::inner_join` or

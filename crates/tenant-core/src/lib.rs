@@ -33,6 +33,7 @@ mod org_id;
 mod pool;
 mod raw_sql;
 mod scoped;
+pub mod subquery;
 mod verify;
 
 pub use columns::SetsOrgColumn;

@@ -255,15 +255,60 @@ fn scoped_subqueries_in_eq_any_and_exists_keep_their_org_predicate() {
         let has_deal = s
             .query(deals::table)
             .filter(deals::customer_id.eq(customers::id));
-        s.load(
-            s.query(customers::table)
-                .filter(diesel::dsl::exists(
-                    has_deal.select(deals::id).into_subquery(),
-                ))
-                .select(customers::name),
-        )
+        let q = s
+            .query(customers::table)
+            .filter(has_deal.select(deals::id).into_subquery().exists())
+            .select(customers::name);
+        let sql = q.debug_sql();
+        assert_scoped(&sql, &["customers", "deals"]);
+        assert!(sql.contains("EXISTS (SELECT"), "{sql}");
+        s.load(q)
     });
     assert_eq!(with_deals, ["bob"]);
+}
+
+#[test]
+fn a_scoped_single_value_subquery_and_a_diesel_subquery_over_a_global_table() {
+    let f = fixture("shape_single_value");
+    let rows: Vec<(String, Option<String>)> = in_org(&f, f.a, |s| {
+        // The name of the deal's customer, as a correlated scalar subquery.
+        let customer_name = s
+            .query(customers::table)
+            .filter(customers::id.eq(deals::customer_id))
+            .select(customers::name)
+            .into_subquery()
+            .single_value();
+        let q = s
+            .query(deals::table)
+            .select((deals::title, customer_name))
+            .order(deals::title);
+        let sql = q.debug_sql();
+        assert_scoped(&sql, &["deals", "customers"]);
+        assert!(sql.contains("LIMIT $"), "{sql}");
+        s.load(q)
+    });
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|(_, name)| name.as_deref() == Some("alice")),
+        "{rows:?}"
+    );
+
+    // A subquery over a global table comes from the handle too, without an org predicate.
+    let euro_deals: Vec<String> = in_org(&f, f.a, |s| {
+        let euro = s
+            .read_global(currencies::table)
+            .filter(currencies::name.eq("Euro"))
+            .select(currencies::code)
+            .into_subquery();
+        s.load(
+            s.query(deals::table)
+                .filter(deals::currency.eq_any(euro))
+                .select(deals::title)
+                .order(deals::title),
+        )
+    });
+    assert_eq!(euro_deals, ["deal 0", "deal 1", "deal 2"]);
 }
 
 #[derive(Insertable)]

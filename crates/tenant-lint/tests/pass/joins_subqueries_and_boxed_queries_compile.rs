@@ -24,7 +24,7 @@ fn reads(pool: &TenantPool, org: OrgId, stages: &[&str]) -> Result<(), TenantErr
             s.load(s.query(deals::table).filter(deals::customer_id.eq_any(customers_named_a.into_subquery())).select(deals::title))?;
         let with_invoice = s.query(invoices::table).filter(invoices::customer_id.eq(customers::id)).select(invoices::id);
         let _exists: Vec<String> =
-            s.load(s.query(customers::table).filter(diesel::dsl::exists(with_invoice.into_subquery())).select(customers::name))?;
+            s.load(s.query(customers::table).filter(with_invoice.into_subquery().exists()).select(customers::name))?;
         let mut q = s.query(deals::table).into_boxed();
         for stage in stages {
             q = q.filter(deals::stage.eq(*stage));
