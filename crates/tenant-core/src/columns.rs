@@ -6,7 +6,10 @@
 //! wrapped in `DefaultableColumnInsertValue` for batch rows and in `ValuesClause`; all three are
 //! nameable, so the check is a `const` computed over that type.
 
+use std::marker::PhantomData;
+
 use diesel::Column;
+use diesel::expression::{IsContainedInGroupBy, ValidGrouping, is_contained_in_group_by};
 use diesel::insertable::{ColumnInsertValue, DefaultableColumnInsertValue};
 use diesel::query_builder::ValuesClause;
 use tenant_lint::TenantTable;
@@ -89,4 +92,71 @@ pub(crate) const fn str_eq(a: &str, b: &str) -> bool {
         i += 1;
     }
     true
+}
+
+/// A stand-in `GROUP BY` clause that contains every column of tenant table `T` except its org
+/// column, for the check that an update does not set the org column.
+///
+/// diesel's update values (`Grouped<Eq<column, value>>`, tuples of them) are private types, but
+/// each implements `ValidGrouping<GB>` generically, down to the columns, and a column is valid
+/// for `GB` when `GB: IsContainedInGroupBy<column, Output = Yes>`. This type answers `Yes` for
+/// every column except the org column, for which it requires [`UpdateSetsOrgColumn`], which no
+/// column has: `changes: ValidGrouping<OrgColumnProbe<T>>` holds exactly when the changes
+/// leave the org column alone. Never rendered.
+#[derive(Debug, Clone, Copy)]
+pub struct OrgColumnProbe<T>(PhantomData<T>);
+
+impl<T, C> IsContainedInGroupBy<C> for OrgColumnProbe<T>
+where
+    T: TenantTable,
+    C: Column + IsContainedInGroupBy<T::OrgColumn>,
+    T::OrgColumn: IsContainedInGroupBy<C>,
+    (
+        <C as IsContainedInGroupBy<T::OrgColumn>>::Output,
+        <T::OrgColumn as IsContainedInGroupBy<C>>::Output,
+    ): UpdateSetsOrgColumn<C, T>,
+{
+    type Output = is_contained_in_group_by::Yes;
+}
+
+/// Implemented for the pair of answers diesel's `table!` gives for two *different* columns
+/// (`column_a: IsContainedInGroupBy<column_b>` is `Yes` one way at most: from the single-column
+/// primary key); not for the `(Yes, Yes)` of a column with itself, the org column here.
+#[diagnostic::on_unimplemented(
+    message = "a scoped update sets the org column `{C}` of `{T}`",
+    label = "this changes the org of the rows: the org column is fixed by the handle",
+    note = "leave the org column out of the changes; moving rows to another org is an operator task, not a scoped update"
+)]
+pub trait UpdateSetsOrgColumn<C, T> {}
+
+#[diagnostic::do_not_recommend]
+impl<C, T> UpdateSetsOrgColumn<C, T>
+    for (is_contained_in_group_by::Yes, is_contained_in_group_by::No)
+{
+}
+#[diagnostic::do_not_recommend]
+impl<C, T> UpdateSetsOrgColumn<C, T>
+    for (is_contained_in_group_by::No, is_contained_in_group_by::Yes)
+{
+}
+#[diagnostic::do_not_recommend]
+impl<C, T> UpdateSetsOrgColumn<C, T>
+    for (is_contained_in_group_by::No, is_contained_in_group_by::No)
+{
+}
+
+/// The changes of a scoped update: a tuple of `column.eq(value)`, or a struct with
+/// `#[derive(AsChangeset, TenantChangeset)]`, that does not set tenant table `T`'s org column.
+#[diagnostic::on_unimplemented(
+    message = "cannot tell which columns `{Self}` sets, so it cannot be the changes of a scoped update",
+    label = "not a tuple of `column.eq(value)` or a `TenantChangeset` struct",
+    note = "add `tenant_core::TenantChangeset` to the struct's derives, beside `AsChangeset`: `#[derive(AsChangeset, TenantChangeset)]`; it tells the compiler which columns the struct sets"
+)]
+pub trait ScopedChangeset<T> {}
+
+impl<V, T> ScopedChangeset<T> for V
+where
+    T: TenantTable,
+    V: ValidGrouping<OrgColumnProbe<T>>,
+{
 }

@@ -34,7 +34,7 @@ use uuid::Uuid;
 use diesel::pg::Pg;
 use diesel::query_builder::QueryFragment;
 
-use crate::columns::SetsOrgColumn;
+use crate::columns::{ScopedChangeset, SetsOrgColumn};
 use crate::scoped::ScopedConnection;
 use crate::subquery::{ProbeOf, ProbeSource, ScopedSubquery};
 use crate::{OrgId, OrgScoped, TenantError};
@@ -453,10 +453,12 @@ impl<T, W> ScopedUpdate<UpdateStatement<T, W>>
 where
     T: Table + diesel::QuerySource,
 {
-    /// The new values: a changeset struct or tuple of `column.eq(value)`.
+    /// The new values: a tuple of `column.eq(value)`, or a struct with
+    /// `#[derive(AsChangeset, TenantChangeset)]`. Changes that set the org column do not
+    /// compile (the handle fixes the org of the rows).
     pub fn set<V>(self, changes: V) -> ScopedWrite<UpdateStatement<T, W, V::Changeset>>
     where
-        V: AsChangeset<Target = T>,
+        V: AsChangeset<Target = T> + ScopedChangeset<T>,
         UpdateStatement<T, W, V::Changeset>: AsQuery,
     {
         ScopedWrite {

@@ -36,7 +36,7 @@ mod scoped;
 pub mod subquery;
 mod verify;
 
-pub use columns::SetsOrgColumn;
+pub use columns::{OrgColumnProbe, ScopedChangeset, SetsOrgColumn, UpdateSetsOrgColumn};
 pub use dsl::{
     JoinRhs, OnWithOrg, OrFilterWidensScope, OrgPredicate, ScopedDelete, ScopedDeleteSource,
     ScopedInsert, ScopedInsertMany, ScopedQuery, ScopedSelect, ScopedSource, ScopedUpdate,
@@ -90,6 +90,38 @@ pub use scoped::{OrgScoped, Pooled, ScopedConnection};
 /// The compile-fail suite (`crates/tenant-lint/tests/compile-fail/tenant_sql_*`) shows each
 /// refusal; the statement is also checked again, against the real binds, before it is sent.
 pub use tenant_lint_macros::tenant_sql;
+
+/// Derive beside `AsChangeset` on a struct used as the changes of a scoped update
+/// (`s.update(table).set(&changes)`): it tells the compiler which columns the struct sets, so
+/// that a struct that sets the org column does not compile.
+///
+/// It reads the same `#[diesel(...)]` attributes as `AsChangeset` (`table_name`,
+/// `primary_key`, `column_name`, `skip_update`, `embed`; an embedded struct derives it too).
+///
+/// ```
+/// use diesel::prelude::*;
+/// use tenant_core::{OrgScoped, ScopedConnection, TenantChangeset, TenantError};
+/// # mod schema {
+/// #     diesel::table! { deals (id) { id -> Uuid, org_id -> Uuid, title -> Text, stage -> Text } }
+/// #     tenant_lint::registry! { pub static REGISTRY; tenant deals => org_id; }
+/// # }
+/// use schema::deals;
+///
+/// #[derive(AsChangeset, TenantChangeset)]
+/// #[diesel(table_name = deals)]
+/// struct DealChanges<'a> {
+///     title: Option<&'a str>,
+///     stage: Option<&'a str>,
+/// }
+///
+/// fn close_open_deals<C: ScopedConnection>(s: &mut OrgScoped<C>) -> Result<usize, TenantError> {
+///     let changes = DealChanges { title: None, stage: Some("lost") };
+///     s.execute(s.update(deals::table).filter(deals::stage.eq("open")).set(&changes))
+/// }
+/// ```
+///
+/// With an `org_id` field, the struct does not compile: "a scoped update sets the org column".
+pub use tenant_lint_macros::TenantChangeset;
 
 #[doc(hidden)]
 pub mod __private {

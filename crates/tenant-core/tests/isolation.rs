@@ -69,25 +69,14 @@ fn every_scoped_statement_carries_the_org_predicate_as_a_bound_value() {
 }
 
 #[test]
-fn moving_a_row_to_another_org_is_refused_by_both_layers() {
+fn moving_a_row_to_another_org_is_refused_by_row_level_security() {
     let (_db, pool) = setup("cross_write", 2);
     let (a, _) = org_with_customer(&pool, "A", "alice");
     let (b, _) = org_with_customer(&pool, "B", "bob");
-    // Application layer: the statement is refused before it is sent.
-    let err = pool
-        .with_org(a, |s| {
-            s.execute(
-                s.update(customers::table)
-                    .set(customers::org_id.eq(b.as_uuid())),
-            )
-        })
-        .unwrap_err();
-    assert!(
-        matches!(&err, TenantError::Unscoped(tenant_core::Violation::AssignsOrgColumn { table, column })
-            if table == "customers" && column == "org_id"),
-        "{err:?}"
-    );
-    // Database layer: the same write, sent raw inside A's transaction, is refused by RLS
+    // Application layer: a scoped update that sets the org column does not compile
+    // (compile-fail: a_scoped_update_that_sets_the_org_column_does_not_compile), and an upsert
+    // that does is refused before it is sent (shapes.rs).
+    // Database layer: the write, sent raw inside A's transaction, is refused by RLS
     // (42501) and mapped to CrossOrgWrite, without the bound value in the message.
     let err = pool
         .with_org(a, |s| {

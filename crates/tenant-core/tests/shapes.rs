@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use diesel::dsl::{count_star, max, min};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
-use tenant_core::{OrgId, OrgScoped, Pooled, TenantError, TenantPool};
+use tenant_core::{OrgId, OrgScoped, Pooled, TenantChangeset, TenantError, TenantPool};
 use two_companies::schema::{currencies, customers, deals, invoices};
 use uuid::Uuid;
 
@@ -318,7 +318,7 @@ struct NewCustomer<'a> {
     email: &'a str,
 }
 
-#[derive(AsChangeset)]
+#[derive(AsChangeset, TenantChangeset)]
 #[diesel(table_name = deals)]
 struct DealChanges<'a> {
     title: Option<&'a str>,

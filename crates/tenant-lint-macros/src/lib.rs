@@ -1,4 +1,6 @@
-//! `tenant_sql!`: raw SQL for what the DSL cannot express, checked at compile time.
+//! `tenant_sql!`: raw SQL for what the DSL cannot express, checked at compile time; and
+//! `#[derive(TenantChangeset)]` (in `changeset`), which tells the compiler the columns an
+//! update struct sets.
 //!
 //! Re-exported as `tenant_core::tenant_sql!`; see its documentation there. The macro parses
 //! the SQL with `tenant-sqlcheck` in symbolic mode (the registry is a Rust item the macro
@@ -55,6 +57,17 @@ impl Parse for Input {
         }
         Ok(Self { schema, sql, binds })
     }
+}
+
+mod changeset;
+
+/// Which columns an `AsChangeset` struct sets; see `tenant_core::TenantChangeset`.
+#[proc_macro_derive(TenantChangeset, attributes(diesel))]
+pub fn derive_tenant_changeset(input: TokenStream) -> TokenStream {
+    let item = syn::parse_macro_input!(input as syn::DeriveInput);
+    changeset::expand(&item)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 /// Raw SQL whose tenant tables are checked at compile time; see `tenant_core::tenant_sql!`.
