@@ -22,9 +22,7 @@ fn registry(n: usize) -> &'static Registry {
             },
         })
         .collect();
-    Box::leak(Box::new(Registry::__new(Box::leak(
-        entries.into_boxed_slice(),
-    ))))
+    Box::leak(Box::new(Registry::from_entries(entries)))
 }
 
 fn build(admin_url: &str, n: usize) -> Result<(String, &'static Registry), String> {

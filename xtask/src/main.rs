@@ -4,6 +4,7 @@
 //!   `target/tenant-pg`, listening only on a unix socket.
 //! - `gen`: regenerates the RLS migration from the story's registry.
 //! - `demo`: the two-companies story end to end.
+//! - `probe`: the leak probe against the story's database; `probe-bench`: its cost per table.
 //! - `test`: every test (unit, integration against the cluster, doctests, compile-fail),
 //!   clippy with `-D warnings`, and the format check.
 
@@ -13,6 +14,7 @@ mod audit_bench;
 mod compile_bench;
 mod lint;
 mod pg;
+mod probe;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         ["evidence", rest @ ..] => evidence(rest),
         ["audit", rest @ ..] => audit_command(rest),
         ["audit-bench"] => audit_bench::run(),
+        ["probe", rest @ ..] => probe::run(rest),
         ["demo"] => demo(),
         ["test"] => test(),
         _ => Err(USAGE.to_owned()),
@@ -48,7 +51,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <command>
+pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   pg start|stop|status   throwaway PostgreSQL cluster under target/tenant-pg
   gen                    write a migration for what changed in the registry since the last one
   lint                   list every escape-hatch use with its reason; fail on one without
@@ -59,6 +62,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   evidence --out DIR [--database-url APP_URL]
                          audit the catalog; write evidence.json and evidence.md with digests;
                          fail on error findings (default: the story schema on a throwaway cluster)
+  probe [--database-url APP_URL] [--out DIR]
+                         the leak probe as the application role; writes probe.md, probe.json and
+                         probe.junit.xml (default DIR target/probe); fails on a leak
+  probe-bench            probe time on the story schema and on 50 generated tenant tables
   demo                   run the two-companies story (uses DATABASE_URL if set)
   test                   every test, clippy -D warnings, fmt --check (uses DATABASE_URL if set)";
 
@@ -310,7 +317,7 @@ fn audit_at(app_url: &str) -> Result<tenant_schema::audit::Report, String> {
     .map_err(|e| e.to_string())
 }
 
-fn git_commit() -> String {
+pub(crate) fn git_commit() -> String {
     Command::new("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(workspace())

@@ -1,9 +1,12 @@
 //! The admin path for global tables: the only way this library writes a table that holds no
 //! tenant data (plans, currencies). It is named, takes a written reason (listed by
 //! `cargo xtask lint`), connects with a role of its own (the application role may only read
-//! global tables), and refuses any statement that touches a tenant table.
+//! global tables), and refuses any statement that touches a tenant table. Also the read-only
+//! catalog reader of the audit ([`CatalogReader`]) and the leak probe's attacker session
+//! ([`ProbeSession`]): each an escape hatch with a name that says so and a written reason.
 
 use diesel::PgConnection;
+use diesel::QueryableByName;
 use diesel::connection::Connection;
 use diesel::pg::Pg;
 use diesel::query_builder::QueryFragment;
@@ -138,5 +141,189 @@ impl CatalogReader {
             query = query.bind::<diesel::sql_types::Text, _>(*p);
         }
         Ok(diesel::RunQueryDsl::load(query, &mut self.conn)?)
+    }
+}
+
+/// The function a [`ProbeSession`] runs every statement through: it catches the error, so the
+/// exact SQLSTATE comes back (diesel does not expose it), and it runs the statement in a
+/// subtransaction, so an error leaves the session usable. Temporary: created inside the
+/// session's transaction, gone with it.
+const PROBE_FUNCTION: &str = r#"
+CREATE FUNCTION pg_temp.tenant_probe_try(stmt text, want_rows boolean,
+    OUT ok boolean, OUT err_state text, OUT err_message text, OUT n bigint, OUT first_row text)
+LANGUAGE plpgsql AS $tenant_probe$
+BEGIN
+    IF want_rows THEN
+        EXECUTE 'WITH q AS (' || stmt || ') SELECT count(*), (SELECT row_to_json(q)::text FROM q LIMIT 1) FROM q'
+            INTO n, first_row;
+    ELSE
+        EXECUTE stmt;
+        GET DIAGNOSTICS n = ROW_COUNT;
+    END IF;
+    ok := true;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT;
+    ok := false;
+END
+$tenant_probe$;
+"#;
+
+/// What a statement run through a [`ProbeSession`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// It ran: `rows` rows returned (or affected, for a statement without rows), and the first
+    /// row as JSON when rows were asked for.
+    Ran {
+        /// Rows returned or affected.
+        rows: u64,
+        /// The first row, as `row_to_json` text.
+        first_row: Option<String>,
+    },
+    /// It was refused with an error.
+    Refused {
+        /// The five-character SQLSTATE, e.g. `42501`.
+        sqlstate: String,
+        /// The server's message (no DETAIL, which can carry values).
+        message: String,
+    },
+}
+
+#[derive(QueryableByName)]
+struct ProbeRow {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    ok: bool,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    err_state: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    err_message: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    n: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    first_row: Option<String>,
+}
+
+/// A session as the application role that runs arbitrary SQL inside one transaction that is
+/// never committed: the leak probe's attacker (`tenant-probe`). It is an escape hatch by
+/// design, named, with a written reason that `cargo xtask lint` lists.
+///
+/// Nothing sent through it can persist: the session opens a transaction at once, every
+/// statement runs inside a function (where `COMMIT` is refused), [`restart`](Self::restart)
+/// and drop roll back. Statements that change session state (`SET ROLE`, `set_config`) are
+/// undone by [`rollback_to_savepoint`](Self::rollback_to_savepoint).
+pub struct ProbeSession {
+    conn: PgConnection,
+    reason: &'static str,
+}
+
+impl std::fmt::Debug for ProbeSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeSession")
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProbeSession {
+    /// Connects with `url` (the application role's credentials) for `reason`, and opens the
+    /// transaction everything runs in. Statements time out after `statement_timeout_ms`, and
+    /// wait at most a fifth of that for a lock, so a probe cannot stall a live database.
+    ///
+    /// # Errors
+    /// [`TenantError::Connect`] when the database cannot be reached; a database error when
+    /// the role may not create temporary objects (the `TEMP` privilege on the database).
+    pub fn connect(
+        url: &str,
+        reason: &'static str,
+        statement_timeout_ms: u32,
+    ) -> Result<Self, TenantError> {
+        use diesel::connection::SimpleConnection;
+        let mut conn =
+            PgConnection::establish(url).map_err(|e| TenantError::Connect(e.to_string()))?;
+        conn.batch_execute(&format!(
+            "SET statement_timeout = {statement_timeout_ms}; SET lock_timeout = {}",
+            (statement_timeout_ms / 5).max(1)
+        ))?;
+        let mut session = Self { conn, reason };
+        session.begin()?;
+        Ok(session)
+    }
+
+    /// The reason given at `connect`.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    fn begin(&mut self) -> Result<(), TenantError> {
+        use diesel::connection::SimpleConnection;
+        self.conn.batch_execute("BEGIN")?;
+        self.conn.batch_execute(PROBE_FUNCTION)?;
+        Ok(())
+    }
+
+    /// Runs `sql` and reports what happened. With `want_rows`, `sql` must be a query or a
+    /// write with `RETURNING` (it is wrapped in a `WITH`), and the rows are counted; without,
+    /// any statement runs and the rows it affected are counted.
+    ///
+    /// # Errors
+    /// A database error only when the session itself failed (the statement's own error is
+    /// a [`ProbeOutcome::Refused`]).
+    pub fn try_sql(&mut self, sql: &str, want_rows: bool) -> Result<ProbeOutcome, TenantError> {
+        let row: ProbeRow = diesel::RunQueryDsl::get_result(
+            diesel::sql_query("SELECT * FROM pg_temp.tenant_probe_try($1, $2)")
+                .bind::<diesel::sql_types::Text, _>(sql)
+                .bind::<diesel::sql_types::Bool, _>(want_rows),
+            &mut self.conn,
+        )?;
+        Ok(if row.ok {
+            ProbeOutcome::Ran {
+                rows: u64::try_from(row.n.unwrap_or(0)).unwrap_or(0),
+                first_row: row.first_row,
+            }
+        } else {
+            ProbeOutcome::Refused {
+                sqlstate: row.err_state.unwrap_or_default(),
+                message: row.err_message.unwrap_or_default(),
+            }
+        })
+    }
+
+    /// Marks a point to come back to with [`rollback_to_savepoint`](Self::rollback_to_savepoint).
+    ///
+    /// # Errors
+    /// A database error when the session failed.
+    pub fn savepoint(&mut self) -> Result<(), TenantError> {
+        use diesel::connection::SimpleConnection;
+        Ok(self.conn.batch_execute("SAVEPOINT tenant_probe")?)
+    }
+
+    /// Undoes everything since the last [`savepoint`](Self::savepoint), session settings and
+    /// role included.
+    ///
+    /// # Errors
+    /// A database error when the session failed.
+    pub fn rollback_to_savepoint(&mut self) -> Result<(), TenantError> {
+        use diesel::connection::SimpleConnection;
+        Ok(self
+            .conn
+            .batch_execute("ROLLBACK TO SAVEPOINT tenant_probe; RELEASE SAVEPOINT tenant_probe")?)
+    }
+
+    /// Rolls the transaction back and opens a new one: what the session sees afterwards is
+    /// what a connection sees after an earlier transaction on it ended.
+    ///
+    /// # Errors
+    /// A database error when the session failed.
+    pub fn restart(&mut self) -> Result<(), TenantError> {
+        use diesel::connection::SimpleConnection;
+        self.conn.batch_execute("ROLLBACK")?;
+        self.begin()
+    }
+}
+
+impl Drop for ProbeSession {
+    fn drop(&mut self) {
+        use diesel::connection::SimpleConnection;
+        // Closing the connection would roll back too; this makes it explicit and immediate.
+        let _ = self.conn.batch_execute("ROLLBACK");
     }
 }

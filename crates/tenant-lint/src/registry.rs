@@ -124,6 +124,16 @@ impl Registry {
         Self { tables }
     }
 
+    /// A registry of tables known only at run time, for tools that work on a database rather
+    /// than on a crate (the leak probe and audit benchmarks over a generated schema). A
+    /// service uses [`registry!`](crate::registry) instead, which also marks the tables for the
+    /// compile-time layer.
+    pub fn from_entries(tables: Vec<TableEntry>) -> Self {
+        Self {
+            tables: Vec::leak(tables),
+        }
+    }
+
     /// All tables, in declaration order.
     pub fn tables(&self) -> impl Iterator<Item = &'static TableEntry> + use<> {
         self.tables.iter()

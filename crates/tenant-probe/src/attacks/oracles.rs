@@ -1,0 +1,131 @@
+//! What constraint errors tell A about B (THREATS.md #8, #9). A foreign key checks its parent
+//! without RLS: a reference from A's row to B's parent row must fail as if the parent did not
+//! exist (23503), which a composite key with the org column guarantees. A unique key checks
+//! every org: A inserting B's values must not collide (23505 would prove B has them), which a
+//! key that includes the org column guarantees.
+
+use std::collections::BTreeMap;
+
+use crate::attack::{Accept, Family, Plan, Target};
+use crate::report::Verdict;
+use crate::seed::{insert_sql, unqualified};
+
+/// The oracle attacks on `t`.
+pub fn plans(t: &Target<'_>) -> Vec<Plan> {
+    let table = t.table.name.as_str();
+    let org_col = t.table.org_column.as_str();
+    let mut out = Vec::new();
+    for k in t.table.foreign_keys() {
+        let parent = unqualified(&k.parent);
+        let Some(b_parent) = t.b_rows.get(&parent) else {
+            continue;
+        };
+        let cols = k.column_list();
+        // A key on the org column alone references the org itself, not a row of B's.
+        if parent == t.table.name || cols.iter().all(|c| *c == org_col) {
+            continue;
+        }
+        let overrides: BTreeMap<String, String> = cols
+            .iter()
+            .zip(k.parent_column_list())
+            .filter(|(c, _)| **c != org_col)
+            .filter_map(|(c, p)| {
+                let ty = &t.table.column(c)?.ty;
+                let v = b_parent.get(p).cloned().flatten();
+                Some(((*c).to_owned(), crate::sql::literal(v.as_deref(), ty)))
+            })
+            .collect();
+        if let Some((names, exprs)) = t.fresh(t.a, &overrides) {
+            let mut plan = Plan::new(
+                "foreign_key_to_b",
+                Family::Oracle,
+                "#8",
+                table,
+                insert_sql(table, &names, &exprs),
+            )
+            .no_rows()
+            .accept(
+                vec![Accept::Sqlstate("23503")],
+                "refused: 23503 (B's parent row does not exist for A)",
+            );
+            plan.attack = "foreign_key_to_b";
+            plan.expected = format!("{} [{}]", plan.expected, k.name);
+            out.push(plan);
+        }
+    }
+    for k in t
+        .table
+        .constraints
+        .iter()
+        .filter(|k| matches!(k.kind.as_str(), "p" | "u"))
+    {
+        let cols = k.column_list();
+        let own: Vec<&str> = cols.iter().copied().filter(|c| *c != org_col).collect();
+        // Another unique key within these columns would collide first and be the one judged:
+        // (org_id, id) is tried through the key on id.
+        let dominated = t.table.constraints.iter().any(|o| {
+            o.name != k.name
+                && matches!(o.kind.as_str(), "p" | "u")
+                && o.column_list().iter().all(|c| own.contains(c))
+        });
+        if dominated {
+            continue;
+        }
+        let overrides: BTreeMap<String, String> = cols
+            .iter()
+            .filter(|c| **c != org_col)
+            .filter_map(|c| Some(((*c).to_owned(), t.b_value(c)?)))
+            .collect();
+        if overrides.is_empty() {
+            continue;
+        }
+        // A key on one random uuid has to be guessed: reported, not judged (like the audit).
+        let guessed = k.kind == "p"
+            && cols.len() == 1
+            && t.table.column(cols[0]).is_some_and(|c| c.base == "uuid");
+        if let Some((names, exprs)) = t.fresh(t.a, &overrides) {
+            let mut plan = Plan::new(
+                "unique_value_of_b",
+                Family::Oracle,
+                "#9",
+                table,
+                insert_sql(table, &names, &exprs),
+            )
+            .no_rows()
+            .accept(
+                vec![Accept::Rows(1)],
+                "1 row inserted (the key includes the org column)",
+            )
+            .on_fail(if guessed {
+                Verdict::Observed
+            } else {
+                Verdict::Leak
+            });
+            plan.expected = format!("{} [{}]", plan.expected, k.name);
+            out.push(plan);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attacks::fixture;
+
+    #[test]
+    fn the_composite_key_is_misused_and_the_uuid_key_is_only_observed() {
+        let parts = fixture::parts();
+        let plans = plans(&parts.target());
+        let names: Vec<(&str, Verdict)> = plans.iter().map(|p| (p.attack, p.on_fail)).collect();
+        // The org-only key to orgs is skipped; (org_id, id) is judged through the key on id.
+        assert_eq!(
+            names,
+            [
+                ("foreign_key_to_b", Verdict::Leak),
+                ("unique_value_of_b", Verdict::Observed)
+            ]
+        );
+        assert!(plans[0].sql.contains("'c-b'::uuid"), "{}", plans[0].sql);
+    }
+}

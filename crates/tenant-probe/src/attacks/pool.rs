@@ -1,0 +1,76 @@
+//! A context left on a pooled connection (THREATS.md #6): a statement that sets the org at
+//! session level (`set_config(.., false)`) and commits leaves it on the connection; if the
+//! pool hands that connection out again, the next user (a code path that sets no org, or
+//! PgBouncer in transaction mode) runs as B. The attack runs through the application's pool,
+//! which must have one connection: it plants B's org at session level as A, then checks out
+//! again. The same backend coming back means the context reached the next checkout.
+
+use tenant_core::{OrgId, TenantPool};
+use uuid::Uuid;
+
+/// The application's pool, as the probe drives it.
+pub trait PoolUnderTest {
+    /// Runs `sql` (one row, one text column) on a connection checked out of the pool, in a
+    /// transaction with `org` set the way the application sets it, and commits. `Err` with
+    /// the reason when the pool or the database refused.
+    fn query_in_org(&self, org: Uuid, sql: &str) -> Result<String, String>;
+}
+
+#[derive(diesel::QueryableByName)]
+struct Text {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    value: String,
+}
+
+impl PoolUnderTest for TenantPool {
+    fn query_in_org(&self, org: Uuid, sql: &str) -> Result<String, String> {
+        let org = OrgId::try_from(org).map_err(|e| e.to_string())?;
+        self.with_org(org, |s| {
+            let raw = s.raw_connection_unchecked(
+                "tenant-probe: the pool-reuse attack plants a session-level context as the attacker would",
+            );
+            let row: Text = diesel::RunQueryDsl::get_result(
+                diesel::sql_query(format!("SELECT ({sql})::text AS value")),
+                raw,
+            )?;
+            Ok::<_, tenant_core::TenantError>(row.value)
+        })
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// What the pool attack saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolOutcome {
+    /// Planting the context was refused or not committed.
+    Refused(String),
+    /// The next checkout got another backend: the connection was discarded.
+    Discarded,
+    /// The next checkout got the same backend, which still carries B's org.
+    Reused,
+}
+
+/// Plants B's org at session level through `pool` as A, then checks out again.
+pub fn attack(pool: &dyn PoolUnderTest, a: Uuid, b: Uuid) -> Result<PoolOutcome, String> {
+    let planted = pool.query_in_org(
+        a,
+        &format!("SELECT set_config('tenant.org_id', '{b}', false) || ' ' || pg_backend_pid()"),
+    );
+    let first = match planted {
+        Ok(v) => v.rsplit(' ').next().unwrap_or_default().to_owned(),
+        Err(why) => return Ok(PoolOutcome::Refused(why)),
+    };
+    let second = pool.query_in_org(a, "SELECT pg_backend_pid()")?;
+    Ok(if second == first {
+        PoolOutcome::Reused
+    } else {
+        PoolOutcome::Discarded
+    })
+}
+
+/// The SQL the attack sends, for the report.
+pub fn sql(b: Uuid) -> String {
+    format!(
+        "SELECT set_config('tenant.org_id', '{b}', false) || ' ' || pg_backend_pid(); COMMIT; then, on the next checkout: SELECT pg_backend_pid()"
+    )
+}

@@ -1,0 +1,398 @@
+//! The leak probe: an automated attacker from two synthetic orgs.
+//!
+//! [`run`] connects with the application's own credentials (the application role, never an
+//! owner or superuser), reads the tenant tables from the registry and the catalog, seeds two
+//! synthetic orgs A and B with one row per table (no per-table code from the user), and
+//! attacks from A against B on every tenant table: reads, writes, no org set, org hopping,
+//! privilege tricks, foreign-key and unique-value oracles, views, side channels, and (given
+//! the application's pool) a context left on a pooled connection. Each attack's outcome is
+//! judged against what isolation requires, and the [`Report`] is written as Markdown, JSON
+//! and JUnit XML.
+//!
+//! Everything happens inside transactions that are rolled back (`tenant_core::admin::ProbeSession`),
+//! so the probe can run against production: the database is the same before and after
+//! (sequences aside: an insert into a table with a serial column advances it).
+//!
+//! ```no_run
+//! # tenant_lint::registry! { pub static REGISTRY; }
+//! let report = tenant_probe::run(&tenant_probe::ProbeOptions::new(
+//!     "postgres://tenant_app@localhost/app",
+//!     &REGISTRY,
+//! ))?;
+//! println!("{}", report.summary_line());
+//! std::process::exit(if report.failed() { 1 } else { 0 });
+//! # Ok::<(), tenant_probe::ProbeError>(())
+//! ```
+
+pub mod attack;
+pub mod attacks;
+pub mod progress;
+pub mod report;
+pub mod schema;
+pub mod seed;
+mod sql;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use tenant_core::TenantError;
+use tenant_core::admin::{CatalogReader, ProbeOutcome, ProbeSession};
+use tenant_lint::Registry;
+use uuid::Uuid;
+
+pub use attacks::pool::PoolUnderTest;
+pub use report::{AttackResult, Observed, Report, Summary, Verdict};
+
+use attack::{Accept, Family, Plan, Session, Target};
+use seed::set_org;
+
+/// Why a probe run could not be made (as opposed to an attack that failed, which is a result).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// A registered tenant table is not in the database.
+    #[error(
+        "registered tenant table `{0}` does not exist in the database: run the migrations, or remove it from the registry"
+    )]
+    MissingTable(String),
+    /// A registered org column is not in its table.
+    #[error(
+        "tenant table `{table}` has no column `{column}`, its org column in the registry: fix the registry or the schema"
+    )]
+    MissingOrgColumn {
+        /// The table.
+        table: String,
+        /// The org column the registry names.
+        column: String,
+    },
+    /// The registry has no tenant table.
+    #[error("the registry has no tenant table to attack")]
+    NothingToAttack,
+    /// The catalog could not be read.
+    #[error("reading the catalog: {0}")]
+    Catalog(String),
+    /// The attacker's session failed (not an attack's refusal).
+    #[error("the probe's session failed: {0}")]
+    Session(String),
+    /// A database or connection error.
+    #[error(transparent)]
+    Database(#[from] TenantError),
+}
+
+/// What to probe and how.
+pub struct ProbeOptions<'a> {
+    /// The application role's connection URL.
+    pub app_url: String,
+    /// The tenant registry of the service.
+    pub registry: &'a Registry,
+    /// Seeders for tables the generator cannot fill: table name to an
+    /// `INSERT ... RETURNING *` statement with `$org` where the org id goes.
+    pub seeders: HashMap<String, String>,
+    /// The application's pool, for the pool-reuse attack; it must hold one connection.
+    pub pool: Option<&'a dyn PoolUnderTest>,
+    /// The git commit recorded in the evidence digest (as `cargo xtask evidence` records it).
+    pub git_commit: String,
+    /// Per-statement timeout.
+    pub statement_timeout_ms: u32,
+    /// Show a progress line on a terminal.
+    pub progress: bool,
+}
+
+impl std::fmt::Debug for ProbeOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeOptions")
+            .field("seeders", &self.seeders.keys().collect::<Vec<_>>())
+            .field("pool", &self.pool.is_some())
+            .field("git_commit", &self.git_commit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ProbeOptions<'a> {
+    /// Probes the database at `app_url` (the application role) for the tables of `registry`.
+    pub fn new(app_url: &str, registry: &'a Registry) -> Self {
+        Self {
+            app_url: app_url.to_owned(),
+            registry,
+            seeders: HashMap::new(),
+            pool: None,
+            git_commit: "unknown".into(),
+            statement_timeout_ms: 30_000,
+            progress: true,
+        }
+    }
+}
+
+const REASON: &str = "tenant-probe: attack the database as the application role, never committed";
+
+/// The attacker's three sessions.
+struct Sessions {
+    main: ProbeSession,
+    fresh: ProbeSession,
+    after: ProbeSession,
+}
+
+impl Sessions {
+    fn get(&mut self, which: Session) -> &mut ProbeSession {
+        match which {
+            Session::Main => &mut self.main,
+            Session::Fresh => &mut self.fresh,
+            Session::AfterScoped => &mut self.after,
+        }
+    }
+}
+
+/// B's rows of `table`, hashed, as B sees them.
+fn checksum(s: &mut ProbeSession, b: Uuid, table: &str) -> Result<String, ProbeError> {
+    set_org(s, Some(b))?;
+    let sql = format!(
+        "SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) AS h FROM {} x",
+        sql::ident(table)
+    );
+    Ok(match s.try_sql(&sql, true)? {
+        ProbeOutcome::Ran { first_row, .. } => first_row.unwrap_or_default(),
+        ProbeOutcome::Refused { sqlstate, message } => format!("refused {sqlstate} {message}"),
+    })
+}
+
+fn observed(o: &ProbeOutcome) -> Observed {
+    match o {
+        ProbeOutcome::Ran { rows, .. } => Observed::Rows(*rows),
+        ProbeOutcome::Refused { sqlstate, message } => Observed::Refused {
+            sqlstate: sqlstate.clone(),
+            message: message.clone(),
+        },
+    }
+}
+
+fn accepted(accept: &[Accept], o: &ProbeOutcome) -> bool {
+    accept.iter().any(|a| match (a, o) {
+        (Accept::Rows(n), ProbeOutcome::Ran { rows, .. }) => n == rows,
+        (Accept::Sqlstate(s), ProbeOutcome::Refused { sqlstate, .. }) => s == sqlstate,
+        _ => false,
+    })
+}
+
+/// Runs one plan in a savepoint of its session and judges it.
+fn execute(
+    sessions: &mut Sessions,
+    plan: &Plan,
+    a: Uuid,
+    b: Uuid,
+    baseline: Option<&str>,
+) -> Result<AttackResult, ProbeError> {
+    let s = sessions.get(plan.session);
+    s.savepoint()?;
+    if plan.session == Session::Main {
+        set_org(s, Some(a))?;
+    }
+    let mut outcome = None;
+    for step in &plan.setup {
+        let o = s.try_sql(step, false)?;
+        if matches!(o, ProbeOutcome::Refused { .. }) {
+            outcome = Some(o);
+            break;
+        }
+    }
+    let outcome = match outcome {
+        Some(o) => o,
+        None => s.try_sql(&plan.sql, plan.want_rows)?,
+    };
+    let mut note = String::new();
+    let mut held = accepted(&plan.accept, &outcome);
+    if plan.check_b
+        && let Some(before) = baseline
+    {
+        let after = checksum(s, b, &plan.table)?;
+        if after != before {
+            held = false;
+            note = "B's rows of the table changed".into();
+        }
+    }
+    s.rollback_to_savepoint()?;
+    // A refusal nobody expected, where the attack was meant to run: the probe cannot tell
+    // whether isolation held, so the attack counts as not run (which fails the run too).
+    let unexpected_refusal = !held
+        && plan.on_fail == Verdict::Leak
+        && note.is_empty()
+        && matches!(outcome, ProbeOutcome::Refused { .. })
+        && !plan.accept.is_empty()
+        && plan.accept.iter().all(|a| matches!(a, Accept::Rows(_)));
+    if unexpected_refusal {
+        note = "refused in a way the attack did not expect: it did not run as designed".into();
+    }
+    let mut sql = plan.setup.clone();
+    sql.push(plan.sql.clone());
+    Ok(AttackResult {
+        attack: plan.attack.to_owned(),
+        family: plan.family.as_str().to_owned(),
+        threat: plan.threat.to_owned(),
+        table: plan.table.clone(),
+        sql: sql.join("; "),
+        expected: plan.expected.clone(),
+        observed: observed(&outcome),
+        verdict: if held {
+            Verdict::Pass
+        } else if unexpected_refusal {
+            Verdict::NotRun
+        } else {
+            plan.on_fail
+        },
+        note,
+    })
+}
+
+/// The configuration digest of the schema's evidence, as the application role sees it.
+fn evidence_digest(options: &ProbeOptions<'_>, generated_at: &str) -> Option<String> {
+    let mut reader = CatalogReader::connect(
+        &options.app_url,
+        "tenant-probe: the evidence digest of the probed schema",
+    )
+    .ok()?;
+    let report = tenant_schema::audit::audit(
+        &mut reader,
+        options.registry,
+        &tenant_schema::audit::AuditOptions::default(),
+    )
+    .ok()?;
+    let provenance = tenant_schema::evidence::Provenance {
+        generated_at: generated_at.to_owned(),
+        git_commit: options.git_commit.clone(),
+    };
+    Some(
+        tenant_schema::evidence::render(&report, options.registry, &provenance)
+            .configuration_digest,
+    )
+}
+
+/// Attacks the database of `options` from two synthetic orgs and reports every outcome.
+///
+/// # Errors
+/// [`ProbeError`] when the run itself cannot be made: no connection, a registered table or
+/// org column missing, a session that fails. An attack that succeeds is not an error: it is a
+/// [`Verdict::Leak`] in the report.
+pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
+    let started = Instant::now();
+    let generated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut reader =
+        CatalogReader::connect(&options.app_url, "tenant-probe: discover the tenant tables")?;
+    let server = schema::server(&mut reader)?;
+    let tables = schema::tables(&mut reader, options.registry)?;
+    if tables.is_empty() {
+        return Err(ProbeError::NothingToAttack);
+    }
+    let views = schema::views(&mut reader, options.registry)?;
+    drop(reader);
+    let evidence_digest = evidence_digest(options, &generated_at);
+
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut sessions = Sessions {
+        main: ProbeSession::connect(&options.app_url, REASON, options.statement_timeout_ms)?,
+        fresh: ProbeSession::connect(&options.app_url, REASON, options.statement_timeout_ms)?,
+        after: ProbeSession::connect(&options.app_url, REASON, options.statement_timeout_ms)?,
+    };
+    // The "after" connection had a scoped transaction that ended: its setting is now ''.
+    set_org(&mut sessions.after, Some(a))?;
+    sessions.after.restart()?;
+
+    let (seeded, outside) = seed::seed(&mut sessions.main, &tables, a, b, &options.seeders)?;
+    let mut results = Vec::new();
+    for (table, why) in &seeded.unseedable {
+        results.push(AttackResult {
+            attack: "seed".into(),
+            family: "seed".into(),
+            threat: "-".into(),
+            table: table.clone(),
+            sql: String::new(),
+            expected: "a row of A and of B".into(),
+            observed: Observed::NotRun(why.clone()),
+            verdict: Verdict::NotRun,
+            note: "no attack on this table ran".into(),
+        });
+    }
+
+    let targets: Vec<Target<'_>> = seed::parents_first(&tables)
+        .into_iter()
+        .filter(|t| seeded.a.contains_key(&t.name))
+        .map(|t| Target {
+            table: t,
+            a,
+            b,
+            a_rows: &seeded.a,
+            b_rows: &seeded.b,
+            outside: &outside,
+            server_version: server.version_num,
+        })
+        .collect();
+    let per_table: Vec<Vec<Plan>> = targets.iter().map(attacks::on_table).collect();
+    let mut global: Vec<Plan> = views
+        .iter()
+        .map(|v| attacks::views::plan(v, &Target::lit(a)))
+        .collect();
+    if let Some(first) = targets.first() {
+        global.extend(attacks::side_channels::database(&first.name()));
+    }
+    let total = per_table.iter().map(Vec::len).sum::<usize>()
+        + global.len()
+        + usize::from(options.pool.is_some());
+    let progress = progress::Progress::new(options.progress, targets.len(), total);
+    let mut done = 0;
+    for (i, (target, plans)) in targets.iter().zip(&per_table).enumerate() {
+        let baseline = checksum(&mut sessions.main, b, &target.table.name)?;
+        for plan in plans {
+            results.push(execute(&mut sessions, plan, a, b, Some(&baseline))?);
+            done += 1;
+            progress.update(i, done);
+        }
+    }
+    for plan in &global {
+        results.push(execute(&mut sessions, plan, a, b, None)?);
+        done += 1;
+        progress.update(targets.len(), done);
+    }
+    if let Some(pool) = options.pool {
+        let outcome = attacks::pool::attack(pool, a, b);
+        let (observed, verdict) = match outcome {
+            Ok(attacks::pool::PoolOutcome::Refused(why)) => (
+                Observed::Refused {
+                    sqlstate: "-".into(),
+                    message: why,
+                },
+                Verdict::Pass,
+            ),
+            Ok(attacks::pool::PoolOutcome::Discarded) => (Observed::Rows(0), Verdict::Pass),
+            Ok(attacks::pool::PoolOutcome::Reused) => (Observed::Rows(1), Verdict::Leak),
+            Err(why) => (Observed::NotRun(why), Verdict::NotRun),
+        };
+        results.push(AttackResult {
+            attack: "session_context_reuse".into(),
+            family: Family::Pool.as_str().into(),
+            threat: "#6".into(),
+            table: String::new(),
+            sql: attacks::pool::sql(b),
+            expected: "the planted context is refused, or its connection is not handed out again (0 reused)".into(),
+            observed,
+            verdict,
+            note: match verdict {
+                Verdict::Leak => "the next checkout got the same backend, still carrying B's org".into(),
+                _ => String::new(),
+            },
+        });
+        done += 1;
+        progress.update(targets.len(), done);
+    }
+    progress.finish();
+
+    Ok(Report {
+        generated_at,
+        duration_ms: started.elapsed().as_millis(),
+        server_version_num: server.version_num,
+        server_version: server.version,
+        role: server.role,
+        evidence_digest,
+        org_a: a.to_string(),
+        org_b: b.to_string(),
+        tables: targets.iter().map(|t| t.table.name.clone()).collect(),
+        unseedable: seeded.unseedable,
+        results,
+    })
+}

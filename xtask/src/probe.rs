@@ -1,0 +1,95 @@
+//! `cargo xtask probe [--database-url APP_URL] [--out DIR]`: the leak probe against the
+//! story's database (a fresh one with the migrations on the throwaway cluster, or the one at
+//! `APP_URL`, connecting as the application role). Writes `probe.md`, `probe.json` and
+//! `probe.junit.xml` to DIR (default `target/probe`) and fails on any leak or attack that
+//! could not run.
+
+use std::path::PathBuf;
+
+use tenant_core::TenantPool;
+
+/// Runs the probe at `app_url` with the story's registry and a one-connection pool.
+pub fn probe_at(app_url: &str, git_commit: String) -> Result<tenant_probe::Report, String> {
+    let pool = TenantPool::builder(app_url, &two_companies::REGISTRY)
+        .max_size(1)
+        .build()
+        .map_err(|e| format!("building the application's pool: {e}"))?;
+    let mut options = tenant_probe::ProbeOptions::new(app_url, &two_companies::REGISTRY);
+    options.pool = Some(&pool);
+    options.git_commit = git_commit;
+    tenant_probe::run(&options).map_err(|e| e.to_string())
+}
+
+/// Writes the three reports into `out`.
+pub fn write(report: &tenant_probe::Report, out: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    for (name, content) in [
+        ("probe.md", report.markdown()),
+        ("probe.json", report.json()),
+        ("probe.junit.xml", report.junit()),
+    ] {
+        let path = out.join(name);
+        std::fs::write(&path, content).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// `cargo xtask probe`.
+pub fn run(args: &[&str]) -> Result<(), String> {
+    let mut out = crate::workspace().join("target").join("probe");
+    let mut url = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match *arg {
+            "--out" => {
+                out = it
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or("probe: --out needs a directory")?
+            }
+            "--database-url" => {
+                url = Some(
+                    it.next()
+                        .ok_or("probe: --database-url needs a URL")?
+                        .to_string(),
+                )
+            }
+            other => {
+                return Err(format!(
+                    "probe: unknown argument `{other}`\n{}",
+                    crate::USAGE
+                ));
+            }
+        }
+    }
+    let report = match url {
+        Some(url) => probe_at(&url, crate::git_commit())?,
+        None => crate::with_database(|admin_url| {
+            let (admin, app) = crate::prepare_story_db(admin_url, "tenant_probe")?;
+            two_companies::migrate(&admin).map_err(|e| e.to_string())?;
+            probe_at(&app, crate::git_commit())
+        })?,
+    };
+    write(&report, &out)?;
+    for r in report.results.iter().filter(|r| {
+        matches!(
+            r.verdict,
+            tenant_probe::Verdict::Leak | tenant_probe::Verdict::NotRun
+        )
+    }) {
+        println!(
+            "{} {} on {}: expected {}; observed {}",
+            r.verdict.as_str(),
+            r.attack,
+            r.table,
+            r.expected,
+            r.observed
+        );
+    }
+    println!("{} ({} ms)", report.summary_line(), report.duration_ms);
+    if report.failed() {
+        return Err("the probe found a leak or could not run an attack".into());
+    }
+    Ok(())
+}
