@@ -25,7 +25,7 @@ fn registry(n: usize) -> &'static Registry {
     Box::leak(Box::new(Registry::from_entries(entries)))
 }
 
-fn build(admin_url: &str, n: usize) -> Result<(String, &'static Registry), String> {
+pub(crate) fn build(admin_url: &str, n: usize) -> Result<(String, &'static Registry), String> {
     let db = format!("tenant_audit_bench_{n}");
     let (admin, app) = crate::prepare_story_db(admin_url, &db)?;
     let mut conn = PgConnection::establish(&admin).map_err(|e| e.to_string())?;

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         ["audit", rest @ ..] => audit_command(rest),
         ["audit-bench"] => audit_bench::run(),
         ["probe", rest @ ..] => probe::run(rest),
+        ["probe-bench"] => probe::bench(),
         ["demo"] => demo(),
         ["test"] => test(),
         _ => Err(USAGE.to_owned()),

@@ -93,3 +93,76 @@ pub fn run(args: &[&str]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `cargo xtask probe-bench`: the probe's time on the story schema, and on generated schemas
+/// of 25 and 50 tenant tables measured side by side; the cost must grow linearly.
+pub fn bench() -> Result<(), String> {
+    const ROUNDS: usize = 3;
+    crate::with_database(|admin_url| {
+        let (admin, story) = crate::prepare_story_db(admin_url, "tenant_probe_bench")?;
+        two_companies::migrate(&admin).map_err(|e| e.to_string())?;
+        let (small_url, small) = crate::audit_bench::build(admin_url, 25)?;
+        let (large_url, large) = crate::audit_bench::build(admin_url, 50)?;
+        let time = |url: &str, registry: &tenant_lint::Registry| -> Result<(f64, usize), String> {
+            let mut options = tenant_probe::ProbeOptions::new(url, registry);
+            options.progress = false;
+            let start = std::time::Instant::now();
+            let report = tenant_probe::run(&options).map_err(|e| e.to_string())?;
+            if report.failed() {
+                return Err(format!(
+                    "the bench schema should probe clean: {}",
+                    report.summary_line()
+                ));
+            }
+            Ok((start.elapsed().as_secs_f64(), report.results.len()))
+        };
+        let (mut st, mut sm, mut lg) = (Vec::new(), Vec::new(), Vec::new());
+        let mut attacks = (0, 0, 0);
+        for round in 1..=ROUNDS {
+            let (t0, a0) = time(&story, &two_companies::REGISTRY)?;
+            let (t1, a1) = time(&small_url, small)?;
+            let (t2, a2) = time(&large_url, large)?;
+            println!(
+                "round {round}: story (5 tables) {:.0} ms, 25 tables {:.0} ms, 50 tables {:.0} ms",
+                t0 * 1e3,
+                t1 * 1e3,
+                t2 * 1e3
+            );
+            attacks = (a0, a1, a2);
+            st.push(t0);
+            sm.push(t1);
+            lg.push(t2);
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (t0, t1, t2) = (median(st), median(sm), median(lg));
+        println!();
+        println!("| schema | tenant tables | attacks | median run | per table |");
+        println!("|---|---|---|---|---|");
+        println!(
+            "| story | 5 | {} | {:.0} ms | {:.1} ms |",
+            attacks.0,
+            t0 * 1e3,
+            t0 * 1e3 / 5.0
+        );
+        println!(
+            "| generated | 25 | {} | {:.0} ms | {:.1} ms |",
+            attacks.1,
+            t1 * 1e3,
+            t1 * 1e3 / 25.0
+        );
+        println!(
+            "| generated | 50 | {} | {:.0} ms | {:.1} ms |",
+            attacks.2,
+            t2 * 1e3,
+            t2 * 1e3 / 50.0
+        );
+        println!(
+            "| ratio 50 / (2 x 25) | | | {:.2} (linear: about 1) | |",
+            t2 / (2.0 * t1)
+        );
+        Ok(())
+    })
+}

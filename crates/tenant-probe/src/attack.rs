@@ -93,6 +93,9 @@ pub struct Plan {
     pub expected: String,
     /// The verdict when the outcome is not accepted.
     pub on_fail: Verdict,
+    /// Refusals that are themselves the failure (a 23505 that proves B has a value), as
+    /// opposed to a refusal nobody expected, after which the attack counts as not run.
+    pub failing_refusals: Vec<&'static str>,
     /// Whether to check afterwards that B's rows of the table are unchanged.
     pub check_b: bool,
     /// Where it runs.
@@ -119,6 +122,7 @@ impl Plan {
             accept: vec![Accept::Rows(0)],
             expected: "0 rows".into(),
             on_fail: Verdict::Leak,
+            failing_refusals: Vec::new(),
             check_b: false,
             session: Session::Main,
         }
@@ -152,6 +156,12 @@ impl Plan {
     /// The verdict when the outcome is not accepted.
     pub fn on_fail(mut self, verdict: Verdict) -> Self {
         self.on_fail = verdict;
+        self
+    }
+
+    /// A refusal with `sqlstate` is the failure itself.
+    pub fn fails_with(mut self, sqlstate: &'static str) -> Self {
+        self.failing_refusals.push(sqlstate);
         self
     }
 
@@ -254,7 +264,8 @@ impl Target<'_> {
         self.matches(self.a_row()?, &self.key(), alias)
     }
 
-    /// A fresh row for `org` (parents of that org), with `overrides` (column to SQL).
+    /// A fresh row for `org` (parents of that org), like its seeded row with new keys, with
+    /// `overrides` (column to SQL).
     pub fn fresh(
         &self,
         org: Uuid,
@@ -265,7 +276,8 @@ impl Target<'_> {
         } else {
             self.a_rows
         };
-        fresh_row(self.table, org, parents, self.outside, overrides).ok()
+        let base = parents.get(&self.table.name);
+        fresh_row(self.table, org, parents, self.outside, overrides, base).ok()
     }
 
     /// B's value of `column`, as a typed literal.

@@ -122,8 +122,6 @@ impl<'a> ProbeOptions<'a> {
     }
 }
 
-const REASON: &str = "tenant-probe: attack the database as the application role, never committed";
-
 /// The attacker's three sessions.
 struct Sessions {
     main: ProbeSession,
@@ -214,10 +212,21 @@ fn execute(
     let unexpected_refusal = !held
         && plan.on_fail == Verdict::Leak
         && note.is_empty()
-        && matches!(outcome, ProbeOutcome::Refused { .. })
+        && matches!(&outcome, ProbeOutcome::Refused { sqlstate, .. }
+            if !plan.failing_refusals.contains(&sqlstate.as_str()))
         && !plan.accept.is_empty()
         && plan.accept.iter().all(|a| matches!(a, Accept::Rows(_)));
-    if unexpected_refusal {
+    // The row the probe built broke a constraint of the table: the attack never reached the
+    // point it tests.
+    let invalid_row = !held
+        && plan.on_fail == Verdict::Leak
+        && note.is_empty()
+        && matches!(&outcome, ProbeOutcome::Refused { sqlstate, .. }
+            if (sqlstate == "23514" || sqlstate == "23502" || sqlstate.starts_with("22"))
+                && !plan.failing_refusals.contains(&sqlstate.as_str()));
+    if invalid_row {
+        note = "the row the probe built broke a constraint of the table: register a seeder whose row satisfies it".into();
+    } else if unexpected_refusal {
         note = "refused in a way the attack did not expect: it did not run as designed".into();
     }
     let mut sql = plan.setup.clone();
@@ -232,7 +241,7 @@ fn execute(
         observed: observed(&outcome),
         verdict: if held {
             Verdict::Pass
-        } else if unexpected_refusal {
+        } else if unexpected_refusal || invalid_row {
             Verdict::NotRun
         } else {
             plan.on_fail
@@ -285,10 +294,23 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
     let evidence_digest = evidence_digest(options, &generated_at);
 
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let timeout = options.statement_timeout_ms;
     let mut sessions = Sessions {
-        main: ProbeSession::connect(&options.app_url, REASON, options.statement_timeout_ms)?,
-        fresh: ProbeSession::connect(&options.app_url, REASON, options.statement_timeout_ms)?,
-        after: ProbeSession::connect(&options.app_url, REASON, options.statement_timeout_ms)?,
+        main: ProbeSession::connect(
+            &options.app_url,
+            "tenant-probe: the attacker, org A, in a transaction that is rolled back",
+            timeout,
+        )?,
+        fresh: ProbeSession::connect(
+            &options.app_url,
+            "tenant-probe: a fresh connection that never set an org",
+            timeout,
+        )?,
+        after: ProbeSession::connect(
+            &options.app_url,
+            "tenant-probe: a connection after a scoped transaction ended",
+            timeout,
+        )?,
     };
     // The "after" connection had a scoped transaction that ended: its setting is now ''.
     set_org(&mut sessions.after, Some(a))?;

@@ -140,16 +140,46 @@ fn generate(table: &TableInfo, column: &Column, tag: &str) -> Option<String> {
     Some(literal(Some(&text), &column.ty))
 }
 
+/// A value like `value` (of a key column) but new: a fresh uuid, a number moved by a random
+/// amount, or the text with a random prefix (so `LIKE '%@%'`-style checks still hold).
+fn varied(column: &Column, value: &str) -> String {
+    let token = Uuid::new_v4().simple().to_string();
+    match column.base.as_str() {
+        "uuid" => Uuid::new_v4().to_string(),
+        "int2" | "int4" | "int8" | "numeric" => {
+            let n: i64 = value.parse().unwrap_or(0);
+            let step = i64::from(u16::from_str_radix(&token[..4], 16).unwrap_or(1)) % 9_000 + 1;
+            (n % 20_000 + step).to_string()
+        }
+        _ => {
+            let full = format!("{}{value}", &token[..8]);
+            match column.max_len.and_then(|n| usize::try_from(n).ok()) {
+                Some(n) if full.chars().count() > n => full.chars().take(n).collect(),
+                _ => full,
+            }
+        }
+    }
+}
+
 /// The values of one fresh row of `table` in `org`: column names and SQL expressions, in
 /// column order. Foreign keys to tenant tables take the row of `parents` (this org's rows);
-/// to other tables, a row of `outside`. `overrides` (column to SQL) win over all of it.
+/// to other tables, a row of `outside`. With `base` (a seeded row of the table), other
+/// columns copy it, key columns varied, so a row a user's seeder made valid stays valid.
+/// `overrides` (column to SQL) win over all of it.
 pub(crate) fn fresh_row(
     table: &TableInfo,
     org: Uuid,
     parents: &HashMap<String, Row>,
     outside: &HashMap<String, Row>,
     overrides: &BTreeMap<String, String>,
+    base: Option<&Row>,
 ) -> Result<(Vec<String>, Vec<String>), String> {
+    let keyed: Vec<&str> = table
+        .constraints
+        .iter()
+        .filter(|k| matches!(k.kind.as_str(), "p" | "u"))
+        .flat_map(|k| k.column_list())
+        .collect();
     let mut values: BTreeMap<String, String> = BTreeMap::new();
     for k in table.foreign_keys() {
         let parent = unqualified(&k.parent);
@@ -190,6 +220,12 @@ pub(crate) fn fresh_row(
             literal(Some(&org.to_string()), &column.ty)
         } else if let Some(v) = values.get(&column.name) {
             v.clone()
+        } else if let Some(Some(v)) = base.and_then(|b| b.get(&column.name)) {
+            if keyed.contains(&column.name.as_str()) {
+                literal(Some(&varied(column, v)), &column.ty)
+            } else {
+                literal(Some(v), &column.ty)
+            }
         } else if column.has_default {
             continue;
         } else if let Some(v) = generate(table, column, &table.name) {
@@ -301,7 +337,7 @@ pub fn seed(
                 });
                 match missing {
                     Some(p) => Err(format!("it references {p}, which could not be seeded")),
-                    None => fresh_row(table, org, rows, &outside, &BTreeMap::new())
+                    None => fresh_row(table, org, rows, &outside, &BTreeMap::new(), None)
                         .map(|(n, e)| format!("{} RETURNING *", insert_sql(&table.name, &n, &e))),
                 }
             };

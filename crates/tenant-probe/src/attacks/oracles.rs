@@ -96,6 +96,7 @@ pub fn plans(t: &Target<'_>) -> Vec<Plan> {
                 vec![Accept::Rows(1)],
                 "1 row inserted (the key includes the org column)",
             )
+            .fails_with("23505")
             .on_fail(if guessed {
                 Verdict::Observed
             } else {
