@@ -350,6 +350,7 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
         .iter()
         .map(|v| attacks::views::plan(v, &Target::lit(a)))
         .collect();
+    global.extend(attacks::privileges::database());
     if let Some(first) = targets.first() {
         global.extend(attacks::side_channels::database(&first.name()));
     }

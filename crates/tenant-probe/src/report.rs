@@ -274,7 +274,7 @@ impl Report {
             for r in rows {
                 let _ = writeln!(
                     md,
-                    "- **{}** on `{}` ({}, THREATS.md {}): expected {}; observed {}{}\n  `{}`",
+                    "- **{}** on `{}` ({}, THREATS.md {}): {} {}; observed {}{}\n  `{}`",
                     r.attack,
                     if r.table.is_empty() {
                         "(database)"
@@ -283,6 +283,11 @@ impl Report {
                     },
                     r.family,
                     r.threat,
+                    if v == Verdict::Observed {
+                        "shows"
+                    } else {
+                        "expected"
+                    },
                     r.expected,
                     r.observed,
                     if r.note.is_empty() {

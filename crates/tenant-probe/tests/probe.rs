@@ -218,6 +218,18 @@ fn the_example_schema_has_no_leak_every_attack_runs_and_nothing_changes() {
         result(&report, "session_context_reuse", "").verdict,
         Verdict::Pass
     );
+    for attack in ["role_bypasses_rls", "member_of_a_bypassing_role"] {
+        assert_eq!(
+            result(&report, attack, "").verdict,
+            Verdict::Pass,
+            "{attack}"
+        );
+    }
+    // Side channels are reported, not judged.
+    assert_eq!(
+        result(&report, "explain_estimates", "").verdict,
+        Verdict::Observed
+    );
     // Evidence of the run.
     assert_eq!(report.evidence_digest.as_ref().map(String::len), Some(64));
     assert!(report.junit().contains("<testsuites name=\"tenant-probe\""));

@@ -1,6 +1,7 @@
-//! Privilege tricks from the application role (THREATS.md #3, #7, #25): becoming the table's
-//! owner, `SET row_security = off`, disabling or un-forcing RLS, dropping or adding a policy,
-//! and `TRUNCATE` (which ignores RLS). Each must be refused with 42501.
+//! Privilege tricks from the application role (THREATS.md #2, #3, #7, #25): being or becoming
+//! a role that bypasses RLS, becoming the table's owner, `SET row_security = off`, disabling
+//! or un-forcing RLS, dropping or adding a policy, and `TRUNCATE` (which ignores RLS). Each
+//! must be refused with 42501, or find nothing to use.
 
 use crate::attack::{Accept, Family, Plan, Target};
 use crate::sql::ident;
@@ -66,6 +67,37 @@ pub fn plans(t: &Target<'_>) -> Vec<Plan> {
         ));
     }
     out
+}
+
+/// Database-wide: the role itself, and the roles it can become.
+pub fn database() -> Vec<Plan> {
+    vec![
+        Plan::new(
+            "role_bypasses_rls",
+            Family::Privilege,
+            "#2",
+            "",
+            "SELECT 1 FROM pg_roles WHERE rolname = current_user AND (rolsuper OR rolbypassrls)"
+                .into(),
+        )
+        .accept(
+            vec![Accept::Rows(0)],
+            "0 rows (neither SUPERUSER nor BYPASSRLS)",
+        ),
+        Plan::new(
+            "member_of_a_bypassing_role",
+            Family::Privilege,
+            "#2",
+            "",
+            "SELECT 1 FROM pg_roles r WHERE r.rolname <> current_user \
+             AND pg_has_role(current_user, r.oid, 'MEMBER') AND (r.rolsuper OR r.rolbypassrls)"
+                .into(),
+        )
+        .accept(
+            vec![Accept::Rows(0)],
+            "0 rows (no SUPERUSER or BYPASSRLS role to become)",
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Side channels RLS cannot close (THREATS.md #17 to #23): what the server shows the
-//! application role about other orgs by design. Reported as observations, not judged: the
+//! Side channels RLS cannot close (THREATS.md #17 to #23), and SECURITY DEFINER functions
+//! (#13, which the audit judges): what the server shows the application role about other
+//! orgs by design. Reported as observations, not judged: the
 //! README's known limitations say what a service must not show its tenants.
 
 use crate::attack::{Family, Plan, Target};
@@ -43,7 +44,7 @@ pub fn per_table(t: &Target<'_>) -> Vec<Plan> {
     out
 }
 
-/// Database-wide: EXPLAIN, other sessions' queries, advisory locks.
+/// Database-wide: EXPLAIN (ANALYZE), definer functions, other sessions' queries, advisory locks.
 pub fn database(first_table: &str) -> Vec<Plan> {
     vec![
         observe(
@@ -54,6 +55,24 @@ pub fn database(first_table: &str) -> Vec<Plan> {
             "EXPLAIN estimates come from every org's rows",
         )
         .no_rows(),
+        observe(
+            "explain_analyze_row_counts",
+            "#18",
+            "",
+            format!("EXPLAIN ANALYZE SELECT * FROM {first_table}"),
+            "EXPLAIN ANALYZE counts the rows the policy removed",
+        )
+        .no_rows(),
+        observe(
+            "security_definer_functions",
+            "#13",
+            "",
+            "SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE p.prosecdef AND has_function_privilege(p.oid, 'EXECUTE') \
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+                .into(),
+            "SECURITY DEFINER functions the role can call (each runs with its owner's rights: review them; the audit lists them)",
+        ),
         observe(
             "other_sessions_queries",
             "#20",
