@@ -21,6 +21,22 @@ pub struct RlsOptions {
     pub policy: String,
     /// The name of the permissive base policy for the app role (`tenant_app_access`).
     pub base_policy: String,
+    /// The role people's logins are granted for break-glass access (`tenant_operator`).
+    pub operator_role: String,
+    /// The role that may read the access log (`tenant_auditor`).
+    pub auditor_role: String,
+    /// The schema of the access log and its functions (`tenant_audit`).
+    pub audit_schema: String,
+    /// The operator's read policy (`tenant_operator_read`).
+    pub operator_read_policy: String,
+    /// The operator's write policy (`tenant_operator_write`).
+    pub operator_write_policy: String,
+    /// The owner's lookup policy, for the check that an org exists (`tenant_owner_lookup`).
+    pub owner_lookup_policy: String,
+    /// What a ticket id must match (a PostgreSQL regular expression; `^[A-Z][A-Z0-9]*-[0-9]+$`).
+    pub ticket_pattern: String,
+    /// The longest access window, in minutes (240).
+    pub max_window_minutes: u32,
 }
 
 impl Default for RlsOptions {
@@ -31,6 +47,14 @@ impl Default for RlsOptions {
             app_role: "tenant_app".into(),
             policy: "tenant_isolation".into(),
             base_policy: "tenant_app_access".into(),
+            operator_role: "tenant_operator".into(),
+            auditor_role: "tenant_auditor".into(),
+            audit_schema: "tenant_audit".into(),
+            operator_read_policy: "tenant_operator_read".into(),
+            operator_write_policy: "tenant_operator_write".into(),
+            owner_lookup_policy: "tenant_owner_lookup".into(),
+            ticket_pattern: "^[A-Z][A-Z0-9]*-[0-9]+$".into(),
+            max_window_minutes: 240,
         }
     }
 }
@@ -103,10 +127,14 @@ pub fn fragments(registry: &Registry, options: &RlsOptions) -> Vec<Fragment> {
             match table.org_column() {
                 Some(org_column) => {
                     tenant_table(&mut up, table, org_column, options);
+                    crate::operator::table_up(&mut up, table.name, org_column, options);
                     partitions_up(&mut up, table, org_column, options);
                     partitions_down(&mut down, table, options);
                 }
-                None => global_table(&mut up, table, options),
+                None => {
+                    global_table(&mut up, table, options);
+                    crate::operator::global_up(&mut up, table.name, options);
+                }
             }
             undo_table(&mut down, table, options);
             Fragment {
@@ -122,6 +150,7 @@ pub fn fragments(registry: &Registry, options: &RlsOptions) -> Vec<Fragment> {
 fn preamble(options: &RlsOptions) -> String {
     let mut up = String::from(HEADER);
     roles(&mut up, options);
+    crate::operator::shared(&mut up, options);
     let _ = writeln!(
         up,
         "GRANT USAGE ON SCHEMA public TO {};",
@@ -374,6 +403,7 @@ fn undo_table(out: &mut String, t: &TableEntry, o: &RlsOptions) {
                  $$;\n\
                  DROP INDEX IF EXISTS {index};\n\
                  REVOKE SELECT, INSERT, UPDATE, DELETE ON {table} FROM {app};\n\
+                 {operator}\
                  DROP POLICY IF EXISTS {base} ON {table};\n\
                  DROP POLICY IF EXISTS {policy} ON {table};\n\
                  ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY;\n\
@@ -385,10 +415,19 @@ fn undo_table(out: &mut String, t: &TableEntry, o: &RlsOptions) {
                 col_lit = literal(org_column),
                 col = ident(org_column),
                 setting = o.setting.replace('\'', "''"),
+                operator = {
+                    let mut s = String::new();
+                    crate::operator::table_down(&mut s, t.name, o);
+                    s
+                },
             );
         }
         None => {
-            let _ = write!(out, "\nREVOKE SELECT ON {table} FROM {app};\n");
+            let _ = write!(
+                out,
+                "\nREVOKE SELECT ON {table} FROM {app};\nREVOKE SELECT ON {table} FROM {};\n",
+                ident(&o.operator_role)
+            );
         }
     }
 }

@@ -50,8 +50,8 @@ fn the_clean_example_schema_has_no_findings() {
     assert!(report.catalog.relations.len() >= 6);
     assert_eq!(
         report.catalog.policies.len(),
-        10,
-        "two policies on each of five tenant tables"
+        25,
+        "on each of five tenant tables: the org policy, the app's, the operator's two and the owner's lookup"
     );
 }
 

@@ -259,7 +259,17 @@ fn policy_function_volatility(c: &Catalog, _: &Registry, _: &AuditOptions) -> Ve
 fn unexpected_permissive_policy(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
     c.policies
         .iter()
-        .filter(|p| is_tenant(r, &p.table_name) && p.permissive && p.name != o.rls.base_policy)
+        .filter(|p| {
+            is_tenant(r, &p.table_name)
+                && p.permissive
+                && ![
+                    &o.rls.base_policy,
+                    &o.rls.operator_read_policy,
+                    &o.rls.operator_write_policy,
+                    &o.rls.owner_lookup_policy,
+                ]
+                .contains(&&p.name)
+        })
         .map(|p| {
             finding(
                 "unexpected-permissive-policy",
