@@ -64,6 +64,10 @@ pub enum TenantError {
     /// The database could not be reached.
     #[error("cannot connect to the database: {0}")]
     Connect(String),
+
+    /// Break-glass access was refused (the refusal is in the access log).
+    #[error("access refused: {0}")]
+    AccessRefused(String),
     /// Any other database error, reduced to its class.
     #[error(transparent)]
     Database(#[from] DbError),

@@ -29,6 +29,7 @@ pub mod admin;
 mod columns;
 mod dsl;
 mod error;
+pub mod operator;
 mod org_id;
 mod pool;
 mod raw_sql;

@@ -32,6 +32,10 @@ pub mod roles {
     pub const MEMBER_OF_BYPASSRLS: &str = "ts_test_member_of_bypassrls";
     /// A plain role that will own a table directly in the test that needs it.
     pub const PLAIN: &str = "ts_test_plain";
+    /// A person's login, member of `tenant_operator` (break-glass access).
+    pub const OPERATOR: &str = "ts_test_operator";
+    /// A login that may read the access log, member of `tenant_auditor`.
+    pub const AUDITOR: &str = "ts_test_auditor";
 }
 
 /// The admin URL: `DATABASE_URL`, or a panic that says how to get one.
@@ -118,6 +122,18 @@ pub fn ensure_roles(admin: &mut PgConnection) {
                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{pl}') THEN
                  CREATE ROLE {pl} LOGIN PASSWORD '{pw}';
                END IF;
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenant_operator') THEN
+                 CREATE ROLE tenant_operator NOLOGIN;
+               END IF;
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tenant_auditor') THEN
+                 CREATE ROLE tenant_auditor NOLOGIN;
+               END IF;
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{op}') THEN
+                 CREATE ROLE {op} LOGIN PASSWORD '{pw}' IN ROLE tenant_operator;
+               END IF;
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{au}') THEN
+                 CREATE ROLE {au} LOGIN PASSWORD '{pw}' IN ROLE tenant_auditor;
+               END IF;
              END
              $$;",
             su = roles::SUPERUSER,
@@ -125,6 +141,8 @@ pub fn ensure_roles(admin: &mut PgConnection) {
             om = roles::OWNER_MEMBER,
             mb = roles::MEMBER_OF_BYPASSRLS,
             pl = roles::PLAIN,
+            op = roles::OPERATOR,
+            au = roles::AUDITOR,
         ))
         .expect("creating the test roles failed: does the DATABASE_URL role have CREATEROLE?");
 }

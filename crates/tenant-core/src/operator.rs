@@ -1,0 +1,343 @@
+//! Break-glass access for people: an [`OperatorSession`] reads one org's rows after a request
+//! with a ticket, a reason and a time window was logged, through the functions the generated
+//! migration installs (`tenant_audit.request_access`, `enter_access`); and [`access_log`]
+//! reads that log back for the postmortem report.
+//!
+//! The database holds the line, not this module: the operator role sees no row without an
+//! entered grant, whatever SQL it sends. This module makes the sanctioned path one call.
+//!
+//! ```no_run
+//! use tenant_core::operator::{AccessRequest, OperatorSession};
+//!
+//! let org = "0191f5a6-8e1c-7c3a-9d4e-1f2a3b4c5d6e".parse()?;
+//! let mut s = OperatorSession::open(
+//!     "postgres://alice@db/app",
+//!     &AccessRequest::read(org, "OPS-4711", "customer reports missing invoices", 30),
+//! )?;
+//! #[derive(diesel::QueryableByName)]
+//! struct N { #[diesel(sql_type = diesel::sql_types::BigInt)] n: i64 }
+//! let rows: Vec<N> = s.load("SELECT count(*) AS n FROM invoices")?;
+//! s.close()?;
+//! # Ok::<(), tenant_core::TenantError>(())
+//! ```
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::Pg;
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Uuid as SqlUuid};
+use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+
+use crate::{OrgId, TenantError};
+
+/// What an operator asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRequest<'a> {
+    /// The org.
+    pub org: OrgId,
+    /// The ticket id, e.g. `OPS-4711`.
+    pub ticket: &'a str,
+    /// Why, in words (at least 10 characters).
+    pub reason: &'a str,
+    /// How long, in minutes (1 to the migration's maximum, 240 by default).
+    pub minutes: i32,
+    /// Write access too (logged as such).
+    pub write: bool,
+}
+
+impl<'a> AccessRequest<'a> {
+    /// Read access.
+    pub fn read(org: OrgId, ticket: &'a str, reason: &'a str, minutes: i32) -> Self {
+        Self {
+            org,
+            ticket,
+            reason,
+            minutes,
+            write: false,
+        }
+    }
+
+    /// Read and write access.
+    pub fn write(org: OrgId, ticket: &'a str, reason: &'a str, minutes: i32) -> Self {
+        Self {
+            write: true,
+            ..Self::read(org, ticket, reason, minutes)
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Requested {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    grant_id: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    refusal: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct Entered {
+    #[diesel(sql_type = Nullable<Text>)]
+    mode: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    expires_at: Option<String>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    remaining_ms: Option<i32>,
+    #[diesel(sql_type = Nullable<Text>)]
+    refusal: Option<String>,
+    #[diesel(sql_type = Bool)]
+    other_org: bool,
+}
+
+fn connect(url: &str) -> Result<PgConnection, TenantError> {
+    PgConnection::establish(url).map_err(|e| TenantError::Connect(e.to_string()))
+}
+
+/// Asks for access; the request is logged (granted or refused) and committed. Returns the
+/// grant id.
+///
+/// # Errors
+/// [`TenantError::AccessRefused`] with the reason (an empty or short reason, a malformed
+/// ticket, a window that is empty, expired or too long, an unknown org); a database error
+/// when the operator role may not call the function (not a member of `tenant_operator`).
+pub fn request(url: &str, request: &AccessRequest<'_>) -> Result<i64, TenantError> {
+    let mut conn = connect(url)?;
+    request_on(&mut conn, request)
+}
+
+fn request_on(conn: &mut PgConnection, r: &AccessRequest<'_>) -> Result<i64, TenantError> {
+    let row: Requested = diesel::sql_query(
+        "SELECT grant_id, refusal FROM tenant_audit.request_access($1, $2, $3, $4, $5)",
+    )
+    .bind::<SqlUuid, _>(r.org.as_uuid())
+    .bind::<Text, _>(r.ticket)
+    .bind::<Text, _>(r.reason)
+    .bind::<Integer, _>(r.minutes)
+    .bind::<Bool, _>(r.write)
+    .get_result(conn)?;
+    match (row.grant_id, row.refusal) {
+        (Some(id), None) => Ok(id),
+        (_, refusal) => Err(TenantError::AccessRefused(
+            refusal.unwrap_or_else(|| "no grant was issued".into()),
+        )),
+    }
+}
+
+/// A transaction of an operator inside one org, entered from a logged grant. Reads (and, with
+/// a write grant, writes) reach that org's rows only; the window bounds every statement.
+pub struct OperatorSession {
+    conn: PgConnection,
+    grant: i64,
+    org: OrgId,
+    write: bool,
+    expires_at: String,
+    statements: u64,
+    open: bool,
+}
+
+impl std::fmt::Debug for OperatorSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorSession")
+            .field("grant", &self.grant)
+            .field("org", &self.org)
+            .field("write", &self.write)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OperatorSession {
+    /// Requests access and enters it: the one call for break-glass access.
+    ///
+    /// # Errors
+    /// As [`request`] and [`enter`](Self::enter).
+    pub fn open(url: &str, r: &AccessRequest<'_>) -> Result<Self, TenantError> {
+        let mut conn = connect(url)?;
+        let grant = request_on(&mut conn, r)?;
+        Self::enter_on(conn, grant, r.org)
+    }
+
+    /// Enters grant `grant` (requested earlier by the same login) for org `org`.
+    ///
+    /// # Errors
+    /// [`TenantError::AccessRefused`] when the grant is not this login's, is for another org,
+    /// or has expired (each refusal logged).
+    pub fn enter(url: &str, grant: i64, org: OrgId) -> Result<Self, TenantError> {
+        Self::enter_on(connect(url)?, grant, org)
+    }
+
+    fn enter_on(mut conn: PgConnection, grant: i64, org: OrgId) -> Result<Self, TenantError> {
+        conn.batch_execute("BEGIN")?;
+        let row: Entered = diesel::sql_query(
+            "SELECT e.mode, e.expires_at::text AS expires_at, \
+                    greatest(1, (extract(epoch FROM e.expires_at - clock_timestamp()) * 1000)::int) AS remaining_ms, \
+                    e.refusal, (e.org IS DISTINCT FROM $2) AS other_org \
+               FROM tenant_audit.enter_access($1) e",
+        )
+        .bind::<BigInt, _>(grant)
+        .bind::<SqlUuid, _>(org.as_uuid())
+        .get_result(&mut conn)?;
+        if let Some(refusal) = row.refusal {
+            // enter_access logged the refusal: keep that entry.
+            conn.batch_execute("COMMIT")?;
+            return Err(TenantError::AccessRefused(refusal));
+        }
+        if row.other_org {
+            // Nothing read yet: undo the entry, and say so.
+            conn.batch_execute("ROLLBACK")?;
+            return Err(TenantError::AccessRefused(format!(
+                "grant {grant} is for another org than {org}"
+            )));
+        }
+        // No statement may outlive the window.
+        conn.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}",
+            row.remaining_ms.unwrap_or(1)
+        ))?;
+        Ok(Self {
+            conn,
+            grant,
+            org,
+            write: row.mode.as_deref() == Some("write"),
+            expires_at: row.expires_at.unwrap_or_default(),
+            statements: 0,
+            open: true,
+        })
+    }
+
+    /// The grant entered.
+    pub fn grant(&self) -> i64 {
+        self.grant
+    }
+
+    /// The org.
+    pub fn org(&self) -> OrgId {
+        self.org
+    }
+
+    /// Whether the grant allows writes.
+    pub fn can_write(&self) -> bool {
+        self.write
+    }
+
+    /// When the window ends (PostgreSQL's text of a `timestamptz`).
+    pub fn expires_at(&self) -> &str {
+        &self.expires_at
+    }
+
+    /// Runs a query; rows of other orgs are invisible to it.
+    ///
+    /// # Errors
+    /// A database error (a statement that outlives the window is cancelled).
+    pub fn load<U>(&mut self, sql: &str) -> Result<Vec<U>, TenantError>
+    where
+        U: QueryableByName<Pg> + 'static,
+    {
+        self.statements += 1;
+        Ok(diesel::sql_query(sql).load(&mut self.conn)?)
+    }
+
+    /// Runs a write; refused without a write grant (here, and by the policies).
+    ///
+    /// # Errors
+    /// [`TenantError::AccessRefused`] on a read grant; a database error otherwise.
+    pub fn execute(&mut self, sql: &str) -> Result<usize, TenantError> {
+        if !self.write {
+            return Err(TenantError::AccessRefused(format!(
+                "grant {} is read-only: request write access (logged as such)",
+                self.grant
+            )));
+        }
+        self.statements += 1;
+        Ok(diesel::sql_query(sql).execute(&mut self.conn)?)
+    }
+
+    /// Records `event` (`purged`) with `detail` in the log, in this transaction.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn record(&mut self, event: &str, detail: &str) -> Result<(), TenantError> {
+        diesel::sql_query("SELECT tenant_audit.record_event($1, $2)::text")
+            .bind::<Text, _>(event)
+            .bind::<Text, _>(detail)
+            .execute(&mut self.conn)?;
+        Ok(())
+    }
+
+    /// Logs the end of the session and commits (writes, with a write grant, included).
+    ///
+    /// # Errors
+    /// A database error; the transaction is then rolled back.
+    pub fn close(mut self) -> Result<(), TenantError> {
+        let detail = format!("{} statements", self.statements);
+        self.record("closed", &detail)?;
+        self.conn.batch_execute("COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for OperatorSession {
+    fn drop(&mut self) {
+        if self.open {
+            // Not closed: nothing of this transaction stays (the grant was logged before).
+            let _ = self.conn.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// One entry of the access log.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct AccessEntry {
+    /// Its id.
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    /// When (RFC 3339).
+    #[diesel(sql_type = Text)]
+    pub at: String,
+    /// `granted`, `refused`, `entered`, `closed` or `purged`.
+    #[diesel(sql_type = Text)]
+    pub event: String,
+    /// The login.
+    #[diesel(sql_type = Text)]
+    pub operator: String,
+    /// The ticket.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub ticket: Option<String>,
+    /// The reason given.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub reason: Option<String>,
+    /// `read` or `write`.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub mode: Option<String>,
+    /// End of the window (RFC 3339).
+    #[diesel(sql_type = Nullable<Text>)]
+    pub expires_at: Option<String>,
+    /// The grant an event belongs to.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub grant_id: Option<i64>,
+    /// A refusal's reason, a session's statement count, a purge's receipt.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub detail: Option<String>,
+}
+
+/// The access log for `org` since `since` (RFC 3339, or everything), oldest first. `url` is a
+/// role that may read the log (`tenant_auditor`, or an administrator).
+///
+/// # Errors
+/// A database error (permission denied for a role that may not read the log).
+pub fn access_log(
+    url: &str,
+    org: OrgId,
+    since: Option<&str>,
+) -> Result<Vec<AccessEntry>, TenantError> {
+    let mut conn = connect(url)?;
+    Ok(diesel::sql_query(
+        "SELECT id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS at, event, operator, ticket, reason, mode, \
+                to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS expires_at, \
+                coalesce(grant_id, CASE WHEN event = 'granted' THEN id END) AS grant_id, detail \
+           FROM tenant_audit.access_log \
+          WHERE target_org = $1 AND at >= coalesce($2::timestamptz, '-infinity') \
+          ORDER BY id",
+    )
+    .bind::<SqlUuid, _>(org.as_uuid())
+    .bind::<Nullable<Text>, _>(since)
+    .load(&mut conn)?)
+}
