@@ -5,6 +5,7 @@
 //! - `gen`: regenerates the RLS migration from the story's registry.
 //! - `demo`: the two-companies story end to end.
 //! - `probe`: the leak probe against the story's database; `probe-bench`: its cost per table.
+//! - `access open|report`, `org export|restore|purge`, `org-bench`: operations (see `ops.rs`).
 //! - `test`: every test (unit, integration against the cluster, doctests, compile-fail),
 //!   clippy with `-D warnings`, and the format check.
 
@@ -13,6 +14,7 @@
 mod audit_bench;
 mod compile_bench;
 mod lint;
+mod ops;
 mod pg;
 mod probe;
 
@@ -39,6 +41,9 @@ fn main() -> ExitCode {
         ["audit-bench"] => audit_bench::run(),
         ["probe", rest @ ..] => probe::run(rest),
         ["probe-bench"] => probe::bench(),
+        ["access", rest @ ..] => ops::access(rest),
+        ["org", rest @ ..] => ops::org(rest),
+        ["org-bench"] => ops::bench(),
         ["demo"] => demo(),
         ["test"] => test(),
         _ => Err(USAGE.to_owned()),
@@ -67,6 +72,15 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
                          the leak probe as the application role; writes probe.md, probe.json and
                          probe.junit.xml (default DIR target/probe); fails on a leak
   probe-bench            probe time on the story schema and on 50 generated tenant tables
+  access open --org ORG --ticket T --reason R [--minutes N] [--write] --database-url OPERATOR_URL
+                         break-glass session in one org (logged); SQL from stdin, rows as JSON
+  access report --org ORG [--since TIME] --database-url AUDITOR_URL [--out DIR]
+                         the postmortem report of every access to one org (Markdown and JSON)
+  org export --org ORG --out FILE --database-url APP_URL
+  org restore --in FILE [--replace] --database-url APP_URL
+  org purge --org ORG --ticket T --reason R --database-url OPERATOR_URL
+                         per-org data: export (manifest, checksums), restore (one transaction), purge
+  org-bench              export and restore throughput for an org of 100,000 rows
   demo                   run the two-companies story (uses DATABASE_URL if set)
   test                   every test, clippy -D warnings, fmt --check (uses DATABASE_URL if set)";
 

@@ -56,7 +56,7 @@ fn every_module_starts_with_module_docs() {
 /// DESIGN.md invariant 1: only tenant-core touches a raw database connection.
 #[test]
 fn only_tenant_core_touches_a_raw_connection_among_the_library_crates() {
-    for krate in ["tenant-lint", "tenant-schema", "tenant-probe"] {
+    for krate in ["tenant-lint", "tenant-schema", "tenant-probe", "tenant-ops"] {
         let mut files = Vec::new();
         rust_files(&root().join("crates").join(krate).join("src"), &mut files);
         for file in files {

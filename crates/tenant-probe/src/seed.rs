@@ -48,7 +48,7 @@ pub(crate) fn set_org(session: &mut ProbeSession, org: Option<Uuid>) -> Result<(
 }
 
 /// Orders tables so that every table comes after the tenant tables it references.
-pub(crate) fn parents_first(tables: &[TableInfo]) -> Vec<&TableInfo> {
+pub fn parents_first(tables: &[TableInfo]) -> Vec<&TableInfo> {
     let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
     let parents = |t: &TableInfo| -> Vec<String> {
         t.foreign_keys()
@@ -70,7 +70,7 @@ pub(crate) fn parents_first(tables: &[TableInfo]) -> Vec<&TableInfo> {
 }
 
 /// `public.customers` -> `customers`; the probe works in the search path's schema.
-pub(crate) fn unqualified(name: &str) -> String {
+pub fn unqualified(name: &str) -> String {
     name.rsplit('.')
         .next()
         .unwrap_or(name)

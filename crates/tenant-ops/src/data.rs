@@ -1,0 +1,306 @@
+//! Export, restore and purge of one org's rows.
+//!
+//! Export and restore run as the application role with the org's context set, so row-level
+//! security is what confines them: an export cannot read another org's rows, and a restore
+//! cannot write a row of another org (the policy's WITH CHECK refuses it, failing the whole
+//! restore). Purge runs through a logged break-glass write grant
+//! (`tenant_core::operator`), because deleting a customer's data is an operator's act with a
+//! ticket, not the application's.
+
+use std::collections::BTreeMap;
+
+use diesel::sql_types::{BigInt, Text};
+use diesel::{QueryableByName, RunQueryDsl};
+use serde_json::Value;
+use tenant_core::admin::CatalogReader;
+use tenant_core::operator::{AccessRequest, OperatorSession};
+use tenant_core::{OrgId, TenantError, TenantPool};
+use tenant_lint::Registry;
+use tenant_probe::schema::TableInfo;
+
+use crate::format::{Export, Manifest, TableManifest, rows_digest, sha256_hex};
+
+/// Why an operation did not happen. Nothing was written when one is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// The file is not a valid export, or does not match its manifest.
+    #[error("refusing the export file: {0}")]
+    InvalidFile(String),
+    /// The database's tenant tables differ from the file's.
+    #[error(
+        "the tenant tables of this database differ from the exported ones (schema digest {here} here, {file} in the file): restore into a database migrated to the same schema"
+    )]
+    SchemaMismatch {
+        /// This database's digest.
+        here: String,
+        /// The file's digest.
+        file: String,
+    },
+    /// The org already has rows and `replace` was not asked for.
+    #[error(
+        "org {org} already has {rows} rows in {table}: nothing was restored; pass --replace to replace the org's rows with the file's"
+    )]
+    Conflict {
+        /// The org.
+        org: String,
+        /// The first table with rows.
+        table: String,
+        /// How many.
+        rows: i64,
+    },
+    /// Reading the schema failed (a registered table missing, ...).
+    #[error(transparent)]
+    Schema(#[from] tenant_probe::ProbeError),
+    /// A database error, or a refused access.
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+}
+
+/// What an operation did, per table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The org.
+    pub org: String,
+    /// What happened (`exported`, `restored`, `purged`).
+    pub action: String,
+    /// Rows per table, in the order they were handled.
+    pub tables: Vec<(String, u64)>,
+    /// Rows removed first (a restore with replace), per table.
+    pub replaced: Vec<(String, u64)>,
+}
+
+impl Receipt {
+    /// All rows handled.
+    pub fn total(&self) -> u64 {
+        self.tables.iter().map(|(_, n)| n).sum()
+    }
+
+    /// The receipt as text, one table per line.
+    pub fn render(&self) -> String {
+        let mut out = format!("{} org {}:\n", self.action, self.org);
+        for (t, n) in &self.replaced {
+            out.push_str(&format!("  {t}: {n} rows replaced\n"));
+        }
+        for (t, n) in &self.tables {
+            out.push_str(&format!("  {t}: {n} rows\n"));
+        }
+        out.push_str(&format!("  total: {} rows\n", self.total()));
+        out
+    }
+
+    /// The receipt as JSON.
+    pub fn json(&self) -> String {
+        serde_json::json!({
+            "org": self.org,
+            "action": self.action,
+            "tables": self.tables.iter().map(|(t, n)| serde_json::json!({"table": t, "rows": n})).collect::<Vec<_>>(),
+            "replaced": self.replaced.iter().map(|(t, n)| serde_json::json!({"table": t, "rows": n})).collect::<Vec<_>>(),
+            "total": self.total(),
+        })
+        .to_string()
+    }
+}
+
+#[derive(QueryableByName)]
+struct TextRow {
+    #[diesel(sql_type = Text)]
+    value: String,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The tenant tables, as the catalog describes them, with the schema digest (of their
+/// columns and types, in registry order).
+fn tables(url: &str, registry: &Registry) -> Result<(Vec<TableInfo>, String), OpsError> {
+    let mut reader =
+        CatalogReader::connect(url, "tenant-ops: the tenant tables' columns and keys")?;
+    let tables = tenant_probe::schema::tables(&mut reader, registry)?;
+    let mut text = String::new();
+    for t in &tables {
+        for c in &t.columns {
+            text.push_str(&format!("{}\t{}\t{}\n", t.name, c.name, c.ty));
+        }
+    }
+    Ok((tables, sha256_hex(text.as_bytes())))
+}
+
+fn order_by(t: &TableInfo) -> String {
+    let pk = t.primary_key();
+    if pk.is_empty() {
+        "t::text".into()
+    } else {
+        pk.iter()
+            .map(|c| format!("t.{}", quote(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Every row of `org` in every tenant table of `registry`, parents first, read as the
+/// application role at `app_url` with the org's context (row-level security confines it).
+///
+/// # Errors
+/// A registered table missing, a database error, or a pool that refuses to start.
+pub fn export(app_url: &str, registry: &'static Registry, org: OrgId) -> Result<Export, OpsError> {
+    let (tables, schema_digest) = tables(app_url, registry)?;
+    let order = tenant_probe::seed::parents_first(&tables);
+    let pool = TenantPool::builder(app_url, registry).max_size(1).build()?;
+    let data = pool.with_org(org, |s| {
+        let raw = s.raw_connection_unchecked(
+            "tenant-ops export: every row of the org, as JSON, under its row-level security context",
+        );
+        let mut data = Vec::new();
+        for t in &order {
+            let row: TextRow = diesel::sql_query(format!(
+                "SELECT coalesce(json_agg(t ORDER BY {}), '[]')::text AS value FROM {} t",
+                order_by(t),
+                quote(&t.name)
+            ))
+            .get_result(raw)
+            .map_err(TenantError::from)?;
+            let rows: Vec<Value> = serde_json::from_str(&row.value)
+                .map_err(|e| OpsError::InvalidFile(format!("{}: unreadable rows: {e}", t.name)))?;
+            data.push((t.name.clone(), rows));
+        }
+        Ok::<_, OpsError>(data)
+    })?;
+    let manifest = Manifest {
+        org: org.to_string(),
+        exported_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        schema_digest,
+        tables: order
+            .iter()
+            .zip(&data)
+            .map(|(t, (_, rows))| TableManifest {
+                name: t.name.clone(),
+                org_column: t.org_column.clone(),
+                rows: rows.len(),
+                sha256: rows_digest(rows),
+            })
+            .collect(),
+    };
+    Ok(Export { manifest, data })
+}
+
+/// Restores `file` (an export's text) into the database at `app_url`, as the application
+/// role with the file's org set, in one transaction. Refused, with nothing written, when the
+/// file does not match its manifest, the schema differs, or (without `replace`) the org
+/// already has rows.
+///
+/// # Errors
+/// [`OpsError`] saying what did not match.
+pub fn restore(
+    app_url: &str,
+    registry: &'static Registry,
+    file: &str,
+    replace: bool,
+) -> Result<Receipt, OpsError> {
+    let export = Export::parse_and_verify(file).map_err(OpsError::InvalidFile)?;
+    let (tables, here) = tables(app_url, registry)?;
+    if here != export.manifest.schema_digest {
+        return Err(OpsError::SchemaMismatch {
+            here,
+            file: export.manifest.schema_digest,
+        });
+    }
+    let org: OrgId = export
+        .manifest
+        .org
+        .parse()
+        .map_err(|e: tenant_core::OrgIdError| OpsError::InvalidFile(e.to_string()))?;
+    let columns: BTreeMap<&str, Vec<String>> = tables
+        .iter()
+        .map(|t| {
+            let cols = t
+                .columns
+                .iter()
+                .filter(|c| !c.generated)
+                .map(|c| quote(&c.name))
+                .collect();
+            (t.name.as_str(), cols)
+        })
+        .collect();
+    let pool = TenantPool::builder(app_url, registry).max_size(1).build()?;
+    pool.with_org(org, |s| {
+        let raw = s.raw_connection_unchecked(
+            "tenant-ops restore: one org's rows back from an export, under its row-level security context",
+        );
+        let mut replaced = Vec::new();
+        for (name, _) in export.data.iter().rev() {
+            let c: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {}", quote(name)))
+                .get_result(raw)
+                .map_err(TenantError::from)?;
+            if c.n > 0 && !replace {
+                return Err(OpsError::Conflict { org: org.to_string(), table: name.clone(), rows: c.n });
+            }
+            if c.n > 0 {
+                let n = diesel::sql_query(format!("DELETE FROM {}", quote(name)))
+                    .execute(raw)
+                    .map_err(TenantError::from)?;
+                replaced.push((name.clone(), n as u64));
+            }
+        }
+        replaced.reverse();
+        let mut restored = Vec::new();
+        for (name, rows) in &export.data {
+            let cols = columns
+                .get(name.as_str())
+                .ok_or_else(|| OpsError::InvalidFile(format!("{name} is not a tenant table of this database")))?
+                .join(", ");
+            let n = diesel::sql_query(format!(
+                "INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM json_populate_recordset(NULL::{t}, $1::json)",
+                t = quote(name)
+            ))
+            .bind::<Text, _>(serde_json::to_string(rows).unwrap_or_default())
+            .execute(raw)
+            .map_err(TenantError::from)?;
+            restored.push((name.clone(), n as u64));
+        }
+        Ok(Receipt { org: org.to_string(), action: "restored".into(), tables: restored, replaced })
+    })
+}
+
+/// Deletes every row of `org` from every tenant table, children first, through a break-glass
+/// write grant for `ticket` at `operator_url` (logged as requested, entered, purged with the
+/// receipt, and closed), and returns the receipt.
+///
+/// # Errors
+/// A refused access (bad ticket or reason, unknown org), or a database error; nothing is
+/// deleted then.
+pub fn purge(
+    operator_url: &str,
+    registry: &'static Registry,
+    org: OrgId,
+    ticket: &str,
+    reason: &str,
+) -> Result<Receipt, OpsError> {
+    let (tables, _) = tables(operator_url, registry)?;
+    let order = tenant_probe::seed::parents_first(&tables);
+    let reason = format!("purge: {reason}");
+    let mut s = OperatorSession::open(
+        operator_url,
+        &AccessRequest::write(org, ticket, &reason, 15),
+    )?;
+    let mut purged = Vec::new();
+    for t in order.iter().rev() {
+        let n = s.execute(&format!("DELETE FROM {}", quote(&t.name)))?;
+        purged.push((t.name.clone(), n as u64));
+    }
+    let receipt = Receipt {
+        org: org.to_string(),
+        action: "purged".into(),
+        tables: purged,
+        replaced: Vec::new(),
+    };
+    s.record("purged", &receipt.json())?;
+    s.close()?;
+    Ok(receipt)
+}

@@ -1,0 +1,4 @@
+DROP INDEX invoices_org_id_deal_id_idx;
+DROP INDEX invoices_org_id_customer_id_idx;
+DROP INDEX proposals_org_id_customer_id_idx;
+DROP INDEX deals_org_id_customer_id_idx;

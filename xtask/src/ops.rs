@@ -1,0 +1,307 @@
+//! `cargo xtask access ...` and `cargo xtask org ...`: break-glass access and per-org data
+//! operations on the story's schema, as commands.
+//!
+//! - `access open --org ORG --ticket T --reason R [--minutes N] [--write] --database-url OPERATOR_URL`:
+//!   a logged session inside one org; reads SQL statements from standard input (one per line,
+//!   or ending with `;`) and prints each result row as JSON; closes at end of input.
+//! - `access report --org ORG [--since TIME] --database-url AUDITOR_URL [--out DIR]`: the
+//!   postmortem report (Markdown on standard output; `access-report.md` and `.json` in DIR).
+//! - `org export --org ORG --out FILE --database-url APP_URL`
+//! - `org restore --in FILE [--replace] --database-url APP_URL`
+//! - `org purge --org ORG --ticket T --reason R --database-url OPERATOR_URL`
+//! - `org-bench`: export and restore throughput for an org of 100,000 rows.
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Instant;
+
+use tenant_core::OrgId;
+use tenant_core::operator::{AccessRequest, OperatorSession};
+
+/// `--name value` pairs and bare `--flags`.
+fn options<'a>(args: &[&'a str], flags: &[&str]) -> Result<HashMap<&'a str, &'a str>, String> {
+    let mut out = HashMap::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if !arg.starts_with("--") {
+            return Err(format!("unexpected argument `{arg}`\n{}", crate::USAGE));
+        }
+        if flags.contains(arg) {
+            out.insert(*arg, "");
+        } else {
+            let value = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
+            out.insert(*arg, *value);
+        }
+    }
+    Ok(out)
+}
+
+fn required<'a>(o: &HashMap<&'a str, &'a str>, name: &str) -> Result<&'a str, String> {
+    o.get(name)
+        .copied()
+        .ok_or_else(|| format!("{name} is required\n{}", crate::USAGE))
+}
+
+fn org_of(o: &HashMap<&str, &str>) -> Result<OrgId, String> {
+    required(o, "--org")?
+        .parse()
+        .map_err(|e| format!("--org: {e}"))
+}
+
+#[derive(diesel::QueryableByName)]
+struct Json {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    value: String,
+}
+
+/// `cargo xtask access open|report`.
+pub fn access(args: &[&str]) -> Result<(), String> {
+    match args {
+        ["open", rest @ ..] => {
+            let o = options(rest, &["--write"])?;
+            let org = org_of(&o)?;
+            let minutes: i32 = o
+                .get("--minutes")
+                .map_or(Ok(30), |m| m.parse())
+                .map_err(|e| format!("--minutes: {e}"))?;
+            let (ticket, reason) = (required(&o, "--ticket")?, required(&o, "--reason")?);
+            let request = if o.contains_key("--write") {
+                AccessRequest::write(org, ticket, reason, minutes)
+            } else {
+                AccessRequest::read(org, ticket, reason, minutes)
+            };
+            let mut s = OperatorSession::open(required(&o, "--database-url")?, &request)
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "grant {} entered: org {}, {} until {}; one SQL statement per line, end of input closes",
+                s.grant(),
+                s.org(),
+                if s.can_write() {
+                    "read and write"
+                } else {
+                    "read only"
+                },
+                s.expires_at()
+            );
+            let stdin = std::io::stdin();
+            let interactive = stdin.is_terminal();
+            let mut statement = String::new();
+            loop {
+                if interactive && statement.is_empty() {
+                    eprint!("{}> ", s.org());
+                    let _ = std::io::stderr().flush();
+                }
+                let mut line = String::new();
+                if stdin
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(|e| e.to_string())?
+                    == 0
+                {
+                    break;
+                }
+                statement.push_str(&line);
+                let text = statement.trim().trim_end_matches(';').trim().to_owned();
+                if text.is_empty() {
+                    statement.clear();
+                    continue;
+                }
+                if !line.trim_end().ends_with(';') && interactive {
+                    continue;
+                }
+                statement.clear();
+                let is_query = text.split_whitespace().next().is_some_and(|w| {
+                    w.eq_ignore_ascii_case("select") || w.eq_ignore_ascii_case("with")
+                });
+                if is_query {
+                    match s.load::<Json>(&format!(
+                        "SELECT row_to_json(q)::text AS value FROM ({text}) q"
+                    )) {
+                        Ok(rows) => {
+                            for r in &rows {
+                                println!("{}", r.value);
+                            }
+                            eprintln!("({} rows)", rows.len());
+                        }
+                        Err(e) => eprintln!("error: {e}"),
+                    }
+                } else {
+                    match s.execute(&text) {
+                        Ok(n) => eprintln!("({n} rows affected)"),
+                        Err(e) => eprintln!("error: {e}"),
+                    }
+                }
+            }
+            s.close().map_err(|e| e.to_string())?;
+            eprintln!("closed; the session is in the access log");
+            Ok(())
+        }
+        ["report", rest @ ..] => {
+            let o = options(rest, &[])?;
+            let org = org_of(&o)?;
+            let since = o.get("--since").copied();
+            let log =
+                tenant_core::operator::access_log(required(&o, "--database-url")?, org, since)
+                    .map_err(|e| e.to_string())?;
+            let report = tenant_ops::AccessReport::new(&org.to_string(), since, &log);
+            print!("{}", report.markdown());
+            if let Some(dir) = o.get("--out") {
+                let dir = std::path::Path::new(dir);
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                for (name, content) in [
+                    ("access-report.md", report.markdown()),
+                    ("access-report.json", report.json()),
+                ] {
+                    std::fs::write(dir.join(name), content)
+                        .map_err(|e| format!("writing {name}: {e}"))?;
+                }
+                eprintln!(
+                    "wrote {}/access-report.md and access-report.json",
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        _ => Err(format!("access: expected open or report\n{}", crate::USAGE)),
+    }
+}
+
+/// `cargo xtask org export|restore|purge`.
+pub fn org(args: &[&str]) -> Result<(), String> {
+    let registry = &two_companies::REGISTRY;
+    match args {
+        ["export", rest @ ..] => {
+            let o = options(rest, &[])?;
+            let out = required(&o, "--out")?;
+            let export = tenant_ops::export(required(&o, "--database-url")?, registry, org_of(&o)?)
+                .map_err(|e| e.to_string())?;
+            std::fs::write(out, export.to_json()).map_err(|e| format!("writing {out}: {e}"))?;
+            for t in &export.manifest.tables {
+                println!("  {}: {} rows (sha256 {})", t.name, t.rows, t.sha256);
+            }
+            println!("exported org {} to {out}", export.manifest.org);
+            Ok(())
+        }
+        ["restore", rest @ ..] => {
+            let o = options(rest, &["--replace"])?;
+            let input = required(&o, "--in")?;
+            let text =
+                std::fs::read_to_string(input).map_err(|e| format!("reading {input}: {e}"))?;
+            let receipt = tenant_ops::restore(
+                required(&o, "--database-url")?,
+                registry,
+                &text,
+                o.contains_key("--replace"),
+            )
+            .map_err(|e| e.to_string())?;
+            print!("{}", receipt.render());
+            Ok(())
+        }
+        ["purge", rest @ ..] => {
+            let o = options(rest, &[])?;
+            let receipt = tenant_ops::purge(
+                required(&o, "--database-url")?,
+                registry,
+                org_of(&o)?,
+                required(&o, "--ticket")?,
+                required(&o, "--reason")?,
+            )
+            .map_err(|e| e.to_string())?;
+            print!("{}", receipt.render());
+            println!("logged in the access log with the ticket");
+            Ok(())
+        }
+        _ => Err(format!(
+            "org: expected export, restore or purge\n{}",
+            crate::USAGE
+        )),
+    }
+}
+
+/// `cargo xtask org-bench`: an org of 100,000 rows over the story's tables, exported, purged
+/// and restored; throughput of each, and restore time relative to export time.
+pub fn bench() -> Result<(), String> {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    const ROUNDS: usize = 3;
+    crate::with_database(|admin_url| {
+        let (admin, app) = crate::prepare_story_db(admin_url, "tenant_org_bench")?;
+        two_companies::migrate(&admin).map_err(|e| e.to_string())?;
+        let org: OrgId = "00000000-0000-4000-8000-0000000000be"
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        // 25,000 customers with a deal, a proposal and an invoice each, and the org: 100,001 rows.
+        let mut conn = diesel::PgConnection::establish(&admin).map_err(|e| e.to_string())?;
+        conn.batch_execute(&format!(
+            "INSERT INTO orgs (id, name) VALUES ('{org}', 'Bench');
+             INSERT INTO customers (org_id, name, email) SELECT '{org}', 'c' || i, i || '@bench' FROM generate_series(1, 25000) i;
+             INSERT INTO deals (org_id, customer_id, title, amount_cents, currency, stage) SELECT org_id, id, 'deal', 1, 'EUR', 'open' FROM customers;
+             INSERT INTO proposals (org_id, customer_id, title, body, total_cents, currency, drafted_by) SELECT org_id, id, 'p', 'body', 1, 'EUR', 'bench' FROM customers;
+             INSERT INTO invoices (org_id, customer_id, deal_id, number, total_cents, currency, due_on) SELECT org_id, customer_id, id, 'N' || id, 1, 'EUR', date '2027-01-01' FROM deals;
+             ANALYZE;"
+        ))
+        .map_err(|e| format!("seeding the bench org: {e}"))?;
+        // Restores go into a second database of the same schema, emptied before each round,
+        // as after a purge (or in a disaster-recovery copy).
+        let (target_admin, target_app) =
+            crate::prepare_story_db(admin_url, "tenant_org_bench_target")?;
+        two_companies::migrate(&target_admin).map_err(|e| e.to_string())?;
+        let mut target =
+            diesel::PgConnection::establish(&target_admin).map_err(|e| e.to_string())?;
+        let (mut ex, mut re, mut rp) = (Vec::new(), Vec::new(), Vec::new());
+        let mut rows = 0;
+        for round in 1..=ROUNDS {
+            let start = Instant::now();
+            let export = tenant_ops::export(&app, &two_companies::REGISTRY, org)
+                .map_err(|e| e.to_string())?;
+            let file = export.to_json();
+            let t_export = start.elapsed().as_secs_f64();
+            rows = export.manifest.tables.iter().map(|t| t.rows).sum::<usize>();
+            target
+                .batch_execute("TRUNCATE orgs, customers, deals, proposals, invoices")
+                .map_err(|e| format!("emptying the target: {e}"))?;
+            let start = Instant::now();
+            let receipt = tenant_ops::restore(&target_app, &two_companies::REGISTRY, &file, false)
+                .map_err(|e| e.to_string())?;
+            let t_restore = start.elapsed().as_secs_f64();
+            if receipt.total() as usize != rows {
+                return Err(format!("restored {} rows of {rows}", receipt.total()));
+            }
+            // Again, replacing what is there: deletes children first, then inserts.
+            let start = Instant::now();
+            tenant_ops::restore(&target_app, &two_companies::REGISTRY, &file, true)
+                .map_err(|e| e.to_string())?;
+            let t_replace = start.elapsed().as_secs_f64();
+            rp.push(t_replace);
+            println!(
+                "round {round}: {rows} rows ({} KB file): export {:.2} s, restore {:.2} s, restore replacing {:.2} s",
+                file.len() / 1024,
+                t_export,
+                t_restore,
+                rp.last().copied().unwrap_or_default()
+            );
+            ex.push(t_export);
+            re.push(t_restore);
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (e, r, p) = (median(ex), median(re), median(rp));
+        println!();
+        println!("| operation | rows | median | rows/s |");
+        println!("|---|---|---|---|");
+        println!("| export | {rows} | {e:.2} s | {:.0} |", rows as f64 / e);
+        println!(
+            "| restore (into an empty org) | {rows} | {r:.2} s | {:.0} |",
+            rows as f64 / r
+        );
+        println!(
+            "| restore --replace (delete, then insert) | {rows} | {p:.2} s | {:.0} |",
+            rows as f64 / p
+        );
+        println!("| restore / export time | | {:.2} (target <= 3) | |", r / e);
+        Ok(())
+    })
+}
