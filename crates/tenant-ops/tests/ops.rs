@@ -127,6 +127,18 @@ fn export_purge_restore_gives_every_table_back_and_never_touches_the_other_org()
         "{:?}",
         log[2].detail
     );
+    // The postmortem report says who, why, with which ticket, and that it was a write.
+    let report = tenant_ops::AccessReport::new(A, None, &log);
+    assert_eq!(report.accesses.len(), 1);
+    let md = report.markdown();
+    assert!(
+        md.contains(&format!(
+            "| {} | OPS-77 | purge: customer left, contract ended | write |",
+            roles::OPERATOR
+        )),
+        "{md}"
+    );
+    assert!(report.accesses[0].duration_s.is_some_and(|s| s >= 0.0));
 
     let restored = restore(&db.app_url(), registry, &file, false).unwrap();
     assert_eq!(restored.total(), 81);
