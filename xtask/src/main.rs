@@ -12,6 +12,7 @@
 #![allow(clippy::print_stdout)]
 
 mod audit_bench;
+mod bench;
 mod compile_bench;
 mod lint;
 mod ops;
@@ -44,6 +45,8 @@ fn main() -> ExitCode {
         ["access", rest @ ..] => ops::access(rest),
         ["org", rest @ ..] => ops::org(rest),
         ["org-bench"] => ops::bench(),
+        ["bench"] => bench::run(),
+        ["bench-run"] => bench::measure(),
         ["demo"] => demo(),
         ["test"] => test(),
         _ => Err(USAGE.to_owned()),
@@ -81,6 +84,7 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   org purge --org ORG --ticket T --reason R --database-url OPERATOR_URL
                          per-org data: export (manifest, checksums), restore (one transaction), purge
   org-bench              export and restore throughput for an org of 100,000 rows
+  bench                  what isolation costs: ratios R1-R7 side by side (target/bench/bench.json)
   demo                   run the two-companies story (uses DATABASE_URL if set)
   test                   every test, clippy -D warnings, fmt --check (uses DATABASE_URL if set)";
 
@@ -369,7 +373,7 @@ fn password_of(url: &str) -> Option<String> {
         })
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 

@@ -65,6 +65,13 @@ pub enum TenantError {
     #[error("cannot connect to the database: {0}")]
     Connect(String),
 
+    /// The connection carried an org at session level when a scoped transaction was to open
+    /// on it (THREATS.md #6); it was not used, and the pool discards it.
+    #[error(
+        "the connection still carried an org set at session level (set_config(.., false) by code outside the library): it was not used and is discarded"
+    )]
+    SessionContextLeft,
+
     /// Break-glass access was refused (the refusal is in the access log).
     #[error("access refused: {0}")]
     AccessRefused(String),

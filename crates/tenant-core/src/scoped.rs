@@ -20,6 +20,9 @@ use crate::pool::{TenantConnectionManager, session_org_setting};
 use crate::verify::{tables_of, verify};
 use crate::{ORG_SETTING, OrgId, TenantError};
 
+/// What the opening message says when it finds an org left at session level.
+const LEFTOVER: &str = "was left on this connection at session level";
+
 /// A pooled connection, held only inside an [`OrgScoped`]. It offers nothing on its own.
 pub struct Pooled(pub(crate) r2d2::PooledConnection<TenantConnectionManager>);
 
@@ -106,12 +109,28 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
 impl<C: ScopedConnection> OrgScoped<C> {
     pub(crate) fn open(mut conn: C, org: OrgId, tables: Arc<Tables>) -> Result<Self, TenantError> {
         // One simple-query message: BEGIN and the transaction-local setting travel together.
-        // The org is formatted by us as 36 characters of [0-9a-f-]: nothing to inject.
+        // The org is formatted by us as 36 characters of [0-9a-f-]: nothing to inject. The same
+        // message refuses a connection that still carries an org at session level (THREATS.md
+        // #6: something set it with is_local = false and committed): the cast of the leftover
+        // value with a note fails, so no statement ever runs on such a connection, and no
+        // separate check at checkout is needed.
         let sql = format!(
-            "BEGIN; SELECT set_config('{ORG_SETTING}', '{}', true)",
+            "BEGIN; SELECT set_config('{ORG_SETTING}', CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' \
+             THEN '{}' ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid::text END, true)",
             org.sql_literal()
         );
-        AnsiTransactionManager::begin_transaction_sql(conn.pg(), &sql)?;
+        if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn.pg(), &sql) {
+            // The server may be inside an aborted transaction block, or the connection dead:
+            // leave it in no state diesel would reuse, so the pool drops it on return.
+            use diesel::connection::SimpleConnection;
+            let _ = conn.pg().batch_execute("ROLLBACK");
+            AnsiTransactionManager::transaction_manager_status_mut(conn.pg()).set_in_error();
+            return Err(if e.to_string().contains(LEFTOVER) {
+                TenantError::SessionContextLeft
+            } else {
+                e.into()
+            });
+        }
         Ok(Self {
             conn,
             org,

@@ -34,13 +34,17 @@ fn a_single_query_scoped_transaction_sends_three_messages_and_the_first_sets_the
     let sent = record(&mut app);
 
     let mut s = OrgScoped::begin(&mut app, org, &two_companies::REGISTRY).unwrap();
-    assert_eq!(
-        *sent.lock().unwrap(),
-        [format!(
-            "BEGIN; SELECT set_config('tenant.org_id', '{org}', true)"
-        )],
-        "opening the scope is one message"
-    );
+    {
+        let sent = sent.lock().unwrap();
+        assert_eq!(sent.len(), 1, "opening the scope is one message: {sent:?}");
+        assert!(
+            sent[0].starts_with("BEGIN; SELECT set_config('tenant.org_id', CASE WHEN")
+                && sent[0].contains(&format!("THEN '{org}'"))
+                && sent[0].ends_with(", true)"),
+            "{}",
+            sent[0]
+        );
+    }
     let n: i64 = s.get_result(s.query(customers::table).count()).unwrap();
     s.commit().unwrap();
     assert_eq!(n, 1);
@@ -57,4 +61,56 @@ fn a_single_query_scoped_transaction_sends_three_messages_and_the_first_sets_the
         sent[1]
     );
     assert_eq!(sent[2], "COMMIT");
+}
+
+/// The number of statements this session has prepared.
+fn prepared(conn: &mut diesel::PgConnection) -> i64 {
+    use diesel::RunQueryDsl;
+    // A literal SQL query: diesel does not cache it, so it does not count itself.
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "(SELECT count(*) FROM pg_prepared_statements)",
+    ))
+    .get_result(conn)
+    .unwrap()
+}
+
+#[test]
+fn the_prepared_statement_cache_keeps_working_under_org_scoped() {
+    let (db, pool) = setup("stmt_cache", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let (b, _) = org_with_customer(&pool, "B", "bob");
+    let mut app = db.connect_as(roles::APP);
+    let before = prepared(&mut app);
+    // The same query in five transactions, for two orgs: the org is a bind value, so the
+    // statement is prepared once and reused.
+    for org in [a, b, a, b, a] {
+        let mut s = OrgScoped::begin(&mut app, org, &two_companies::REGISTRY).unwrap();
+        let names: Vec<String> = s
+            .load(s.query(customers::table).select(customers::name))
+            .unwrap();
+        assert_eq!(names.len(), 1);
+        s.commit().unwrap();
+    }
+    assert_eq!(prepared(&mut app) - before, 1);
+}
+
+#[test]
+fn the_opening_message_refuses_a_connection_left_with_a_session_level_org() {
+    use diesel::connection::SimpleConnection;
+    let (db, pool) = setup("leftover", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let (b, _) = org_with_customer(&pool, "B", "bob");
+    let mut app = db.connect_as(roles::APP);
+    app.batch_execute(&format!("SELECT set_config('tenant.org_id', '{b}', false)"))
+        .unwrap();
+    let sent = record(&mut app);
+    let err = OrgScoped::begin(&mut app, a, &two_companies::REGISTRY).unwrap_err();
+    assert!(
+        matches!(err, tenant_core::TenantError::SessionContextLeft),
+        "{err:?}"
+    );
+    // Refused in the opening message itself: nothing else ran (the ROLLBACK only ends the
+    // aborted block), and diesel will not run a transaction on this connection again.
+    assert_eq!(sent.lock().unwrap().len(), 2, "{:?}", sent.lock().unwrap());
+    assert!(OrgScoped::begin(&mut app, a, &two_companies::REGISTRY).is_err());
 }

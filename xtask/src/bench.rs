@@ -1,0 +1,376 @@
+//! `cargo xtask bench`: what isolation costs, as ratios measured side by side in one run.
+//!
+//! One database, three tables of 1,000,000 rows: `bench_items` (100 orgs, RLS from the
+//! generator), `bench_items_1000` (1,000 orgs, RLS) and `bench_plain` (100 orgs, no RLS: the
+//! baseline a service would have without tenant-safe). Every variant runs in every round,
+//! interleaved, so drift on this shared machine hits both sides of a ratio alike; each ratio
+//! is reported as the median over rounds with its spread (min to max). Written to
+//! `target/bench/bench.json` too.
+
+use std::time::Instant;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use tenant_core::{OrgId, TenantPool};
+
+diesel::table! {
+    /// 1M rows over 100 orgs, RLS.
+    bench_items (org_id, id) { org_id -> Uuid, id -> BigInt, payload -> Text }
+}
+diesel::table! {
+    /// 1M rows over 1,000 orgs, RLS.
+    bench_items_1000 (org_id, id) { org_id -> Uuid, id -> BigInt, payload -> Text }
+}
+diesel::table! {
+    /// 1M rows over 100 orgs, no RLS.
+    bench_plain (org_id, id) { org_id -> Uuid, id -> BigInt, payload -> Text }
+}
+
+tenant_lint::registry! {
+    /// The bench's tenant tables.
+    pub static BENCH;
+    tenant bench_items => org_id;
+    tenant bench_items_1000 => org_id;
+}
+
+const ROWS: i64 = 1_000_000;
+const ROUNDS: usize = 7;
+
+fn org(k: i64) -> uuid::Uuid {
+    uuid::Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0000 | k as u128)
+}
+
+fn setup(admin: &str) -> Result<(), String> {
+    let mut conn = PgConnection::establish(admin).map_err(|e| e.to_string())?;
+    let table = |name: &str, orgs: i64| {
+        format!(
+            "CREATE TABLE {name} (org_id uuid NOT NULL, id bigint NOT NULL, payload text NOT NULL, PRIMARY KEY (org_id, id));
+             INSERT INTO {name} SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(i % {orgs}), 12, '0'))::uuid, i, md5(i::text)
+               FROM generate_series(1, {ROWS}) i;"
+        )
+    };
+    let ddl = [
+        table("bench_items", 100),
+        table("bench_items_1000", 1000),
+        table("bench_plain", 100),
+    ]
+    .join("\n");
+    conn.batch_execute(&ddl)
+        .map_err(|e| format!("creating the bench tables: {e}"))?;
+    let migration = tenant_schema::generate(&BENCH, &tenant_schema::RlsOptions::default());
+    conn.batch_execute(&migration.up)
+        .map_err(|e| format!("applying RLS: {e}"))?;
+    conn.batch_execute("GRANT SELECT ON bench_plain TO tenant_app")
+        .map_err(|e| e.to_string())?;
+    // VACUUM refuses a transaction block, which a multi-statement message is.
+    conn.batch_execute("VACUUM ANALYZE")
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Times `n` calls of `op`, in operations per second.
+fn rate(n: usize, mut op: impl FnMut(usize) -> Result<(), String>) -> Result<f64, String> {
+    let start = Instant::now();
+    for i in 0..n {
+        op(i)?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// A pseudo-random (org, id) of a table with `orgs` orgs (ids `1..=ROWS`, org = id % orgs),
+/// the same sequence for every variant.
+fn key(i: usize, orgs: i64) -> (i64, i64) {
+    let i = i as i64;
+    let k = (i * 7919) % orgs;
+    let j = (i.wrapping_mul(2_654_435_761) & 0x7fff_ffff) % (ROWS / orgs - 1) + 1;
+    (k, orgs * j + k)
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+struct Ratio {
+    id: &'static str,
+    what: &'static str,
+    target: &'static str,
+    samples: Vec<f64>,
+}
+
+/// `cargo xtask bench`: builds and runs the measurement with optimizations (a debug build
+/// would measure the client's unoptimized code, not isolation).
+pub fn run() -> Result<(), String> {
+    let status = crate::cargo()
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "bench-run",
+        ])
+        .status()
+        .map_err(|e| format!("running the release build: {e}"))?;
+    status
+        .success()
+        .then_some(())
+        .ok_or_else(|| "the benchmark failed".to_owned())
+}
+
+/// The measurement itself (`cargo xtask bench-run`, in a release build).
+pub fn measure() -> Result<(), String> {
+    crate::with_database(|admin_url| {
+        let (admin, app) = crate::prepare_story_db(admin_url, "tenant_bench")?;
+        println!("setting up 3 x {ROWS} rows ...");
+        setup(&admin)?;
+        let pool = TenantPool::builder(app.clone(), &BENCH)
+            .max_size(1)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut raw = PgConnection::establish(&app).map_err(|e| e.to_string())?;
+        let mut superuser = PgConnection::establish(&admin).map_err(|e| e.to_string())?;
+        let oid = |k: i64| OrgId::try_from(org(k)).map_err(|e| e.to_string());
+        let err = |e: diesel::result::Error| e.to_string();
+
+        let mut ratios = vec![
+            Ratio {
+                id: "R1",
+                what: "scoped point lookup / raw transaction, hand-written org filter, no RLS",
+                target: ">= 0.90",
+                samples: vec![],
+            },
+            Ratio {
+                id: "R2",
+                what: "scoped single-query transaction / four round trips (BEGIN, set_config, query, COMMIT)",
+                target: ">= 1.20",
+                samples: vec![],
+            },
+            Ratio {
+                id: "R3",
+                what: "RLS-only count of 1M rows, seq scan / RLS bypassed + literal filter (time)",
+                target: "<= 1.15",
+                samples: vec![],
+            },
+            Ratio {
+                id: "R4",
+                what: "per-org scan of 10,000 rows, RLS on / RLS off",
+                target: ">= 0.85",
+                samples: vec![],
+            },
+            Ratio {
+                id: "R5",
+                what: "point lookup, 1,000 orgs / 100 orgs (same rows)",
+                target: ">= 0.90",
+                samples: vec![],
+            },
+            Ratio {
+                id: "R6",
+                what: "five queries in one scoped transaction / five in a raw transaction",
+                target: ">= 0.90",
+                samples: vec![],
+            },
+            Ratio {
+                id: "R7",
+                what: "scoped single-query transaction / one prepared autocommit query",
+                target: ">= 0.40 (report)",
+                samples: vec![],
+            },
+        ];
+        const N: usize = 400;
+        for round in 1..=ROUNDS {
+            // R1: point lookups.
+            let scoped = rate(N, |i| {
+                let (k, id) = key(i, 100);
+                pool.with_org(oid(k)?, |s| {
+                    s.first::<(uuid::Uuid, i64, String), _>(
+                        s.query(bench_items::table).filter(bench_items::id.eq(id)),
+                    )
+                })
+                .map(drop)
+                .map_err(|e| e.to_string())
+            })?;
+            let plain = rate(N, |i| {
+                let (k, id) = key(i, 100);
+                raw.transaction(|c| {
+                    bench_plain::table
+                        .filter(bench_plain::org_id.eq(org(k)))
+                        .filter(bench_plain::id.eq(id))
+                        .first::<(uuid::Uuid, i64, String)>(c)
+                        .optional()
+                })
+                .map(drop)
+                .map_err(err)
+            })?;
+            ratios[0].samples.push(scoped / plain);
+            // R2: the naive form, same table and query, four round trips.
+            let naive = rate(N, |i| {
+                let (k, id) = key(i, 100);
+                raw.batch_execute("BEGIN").map_err(err)?;
+                raw.batch_execute(&format!(
+                    "SELECT set_config('tenant.org_id', '{}', true)",
+                    org(k)
+                ))
+                .map_err(err)?;
+                let _ = bench_items::table
+                    .filter(bench_items::org_id.eq(org(k)))
+                    .filter(bench_items::id.eq(id))
+                    .first::<(uuid::Uuid, i64, String)>(&mut raw)
+                    .optional()
+                    .map_err(err)?;
+                raw.batch_execute("COMMIT").map_err(err)
+            })?;
+            ratios[1].samples.push(scoped / naive);
+            // R7: one prepared autocommit query.
+            let floor = rate(N, |i| {
+                let (k, id) = key(i, 100);
+                bench_plain::table
+                    .filter(bench_plain::org_id.eq(org(k)))
+                    .filter(bench_plain::id.eq(id))
+                    .first::<(uuid::Uuid, i64, String)>(&mut raw)
+                    .optional()
+                    .map(drop)
+                    .map_err(err)
+            })?;
+            ratios[6].samples.push(scoped / floor);
+            // R5: the same lookups with 1,000 orgs.
+            let many = rate(N, |i| {
+                let (k, id) = key(i, 1000);
+                pool.with_org(oid(k)?, |s| {
+                    s.first::<(uuid::Uuid, i64, String), _>(
+                        s.query(bench_items_1000::table)
+                            .filter(bench_items_1000::id.eq(id)),
+                    )
+                })
+                .map(drop)
+                .map_err(|e| e.to_string())
+            })?;
+            ratios[4].samples.push(many / scoped);
+            // R6: five queries per transaction.
+            let five_scoped = rate(N / 4, |i| {
+                let (k, _) = key(i, 100);
+                pool.with_org(oid(k)?, |s| {
+                    for j in 0..5 {
+                        let (_, id) = key(i * 5 + j, 100);
+                        let _ = s.first::<(uuid::Uuid, i64, String), _>(
+                            s.query(bench_items::table).filter(bench_items::id.eq(id)),
+                        )?;
+                    }
+                    Ok::<_, tenant_core::TenantError>(())
+                })
+                .map_err(|e| e.to_string())
+            })?;
+            let five_raw = rate(N / 4, |i| {
+                let (k, _) = key(i, 100);
+                raw.transaction(|c| {
+                    for j in 0..5 {
+                        let (_, id) = key(i * 5 + j, 100);
+                        let _ = bench_plain::table
+                            .filter(bench_plain::org_id.eq(org(k)))
+                            .filter(bench_plain::id.eq(id))
+                            .first::<(uuid::Uuid, i64, String)>(c)
+                            .optional()?;
+                    }
+                    Ok::<_, diesel::result::Error>(())
+                })
+                .map_err(err)
+            })?;
+            ratios[5].samples.push(five_scoped / five_raw);
+            // R4: one org's 10,000 rows.
+            let scan_rls = rate(20, |i| {
+                let k = (i as i64 * 13) % 100;
+                pool.with_org(oid(k)?, |s| {
+                    s.load::<(uuid::Uuid, i64, String), _>(s.query(bench_items::table))
+                })
+                .map(drop)
+                .map_err(|e| e.to_string())
+            })?;
+            let scan_plain = rate(20, |i| {
+                let k = (i as i64 * 13) % 100;
+                raw.transaction(|c| {
+                    bench_plain::table
+                        .filter(bench_plain::org_id.eq(org(k)))
+                        .load::<(uuid::Uuid, i64, String)>(c)
+                })
+                .map(drop)
+                .map_err(err)
+            })?;
+            ratios[3].samples.push(scan_rls / scan_plain);
+            // R3: a count that only RLS filters, sequential scan forced on both sides.
+            let count_rls = rate(3, |i| {
+                let k = (i as i64 * 17) % 100;
+                raw.transaction(|c| {
+                    c.batch_execute(&format!(
+                        "SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_indexonlyscan = off; \
+                         SELECT set_config('tenant.org_id', '{}', true)",
+                        org(k)
+                    ))?;
+                    diesel::sql_query("SELECT count(*) AS n FROM bench_items").get_result::<Count>(c)
+                })
+                .map_err(err)
+                .and_then(|c| (c.n == ROWS / 100).then_some(()).ok_or(format!("RLS count {} rows", c.n)))
+            })?;
+            let count_bypass = rate(3, |i| {
+                let k = (i as i64 * 17) % 100;
+                superuser
+                    .transaction(|c| {
+                        c.batch_execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_indexonlyscan = off")?;
+                        diesel::sql_query(format!("SELECT count(*) AS n FROM bench_items WHERE org_id = '{}'", org(k)))
+                            .get_result::<Count>(c)
+                    })
+                    .map_err(err)
+                    .and_then(|c| (c.n == ROWS / 100).then_some(()).ok_or(format!("bypass count {} rows", c.n)))
+            })?;
+            // Times: RLS time / bypass time = bypass rate / RLS rate.
+            ratios[2].samples.push(count_bypass / count_rls);
+            println!(
+                "round {round}: {}",
+                ratios
+                    .iter()
+                    .map(|r| format!(
+                        "{} {:.2}",
+                        r.id,
+                        r.samples.last().copied().unwrap_or_default()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        report(&ratios)
+    })
+}
+
+fn report(ratios: &[Ratio]) -> Result<(), String> {
+    let stats = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        (s[s.len() / 2], s[0], s[s.len() - 1])
+    };
+    println!();
+    println!("| id | ratio | median | spread (min-max) | target |");
+    println!("|---|---|---|---|---|");
+    let mut json = Vec::new();
+    for r in ratios {
+        let (m, lo, hi) = stats(&r.samples);
+        println!(
+            "| {} | {} | {m:.2} | {lo:.2}-{hi:.2} | {} |",
+            r.id, r.what, r.target
+        );
+        json.push(serde_json::json!({
+            "id": r.id, "what": r.what, "target": r.target, "median": m, "min": lo, "max": hi, "samples": r.samples,
+        }));
+    }
+    let dir = crate::workspace().join("target").join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join("bench.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&json).unwrap_or_default(),
+    )
+    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    println!("\nwrote {}", path.display());
+    Ok(())
+}
