@@ -37,6 +37,14 @@ tenant_lint::registry! {
 const ROWS: i64 = 1_000_000;
 const ROUNDS: usize = 7;
 
+/// Rounds when `TENANT_BENCH_ROUNDS` is set (for a quick look).
+fn rounds() -> usize {
+    std::env::var("TENANT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(ROUNDS)
+}
+
 fn org(k: i64) -> uuid::Uuid {
     uuid::Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0000 | k as u128)
 }
@@ -69,13 +77,51 @@ fn setup(admin: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Times `n` calls of `op`, in operations per second.
-fn rate(n: usize, mut op: impl FnMut(usize) -> Result<(), String>) -> Result<f64, String> {
-    let start = Instant::now();
-    for i in 0..n {
-        op(i)?;
+/// `f` in a scoped transaction for `org` on `conn` (the library's scoped path, as the pool
+/// runs it, without the pool's checkout).
+fn in_scope<T>(
+    conn: &std::cell::RefCell<&mut PgConnection>,
+    org: OrgId,
+    f: impl FnOnce(
+        &mut tenant_core::OrgScoped<&mut PgConnection>,
+    ) -> Result<T, tenant_core::TenantError>,
+) -> Result<T, tenant_core::TenantError> {
+    let mut c = conn.borrow_mut();
+    let mut s = tenant_core::OrgScoped::begin(&mut c, org, &BENCH)?;
+    let value = f(&mut s)?;
+    s.commit()?;
+    Ok(value)
+}
+
+/// Runs `a` and `b` `n` times each, alternating in batches of 10 so that whatever else the
+/// machine does hits both alike; returns rate(a) / rate(b).
+fn pair(
+    n: usize,
+    mut a: impl FnMut(usize) -> Result<(), String>,
+    mut b: impl FnMut(usize) -> Result<(), String>,
+) -> Result<f64, String> {
+    let (mut ta, mut tb) = (0.0, 0.0);
+    for batch in 0..n.div_ceil(10) {
+        let range = batch * 10..((batch + 1) * 10).min(n);
+        let start = Instant::now();
+        for i in range.clone() {
+            a(i)?;
+        }
+        ta += start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        for i in range {
+            b(i)?;
+        }
+        tb += start.elapsed().as_secs_f64();
     }
-    Ok(n as f64 / start.elapsed().as_secs_f64())
+    if std::env::var_os("TENANT_BENCH_VERBOSE").is_some() {
+        println!(
+            "    a {:.1} us/op, b {:.1} us/op",
+            ta * 1e6 / n as f64,
+            tb * 1e6 / n as f64
+        );
+    }
+    Ok(tb / ta)
 }
 
 /// A pseudo-random (org, id) of a table with `orgs` orgs (ids `1..=ROWS`, org = id % orgs),
@@ -127,7 +173,8 @@ pub fn measure() -> Result<(), String> {
         let (admin, app) = crate::prepare_story_db(admin_url, "tenant_bench")?;
         println!("setting up 3 x {ROWS} rows ...");
         setup(&admin)?;
-        let pool = TenantPool::builder(app.clone(), &BENCH)
+        // The pool's start-up checks vouch for the bench database (role, RLS forced, ...).
+        TenantPool::builder(app.clone(), &BENCH)
             .max_size(1)
             .build()
             .map_err(|e| e.to_string())?;
@@ -181,36 +228,44 @@ pub fn measure() -> Result<(), String> {
             },
         ];
         const N: usize = 400;
-        for round in 1..=ROUNDS {
-            // R1: point lookups.
-            let scoped = rate(N, |i| {
+        for round in 1..=rounds() {
+            // Every variant runs on the same connection: which backend (and core) serves a
+            // connection changed single-query latency by 4x here, more than anything measured.
+            let raw_conn = std::cell::RefCell::new(&mut raw);
+            // R1: point lookups, scoped (RLS table) against a raw transaction (no RLS).
+            let scoped_lookup = |i: usize| -> Result<(), String> {
                 let (k, id) = key(i, 100);
-                pool.with_org(oid(k)?, |s| {
+                in_scope(&raw_conn, oid(k)?, |s| {
                     s.first::<(uuid::Uuid, i64, String), _>(
                         s.query(bench_items::table).filter(bench_items::id.eq(id)),
                     )
                 })
                 .map(drop)
                 .map_err(|e| e.to_string())
-            })?;
-            let plain = rate(N, |i| {
+            };
+            let plain_lookup = |i: usize| -> Result<(), String> {
                 let (k, id) = key(i, 100);
-                raw.transaction(|c| {
-                    bench_plain::table
-                        .filter(bench_plain::org_id.eq(org(k)))
-                        .filter(bench_plain::id.eq(id))
-                        .first::<(uuid::Uuid, i64, String)>(c)
-                        .optional()
-                })
-                .map(drop)
-                .map_err(err)
-            })?;
-            ratios[0].samples.push(scoped / plain);
-            // R2: the naive form, same table and query, four round trips.
-            let naive = rate(N, |i| {
+                raw_conn
+                    .borrow_mut()
+                    .transaction(|c| {
+                        bench_plain::table
+                            .filter(bench_plain::org_id.eq(org(k)))
+                            .filter(bench_plain::id.eq(id))
+                            .first::<(uuid::Uuid, i64, String)>(c)
+                            .optional()
+                    })
+                    .map(drop)
+                    .map_err(err)
+            };
+            ratios[0]
+                .samples
+                .push(pair(N, scoped_lookup, plain_lookup)?);
+            // R2: the naive form, same RLS table and query, four round trips.
+            let naive = |i: usize| -> Result<(), String> {
                 let (k, id) = key(i, 100);
-                raw.batch_execute("BEGIN").map_err(err)?;
-                raw.batch_execute(&format!(
+                let mut c = raw_conn.borrow_mut();
+                c.batch_execute("BEGIN").map_err(err)?;
+                c.batch_execute(&format!(
                     "SELECT set_config('tenant.org_id', '{}', true)",
                     org(k)
                 ))
@@ -218,28 +273,28 @@ pub fn measure() -> Result<(), String> {
                 let _ = bench_items::table
                     .filter(bench_items::org_id.eq(org(k)))
                     .filter(bench_items::id.eq(id))
-                    .first::<(uuid::Uuid, i64, String)>(&mut raw)
+                    .first::<(uuid::Uuid, i64, String)>(&mut **c)
                     .optional()
                     .map_err(err)?;
-                raw.batch_execute("COMMIT").map_err(err)
-            })?;
-            ratios[1].samples.push(scoped / naive);
-            // R7: one prepared autocommit query.
-            let floor = rate(N, |i| {
+                c.batch_execute("COMMIT").map_err(err)
+            };
+            ratios[1].samples.push(pair(N, scoped_lookup, naive)?);
+            // R7: one prepared autocommit query: the floor round trips set.
+            let floor = |i: usize| -> Result<(), String> {
                 let (k, id) = key(i, 100);
                 bench_plain::table
                     .filter(bench_plain::org_id.eq(org(k)))
                     .filter(bench_plain::id.eq(id))
-                    .first::<(uuid::Uuid, i64, String)>(&mut raw)
+                    .first::<(uuid::Uuid, i64, String)>(&mut **raw_conn.borrow_mut())
                     .optional()
                     .map(drop)
                     .map_err(err)
-            })?;
-            ratios[6].samples.push(scoped / floor);
+            };
+            ratios[6].samples.push(pair(N, scoped_lookup, floor)?);
             // R5: the same lookups with 1,000 orgs.
-            let many = rate(N, |i| {
+            let many = |i: usize| -> Result<(), String> {
                 let (k, id) = key(i, 1000);
-                pool.with_org(oid(k)?, |s| {
+                in_scope(&raw_conn, oid(k)?, |s| {
                     s.first::<(uuid::Uuid, i64, String), _>(
                         s.query(bench_items_1000::table)
                             .filter(bench_items_1000::id.eq(id)),
@@ -247,12 +302,12 @@ pub fn measure() -> Result<(), String> {
                 })
                 .map(drop)
                 .map_err(|e| e.to_string())
-            })?;
-            ratios[4].samples.push(many / scoped);
+            };
+            ratios[4].samples.push(pair(N, many, scoped_lookup)?);
             // R6: five queries per transaction.
-            let five_scoped = rate(N / 4, |i| {
+            let five_scoped = |i: usize| -> Result<(), String> {
                 let (k, _) = key(i, 100);
-                pool.with_org(oid(k)?, |s| {
+                in_scope(&raw_conn, oid(k)?, |s| {
                     for j in 0..5 {
                         let (_, id) = key(i * 5 + j, 100);
                         let _ = s.first::<(uuid::Uuid, i64, String), _>(
@@ -262,60 +317,68 @@ pub fn measure() -> Result<(), String> {
                     Ok::<_, tenant_core::TenantError>(())
                 })
                 .map_err(|e| e.to_string())
-            })?;
-            let five_raw = rate(N / 4, |i| {
+            };
+            let five_raw = |i: usize| -> Result<(), String> {
                 let (k, _) = key(i, 100);
-                raw.transaction(|c| {
-                    for j in 0..5 {
-                        let (_, id) = key(i * 5 + j, 100);
-                        let _ = bench_plain::table
-                            .filter(bench_plain::org_id.eq(org(k)))
-                            .filter(bench_plain::id.eq(id))
-                            .first::<(uuid::Uuid, i64, String)>(c)
-                            .optional()?;
-                    }
-                    Ok::<_, diesel::result::Error>(())
-                })
-                .map_err(err)
-            })?;
-            ratios[5].samples.push(five_scoped / five_raw);
+                raw_conn
+                    .borrow_mut()
+                    .transaction(|c| {
+                        for j in 0..5 {
+                            let (_, id) = key(i * 5 + j, 100);
+                            let _ = bench_plain::table
+                                .filter(bench_plain::org_id.eq(org(k)))
+                                .filter(bench_plain::id.eq(id))
+                                .first::<(uuid::Uuid, i64, String)>(c)
+                                .optional()?;
+                        }
+                        Ok::<_, diesel::result::Error>(())
+                    })
+                    .map_err(err)
+            };
+            ratios[5].samples.push(pair(N / 4, five_scoped, five_raw)?);
             // R4: one org's 10,000 rows.
-            let scan_rls = rate(20, |i| {
+            let scan_rls = |i: usize| -> Result<(), String> {
                 let k = (i as i64 * 13) % 100;
-                pool.with_org(oid(k)?, |s| {
+                in_scope(&raw_conn, oid(k)?, |s| {
                     s.load::<(uuid::Uuid, i64, String), _>(s.query(bench_items::table))
                 })
                 .map(drop)
                 .map_err(|e| e.to_string())
-            })?;
-            let scan_plain = rate(20, |i| {
+            };
+            let scan_plain = |i: usize| -> Result<(), String> {
                 let k = (i as i64 * 13) % 100;
-                raw.transaction(|c| {
-                    bench_plain::table
-                        .filter(bench_plain::org_id.eq(org(k)))
-                        .load::<(uuid::Uuid, i64, String)>(c)
-                })
-                .map(drop)
-                .map_err(err)
-            })?;
-            ratios[3].samples.push(scan_rls / scan_plain);
-            // R3: a count that only RLS filters, sequential scan forced on both sides.
-            let count_rls = rate(3, |i| {
+                raw_conn
+                    .borrow_mut()
+                    .transaction(|c| {
+                        bench_plain::table
+                            .filter(bench_plain::org_id.eq(org(k)))
+                            .load::<(uuid::Uuid, i64, String)>(c)
+                    })
+                    .map(drop)
+                    .map_err(err)
+            };
+            ratios[3].samples.push(pair(20, scan_rls, scan_plain)?);
+            // R3: a count that only RLS filters, sequential scan forced on both sides; times,
+            // so bypass rate / RLS rate.
+            let count_rls = |i: usize| -> Result<(), String> {
                 let k = (i as i64 * 17) % 100;
-                raw.transaction(|c| {
-                    c.batch_execute(&format!(
-                        "SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_indexonlyscan = off; \
-                         SELECT set_config('tenant.org_id', '{}', true)",
-                        org(k)
-                    ))?;
-                    diesel::sql_query("SELECT count(*) AS n FROM bench_items").get_result::<Count>(c)
-                })
-                .map_err(err)
-                .and_then(|c| (c.n == ROWS / 100).then_some(()).ok_or(format!("RLS count {} rows", c.n)))
-            })?;
-            let count_bypass = rate(3, |i| {
+                raw_conn
+                    .borrow_mut()
+                    .transaction(|c| {
+                        c.batch_execute(&format!(
+                            "SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_indexonlyscan = off; \
+                             SELECT set_config('tenant.org_id', '{}', true)",
+                            org(k)
+                        ))?;
+                        diesel::sql_query("SELECT count(*) AS n FROM bench_items").get_result::<Count>(c)
+                    })
+                    .map_err(err)
+                    .and_then(|c| (c.n == ROWS / 100).then_some(()).ok_or(format!("RLS count {} rows", c.n)))
+            };
+            let su = std::cell::RefCell::new(&mut superuser);
+            let count_bypass = |i: usize| -> Result<(), String> {
                 let k = (i as i64 * 17) % 100;
-                superuser
+                su.borrow_mut()
                     .transaction(|c| {
                         c.batch_execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_indexonlyscan = off")?;
                         diesel::sql_query(format!("SELECT count(*) AS n FROM bench_items WHERE org_id = '{}'", org(k)))
@@ -323,9 +386,8 @@ pub fn measure() -> Result<(), String> {
                     })
                     .map_err(err)
                     .and_then(|c| (c.n == ROWS / 100).then_some(()).ok_or(format!("bypass count {} rows", c.n)))
-            })?;
-            // Times: RLS time / bypass time = bypass rate / RLS rate.
-            ratios[2].samples.push(count_bypass / count_rls);
+            };
+            ratios[2].samples.push(pair(4, count_bypass, count_rls)?);
             println!(
                 "round {round}: {}",
                 ratios
