@@ -131,6 +131,28 @@ fn a_policy_that_reads_the_org_per_row_is_a_warning() {
 }
 
 #[test]
+fn an_index_that_rls_cannot_use_is_a_warning_and_a_plain_one_is_not() {
+    let f = findings_after(
+        "audit_leaky_index",
+        "ALTER TABLE deals ADD COLUMN tags jsonb;
+         CREATE INDEX deals_tags_idx ON deals USING gin (tags);
+         CREATE INDEX deals_lower_title_idx ON deals (lower(title));
+         CREATE INDEX deals_closed_on_idx ON deals (org_id, closed_on);
+         CREATE INDEX deals_title_pattern_idx ON deals (title text_pattern_ops);",
+        "index-unusable-under-rls",
+    );
+    assert_eq!(
+        objects(&f),
+        [
+            ("deals.deals_lower_title_idx", Severity::Warning),
+            ("deals.deals_tags_idx", Severity::Warning)
+        ]
+    );
+    assert!(f[0].fix.contains("lower()"), "{}", f[0].fix);
+    assert!(f[1].fix.contains("@> (jsonb_contains)"), "{}", f[1].fix);
+}
+
+#[test]
 fn immutable_and_volatile_policy_helpers_are_found() {
     let f = findings_after(
         "audit_volatility",

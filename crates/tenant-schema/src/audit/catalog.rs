@@ -192,6 +192,26 @@ pub struct Catalog {
     pub sequence_columns: Vec<SequenceColumn>,
     /// SECURITY DEFINER and LEAKPROOF functions.
     pub functions: Vec<Function>,
+    /// Indexes whose operators or expression functions are not LEAKPROOF.
+    pub leaky_indexes: Vec<LeakyIndex>,
+}
+
+/// An index that a condition under row-level security may not be able to use: an operator
+/// of its operator class, or a function of its expression, is not LEAKPROOF.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct LeakyIndex {
+    /// The table.
+    #[diesel(sql_type = Text)]
+    pub table_name: String,
+    /// The index.
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    /// `pg_get_indexdef`.
+    #[diesel(sql_type = Text)]
+    pub definition: String,
+    /// The operators and functions that are not LEAKPROOF, comma-separated.
+    #[diesel(sql_type = Text)]
+    pub not_leakproof: String,
 }
 
 impl Catalog {
@@ -327,6 +347,31 @@ impl Catalog {
                 &[app_role_name(app_role.as_ref())],
             )?
         };
+        // Same-type operators for B-tree and hash (cross-type ones, date < timestamp, are not
+        // what an index on the column is used for); every operator of the column's type for
+        // GIN, GiST and the others; every function an expression index calls.
+        let leaky_indexes = reader.load::<LeakyIndex>(
+            &format!(
+                "SELECT table_name, name, definition, not_leakproof FROM ( \
+                   SELECT c.relname::text AS table_name, ic.relname::text AS name, pg_get_indexdef(i.indexrelid) AS definition, \
+                          concat_ws(',', \
+                            (SELECT string_agg(DISTINCT o.oprname::text || ' (' || p.proname::text || ')', ',') \
+                               FROM unnest(i.indclass::oid[]) AS cls(oid) \
+                               JOIN pg_opclass oc ON oc.oid = cls.oid JOIN pg_am am ON am.oid = oc.opcmethod \
+                               JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amoppurpose = 's' \
+                               JOIN pg_operator o ON o.oid = ao.amopopr JOIN pg_proc p ON p.oid = o.oprcode \
+                              WHERE NOT p.proleakproof AND ao.amoplefttype = oc.opcintype \
+                                AND (am.amname NOT IN ('btree', 'hash') OR ao.amoprighttype = oc.opcintype)), \
+                            (SELECT string_agg(DISTINCT p.proname::text || '()', ',') \
+                               FROM pg_proc p \
+                              WHERE i.indexprs IS NOT NULL AND NOT p.proleakproof \
+                                AND pg_get_expr(i.indexprs, i.indrelid) ~ ('(^|[^a-z0-9_])' || p.proname || '[(]') )) AS not_leakproof \
+                   FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMAS}) x \
+                 WHERE not_leakproof <> '' ORDER BY 1, 2"
+            ),
+            &[],
+        )?;
         Ok(Self {
             server,
             app_role,
@@ -335,6 +380,7 @@ impl Catalog {
             constraints,
             sequence_columns,
             functions,
+            leaky_indexes,
         })
     }
 }

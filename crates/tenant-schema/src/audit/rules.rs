@@ -30,6 +30,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("security-definer-function", security_definer_function),
     ("leakproof-function", leakproof_function),
     ("partition-not-protected", partition_not_protected),
+    ("index-unusable-under-rls", index_unusable_under_rls),
     ("unregistered-relation", unregistered_relation),
     ("unregistered-tenant-table", unregistered_tenant_table),
     ("server-version", server_version),
@@ -480,6 +481,25 @@ fn security_definer_function(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec
                     "the application role can run this function with its owner's rights, and it has no fixed search_path, so the caller can redirect what it calls (THREATS.md #13)"
                 },
                 format!("review it; ALTER FUNCTION {}.{} SET search_path = pg_catalog, public; or REVOKE EXECUTE from the application role", f.schema, f.name),
+            )
+        })
+        .collect()
+}
+
+fn index_unusable_under_rls(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    c.leaky_indexes
+        .iter()
+        .filter(|i| is_tenant(r, &i.table_name))
+        .map(|i| {
+            finding(
+                "index-unusable-under-rls",
+                Severity::Warning,
+                format!("{}.{}", i.table_name, i.name),
+                "under row-level security, a condition whose operator or function is not LEAKPROOF runs after the policy, so PostgreSQL cannot use this index for it: such queries scan every row of the org (README, Performance)",
+                format!(
+                    "keep queries that need it ({}) off hot paths, or index for a LEAKPROOF condition (an equality or range on a plain column), or narrow by another indexed column first",
+                    i.not_leakproof
+                ),
             )
         })
         .collect()
