@@ -66,11 +66,6 @@ fn time_audit(app_url: &str, registry: &'static Registry) -> Result<(f64, usize)
     Ok((start.elapsed().as_secs_f64(), report.findings.len()))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Runs the measurement.
 pub fn run() -> Result<(), String> {
     crate::with_database(|admin_url| {
@@ -94,7 +89,7 @@ pub fn run() -> Result<(), String> {
             s.push(ts);
             l.push(tl);
         }
-        let (ms, ml) = (median(s), median(l));
+        let (ms, ml) = (crate::median(s), crate::median(l));
         println!();
         println!("| tenant tables | median audit | per table |");
         println!("|---|---|---|");

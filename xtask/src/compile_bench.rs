@@ -34,11 +34,6 @@ fn build(package: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("cargo build -p {package} failed"))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Runs the measurement and prints the table.
 pub fn run() -> Result<(), String> {
     // Warm the dependencies of both, so only the example crates are measured.
@@ -56,7 +51,7 @@ pub fn run() -> Result<(), String> {
         scoped.push(s);
         ratios.push(s / p);
     }
-    let ratio = median(ratios.clone());
+    let ratio = crate::median(ratios.clone());
     let spread = ratios.iter().copied().fold(f64::MIN, f64::max)
         - ratios.iter().copied().fold(f64::MAX, f64::min);
     println!();
@@ -64,9 +59,12 @@ pub fn run() -> Result<(), String> {
     println!("|---|---|");
     println!(
         "| plain diesel (two-companies-plain) | {:.2} |",
-        median(plain)
+        crate::median(plain)
     );
-    println!("| tenant-safe (two-companies) | {:.2} |", median(scoped));
+    println!(
+        "| tenant-safe (two-companies) | {:.2} |",
+        crate::median(scoped)
+    );
     println!("| ratio tenant-safe / plain | {ratio:.2} (spread {spread:.2}; target <= {TARGET}) |");
     Ok(())
 }

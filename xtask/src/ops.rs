@@ -284,11 +284,7 @@ pub fn bench() -> Result<(), String> {
             ex.push(t_export);
             re.push(t_restore);
         }
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let (e, r, p) = (median(ex), median(re), median(rp));
+        let (e, r, p) = (crate::median(ex), crate::median(re), crate::median(rp));
         println!();
         println!("| operation | rows | median | rows/s |");
         println!("|---|---|---|---|");

@@ -133,11 +133,7 @@ pub fn bench() -> Result<(), String> {
             sm.push(t1);
             lg.push(t2);
         }
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let (t0, t1, t2) = (median(st), median(sm), median(lg));
+        let (t0, t1, t2) = (crate::median(st), crate::median(sm), crate::median(lg));
         println!();
         println!("| schema | tenant tables | attacks | median run | per table |");
         println!("|---|---|---|---|---|");
