@@ -213,6 +213,8 @@ struct ProbeRow {
 pub struct ProbeSession {
     conn: PgConnection,
     reason: &'static str,
+    pid: i32,
+    signing: Option<crate::context::ContextKey>,
 }
 
 impl std::fmt::Debug for ProbeSession {
@@ -243,7 +245,18 @@ impl ProbeSession {
             "SET statement_timeout = {statement_timeout_ms}; SET lock_timeout = {}",
             (statement_timeout_ms / 5).max(1)
         ))?;
-        let mut session = Self { conn, reason };
+        let pid: i32 = diesel::RunQueryDsl::get_result(
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                "pg_backend_pid()",
+            )),
+            &mut conn,
+        )?;
+        let mut session = Self {
+            conn,
+            reason,
+            pid,
+            signing: None,
+        };
         session.begin()?;
         Ok(session)
     }
@@ -251,6 +264,31 @@ impl ProbeSession {
     /// The reason given at `connect`.
     pub fn reason(&self) -> &'static str {
         self.reason
+    }
+
+    /// Signs the org context with `key` from now on (a database in the signed mode).
+    pub fn sign_with(&mut self, key: crate::context::ContextKey) {
+        self.signing = Some(key);
+    }
+
+    /// Sets the org for the rest of the transaction (or savepoint), as the library does:
+    /// the setting, and with a key the signed token for this backend; `None` empties both.
+    ///
+    /// # Errors
+    /// A database error when the session failed; the outcome says whether it was refused.
+    pub fn set_org(&mut self, org: Option<crate::OrgId>) -> Result<ProbeOutcome, TenantError> {
+        let value = org.map(|o| o.to_string()).unwrap_or_default();
+        let token = match (&self.signing, org) {
+            (Some(key), Some(org)) => key.token(org, self.pid),
+            _ => String::new(),
+        };
+        self.try_sql(
+            &format!(
+                "SELECT set_config('tenant.org_id', '{value}', true), set_config('{}', '{token}', true)",
+                crate::context::TOKEN_SETTING
+            ),
+            false,
+        )
     }
 
     fn begin(&mut self) -> Result<(), TenantError> {

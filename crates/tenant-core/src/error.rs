@@ -72,6 +72,10 @@ pub enum TenantError {
     )]
     SessionContextLeft,
 
+    /// A signed-context key is unusable.
+    #[error("unusable context key: {0}")]
+    ContextKey(String),
+
     /// Break-glass access was refused (the refusal is in the access log).
     #[error("access refused: {0}")]
     AccessRefused(String),

@@ -27,6 +27,7 @@
 
 pub mod admin;
 mod columns;
+pub mod context;
 mod dsl;
 mod error;
 pub mod operator;

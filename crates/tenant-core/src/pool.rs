@@ -14,6 +14,7 @@ use diesel::sql_types::{Array, Bool, Text};
 use tenant_lint::Registry;
 use tenant_sqlcheck::Tables;
 
+use crate::context::ContextKey;
 use crate::scoped::{OrgScoped, Pooled};
 use crate::verify::tables_of;
 use crate::{ORG_SETTING, OrgId, TenantError};
@@ -130,24 +131,46 @@ pub enum ManagerError {
     ContextPresent,
 }
 
+/// A pooled connection and the backend serving it (which the signed context's tokens name).
+pub struct TenantConn {
+    pub(crate) conn: PgConnection,
+    pub(crate) pid: i32,
+}
+
+impl std::fmt::Debug for TenantConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantConn")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
 impl r2d2::ManageConnection for TenantConnectionManager {
-    type Connection = PgConnection;
+    type Connection = TenantConn;
     type Error = ManagerError;
 
-    fn connect(&self) -> Result<PgConnection, ManagerError> {
-        PgConnection::establish(&self.url).map_err(|e| ManagerError::Connect(e.to_string()))
+    fn connect(&self) -> Result<TenantConn, ManagerError> {
+        let mut conn =
+            PgConnection::establish(&self.url).map_err(|e| ManagerError::Connect(e.to_string()))?;
+        // Once per connection, so that a signed token can name its backend without a round trip.
+        let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+            "pg_backend_pid()",
+        ))
+        .get_result(&mut conn)
+        .map_err(|e| ManagerError::Connect(e.to_string()))?;
+        Ok(TenantConn { conn, pid })
     }
 
-    fn is_valid(&self, conn: &mut PgConnection) -> Result<(), ManagerError> {
-        match session_org_setting(conn).map_err(ManagerError::Query)? {
+    fn is_valid(&self, conn: &mut TenantConn) -> Result<(), ManagerError> {
+        match session_org_setting(&mut conn.conn).map_err(ManagerError::Query)? {
             None => Ok(()),
             Some(_) => Err(ManagerError::ContextPresent),
         }
     }
 
-    fn has_broken(&self, conn: &mut PgConnection) -> bool {
+    fn has_broken(&self, conn: &mut TenantConn) -> bool {
         // An open or failed transaction (diesel's check) or a panic mid-use: discard.
-        std::thread::panicking() || R2D2Connection::is_broken(conn)
+        std::thread::panicking() || R2D2Connection::is_broken(&mut conn.conn)
     }
 }
 
@@ -168,9 +191,18 @@ pub struct TenantPoolBuilder {
     max_size: u32,
     min_idle: Option<u32>,
     connection_timeout: Duration,
+    signing: Option<ContextKey>,
 }
 
 impl TenantPoolBuilder {
+    /// Signs every scoped transaction's org with `key` (the hardened mode: the database's
+    /// policies were generated with `ContextMode::Signed` and hold the same key). The pool
+    /// checks at start that the database verifies tokens.
+    pub fn signed_context(mut self, key: ContextKey) -> Self {
+        self.signing = Some(key);
+        self
+    }
+
     /// The most connections the pool opens (default 10).
     pub fn max_size(mut self, max_size: u32) -> Self {
         self.max_size = max_size;
@@ -200,7 +232,7 @@ impl TenantPoolBuilder {
         let manager = TenantConnectionManager { url: self.url };
         let mut conn = r2d2::ManageConnection::connect(&manager)
             .map_err(|e| TenantError::Connect(e.to_string()))?;
-        check_role_and_schema(&mut conn, self.registry)?;
+        check_role_and_schema(&mut conn.conn, self.registry)?;
         drop(conn);
         let pool = r2d2::Pool::builder()
             .max_size(self.max_size)
@@ -213,11 +245,25 @@ impl TenantPoolBuilder {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(manager)
             .map_err(|e| TenantError::Pool(e.to_string()))?;
+        if self.signing.is_some() {
+            let mut conn = pool.get().map_err(|e| TenantError::Pool(e.to_string()))?;
+            let verifier: Result<Option<uuid::Uuid>, _> =
+                diesel::select(diesel::dsl::sql::<
+                    diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
+                >("tenant_context.verified_org()"))
+                .get_result(&mut conn.conn);
+            if verifier.is_err() {
+                return Err(TenantError::ContextKey(
+                    "the database has no signed-context verifier (tenant_context.verified_org): generate its migration with ContextMode::Signed".into(),
+                ));
+            }
+        }
         Ok(TenantPool {
             pool,
             tables: Arc::new(tables_of(self.registry)),
             registry: self.registry,
             connection_timeout: self.connection_timeout,
+            signing: self.signing.map(Arc::new),
         })
     }
 }
@@ -243,6 +289,7 @@ pub struct TenantPool {
     tables: Arc<Tables>,
     registry: &'static Registry,
     connection_timeout: Duration,
+    signing: Option<Arc<ContextKey>>,
 }
 
 impl TenantPool {
@@ -258,6 +305,7 @@ impl TenantPool {
             max_size: 10,
             min_idle: Some(0),
             connection_timeout: Duration::from_secs(10),
+            signing: None,
         }
     }
 
@@ -277,7 +325,14 @@ impl TenantPool {
                 self.pool.max_size()
             ))
         })?;
-        match OrgScoped::open(Pooled(conn), org, Arc::clone(&self.tables)) {
+        let signing = self.signing.as_deref();
+        let pid = conn.pid;
+        match OrgScoped::open(
+            Pooled(conn),
+            org,
+            Arc::clone(&self.tables),
+            signing.map(|k| (k, pid)),
+        ) {
             // A connection that could not open a scoped transaction (a leftover session-level
             // org, or a connection the server closed) was marked broken and is dropped on
             // return: try once more with another.
@@ -285,7 +340,13 @@ impl TenantPool {
                 let conn = self.pool.get().map_err(|e| {
                     TenantError::Pool(format!("after discarding a connection ({first}): {e}"))
                 })?;
-                OrgScoped::open(Pooled(conn), org, Arc::clone(&self.tables))
+                let pid = conn.pid;
+                OrgScoped::open(
+                    Pooled(conn),
+                    org,
+                    Arc::clone(&self.tables),
+                    signing.map(|k| (k, pid)),
+                )
             }
             ok => ok,
         }

@@ -48,7 +48,7 @@ pub(crate) mod sealed {
 
 impl sealed::Sealed for Pooled {
     fn pg(&mut self) -> &mut PgConnection {
-        &mut self.0
+        &mut self.0.conn
     }
 }
 impl ScopedConnection for Pooled {}
@@ -102,21 +102,56 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
         org: OrgId,
         registry: &Registry,
     ) -> Result<Self, TenantError> {
-        Self::open(conn, org, Arc::new(tables_of(registry)))
+        Self::open(conn, org, Arc::new(tables_of(registry)), None)
+    }
+
+    /// [`begin`](Self::begin) with the signed org context (the hardened mode): the org is
+    /// set as a token signed with `key` for backend `backend_pid` (this connection's
+    /// `pg_backend_pid()`, read once per connection), which the database verifies.
+    ///
+    /// # Errors
+    /// As [`begin`](Self::begin).
+    pub fn begin_signed(
+        conn: &'c mut PgConnection,
+        org: OrgId,
+        registry: &Registry,
+        key: &crate::context::ContextKey,
+        backend_pid: i32,
+    ) -> Result<Self, TenantError> {
+        Self::open(
+            conn,
+            org,
+            Arc::new(tables_of(registry)),
+            Some((key, backend_pid)),
+        )
     }
 }
 
 impl<C: ScopedConnection> OrgScoped<C> {
-    pub(crate) fn open(mut conn: C, org: OrgId, tables: Arc<Tables>) -> Result<Self, TenantError> {
+    pub(crate) fn open(
+        mut conn: C,
+        org: OrgId,
+        tables: Arc<Tables>,
+        signing: Option<(&crate::context::ContextKey, i32)>,
+    ) -> Result<Self, TenantError> {
         // One simple-query message: BEGIN and the transaction-local setting travel together.
         // The org is formatted by us as 36 characters of [0-9a-f-]: nothing to inject. The same
         // message refuses a connection that still carries an org at session level (THREATS.md
         // #6: something set it with is_local = false and committed): the cast of the leftover
         // value with a note fails, so no statement ever runs on such a connection, and no
         // separate check at checkout is needed.
+        // With the signed context, the token travels in the same message (its characters are
+        // [0-9a-zA-Z_.-]: nothing to inject).
+        let token = signing.map_or_else(String::new, |(key, pid)| {
+            format!(
+                ", set_config('{}', '{}', true)",
+                crate::context::TOKEN_SETTING,
+                key.token(org, pid)
+            )
+        });
         let sql = format!(
             "BEGIN; SELECT set_config('{ORG_SETTING}', CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' \
-             THEN '{}' ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid::text END, true)",
+             THEN '{}' ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid::text END, true){token}",
             org.sql_literal()
         );
         if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn.pg(), &sql) {

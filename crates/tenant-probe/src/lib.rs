@@ -95,6 +95,9 @@ pub struct ProbeOptions<'a> {
     pub statement_timeout_ms: u32,
     /// Show a progress line on a terminal.
     pub progress: bool,
+    /// The service's context key, for a database in the signed mode (the probe then sets the
+    /// org as the service does: a token for its own backend).
+    pub signing: Option<tenant_core::context::ContextKey>,
 }
 
 impl std::fmt::Debug for ProbeOptions<'_> {
@@ -118,6 +121,7 @@ impl<'a> ProbeOptions<'a> {
             git_commit: "unknown".into(),
             statement_timeout_ms: 30_000,
             progress: true,
+            signing: None,
         }
     }
 }
@@ -312,6 +316,11 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
             timeout,
         )?,
     };
+    if let Some(key) = &options.signing {
+        for s in [&mut sessions.main, &mut sessions.fresh, &mut sessions.after] {
+            s.sign_with(key.clone());
+        }
+    }
     // The "after" connection had a scoped transaction that ended: its setting is now ''.
     set_org(&mut sessions.after, Some(a))?;
     sessions.after.restart()?;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::ProbeError;
 use crate::schema::{Column, TableInfo};
-use crate::sql::{ident, literal, string};
+use crate::sql::{ident, literal};
 
 /// A seeded row: column name to its value as text (`None` for NULL).
 pub type Row = BTreeMap<String, Option<String>>;
@@ -30,16 +30,14 @@ pub struct Seed {
     pub order: Vec<String>,
 }
 
-/// Sets the session's org, transaction-locally, as tenant-core does.
+/// Sets the session's org, transaction-locally, as tenant-core does (signed, when the
+/// session has a key).
 pub(crate) fn set_org(session: &mut ProbeSession, org: Option<Uuid>) -> Result<(), ProbeError> {
-    let value = org.map(|o| o.to_string()).unwrap_or_default();
-    match session.try_sql(
-        &format!(
-            "SELECT set_config('tenant.org_id', {}, true)",
-            string(&value)
-        ),
-        false,
-    )? {
+    let org = org
+        .map(tenant_core::OrgId::try_from)
+        .transpose()
+        .map_err(|e| ProbeError::Session(e.to_string()))?;
+    match session.set_org(org)? {
         ProbeOutcome::Ran { .. } => Ok(()),
         ProbeOutcome::Refused { sqlstate, message } => Err(ProbeError::Session(format!(
             "setting the org context was refused: {sqlstate} {message}"

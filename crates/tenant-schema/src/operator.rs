@@ -120,11 +120,16 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          \x20 IF refusal IS NULL THEN\n\
          \x20   -- An org is known when it has a row in a tenant table (read as that org).\n\
          \x20   PERFORM set_config({setting}, p_org::text, true);\n\
+         \x20   IF to_regprocedure('tenant_context.sign_for_this_backend(uuid, timestamptz)') IS NOT NULL THEN\n\
+         \x20     EXECUTE 'SELECT set_config(''tenant.org_token'', tenant_context.sign_for_this_backend($1, clock_timestamp() + interval ''1 minute''), true)'\n\
+         \x20       USING p_org;\n\
+         \x20   END IF;\n\
          \x20   FOR v_rel IN SELECT DISTINCT polrelid::regclass FROM pg_policy WHERE polname = {tenant_policy} LOOP\n\
          \x20     EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', v_rel) INTO v_found;\n\
          \x20     EXIT WHEN v_found;\n\
          \x20   END LOOP;\n\
          \x20   PERFORM set_config({setting}, coalesce(v_previous, ''), true);\n\
+         \x20   PERFORM set_config('tenant.org_token', '', true);\n\
          \x20   IF NOT v_found THEN\n\
          \x20     refusal := format('unknown org %s: it has no rows in any tenant table', p_org);\n\
          \x20   END IF;\n\
@@ -162,6 +167,11 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          \x20 INSERT INTO {schema}.access_log (event, target_org, ticket, mode, expires_at, grant_id, xact)\n\
          \x20   VALUES ('entered', g.target_org, g.ticket, g.mode, g.expires_at, g.id, pg_current_xact_id());\n\
          \x20 PERFORM set_config({setting}, g.target_org::text, true);\n\
+         \x20 -- With the signed context, the policies want a token: sign one for this backend.\n\
+         \x20 IF to_regprocedure('tenant_context.sign_for_this_backend(uuid, timestamptz)') IS NOT NULL THEN\n\
+         \x20   EXECUTE 'SELECT set_config(''tenant.org_token'', tenant_context.sign_for_this_backend($1, $2), true)'\n\
+         \x20     USING g.target_org, g.expires_at;\n\
+         \x20 END IF;\n\
          \x20 org := g.target_org;\n\
          \x20 mode := g.mode;\n\
          \x20 expires_at := g.expires_at;\n\

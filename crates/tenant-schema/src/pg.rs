@@ -37,6 +37,8 @@ pub struct RlsOptions {
     pub ticket_pattern: String,
     /// The longest access window, in minutes (240).
     pub max_window_minutes: u32,
+    /// How the policies learn the org: a setting, or a signed token (the hardened mode).
+    pub context: crate::context::ContextMode,
 }
 
 impl Default for RlsOptions {
@@ -55,6 +57,7 @@ impl Default for RlsOptions {
             owner_lookup_policy: "tenant_owner_lookup".into(),
             ticket_pattern: "^[A-Z][A-Z0-9]*-[0-9]+$".into(),
             max_window_minutes: 240,
+            context: crate::context::ContextMode::Setting,
         }
     }
 }
@@ -83,6 +86,9 @@ pub fn literal(value: &str) -> String {
 /// so the planner evaluates it once (an InitPlan) instead of per row, and an empty setting
 /// (left by an ended transaction-local set) is NULL, which matches no row.
 pub fn org_expression(options: &RlsOptions) -> String {
+    if options.context == crate::context::ContextMode::Signed {
+        return crate::context::verified_org_expression();
+    }
     format!(
         "(SELECT nullif(current_setting({}, true), '')::uuid)",
         literal(&options.setting)
@@ -91,6 +97,9 @@ pub fn org_expression(options: &RlsOptions) -> String {
 
 /// The org column's default: the session's org (no sub-select: defaults cannot have one).
 pub fn org_default(options: &RlsOptions) -> String {
+    if options.context == crate::context::ContextMode::Signed {
+        return format!("{}.verified_org()", crate::context::CONTEXT_SCHEMA);
+    }
     format!(
         "(nullif(current_setting({}, true), ''))::uuid",
         literal(&options.setting)
@@ -150,6 +159,9 @@ pub fn fragments(registry: &Registry, options: &RlsOptions) -> Vec<Fragment> {
 fn preamble(options: &RlsOptions) -> String {
     let mut up = String::from(HEADER);
     roles(&mut up, options);
+    if options.context == crate::context::ContextMode::Signed {
+        crate::context::shared(&mut up, options);
+    }
     crate::operator::shared(&mut up, options);
     let _ = writeln!(
         up,

@@ -38,6 +38,39 @@ pub fn plans(t: &Target<'_>) -> Vec<Plan> {
         )
         .accept(vec![crate::attack::Accept::Rows(0)], EXPECTED)
         .on_fail(Verdict::Finding),
+        Plan::new(
+            "injected_hop_lateral",
+            Family::OrgHopping,
+            THREAT,
+            table,
+            format!(
+                "SELECT 1 FROM {name} t, LATERAL (SELECT set_config('tenant.org_id', '{0}', true)) hop WHERE t.{org}::text = '{0}'",
+                t.b
+            ),
+        )
+        .accept(vec![crate::attack::Accept::Rows(0)], EXPECTED)
+        .on_fail(Verdict::Finding),
+        Plan::new(
+            "injected_hop_cte",
+            Family::OrgHopping,
+            THREAT,
+            table,
+            format!(
+                "WITH hop AS MATERIALIZED (SELECT set_config('tenant.org_id', '{0}', true)) SELECT 1 FROM hop, {name} t WHERE t.{org}::text = '{0}'",
+                t.b
+            ),
+        )
+        .accept(vec![crate::attack::Accept::Rows(0)], EXPECTED)
+        .on_fail(Verdict::Finding),
+        // A token made up without the key: nothing in either mode.
+        Plan::new("forged_token_hop", Family::OrgHopping, THREAT, table, format!("SELECT 1 FROM {name} WHERE {org} = {b}"))
+            .setup(vec![format!(
+                "SELECT set_config('tenant.org_token', 'v1.{0}.9999999999.' || pg_backend_pid() || '.k1.{1}', true)",
+                t.b,
+                "0".repeat(64)
+            )])
+            .accept(vec![crate::attack::Accept::Rows(0)], "0 rows: a token needs the key")
+            .on_fail(Verdict::Leak),
     ]
 }
 
@@ -50,8 +83,9 @@ mod tests {
     fn hopping_is_a_finding_not_a_leak() {
         let parts = fixture::parts();
         let plans = plans(&parts.target());
-        assert_eq!(plans.len(), 3);
-        assert!(plans.iter().all(|p| p.on_fail == Verdict::Finding));
+        assert_eq!(plans.len(), 6);
+        assert!(plans[..5].iter().all(|p| p.on_fail == Verdict::Finding));
+        assert_eq!(plans[5].on_fail, Verdict::Leak);
         assert!(
             plans[2]
                 .sql

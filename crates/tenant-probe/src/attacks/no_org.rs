@@ -13,7 +13,10 @@ const THREAT: &str = "#4";
 /// The no-org attacks on `t`.
 pub fn plans(t: &Target<'_>) -> Vec<Plan> {
     let (name, table) = (t.name(), t.table.name.as_str());
-    let empty = "SELECT set_config('tenant.org_id', '', true)".to_owned();
+    // Both the setting and, for the signed mode, the token.
+    let empty =
+        "SELECT set_config('tenant.org_id', '', true), set_config('tenant.org_token', '', true)"
+            .to_owned();
     let none = vec![Accept::Rows(0), Accept::Sqlstate("22P02")];
     let mut out = vec![
         Plan::new(

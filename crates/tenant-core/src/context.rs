@@ -1,0 +1,161 @@
+//! The signed org context: the token a scoped transaction sets when the database runs the
+//! hardened mode (`tenant_schema::ContextMode::Signed`), so that SQL in the session cannot
+//! switch the org (THREATS.md #5): changing the setting gives no org, and a token needs the
+//! key, which the application role cannot read.
+//!
+//! Token: `v1.<org>.<expiry>.<pid>.<kid>.<mac>`, `<mac>` the hex HMAC-SHA256 under the key of
+//! everything before it; bound to one backend (`<pid>`) and a short expiry. The database
+//! verifies it with the same key (`tenant_context.verified_org()`).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::{OrgId, TenantError};
+
+/// The setting that holds the token.
+pub const TOKEN_SETTING: &str = "tenant.org_token";
+
+/// A key the service signs org contexts with (from its configuration; the database holds the
+/// same key where only the table owner can read it). `Debug` does not show the key.
+#[derive(Clone)]
+pub struct ContextKey {
+    kid: String,
+    key: Vec<u8>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for ContextKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContextKey")
+            .field("kid", &self.kid)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContextKey {
+    /// Key `kid` (1 to 40 of `[A-Za-z0-9_-]`) with secret `key` (32 bytes or more). Tokens
+    /// live 10 minutes by default ([`with_ttl`](Self::with_ttl)): longer than any transaction
+    /// should, short enough that a stolen one is soon worthless.
+    ///
+    /// # Errors
+    /// [`TenantError::ContextKey`] naming what is wrong.
+    pub fn new(kid: &str, key: &[u8]) -> Result<Self, TenantError> {
+        if kid.is_empty()
+            || kid.len() > 40
+            || !kid
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(TenantError::ContextKey(
+                "the key id must be 1 to 40 letters, digits, `_` or `-`".into(),
+            ));
+        }
+        if key.len() < 32 {
+            return Err(TenantError::ContextKey(format!(
+                "the key has {} bytes: use 32 random bytes or more",
+                key.len()
+            )));
+        }
+        Ok(Self {
+            kid: kid.to_owned(),
+            key: key.to_vec(),
+            ttl: Duration::from_secs(600),
+        })
+    }
+
+    /// Key `kid` from its hex text, as `cargo xtask context-key rotate` prints it.
+    ///
+    /// # Errors
+    /// [`TenantError::ContextKey`] for text that is not hex, or a short key.
+    pub fn from_hex(kid: &str, hex: &str) -> Result<Self, TenantError> {
+        let hex = hex.trim();
+        if !hex.len().is_multiple_of(2) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(TenantError::ContextKey("the key is not hex text".into()));
+        }
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+            .collect();
+        Self::new(kid, &bytes)
+    }
+
+    /// How long a token stays valid.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The token for `org` on backend `pid`, valid for the key's lifetime from now.
+    pub fn token(&self, org: OrgId, pid: i32) -> String {
+        let expiry = SystemTime::now()
+            .checked_add(self.ttl)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        let message = format!("v1.{}.{expiry}.{pid}.{}", org.sql_literal(), self.kid);
+        format!("{message}.{}", self.mac(&message))
+    }
+
+    fn mac(&self, message: &str) -> String {
+        // new_from_slice accepts any key length for HMAC.
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
+            return String::new();
+        };
+        mac.update(message.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mac_is_hmac_sha256() {
+        // The expected value computed independently: Python's
+        // hmac.new(b"\x0b" * 32, b"Hi There", hashlib.sha256).hexdigest().
+        let key = ContextKey::new("k1", &[0x0b; 32]).unwrap();
+        assert_eq!(
+            key.mac("Hi There"),
+            "198a607eb44bfbc69903a0f1cf2bbdc5ba0aa3f3d9ae3c1c7a3b1696a0b68cf7"
+        );
+        assert_ne!(key.mac("Hi There"), key.mac("Hi there"));
+    }
+
+    #[test]
+    fn a_token_names_org_backend_and_key_and_a_bad_key_is_refused() {
+        let key = ContextKey::new("k1", &[7; 32]).unwrap();
+        let org: OrgId = "0191f5a6-8e1c-7c3a-9d4e-1f2a3b4c5d6e".parse().unwrap();
+        let token = key.token(org, 4242);
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 6);
+        assert_eq!(
+            (parts[0], parts[1], parts[3], parts[4]),
+            ("v1", "0191f5a6-8e1c-7c3a-9d4e-1f2a3b4c5d6e", "4242", "k1")
+        );
+        assert_eq!(parts[5], key.mac(&parts[..5].join(".")));
+        assert!(
+            matches!(ContextKey::new("k1", &[1; 16]), Err(TenantError::ContextKey(m)) if m.contains("16 bytes"))
+        );
+        assert!(ContextKey::new("bad kid!", &[1; 32]).is_err());
+        assert!(ContextKey::from_hex("k1", "zz").is_err());
+        assert_eq!(
+            ContextKey::from_hex("k1", &"ab".repeat(32))
+                .map(|k| k.key.len())
+                .unwrap_or(0),
+            32
+        );
+        assert!(!format!("{key:?}").contains("7, 7"));
+    }
+}

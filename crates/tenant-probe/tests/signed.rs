@@ -1,0 +1,278 @@
+//! The signed org context (the hardened mode) against the real server: SQL in the session
+//! cannot switch the org, tokens that are expired, for another backend, forged or under a
+//! retired key give no org, keys rotate, an operator still goes through the log, and the probe
+//! finds no hop.
+
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer};
+use tenant_core::context::ContextKey;
+use tenant_core::operator::{AccessRequest, OperatorSession};
+use tenant_core::{OrgId, TenantError, TenantPool};
+use tenant_probe::{ProbeOptions, Verdict};
+use tenant_testkit::{TestDb, roles, try_sql};
+use two_companies::schema::{customers, orgs};
+
+const K1: [u8; 32] = [0x42; 32];
+const K2: [u8; 32] = [0x17; 32];
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The story's schema with the policies generated in the signed mode, and key k1.
+fn signed_db(hint: &str) -> TestDb {
+    let db = TestDb::new(hint);
+    let options = tenant_schema::RlsOptions {
+        context: tenant_schema::ContextMode::Signed,
+        ..tenant_schema::RlsOptions::default()
+    };
+    let mut admin = db.admin();
+    admin
+        .batch_execute(include_str!(
+            "../../../migrations/2026-11-26-000001_two_companies_schema/up.sql"
+        ))
+        .unwrap();
+    admin
+        .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "SELECT tenant_context.add_key('k1', '\\x{}')",
+            hex(&K1)
+        ))
+        .unwrap();
+    db
+}
+
+fn key(kid: &str, bytes: &[u8]) -> ContextKey {
+    ContextKey::new(kid, bytes).unwrap()
+}
+
+fn pool(db: &TestDb) -> TenantPool {
+    TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+        .max_size(2)
+        .signed_context(key("k1", &K1))
+        .build()
+        .unwrap()
+}
+
+fn org_with_customer(pool: &TenantPool, name: &str) -> OrgId {
+    let org = OrgId::new_random();
+    pool.with_org(org, |s| {
+        s.execute(s.insert(orgs::table, orgs::name.eq(name)))?;
+        s.execute(s.insert(
+            customers::table,
+            (
+                customers::name.eq(name),
+                customers::email.eq(format!("{name}@example.com")),
+            ),
+        ))
+    })
+    .unwrap();
+    org
+}
+
+fn count(conn: &mut PgConnection, sql: &str) -> i64 {
+    diesel::select(diesel::dsl::sql::<BigInt>(&format!("({sql})")))
+        .get_result(conn)
+        .unwrap()
+}
+
+fn pid(conn: &mut PgConnection) -> i32 {
+    diesel::select(diesel::dsl::sql::<Integer>("pg_backend_pid()"))
+        .get_result(conn)
+        .unwrap()
+}
+
+#[test]
+fn sql_in_the_session_cannot_switch_a_signed_org() {
+    let db = signed_db("signed_hop");
+    let pool = pool(&db);
+    let a = org_with_customer(&pool, "alice");
+    let b = org_with_customer(&pool, "bob");
+    let seen = pool
+        .with_org(a, |s| {
+            let raw = s.raw_connection_unchecked("test: the injected statements of THREATS.md #5");
+            let mut seen = vec![count(raw, "SELECT count(*) FROM customers")];
+            for hop in [
+                format!("SELECT set_config('tenant.org_id', '{b}', true)"),
+                format!("SET LOCAL tenant.org_id = '{b}'"),
+            ] {
+                raw.batch_execute(&hop).unwrap();
+                seen.push(count(raw, &format!("SELECT count(*) FROM customers WHERE org_id = '{b}'")));
+            }
+            seen.push(count(
+                raw,
+                &format!("SELECT count(*) FROM (SELECT set_config('tenant.org_id', '{b}', true)) h, customers c WHERE c.org_id::text = '{b}'"),
+            ));
+            Ok::<_, TenantError>(seen)
+        })
+        .unwrap();
+    assert_eq!(seen, [1, 0, 0, 0]);
+    // A genuine token of B's, stolen from another backend (say from pg_stat_activity), is
+    // worthless here: it names that backend.
+    let mut other = db.connect_as(roles::APP);
+    let stolen = key("k1", &K1).token(b, pid(&mut other));
+    let mut attacker = db.connect_as(roles::APP);
+    let n = attacker
+        .transaction(|c| {
+            c.batch_execute(&format!(
+                "SELECT set_config('tenant.org_token', '{stolen}', true)"
+            ))?;
+            Ok::<_, diesel::result::Error>(count(c, "SELECT count(*) FROM customers"))
+        })
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn only_a_valid_token_gives_an_org_and_keys_rotate() {
+    let db = signed_db("signed_tokens");
+    let pool = pool(&db);
+    let a = org_with_customer(&pool, "alice");
+    let mut conn = db.connect_as(roles::APP);
+    let me = pid(&mut conn);
+    let seen = |conn: &mut PgConnection, token: &str| -> i64 {
+        conn.transaction(|c| {
+            c.batch_execute(&format!(
+                "SELECT set_config('tenant.org_token', '{token}', true)"
+            ))?;
+            Ok::<_, diesel::result::Error>(count(c, "SELECT count(*) FROM customers"))
+        })
+        .unwrap()
+    };
+    let k1 = key("k1", &K1);
+    assert_eq!(seen(&mut conn, &k1.token(a, me)), 1, "a valid token");
+    let expired = key("k1", &K1)
+        .with_ttl(std::time::Duration::ZERO)
+        .token(a, me);
+    let cases = [
+        ("expired", expired),
+        ("another backend", k1.token(a, me + 1)),
+        ("an unknown key", key("k9", &K1).token(a, me)),
+        ("the wrong secret", key("k1", &K2).token(a, me)),
+        ("not a token", "v1.garbage".to_owned()),
+        ("empty", String::new()),
+    ];
+    for (what, token) in &cases {
+        assert_eq!(seen(&mut conn, token), 0, "{what}");
+    }
+    // Writes too: no org, no row.
+    db.install_sqlstate_probe();
+    let out = try_sql(
+        &mut conn,
+        &format!("INSERT INTO customers (org_id, name, email) VALUES ('{a}', 'x', 'x@x')"),
+    );
+    assert!(
+        out.starts_with("42501 new row violates row-level security policy"),
+        "{out}"
+    );
+
+    // Rotation: k2 joins, both are valid; k1 retires, its tokens stop working.
+    let mut admin = db.admin();
+    admin
+        .batch_execute(&format!(
+            "SELECT tenant_context.add_key('k2', '\\x{}')",
+            hex(&K2)
+        ))
+        .unwrap();
+    let k2 = key("k2", &K2);
+    assert_eq!(
+        (
+            seen(&mut conn, &k1.token(a, me)),
+            seen(&mut conn, &k2.token(a, me))
+        ),
+        (1, 1)
+    );
+    admin
+        .batch_execute("SELECT tenant_context.retire_key('k1', now() - interval '1 second')")
+        .unwrap();
+    assert_eq!(
+        (
+            seen(&mut conn, &k1.token(a, me)),
+            seen(&mut conn, &k2.token(a, me))
+        ),
+        (0, 1)
+    );
+    // The app cannot read or add keys.
+    let out = try_sql(&mut conn, "SELECT * FROM tenant_context.keys");
+    assert!(out.starts_with("42501 permission denied"), "{out}");
+    let out = try_sql(&mut conn, "SELECT tenant_context.add_key('evil', '\\x00')");
+    assert!(out.starts_with("42501 permission denied"), "{out}");
+}
+
+#[test]
+fn an_operator_still_goes_through_the_log_in_the_signed_mode() {
+    let db = signed_db("signed_operator");
+    let pool = pool(&db);
+    let a = org_with_customer(&pool, "alice");
+    let mut op = db.connect_as(roles::OPERATOR);
+    let forged = op
+        .transaction(|c| {
+            c.batch_execute(&format!(
+                "SELECT set_config('tenant.org_id', '{a}', true), set_config('tenant.org_token', 'v1.{a}.9999999999.' || pg_backend_pid() || '.k1.{}', true)",
+                "0".repeat(64)
+            ))?;
+            Ok::<_, diesel::result::Error>(count(c, "SELECT count(*) FROM customers"))
+        })
+        .unwrap();
+    assert_eq!(forged, 0);
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut s = OperatorSession::open(
+        &db.url_as(roles::OPERATOR),
+        &AccessRequest::read(a, "OPS-42", "signed mode: check the customer's data", 5),
+    )
+    .unwrap();
+    let rows: Vec<N> = s.load("SELECT count(*) AS n FROM customers").unwrap();
+    assert_eq!(
+        rows[0].n, 1,
+        "the entry signs a token for the operator's backend"
+    );
+    s.close().unwrap();
+}
+
+#[test]
+fn the_probe_finds_no_hop_and_no_leak_in_the_signed_mode() {
+    let db = signed_db("signed_probe");
+    let url = db.app_url();
+    let mut options = ProbeOptions::new(&url, &two_companies::REGISTRY);
+    options.progress = false;
+    options.signing = Some(key("k1", &K1));
+    let report = tenant_probe::run(&options).unwrap();
+    let s = report.summary();
+    assert_eq!(
+        (s.leak, s.finding, s.not_run),
+        (0, 0, 0),
+        "{}",
+        report.markdown()
+    );
+    let hops: Vec<_> = report
+        .results
+        .iter()
+        .filter(|r| r.family == "org-hopping")
+        .collect();
+    assert_eq!(hops.len(), 6 * report.tables.len());
+    assert!(hops.iter().all(|r| r.verdict == Verdict::Pass));
+}
+
+#[test]
+fn a_signing_pool_refuses_a_database_without_the_verifier() {
+    let db = TestDb::new("signed_missing");
+    two_companies::migrate(&db.admin_url()).unwrap();
+    let err = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+        .signed_context(key("k1", &K1))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, TenantError::ContextKey(m) if m.contains("ContextMode::Signed")),
+        "{err}"
+    );
+}

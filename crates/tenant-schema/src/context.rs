@@ -1,0 +1,175 @@
+//! The signed org context (THREATS.md #5 closed): in this mode the policies do not read the
+//! org from a setting any SQL could change, but from a token the service signs with a key the
+//! application role cannot read.
+//!
+//! Token (the setting `tenant.org_token`, transaction-local): `v1.<org>.<expiry>.<pid>.<kid>.<mac>`
+//! where `<expiry>` is a Unix time in seconds, `<pid>` the backend the token is for (a token
+//! read from another session, say from `pg_stat_activity`, is worthless elsewhere), `<kid>` the
+//! key id, and `<mac>` the hex HMAC-SHA256, under that key, of everything before it. HMAC is
+//! computed with PostgreSQL's built-in `sha256()` over the key's precomputed inner and outer
+//! pads (RFC 2104), so no extension is needed.
+//!
+//! `tenant_context.verified_org()` (SECURITY DEFINER, STABLE, fixed `search_path`, owned by the
+//! table owner, called once per statement by the policies) returns the org of a valid token
+//! and NULL for anything else: no token, malformed, expired, for another backend, an unknown or
+//! retired key, a wrong MAC. Keys live in `tenant_context.keys`, which only the owner reads;
+//! `add_key` and `retire_key` manage them (two keys valid at once during a rotation).
+
+use std::fmt::Write as _;
+
+use crate::pg::{RlsOptions, ident, literal};
+
+/// How the policies learn the session's org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContextMode {
+    /// A transaction-local setting (`tenant.org_id`): simple, and what any SQL in the session
+    /// can change (THREATS.md #5).
+    #[default]
+    Setting,
+    /// A token signed by the service (`tenant.org_token`), verified by the database.
+    Signed,
+}
+
+/// The schema of the signed context's key table and functions.
+pub const CONTEXT_SCHEMA: &str = "tenant_context";
+/// The setting holding the token.
+pub const TOKEN_SETTING: &str = "tenant.org_token";
+
+/// The org the policies compare with, read once per statement.
+pub(crate) fn verified_org_expression() -> String {
+    format!("(SELECT {CONTEXT_SCHEMA}.verified_org())")
+}
+
+/// The shared objects of the signed mode (idempotent).
+pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
+    let owner = ident(&o.owner_role);
+    let app = ident(&o.app_role);
+    let operator = ident(&o.operator_role);
+    let s = CONTEXT_SCHEMA;
+    let token = literal(TOKEN_SETTING);
+    let _ = write!(
+        out,
+        "\n-- The signed org context (tenant-schema context.rs): the policies read the org from a\n\
+         -- token the service signs with a key the application role cannot read.\n\
+         CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION {owner};\n\
+         REVOKE ALL ON SCHEMA {s} FROM PUBLIC;\n\
+         GRANT USAGE ON SCHEMA {s} TO {app}, {operator};\n\
+         CREATE TABLE IF NOT EXISTS {s}.keys (\n\
+         \x20   kid text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9_-]{{1,40}}$'),\n\
+         \x20   ipad bytea NOT NULL,\n\
+         \x20   opad bytea NOT NULL,\n\
+         \x20   created_at timestamptz NOT NULL DEFAULT now(),\n\
+         \x20   retire_after timestamptz\n\
+         );\n\
+         ALTER TABLE {s}.keys OWNER TO {owner};\n\
+         REVOKE ALL ON {s}.keys FROM PUBLIC, {app}, {operator};\n\
+         \n\
+         CREATE OR REPLACE FUNCTION {s}.add_key(p_kid text, p_key bytea) RETURNS void\n\
+         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$\n\
+         DECLARE\n\
+         \x20 k bytea := p_key;\n\
+         \x20 i bytea := '\\x'::bytea;\n\
+         \x20 o bytea := '\\x'::bytea;\n\
+         BEGIN\n\
+         \x20 IF length(p_key) < 32 THEN\n\
+         \x20   RAISE EXCEPTION 'a context key needs at least 32 bytes, got %', length(p_key) USING ERRCODE = '22023';\n\
+         \x20 END IF;\n\
+         \x20 IF length(k) > 64 THEN k := sha256(k); END IF;\n\
+         \x20 k := k || decode(repeat('00', 64 - length(k)), 'hex');\n\
+         \x20 FOR n IN 0..63 LOOP\n\
+         \x20   i := i || set_byte('\\x00'::bytea, 0, get_byte(k, n) # 54);\n\
+         \x20   o := o || set_byte('\\x00'::bytea, 0, get_byte(k, n) # 92);\n\
+         \x20 END LOOP;\n\
+         \x20 INSERT INTO {s}.keys (kid, ipad, opad) VALUES (p_kid, i, o);\n\
+         END\n\
+         $fn$;\n\
+         \n\
+         CREATE OR REPLACE FUNCTION {s}.retire_key(p_kid text, p_after timestamptz) RETURNS void\n\
+         LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$\n\
+         \x20 UPDATE {s}.keys SET retire_after = p_after WHERE kid = p_kid\n\
+         $fn$;\n\
+         \n\
+         CREATE OR REPLACE FUNCTION {s}.mac(p_kid text, p_message text) RETURNS text\n\
+         LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$\n\
+         \x20 SELECT encode(sha256(k.opad || sha256(k.ipad || convert_to(p_message, 'UTF8'))), 'hex')\n\
+         \x20   FROM {s}.keys k WHERE k.kid = p_kid AND (k.retire_after IS NULL OR k.retire_after > clock_timestamp())\n\
+         $fn$;\n\
+         \n\
+         CREATE OR REPLACE FUNCTION {s}.verified_org() RETURNS uuid\n\
+         LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$\n\
+         DECLARE\n\
+         \x20 t text := current_setting({token}, true);\n\
+         \x20 p text[];\n\
+         BEGIN\n\
+         \x20 IF t IS NULL OR t !~ '^v1\\.[0-9a-f-]{{36}}\\.[0-9]{{1,12}}\\.[0-9]{{1,10}}\\.[A-Za-z0-9_-]{{1,40}}\\.[0-9a-f]{{64}}$' THEN\n\
+         \x20   RETURN NULL;\n\
+         \x20 END IF;\n\
+         \x20 p := string_to_array(t, '.');\n\
+         \x20 IF p[4]::bigint <> pg_backend_pid() OR p[3]::bigint <= extract(epoch FROM clock_timestamp()) THEN\n\
+         \x20   RETURN NULL;\n\
+         \x20 END IF;\n\
+         \x20 IF {s}.mac(p[5], array_to_string(p[1:5], '.')) IS DISTINCT FROM p[6] THEN\n\
+         \x20   RETURN NULL;\n\
+         \x20 END IF;\n\
+         \x20 RETURN p[2]::uuid;\n\
+         EXCEPTION WHEN invalid_text_representation THEN\n\
+         \x20 RETURN NULL;\n\
+         END\n\
+         $fn$;\n\
+         \n\
+         -- For the break-glass entry: a token for this backend, signed with the newest key.\n\
+         CREATE OR REPLACE FUNCTION {s}.sign_for_this_backend(p_org uuid, p_until timestamptz) RETURNS text\n\
+         LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$\n\
+         DECLARE\n\
+         \x20 v_kid text;\n\
+         \x20 v_msg text;\n\
+         BEGIN\n\
+         \x20 SELECT kid INTO v_kid FROM {s}.keys WHERE retire_after IS NULL OR retire_after > clock_timestamp()\n\
+         \x20  ORDER BY created_at DESC LIMIT 1;\n\
+         \x20 IF v_kid IS NULL THEN RETURN NULL; END IF;\n\
+         \x20 v_msg := format('v1.%s.%s.%s.%s', p_org, floor(extract(epoch FROM p_until))::bigint, pg_backend_pid(), v_kid);\n\
+         \x20 RETURN v_msg || '.' || {s}.mac(v_kid, v_msg);\n\
+         END\n\
+         $fn$;\n"
+    );
+    for f in [
+        "add_key(text, bytea)",
+        "retire_key(text, timestamptz)",
+        "mac(text, text)",
+        "verified_org()",
+        "sign_for_this_backend(uuid, timestamptz)",
+    ] {
+        let _ = writeln!(out, "ALTER FUNCTION {s}.{f} OWNER TO {owner};");
+        let _ = writeln!(out, "REVOKE ALL ON FUNCTION {s}.{f} FROM PUBLIC;");
+    }
+    let _ = writeln!(
+        out,
+        "GRANT EXECUTE ON FUNCTION {s}.verified_org() TO {app}, {operator};"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_verifier_is_executable_by_the_app_and_the_keys_by_no_one() {
+        let mut sql = String::new();
+        shared(&mut sql, &RlsOptions::default());
+        let grants: Vec<&str> = sql.lines().filter(|l| l.starts_with("GRANT")).collect();
+        assert_eq!(
+            grants,
+            [
+                "GRANT USAGE ON SCHEMA tenant_context TO \"tenant_app\", \"tenant_operator\";",
+                "GRANT EXECUTE ON FUNCTION tenant_context.verified_org() TO \"tenant_app\", \"tenant_operator\";"
+            ]
+        );
+        assert!(sql.contains(
+            "REVOKE ALL ON tenant_context.keys FROM PUBLIC, \"tenant_app\", \"tenant_operator\";"
+        ));
+        assert_eq!(
+            verified_org_expression(),
+            "(SELECT tenant_context.verified_org())"
+        );
+    }
+}
