@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         ["org", rest @ ..] => ops::org(rest),
         ["org-bench"] => ops::bench(),
         ["bench"] => bench::run(),
+        ["context-key", rest @ ..] => ops::context_key(rest),
         ["bench-run"] => bench::measure(),
         ["demo"] => demo(),
         ["test"] => test(),
@@ -84,7 +85,9 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   org purge --org ORG --ticket T --reason R --database-url OPERATOR_URL
                          per-org data: export (manifest, checksums), restore (one transaction), purge
   org-bench              export and restore throughput for an org of 100,000 rows
-  bench                  what isolation costs: ratios R1-R7 side by side (target/bench/bench.json)
+  bench                  what isolation costs: ratios R1-R8 side by side (target/bench/bench.json)
+  context-key rotate --database-url ADMIN_URL [--kid KID] [--retire-after MINUTES]
+                         a new key for the signed org context; the others stay valid MINUTES more
   demo                   run the two-companies story (uses DATABASE_URL if set)
   test                   every test, clippy -D warnings, fmt --check (uses DATABASE_URL if set)";
 

@@ -301,3 +301,44 @@ pub fn bench() -> Result<(), String> {
         Ok(())
     })
 }
+
+/// `cargo xtask context-key rotate --database-url ADMIN_URL [--kid KID] [--retire-after MINUTES]`:
+/// a new key for the signed org context. It is added to the database (where only the table
+/// owner reads it) and printed once for the service's configuration; every other key stays
+/// valid for MINUTES more (default 60), so services can move to the new key without a gap.
+pub fn context_key(args: &[&str]) -> Result<(), String> {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    let ["rotate", rest @ ..] = args else {
+        return Err(format!("context-key: expected rotate\n{}", crate::USAGE));
+    };
+    let o = options(rest, &[])?;
+    let url = required(&o, "--database-url")?;
+    let minutes: u32 = o
+        .get("--retire-after")
+        .map_or(Ok(60), |m| m.parse())
+        .map_err(|e| format!("--retire-after: {e}"))?;
+    let kid = o.get("--kid").map_or_else(
+        || format!("k{}", chrono::Utc::now().format("%Y%m%d%H%M%S")),
+        |k| (*k).to_owned(),
+    );
+    // 32 bytes from the OS random source (two v4 UUIDs: 244 random bits).
+    let mut key = Vec::with_capacity(32);
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    // Checks the id and the length before anything is written.
+    tenant_core::context::ContextKey::new(&kid, &key).map_err(|e| e.to_string())?;
+    let mut conn = diesel::PgConnection::establish(url).map_err(|e| format!("connecting: {e}"))?;
+    conn.batch_execute(&format!(
+        "BEGIN;
+         SELECT tenant_context.retire_key(kid, now() + interval '{minutes} minutes')
+           FROM tenant_context.keys WHERE retire_after IS NULL OR retire_after > now() + interval '{minutes} minutes';
+         SELECT tenant_context.add_key('{kid}', '\\x{hex}');
+         COMMIT;"
+    ))
+    .map_err(|e| format!("adding the key (the database needs the signed-context migration, and this URL its owner or an administrator): {e}"))?;
+    println!("new context key {kid} added; the others stay valid for {minutes} minutes");
+    println!("configure the service with: kid = {kid}, key = {hex}");
+    Ok(())
+}

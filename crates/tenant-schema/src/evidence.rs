@@ -68,6 +68,7 @@ pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> 
     let mut doc = json!({
         "schema_version": 1,
         "git_commit": provenance.git_commit,
+        "context_mode": context_mode(report),
         "verdict": if errors == 0 { "pass" } else { "fail" },
         "summary": { "errors": errors, "warnings": warnings },
         "server": { "version_num": c.server.version_num, "version": c.server.version },
@@ -120,6 +121,17 @@ pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> 
     }
 }
 
+/// `signed` when the tenant policies verify a signed token (the hardened mode, where SQL in a
+/// session cannot switch the org), `setting` when they read the plain setting.
+pub fn context_mode(report: &Report) -> &'static str {
+    let signed = report
+        .catalog
+        .policies
+        .iter()
+        .any(|p| p.using_expr.contains("verified_org()") && !p.permissive);
+    if signed { "signed" } else { "setting" }
+}
+
 fn markdown(
     report: &Report,
     registry: &Registry,
@@ -144,6 +156,16 @@ fn markdown(
         m,
         "| Server | {} (`server_version_num` {}) |",
         c.server.version, c.server.version_num
+    );
+    let _ = writeln!(
+        m,
+        "| Org context | {} |",
+        match context_mode(report) {
+            "signed" =>
+                "**signed**: the policies verify a token the service signs; SQL in a session cannot switch the org",
+            _ =>
+                "setting: the policies read `tenant.org_id`, which SQL in a session can change (THREATS.md #5); the signed mode closes this",
+        }
     );
     let _ = writeln!(m, "| Configuration digest | `{digest}` |\n");
     let _ = writeln!(
