@@ -254,6 +254,16 @@ fn the_probe_finds_no_hop_and_no_leak_in_the_signed_mode() {
         "{}",
         report.markdown()
     );
+    // The evidence says which mode is active.
+    let mut reader =
+        tenant_core::admin::CatalogReader::connect(&url, "test: evidence of the mode").unwrap();
+    let audit = tenant_schema::audit::audit(
+        &mut reader,
+        &two_companies::REGISTRY,
+        &tenant_schema::audit::AuditOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(tenant_schema::evidence::context_mode(&audit), "signed");
     let hops: Vec<_> = report
         .results
         .iter()
