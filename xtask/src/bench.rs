@@ -27,12 +27,26 @@ diesel::table! {
     bench_plain (org_id, id) { org_id -> Uuid, id -> BigInt, payload -> Text }
 }
 
+diesel::table! {
+    /// 1M rows over 100 orgs, RLS in the signed mode.
+    bench_items_signed (org_id, id) { org_id -> Uuid, id -> BigInt, payload -> Text }
+}
+
 tenant_lint::registry! {
     /// The bench's tenant tables.
     pub static BENCH;
     tenant bench_items => org_id;
     tenant bench_items_1000 => org_id;
 }
+
+tenant_lint::registry! {
+    /// The table whose policies verify a signed token.
+    pub static BENCH_SIGNED;
+    tenant bench_items_signed => org_id;
+}
+
+/// The bench's context key (32 bytes; the database holds the same).
+const KEY: [u8; 32] = [0x5a; 32];
 
 const ROWS: i64 = 1_000_000;
 const ROUNDS: usize = 7;
@@ -62,6 +76,7 @@ fn setup(admin: &str) -> Result<(), String> {
         table("bench_items", 100),
         table("bench_items_1000", 1000),
         table("bench_plain", 100),
+        table("bench_items_signed", 100),
     ]
     .join("\n");
     conn.batch_execute(&ddl)
@@ -69,6 +84,17 @@ fn setup(admin: &str) -> Result<(), String> {
     let migration = tenant_schema::generate(&BENCH, &tenant_schema::RlsOptions::default());
     conn.batch_execute(&migration.up)
         .map_err(|e| format!("applying RLS: {e}"))?;
+    let signed = tenant_schema::RlsOptions {
+        context: tenant_schema::ContextMode::Signed,
+        ..tenant_schema::RlsOptions::default()
+    };
+    conn.batch_execute(&tenant_schema::generate(&BENCH_SIGNED, &signed).up)
+        .map_err(|e| format!("applying the signed RLS: {e}"))?;
+    let hex: String = KEY.iter().map(|b| format!("{b:02x}")).collect();
+    conn.batch_execute(&format!(
+        "SELECT tenant_context.add_key('bench', '\\x{hex}')"
+    ))
+    .map_err(|e| format!("adding the context key: {e}"))?;
     conn.batch_execute("GRANT SELECT ON bench_plain TO tenant_app")
         .map_err(|e| e.to_string())?;
     // VACUUM refuses a transaction block, which a multi-statement message is.
@@ -179,6 +205,13 @@ pub fn measure() -> Result<(), String> {
             .build()
             .map_err(|e| e.to_string())?;
         let mut raw = PgConnection::establish(&app).map_err(|e| e.to_string())?;
+        let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+            "pg_backend_pid()",
+        ))
+        .get_result(&mut raw)
+        .map_err(|e| e.to_string())?;
+        let context_key =
+            tenant_core::context::ContextKey::new("bench", &KEY).map_err(|e| e.to_string())?;
         let mut superuser = PgConnection::establish(&admin).map_err(|e| e.to_string())?;
         let oid = |k: i64| OrgId::try_from(org(k)).map_err(|e| e.to_string());
         let err = |e: diesel::result::Error| e.to_string();
@@ -224,6 +257,12 @@ pub fn measure() -> Result<(), String> {
                 id: "R7",
                 what: "scoped single-query transaction / one prepared autocommit query",
                 target: ">= 0.40 (report)",
+                samples: vec![],
+            },
+            Ratio {
+                id: "R8",
+                what: "scoped point lookup, signed context / unsigned",
+                target: ">= 0.90",
                 samples: vec![],
             },
         ];
@@ -291,6 +330,29 @@ pub fn measure() -> Result<(), String> {
                     .map_err(err)
             };
             ratios[6].samples.push(pair(N, scoped_lookup, floor)?);
+            // R8: the signed context (token in the BEGIN message, verified once per statement).
+            let signed_lookup = |i: usize| -> Result<(), String> {
+                let (k, id) = key(i, 100);
+                let mut c = raw_conn.borrow_mut();
+                let mut s = tenant_core::OrgScoped::begin_signed(
+                    &mut c,
+                    oid(k)?,
+                    &BENCH_SIGNED,
+                    &context_key,
+                    pid,
+                )
+                .map_err(|e| e.to_string())?;
+                let _ = s
+                    .first::<(uuid::Uuid, i64, String), _>(
+                        s.query(bench_items_signed::table)
+                            .filter(bench_items_signed::id.eq(id)),
+                    )
+                    .map_err(|e| e.to_string())?;
+                s.commit().map_err(|e| e.to_string())
+            };
+            ratios[7]
+                .samples
+                .push(pair(N, signed_lookup, scoped_lookup)?);
             // R5: the same lookups with 1,000 orgs.
             let many = |i: usize| -> Result<(), String> {
                 let (k, id) = key(i, 1000);
