@@ -108,7 +108,9 @@ mod tests {
         );
         assert_eq!(
             plans[0].setup,
-            ["SELECT set_config('tenant.org_id', '', true)"]
+            [
+                "SELECT set_config('tenant.org_id', '', true), set_config('tenant.org_token', '', true)"
+            ]
         );
     }
 }
