@@ -139,16 +139,18 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          END\n\
          $fn$;\n"
     );
-    for f in [
-        "add_key(text, bytea)",
-        "retire_key(text, timestamptz)",
-        "mac(text, text)",
-        "verified_org()",
-        "sign_for_this_backend(uuid, timestamptz)",
-    ] {
-        let _ = writeln!(out, "ALTER FUNCTION {s}.{f} OWNER TO {owner};");
-        let _ = writeln!(out, "REVOKE ALL ON FUNCTION {s}.{f} FROM PUBLIC;");
-    }
+    crate::pg::own_functions(
+        out,
+        s,
+        &owner,
+        &[
+            "add_key(text, bytea)",
+            "retire_key(text, timestamptz)",
+            "mac(text, text)",
+            "verified_org()",
+            "sign_for_this_backend(uuid, timestamptz)",
+        ],
+    );
     let _ = writeln!(
         out,
         "GRANT EXECUTE ON FUNCTION {s}.verified_org() TO {app}, {operator};"

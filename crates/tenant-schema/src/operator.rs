@@ -210,16 +210,18 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
         pattern = literal(&o.ticket_pattern),
         max = o.max_window_minutes,
     );
-    for f in [
-        "refuse_change()",
-        "request_access(uuid, text, text, integer, boolean)",
-        "enter_access(bigint)",
-        "record_event(text, text)",
-        "granted_org(boolean)",
-    ] {
-        let _ = writeln!(out, "ALTER FUNCTION {schema}.{f} OWNER TO {owner};");
-        let _ = writeln!(out, "REVOKE ALL ON FUNCTION {schema}.{f} FROM PUBLIC;");
-    }
+    crate::pg::own_functions(
+        out,
+        &schema,
+        &owner,
+        &[
+            "refuse_change()",
+            "request_access(uuid, text, text, integer, boolean)",
+            "enter_access(bigint)",
+            "record_event(text, text)",
+            "granted_org(boolean)",
+        ],
+    );
     for f in [
         "request_access(uuid, text, text, integer, boolean)",
         "enter_access(bigint)",

@@ -95,6 +95,16 @@ pub fn org_expression(options: &RlsOptions) -> String {
     )
 }
 
+/// Makes `owner` own each of `functions` (signatures) in `schema` and takes them from PUBLIC:
+/// the generated SECURITY DEFINER functions run as the owner and only whom the caller then
+/// grants may call them.
+pub(crate) fn own_functions(out: &mut String, schema: &str, owner: &str, functions: &[&str]) {
+    for f in functions {
+        let _ = writeln!(out, "ALTER FUNCTION {schema}.{f} OWNER TO {owner};");
+        let _ = writeln!(out, "REVOKE ALL ON FUNCTION {schema}.{f} FROM PUBLIC;");
+    }
+}
+
 /// The org column's default: the session's org (no sub-select: defaults cannot have one).
 pub fn org_default(options: &RlsOptions) -> String {
     if options.context == crate::context::ContextMode::Signed {

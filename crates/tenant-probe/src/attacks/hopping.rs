@@ -3,73 +3,44 @@
 //! default configuration the session may change its own setting, so these read B's row: they
 //! are reported as findings (a known limitation until the hardened context mode), not leaks.
 
-use crate::attack::{Family, Plan, Target};
+use crate::attack::{Accept, Family, Plan, Target};
 use crate::report::Verdict;
 
 const THREAT: &str = "#5";
 const EXPECTED: &str =
     "0 rows (hardened context); the default configuration lets the session change its org";
 
+/// A hop that reads B's row and, in the default mode, gets it: a finding, not a leak.
+fn hop(attack: &'static str, table: &str, setup: Vec<String>, sql: String) -> Plan {
+    Plan::new(attack, Family::OrgHopping, THREAT, table, sql)
+        .setup(setup)
+        .accept(vec![Accept::Rows(0)], EXPECTED)
+        .on_fail(Verdict::Finding)
+}
+
 /// The hopping attacks on `t`.
 pub fn plans(t: &Target<'_>) -> Vec<Plan> {
     let (name, org, b) = (t.name(), t.org(), Target::lit(t.b));
     let table = t.table.name.as_str();
     let read_b = format!("SELECT 1 FROM {name} WHERE {org} = {b}");
+    let set_b = format!("set_config('tenant.org_id', '{}', true)", t.b);
+    // The org is compared as text in the one-statement forms, so the planner cannot turn it
+    // into a filter on the policy's value that runs before the hop.
+    let b_as_text = format!("t.{org}::text = '{}'", t.b);
     vec![
-        Plan::new("set_config_hop", Family::OrgHopping, THREAT, table, read_b.clone())
-            .setup(vec![format!("SELECT set_config('tenant.org_id', '{}', true)", t.b)])
-            .accept(vec![crate::attack::Accept::Rows(0)], EXPECTED)
-            .on_fail(Verdict::Finding),
-        Plan::new("set_local_hop", Family::OrgHopping, THREAT, table, read_b)
-            .setup(vec![format!("SET LOCAL tenant.org_id = '{}'", t.b)])
-            .accept(vec![crate::attack::Accept::Rows(0)], EXPECTED)
-            .on_fail(Verdict::Finding),
-        Plan::new(
-            "injected_hop",
-            Family::OrgHopping,
-            THREAT,
-            table,
-            format!(
-                // Compared as text, so the planner cannot turn it into a filter on the policy's
-                // value that runs before the hop.
-                "SELECT 1 FROM (SELECT set_config('tenant.org_id', '{0}', true)) hop, {name} t WHERE t.{org}::text = '{0}'",
-                t.b
-            ),
-        )
-        .accept(vec![crate::attack::Accept::Rows(0)], EXPECTED)
-        .on_fail(Verdict::Finding),
-        Plan::new(
-            "injected_hop_lateral",
-            Family::OrgHopping,
-            THREAT,
-            table,
-            format!(
-                "SELECT 1 FROM {name} t, LATERAL (SELECT set_config('tenant.org_id', '{0}', true)) hop WHERE t.{org}::text = '{0}'",
-                t.b
-            ),
-        )
-        .accept(vec![crate::attack::Accept::Rows(0)], EXPECTED)
-        .on_fail(Verdict::Finding),
-        Plan::new(
-            "injected_hop_cte",
-            Family::OrgHopping,
-            THREAT,
-            table,
-            format!(
-                "WITH hop AS MATERIALIZED (SELECT set_config('tenant.org_id', '{0}', true)) SELECT 1 FROM hop, {name} t WHERE t.{org}::text = '{0}'",
-                t.b
-            ),
-        )
-        .accept(vec![crate::attack::Accept::Rows(0)], EXPECTED)
-        .on_fail(Verdict::Finding),
+        hop("set_config_hop", table, vec![format!("SELECT {set_b}")], read_b.clone()),
+        hop("set_local_hop", table, vec![format!("SET LOCAL tenant.org_id = '{}'", t.b)], read_b.clone()),
+        hop("injected_hop", table, vec![], format!("SELECT 1 FROM (SELECT {set_b}) hop, {name} t WHERE {b_as_text}")),
+        hop("injected_hop_lateral", table, vec![], format!("SELECT 1 FROM {name} t, LATERAL (SELECT {set_b}) hop WHERE {b_as_text}")),
+        hop("injected_hop_cte", table, vec![], format!("WITH hop AS MATERIALIZED (SELECT {set_b}) SELECT 1 FROM hop, {name} t WHERE {b_as_text}")),
         // A token made up without the key: nothing in either mode.
-        Plan::new("forged_token_hop", Family::OrgHopping, THREAT, table, format!("SELECT 1 FROM {name} WHERE {org} = {b}"))
+        Plan::new("forged_token_hop", Family::OrgHopping, THREAT, table, read_b)
             .setup(vec![format!(
-                "SELECT set_config('tenant.org_token', 'v1.{0}.9999999999.' || pg_backend_pid() || '.k1.{1}', true)",
+                "SELECT set_config('tenant.org_token', 'v1.{}.9999999999.' || pg_backend_pid() || '.k1.{}', true)",
                 t.b,
                 "0".repeat(64)
             )])
-            .accept(vec![crate::attack::Accept::Rows(0)], "0 rows: a token needs the key")
+            .accept(vec![Accept::Rows(0)], "0 rows: a token needs the key")
             .on_fail(Verdict::Leak),
     ]
 }
