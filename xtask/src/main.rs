@@ -13,6 +13,7 @@
 
 mod audit_bench;
 mod bench;
+mod bouncer;
 mod compile_bench;
 mod lint;
 mod ops;
@@ -422,6 +423,17 @@ fn test() -> Result<(), String> {
         run(
             "cargo test --workspace (unit, integration, compile-fail, doctests)",
             tests,
+        )?;
+        // The PgBouncer tests run only through the PgBouncer started here.
+        let bouncer = bouncer::Bouncer::start(url)?;
+        let mut through = cargo();
+        through
+            .args(["test", "-p", "tenant-probe", "--test", "pgbouncer"])
+            .env("DATABASE_URL", url)
+            .env("TENANT_PGBOUNCER_URL", bouncer.url());
+        run(
+            "the isolation tests and the probe through PgBouncer (transaction mode)",
+            through,
         )
     })
 }

@@ -260,7 +260,7 @@ fn chown_postgres(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
     listener

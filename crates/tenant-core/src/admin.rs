@@ -114,10 +114,10 @@ impl CatalogReader {
     /// # Errors
     /// [`TenantError::Connect`] when the database cannot be reached.
     pub fn connect(url: &str, reason: &'static str) -> Result<Self, TenantError> {
-        use diesel::connection::SimpleConnection;
-        let mut conn =
-            PgConnection::establish(url).map_err(|e| TenantError::Connect(e.to_string()))?;
-        conn.batch_execute("SET default_transaction_read_only = on")?;
+        let conn = PgConnection::establish(url).map_err(|e| TenantError::Connect(e.to_string()))?;
+        // Read-only per transaction (each load), never as a session setting: behind a
+        // transaction pooler a session setting would stay on the server connection and reach
+        // whoever uses it next.
         Ok(Self { conn, reason })
     }
 
@@ -140,7 +140,11 @@ impl CatalogReader {
         for p in params {
             query = query.bind::<diesel::sql_types::Text, _>(*p);
         }
-        Ok(diesel::RunQueryDsl::load(query, &mut self.conn)?)
+        Ok(self
+            .conn
+            .build_transaction()
+            .read_only()
+            .run(|c| diesel::RunQueryDsl::load(query, c))?)
     }
 }
 
@@ -215,6 +219,7 @@ pub struct ProbeSession {
     reason: &'static str,
     pid: i32,
     signing: Option<crate::context::ContextKey>,
+    statement_timeout_ms: u32,
 }
 
 impl std::fmt::Debug for ProbeSession {
@@ -238,13 +243,8 @@ impl ProbeSession {
         reason: &'static str,
         statement_timeout_ms: u32,
     ) -> Result<Self, TenantError> {
-        use diesel::connection::SimpleConnection;
         let mut conn =
             PgConnection::establish(url).map_err(|e| TenantError::Connect(e.to_string()))?;
-        conn.batch_execute(&format!(
-            "SET statement_timeout = {statement_timeout_ms}; SET lock_timeout = {}",
-            (statement_timeout_ms / 5).max(1)
-        ))?;
         let pid: i32 = diesel::RunQueryDsl::get_result(
             diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
                 "pg_backend_pid()",
@@ -256,6 +256,7 @@ impl ProbeSession {
             reason,
             pid,
             signing: None,
+            statement_timeout_ms,
         };
         session.begin()?;
         Ok(session)
@@ -293,7 +294,13 @@ impl ProbeSession {
 
     fn begin(&mut self) -> Result<(), TenantError> {
         use diesel::connection::SimpleConnection;
-        self.conn.batch_execute("BEGIN")?;
+        // Timeouts per transaction (SET LOCAL), not per session: behind a transaction pooler
+        // a session setting would reach other clients of the server connection.
+        self.conn.batch_execute(&format!(
+            "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}",
+            self.statement_timeout_ms,
+            (self.statement_timeout_ms / 5).max(1)
+        ))?;
         self.conn.batch_execute(PROBE_FUNCTION)?;
         Ok(())
     }

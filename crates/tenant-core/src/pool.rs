@@ -115,6 +115,7 @@ pub enum UnsafeConfig {
 #[derive(Debug)]
 pub struct TenantConnectionManager {
     url: String,
+    statement_cache: bool,
 }
 
 /// Why the manager refused a connection.
@@ -152,6 +153,11 @@ impl r2d2::ManageConnection for TenantConnectionManager {
     fn connect(&self) -> Result<TenantConn, ManagerError> {
         let mut conn =
             PgConnection::establish(&self.url).map_err(|e| ManagerError::Connect(e.to_string()))?;
+        if !self.statement_cache {
+            // Behind a transaction pooler, a named prepared statement lives on one server
+            // connection and the next transaction may run on another: prepare none.
+            conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+        }
         // Once per connection, so that a signed token can name its backend without a round trip.
         let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
             "pg_backend_pid()",
@@ -192,9 +198,20 @@ pub struct TenantPoolBuilder {
     min_idle: Option<u32>,
     connection_timeout: Duration,
     signing: Option<ContextKey>,
+    statement_cache: bool,
 }
 
 impl TenantPoolBuilder {
+    /// Whether connections keep diesel's prepared-statement cache (default on). Turn it off
+    /// behind PgBouncer in transaction mode (1.20 and older, or without
+    /// `max_prepared_statements`): a named prepared statement belongs to one server connection,
+    /// and the next transaction of the same client may run on another. Every statement then
+    /// goes out unnamed (parse, bind and execute in one round trip, as before).
+    pub fn prepared_statement_cache(mut self, on: bool) -> Self {
+        self.statement_cache = on;
+        self
+    }
+
     /// Signs every scoped transaction's org with `key` (the hardened mode: the database's
     /// policies were generated with `ContextMode::Signed` and hold the same key). The pool
     /// checks at start that the database verifies tokens.
@@ -229,7 +246,10 @@ impl TenantPoolBuilder {
     /// one, a missing tenant table, RLS not forced, an org context set by default);
     /// [`TenantError::Connect`] when the database cannot be reached.
     pub fn build(self) -> Result<TenantPool, TenantError> {
-        let manager = TenantConnectionManager { url: self.url };
+        let manager = TenantConnectionManager {
+            url: self.url,
+            statement_cache: self.statement_cache,
+        };
         let mut conn = r2d2::ManageConnection::connect(&manager)
             .map_err(|e| TenantError::Connect(e.to_string()))?;
         check_role_and_schema(&mut conn.conn, self.registry)?;
@@ -306,6 +326,7 @@ impl TenantPool {
             min_idle: Some(0),
             connection_timeout: Duration::from_secs(10),
             signing: None,
+            statement_cache: true,
         }
     }
 

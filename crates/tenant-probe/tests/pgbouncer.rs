@@ -1,0 +1,105 @@
+//! Through PgBouncer in transaction mode (`cargo xtask test` starts it and sets
+//! `TENANT_PGBOUNCER_URL`): many clients share four server connections; no org context ever
+//! crosses between them, scoped transactions work with the prepared-statement cache off, and
+//! the probe finds no leak.
+
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use diesel::prelude::*;
+use tenant_core::{OrgId, TenantError, TenantPool};
+use tenant_testkit::{TEST_PASSWORD, TestDb, roles, url_for};
+use two_companies::schema::{customers, orgs};
+
+/// The URL of `db` as the application role, through PgBouncer.
+fn through_bouncer(db: &TestDb) -> String {
+    let base = std::env::var("TENANT_PGBOUNCER_URL").expect(
+        "TENANT_PGBOUNCER_URL: run these tests with `cargo xtask test`, which starts PgBouncer",
+    );
+    url_for(&base, roles::APP, Some(TEST_PASSWORD), db.name())
+}
+
+fn pool(db: &TestDb, size: u32) -> TenantPool {
+    TenantPool::builder(through_bouncer(db), &two_companies::REGISTRY)
+        .max_size(size)
+        .prepared_statement_cache(false)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn sixteen_clients_through_four_server_connections_cross_no_row() {
+    let db = TestDb::new("bouncer_clients");
+    two_companies::migrate(&db.admin_url()).unwrap();
+    let pool = Arc::new(pool(&db, 16));
+    let orgs: Vec<OrgId> = (0..8).map(|_| OrgId::new_random()).collect();
+    for (i, &org) in orgs.iter().enumerate() {
+        pool.with_org(org, |s| {
+            s.execute(s.insert(orgs::table, orgs::name.eq(format!("org {i}"))))
+        })
+        .unwrap();
+    }
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let (pool, orgs) = (Arc::clone(&pool), orgs.clone());
+            std::thread::spawn(move || {
+                let mut crossed = 0;
+                for n in 0..60 {
+                    let org = orgs[(t + n) % orgs.len()];
+                    let seen: Vec<Option<uuid::Uuid>> = pool
+                        .with_org(org, |s| {
+                            s.execute(s.insert(
+                                customers::table,
+                                (
+                                    customers::name.eq(format!("t{t} n{n}")),
+                                    customers::email.eq(format!("t{t}n{n}@x")),
+                                ),
+                            ))?;
+                            let mine: Vec<uuid::Uuid> =
+                                s.load(s.query(customers::table).select(customers::org_id))?;
+                            Ok::<_, TenantError>(mine.into_iter().map(Some).collect())
+                        })
+                        .unwrap();
+                    crossed += seen.iter().filter(|o| **o != Some(org.as_uuid())).count();
+                }
+                crossed
+            })
+        })
+        .collect();
+    let crossed: usize = threads.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(crossed, 0);
+    // 16 clients, 960 transactions: PgBouncer served them from at most four server connections.
+    let servers: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "(SELECT count(*) FROM pg_stat_activity WHERE usename = 'tenant_app' AND datname = '{}')",
+        db.name()
+    )))
+    .get_result(&mut db.admin())
+    .unwrap();
+    assert!(servers <= 4, "{servers} server connections");
+    // Every committed row is there, in its org.
+    let total: i64 = orgs
+        .iter()
+        .map(|&o| {
+            pool.with_org(o, |s| {
+                s.get_result::<i64, _>(s.query(customers::table).count())
+            })
+            .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 16 * 60);
+}
+
+#[test]
+fn the_probe_finds_no_leak_through_pgbouncer() {
+    let db = TestDb::new("bouncer_probe");
+    two_companies::migrate(&db.admin_url()).unwrap();
+    let url = through_bouncer(&db);
+    let mut options = tenant_probe::ProbeOptions::new(&url, &two_companies::REGISTRY);
+    options.progress = false;
+    let report = tenant_probe::run(&options).unwrap();
+    let s = report.summary();
+    assert_eq!((s.leak, s.not_run), (0, 0), "{}", report.markdown());
+    assert!(s.pass > 150, "{}", report.summary_line());
+}
