@@ -199,9 +199,18 @@ pub struct TenantPoolBuilder {
     connection_timeout: Duration,
     signing: Option<ContextKey>,
     statement_cache: bool,
+    set_local: bool,
 }
 
 impl TenantPoolBuilder {
+    /// Sets the org with `SET LOCAL tenant.org_id = '<org>'` instead of `set_config`: the form
+    /// Citus propagates to its workers. Same guarantees otherwise (transaction-local, one
+    /// message with BEGIN, a leftover org refused); not combined with the signed context.
+    pub fn set_local_context(mut self) -> Self {
+        self.set_local = true;
+        self
+    }
+
     /// Whether connections keep diesel's prepared-statement cache (default on). Turn it off
     /// behind PgBouncer in transaction mode (1.20 and older, or without
     /// `max_prepared_statements`): a named prepared statement belongs to one server connection,
@@ -284,6 +293,7 @@ impl TenantPoolBuilder {
             registry: self.registry,
             connection_timeout: self.connection_timeout,
             signing: self.signing.map(Arc::new),
+            set_local: self.set_local,
         })
     }
 }
@@ -310,6 +320,7 @@ pub struct TenantPool {
     registry: &'static Registry,
     connection_timeout: Duration,
     signing: Option<Arc<ContextKey>>,
+    set_local: bool,
 }
 
 impl TenantPool {
@@ -327,6 +338,7 @@ impl TenantPool {
             connection_timeout: Duration::from_secs(10),
             signing: None,
             statement_cache: true,
+            set_local: false,
         }
     }
 
@@ -353,6 +365,7 @@ impl TenantPool {
             org,
             Arc::clone(&self.tables),
             signing.map(|k| (k, pid)),
+            self.set_local,
         ) {
             // A connection that could not open a scoped transaction (a leftover session-level
             // org, or a connection the server closed) was marked broken and is dropped on
@@ -367,6 +380,7 @@ impl TenantPool {
                     org,
                     Arc::clone(&self.tables),
                     signing.map(|k| (k, pid)),
+                    self.set_local,
                 )
             }
             ok => ok,

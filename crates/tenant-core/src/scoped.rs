@@ -102,7 +102,20 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
         org: OrgId,
         registry: &Registry,
     ) -> Result<Self, TenantError> {
-        Self::open(conn, org, Arc::new(tables_of(registry)), None)
+        Self::open(conn, org, Arc::new(tables_of(registry)), None, false)
+    }
+
+    /// [`begin`](Self::begin) setting the org with `SET LOCAL` and a literal, the form Citus
+    /// propagates to its workers (`citus.propagate_set_commands = local`).
+    ///
+    /// # Errors
+    /// As [`begin`](Self::begin).
+    pub fn begin_set_local(
+        conn: &'c mut PgConnection,
+        org: OrgId,
+        registry: &Registry,
+    ) -> Result<Self, TenantError> {
+        Self::open(conn, org, Arc::new(tables_of(registry)), None, true)
     }
 
     /// [`begin`](Self::begin) with the signed org context (the hardened mode): the org is
@@ -123,6 +136,7 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
             org,
             Arc::new(tables_of(registry)),
             Some((key, backend_pid)),
+            false,
         )
     }
 }
@@ -133,6 +147,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
         org: OrgId,
         tables: Arc<Tables>,
         signing: Option<(&crate::context::ContextKey, i32)>,
+        set_local: bool,
     ) -> Result<Self, TenantError> {
         // One simple-query message: BEGIN and the transaction-local setting travel together.
         // The org is formatted by us as 36 characters of [0-9a-f-]: nothing to inject. The same
@@ -149,11 +164,22 @@ impl<C: ScopedConnection> OrgScoped<C> {
                 key.token(org, pid)
             )
         });
-        let sql = format!(
-            "BEGIN; SELECT set_config('{ORG_SETTING}', CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' \
-             THEN '{}' ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid::text END, true){token}",
-            org.sql_literal()
-        );
+        let sql = if set_local {
+            // The SET LOCAL form (Citus propagates SET LOCAL to its workers, not set_config):
+            // the leftover check first, then the literal.
+            format!(
+                "BEGIN; SELECT CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' THEN NULL \
+                 ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid END; \
+                 SET LOCAL {ORG_SETTING} = '{}'",
+                org.sql_literal()
+            )
+        } else {
+            format!(
+                "BEGIN; SELECT set_config('{ORG_SETTING}', CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' \
+                 THEN '{}' ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid::text END, true){token}",
+                org.sql_literal()
+            )
+        };
         if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn.pg(), &sql) {
             // The server may be inside an aborted transaction block, or the connection dead:
             // leave it in no state diesel would reuse, so the pool drops it on return.

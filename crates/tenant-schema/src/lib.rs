@@ -23,11 +23,13 @@
 //! statement are written in [`pg`], so another target is one module.
 
 pub mod audit;
+pub mod citus;
 pub mod context;
 pub mod evidence;
 mod operator;
 pub mod pg;
 
+pub use citus::PolicyForm;
 pub use context::ContextMode;
 pub use pg::{
     Fragment, MANIFEST_FILE, Migration, RlsOptions, assemble, fragments, generate, incremental,

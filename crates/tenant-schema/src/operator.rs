@@ -245,15 +245,21 @@ pub(crate) fn table_up(out: &mut String, table: &str, org_column: &str, o: &RlsO
         ident(&o.operator_write_policy),
         ident(&o.owner_lookup_policy),
     );
+    // Once per statement in a sub-select; inline where the policy form says so (Citus).
+    let granted = |write: bool| match o.policy_form {
+        crate::citus::PolicyForm::SubSelect => format!("(SELECT {schema}.granted_org({write}))"),
+        crate::citus::PolicyForm::Inline => format!("{schema}.granted_org({write})"),
+    };
+    let (granted_read, granted_write) = (granted(false), granted(true));
     let _ = write!(
         out,
         "DROP POLICY IF EXISTS {read} ON {table};\n\
          CREATE POLICY {read} ON {table} AS PERMISSIVE FOR SELECT TO {operator}\n\
-         \x20   USING ({col} = (SELECT {schema}.granted_org(false)));\n\
+         \x20   USING ({col} = {granted_read});\n\
          DROP POLICY IF EXISTS {write} ON {table};\n\
          CREATE POLICY {write} ON {table} AS PERMISSIVE FOR ALL TO {operator}\n\
-         \x20   USING ({col} = (SELECT {schema}.granted_org(true)))\n\
-         \x20   WITH CHECK ({col} = (SELECT {schema}.granted_org(true)));\n\
+         \x20   USING ({col} = {granted_write})\n\
+         \x20   WITH CHECK ({col} = {granted_write});\n\
          DROP POLICY IF EXISTS {lookup} ON {table};\n\
          CREATE POLICY {lookup} ON {table} AS PERMISSIVE FOR SELECT TO {owner} USING (true);\n\
          REVOKE ALL ON {table} FROM {operator};\n\

@@ -39,6 +39,9 @@ pub struct RlsOptions {
     pub max_window_minutes: u32,
     /// How the policies learn the org: a setting, or a signed token (the hardened mode).
     pub context: crate::context::ContextMode,
+    /// How the policies read the org: once per statement in a sub-select (PostgreSQL), or
+    /// inline (Citus; see `citus::generate`).
+    pub policy_form: crate::citus::PolicyForm,
 }
 
 impl Default for RlsOptions {
@@ -58,6 +61,7 @@ impl Default for RlsOptions {
             ticket_pattern: "^[A-Z][A-Z0-9]*-[0-9]+$".into(),
             max_window_minutes: 240,
             context: crate::context::ContextMode::Setting,
+            policy_form: crate::citus::PolicyForm::SubSelect,
         }
     }
 }
@@ -88,6 +92,9 @@ pub fn literal(value: &str) -> String {
 pub fn org_expression(options: &RlsOptions) -> String {
     if options.context == crate::context::ContextMode::Signed {
         return crate::context::verified_org_expression();
+    }
+    if options.policy_form == crate::citus::PolicyForm::Inline {
+        return crate::citus::inline_org_expression(options);
     }
     format!(
         "(SELECT nullif(current_setting({}, true), '')::uuid)",
