@@ -13,14 +13,6 @@ pub struct Bouncer {
 
 const HINT: &str = "pgbouncer not found: install it (Debian/Ubuntu: `apt-get install pgbouncer`); the PgBouncer tests run through it";
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 /// The socket directory (or host) and port of a libpq URL.
 fn host_port(url: &str) -> Result<(String, u16), String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("parsing the database URL: {e}"))?;
@@ -71,7 +63,7 @@ impl Bouncer {
             dir = dir.display()
         );
         std::fs::write(dir.join("pgbouncer.ini"), ini).map_err(|e| e.to_string())?;
-        let mut cmd = if is_root() {
+        let mut cmd = if crate::pg::is_root() {
             // PgBouncer refuses to run as root.
             let chown = Command::new("chown")
                 .args(["-R", "postgres:postgres"])

@@ -244,7 +244,7 @@ fn path_hash(path: &Path) -> u64 {
     h.finish()
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -4,9 +4,11 @@
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
-use diesel::connection::{Connection, InstrumentationEvent, SimpleConnection};
+use diesel::connection::{Connection, InstrumentationEvent};
 use diesel::prelude::*;
 use tenant_core::{OrgId, OrgScoped, TenantError, TenantPool};
 use tenant_testkit::{TestDb, roles};
@@ -14,21 +16,11 @@ use two_companies::schema::{customers, orgs};
 
 /// The story's schema with the policies in the inline form (no sub-select).
 fn inline_db(hint: &str) -> TestDb {
-    let db = TestDb::new(hint);
     let options = tenant_schema::RlsOptions {
         policy_form: tenant_schema::PolicyForm::Inline,
         ..tenant_schema::RlsOptions::default()
     };
-    let mut admin = db.admin();
-    admin
-        .batch_execute(include_str!(
-            "../../../migrations/2026-11-26-000001_two_companies_schema/up.sql"
-        ))
-        .unwrap();
-    admin
-        .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
-        .unwrap();
-    db
+    common::story_with(hint, &options)
 }
 
 #[test]

@@ -6,6 +6,8 @@
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer};
@@ -25,21 +27,12 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The story's schema with the policies generated in the signed mode, and key k1.
 fn signed_db(hint: &str) -> TestDb {
-    let db = TestDb::new(hint);
     let options = tenant_schema::RlsOptions {
         context: tenant_schema::ContextMode::Signed,
         ..tenant_schema::RlsOptions::default()
     };
-    let mut admin = db.admin();
-    admin
-        .batch_execute(include_str!(
-            "../../../migrations/2026-11-26-000001_two_companies_schema/up.sql"
-        ))
-        .unwrap();
-    admin
-        .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
-        .unwrap();
-    admin
+    let db = common::story_with(hint, &options);
+    db.admin()
         .batch_execute(&format!(
             "SELECT tenant_context.add_key('k1', '\\x{}')",
             hex(&K1)
