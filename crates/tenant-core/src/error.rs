@@ -142,6 +142,19 @@ impl From<DieselError> for TenantError {
 }
 
 impl TenantError {
+    /// Whether retrying the whole transaction may succeed: a serialization failure (40001) or
+    /// a deadlock (40P01), where PostgreSQL rolled the transaction back and nothing of it
+    /// stayed. Nothing else is retryable: a refusal, a constraint violation or a lost
+    /// connection mid-commit may not be repeated blindly.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TenantError::Database(DbError { kind, message, .. }) => {
+                *kind == "serialization failure" || message.starts_with("deadlock detected")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether this is the "no row" outcome of `get_result`.
     pub fn is_not_found(&self) -> bool {
         matches!(

@@ -400,6 +400,32 @@ impl TenantPool {
         Ok(value)
     }
 
+    /// [`with_org`](Self::with_org), retried when PostgreSQL rolled the transaction back for
+    /// a serialization failure or a deadlock ([`TenantError::is_retryable`]), at most
+    /// `attempts` times in all. `f` runs again from the start in a new transaction, so it must
+    /// do nothing outside the database that it cannot repeat. Any other error is returned at
+    /// once.
+    ///
+    /// # Errors
+    /// The last error when every attempt failed, or the first that is not retryable.
+    pub fn with_org_retry<T, F>(
+        &self,
+        org: OrgId,
+        attempts: u32,
+        mut f: F,
+    ) -> Result<T, TenantError>
+    where
+        F: FnMut(&mut OrgScoped<Pooled>) -> Result<T, TenantError>,
+    {
+        let mut attempt = 1;
+        loop {
+            match self.with_org(org, &mut f) {
+                Err(e) if e.is_retryable() && attempt < attempts.max(1) => attempt += 1,
+                outcome => return outcome,
+            }
+        }
+    }
+
     /// Pool statistics: `(connections, idle)`.
     pub fn state(&self) -> (u32, u32) {
         let s = self.pool.state();

@@ -133,3 +133,75 @@ fn a_panic_in_one_thread_leaves_the_others_and_the_pool_clean() {
     let counts: Vec<i64> = orgs.iter().map(|&o| customer_count(&pool, o)).collect();
     assert_eq!(counts, [1, 2, 2, 2]);
 }
+
+#[test]
+fn a_deadlock_between_two_writers_is_retried_and_both_commit() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let (_db, pool) = setup("fault_deadlock", 2);
+    let (a, x) = org_with_customer(&pool, "A", "x");
+    let y = pool
+        .with_org(a, |s| {
+            s.get_result::<uuid::Uuid, _>(
+                s.insert(
+                    customers::table,
+                    (customers::name.eq("y"), customers::email.eq("y@x")),
+                )
+                .returning(customers::id),
+            )
+        })
+        .unwrap();
+    let pool = Arc::new(pool);
+    let barrier = Arc::new(Barrier::new(2));
+    let attempts = Arc::new(AtomicU32::new(0));
+    let writers: Vec<_> = [(x, y), (y, x)]
+        .into_iter()
+        .enumerate()
+        .map(|(t, (first, second))| {
+            let (pool, barrier, attempts) = (
+                Arc::clone(&pool),
+                Arc::clone(&barrier),
+                Arc::clone(&attempts),
+            );
+            std::thread::spawn(move || {
+                let mut tries = 0;
+                pool.with_org_retry(a, 3, |s| {
+                    tries += 1;
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    let name = format!("writer {t}");
+                    s.execute(
+                        s.update(customers::table)
+                            .filter(customers::id.eq(first))
+                            .set(customers::name.eq(&name)),
+                    )?;
+                    // The first attempts lock one row each, then want the other's: a deadlock.
+                    if tries == 1 {
+                        barrier.wait();
+                    }
+                    s.execute(
+                        s.update(customers::table)
+                            .filter(customers::id.eq(second))
+                            .set(customers::name.eq(&name)),
+                    )
+                })
+            })
+        })
+        .collect();
+    for w in writers {
+        assert_eq!(w.join().unwrap().unwrap(), 1);
+    }
+    // PostgreSQL broke the deadlock by rolling one back; that one ran again.
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    // A constraint violation is not retried.
+    let mut tried = 0;
+    let err = pool
+        .with_org_retry(a, 5, |s| {
+            tried += 1;
+            s.execute(s.insert(
+                customers::table,
+                (customers::name.eq("again"), customers::email.eq("y@x")),
+            ))
+        })
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert_eq!(tried, 1);
+}
