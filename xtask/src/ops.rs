@@ -342,3 +342,33 @@ pub fn context_key(args: &[&str]) -> Result<(), String> {
     println!("configure the service with: kid = {kid}, key = {hex}");
     Ok(())
 }
+
+/// `cargo xtask soak [--seconds N] [--threads N]`: the soak test for longer (default 60 s,
+/// 16 threads), in a release build, against the throwaway cluster (or DATABASE_URL).
+pub fn soak(args: &[&str]) -> Result<(), String> {
+    let o = options(args, &[])?;
+    let seconds = o.get("--seconds").copied().unwrap_or("60");
+    let threads = o.get("--threads").copied().unwrap_or("16");
+    crate::with_database(|url| {
+        let status = crate::cargo()
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "tenant-core",
+                "--test",
+                "soak",
+                "--",
+                "--nocapture",
+            ])
+            .env("DATABASE_URL", url)
+            .env("TENANT_SOAK_SECONDS", seconds)
+            .env("TENANT_SOAK_THREADS", threads)
+            .status()
+            .map_err(|e| format!("running the soak: {e}"))?;
+        status
+            .success()
+            .then_some(())
+            .ok_or_else(|| "the soak failed".to_owned())
+    })
+}
