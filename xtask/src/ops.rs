@@ -343,12 +343,18 @@ pub fn context_key(args: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo xtask soak [--seconds N] [--threads N]`: the soak test for longer (default 60 s,
-/// 16 threads), in a release build, against the throwaway cluster (or DATABASE_URL).
+/// `cargo xtask soak [--seconds N] [--threads N] [--fuzz-seconds N]`: the soak test for
+/// longer (default 60 s, 16 threads), in a release build, against the throwaway cluster (or
+/// DATABASE_URL); then a bounded fuzzing campaign on each target in `fuzz/` (default 30 s
+/// each; 0 skips it; needs the nightly toolchain and cargo-fuzz), growing the corpus there.
 pub fn soak(args: &[&str]) -> Result<(), String> {
     let o = options(args, &[])?;
     let seconds = o.get("--seconds").copied().unwrap_or("60");
     let threads = o.get("--threads").copied().unwrap_or("16");
+    let fuzz_seconds: u32 = o
+        .get("--fuzz-seconds")
+        .map_or(Ok(30), |s| s.parse())
+        .map_err(|e| format!("--fuzz-seconds: {e}"))?;
     crate::with_database(|url| {
         let status = crate::cargo()
             .args([
@@ -370,5 +376,24 @@ pub fn soak(args: &[&str]) -> Result<(), String> {
             .success()
             .then_some(())
             .ok_or_else(|| "the soak failed".to_owned())
-    })
+    })?;
+    if fuzz_seconds == 0 {
+        return Ok(());
+    }
+    for target in ["org_id", "sql_check"] {
+        let status = std::process::Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", target, "--"])
+            .arg(format!("-max_total_time={fuzz_seconds}"))
+            .current_dir(crate::workspace().join("fuzz"))
+            .status()
+            .map_err(|e| {
+                format!("running cargo fuzz (install it: cargo +nightly install cargo-fuzz): {e}")
+            })?;
+        if !status.success() {
+            return Err(format!(
+                "fuzz target {target} failed: the crashing input is in fuzz/artifacts/{target}/"
+            ));
+        }
+    }
+    Ok(())
 }

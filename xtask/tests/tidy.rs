@@ -28,7 +28,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn all_rust_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for dir in ["crates", "examples", "xtask"] {
+    for dir in ["crates", "examples", "xtask", "fuzz"] {
         rust_files(&root().join(dir), &mut files);
     }
     assert!(files.len() > 20, "tidy found too few files: {files:?}");
