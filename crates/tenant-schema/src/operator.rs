@@ -25,7 +25,7 @@
 
 use std::fmt::Write as _;
 
-use crate::pg::{RlsOptions, ident, literal};
+use crate::pg::{RlsOptions, create_nologin_role, ident, literal, strip_rls_bypass};
 
 /// The shared objects: role, schema, log, functions (idempotent; never dropped by `down`: the
 /// log is evidence).
@@ -44,15 +44,9 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          -- log every request in an append-only table.\n\
          DO $$\n\
          BEGIN\n\
-         \x20 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {operator_l}) THEN\n\
-         \x20   CREATE ROLE {operator} NOLOGIN;\n\
-         \x20 END IF;\n\
-         \x20 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {auditor_l}) THEN\n\
-         \x20   CREATE ROLE {auditor} NOLOGIN;\n\
-         \x20 END IF;\n\
-         \x20 IF EXISTS (SELECT FROM pg_roles WHERE rolname = {operator_l} AND (rolsuper OR rolbypassrls)) THEN\n\
-         \x20   ALTER ROLE {operator} NOSUPERUSER NOBYPASSRLS;\n\
-         \x20 END IF;\n\
+         {create_operator}\
+         {create_auditor}\
+         {operator_no_bypass}\
          END\n\
          $$;\n\
          GRANT USAGE ON SCHEMA public TO {operator};\n\
@@ -205,8 +199,9 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          \x20    AND e.expires_at > clock_timestamp() AND (NOT p_write OR e.mode = 'write')\n\
          \x20  ORDER BY e.id DESC LIMIT 1\n\
          $fn$;\n",
-        operator_l = literal(&o.operator_role),
-        auditor_l = literal(&o.auditor_role),
+        create_operator = create_nologin_role(&o.operator_role),
+        create_auditor = create_nologin_role(&o.auditor_role),
+        operator_no_bypass = strip_rls_bypass(&o.operator_role),
         pattern = literal(&o.ticket_pattern),
         max = o.max_window_minutes,
     );

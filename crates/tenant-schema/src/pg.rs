@@ -86,6 +86,26 @@ pub fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+/// PL/pgSQL lines (for a `DO` block) that create `role` as `NOLOGIN` unless it exists: roles
+/// are cluster-wide, so a migration must not fail on a role another database created.
+pub(crate) fn create_nologin_role(role: &str) -> String {
+    format!(
+        "  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {}) THEN\n    CREATE ROLE {} NOLOGIN;\n  END IF;\n",
+        literal(role),
+        ident(role)
+    )
+}
+
+/// PL/pgSQL lines (for a `DO` block) that take `SUPERUSER` and `BYPASSRLS` from `role`: either
+/// attribute lets the role read past every policy.
+pub(crate) fn strip_rls_bypass(role: &str) -> String {
+    format!(
+        "  IF EXISTS (SELECT FROM pg_roles WHERE rolname = {} AND (rolsuper OR rolbypassrls)) THEN\n    ALTER ROLE {} NOSUPERUSER NOBYPASSRLS;\n  END IF;\n",
+        literal(role),
+        ident(role)
+    )
+}
+
 /// The session's org as a uuid, read once per statement: the cast sits inside the sub-select,
 /// so the planner evaluates it once (an InitPlan) instead of per row, and an empty setting
 /// (left by an ended transaction-local set) is NULL, which matches no row.
@@ -265,23 +285,18 @@ fn roles(out: &mut String, o: &RlsOptions) {
          -- bypass row-level security.\n\
          DO $$\n\
          BEGIN\n\
-         \x20 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {owner}) THEN\n\
-         \x20   CREATE ROLE {owner_i} NOLOGIN;\n\
-         \x20 END IF;\n\
-         \x20 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {app}) THEN\n\
-         \x20   CREATE ROLE {app_i} NOLOGIN;\n\
-         \x20 END IF;\n\
-         \x20 IF EXISTS (SELECT FROM pg_roles WHERE rolname = {app} AND (rolsuper OR rolbypassrls)) THEN\n\
-         \x20   ALTER ROLE {app_i} NOSUPERUSER NOBYPASSRLS;\n\
-         \x20 END IF;\n\
+         {create_owner}\
+         {create_app}\
+         {app_no_bypass}\
          \x20 IF pg_has_role({app}, {owner}, 'MEMBER') THEN\n\
          \x20   RAISE EXCEPTION 'role % is a member of %: the application role must not be able to act as the table owner', {app}, {owner}\n\
          \x20     USING HINT = 'REVOKE ' || {owner} || ' FROM ' || {app};\n\
          \x20 END IF;\n\
          END\n\
          $$;\n",
-        owner_i = ident(&o.owner_role),
-        app_i = ident(&o.app_role),
+        create_owner = create_nologin_role(&o.owner_role),
+        create_app = create_nologin_role(&o.app_role),
+        app_no_bypass = strip_rls_bypass(&o.app_role),
     );
 }
 
