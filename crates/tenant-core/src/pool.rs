@@ -358,15 +358,17 @@ impl TenantPool {
                 self.pool.max_size()
             ))
         })?;
-        let signing = self.signing.as_deref();
-        let pid = conn.pid;
-        match OrgScoped::open(
-            Pooled(conn),
-            org,
-            Arc::clone(&self.tables),
-            signing.map(|k| (k, pid)),
-            self.set_local,
-        ) {
+        let open = |conn: r2d2::PooledConnection<TenantConnectionManager>| {
+            let pid = conn.pid;
+            OrgScoped::open(
+                Pooled(conn),
+                org,
+                Arc::clone(&self.tables),
+                self.signing.as_deref().map(|k| (k, pid)),
+                self.set_local,
+            )
+        };
+        match open(conn) {
             // A connection that could not open a scoped transaction (a leftover session-level
             // org, or a connection the server closed) was marked broken and is dropped on
             // return: try once more with another.
@@ -374,14 +376,7 @@ impl TenantPool {
                 let conn = self.pool.get().map_err(|e| {
                     TenantError::Pool(format!("after discarding a connection ({first}): {e}"))
                 })?;
-                let pid = conn.pid;
-                OrgScoped::open(
-                    Pooled(conn),
-                    org,
-                    Arc::clone(&self.tables),
-                    signing.map(|k| (k, pid)),
-                    self.set_local,
-                )
+                open(conn)
             }
             ok => ok,
         }
