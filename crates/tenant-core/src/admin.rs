@@ -7,7 +7,6 @@
 
 use diesel::PgConnection;
 use diesel::QueryableByName;
-use diesel::connection::Connection;
 use diesel::pg::Pg;
 use diesel::query_builder::QueryFragment;
 use diesel::query_dsl::methods::ExecuteDsl;
@@ -60,8 +59,7 @@ impl GlobalWriter {
         registry: &Registry,
         reason: &'static str,
     ) -> Result<Self, TenantError> {
-        let conn =
-            PgConnection::establish(admin_url).map_err(|e| TenantError::Connect(e.to_string()))?;
+        let conn = crate::establish(admin_url)?;
         Ok(Self {
             conn,
             tables: tables_of(registry),
@@ -114,7 +112,7 @@ impl CatalogReader {
     /// # Errors
     /// [`TenantError::Connect`] when the database cannot be reached.
     pub fn connect(url: &str, reason: &'static str) -> Result<Self, TenantError> {
-        let conn = PgConnection::establish(url).map_err(|e| TenantError::Connect(e.to_string()))?;
+        let conn = crate::establish(url)?;
         // Read-only per transaction (each load), never as a session setting: behind a
         // transaction pooler a session setting would stay on the server connection and reach
         // whoever uses it next.
@@ -243,14 +241,8 @@ impl ProbeSession {
         reason: &'static str,
         statement_timeout_ms: u32,
     ) -> Result<Self, TenantError> {
-        let mut conn =
-            PgConnection::establish(url).map_err(|e| TenantError::Connect(e.to_string()))?;
-        let pid: i32 = diesel::RunQueryDsl::get_result(
-            diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
-                "pg_backend_pid()",
-            )),
-            &mut conn,
-        )?;
+        let mut conn = crate::establish(url)?;
+        let pid = crate::backend_pid(&mut conn)?;
         let mut session = Self {
             conn,
             reason,

@@ -148,3 +148,21 @@ pub use tenant_sqlcheck::Violation;
 
 /// The session setting that carries the org id (DESIGN.md conventions).
 pub const ORG_SETTING: &str = "tenant.org_id";
+
+/// Opens one plain connection (the break-glass, admin and probe sessions; the pool's check),
+/// mapping a failure to [`TenantError::Connect`].
+pub(crate) fn establish(url: &str) -> Result<diesel::PgConnection, TenantError> {
+    <diesel::PgConnection as diesel::Connection>::establish(url)
+        .map_err(|e| TenantError::Connect(e.to_string()))
+}
+
+/// The server process behind `conn`: a signed token names it, so it is read once per
+/// connection.
+pub(crate) fn backend_pid(conn: &mut diesel::PgConnection) -> diesel::QueryResult<i32> {
+    diesel::RunQueryDsl::get_result(
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+            "pg_backend_pid()",
+        )),
+        conn,
+    )
+}

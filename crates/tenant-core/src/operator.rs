@@ -24,7 +24,7 @@
 use diesel::connection::SimpleConnection;
 use diesel::pg::Pg;
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Uuid as SqlUuid};
-use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+use diesel::{PgConnection, QueryableByName, RunQueryDsl};
 
 use crate::{OrgId, TenantError};
 
@@ -86,10 +86,6 @@ struct Entered {
     other_org: bool,
 }
 
-fn connect(url: &str) -> Result<PgConnection, TenantError> {
-    PgConnection::establish(url).map_err(|e| TenantError::Connect(e.to_string()))
-}
-
 /// Asks for access; the request is logged (granted or refused) and committed. Returns the
 /// grant id.
 ///
@@ -98,7 +94,7 @@ fn connect(url: &str) -> Result<PgConnection, TenantError> {
 /// ticket, a window that is empty, expired or too long, an unknown org); a database error
 /// when the operator role may not call the function (not a member of `tenant_operator`).
 pub fn request(url: &str, request: &AccessRequest<'_>) -> Result<i64, TenantError> {
-    let mut conn = connect(url)?;
+    let mut conn = crate::establish(url)?;
     request_on(&mut conn, request)
 }
 
@@ -149,7 +145,7 @@ impl OperatorSession {
     /// # Errors
     /// As [`request`] and [`enter`](Self::enter).
     pub fn open(url: &str, r: &AccessRequest<'_>) -> Result<Self, TenantError> {
-        let mut conn = connect(url)?;
+        let mut conn = crate::establish(url)?;
         let grant = request_on(&mut conn, r)?;
         Self::enter_on(conn, grant, r.org)
     }
@@ -160,7 +156,7 @@ impl OperatorSession {
     /// [`TenantError::AccessRefused`] when the grant is not this login's, is for another org,
     /// or has expired (each refusal logged).
     pub fn enter(url: &str, grant: i64, org: OrgId) -> Result<Self, TenantError> {
-        Self::enter_on(connect(url)?, grant, org)
+        Self::enter_on(crate::establish(url)?, grant, org)
     }
 
     fn enter_on(mut conn: PgConnection, grant: i64, org: OrgId) -> Result<Self, TenantError> {
@@ -328,7 +324,7 @@ pub fn access_log(
     org: OrgId,
     since: Option<&str>,
 ) -> Result<Vec<AccessEntry>, TenantError> {
-    let mut conn = connect(url)?;
+    let mut conn = crate::establish(url)?;
     Ok(diesel::sql_query(
         "SELECT id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS at, event, operator, ticket, reason, mode, \
                 to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS expires_at, \

@@ -159,11 +159,8 @@ impl r2d2::ManageConnection for TenantConnectionManager {
             conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
         }
         // Once per connection, so that a signed token can name its backend without a round trip.
-        let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
-            "pg_backend_pid()",
-        ))
-        .get_result(&mut conn)
-        .map_err(|e| ManagerError::Connect(e.to_string()))?;
+        let pid =
+            crate::backend_pid(&mut conn).map_err(|e| ManagerError::Connect(e.to_string()))?;
         Ok(TenantConn { conn, pid })
     }
 
