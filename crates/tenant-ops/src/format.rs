@@ -21,7 +21,6 @@
 //! in registry order: a file only goes back into a database of the same shape.
 
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 /// The `format` field.
 pub const FORMAT: &str = "tenant-safe/org-export";
@@ -63,13 +62,8 @@ pub struct Export {
     pub data: Vec<(String, Vec<Value>)>,
 }
 
-/// SHA-256 of `data`, hex.
-pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+/// SHA-256 of `data`, hex: the same digest the audit evidence uses.
+pub use tenant_schema::evidence::sha256_hex;
 
 /// The checksum of a table's rows.
 pub fn rows_digest(rows: &[Value]) -> String {
