@@ -17,6 +17,7 @@ use tenant_core::operator::{AccessRequest, OperatorSession};
 use tenant_core::{OrgId, TenantError, TenantPool};
 use tenant_lint::Registry;
 use tenant_probe::schema::TableInfo;
+use tenant_schema::pg::ident;
 
 use crate::format::{Export, Manifest, TableManifest, rows_digest, sha256_hex};
 
@@ -113,10 +114,6 @@ struct Count {
     n: i64,
 }
 
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// The tenant tables, as the catalog describes them, with the schema digest (of their
 /// columns and types, in registry order).
 fn tables(url: &str, registry: &Registry) -> Result<(Vec<TableInfo>, String), OpsError> {
@@ -138,7 +135,7 @@ fn order_by(t: &TableInfo) -> String {
         "t::text".into()
     } else {
         pk.iter()
-            .map(|c| format!("t.{}", quote(c)))
+            .map(|c| format!("t.{}", ident(c)))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -162,7 +159,7 @@ pub fn export(app_url: &str, registry: &'static Registry, org: OrgId) -> Result<
             let row: TextRow = diesel::sql_query(format!(
                 "SELECT coalesce(json_agg(t ORDER BY {}), '[]')::text AS value FROM {} t",
                 order_by(t),
-                quote(&t.name)
+                ident(&t.name)
             ))
             .get_result(raw)
             .map_err(TenantError::from)?;
@@ -223,7 +220,7 @@ pub fn restore(
                 .columns
                 .iter()
                 .filter(|c| !c.generated)
-                .map(|c| quote(&c.name))
+                .map(|c| ident(&c.name))
                 .collect();
             (t.name.as_str(), cols)
         })
@@ -235,14 +232,14 @@ pub fn restore(
         );
         let mut replaced = Vec::new();
         for (name, _) in export.data.iter().rev() {
-            let c: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {}", quote(name)))
+            let c: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {}", ident(name)))
                 .get_result(raw)
                 .map_err(TenantError::from)?;
             if c.n > 0 && !replace {
                 return Err(OpsError::Conflict { org: org.to_string(), table: name.clone(), rows: c.n });
             }
             if c.n > 0 {
-                let n = diesel::sql_query(format!("DELETE FROM {}", quote(name)))
+                let n = diesel::sql_query(format!("DELETE FROM {}", ident(name)))
                     .execute(raw)
                     .map_err(TenantError::from)?;
                 replaced.push((name.clone(), n as u64));
@@ -257,7 +254,7 @@ pub fn restore(
                 .join(", ");
             let n = diesel::sql_query(format!(
                 "INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM json_populate_recordset(NULL::{t}, $1::json)",
-                t = quote(name)
+                t = ident(name)
             ))
             .bind::<Text, _>(serde_json::to_string(rows).unwrap_or_default())
             .execute(raw)
@@ -291,7 +288,7 @@ pub fn purge(
     )?;
     let mut purged = Vec::new();
     for t in order.iter().rev() {
-        let n = s.execute(&format!("DELETE FROM {}", quote(&t.name)))?;
+        let n = s.execute(&format!("DELETE FROM {}", ident(&t.name)))?;
         purged.push((t.name.clone(), n as u64));
     }
     let receipt = Receipt {

@@ -1,15 +1,9 @@
 //! Quoting for the SQL the probe writes. The probe's statements carry literals (synthetic org
 //! ids and values it generated itself), never data read from other orgs.
 
-/// `name` as a quoted identifier.
-pub(crate) fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// `value` as a string literal.
-pub(crate) fn string(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
+/// `name` as a quoted identifier; `value` as a string literal (the migration generator's
+/// quoting: one implementation for every statement the crates write).
+pub(crate) use tenant_schema::pg::{ident, literal as string};
 
 /// `value` (text, or NULL) as a literal of SQL type `ty`.
 pub(crate) fn literal(value: Option<&str>, ty: &str) -> String {
