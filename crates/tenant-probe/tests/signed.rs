@@ -127,6 +127,7 @@ fn only_a_valid_token_gives_an_org_and_keys_rotate() {
     let db = signed_db("signed_tokens");
     let pool = pool(&db);
     let a = org_with_customer(&pool, "alice");
+    let b = org_with_customer(&pool, "bob");
     let mut conn = db.connect_as(roles::APP);
     let me = pid(&mut conn);
     let seen = |conn: &mut PgConnection, token: &str| -> i64 {
@@ -149,6 +150,17 @@ fn only_a_valid_token_gives_an_org_and_keys_rotate() {
         ("an unknown key", key("k9", &K1).token(a, me)),
         ("the wrong secret", key("k1", &K2).token(a, me)),
         ("not a token", "v1.garbage".to_owned()),
+        // Tampered after signing: B's org under A's MAC (B has a customer to show).
+        (
+            "another org under the same MAC",
+            k1.token(a, me).replace(&a.to_string(), &b.to_string()),
+        ),
+        ("a seventh part", format!("{}.x", k1.token(a, me))),
+        ("a cut MAC", {
+            let t = k1.token(a, me);
+            t[..t.len() - 1].to_owned()
+        }),
+        ("too long", format!("v1.{}", "a".repeat(300))),
         ("empty", String::new()),
     ];
     for (what, token) in &cases {
