@@ -205,11 +205,7 @@ pub fn measure() -> Result<(), String> {
             .build()
             .map_err(|e| e.to_string())?;
         let mut raw = PgConnection::establish(&app).map_err(|e| e.to_string())?;
-        let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
-            "pg_backend_pid()",
-        ))
-        .get_result(&mut raw)
-        .map_err(|e| e.to_string())?;
+        let backend = tenant_core::context::Backend::read(&mut raw).map_err(|e| e.to_string())?;
         let context_key =
             tenant_core::context::ContextKey::new("bench", &KEY).map_err(|e| e.to_string())?;
         let mut superuser = PgConnection::establish(&admin).map_err(|e| e.to_string())?;
@@ -339,7 +335,7 @@ pub fn measure() -> Result<(), String> {
                     oid(k)?,
                     &BENCH_SIGNED,
                     &context_key,
-                    pid,
+                    backend,
                 )
                 .map_err(|e| e.to_string())?;
                 let _ = s

@@ -215,6 +215,7 @@ struct ProbeRow {
 pub struct ProbeSession {
     conn: PgConnection,
     reason: &'static str,
+    /// The server process of the current transaction.
     pid: i32,
     signing: Option<crate::context::ContextKey>,
     statement_timeout_ms: u32,
@@ -241,12 +242,11 @@ impl ProbeSession {
         reason: &'static str,
         statement_timeout_ms: u32,
     ) -> Result<Self, TenantError> {
-        let mut conn = crate::establish(url)?;
-        let pid = crate::backend_pid(&mut conn)?;
+        let conn = crate::establish(url)?;
         let mut session = Self {
             conn,
             reason,
-            pid,
+            pid: 0,
             signing: None,
             statement_timeout_ms,
         };
@@ -294,6 +294,9 @@ impl ProbeSession {
             (self.statement_timeout_ms / 5).max(1)
         ))?;
         self.conn.batch_execute(PROBE_FUNCTION)?;
+        // Read inside the transaction: behind a transaction pooler, each transaction may run
+        // on another server process, and a signed token names the one it runs on.
+        self.pid = crate::backend_pid(&mut self.conn)?;
         Ok(())
     }
 

@@ -4,8 +4,15 @@
 //! key, which the application role cannot read.
 //!
 //! Token: `v1.<org>.<expiry>.<pid>.<kid>.<mac>`, `<mac>` the hex HMAC-SHA256 under the key of
-//! everything before it; bound to one backend (`<pid>`) and a short expiry. The database
-//! verifies it with the same key (`tenant_context.verified_org()`).
+//! everything before it; bound to one backend (`<pid>`, or `0` behind a transaction pooler,
+//! where the client cannot know the server process) and a short expiry. The database verifies
+//! it with the same key (`tenant_context.verified_org()`).
+//!
+//! Where the token travels: in the message that opens the transaction, placed past the part
+//! of the statement text PostgreSQL records for `pg_stat_activity`
+//! (`track_activity_query_size` bytes), so that no other session, of the same role or not,
+//! ever reads a token. (The server log does hold it when that statement fails and
+//! `log_min_error_statement` asks for it; the application role cannot read the log.)
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -121,9 +128,126 @@ impl ContextKey {
     }
 }
 
+/// The most statement text PostgreSQL may record per session (`track_activity_query_size`) for
+/// which the signed context pads its opening message past it; a server recording more is
+/// refused (lower the setting, or do not use the signed context).
+pub const MAX_RECORDED_TEXT: usize = 16 * 1024;
+
+/// What a signed token needs to know of the server connection, read once per connection
+/// ([`Backend::read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    pid: i32,
+    recorded: usize,
+}
+
+impl Backend {
+    /// Reads the backend's pid and how much statement text the server records for
+    /// `pg_stat_activity`: one round trip.
+    ///
+    /// # Errors
+    /// The database's error when the query fails.
+    pub fn read(conn: &mut diesel::PgConnection) -> Result<Self, TenantError> {
+        use diesel::RunQueryDsl;
+        let (pid, recorded): (i32, i32) = diesel::select(diesel::dsl::sql::<(
+            diesel::sql_types::Integer,
+            diesel::sql_types::Integer,
+        )>(
+            "pg_backend_pid(), (SELECT setting::int FROM pg_catalog.pg_settings WHERE name = 'track_activity_query_size')",
+        ))
+        .get_result(conn)?;
+        Ok(Self {
+            pid,
+            recorded: usize::try_from(recorded).unwrap_or(MAX_RECORDED_TEXT + 1),
+        })
+    }
+
+    /// The server process (0 when [`unbound`](Self::unbound)).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The same backend, for tokens that name none: behind a transaction pooler the next
+    /// transaction may run on another server process.
+    pub fn unbound(self) -> Self {
+        Self { pid: 0, ..self }
+    }
+
+    /// The bytes of statement text `pg_stat_activity` shows of a session.
+    pub fn recorded_text(&self) -> usize {
+        self.recorded
+    }
+
+    /// Checks that a token can be kept out of the recorded text.
+    ///
+    /// # Errors
+    /// [`UnsafeConfig::RecordedTextTooLarge`](crate::UnsafeConfig::RecordedTextTooLarge) when
+    /// the server records more than [`MAX_RECORDED_TEXT`].
+    pub fn check_recorded_text(&self) -> Result<(), TenantError> {
+        if self.recorded > MAX_RECORDED_TEXT {
+            return Err(crate::UnsafeConfig::RecordedTextTooLarge {
+                bytes: self.recorded,
+                max: MAX_RECORDED_TEXT,
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// `head`, then a comment long enough that `tail` starts past the first `recorded` bytes of
+/// the message (the part `pg_stat_activity` shows), then `tail`.
+pub(crate) fn past_recorded_text(head: &str, tail: &str, recorded: usize) -> String {
+    let pad = recorded.saturating_sub(head.len() + 4);
+    let mut out = String::with_capacity(head.len() + pad + 4 + tail.len());
+    out.push_str(head);
+    out.push_str("/*");
+    out.extend(std::iter::repeat_n(' ', pad));
+    out.push_str("*/");
+    out.push_str(tail);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tail_starts_past_the_recorded_text() {
+        for recorded in [0, 10, 100, 1024, 1025, 16 * 1024] {
+            let head = "BEGIN; SELECT 1, ";
+            let message = past_recorded_text(head, "'secret'", recorded);
+            let at = message.find("'secret'").unwrap();
+            assert!(at >= recorded, "{recorded}: at {at}");
+            assert!(
+                at <= recorded.max(head.len() + 4),
+                "{recorded}: no more padding than needed"
+            );
+            assert!(message.starts_with(head) && message.ends_with("'secret'"));
+        }
+    }
+
+    #[test]
+    fn a_server_recording_more_than_the_maximum_is_refused_by_name() {
+        let ok = Backend {
+            pid: 7,
+            recorded: 1024,
+        };
+        assert!(ok.check_recorded_text().is_ok());
+        assert_eq!(
+            (ok.unbound().pid(), ok.unbound().recorded_text()),
+            (0, 1024)
+        );
+        let big = Backend {
+            pid: 7,
+            recorded: MAX_RECORDED_TEXT + 1,
+        };
+        let message = big.check_recorded_text().unwrap_err().to_string();
+        assert!(
+            message.contains("track_activity_query_size") && message.contains("16385 bytes"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn the_mac_is_hmac_sha256() {

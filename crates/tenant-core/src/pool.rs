@@ -75,6 +75,20 @@ pub enum UnsafeConfig {
         /// TRUNCATE, REFERENCES or TRIGGER.
         privilege: &'static str,
     },
+    /// The server records so much statement text for `pg_stat_activity` that the signed
+    /// context cannot keep its token out of it at a reasonable cost.
+    #[error(
+        "the server records {bytes} bytes of each statement for pg_stat_activity \
+         (track_activity_query_size), where other sessions of the role can read them; the signed \
+         context keeps its token past that text, which costs too much above {max} bytes: set \
+         track_activity_query_size to {max} or less (it takes a restart)"
+    )]
+    RecordedTextTooLarge {
+        /// `track_activity_query_size` in bytes.
+        bytes: usize,
+        /// [`MAX_RECORDED_TEXT`](crate::context::MAX_RECORDED_TEXT).
+        max: usize,
+    },
     /// A registered tenant table does not exist in the database.
     #[error(
         "tenant table `{table}` is in the registry but not in the database: run the migrations, \
@@ -135,13 +149,13 @@ pub enum ManagerError {
 /// A pooled connection and the backend serving it (which the signed context's tokens name).
 pub struct TenantConn {
     pub(crate) conn: PgConnection,
-    pub(crate) pid: i32,
+    pub(crate) backend: crate::context::Backend,
 }
 
 impl std::fmt::Debug for TenantConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantConn")
-            .field("pid", &self.pid)
+            .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
 }
@@ -159,9 +173,9 @@ impl r2d2::ManageConnection for TenantConnectionManager {
             conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
         }
         // Once per connection, so that a signed token can name its backend without a round trip.
-        let pid =
-            crate::backend_pid(&mut conn).map_err(|e| ManagerError::Connect(e.to_string()))?;
-        Ok(TenantConn { conn, pid })
+        let backend = crate::context::Backend::read(&mut conn)
+            .map_err(|e| ManagerError::Connect(e.to_string()))?;
+        Ok(TenantConn { conn, backend })
     }
 
     fn is_valid(&self, conn: &mut TenantConn) -> Result<(), ManagerError> {
@@ -197,9 +211,22 @@ pub struct TenantPoolBuilder {
     signing: Option<ContextKey>,
     statement_cache: bool,
     set_local: bool,
+    transaction_pooler: bool,
 }
 
 impl TenantPoolBuilder {
+    /// The pool reaches PostgreSQL through a pooler in transaction mode (PgBouncer
+    /// `pool_mode = transaction`), where consecutive transactions of one client connection may
+    /// run on different server connections. Turns off diesel's prepared-statement cache (see
+    /// [`prepared_statement_cache`](Self::prepared_statement_cache)), and signed tokens name no
+    /// backend (the client cannot know which server process runs its transaction); they stay
+    /// out of the text other sessions can read, as always.
+    pub fn transaction_pooler(mut self) -> Self {
+        self.transaction_pooler = true;
+        self.statement_cache = false;
+        self
+    }
+
     /// Sets the org with `SET LOCAL tenant.org_id = '<org>'` instead of `set_config`: the form
     /// Citus propagates to its workers. Same guarantees otherwise (transaction-local, one
     /// message with BEGIN, a leftover org refused); not combined with the signed context.
@@ -259,6 +286,9 @@ impl TenantPoolBuilder {
         let mut conn = r2d2::ManageConnection::connect(&manager)
             .map_err(|e| TenantError::Connect(e.to_string()))?;
         check_role_and_schema(&mut conn.conn, self.registry)?;
+        if self.signing.is_some() {
+            conn.backend.check_recorded_text()?;
+        }
         drop(conn);
         let pool = r2d2::Pool::builder()
             .max_size(self.max_size)
@@ -291,6 +321,7 @@ impl TenantPoolBuilder {
             connection_timeout: self.connection_timeout,
             signing: self.signing.map(Arc::new),
             set_local: self.set_local,
+            transaction_pooler: self.transaction_pooler,
         })
     }
 }
@@ -318,6 +349,7 @@ pub struct TenantPool {
     connection_timeout: Duration,
     signing: Option<Arc<ContextKey>>,
     set_local: bool,
+    transaction_pooler: bool,
 }
 
 impl TenantPool {
@@ -336,6 +368,7 @@ impl TenantPool {
             signing: None,
             statement_cache: true,
             set_local: false,
+            transaction_pooler: false,
         }
     }
 
@@ -356,12 +389,16 @@ impl TenantPool {
             ))
         })?;
         let open = |conn: r2d2::PooledConnection<TenantConnectionManager>| {
-            let pid = conn.pid;
+            let backend = if self.transaction_pooler {
+                conn.backend.unbound()
+            } else {
+                conn.backend
+            };
             OrgScoped::open(
                 Pooled(conn),
                 org,
                 Arc::clone(&self.tables),
-                self.signing.as_deref().map(|k| (k, pid)),
+                self.signing.as_deref().map(|k| (k, backend)),
                 self.set_local,
             )
         };

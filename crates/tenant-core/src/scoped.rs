@@ -119,23 +119,25 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
     }
 
     /// [`begin`](Self::begin) with the signed org context (the hardened mode): the org is
-    /// set as a token signed with `key` for backend `backend_pid` (this connection's
-    /// `pg_backend_pid()`, read once per connection), which the database verifies.
+    /// set as a token signed with `key` for `backend` (this connection's, read once with
+    /// [`Backend::read`](crate::context::Backend::read)), which the database verifies.
     ///
     /// # Errors
-    /// As [`begin`](Self::begin).
+    /// As [`begin`](Self::begin), and
+    /// [`UnsafeConfig::RecordedTextTooLarge`](crate::UnsafeConfig::RecordedTextTooLarge).
     pub fn begin_signed(
         conn: &'c mut PgConnection,
         org: OrgId,
         registry: &Registry,
         key: &crate::context::ContextKey,
-        backend_pid: i32,
+        backend: crate::context::Backend,
     ) -> Result<Self, TenantError> {
+        backend.check_recorded_text()?;
         Self::open(
             conn,
             org,
             Arc::new(tables_of(registry)),
-            Some((key, backend_pid)),
+            Some((key, backend)),
             false,
         )
     }
@@ -146,7 +148,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
         mut conn: C,
         org: OrgId,
         tables: Arc<Tables>,
-        signing: Option<(&crate::context::ContextKey, i32)>,
+        signing: Option<(&crate::context::ContextKey, crate::context::Backend)>,
         set_local: bool,
     ) -> Result<Self, TenantError> {
         // One simple-query message: BEGIN and the transaction-local setting travel together.
@@ -156,29 +158,39 @@ impl<C: ScopedConnection> OrgScoped<C> {
         // value with a note fails, so no statement ever runs on such a connection, and no
         // separate check at checkout is needed.
         // With the signed context, the token travels in the same message (its characters are
-        // [0-9a-zA-Z_.-]: nothing to inject).
-        let token = signing.map_or_else(String::new, |(key, pid)| {
-            format!(
-                ", set_config('{}', '{}', true)",
-                crate::context::TOKEN_SETTING,
-                key.token(org, pid)
-            )
-        });
-        let sql = if set_local {
-            // The SET LOCAL form (Citus propagates SET LOCAL to its workers, not set_config):
-            // the leftover check first, then the literal.
-            format!(
-                "BEGIN; SELECT CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' THEN NULL \
-                 ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid END; \
-                 SET LOCAL {ORG_SETTING} = '{}'",
-                org.sql_literal()
-            )
-        } else {
-            format!(
-                "BEGIN; SELECT set_config('{ORG_SETTING}', CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' \
-                 THEN '{}' ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid::text END, true){token}",
-                org.sql_literal()
-            )
+        // [0-9a-zA-Z_.-]: nothing to inject), past the statement text PostgreSQL records for
+        // pg_stat_activity, where other sessions of the role could read it; a token left at
+        // session level is refused like a leftover org (without its value in the error; the
+        // `left(.., 0)` keeps the planner from folding the failing cast ahead of time).
+        let org_id = format!(
+            "BEGIN; SELECT set_config('{ORG_SETTING}', CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' \
+             THEN '{}' ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid::text END, true)",
+            org.sql_literal()
+        );
+        let sql = match signing {
+            _ if set_local => {
+                // The SET LOCAL form (Citus propagates SET LOCAL to its workers, not
+                // set_config): the leftover check first, then the literal.
+                format!(
+                    "BEGIN; SELECT CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' THEN NULL \
+                     ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid END; \
+                     SET LOCAL {ORG_SETTING} = '{}'",
+                    org.sql_literal()
+                )
+            }
+            None => org_id,
+            Some((key, backend)) => {
+                let setting = crate::context::TOKEN_SETTING;
+                crate::context::past_recorded_text(
+                    &format!("{org_id}, "),
+                    &format!(
+                        "set_config('{setting}', CASE WHEN coalesce(current_setting('{setting}', true), '') = '' \
+                         THEN '{}' ELSE (left(current_setting('{setting}', true), 0) || '{setting} {LEFTOVER}')::uuid::text END, true)",
+                        key.token(org, backend.pid())
+                    ),
+                    backend.recorded_text(),
+                )
+            }
         };
         if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn.pg(), &sql) {
             // The server may be inside an aborted transaction block, or the connection dead:

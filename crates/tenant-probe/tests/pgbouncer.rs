@@ -1,10 +1,12 @@
 //! Through PgBouncer in transaction mode (`cargo xtask test` starts it and sets
 //! `TENANT_PGBOUNCER_URL`): many clients share four server connections; no org context ever
 //! crosses between them, scoped transactions work with the prepared-statement cache off, and
-//! the probe finds no leak.
+//! the probe finds no leak; the same in the signed mode, with tokens that name no backend.
 
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
 
 use std::sync::Arc;
 
@@ -33,7 +35,24 @@ fn pool(db: &TestDb, size: u32) -> TenantPool {
 fn sixteen_clients_through_four_server_connections_cross_no_row() {
     let db = TestDb::new("bouncer_clients");
     two_companies::migrate(&db.admin_url()).unwrap();
-    let pool = Arc::new(pool(&db, 16));
+    sixteen_clients(&db, pool(&db, 16));
+}
+
+#[test]
+fn sixteen_signed_clients_through_four_server_connections_cross_no_row() {
+    let db = common::signed_db("bouncer_signed");
+    let pool = TenantPool::builder(through_bouncer(&db), &two_companies::REGISTRY)
+        .max_size(16)
+        .transaction_pooler()
+        .signed_context(common::key("k1", &common::K1))
+        .build()
+        .unwrap();
+    sixteen_clients(&db, pool);
+}
+
+/// 16 threads, 60 transactions each over 8 orgs, each inserting and reading its org's rows.
+fn sixteen_clients(db: &TestDb, pool: TenantPool) {
+    let pool = Arc::new(pool);
     let orgs: Vec<OrgId> = (0..8).map(|_| OrgId::new_random()).collect();
     for (i, &org) in orgs.iter().enumerate() {
         pool.with_org(org, |s| {
@@ -101,5 +120,23 @@ fn the_probe_finds_no_leak_through_pgbouncer() {
     let report = tenant_probe::run(&options).unwrap();
     let s = report.summary();
     assert_eq!((s.leak, s.not_run), (0, 0), "{}", report.markdown());
+    assert!(s.pass > 150, "{}", report.summary_line());
+}
+
+#[test]
+fn the_probe_finds_no_hop_and_no_leak_through_pgbouncer_in_the_signed_mode() {
+    let db = common::signed_db("bouncer_signed_probe");
+    let url = through_bouncer(&db);
+    let mut options = tenant_probe::ProbeOptions::new(&url, &two_companies::REGISTRY);
+    options.progress = false;
+    options.signing = Some(common::key("k1", &common::K1));
+    let report = tenant_probe::run(&options).unwrap();
+    let s = report.summary();
+    assert_eq!(
+        (s.leak, s.finding, s.not_run),
+        (0, 0, 0),
+        "{}",
+        report.markdown()
+    );
     assert!(s.pass > 150, "{}", report.summary_line());
 }

@@ -11,39 +11,14 @@ mod common;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer};
-use tenant_core::context::ContextKey;
+use tenant_core::context::Backend;
 use tenant_core::operator::{AccessRequest, OperatorSession};
 use tenant_core::{OrgId, TenantError, TenantPool};
 use tenant_probe::{ProbeOptions, Verdict};
 use tenant_testkit::{TestDb, roles, try_sql};
 use two_companies::schema::{customers, orgs};
 
-const K1: [u8; 32] = [0x42; 32];
-const K2: [u8; 32] = [0x17; 32];
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The story's schema with the policies generated in the signed mode, and key k1.
-fn signed_db(hint: &str) -> TestDb {
-    let options = tenant_schema::RlsOptions {
-        context: tenant_schema::ContextMode::Signed,
-        ..tenant_schema::RlsOptions::default()
-    };
-    let db = common::story_with(hint, &options);
-    db.admin()
-        .batch_execute(&format!(
-            "SELECT tenant_context.add_key('k1', '\\x{}')",
-            hex(&K1)
-        ))
-        .unwrap();
-    db
-}
-
-fn key(kid: &str, bytes: &[u8]) -> ContextKey {
-    ContextKey::new(kid, bytes).unwrap()
-}
+use common::{K1, K2, hex, key, signed_db};
 
 fn pool(db: &TestDb) -> TenantPool {
     TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
@@ -141,6 +116,11 @@ fn only_a_valid_token_gives_an_org_and_keys_rotate() {
     };
     let k1 = key("k1", &K1);
     assert_eq!(seen(&mut conn, &k1.token(a, me)), 1, "a valid token");
+    assert_eq!(
+        seen(&mut conn, &k1.token(a, 0)),
+        1,
+        "a valid token for any backend (behind a transaction pooler)"
+    );
     let expired = key("k1", &K1)
         .with_ttl(std::time::Duration::ZERO)
         .token(a, me);
@@ -290,4 +270,104 @@ fn a_signing_pool_refuses_a_database_without_the_verifier() {
         matches!(&err, TenantError::ContextKey(m) if m.contains("ContextMode::Signed")),
         "{err}"
     );
+}
+
+#[test]
+fn a_token_never_shows_in_the_statement_text_other_sessions_read() {
+    let db = signed_db("signed_hidden");
+    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+        .max_size(1)
+        .signed_context(key("k1", &K1))
+        .build()
+        .unwrap();
+    let a = org_with_customer(&pool, "alice");
+    let server = pool
+        .with_org(a, |s| {
+            Ok::<_, TenantError>(pid(s.raw_connection_unchecked("test: the backend's pid")))
+        })
+        .unwrap();
+    // The same (only) connection, idle in the transaction its opening message began.
+    let mut held = pool.begin(a).unwrap();
+    let mut observer = db.connect_as(roles::APP);
+    #[derive(QueryableByName)]
+    struct Activity {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        state: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        query: String,
+    }
+    let seen: Activity = diesel::sql_query(format!(
+        "SELECT state, query FROM pg_stat_activity WHERE pid = {server}"
+    ))
+    .get_result(&mut observer)
+    .unwrap();
+    assert_eq!(seen.state, "idle in transaction");
+    assert!(
+        seen.query
+            .starts_with("BEGIN; SELECT set_config('tenant.org_id', CASE"),
+        "{}",
+        seen.query
+    );
+    assert!(
+        !seen.query.contains("v1.") && !seen.query.contains("org_token"),
+        "the token is past the recorded text: {}",
+        seen.query
+    );
+    // And it was set: the transaction sees its org.
+    let n: i64 = held
+        .get_result(held.query(customers::table).count())
+        .unwrap();
+    assert_eq!(n, 1);
+    held.commit().unwrap();
+}
+
+#[test]
+fn a_token_left_at_session_level_is_refused_at_the_next_begin() {
+    let db = signed_db("signed_leftover");
+    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+        .max_size(1)
+        .signed_context(key("k1", &K1))
+        .build()
+        .unwrap();
+    let a = org_with_customer(&pool, "alice");
+    let leave = |pool: &TenantPool| -> i32 {
+        pool.with_org(a, |s| {
+            let raw = s.raw_connection_unchecked("test: a token left at session level");
+            let token = key("k1", &K1).token(a, pid(raw));
+            raw.batch_execute(&format!(
+                "SELECT set_config('tenant.org_token', '{token}', false)"
+            ))
+            .unwrap();
+            Ok::<_, TenantError>(pid(raw))
+        })
+        .unwrap()
+    };
+    let first = leave(&pool);
+    // The pool's next begin refuses that connection and opens another.
+    let second = pool
+        .with_org(a, |s| {
+            Ok::<_, TenantError>(pid(s.raw_connection_unchecked("test: which backend")))
+        })
+        .unwrap();
+    assert_ne!(
+        first, second,
+        "the connection with the leftover token was discarded"
+    );
+    // On a connection of one's own, the refusal itself.
+    let mut conn = db.connect_as(roles::APP);
+    let backend = Backend::read(&mut conn).unwrap();
+    conn.batch_execute(&format!(
+        "SELECT set_config('tenant.org_token', '{}', false)",
+        key("k1", &K1).token(a, backend.pid())
+    ))
+    .unwrap();
+    let err = tenant_core::OrgScoped::begin_signed(
+        &mut conn,
+        a,
+        &two_companies::REGISTRY,
+        &key("k1", &K1),
+        backend,
+    )
+    .unwrap_err();
+    assert!(matches!(err, TenantError::SessionContextLeft), "{err}");
 }

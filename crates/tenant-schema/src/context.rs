@@ -4,8 +4,9 @@
 //!
 //! Token (the setting `tenant.org_token`, transaction-local): `v1.<org>.<expiry>.<pid>.<kid>.<mac>`
 //! where `<expiry>` is a Unix time in seconds, `<pid>` the backend the token is for (a token
-//! read from another session, say from `pg_stat_activity`, is worthless elsewhere), `<kid>` the
-//! key id, and `<mac>` the hex HMAC-SHA256, under that key, of everything before it. HMAC is
+//! that got out is worthless in another session), or `0` for any backend (behind a transaction
+//! pooler the client cannot know the server process; tenant-core keeps every token out of the
+//! statement text `pg_stat_activity` shows, bound or not), `<kid>` the key id, and `<mac>` the hex HMAC-SHA256, under that key, of everything before it. HMAC is
 //! computed with PostgreSQL's built-in `sha256()` over the key's precomputed inner and outer
 //! pads (RFC 2104), so no extension is needed.
 //!
@@ -110,7 +111,8 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          \x20 END IF;\n\
          \x20 p := string_to_array(t, '.');\n\
          \x20 IF array_length(p, 1) IS DISTINCT FROM 6 OR p[1] IS DISTINCT FROM 'v1'\n\
-         \x20    OR p[4] IS DISTINCT FROM pg_backend_pid()::text OR length(p[6]) IS DISTINCT FROM 64 THEN\n\
+         \x20    OR (p[4] IS DISTINCT FROM '0' AND p[4] IS DISTINCT FROM pg_backend_pid()::text)\n\
+         \x20    OR length(p[6]) IS DISTINCT FROM 64 THEN\n\
          \x20   RETURN NULL;\n\
          \x20 END IF;\n\
          \x20 SELECT ipad, opad INTO k FROM {s}.keys\n\

@@ -20,3 +20,34 @@ pub fn story_with(hint: &str, options: &tenant_schema::RlsOptions) -> TestDb {
         .unwrap();
     db
 }
+
+/// The key the signed-mode databases hold as `k1`.
+pub const K1: [u8; 32] = [0x42; 32];
+/// A second key (rotation, wrong secrets).
+pub const K2: [u8; 32] = [0x17; 32];
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The story's schema with the policies generated in the signed mode, and key k1.
+pub fn signed_db(hint: &str) -> TestDb {
+    let options = tenant_schema::RlsOptions {
+        context: tenant_schema::ContextMode::Signed,
+        ..tenant_schema::RlsOptions::default()
+    };
+    let db = story_with(hint, &options);
+    db.admin()
+        .batch_execute(&format!(
+            "SELECT tenant_context.add_key('k1', '\\x{}')",
+            hex(&K1)
+        ))
+        .unwrap();
+    db
+}
+
+/// Context key `kid` with secret `bytes`.
+pub fn key(kid: &str, bytes: &[u8]) -> tenant_core::context::ContextKey {
+    tenant_core::context::ContextKey::new(kid, bytes).unwrap()
+}
