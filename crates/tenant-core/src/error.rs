@@ -79,9 +79,50 @@ pub enum TenantError {
     /// Break-glass access was refused (the refusal is in the access log).
     #[error("access refused: {0}")]
     AccessRefused(String),
+    /// The connection to the server was lost inside a scoped transaction, before its COMMIT
+    /// was sent: the server rolls such a transaction back, so nothing of it stays.
+    #[error(
+        "the connection to the server was lost inside a scoped transaction (a server restart, \
+         pg_terminate_backend, or idle_in_transaction_session_timeout); nothing in the \
+         transaction was committed and the pool drops the connection: retry the whole unit of \
+         work"
+    )]
+    ConnectionLost,
+    /// The connection was lost while the COMMIT was in flight: the transaction may or may not
+    /// have been committed.
+    #[error(
+        "the connection to the server was lost while the transaction was committing: it may or \
+         may not have been committed; check for its effects before doing it again"
+    )]
+    CommitOutcomeUnknown,
+    /// The server cancelled a statement for one of its timeouts; the transaction was rolled
+    /// back. (`idle_in_transaction_session_timeout` closes the connection instead: the client
+    /// sees [`ConnectionLost`](Self::ConnectionLost).)
+    #[error(transparent)]
+    Timeout(#[from] Timeout),
     /// Any other database error, reduced to its class.
     #[error(transparent)]
     Database(#[from] DbError),
+}
+
+/// Which server timeout ended the work ([`TenantError::Timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Timeout {
+    /// `statement_timeout` (SQLSTATE 57014): the statement was cancelled, the transaction
+    /// rolled back; the connection is fine.
+    #[error(
+        "a statement ran longer than statement_timeout and was cancelled; the transaction was \
+         rolled back: make the query cheaper (an index, a narrower filter) or raise \
+         statement_timeout for this role"
+    )]
+    Statement,
+    /// `lock_timeout` (SQLSTATE 55P03): a lock was not granted in time; the transaction was
+    /// rolled back, and retrying later may succeed.
+    #[error(
+        "a statement waited longer than lock_timeout for a lock and was cancelled; the \
+         transaction was rolled back: retry later, or find what holds the lock"
+    )]
+    Lock,
 }
 
 /// A database error stripped of anything that may carry row data or bound values.
@@ -118,6 +159,15 @@ impl From<DieselError> for TenantError {
                 if message.starts_with("current transaction is aborted") {
                     return TenantError::TransactionAborted;
                 }
+                if let Some(timeout) = timeout_of(message) {
+                    return TenantError::Timeout(timeout);
+                }
+                if matches!(kind, DatabaseErrorKind::ClosedConnection)
+                    || message.starts_with("server closed the connection unexpectedly")
+                    || message.starts_with("terminating connection due to administrator command")
+                {
+                    return TenantError::ConnectionLost;
+                }
                 TenantError::Database(DbError {
                     kind: kind_name(&kind),
                     message: redact(message),
@@ -142,12 +192,16 @@ impl From<DieselError> for TenantError {
 }
 
 impl TenantError {
-    /// Whether retrying the whole transaction may succeed: a serialization failure (40001) or
-    /// a deadlock (40P01), where PostgreSQL rolled the transaction back and nothing of it
-    /// stayed. Nothing else is retryable: a refusal, a constraint violation or a lost
-    /// connection mid-commit may not be repeated blindly.
+    /// Whether retrying the whole transaction may succeed: a serialization failure (40001), a
+    /// deadlock (40P01), or a connection lost before COMMIT was sent
+    /// ([`ConnectionLost`](Self::ConnectionLost)), where the transaction was rolled back and
+    /// nothing of it stayed. Nothing else is retryable: a refusal, a constraint violation, a
+    /// timeout or a connection lost mid-commit ([`CommitOutcomeUnknown`](Self::CommitOutcomeUnknown))
+    /// may not be repeated blindly.
     pub fn is_retryable(&self) -> bool {
         match self {
+            // Lost before COMMIT was sent: the server rolled the transaction back.
+            TenantError::ConnectionLost => true,
             TenantError::Database(DbError { kind, message, .. }) => {
                 *kind == "serialization failure" || message.starts_with("deadlock detected")
             }
@@ -164,6 +218,17 @@ impl TenantError {
                 ..
             })
         )
+    }
+}
+
+/// The timeout a server message reports (the messages are PostgreSQL's, `lc_messages` C).
+fn timeout_of(message: &str) -> Option<Timeout> {
+    if message.starts_with("canceling statement due to statement timeout") {
+        Some(Timeout::Statement)
+    } else if message.starts_with("canceling statement due to lock timeout") {
+        Some(Timeout::Lock)
+    } else {
+        None
     }
 }
 

@@ -44,7 +44,7 @@ pub use dsl::{
     ScopedInsert, ScopedInsertMany, ScopedQuery, ScopedSelect, ScopedSource, ScopedUpdate,
     ScopedUpdateSource, ScopedWrite,
 };
-pub use error::{DbError, TenantError};
+pub use error::{DbError, TenantError, Timeout};
 pub use org_id::{OrgId, OrgIdError};
 pub use pool::{
     ManagerError, TenantConnectionManager, TenantPool, TenantPoolBuilder, UnsafeConfig,

@@ -228,8 +228,12 @@ impl<C: ScopedConnection> OrgScoped<C> {
         match self.state {
             TxState::Open => {
                 self.state = TxState::Finished;
-                AnsiTransactionManager::commit_transaction(self.conn.pg())?;
-                Ok(())
+                AnsiTransactionManager::commit_transaction(self.conn.pg()).map_err(|e| {
+                    match TenantError::from(e) {
+                        TenantError::ConnectionLost => TenantError::CommitOutcomeUnknown,
+                        other => other,
+                    }
+                })
             }
             TxState::Aborted | TxState::Finished => {
                 self.finish_rollback();

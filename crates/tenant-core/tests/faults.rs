@@ -1,6 +1,8 @@
-//! Faults on the real server: a backend killed in the middle of a scoped transaction, a pool
-//! with no connection left, and a panic on one thread while others work. In each, the caller
-//! gets a clear error, nothing half-done stays, and the pool goes on with clean connections.
+//! Faults on the real server: a backend killed in the middle of a scoped transaction or during
+//! its COMMIT, a pool with no connection left, a panic on one thread while others work, a
+//! deadlock, and the server's statement, lock and idle-in-transaction timeouts. In each, the
+//! caller gets a clear error, nothing half-done stays, and the pool goes on with clean
+//! connections.
 
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -42,8 +44,8 @@ fn a_backend_killed_mid_transaction_loses_its_writes_and_the_pool_goes_on() {
     });
     let err = result.unwrap_err();
     assert!(
-        matches!(&err, TenantError::Database(_)),
-        "a database error, not a panic or a silent success: {err:?}"
+        matches!(&err, TenantError::ConnectionLost),
+        "the lost connection, not a panic or a silent success: {err:?}"
     );
     // The insert was never committed, and the next checkout is a new, clean connection.
     assert_eq!(customer_count(&pool, a), 1);
@@ -204,4 +206,199 @@ fn a_deadlock_between_two_writers_is_retried_and_both_commit() {
         .unwrap_err();
     assert!(!err.is_retryable(), "{err}");
     assert_eq!(tried, 1);
+}
+
+/// The connection's own setting `name`, read in a scoped transaction.
+fn setting_in_next_transaction(pool: &TenantPool, org: OrgId, name: &str) -> (i32, String) {
+    pool.with_org(org, |s| {
+        let raw = s.raw_connection_unchecked("test: read a server setting");
+        let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+            "pg_backend_pid()",
+        ))
+        .get_result(raw)?;
+        let value: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(&format!(
+            "current_setting('{name}')"
+        )))
+        .get_result(raw)?;
+        Ok::<_, TenantError>((pid, value))
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_statement_timeout_rolls_back_and_the_connection_serves_the_next_transaction() {
+    let (_db, pool) = setup("fault_statement_timeout", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let (pid_before, _) = setting_in_next_transaction(&pool, a, "statement_timeout");
+    let err = pool
+        .with_org(a, |s| {
+            s.raw_connection_unchecked("test: a per-transaction timeout")
+                .batch_execute("SET LOCAL statement_timeout = '100ms'")?;
+            s.execute(s.insert(
+                customers::table,
+                (
+                    customers::name.eq("carol"),
+                    customers::email.eq("carol@example.com"),
+                ),
+            ))?;
+            // A statement that would run for a minute.
+            s.get_result::<String, _>(
+                s.read_global(two_companies::schema::currencies::table)
+                    .select(diesel::dsl::sql::<diesel::sql_types::Text>(
+                        "pg_sleep(60)::text",
+                    ))
+                    .limit(1),
+            )
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, TenantError::Timeout(tenant_core::Timeout::Statement)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("statement_timeout"), "{err}");
+    // Rolled back; the same connection serves on, and the timeout ended with its transaction.
+    assert_eq!(customer_count(&pool, a), 1);
+    let (pid_after, timeout) = setting_in_next_transaction(&pool, a, "statement_timeout");
+    assert_eq!(
+        (pid_after, timeout.as_str()),
+        (pid_before, "0"),
+        "same backend, no timeout left"
+    );
+}
+
+#[test]
+fn an_idle_in_transaction_timeout_loses_the_writes_and_the_pool_replaces_the_connection() {
+    let (db, pool) = setup("fault_idle_timeout", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let err = pool
+        .with_org(a, |s| {
+            s.raw_connection_unchecked("test: a per-transaction idle timeout")
+                .batch_execute("SET LOCAL idle_in_transaction_session_timeout = '100ms'")?;
+            s.execute(s.insert(
+                customers::table,
+                (
+                    customers::name.eq("carol"),
+                    customers::email.eq("carol@example.com"),
+                ),
+            ))?;
+            let pid = backend_pid(s);
+            // The caller holds the transaction open, idle, until the server has ended it.
+            let mut admin = db.admin();
+            let gone = (0..500).any(|_| {
+                let alive: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                    &format!("(SELECT count(*) FROM pg_stat_activity WHERE pid = {pid})"),
+                ))
+                .get_result(&mut admin)
+                .unwrap();
+                if alive == 1 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                alive == 0
+            });
+            assert!(gone, "the server ended the idle transaction's backend");
+            s.get_result::<i64, _>(s.query(customers::table).count())
+        })
+        .unwrap_err();
+    // libpq reports the closed connection (the server's FATAL message arrived while the client
+    // was idle); the error names the idle timeout among the causes.
+    assert!(matches!(err, TenantError::ConnectionLost), "{err:?}");
+    assert!(err.is_retryable());
+    assert!(
+        err.to_string()
+            .contains("idle_in_transaction_session_timeout"),
+        "{err}"
+    );
+    // Nothing committed; the next checkout is a new connection with this transaction's org.
+    assert_eq!(customer_count(&pool, a), 1);
+    let (_, org) = setting_in_next_transaction(&pool, a, "tenant.org_id");
+    assert_eq!(org, a.to_string());
+}
+
+#[test]
+fn a_lock_timeout_is_named_and_rolls_back() {
+    let (_db, pool) = setup("fault_lock_timeout", 2);
+    let (a, alice) = org_with_customer(&pool, "A", "alice");
+    let rename = |s: &mut tenant_core::OrgScoped<tenant_core::Pooled>, name: &str| {
+        s.execute(
+            s.update(customers::table)
+                .filter(customers::id.eq(alice))
+                .set(customers::name.eq(name)),
+        )
+    };
+    // One transaction holds the row lock while another wants it.
+    let mut holder = pool.begin(a).unwrap();
+    assert_eq!(rename(&mut holder, "held").unwrap(), 1);
+    let err = pool
+        .with_org(a, |s| {
+            s.raw_connection_unchecked("test: a per-transaction lock timeout")
+                .batch_execute("SET LOCAL lock_timeout = '100ms'")?;
+            rename(s, "waiting")
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, TenantError::Timeout(tenant_core::Timeout::Lock)),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable(), "a timeout is the caller's decision");
+    holder.commit().unwrap();
+    let name: String = pool
+        .with_org(a, |s| {
+            s.get_result(s.query(customers::table).select(customers::name))
+        })
+        .unwrap();
+    assert_eq!(name, "held");
+}
+
+#[test]
+fn a_connection_lost_during_commit_says_the_outcome_is_unknown() {
+    let (db, pool) = setup("fault_commit_lost", 2);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    // A deferred trigger makes COMMIT itself take long enough to be interrupted.
+    db.admin()
+        .batch_execute(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$;
+             CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON customers \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();",
+        )
+        .unwrap();
+    let writer = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            pool.with_org(a, |s| {
+                s.execute(s.insert(
+                    customers::table,
+                    (customers::name.eq("carol"), customers::email.eq("carol@x")),
+                ))
+            })
+        })
+    };
+    // Wait (bounded) until the COMMIT is running, then end that backend.
+    let mut admin = db.admin();
+    let sql = format!(
+        "SELECT coalesce(max(pid), 0) FROM pg_stat_activity WHERE datname = '{}' \
+         AND state = 'active' AND query = 'COMMIT'",
+        db.name()
+    );
+    let pid = (0..500)
+        .find_map(|_| {
+            let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                &format!("({sql})"),
+            ))
+            .get_result(&mut admin)
+            .unwrap();
+            if pid == 0 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (pid != 0).then_some(pid)
+        })
+        .expect("the COMMIT started");
+    admin
+        .batch_execute(&format!("SELECT pg_terminate_backend({pid})"))
+        .unwrap();
+    let err = writer.join().unwrap().unwrap_err();
+    assert!(matches!(err, TenantError::CommitOutcomeUnknown), "{err:?}");
+    assert!(!err.is_retryable());
+    // Here it was not committed (the backend died before finishing): nothing half-applied.
+    assert_eq!(customer_count(&pool, a), 1);
 }
