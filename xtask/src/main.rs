@@ -17,7 +17,7 @@ mod bouncer;
 mod compile_bench;
 mod lint;
 mod ops;
-mod pg;
+use tenant_testkit::cluster as pg;
 mod probe;
 
 use std::path::{Path, PathBuf};

@@ -402,18 +402,28 @@ impl TenantPool {
                 self.set_local,
             )
         };
-        match open(conn) {
-            // A connection that could not open a scoped transaction (a leftover session-level
-            // org, or a connection the server closed) was marked broken and is dropped on
-            // return: try once more with another.
-            Err(first) => {
-                let conn = self.pool.get().map_err(|e| {
-                    TenantError::Pool(format!("after discarding a connection ({first}): {e}"))
-                })?;
-                open(conn)
+        // A connection that could not open a scoped transaction because the server closed it
+        // (a restart: every idle connection of the pool is dead at once) or it carries a
+        // leftover session-level org was marked broken and is dropped on return: try another,
+        // up to the pool's size plus one, so that the last try is a new connection. Nothing
+        // ran on the discarded ones.
+        let mut outcome = open(conn);
+        for _ in 0..self.pool.max_size() {
+            match outcome {
+                Err(
+                    discarded @ (TenantError::ConnectionLost | TenantError::SessionContextLeft),
+                ) => {
+                    let conn = self.pool.get().map_err(|e| {
+                        TenantError::Pool(format!(
+                            "after discarding a connection ({discarded}): {e}"
+                        ))
+                    })?;
+                    outcome = open(conn);
+                }
+                done => return done,
             }
-            ok => ok,
         }
+        outcome
     }
 
     /// Runs `f` in a transaction scoped to `org`: commits when `f` returns `Ok`, rolls back

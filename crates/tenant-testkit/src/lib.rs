@@ -9,6 +9,8 @@
 
 #![allow(clippy::expect_used, clippy::panic)]
 
+pub mod cluster;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use diesel::connection::SimpleConnection;
@@ -157,11 +159,17 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// Creates an empty database named after `hint`, and the test roles.
+    /// Creates an empty database named after `hint`, and the test roles, on the server of
+    /// `DATABASE_URL`.
     pub fn new(hint: &str) -> Self {
-        let base = admin_url();
+        Self::on(&admin_url(), hint)
+    }
+
+    /// [`new`](Self::new) on the server of admin URL `base` (a cluster of the test's own).
+    pub fn on(base: &str, hint: &str) -> Self {
+        let base = base.to_owned();
         let mut admin = PgConnection::establish(&base)
-            .unwrap_or_else(|e| panic!("cannot connect with DATABASE_URL: {e}"));
+            .unwrap_or_else(|e| panic!("cannot connect with the admin URL: {e}"));
         ensure_roles(&mut admin);
         let clean: String = hint
             .chars()

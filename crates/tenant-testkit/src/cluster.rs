@@ -1,4 +1,5 @@
-//! A throwaway PostgreSQL cluster from the machine's binaries.
+//! A throwaway PostgreSQL cluster from the machine's binaries: the one `cargo xtask test`
+//! runs the tests on, and clusters of their own for tests that must stop or restart a server.
 //!
 //! initdb refuses to run as root, so when we are root every server command runs as the
 //! `postgres` user (`runuser`). The cluster listens only on a unix socket in its own
@@ -8,7 +9,8 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A cluster directory under `target/tenant-pg`.
+/// A cluster directory (`target/<name>`, see [`Cluster::named`]).
+#[derive(Debug)]
 pub struct Cluster {
     dir: PathBuf,
     bin: Option<PathBuf>,
@@ -19,16 +21,21 @@ const INSTALL_HINT: &str = "PostgreSQL server binaries (initdb, pg_ctl) not foun
      DATABASE_URL to a server where the role can create roles and databases";
 
 impl Cluster {
-    /// The cluster of the workspace at `root`.
-    ///
-    /// The data lives under `target/tenant-pg` when the `postgres` user can reach it; when we
-    /// are root and a parent directory is closed to others (a private checkout), it lives in
-    /// `/tmp/tenant-pg-<hash of the workspace path>` instead, the same on every invocation.
+    /// The cluster of the workspace at `root` (`cargo xtask pg`, `cargo xtask test`).
     pub fn at(root: &Path) -> Self {
+        Self::named(root, "tenant-pg")
+    }
+
+    /// Cluster `name` of the workspace at `root`.
+    ///
+    /// The data lives under `target/<name>` when the `postgres` user can reach it; when we
+    /// are root and a parent directory is closed to others (a private checkout), it lives in
+    /// `/tmp/<name>-<hash of the workspace path>` instead, the same on every invocation.
+    pub fn named(root: &Path, name: &str) -> Self {
         let dir = if is_root() && !reachable_by_others(root) {
-            PathBuf::from(format!("/tmp/tenant-pg-{:016x}", path_hash(root)))
+            PathBuf::from(format!("/tmp/{name}-{:016x}", path_hash(root)))
         } else {
-            root.join("target").join("tenant-pg")
+            root.join("target").join(name)
         };
         Self {
             dir,
@@ -114,7 +121,13 @@ impl Cluster {
             ]);
             quiet(initdb, "initdb")?;
         }
-        let port = free_port()?;
+        // The same port as last time, when there was one: the server listens only on a unix
+        // socket in its own directory, so the port only names the socket file, and clients
+        // that knew the cluster before a stop find it again.
+        let port = match self.port() {
+            Some(port) => port,
+            None => free_port()?,
+        };
         std::fs::write(self.dir.join("port"), port.to_string()).map_err(|e| e.to_string())?;
         std::fs::write(self.dir.join("sockdir"), sock.display().to_string())
             .map_err(|e| e.to_string())?;
@@ -155,6 +168,21 @@ impl Cluster {
             println!("not running (start it with `cargo xtask pg start`)");
         }
         Ok(())
+    }
+
+    /// Restarts the running server (fast shutdown: every session is ended), with the same
+    /// options, and waits until it accepts connections again.
+    ///
+    /// # Errors
+    /// What `pg_ctl` said.
+    pub fn restart(&self) -> Result<(), String> {
+        let mut ctl = self.tool("pg_ctl")?;
+        ctl.arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-m", "fast", "-w", "-t", "60", "restart"]);
+        quiet(ctl, "pg_ctl restart")
     }
 
     /// Stops the cluster, keeping its data.
@@ -244,7 +272,8 @@ fn path_hash(path: &Path) -> u64 {
     h.finish()
 }
 
-pub(crate) fn is_root() -> bool {
+/// Whether this process runs as root (server commands then run as `postgres`).
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -260,7 +289,11 @@ fn chown_postgres(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) fn free_port() -> Result<u16, String> {
+/// A TCP port free at the time of asking.
+///
+/// # Errors
+/// When no port can be bound.
+pub fn free_port() -> Result<u16, String> {
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
     listener
