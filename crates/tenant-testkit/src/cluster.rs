@@ -5,6 +5,9 @@
 //! `postgres` user (`runuser`). The cluster listens only on a unix socket in its own
 //! directory; the port is a free one, so two checkouts do not collide.
 
+// Tooling: `cargo xtask pg start|stop|status` reports through these messages.
+#![allow(clippy::print_stdout)]
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
