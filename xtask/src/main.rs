@@ -90,9 +90,10 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   bench                  what isolation costs: ratios R1-R8 side by side (target/bench/bench.json)
   context-key rotate --database-url ADMIN_URL [--kid KID] [--retire-after MINUTES]
                          a new key for the signed org context; the others stay valid MINUTES more
-  soak [--seconds N] [--threads N] [--fuzz-seconds N]
-                         a hundred orgs under mixed load (default 60 s, 16 threads): nothing lost or
-                         crossed; then fuzzing of fuzz/ (30 s per target; nightly + cargo-fuzz)
+  soak [--seconds N] [--threads N] [--fuzz-seconds N] [--sql-cases N]
+                         fuzzing of fuzz/ (30 s per target; nightly + cargo-fuzz); then a hundred
+                         orgs under mixed load (default 60 s, 16 threads): nothing lost or crossed;
+                         then the SQL checker's differential test on N statements (default 20000)
   demo                   run the two-companies story (uses DATABASE_URL if set)
   test                   every test, clippy -D warnings, fmt --check (uses DATABASE_URL if set)";
 

@@ -343,10 +343,12 @@ pub fn context_key(args: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo xtask soak [--seconds N] [--threads N] [--fuzz-seconds N]`: the soak test for
-/// longer (default 60 s, 16 threads), in a release build, against the throwaway cluster (or
-/// DATABASE_URL); then a bounded fuzzing campaign on each target in `fuzz/` (default 30 s
-/// each; 0 skips it; needs the nightly toolchain and cargo-fuzz), growing the corpus there.
+/// `cargo xtask soak [--seconds N] [--threads N] [--fuzz-seconds N] [--sql-cases N]`: first a
+/// bounded fuzzing campaign on each target in `fuzz/` (default 30 s each; 0 skips it; needs
+/// the nightly toolchain and cargo-fuzz), growing the corpus there; then, against the
+/// throwaway cluster (or DATABASE_URL), in a release build: the soak test for longer (default
+/// 60 s, 16 threads), and the differential test of the SQL checker with `--sql-cases`
+/// generated statements (default 20,000) from a fresh seed, plus both corpora.
 pub fn soak(args: &[&str]) -> Result<(), String> {
     let o = options(args, &[])?;
     let seconds = o.get("--seconds").copied().unwrap_or("60");
@@ -355,45 +357,61 @@ pub fn soak(args: &[&str]) -> Result<(), String> {
         .get("--fuzz-seconds")
         .map_or(Ok(30), |s| s.parse())
         .map_err(|e| format!("--fuzz-seconds: {e}"))?;
-    crate::with_database(|url| {
-        let status = crate::cargo()
-            .args([
-                "test",
-                "--release",
-                "-p",
-                "tenant-core",
-                "--test",
-                "soak",
-                "--",
-                "--nocapture",
-            ])
-            .env("DATABASE_URL", url)
-            .env("TENANT_SOAK_SECONDS", seconds)
-            .env("TENANT_SOAK_THREADS", threads)
-            .status()
-            .map_err(|e| format!("running the soak: {e}"))?;
-        status
-            .success()
-            .then_some(())
-            .ok_or_else(|| "the soak failed".to_owned())
-    })?;
-    if fuzz_seconds == 0 {
-        return Ok(());
-    }
-    for target in ["org_id", "sql_check"] {
-        let status = std::process::Command::new("cargo")
-            .args(["+nightly", "fuzz", "run", target, "--"])
-            .arg(format!("-max_total_time={fuzz_seconds}"))
-            .current_dir(crate::workspace().join("fuzz"))
-            .status()
-            .map_err(|e| {
-                format!("running cargo fuzz (install it: cargo +nightly install cargo-fuzz): {e}")
-            })?;
-        if !status.success() {
-            return Err(format!(
-                "fuzz target {target} failed: the crashing input is in fuzz/artifacts/{target}/"
-            ));
+    let sql_cases: u32 = o
+        .get("--sql-cases")
+        .map_or(Ok(20_000), |s| s.parse())
+        .map_err(|e| format!("--sql-cases: {e}"))?;
+    if fuzz_seconds > 0 {
+        for target in ["org_id", "sql_check"] {
+            let status = std::process::Command::new("cargo")
+                .args(["+nightly", "fuzz", "run", target, "--"])
+                .arg(format!("-max_total_time={fuzz_seconds}"))
+                .current_dir(crate::workspace().join("fuzz"))
+                .status()
+                .map_err(|e| {
+                    format!(
+                        "running cargo fuzz (install it: cargo +nightly install cargo-fuzz): {e}"
+                    )
+                })?;
+            if !status.success() {
+                return Err(format!(
+                    "fuzz target {target} failed: the crashing input is in fuzz/artifacts/{target}/"
+                ));
+            }
         }
     }
-    Ok(())
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    crate::with_database(|url| {
+        for (test, what) in [
+            ("soak", "the soak"),
+            ("sql_differential", "the SQL differential"),
+        ] {
+            let status = crate::cargo()
+                .args([
+                    "test",
+                    "--release",
+                    "-p",
+                    "tenant-core",
+                    "--test",
+                    test,
+                    "--",
+                    "--nocapture",
+                ])
+                .env("DATABASE_URL", url)
+                .env("TENANT_SOAK_SECONDS", seconds)
+                .env("TENANT_SOAK_THREADS", threads)
+                .env("TENANT_SQLDIFF_CASES", sql_cases.to_string())
+                .env("TENANT_SQLDIFF_SEED", seed.to_string())
+                .status()
+                .map_err(|e| format!("running {what}: {e}"))?;
+            if !status.success() {
+                return Err(format!(
+                    "{what} failed (a statement the checker let through is in fuzz/corpus/sql_differential/)"
+                ));
+            }
+        }
+        Ok(())
+    })
 }

@@ -272,8 +272,13 @@ fn an_idle_in_transaction_timeout_loses_the_writes_and_the_pool_replaces_the_con
     let (a, _) = org_with_customer(&pool, "A", "alice");
     let err = pool
         .with_org(a, |s| {
+            // The transaction holds an advisory lock: whoever waits for it wakes up exactly
+            // when the transaction ends.
             s.raw_connection_unchecked("test: a per-transaction idle timeout")
-                .batch_execute("SET LOCAL idle_in_transaction_session_timeout = '100ms'")?;
+                .batch_execute(
+                    "SET LOCAL idle_in_transaction_session_timeout = '100ms'; \
+                     SELECT pg_advisory_xact_lock(77)",
+                )?;
             s.execute(s.insert(
                 customers::table,
                 (
@@ -281,21 +286,10 @@ fn an_idle_in_transaction_timeout_loses_the_writes_and_the_pool_replaces_the_con
                     customers::email.eq("carol@example.com"),
                 ),
             ))?;
-            let pid = backend_pid(s);
             // The caller holds the transaction open, idle, until the server has ended it.
-            let mut admin = db.admin();
-            let gone = (0..500).any(|_| {
-                let alive: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-                    &format!("(SELECT count(*) FROM pg_stat_activity WHERE pid = {pid})"),
-                ))
-                .get_result(&mut admin)
+            db.admin()
+                .batch_execute("SELECT pg_advisory_lock(77)")
                 .unwrap();
-                if alive == 1 {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                alive == 0
-            });
-            assert!(gone, "the server ended the idle transaction's backend");
             s.get_result::<i64, _>(s.query(customers::table).count())
         })
         .unwrap_err();
@@ -353,15 +347,18 @@ fn a_lock_timeout_is_named_and_rolls_back() {
 fn a_connection_lost_during_commit_says_the_outcome_is_unknown() {
     let (db, pool) = setup("fault_commit_lost", 2);
     let (a, _) = org_with_customer(&pool, "A", "alice");
-    // A deferred trigger makes COMMIT itself take long enough to be interrupted.
+    // A deferred trigger runs inside COMMIT: it releases lock 78, which the writer took
+    // before committing, so that the test wakes up while the COMMIT is running; and it makes
+    // the COMMIT last until the test has ended that backend.
     db.admin()
         .batch_execute(
             "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$;
+             $$ BEGIN PERFORM pg_advisory_unlock(78); PERFORM pg_sleep(60); RETURN NULL; END $$;
              CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON customers \
              DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();",
         )
         .unwrap();
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
     let writer = {
         let pool = pool.clone();
         std::thread::spawn(move || {
@@ -369,30 +366,18 @@ fn a_connection_lost_during_commit_says_the_outcome_is_unknown() {
                 s.execute(s.insert(
                     customers::table,
                     (customers::name.eq("carol"), customers::email.eq("carol@x")),
-                ))
+                ))?;
+                s.raw_connection_unchecked("test: the lock the COMMIT releases")
+                    .batch_execute("SELECT pg_advisory_lock(78)")?;
+                pid_tx.send(backend_pid(s)).unwrap();
+                Ok::<_, TenantError>(())
             })
         })
     };
-    // Wait (bounded) until the COMMIT is running, then end that backend.
+    let pid = pid_rx.recv().unwrap();
     let mut admin = db.admin();
-    let sql = format!(
-        "SELECT coalesce(max(pid), 0) FROM pg_stat_activity WHERE datname = '{}' \
-         AND state = 'active' AND query = 'COMMIT'",
-        db.name()
-    );
-    let pid = (0..500)
-        .find_map(|_| {
-            let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
-                &format!("({sql})"),
-            ))
-            .get_result(&mut admin)
-            .unwrap();
-            if pid == 0 {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            (pid != 0).then_some(pid)
-        })
-        .expect("the COMMIT started");
+    admin.batch_execute("SELECT pg_advisory_lock(78)").unwrap();
+    // The COMMIT is running now: end that backend.
     admin
         .batch_execute(&format!("SELECT pg_terminate_backend({pid})"))
         .unwrap();
