@@ -152,8 +152,45 @@ pub const ORG_SETTING: &str = "tenant.org_id";
 /// Opens one plain connection (the break-glass, admin and probe sessions; the pool's check),
 /// mapping a failure to [`TenantError::Connect`].
 pub(crate) fn establish(url: &str) -> Result<diesel::PgConnection, TenantError> {
+    if url.trim().is_empty() {
+        return Err(TenantError::Connect(
+            "the database URL is empty: pass a libpq URL such as postgres://tenant_app@host/db"
+                .into(),
+        ));
+    }
+    if url.contains('\0') {
+        return Err(TenantError::Connect(
+            "the database URL contains a NUL byte, which no libpq URL can hold".into(),
+        ));
+    }
     <diesel::PgConnection as diesel::Connection>::establish(url)
-        .map_err(|e| TenantError::Connect(e.to_string()))
+        .map_err(|e| TenantError::Connect(connect_message(&e.to_string(), url)))
+}
+
+/// libpq's message about `url`, short and without the URL's password: libpq quotes the part
+/// of a connection string it cannot parse, which may be long or hold a secret.
+fn connect_message(message: &str, url: &str) -> String {
+    const MAX: usize = 400;
+    let mut message = message.to_owned();
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|p| !p.is_empty());
+    if let Some(password) = password {
+        message = message.replace(password, "***");
+    }
+    if message.len() > MAX {
+        let cut = (0..=MAX)
+            .rev()
+            .find(|&i| message.is_char_boundary(i))
+            .unwrap_or(0);
+        let dropped = message.len() - cut;
+        message.truncate(cut);
+        message.push_str(&format!(" [{dropped} more bytes]"));
+    }
+    message
 }
 
 /// The server process behind `conn`: a signed token names it, so it is read once per
@@ -165,4 +202,25 @@ pub(crate) fn backend_pid(conn: &mut diesel::PgConnection) -> diesel::QueryResul
         )),
         conn,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_connection_error_hides_the_password_and_is_cut_short() {
+        let url = "postgres://tenant_app:s3cret-pw@db.internal/app";
+        let message = super::connect_message(
+            "could not connect to postgres://tenant_app:s3cret-pw@db.internal/app",
+            url,
+        );
+        assert_eq!(
+            message,
+            "could not connect to postgres://tenant_app:***@db.internal/app"
+        );
+        let long = super::connect_message(
+            &format!("missing \"=\" after \"{}\"", "é".repeat(1000)),
+            "x",
+        );
+        assert!(long.len() < 450 && long.ends_with("more bytes]"), "{long}");
+    }
 }

@@ -91,14 +91,45 @@ struct Entered {
 ///
 /// # Errors
 /// [`TenantError::AccessRefused`] with the reason (an empty or short reason, a malformed
-/// ticket, a window that is empty, expired or too long, an unknown org); a database error
-/// when the operator role may not call the function (not a member of `tenant_operator`).
+/// ticket, a window that is empty, expired or too long, an unknown org; all logged; and,
+/// refused before sending, so not logged: a NUL byte, a ticket over [`MAX_TICKET`] or a reason
+/// over [`MAX_REASON`] characters); a database error when the operator role may not call the
+/// function (not a member of `tenant_operator`).
 pub fn request(url: &str, request: &AccessRequest<'_>) -> Result<i64, TenantError> {
     let mut conn = crate::establish(url)?;
     request_on(&mut conn, request)
 }
 
+/// The longest ticket id and reason a request may carry.
+pub const MAX_TICKET: usize = 100;
+/// See [`MAX_TICKET`].
+pub const MAX_REASON: usize = 2000;
+
+/// What the client refuses before sending: text the database could not store (a NUL byte) or
+/// that would flood the log. Not logged, since it never reaches the database.
+fn refuse_unsendable(r: &AccessRequest<'_>) -> Result<(), TenantError> {
+    let refuse = |why: String| Err(TenantError::AccessRefused(why));
+    for (what, text, max) in [
+        ("ticket", r.ticket, MAX_TICKET),
+        ("reason", r.reason, MAX_REASON),
+    ] {
+        if text.contains('\0') {
+            return refuse(format!(
+                "the {what} contains a NUL byte, which the access log cannot store: remove it"
+            ));
+        }
+        let chars = text.chars().count();
+        if chars > max {
+            return refuse(format!(
+                "the {what} has {chars} characters, more than {max}: put the details in the ticket"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn request_on(conn: &mut PgConnection, r: &AccessRequest<'_>) -> Result<i64, TenantError> {
+    refuse_unsendable(r)?;
     let row: Requested = diesel::sql_query(
         "SELECT grant_id, refusal FROM tenant_audit.request_access($1, $2, $3, $4, $5)",
     )

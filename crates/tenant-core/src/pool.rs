@@ -165,8 +165,10 @@ impl r2d2::ManageConnection for TenantConnectionManager {
     type Error = ManagerError;
 
     fn connect(&self) -> Result<TenantConn, ManagerError> {
-        let mut conn =
-            PgConnection::establish(&self.url).map_err(|e| ManagerError::Connect(e.to_string()))?;
+        let mut conn = crate::establish(&self.url).map_err(|e| match e {
+            TenantError::Connect(message) => ManagerError::Connect(message),
+            other => ManagerError::Connect(other.to_string()),
+        })?;
         if !self.statement_cache {
             // Behind a transaction pooler, a named prepared statement lives on one server
             // connection and the next transaction may run on another: prepare none.
