@@ -225,6 +225,20 @@ pub fn restore(
             (t.name.as_str(), cols)
         })
         .collect();
+    // Every table the file names must be a tenant table here, before any statement names it:
+    // a crafted file (its checksums are its own) could otherwise have a global or unregistered
+    // table counted and, with `replace`, a DELETE sent to it. The transaction would roll that
+    // back, but its triggers' effects outside the transaction (a sequence, a notice to
+    // another system) would stay.
+    if let Some((name, _)) = export
+        .data
+        .iter()
+        .find(|(name, _)| !columns.contains_key(name.as_str()))
+    {
+        return Err(OpsError::InvalidFile(format!(
+            "{name} is not a tenant table of this database: the file can only restore tenant tables"
+        )));
+    }
     let pool = TenantPool::builder(app_url, registry).max_size(1).build()?;
     pool.with_org(org, |s| {
         let raw = s.raw_connection_unchecked(

@@ -223,3 +223,85 @@ fn a_purge_without_a_valid_ticket_deletes_nothing() {
     assert!(err.to_string().contains("malformed ticket"), "{err}");
     assert_eq!(org_state(&db, A), before);
 }
+
+#[test]
+fn garbage_huge_or_hostile_files_are_refused_by_name_with_nothing_written() {
+    let db = example("ops_garbage", 2);
+    let registry = &two_companies::REGISTRY;
+    let (a_before, b_before) = (org_state(&db, A), org_state(&db, B));
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let huge = "x".repeat(5 << 20);
+    let wrong_version = r#"{"format": "tenant-safe/org-export", "version": 999}"#;
+    for (file, says) in [
+        ("", "not an export file"),
+        ("   ", "not an export file"),
+        ("null", "not an export file"),
+        ("{}", "not an export file"),
+        ("[]", "not an export file"),
+        (deep.as_str(), "not an export file"),
+        (huge.as_str(), "not an export file"),
+        (wrong_version, "version 999 is not supported"),
+    ] {
+        let err = restore(&db.app_url(), registry, file, true).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(err, OpsError::InvalidFile(_)) && message.contains(says),
+            "{:.40?}: {message}",
+            file
+        );
+        assert!(message.len() < 1000, "the error does not echo the file");
+    }
+    assert_eq!(
+        (org_state(&db, A), org_state(&db, B)),
+        (a_before.clone(), b_before.clone())
+    );
+
+    // A crafted file, consistent with its own checksums, naming a table that is not a tenant
+    // table: refused before any statement names it (with --replace it would have been emptied).
+    db.admin()
+        .batch_execute(&format!(
+            "CREATE TABLE app_notes (org_id uuid, note text);
+             INSERT INTO app_notes VALUES ('{A}', 'keep'), ('{B}', 'keep');
+             GRANT SELECT, INSERT, UPDATE, DELETE ON app_notes TO {app};
+             -- A sequence is not transactional: it shows a DELETE that was rolled back.
+             CREATE SEQUENCE app_notes_deletes;
+             CREATE FUNCTION app_notes_deleted() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+               AS $$ BEGIN PERFORM nextval('app_notes_deletes'); RETURN NULL; END $$;
+             CREATE TRIGGER app_notes_deleted AFTER DELETE ON app_notes
+               FOR EACH STATEMENT EXECUTE FUNCTION app_notes_deleted();",
+            app = roles::APP
+        ))
+        .unwrap();
+    let file = export(&db.app_url(), registry, org(A)).unwrap().to_json();
+    let mut doc: serde_json::Value = serde_json::from_str(&file).unwrap();
+    let rows = vec![serde_json::json!({"org_id": A, "note": "x\"); DELETE FROM app_notes; --"})];
+    doc["manifest"]["tables"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "app_notes", "org_column": "org_id", "rows": 1,
+            "sha256": tenant_ops::format::rows_digest(&rows),
+        }));
+    doc["data"]["app_notes"] = serde_json::Value::Array(rows);
+    let err = restore(&db.app_url(), registry, &doc.to_string(), true).unwrap_err();
+    assert!(
+        matches!(&err, OpsError::InvalidFile(m) if m.contains("app_notes is not a tenant table")),
+        "{err}"
+    );
+    let notes: i64 = diesel::sql_query("SELECT count(*) AS rows, '' AS md5 FROM app_notes")
+        .get_result::<Digest>(&mut db.admin())
+        .unwrap()
+        .rows;
+    assert_eq!(notes, 2);
+    let deletes: i64 = diesel::sql_query(
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS rows, '' AS md5 FROM app_notes_deletes",
+    )
+    .get_result::<Digest>(&mut db.admin())
+    .unwrap()
+    .rows;
+    assert_eq!(
+        deletes, 0,
+        "no DELETE was ever sent to app_notes, not even rolled back"
+    );
+    assert_eq!((org_state(&db, A), org_state(&db, B)), (a_before, b_before));
+}
