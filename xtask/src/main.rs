@@ -116,6 +116,7 @@ pub fn workspace() -> PathBuf {
 fn gen_migration() -> Result<(), String> {
     use tenant_schema::{MANIFEST_FILE, assemble, fragments, incremental, manifest, read_manifest};
     let options = tenant_schema::RlsOptions::default();
+    options.validate()?;
     let current = fragments(&two_companies::REGISTRY, &options);
     let migrations = workspace().join("migrations");
     let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&migrations)

@@ -66,6 +66,55 @@ impl Default for RlsOptions {
     }
 }
 
+impl RlsOptions {
+    /// Checks the options before generating: the setting must be a name `set_config` accepts
+    /// (`prefix.name`, letters, digits, `_` and `$`; with any other name the policies would
+    /// never see an org), every role, policy and schema name must be non-empty and at most 63
+    /// bytes (PostgreSQL cuts longer names, and two could become one), and the access window
+    /// positive. Quotes and other characters in names are fine: the SQL quotes every name.
+    ///
+    /// # Errors
+    /// The first problem, naming the option and what to do.
+    pub fn validate(&self) -> Result<(), String> {
+        let word = |w: &str| {
+            w.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        };
+        let parts: Vec<&str> = self.setting.split('.').collect();
+        if parts.len() < 2 || !parts.iter().all(|w| word(w)) || self.setting.len() > 63 {
+            return Err(format!(
+                "setting {:?} is not a name set_config accepts: use prefix.name of letters, digits and _ (like tenant.org_id)",
+                self.setting
+            ));
+        }
+        for (option, name) in [
+            ("owner_role", &self.owner_role),
+            ("app_role", &self.app_role),
+            ("operator_role", &self.operator_role),
+            ("auditor_role", &self.auditor_role),
+            ("policy", &self.policy),
+            ("base_policy", &self.base_policy),
+            ("operator_read_policy", &self.operator_read_policy),
+            ("operator_write_policy", &self.operator_write_policy),
+            ("owner_lookup_policy", &self.owner_lookup_policy),
+            ("audit_schema", &self.audit_schema),
+        ] {
+            if name.is_empty() || name.len() > 63 || name.contains('\0') {
+                return Err(format!(
+                    "{option} {name:?} is not a usable PostgreSQL name: use 1 to 63 bytes, no NUL"
+                ));
+            }
+        }
+        if self.max_window_minutes == 0 {
+            return Err("max_window_minutes is 0: no access window could be granted".into());
+        }
+        Ok(())
+    }
+}
+
 /// A diesel migration: the SQL of `up.sql` and `down.sql`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
