@@ -11,6 +11,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod args;
 mod audit_bench;
 mod bench;
 mod bouncer;
@@ -254,11 +255,8 @@ fn demo() -> Result<(), String> {
 
 /// `cargo xtask audit [--database-url APP_URL]`: the findings, printed; fails on an error.
 fn audit_command(args: &[&str]) -> Result<(), String> {
-    let report = match args {
-        ["--database-url", url] => audit_story_or(Some(url), "tenant_audit")?,
-        [] => audit_story_or(None, "tenant_audit")?,
-        _ => return Err(format!("audit: expected [--database-url APP_URL]\n{USAGE}")),
-    };
+    let o = args::options(args, &["--database-url"], &[])?;
+    let report = audit_story_or(o.get("--database-url").copied(), "tenant_audit")?;
     println!(
         "server {}; {} relations, {} policies",
         report.catalog.server.version_num,
@@ -281,18 +279,10 @@ fn audit_command(args: &[&str]) -> Result<(), String> {
 
 /// `cargo xtask evidence --out DIR [--database-url APP_URL]`.
 fn evidence(args: &[&str]) -> Result<(), String> {
-    let mut out = None;
-    let mut url = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match *arg {
-            "--out" => out = it.next().map(|s| std::path::PathBuf::from(*s)),
-            "--database-url" => url = it.next().map(|s| (*s).to_owned()),
-            other => return Err(format!("evidence: unknown argument `{other}`\n{USAGE}")),
-        }
-    }
-    let out = out.ok_or("evidence: --out DIR is required")?;
-    let report = audit_story_or(url.as_deref(), "tenant_evidence")?;
+    let o = args::options(args, &["--out", "--database-url"], &[])?;
+    let out = std::path::PathBuf::from(args::required(&o, "--out")?);
+    let url = o.get("--database-url").copied();
+    let report = audit_story_or(url, "tenant_evidence")?;
     let provenance = tenant_schema::evidence::Provenance {
         generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         git_commit: git_commit(),

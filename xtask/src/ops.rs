@@ -11,42 +11,13 @@
 //! - `org purge --org ORG --ticket T --reason R --database-url OPERATOR_URL`
 //! - `org-bench`: export and restore throughput for an org of 100,000 rows.
 
-use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Instant;
 
 use tenant_core::OrgId;
 use tenant_core::operator::{AccessRequest, OperatorSession};
 
-/// `--name value` pairs and bare `--flags`.
-fn options<'a>(args: &[&'a str], flags: &[&str]) -> Result<HashMap<&'a str, &'a str>, String> {
-    let mut out = HashMap::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if !arg.starts_with("--") {
-            return Err(format!("unexpected argument `{arg}`\n{}", crate::USAGE));
-        }
-        if flags.contains(arg) {
-            out.insert(*arg, "");
-        } else {
-            let value = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
-            out.insert(*arg, *value);
-        }
-    }
-    Ok(out)
-}
-
-fn required<'a>(o: &HashMap<&'a str, &'a str>, name: &str) -> Result<&'a str, String> {
-    o.get(name)
-        .copied()
-        .ok_or_else(|| format!("{name} is required\n{}", crate::USAGE))
-}
-
-fn org_of(o: &HashMap<&str, &str>) -> Result<OrgId, String> {
-    required(o, "--org")?
-        .parse()
-        .map_err(|e| format!("--org: {e}"))
-}
+use crate::args::{options, org_of, required};
 
 #[derive(diesel::QueryableByName)]
 struct Json {
@@ -58,7 +29,17 @@ struct Json {
 pub fn access(args: &[&str]) -> Result<(), String> {
     match args {
         ["open", rest @ ..] => {
-            let o = options(rest, &["--write"])?;
+            let o = options(
+                rest,
+                &[
+                    "--org",
+                    "--ticket",
+                    "--reason",
+                    "--minutes",
+                    "--database-url",
+                ],
+                &["--write"],
+            )?;
             let org = org_of(&o)?;
             let minutes: i32 = o
                 .get("--minutes")
@@ -137,7 +118,7 @@ pub fn access(args: &[&str]) -> Result<(), String> {
             Ok(())
         }
         ["report", rest @ ..] => {
-            let o = options(rest, &[])?;
+            let o = options(rest, &["--org", "--since", "--database-url", "--out"], &[])?;
             let org = org_of(&o)?;
             let since = o.get("--since").copied();
             let log =
@@ -172,7 +153,7 @@ pub fn org(args: &[&str]) -> Result<(), String> {
     let registry = &two_companies::REGISTRY;
     match args {
         ["export", rest @ ..] => {
-            let o = options(rest, &[])?;
+            let o = options(rest, &["--org", "--out", "--database-url"], &[])?;
             let out = required(&o, "--out")?;
             let export = tenant_ops::export(required(&o, "--database-url")?, registry, org_of(&o)?)
                 .map_err(|e| e.to_string())?;
@@ -184,7 +165,7 @@ pub fn org(args: &[&str]) -> Result<(), String> {
             Ok(())
         }
         ["restore", rest @ ..] => {
-            let o = options(rest, &["--replace"])?;
+            let o = options(rest, &["--in", "--database-url"], &["--replace"])?;
             let input = required(&o, "--in")?;
             let text =
                 std::fs::read_to_string(input).map_err(|e| format!("reading {input}: {e}"))?;
@@ -199,7 +180,11 @@ pub fn org(args: &[&str]) -> Result<(), String> {
             Ok(())
         }
         ["purge", rest @ ..] => {
-            let o = options(rest, &[])?;
+            let o = options(
+                rest,
+                &["--org", "--ticket", "--reason", "--database-url"],
+                &[],
+            )?;
             let receipt = tenant_ops::purge(
                 required(&o, "--database-url")?,
                 registry,
@@ -312,7 +297,7 @@ pub fn context_key(args: &[&str]) -> Result<(), String> {
     let ["rotate", rest @ ..] = args else {
         return Err(format!("context-key: expected rotate\n{}", crate::USAGE));
     };
-    let o = options(rest, &[])?;
+    let o = options(rest, &["--database-url", "--kid", "--retire-after"], &[])?;
     let url = required(&o, "--database-url")?;
     let minutes: u32 = o
         .get("--retire-after")
@@ -350,7 +335,11 @@ pub fn context_key(args: &[&str]) -> Result<(), String> {
 /// 60 s, 16 threads), and the differential test of the SQL checker with `--sql-cases`
 /// generated statements (default 20,000) from a fresh seed, plus both corpora.
 pub fn soak(args: &[&str]) -> Result<(), String> {
-    let o = options(args, &[])?;
+    let o = options(
+        args,
+        &["--seconds", "--threads", "--fuzz-seconds", "--sql-cases"],
+        &[],
+    )?;
     let seconds = o.get("--seconds").copied().unwrap_or("60");
     let threads = o.get("--threads").copied().unwrap_or("16");
     let fuzz_seconds: u32 = o

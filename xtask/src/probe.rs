@@ -37,34 +37,14 @@ pub fn write(report: &tenant_probe::Report, out: &std::path::Path) -> Result<(),
 
 /// `cargo xtask probe`.
 pub fn run(args: &[&str]) -> Result<(), String> {
-    let mut out = crate::workspace().join("target").join("probe");
-    let mut url = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match *arg {
-            "--out" => {
-                out = it
-                    .next()
-                    .map(PathBuf::from)
-                    .ok_or("probe: --out needs a directory")?
-            }
-            "--database-url" => {
-                url = Some(
-                    it.next()
-                        .ok_or("probe: --database-url needs a URL")?
-                        .to_string(),
-                )
-            }
-            other => {
-                return Err(format!(
-                    "probe: unknown argument `{other}`\n{}",
-                    crate::USAGE
-                ));
-            }
-        }
-    }
+    let o = crate::args::options(args, &["--database-url", "--out"], &[])?;
+    let out = o.get("--out").map_or_else(
+        || crate::workspace().join("target").join("probe"),
+        PathBuf::from,
+    );
+    let url = o.get("--database-url").copied();
     let report = match url {
-        Some(url) => probe_at(&url, crate::git_commit())?,
+        Some(url) => probe_at(url, crate::git_commit())?,
         None => crate::with_database(|admin_url| {
             let (admin, app) = crate::prepare_story_db(admin_url, "tenant_probe")?;
             two_companies::migrate(&admin).map_err(|e| e.to_string())?;
