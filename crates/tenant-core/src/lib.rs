@@ -50,7 +50,7 @@ pub use pool::{
     ManagerError, TenantConnectionManager, TenantPool, TenantPoolBuilder, UnsafeConfig,
 };
 pub use raw_sql::TenantSql;
-pub use scoped::{OrgScoped, Pooled, ScopedConnection};
+pub use scoped::{Isolation, OrgScoped, Pooled, ScopedConnection};
 
 /// Raw SQL for what the DSL cannot express, checked at compile time: every registered tenant
 /// table it reads must be constrained by `<table or alias>.<org column> = $org` (ANDed, in the

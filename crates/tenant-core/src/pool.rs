@@ -17,7 +17,7 @@ use tenant_sqlcheck::Tables;
 use crate::context::ContextKey;
 use crate::scoped::{OrgScoped, Pooled};
 use crate::verify::tables_of;
-use crate::{ORG_SETTING, OrgId, TenantError};
+use crate::{Isolation, ORG_SETTING, OrgId, TenantError};
 
 /// Why the pool refuses to start: the login role or the schema would let rows cross orgs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -383,6 +383,15 @@ impl TenantPool {
     ///
     /// The handle must be [`commit`](OrgScoped::commit)ted; dropping it rolls back.
     pub fn begin(&self, org: OrgId) -> Result<OrgScoped<Pooled>, TenantError> {
+        self.begin_isolated(org, Isolation::ReadCommitted)
+    }
+
+    /// [`begin`](Self::begin) at isolation level `isolation` (set in the same message).
+    pub fn begin_isolated(
+        &self,
+        org: OrgId,
+        isolation: Isolation,
+    ) -> Result<OrgScoped<Pooled>, TenantError> {
         let conn = self.pool.get().map_err(|e| {
             TenantError::Pool(format!(
                 "no connection within {:?} (pool of at most {}): {e}",
@@ -402,6 +411,7 @@ impl TenantPool {
                 Arc::clone(&self.tables),
                 self.signing.as_deref().map(|k| (k, backend)),
                 self.set_local,
+                isolation,
             )
         };
         // A connection that could not open a scoped transaction because the server closed it
@@ -435,7 +445,16 @@ impl TenantPool {
         F: FnOnce(&mut OrgScoped<Pooled>) -> Result<T, E>,
         E: From<TenantError>,
     {
-        let mut scoped = self.begin(org)?;
+        self.with_org_isolated(org, Isolation::ReadCommitted, f)
+    }
+
+    /// [`with_org`](Self::with_org) at isolation level `isolation`.
+    pub fn with_org_isolated<T, E, F>(&self, org: OrgId, isolation: Isolation, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut OrgScoped<Pooled>) -> Result<T, E>,
+        E: From<TenantError>,
+    {
+        let mut scoped = self.begin_isolated(org, isolation)?;
         let value = f(&mut scoped)?;
         scoped.commit()?;
         Ok(value)
@@ -449,9 +468,24 @@ impl TenantPool {
     ///
     /// # Errors
     /// The last error when every attempt failed, or the first that is not retryable.
-    pub fn with_org_retry<T, F>(
+    pub fn with_org_retry<T, F>(&self, org: OrgId, attempts: u32, f: F) -> Result<T, TenantError>
+    where
+        F: FnMut(&mut OrgScoped<Pooled>) -> Result<T, TenantError>,
+    {
+        self.with_org_retry_isolated(org, Isolation::ReadCommitted, attempts, f)
+    }
+
+    /// [`with_org_retry`](Self::with_org_retry) at isolation level `isolation`: under
+    /// `Serializable` (and `RepeatableRead`), PostgreSQL rolls back one of two transactions
+    /// whose effects could not have happened one after the other (40001), and this runs it
+    /// again.
+    ///
+    /// # Errors
+    /// As [`with_org_retry`](Self::with_org_retry).
+    pub fn with_org_retry_isolated<T, F>(
         &self,
         org: OrgId,
+        isolation: Isolation,
         attempts: u32,
         mut f: F,
     ) -> Result<T, TenantError>
@@ -460,7 +494,7 @@ impl TenantPool {
     {
         let mut attempt = 1;
         loop {
-            match self.with_org(org, &mut f) {
+            match self.with_org_isolated(org, isolation, &mut f) {
                 Err(e) if e.is_retryable() && attempt < attempts.max(1) => attempt += 1,
                 outcome => return outcome,
             }

@@ -67,6 +67,31 @@ enum TxState {
     Finished,
 }
 
+/// The isolation level of a scoped transaction (PostgreSQL's; `ReadCommitted` is its default).
+/// Under `RepeatableRead` and `Serializable` PostgreSQL may roll a transaction back with a
+/// serialization failure (SQLSTATE 40001), which
+/// [`TenantPool::with_org_retry_isolated`](crate::TenantPool::with_org_retry_isolated) retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Each statement sees what was committed before it started.
+    #[default]
+    ReadCommitted,
+    /// The whole transaction sees one snapshot.
+    RepeatableRead,
+    /// As if the transactions ran one after another.
+    Serializable,
+}
+
+impl Isolation {
+    fn begin(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "BEGIN",
+            Isolation::RepeatableRead => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        }
+    }
+}
+
 /// A database transaction whose session org is set: every query through it is confined to
 /// that org by the library (an org filter) and by the database (row-level security).
 ///
@@ -102,7 +127,14 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
         org: OrgId,
         registry: &Registry,
     ) -> Result<Self, TenantError> {
-        Self::open(conn, org, Arc::new(tables_of(registry)), None, false)
+        Self::open(
+            conn,
+            org,
+            Arc::new(tables_of(registry)),
+            None,
+            false,
+            Isolation::ReadCommitted,
+        )
     }
 
     /// [`begin`](Self::begin) setting the org with `SET LOCAL` and a literal, the form Citus
@@ -115,7 +147,14 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
         org: OrgId,
         registry: &Registry,
     ) -> Result<Self, TenantError> {
-        Self::open(conn, org, Arc::new(tables_of(registry)), None, true)
+        Self::open(
+            conn,
+            org,
+            Arc::new(tables_of(registry)),
+            None,
+            true,
+            Isolation::ReadCommitted,
+        )
     }
 
     /// [`begin`](Self::begin) with the signed org context (the hardened mode): the org is
@@ -139,6 +178,7 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
             Arc::new(tables_of(registry)),
             Some((key, backend)),
             false,
+            Isolation::ReadCommitted,
         )
     }
 }
@@ -150,7 +190,9 @@ impl<C: ScopedConnection> OrgScoped<C> {
         tables: Arc<Tables>,
         signing: Option<(&crate::context::ContextKey, crate::context::Backend)>,
         set_local: bool,
+        isolation: Isolation,
     ) -> Result<Self, TenantError> {
+        let begin = isolation.begin();
         // One simple-query message: BEGIN and the transaction-local setting travel together.
         // The org is formatted by us as 36 characters of [0-9a-f-]: nothing to inject. The same
         // message refuses a connection that still carries an org at session level (THREATS.md
@@ -163,7 +205,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
         // session level is refused like a leftover org (without its value in the error; the
         // `left(.., 0)` keeps the planner from folding the failing cast ahead of time).
         let org_id = format!(
-            "BEGIN; SELECT set_config('{ORG_SETTING}', CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' \
+            "{begin}; SELECT set_config('{ORG_SETTING}', CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' \
              THEN '{}' ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid::text END, true)",
             org.sql_literal()
         );
@@ -172,7 +214,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
                 // The SET LOCAL form (Citus propagates SET LOCAL to its workers, not
                 // set_config): the leftover check first, then the literal.
                 format!(
-                    "BEGIN; SELECT CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' THEN NULL \
+                    "{begin}; SELECT CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' THEN NULL \
                      ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid END; \
                      SET LOCAL {ORG_SETTING} = '{}'",
                     org.sql_literal()
