@@ -443,3 +443,69 @@ fn a_serialization_failure_between_serializable_writers_is_retried_and_both_comm
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
     assert_eq!(customer_count(&pool, a), 3);
 }
+
+#[test]
+fn serializable_writers_of_two_orgs_conflict_on_shared_pages_and_the_retry_isolates_them() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tenant_core::Isolation;
+    let (_db, pool) = setup("fault_serializable_orgs", 2);
+    let orgs = [
+        org_with_customer(&pool, "A", "alice").0,
+        org_with_customer(&pool, "B", "bob").0,
+    ];
+    let pool = Arc::new(pool);
+    let barrier = Arc::new(Barrier::new(2));
+    let attempts = Arc::new(AtomicU32::new(0));
+    // Two orgs' rows share the table's pages, and SERIALIZABLE's predicate locks cover pages:
+    // PostgreSQL cannot tell that the two never touch each other's rows, and refuses one.
+    let writers: Vec<_> = orgs
+        .iter()
+        .map(|&org| {
+            let (pool, barrier, attempts) = (
+                Arc::clone(&pool),
+                Arc::clone(&barrier),
+                Arc::clone(&attempts),
+            );
+            std::thread::spawn(move || {
+                let mut tries = 0;
+                pool.with_org_retry_isolated(org, Isolation::Serializable, 3, |s| {
+                    tries += 1;
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    let seen: Vec<uuid::Uuid> =
+                        s.load(s.query(customers::table).select(customers::org_id))?;
+                    if tries == 1 {
+                        barrier.wait();
+                    }
+                    s.execute(s.insert(
+                        customers::table,
+                        (
+                            customers::name.eq("on call"),
+                            customers::email.eq("oncall@x"),
+                        ),
+                    ))?;
+                    Ok(seen)
+                })
+            })
+        })
+        .collect();
+    for (w, org) in writers.into_iter().zip(orgs) {
+        let seen = w.join().unwrap().unwrap();
+        assert_eq!(
+            seen,
+            [org.as_uuid()],
+            "each attempt saw its own org's row only"
+        );
+    }
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        3,
+        "one of the two was retried"
+    );
+    assert_eq!(
+        (
+            customer_count(&pool, orgs[0]),
+            customer_count(&pool, orgs[1])
+        ),
+        (2, 2)
+    );
+}
