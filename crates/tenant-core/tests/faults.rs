@@ -388,79 +388,26 @@ fn a_connection_lost_during_commit_says_the_outcome_is_unknown() {
     assert_eq!(customer_count(&pool, a), 1);
 }
 
-#[test]
-fn a_serialization_failure_between_serializable_writers_is_retried_and_both_commit() {
+/// Two writers at SERIALIZABLE through the retry helper, writer `t` in `orgs[t]`: `read`, then
+/// (both have read before either writes, on their first attempts) `write(s, t)`. Returns
+/// what each writer's successful attempt read, and how many attempts there were in all.
+fn serializable_pair<T: Send + 'static>(
+    pool: TenantPool,
+    orgs: [OrgId; 2],
+    read: fn(&mut tenant_core::OrgScoped<tenant_core::Pooled>) -> Result<T, TenantError>,
+    write: fn(
+        &mut tenant_core::OrgScoped<tenant_core::Pooled>,
+        usize,
+    ) -> Result<usize, TenantError>,
+) -> (Vec<T>, u32) {
     use std::sync::atomic::{AtomicU32, Ordering};
-    use tenant_core::Isolation;
-    let (_db, pool) = setup("fault_serializable", 2);
-    let (a, _) = org_with_customer(&pool, "A", "alice");
     let pool = Arc::new(pool);
     let barrier = Arc::new(Barrier::new(2));
     let attempts = Arc::new(AtomicU32::new(0));
-    // Write skew: each reads how many "on call" customers there are, then adds one. Run one
-    // after the other, the second would have seen the first's: SERIALIZABLE refuses one.
-    let writers: Vec<_> = (0..2)
-        .map(|t| {
-            let (pool, barrier, attempts) = (
-                Arc::clone(&pool),
-                Arc::clone(&barrier),
-                Arc::clone(&attempts),
-            );
-            std::thread::spawn(move || {
-                let mut tries = 0;
-                pool.with_org_retry_isolated(a, Isolation::Serializable, 3, |s| {
-                    tries += 1;
-                    attempts.fetch_add(1, Ordering::SeqCst);
-                    let on_call: i64 = s.get_result(
-                        s.query(customers::table)
-                            .filter(customers::name.like("on call%"))
-                            .count(),
-                    )?;
-                    if tries == 1 {
-                        barrier.wait();
-                    }
-                    s.execute(s.insert(
-                        customers::table,
-                        (
-                            customers::name.eq(format!("on call {t}")),
-                            customers::email.eq(format!("oncall{t}@x")),
-                        ),
-                    ))?;
-                    Ok(on_call)
-                })
-            })
-        })
-        .collect();
-    let seen: Vec<i64> = writers
-        .into_iter()
-        .map(|w| w.join().unwrap().unwrap())
-        .collect();
-    // One was rolled back (40001), ran again after the other committed, and saw its row: as
-    // if one after the other. (Under READ COMMITTED both would see 0 and commit at once.)
-    let mut sorted = seen.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, [0, 1], "{seen:?}");
-    assert_eq!(attempts.load(Ordering::SeqCst), 3);
-    assert_eq!(customer_count(&pool, a), 3);
-}
-
-#[test]
-fn serializable_writers_of_two_orgs_conflict_on_shared_pages_and_the_retry_isolates_them() {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use tenant_core::Isolation;
-    let (_db, pool) = setup("fault_serializable_orgs", 2);
-    let orgs = [
-        org_with_customer(&pool, "A", "alice").0,
-        org_with_customer(&pool, "B", "bob").0,
-    ];
-    let pool = Arc::new(pool);
-    let barrier = Arc::new(Barrier::new(2));
-    let attempts = Arc::new(AtomicU32::new(0));
-    // Two orgs' rows share the table's pages, and SERIALIZABLE's predicate locks cover pages:
-    // PostgreSQL cannot tell that the two never touch each other's rows, and refuses one.
     let writers: Vec<_> = orgs
-        .iter()
-        .map(|&org| {
+        .into_iter()
+        .enumerate()
+        .map(|(t, org)| {
             let (pool, barrier, attempts) = (
                 Arc::clone(&pool),
                 Arc::clone(&barrier),
@@ -468,39 +415,89 @@ fn serializable_writers_of_two_orgs_conflict_on_shared_pages_and_the_retry_isola
             );
             std::thread::spawn(move || {
                 let mut tries = 0;
-                pool.with_org_retry_isolated(org, Isolation::Serializable, 3, |s| {
+                pool.with_org_retry_isolated(org, tenant_core::Isolation::Serializable, 3, |s| {
                     tries += 1;
                     attempts.fetch_add(1, Ordering::SeqCst);
-                    let seen: Vec<uuid::Uuid> =
-                        s.load(s.query(customers::table).select(customers::org_id))?;
+                    let seen = read(s)?;
                     if tries == 1 {
                         barrier.wait();
                     }
-                    s.execute(s.insert(
-                        customers::table,
-                        (
-                            customers::name.eq("on call"),
-                            customers::email.eq("oncall@x"),
-                        ),
-                    ))?;
+                    write(s, t)?;
                     Ok(seen)
                 })
             })
         })
         .collect();
-    for (w, org) in writers.into_iter().zip(orgs) {
-        let seen = w.join().unwrap().unwrap();
+    let seen = writers
+        .into_iter()
+        .map(|w| w.join().unwrap().unwrap())
+        .collect();
+    (seen, attempts.load(Ordering::SeqCst))
+}
+
+fn add_on_call(
+    s: &mut tenant_core::OrgScoped<tenant_core::Pooled>,
+    t: usize,
+) -> Result<usize, TenantError> {
+    s.execute(s.insert(
+        customers::table,
+        (
+            customers::name.eq(format!("on call {t}")),
+            customers::email.eq(format!("oncall{t}@x")),
+        ),
+    ))
+}
+
+#[test]
+fn a_serialization_failure_between_serializable_writers_is_retried_and_both_commit() {
+    let (_db, pool) = setup("fault_serializable", 2);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    // Write skew: each reads how many "on call" customers there are, then adds one. Run one
+    // after the other, the second would have seen the first's: SERIALIZABLE refuses one.
+    let (seen, attempts) = serializable_pair(
+        pool.clone(),
+        [a, a],
+        |s| {
+            s.get_result::<i64, _>(
+                s.query(customers::table)
+                    .filter(customers::name.like("on call%"))
+                    .count(),
+            )
+        },
+        add_on_call,
+    );
+    // One was rolled back (40001), ran again after the other committed, and saw its row: as
+    // if one after the other. (Under READ COMMITTED both would see 0 and commit at once.)
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [0, 1], "{seen:?}");
+    assert_eq!(attempts, 3);
+    assert_eq!(customer_count(&pool, a), 3);
+}
+
+#[test]
+fn serializable_writers_of_two_orgs_conflict_on_shared_pages_and_the_retry_isolates_them() {
+    let (_db, pool) = setup("fault_serializable_orgs", 2);
+    let orgs = [
+        org_with_customer(&pool, "A", "alice").0,
+        org_with_customer(&pool, "B", "bob").0,
+    ];
+    // Two orgs' rows share the table's pages, and SERIALIZABLE's predicate locks cover pages:
+    // PostgreSQL cannot tell that the two never touch each other's rows, and refuses one.
+    let (seen, attempts) = serializable_pair(
+        pool.clone(),
+        orgs,
+        |s| s.load::<uuid::Uuid, _>(s.query(customers::table).select(customers::org_id)),
+        add_on_call,
+    );
+    for (seen, org) in seen.iter().zip(orgs) {
         assert_eq!(
             seen,
-            [org.as_uuid()],
+            &[org.as_uuid()],
             "each attempt saw its own org's row only"
         );
     }
-    assert_eq!(
-        attempts.load(Ordering::SeqCst),
-        3,
-        "one of the two was retried"
-    );
+    assert_eq!(attempts, 3, "one of the two was retried");
     assert_eq!(
         (
             customer_count(&pool, orgs[0]),

@@ -14,15 +14,20 @@ use diesel::sql_types::{BigInt, Integer};
 use tenant_core::context::Backend;
 use tenant_core::operator::{AccessRequest, OperatorSession};
 use tenant_core::{OrgId, TenantError, TenantPool};
-use tenant_probe::{ProbeOptions, Verdict};
+use tenant_probe::Verdict;
 use tenant_testkit::{TestDb, roles, try_sql};
 use two_companies::schema::{customers, orgs};
 
 use common::{K1, K2, hex, key, signed_db};
 
 fn pool(db: &TestDb) -> TenantPool {
+    pool_of(db, 2)
+}
+
+/// A signing pool of at most `size` connections.
+fn pool_of(db: &TestDb, size: u32) -> TenantPool {
     TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
-        .max_size(2)
+        .max_size(size)
         .signed_context(key("k1", &K1))
         .build()
         .unwrap()
@@ -228,17 +233,7 @@ fn an_operator_still_goes_through_the_log_in_the_signed_mode() {
 fn the_probe_finds_no_hop_and_no_leak_in_the_signed_mode() {
     let db = signed_db("signed_probe");
     let url = db.app_url();
-    let mut options = ProbeOptions::new(&url, &two_companies::REGISTRY);
-    options.progress = false;
-    options.signing = Some(key("k1", &K1));
-    let report = tenant_probe::run(&options).unwrap();
-    let s = report.summary();
-    assert_eq!(
-        (s.leak, s.finding, s.not_run),
-        (0, 0, 0),
-        "{}",
-        report.markdown()
-    );
+    let report = common::signed_probe_finds_nothing(&url);
     // The evidence says which mode is active.
     let mut reader =
         tenant_core::admin::CatalogReader::connect(&url, "test: evidence of the mode").unwrap();
@@ -275,11 +270,7 @@ fn a_signing_pool_refuses_a_database_without_the_verifier() {
 #[test]
 fn a_token_never_shows_in_the_statement_text_other_sessions_read() {
     let db = signed_db("signed_hidden");
-    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
-        .max_size(1)
-        .signed_context(key("k1", &K1))
-        .build()
-        .unwrap();
+    let pool = pool_of(&db, 1);
     let a = org_with_customer(&pool, "alice");
     let server = pool
         .with_org(a, |s| {
@@ -324,11 +315,7 @@ fn a_token_never_shows_in_the_statement_text_other_sessions_read() {
 #[test]
 fn a_token_left_at_session_level_is_refused_at_the_next_begin() {
     let db = signed_db("signed_leftover");
-    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
-        .max_size(1)
-        .signed_context(key("k1", &K1))
-        .build()
-        .unwrap();
+    let pool = pool_of(&db, 1);
     let a = org_with_customer(&pool, "alice");
     let leave = |pool: &TenantPool| -> i32 {
         pool.with_org(a, |s| {
