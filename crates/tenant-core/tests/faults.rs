@@ -138,7 +138,6 @@ fn a_panic_in_one_thread_leaves_the_others_and_the_pool_clean() {
 
 #[test]
 fn a_deadlock_between_two_writers_is_retried_and_both_commit() {
-    use std::sync::atomic::{AtomicU32, Ordering};
     let (_db, pool) = setup("fault_deadlock", 2);
     let (a, x) = org_with_customer(&pool, "A", "x");
     let y = pool
@@ -152,47 +151,26 @@ fn a_deadlock_between_two_writers_is_retried_and_both_commit() {
             )
         })
         .unwrap();
-    let pool = Arc::new(pool);
-    let barrier = Arc::new(Barrier::new(2));
-    let attempts = Arc::new(AtomicU32::new(0));
-    let writers: Vec<_> = [(x, y), (y, x)]
-        .into_iter()
-        .enumerate()
-        .map(|(t, (first, second))| {
-            let (pool, barrier, attempts) = (
-                Arc::clone(&pool),
-                Arc::clone(&barrier),
-                Arc::clone(&attempts),
-            );
-            std::thread::spawn(move || {
-                let mut tries = 0;
-                pool.with_org_retry(a, 3, |s| {
-                    tries += 1;
-                    attempts.fetch_add(1, Ordering::SeqCst);
-                    let name = format!("writer {t}");
-                    s.execute(
-                        s.update(customers::table)
-                            .filter(customers::id.eq(first))
-                            .set(customers::name.eq(&name)),
-                    )?;
-                    // The first attempts lock one row each, then want the other's: a deadlock.
-                    if tries == 1 {
-                        barrier.wait();
-                    }
-                    s.execute(
-                        s.update(customers::table)
-                            .filter(customers::id.eq(second))
-                            .set(customers::name.eq(&name)),
-                    )
-                })
-            })
-        })
-        .collect();
-    for w in writers {
-        assert_eq!(w.join().unwrap().unwrap(), 1);
-    }
+    // Writer 0 renames x then y, writer 1 y then x: the first attempts lock one row each,
+    // then want the other's: a deadlock.
+    let order = [[x, y], [y, x]];
+    let rename = move |s: &mut Scoped, t: usize, step: usize| {
+        s.execute(
+            s.update(customers::table)
+                .filter(customers::id.eq(order[t][step]))
+                .set(customers::name.eq(format!("writer {t}"))),
+        )
+    };
+    let (renamed, attempts) = contending_pair(
+        pool.clone(),
+        [a, a],
+        tenant_core::Isolation::ReadCommitted,
+        move |s, t| rename(s, t, 0),
+        move |s, t| rename(s, t, 1),
+    );
+    assert_eq!(renamed, [1, 1]);
     // PostgreSQL broke the deadlock by rolling one back; that one ran again.
-    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    assert_eq!(attempts, 3);
     // A constraint violation is not retried.
     let mut tried = 0;
     let err = pool
@@ -388,41 +366,44 @@ fn a_connection_lost_during_commit_says_the_outcome_is_unknown() {
     assert_eq!(customer_count(&pool, a), 1);
 }
 
-/// Two writers at SERIALIZABLE through the retry helper, writer `t` in `orgs[t]`: `read`, then
-/// (both have read before either writes, on their first attempts) `write(s, t)`. Returns
-/// what each writer's successful attempt read, and how many attempts there were in all.
-fn serializable_pair<T: Send + 'static>(
+type Scoped = tenant_core::OrgScoped<tenant_core::Pooled>;
+
+/// Two writers through the retry helper at `isolation`, writer `t` in `orgs[t]`: `first(s, t)`,
+/// then (both have done their first step before either goes on, on their first attempts)
+/// `then(s, t)`. Returns what each writer's successful `first` gave, and how many attempts
+/// there were in all.
+fn contending_pair<T: Send + 'static>(
     pool: TenantPool,
     orgs: [OrgId; 2],
-    read: fn(&mut tenant_core::OrgScoped<tenant_core::Pooled>) -> Result<T, TenantError>,
-    write: fn(
-        &mut tenant_core::OrgScoped<tenant_core::Pooled>,
-        usize,
-    ) -> Result<usize, TenantError>,
+    isolation: tenant_core::Isolation,
+    first: impl Fn(&mut Scoped, usize) -> Result<T, TenantError> + Send + Sync + 'static,
+    then: impl Fn(&mut Scoped, usize) -> Result<usize, TenantError> + Send + Sync + 'static,
 ) -> (Vec<T>, u32) {
     use std::sync::atomic::{AtomicU32, Ordering};
     let pool = Arc::new(pool);
     let barrier = Arc::new(Barrier::new(2));
     let attempts = Arc::new(AtomicU32::new(0));
+    let steps = Arc::new((first, then));
     let writers: Vec<_> = orgs
         .into_iter()
         .enumerate()
         .map(|(t, org)| {
-            let (pool, barrier, attempts) = (
+            let (pool, barrier, attempts, steps) = (
                 Arc::clone(&pool),
                 Arc::clone(&barrier),
                 Arc::clone(&attempts),
+                Arc::clone(&steps),
             );
             std::thread::spawn(move || {
                 let mut tries = 0;
-                pool.with_org_retry_isolated(org, tenant_core::Isolation::Serializable, 3, |s| {
+                pool.with_org_retry_isolated(org, isolation, 3, |s| {
                     tries += 1;
                     attempts.fetch_add(1, Ordering::SeqCst);
-                    let seen = read(s)?;
+                    let seen = (steps.0)(s, t)?;
                     if tries == 1 {
                         barrier.wait();
                     }
-                    write(s, t)?;
+                    (steps.1)(s, t)?;
                     Ok(seen)
                 })
             })
@@ -435,10 +416,7 @@ fn serializable_pair<T: Send + 'static>(
     (seen, attempts.load(Ordering::SeqCst))
 }
 
-fn add_on_call(
-    s: &mut tenant_core::OrgScoped<tenant_core::Pooled>,
-    t: usize,
-) -> Result<usize, TenantError> {
+fn add_on_call(s: &mut Scoped, t: usize) -> Result<usize, TenantError> {
     s.execute(s.insert(
         customers::table,
         (
@@ -454,10 +432,11 @@ fn a_serialization_failure_between_serializable_writers_is_retried_and_both_comm
     let (a, _) = org_with_customer(&pool, "A", "alice");
     // Write skew: each reads how many "on call" customers there are, then adds one. Run one
     // after the other, the second would have seen the first's: SERIALIZABLE refuses one.
-    let (seen, attempts) = serializable_pair(
+    let (seen, attempts) = contending_pair(
         pool.clone(),
         [a, a],
-        |s| {
+        tenant_core::Isolation::Serializable,
+        |s, _| {
             s.get_result::<i64, _>(
                 s.query(customers::table)
                     .filter(customers::name.like("on call%"))
@@ -484,10 +463,11 @@ fn serializable_writers_of_two_orgs_conflict_on_shared_pages_and_the_retry_isola
     ];
     // Two orgs' rows share the table's pages, and SERIALIZABLE's predicate locks cover pages:
     // PostgreSQL cannot tell that the two never touch each other's rows, and refuses one.
-    let (seen, attempts) = serializable_pair(
+    let (seen, attempts) = contending_pair(
         pool.clone(),
         orgs,
-        |s| s.load::<uuid::Uuid, _>(s.query(customers::table).select(customers::org_id)),
+        tenant_core::Isolation::Serializable,
+        |s, _| s.load::<uuid::Uuid, _>(s.query(customers::table).select(customers::org_id)),
         add_on_call,
     );
     for (seen, org) in seen.iter().zip(orgs) {
