@@ -305,3 +305,28 @@ fn garbage_huge_or_hostile_files_are_refused_by_name_with_nothing_written() {
     );
     assert_eq!((org_state(&db, A), org_state(&db, B)), (a_before, b_before));
 }
+
+#[test]
+fn every_operation_and_the_probe_refuse_an_empty_or_hostile_url_by_name() {
+    let registry = &two_companies::REGISTRY;
+    for url in [
+        "",
+        "postgres://x'; DROP TABLE orgs; --@/db?host=/nonexistent",
+    ] {
+        let says = |message: String| {
+            assert!(
+                message.contains("the database URL is empty") || message.contains("/nonexistent"),
+                "{url:?}: {message}"
+            );
+        };
+        says(export(url, registry, org(A)).unwrap_err().to_string());
+        says(
+            purge(url, registry, org(A), "OPS-1", "a reason long enough")
+                .unwrap_err()
+                .to_string(),
+        );
+        let mut options = tenant_probe::ProbeOptions::new(url, registry);
+        options.progress = false;
+        says(tenant_probe::run(&options).unwrap_err().to_string());
+    }
+}
