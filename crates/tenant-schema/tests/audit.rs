@@ -153,6 +153,32 @@ fn an_index_that_rls_cannot_use_is_a_warning_and_a_plain_one_is_not() {
 }
 
 #[test]
+fn a_foreign_key_without_an_index_is_a_warning_naming_the_index_to_create() {
+    // Migration 4's indexes serve the composite foreign keys; take two away, and make one
+    // partial (a partial index does not serve the check), and put one back in the other order.
+    let f = findings_after(
+        "audit_fk_index",
+        "DROP INDEX deals_org_id_customer_id_idx;
+         DROP INDEX invoices_org_id_deal_id_idx;
+         CREATE INDEX invoices_deal_partial_idx ON invoices (org_id, deal_id) WHERE total_cents > 0;
+         DROP INDEX proposals_org_id_customer_id_idx;
+         CREATE INDEX proposals_customer_org_idx ON proposals (customer_id, org_id, title);",
+        "foreign-key-without-index",
+    );
+    assert_eq!(
+        objects(&f),
+        [
+            ("deals.deals_org_id_customer_id_fkey", Severity::Warning),
+            ("invoices.invoices_org_id_deal_id_fkey", Severity::Warning)
+        ]
+    );
+    assert_eq!(
+        f[0].fix,
+        "CREATE INDEX ON \"deals\" (\"org_id\", \"customer_id\")"
+    );
+}
+
+#[test]
 fn immutable_and_volatile_policy_helpers_are_found() {
     let f = findings_after(
         "audit_volatility",

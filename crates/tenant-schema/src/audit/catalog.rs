@@ -194,6 +194,22 @@ pub struct Catalog {
     pub functions: Vec<Function>,
     /// Indexes whose operators or expression functions are not LEAKPROOF.
     pub leaky_indexes: Vec<LeakyIndex>,
+    /// The key columns of every valid, non-partial index.
+    pub index_keys: Vec<IndexKeys>,
+}
+
+/// The key columns of an index, in order (`(expression)` for an expression column).
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct IndexKeys {
+    /// The table.
+    #[diesel(sql_type = Text)]
+    pub table_name: String,
+    /// The index.
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    /// Its key columns, comma-separated.
+    #[diesel(sql_type = Text)]
+    pub columns: String,
 }
 
 /// An index that a condition under row-level security may not be able to use: an operator
@@ -372,6 +388,21 @@ impl Catalog {
             ),
             &[],
         )?;
+        // A partial index does not serve a foreign key's check (its predicate may exclude the
+        // rows), nor does one that is not valid (a CREATE INDEX CONCURRENTLY that failed).
+        let index_keys = reader.load::<IndexKeys>(
+            &format!(
+                "SELECT c.relname::text AS table_name, ic.relname::text AS name, \
+                        (SELECT string_agg(coalesce(a.attname::text, '(expression)'), ',' ORDER BY k.ord) \
+                           FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+                           LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                          WHERE k.ord <= i.indnkeyatts) AS columns \
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE i.indisvalid AND i.indpred IS NULL AND {USER_SCHEMAS} ORDER BY 1, 2"
+            ),
+            &[],
+        )?;
         Ok(Self {
             server,
             app_role,
@@ -381,6 +412,7 @@ impl Catalog {
             sequence_columns,
             functions,
             leaky_indexes,
+            index_keys,
         })
     }
 }

@@ -22,7 +22,8 @@ mod catalog;
 mod rules;
 
 pub use catalog::{
-    AppRole, Catalog, Constraint, Function, LeakyIndex, Policy, Relation, SequenceColumn, Server,
+    AppRole, Catalog, Constraint, Function, IndexKeys, LeakyIndex, Policy, Relation,
+    SequenceColumn, Server,
 };
 pub use rules::RULES;
 use tenant_core::TenantError;

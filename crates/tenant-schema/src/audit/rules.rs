@@ -31,6 +31,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("leakproof-function", leakproof_function),
     ("partition-not-protected", partition_not_protected),
     ("index-unusable-under-rls", index_unusable_under_rls),
+    ("foreign-key-without-index", foreign_key_without_index),
     ("unregistered-relation", unregistered_relation),
     ("unregistered-tenant-table", unregistered_tenant_table),
     ("server-version", server_version),
@@ -499,6 +500,45 @@ fn index_unusable_under_rls(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<
                 format!(
                     "keep queries that need it ({}) off hot paths, or index for a LEAKPROOF condition (an equality or range on a plain column), or narrow by another indexed column first",
                     i.not_leakproof
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Whether some index of `table` starts with exactly the columns `columns` (in any order).
+fn has_leading_index(c: &Catalog, table: &str, columns: &str) -> bool {
+    let mut wanted: Vec<&str> = columns.split(',').collect();
+    wanted.sort_unstable();
+    c.index_keys
+        .iter()
+        .filter(|i| i.table_name == table)
+        .any(|i| {
+            let mut lead: Vec<&str> = i.columns.split(',').take(wanted.len()).collect();
+            lead.sort_unstable();
+            lead == wanted
+        })
+}
+
+fn foreign_key_without_index(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    c.constraints
+        .iter()
+        .filter(|k| k.kind == "f" && is_tenant(r, &k.table_name) && is_tenant(r, &k.ref_table))
+        .filter(|k| !has_leading_index(c, &k.table_name, &k.columns))
+        .map(|k| {
+            finding(
+                "foreign-key-without-index",
+                Severity::Warning,
+                format!("{}.{}", k.table_name, k.name),
+                "no index starts with this foreign key's columns, so deleting or re-keying a row of the referenced table scans this table (all of the org's rows) once per row: purging or restoring an org becomes quadratic (100,000 rows: 32 s without, 4.8 s with, README)",
+                format!(
+                    "CREATE INDEX ON {} ({})",
+                    crate::pg::ident(&k.table_name),
+                    k.columns
+                        .split(',')
+                        .map(crate::pg::ident)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )
         })
