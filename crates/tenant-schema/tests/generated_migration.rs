@@ -119,6 +119,12 @@ fn an_incremental_migration_protects_only_what_changed_and_reverts_exactly() {
     ))
     .unwrap();
     admin.batch_execute(&schema).unwrap();
+    // The indexes behind the composite foreign keys, which the audit asks for.
+    let indexes = std::fs::read_to_string(format!(
+        "{MIGRATIONS_DIR}/2026-11-27-000004_foreign_key_indexes/up.sql"
+    ))
+    .unwrap();
+    admin.batch_execute(&indexes).unwrap();
     admin
         .batch_execute(&tenant_schema::assemble(&before, &options).up)
         .unwrap();
