@@ -316,7 +316,7 @@ impl TenantPoolBuilder {
                 ));
             }
         }
-        Ok(TenantPool {
+        let pool = TenantPool {
             pool,
             tables: Arc::new(tables_of(self.registry)),
             registry: self.registry,
@@ -324,7 +324,31 @@ impl TenantPoolBuilder {
             signing: self.signing.map(Arc::new),
             set_local: self.set_local,
             transaction_pooler: self.transaction_pooler,
-        })
+        };
+        if let Some(key) = pool.signing.as_deref() {
+            // One token end to end, as every transaction will send it: a key the database
+            // does not hold (or holds under another secret, or retired), or a verifier older
+            // than unbound tokens, would otherwise show as every org having no rows.
+            let org = OrgId::new_random();
+            let mut scoped = pool.begin(org)?;
+            let seen = scoped.verified_org()?;
+            scoped.rollback()?;
+            if seen != Some(org.as_uuid()) {
+                return Err(TenantError::ContextKey(format!(
+                    "the database does not accept this service's tokens (key {}{}): add the key \
+                     with `cargo xtask context-key rotate` and configure the service with what it \
+                     prints, or check that the key was not retired; a verifier generated before \
+                     unbound tokens needs its migration generated again",
+                    key.kid(),
+                    if pool.transaction_pooler {
+                        ", tokens for any backend"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        Ok(pool)
     }
 }
 

@@ -343,6 +343,17 @@ impl<C: ScopedConnection> OrgScoped<C> {
         self.conn.pg()
     }
 
+    /// The org the database's signed-context verifier sees in this transaction (the pool's
+    /// start-up check that the database accepts the service's tokens).
+    pub(crate) fn verified_org(&mut self) -> Result<Option<uuid::Uuid>, TenantError> {
+        Ok(diesel::RunQueryDsl::get_result(
+            diesel::select(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
+            >("tenant_context.verified_org()")),
+            self.conn.pg(),
+        )?)
+    }
+
     /// Runs `f` in a savepoint: on `Err` (or a statement that failed inside) only the work since
     /// the savepoint is rolled back, and the transaction goes on.
     ///

@@ -358,3 +358,27 @@ fn a_token_left_at_session_level_is_refused_at_the_next_begin() {
     .unwrap_err();
     assert!(matches!(err, TenantError::SessionContextLeft), "{err}");
 }
+
+#[test]
+fn a_signing_pool_refuses_a_key_the_database_does_not_hold() {
+    let db = signed_db("signed_wrong_key");
+    for (kid, secret) in [("k1", &K2), ("k9", &K1)] {
+        let err = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+            .signed_context(key(kid, secret))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, TenantError::ContextKey(m)
+                if m.contains(&format!("does not accept this service's tokens (key {kid})"))
+                    && m.contains("context-key rotate")),
+            "{err}"
+        );
+    }
+    // The right key starts.
+    assert!(
+        TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+            .signed_context(key("k1", &K1))
+            .build()
+            .is_ok()
+    );
+}
