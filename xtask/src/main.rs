@@ -113,7 +113,8 @@ pub fn workspace() -> PathBuf {
 }
 
 /// `cargo xtask gen`: a migration for what changed in the registry since the last generated
-/// one (the first time, the whole protection); nothing when nothing changed.
+/// one (the first time, the whole protection), or, when no table changed, for shared objects
+/// this version of tenant-schema writes differently; nothing when nothing changed.
 fn gen_migration() -> Result<(), String> {
     use tenant_schema::{MANIFEST_FILE, assemble, fragments, incremental, manifest, read_manifest};
     let options = tenant_schema::RlsOptions::default();
@@ -151,20 +152,28 @@ fn gen_migration() -> Result<(), String> {
         Some(dir) => {
             let text =
                 std::fs::read_to_string(dir.join(MANIFEST_FILE)).map_err(|e| e.to_string())?;
-            Some(read_manifest(&text).map_err(|e| format!("{}: {e}", dir.display()))?)
+            let up = std::fs::read_to_string(dir.join("up.sql")).map_err(|e| e.to_string())?;
+            Some((
+                read_manifest(&text).map_err(|e| format!("{}: {e}", dir.display()))?,
+                up,
+            ))
         }
         None => None,
     };
     let migration = match &previous {
         None => assemble(&current, &options),
-        Some(previous) => match incremental(previous, &current, &options) {
+        Some((previous, previous_up)) => match incremental(previous, &current, &options) {
             Some(m) => m,
-            None => {
-                println!(
-                    "the RLS migrations are up to date with the registry: nothing to generate"
-                );
-                return Ok(());
-            }
+            // No table changed; the shared objects (functions, roles) may have.
+            None => match tenant_schema::shared_refresh(previous_up, &options) {
+                Some(m) => m,
+                None => {
+                    println!(
+                        "the RLS migrations are up to date with the registry: nothing to generate"
+                    );
+                    return Ok(());
+                }
+            },
         },
     };
     let dir = migrations.join(format!(

@@ -33,5 +33,5 @@ pub use citus::PolicyForm;
 pub use context::ContextMode;
 pub use pg::{
     Fragment, MANIFEST_FILE, Migration, RlsOptions, assemble, fragments, generate, incremental,
-    manifest, read_manifest,
+    manifest, read_manifest, shared_objects, shared_refresh,
 };

@@ -53,6 +53,29 @@ fn the_latest_rls_manifest_matches_the_registry() {
 }
 
 #[test]
+fn the_latest_rls_migration_begins_with_the_shared_objects_written_now() {
+    let latest = rls_dirs().pop().unwrap();
+    let up = std::fs::read_to_string(latest.join("up.sql")).unwrap();
+    assert!(
+        tenant_schema::shared_refresh(&up, &RlsOptions::default()).is_none(),
+        "the shared objects (functions, roles) changed since {} was generated: run `cargo xtask gen` and commit the new migration",
+        latest.display()
+    );
+}
+
+#[test]
+fn a_shared_refresh_applies_the_current_objects_and_its_down_the_previous_migration() {
+    let options = RlsOptions::default();
+    let current = tenant_schema::shared_objects(&options);
+    let full = generate(&two_companies::REGISTRY, &options).up;
+    assert!(full.starts_with(&current));
+    assert_eq!(tenant_schema::shared_refresh(&full, &options), None);
+    let old = full.replacen("-- With the signed context", "-- An older version", 1);
+    let refresh = tenant_schema::shared_refresh(&old, &options).unwrap();
+    assert_eq!((refresh.up, refresh.down), (current, old));
+}
+
+#[test]
 fn the_first_rls_migration_is_exactly_what_its_manifest_assembles() {
     let first = rls_dirs().into_iter().next().unwrap();
     let recorded = tenant_schema::read_manifest(
