@@ -164,14 +164,38 @@ fn an_access_request_with_unstorable_or_flooding_text_is_refused_before_it_is_se
         Err(TenantError::AccessRefused(why)) => assert!(why.contains("malformed ticket"), "{why}"),
         other => panic!("{other:?}"),
     }
+    // A client other than ours (psql) reaches the function with a flooding reason: refused
+    // there too, and logged with the reason cut to 2000 characters.
+    #[derive(diesel::QueryableByName)]
+    struct Refusal {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        refusal: Option<String>,
+    }
+    let direct: Refusal = diesel::RunQueryDsl::get_result(
+        diesel::sql_query(format!(
+            "SELECT refusal FROM tenant_audit.request_access('{a}', 'OPS-1', repeat('r', 5000), 5, false)"
+        )),
+        &mut db.connect_as(roles::OPERATOR),
+    )
+    .unwrap();
+    assert!(
+        direct
+            .refusal
+            .as_deref()
+            .unwrap_or("")
+            .contains("(2000 characters at most)"),
+        "{:?}",
+        direct.refusal
+    );
     let log = access_log(&db.admin_url(), a, None).unwrap();
     assert_eq!(
         log.len(),
-        1,
-        "only the storable refusal is logged: {log:#?}"
+        2,
+        "only the storable refusals are logged: {log:#?}"
     );
     assert_eq!(log[0].event, "refused");
     assert_eq!(log[0].ticket.as_deref(), Some(hostile));
+    assert_eq!(log[1].reason.as_deref().map(str::len), Some(2000));
     // Nothing else changed: the org's data is as it was.
     let n: i64 = pool
         .with_org(a, |s| {

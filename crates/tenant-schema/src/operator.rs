@@ -7,9 +7,9 @@
 //!   transaction*, still inside its window. A plain login therefore sees zero rows, and setting
 //!   the org by hand gains nothing (the restrictive org policy and the grant must agree).
 //! - `tenant_audit.request_access(org, ticket, reason, minutes, write)` validates the input
-//!   (a non-empty reason of 10 characters or more, a ticket matching the pattern, a window of
-//!   1 to the maximum minutes, an org with rows) and appends `granted` or `refused` to the
-//!   log; it returns the grant, or the refusal without raising, so the refusal is committed
+//!   (a reason of 10 to 2000 characters, a ticket of 100 at most matching the pattern, a
+//!   window of 1 to the maximum minutes, an org with rows) and appends `granted` or `refused`
+//!   to the log; it returns the grant, or the refusal without raising, so the refusal is committed
 //!   with its log entry. Every outcome also goes to the server log (`RAISE LOG`), which a
 //!   rollback cannot take back.
 //! - `tenant_audit.enter_access(grant)` (in the transaction that reads) checks that the grant
@@ -104,6 +104,8 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          \x20   refusal := 'the reason is empty: say why this access is needed';\n\
          \x20 ELSIF length(btrim(p_reason)) < 10 THEN\n\
          \x20   refusal := 'the reason is too short: write at least 10 characters saying why';\n\
+         \x20 ELSIF length(p_reason) > 2000 OR length(p_ticket) > 100 THEN\n\
+         \x20   refusal := 'the reason (2000 characters at most) or the ticket (100) is too long: put the details in the ticket';\n\
          \x20 ELSIF coalesce(p_ticket, '') !~ {pattern} THEN\n\
          \x20   refusal := format('malformed ticket %L: expected a ticket id like OPS-1234 (pattern %s)', left(coalesce(p_ticket, ''), 40), {pattern});\n\
          \x20 ELSIF coalesce(p_minutes, 0) < 1 THEN\n\
