@@ -126,6 +126,6 @@ fn the_probe_finds_no_leak_through_pgbouncer() {
 #[test]
 fn the_probe_finds_no_hop_and_no_leak_through_pgbouncer_in_the_signed_mode() {
     let db = common::signed_db("bouncer_signed_probe");
-    let report = common::signed_probe_finds_nothing(&through_bouncer(&db));
+    let report = common::signed_probe_finds_nothing(&through_bouncer(&db), None);
     assert!(report.summary().pass > 150, "{}", report.summary_line());
 }

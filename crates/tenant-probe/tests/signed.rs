@@ -14,7 +14,7 @@ use diesel::sql_types::{BigInt, Integer};
 use tenant_core::context::Backend;
 use tenant_core::operator::{AccessRequest, OperatorSession};
 use tenant_core::{OrgId, TenantError, TenantPool};
-use tenant_probe::Verdict;
+use tenant_probe::{ProbeOptions, Verdict};
 use tenant_testkit::{TestDb, roles, try_sql};
 use two_companies::schema::{customers, orgs};
 
@@ -233,7 +233,14 @@ fn an_operator_still_goes_through_the_log_in_the_signed_mode() {
 fn the_probe_finds_no_hop_and_no_leak_in_the_signed_mode() {
     let db = signed_db("signed_probe");
     let url = db.app_url();
-    let report = common::signed_probe_finds_nothing(&url);
+    let app_pool = pool_of(&db, 1);
+    let report = common::signed_probe_finds_nothing(&url, Some(&app_pool));
+    let token = report
+        .results
+        .iter()
+        .find(|r| r.attack == "token_in_activity")
+        .expect("the token attack ran with the application's pool");
+    assert_eq!(token.verdict, Verdict::Pass);
     // The evidence says which mode is active.
     let mut reader =
         tenant_core::admin::CatalogReader::connect(&url, "test: evidence of the mode").unwrap();
@@ -381,4 +388,46 @@ fn a_signing_pool_refuses_a_key_the_database_does_not_hold() {
             .build()
             .is_ok()
     );
+}
+
+/// A pool that sets the token the way session 2 did: as plain text in the BEGIN message.
+struct TokenInText {
+    url: String,
+}
+
+impl tenant_probe::PoolUnderTest for TokenInText {
+    fn query_in_org(&self, _: uuid::Uuid, _: &str) -> Result<String, String> {
+        Err("not used".into())
+    }
+
+    fn hold_in_org(&self, org: uuid::Uuid, during: &mut dyn FnMut()) -> Result<(), String> {
+        let mut conn = PgConnection::establish(&self.url).map_err(|e| e.to_string())?;
+        let backend = Backend::read(&mut conn).map_err(|e| e.to_string())?;
+        let token = key("k1", &K1).token(org.try_into().unwrap(), backend.pid());
+        conn.batch_execute(&format!(
+            "BEGIN; SELECT set_config('tenant.org_token', '{token}', true)"
+        ))
+        .map_err(|e| e.to_string())?;
+        during();
+        conn.batch_execute("ROLLBACK").map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn the_probe_reports_a_token_left_readable_in_pg_stat_activity_as_a_leak() {
+    let db = signed_db("signed_token_text");
+    let url = db.app_url();
+    let naive = TokenInText { url: url.clone() };
+    let mut options = ProbeOptions::new(&url, &two_companies::REGISTRY);
+    options.progress = false;
+    options.signing = Some(key("k1", &K1));
+    options.pool = Some(&naive);
+    let report = tenant_probe::run(&options).unwrap();
+    let token = report
+        .results
+        .iter()
+        .find(|r| r.attack == "token_in_activity")
+        .unwrap();
+    assert_eq!(token.verdict, Verdict::Leak, "{token:?}");
+    assert!(token.note.contains("can be replayed"), "{}", token.note);
 }

@@ -4,6 +4,10 @@
 //! PgBouncer in transaction mode) runs as B. The attack runs through the application's pool,
 //! which must have one connection: it plants B's org at session level as A, then checks out
 //! again. The same backend coming back means the context reached the next checkout.
+//!
+//! In the signed mode also: while the pool holds B's transaction open, the attacker's
+//! session reads every other session's statement text (`pg_stat_activity`, which shows a
+//! role's sessions to each other) for a token, which could be replayed on that backend.
 
 use tenant_core::{OrgId, TenantPool};
 use uuid::Uuid;
@@ -14,6 +18,14 @@ pub trait PoolUnderTest {
     /// transaction with `org` set the way the application sets it, and commits. `Err` with
     /// the reason when the pool or the database refused.
     fn query_in_org(&self, org: Uuid, sql: &str) -> Result<String, String>;
+
+    /// Opens a transaction with `org` set the way the application sets it, calls `during`
+    /// while it sits open (idle), then rolls it back. `Err` when this pool cannot (the
+    /// attack that needs it is then reported as not run).
+    fn hold_in_org(&self, org: Uuid, during: &mut dyn FnMut()) -> Result<(), String> {
+        let _ = (org, during);
+        Err("this pool cannot hold a transaction open for the probe".into())
+    }
 }
 
 #[derive(diesel::QueryableByName)]
@@ -37,7 +49,19 @@ impl PoolUnderTest for TenantPool {
         })
         .map_err(|e| e.to_string())
     }
+
+    fn hold_in_org(&self, org: Uuid, during: &mut dyn FnMut()) -> Result<(), String> {
+        let org = OrgId::try_from(org).map_err(|e| e.to_string())?;
+        let held = self.begin(org).map_err(|e| e.to_string())?;
+        during();
+        held.rollback().map_err(|e| e.to_string())
+    }
 }
+
+/// The query that finds a signed token (`v1.<org>.<expiry>.<pid>.<kid>.<mac>`) in another
+/// session's statement text: a token found there can be replayed (THREATS.md #5, #20).
+pub const TOKEN_IN_ACTIVITY: &str = "SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() \
+     AND query ~ 'v1[.][0-9a-f-]{36}[.][0-9]+[.][0-9]+[.][A-Za-z0-9_-]+[.][0-9a-f]{64}'";
 
 /// What the pool attack saw.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,12 +52,16 @@ pub fn key(kid: &str, bytes: &[u8]) -> tenant_core::context::ContextKey {
     tenant_core::context::ContextKey::new(kid, bytes).unwrap()
 }
 
-/// The probe at `url` (the application role) with key k1, which must find no leak, no
-/// finding, and run every attack.
-pub fn signed_probe_finds_nothing(url: &str) -> tenant_probe::Report {
+/// The probe at `url` (the application role) with key k1, and the application's `pool` if
+/// given, which must find no leak, no finding, and run every attack.
+pub fn signed_probe_finds_nothing(
+    url: &str,
+    pool: Option<&dyn tenant_probe::PoolUnderTest>,
+) -> tenant_probe::Report {
     let mut options = tenant_probe::ProbeOptions::new(url, &two_companies::REGISTRY);
     options.progress = false;
     options.signing = Some(key("k1", &K1));
+    options.pool = pool;
     let report = tenant_probe::run(&options).unwrap();
     let s = report.summary();
     assert_eq!(
