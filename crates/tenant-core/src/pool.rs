@@ -15,7 +15,7 @@ use tenant_lint::Registry;
 use tenant_sqlcheck::Tables;
 
 use crate::context::ContextKey;
-use crate::scoped::{OrgScoped, Pooled};
+use crate::scoped::{Opening, OrgScoped, Pooled};
 use crate::verify::tables_of;
 use crate::{Isolation, ORG_SETTING, OrgId, TenantError};
 
@@ -278,9 +278,19 @@ impl TenantPoolBuilder {
     /// # Errors
     /// [`TenantError::UnsafeConfig`] naming the first problem found (superuser, BYPASSRLS,
     /// membership in such a role, ownership of a tenant table, TRUNCATE/REFERENCES/TRIGGER on
-    /// one, a missing tenant table, RLS not forced, an org context set by default);
-    /// [`TenantError::Connect`] when the database cannot be reached.
+    /// one, a missing tenant table, RLS not forced, an org context set by default, a server
+    /// recording more statement text than the signed context can hide);
+    /// [`TenantError::Connect`] when the database cannot be reached;
+    /// [`TenantError::ContextKey`] with the signed context when the database has no verifier
+    /// or does not accept this service's tokens, or with `set_local_context` too.
     pub fn build(self) -> Result<TenantPool, TenantError> {
+        if self.set_local && self.signing.is_some() {
+            return Err(TenantError::ContextKey(
+                "set_local_context() and signed_context() do not combine: the signed context's \
+                 verifier cannot run on Citus workers (docs/scale-out.md); choose one"
+                    .into(),
+            ));
+        }
         let manager = TenantConnectionManager {
             url: self.url,
             statement_cache: self.statement_cache,
@@ -429,12 +439,16 @@ impl TenantPool {
             } else {
                 conn.backend
             };
+            let opening = match (&self.signing, self.set_local) {
+                (_, true) => Opening::SetLocal,
+                (Some(key), false) => Opening::Signed(key, backend),
+                (None, false) => Opening::Setting,
+            };
             OrgScoped::open(
                 Pooled(conn),
                 org,
                 Arc::clone(&self.tables),
-                self.signing.as_deref().map(|k| (k, backend)),
-                self.set_local,
+                opening,
                 isolation,
             )
         };

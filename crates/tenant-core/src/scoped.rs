@@ -116,6 +116,17 @@ impl<C: ScopedConnection> std::fmt::Debug for OrgScoped<C> {
     }
 }
 
+/// How the opening message sets the org: one of three forms, never two.
+#[derive(Clone, Copy)]
+pub(crate) enum Opening<'k> {
+    /// `set_config('tenant.org_id', ..., true)`.
+    Setting,
+    /// `SET LOCAL tenant.org_id = '...'` (Citus).
+    SetLocal,
+    /// The setting and a signed token for this backend.
+    Signed(&'k crate::context::ContextKey, crate::context::Backend),
+}
+
 impl<'c> OrgScoped<&'c mut PgConnection> {
     /// Opens a transaction scoped to `org` on a connection you own.
     ///
@@ -127,14 +138,7 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
         org: OrgId,
         registry: &Registry,
     ) -> Result<Self, TenantError> {
-        Self::open(
-            conn,
-            org,
-            Arc::new(tables_of(registry)),
-            None,
-            false,
-            Isolation::ReadCommitted,
-        )
+        Self::on_own(conn, org, registry, Opening::Setting)
     }
 
     /// [`begin`](Self::begin) setting the org with `SET LOCAL` and a literal, the form Citus
@@ -147,14 +151,7 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
         org: OrgId,
         registry: &Registry,
     ) -> Result<Self, TenantError> {
-        Self::open(
-            conn,
-            org,
-            Arc::new(tables_of(registry)),
-            None,
-            true,
-            Isolation::ReadCommitted,
-        )
+        Self::on_own(conn, org, registry, Opening::SetLocal)
     }
 
     /// [`begin`](Self::begin) with the signed org context (the hardened mode): the org is
@@ -172,12 +169,20 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
         backend: crate::context::Backend,
     ) -> Result<Self, TenantError> {
         backend.check_recorded_text()?;
+        Self::on_own(conn, org, registry, Opening::Signed(key, backend))
+    }
+
+    fn on_own(
+        conn: &'c mut PgConnection,
+        org: OrgId,
+        registry: &Registry,
+        opening: Opening<'_>,
+    ) -> Result<Self, TenantError> {
         Self::open(
             conn,
             org,
             Arc::new(tables_of(registry)),
-            Some((key, backend)),
-            false,
+            opening,
             Isolation::ReadCommitted,
         )
     }
@@ -188,8 +193,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
         mut conn: C,
         org: OrgId,
         tables: Arc<Tables>,
-        signing: Option<(&crate::context::ContextKey, crate::context::Backend)>,
-        set_local: bool,
+        opening: Opening<'_>,
         isolation: Isolation,
     ) -> Result<Self, TenantError> {
         let begin = isolation.begin();
@@ -204,13 +208,15 @@ impl<C: ScopedConnection> OrgScoped<C> {
         // pg_stat_activity, where other sessions of the role could read it; a token left at
         // session level is refused like a leftover org (without its value in the error; the
         // `left(.., 0)` keeps the planner from folding the failing cast ahead of time).
-        let org_id = format!(
-            "{begin}; SELECT set_config('{ORG_SETTING}', CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' \
-             THEN '{}' ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid::text END, true)",
-            org.sql_literal()
-        );
-        let sql = match signing {
-            _ if set_local => {
+        let org_id = || {
+            format!(
+                "{begin}; SELECT set_config('{ORG_SETTING}', CASE WHEN coalesce(current_setting('{ORG_SETTING}', true), '') = '' \
+                 THEN '{}' ELSE (current_setting('{ORG_SETTING}', true) || ' {LEFTOVER}')::uuid::text END, true)",
+                org.sql_literal()
+            )
+        };
+        let sql = match opening {
+            Opening::SetLocal => {
                 // The SET LOCAL form (Citus propagates SET LOCAL to its workers, not
                 // set_config): the leftover check first, then the literal.
                 format!(
@@ -220,11 +226,11 @@ impl<C: ScopedConnection> OrgScoped<C> {
                     org.sql_literal()
                 )
             }
-            None => org_id,
-            Some((key, backend)) => {
+            Opening::Setting => org_id(),
+            Opening::Signed(key, backend) => {
                 let setting = crate::context::TOKEN_SETTING;
                 crate::context::past_recorded_text(
-                    &format!("{org_id}, "),
+                    &format!("{}, ", org_id()),
                     &format!(
                         "set_config('{setting}', CASE WHEN coalesce(current_setting('{setting}', true), '') = '' \
                          THEN '{}' ELSE (left(current_setting('{setting}', true), 0) || '{setting} {LEFTOVER}')::uuid::text END, true)",

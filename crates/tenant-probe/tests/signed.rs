@@ -367,6 +367,19 @@ fn a_token_left_at_session_level_is_refused_at_the_next_begin() {
 }
 
 #[test]
+fn a_pool_refuses_the_signed_and_the_set_local_context_together() {
+    let err = TenantPool::builder("postgres://unused@/db", &two_companies::REGISTRY)
+        .set_local_context()
+        .signed_context(key("k1", &K1))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, TenantError::ContextKey(m) if m.contains("do not combine")),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_signing_pool_refuses_a_key_the_database_does_not_hold() {
     let db = signed_db("signed_wrong_key");
     for (kid, secret) in [("k1", &K2), ("k9", &K1)] {
