@@ -6,8 +6,9 @@
 //!   or ending with `;`) and prints each result row as JSON; closes at end of input.
 //! - `access report --org ORG [--since TIME] --database-url AUDITOR_URL [--out DIR]`: the
 //!   postmortem report (Markdown on standard output; `access-report.md` and `.json` in DIR).
-//! - `org export --org ORG --out FILE --database-url APP_URL`
-//! - `org restore --in FILE [--replace] --database-url APP_URL`
+//! - `org export --org ORG --out FILE --database-url APP_URL [--seal-key-file F]`
+//! - `org restore --in FILE [--replace] --database-url APP_URL [--seal-key-file F]`: with a
+//!   seal key, only a file sealed by it is restored
 //! - `org purge --org ORG --ticket T --reason R --database-url OPERATOR_URL`
 //! - `org-bench`: export and restore throughput for an org of 100,000 rows.
 
@@ -148,16 +149,31 @@ pub fn access(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// The seal key in `file` (one line `KID:HEX`; a file, so that the secret is not on the
+/// command line, where other users of the machine can read it).
+fn seal_key(file: &str) -> Result<tenant_ops::SealKey, String> {
+    let line = std::fs::read_to_string(file).map_err(|e| format!("reading {file}: {e}"))?;
+    tenant_ops::SealKey::from_line(&line).map_err(|e| format!("{file}: {e}"))
+}
+
 /// `cargo xtask org export|restore|purge`.
 pub fn org(args: &[&str]) -> Result<(), String> {
     let registry = &two_companies::REGISTRY;
     match args {
         ["export", rest @ ..] => {
-            let o = options(rest, &["--org", "--out", "--database-url"], &[])?;
+            let o = options(
+                rest,
+                &["--org", "--out", "--database-url", "--seal-key-file"],
+                &[],
+            )?;
             let out = required(&o, "--out")?;
             let export = tenant_ops::export(required(&o, "--database-url")?, registry, org_of(&o)?)
                 .map_err(|e| e.to_string())?;
-            std::fs::write(out, export.to_json()).map_err(|e| format!("writing {out}: {e}"))?;
+            let text = match o.get("--seal-key-file") {
+                Some(file) => seal_key(file)?.seal(&export.to_json())?,
+                None => export.to_json(),
+            };
+            std::fs::write(out, text).map_err(|e| format!("writing {out}: {e}"))?;
             for t in &export.manifest.tables {
                 println!("  {}: {} rows (sha256 {})", t.name, t.rows, t.sha256);
             }
@@ -165,16 +181,21 @@ pub fn org(args: &[&str]) -> Result<(), String> {
             Ok(())
         }
         ["restore", rest @ ..] => {
-            let o = options(rest, &["--in", "--database-url"], &["--replace"])?;
+            let o = options(
+                rest,
+                &["--in", "--database-url", "--seal-key-file"],
+                &["--replace"],
+            )?;
             let input = required(&o, "--in")?;
             let text =
                 std::fs::read_to_string(input).map_err(|e| format!("reading {input}: {e}"))?;
-            let receipt = tenant_ops::restore(
-                required(&o, "--database-url")?,
-                registry,
-                &text,
-                o.contains_key("--replace"),
-            )
+            let (url, replace) = (required(&o, "--database-url")?, o.contains_key("--replace"));
+            let receipt = match o.get("--seal-key-file") {
+                Some(file) => {
+                    tenant_ops::restore_sealed(url, registry, &text, replace, &seal_key(file)?)
+                }
+                None => tenant_ops::restore(url, registry, &text, replace),
+            }
             .map_err(|e| e.to_string())?;
             print!("{}", receipt.render());
             Ok(())

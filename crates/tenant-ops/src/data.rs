@@ -27,6 +27,9 @@ pub enum OpsError {
     /// The file is not a valid export, or does not match its manifest.
     #[error("refusing the export file: {0}")]
     InvalidFile(String),
+    /// A restore that requires a seal got a file without one, or with another.
+    #[error("refusing the export file: {0}")]
+    Seal(String),
     /// The database's tenant tables differ from the file's.
     #[error(
         "the tenant tables of this database differ from the exported ones (schema digest {here} here, {file} in the file): restore into a database migrated to the same schema"
@@ -277,6 +280,22 @@ pub fn restore(
         }
         Ok(Receipt { org: org.to_string(), action: "restored".into(), tables: restored, replaced })
     })
+}
+
+/// [`restore`], after checking that `file` is sealed by `key` ([`crate::seal`]): only an
+/// export made with the key goes back in.
+///
+/// # Errors
+/// [`OpsError::Seal`] when it is not, with nothing written; then as [`restore`].
+pub fn restore_sealed(
+    app_url: &str,
+    registry: &'static Registry,
+    file: &str,
+    replace: bool,
+    key: &crate::SealKey,
+) -> Result<Receipt, OpsError> {
+    key.verify(file).map_err(OpsError::Seal)?;
+    restore(app_url, registry, file, replace)
 }
 
 /// Deletes every row of `org` from every tenant table, children first, through a break-glass

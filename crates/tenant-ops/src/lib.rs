@@ -14,8 +14,10 @@
 pub mod data;
 pub mod format;
 pub mod report;
+pub mod seal;
 
 pub use report::{Access, AccessReport};
 
-pub use data::{OpsError, Receipt, export, purge, restore};
+pub use data::{OpsError, Receipt, export, purge, restore, restore_sealed};
 pub use format::{Export, Manifest, TableManifest};
+pub use seal::SealKey;

@@ -330,3 +330,45 @@ fn every_operation_and_the_probe_refuse_an_empty_or_hostile_url_by_name() {
         says(tenant_probe::run(&options).unwrap_err().to_string());
     }
 }
+
+#[test]
+fn a_restore_with_a_seal_key_takes_only_a_file_sealed_by_it() {
+    use tenant_ops::{SealKey, restore_sealed};
+    let db = example("ops_sealed", 2);
+    let registry = &two_companies::REGISTRY;
+    let key = SealKey::new("ops1", &[0x33; 32]).unwrap();
+    let plain = export(&db.app_url(), registry, org(A)).unwrap().to_json();
+    let sealed = key.seal(&plain).unwrap();
+    let before = (org_state(&db, A), org_state(&db, B));
+    // A file made for B out of A's export: consistent with its own checksums, so a plain
+    // restore would take it; the seal does not.
+    let mut crafted: serde_json::Value = serde_json::from_str(&sealed).unwrap();
+    crafted["manifest"]["org"] = serde_json::json!(B);
+    for (what, file, says) in [
+        ("unsealed", plain.clone(), "not sealed"),
+        (
+            "another org",
+            crafted.to_string(),
+            "changed after it was sealed",
+        ),
+        (
+            "another key",
+            SealKey::new("ops2", &[0x33; 32])
+                .unwrap()
+                .seal(&plain)
+                .unwrap(),
+            "sealed by key \"ops2\", not by key ops1",
+        ),
+    ] {
+        let err = restore_sealed(&db.app_url(), registry, &file, true, &key).unwrap_err();
+        assert!(
+            matches!(&err, OpsError::Seal(m) if m.contains(says)),
+            "{what}: {err}"
+        );
+    }
+    assert_eq!((org_state(&db, A), org_state(&db, B)), before);
+    // The sealed file goes back in.
+    let receipt = restore_sealed(&db.app_url(), registry, &sealed, true, &key).unwrap();
+    assert_eq!(receipt.action, "restored");
+    assert_eq!((org_state(&db, A), org_state(&db, B)), before);
+}
