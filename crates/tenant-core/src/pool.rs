@@ -214,9 +214,21 @@ pub struct TenantPoolBuilder {
     statement_cache: bool,
     set_local: bool,
     transaction_pooler: bool,
+    hide_org: bool,
 }
 
 impl TenantPoolBuilder {
+    /// Keeps the org id out of the statement text other sessions of the role read in
+    /// `pg_stat_activity`: the opening message places it past the part PostgreSQL records
+    /// (`track_activity_query_size`), as the signed context always does with its token. In
+    /// the default mode an org id seen there tells injected SQL which org to hop to
+    /// (THREATS.md #5); it costs about a kilobyte more per opening message. (The signed
+    /// context hides its token anyway, and an org id alone is worth nothing there.)
+    pub fn hide_org_in_activity(mut self) -> Self {
+        self.hide_org = true;
+        self
+    }
+
     /// The pool reaches PostgreSQL through a pooler in transaction mode (PgBouncer
     /// `pool_mode = transaction`), where consecutive transactions of one client connection may
     /// run on different server connections. Turns off diesel's prepared-statement cache (see
@@ -298,7 +310,7 @@ impl TenantPoolBuilder {
         let mut conn = r2d2::ManageConnection::connect(&manager)
             .map_err(|e| TenantError::Connect(e.to_string()))?;
         check_role_and_schema(&mut conn.conn, self.registry)?;
-        if self.signing.is_some() {
+        if self.signing.is_some() || self.hide_org {
             conn.backend.check_recorded_text()?;
         }
         drop(conn);
@@ -334,6 +346,7 @@ impl TenantPoolBuilder {
             signing: self.signing.map(Arc::new),
             set_local: self.set_local,
             transaction_pooler: self.transaction_pooler,
+            hide_org: self.hide_org,
         };
         if let Some(key) = pool.signing.as_deref() {
             // One token end to end, as every transaction will send it: a key the database
@@ -386,6 +399,7 @@ pub struct TenantPool {
     signing: Option<Arc<ContextKey>>,
     set_local: bool,
     transaction_pooler: bool,
+    hide_org: bool,
 }
 
 impl TenantPool {
@@ -405,6 +419,7 @@ impl TenantPool {
             statement_cache: true,
             set_local: false,
             transaction_pooler: false,
+            hide_org: false,
         }
     }
 
@@ -442,6 +457,7 @@ impl TenantPool {
             let opening = match (&self.signing, self.set_local) {
                 (_, true) => Opening::SetLocal,
                 (Some(key), false) => Opening::Signed(key, backend),
+                (None, false) if self.hide_org => Opening::HiddenSetting(backend.recorded_text()),
                 (None, false) => Opening::Setting,
             };
             OrgScoped::open(

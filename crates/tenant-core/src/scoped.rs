@@ -121,6 +121,9 @@ impl<C: ScopedConnection> std::fmt::Debug for OrgScoped<C> {
 pub(crate) enum Opening<'k> {
     /// `set_config('tenant.org_id', ..., true)`.
     Setting,
+    /// `set_config('tenant.org_id', ..., true)`, the org id placed past the first `usize`
+    /// bytes of the message, the statement text other sessions see in `pg_stat_activity`.
+    HiddenSetting(usize),
     /// `SET LOCAL tenant.org_id = '...'` (Citus).
     SetLocal,
     /// The setting and a signed token for this backend.
@@ -227,6 +230,11 @@ impl<C: ScopedConnection> OrgScoped<C> {
                 )
             }
             Opening::Setting => org_id(),
+            Opening::HiddenSetting(recorded) => {
+                let whole = org_id();
+                let at = whole.find("SELECT ").map_or(0, |i| i + "SELECT ".len());
+                crate::context::past_recorded_text(&whole[..at], &whole[at..], recorded)
+            }
             Opening::Signed(key, backend) => {
                 let setting = crate::context::TOKEN_SETTING;
                 crate::context::past_recorded_text(

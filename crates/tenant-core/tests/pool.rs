@@ -327,3 +327,51 @@ fn eight_threads_two_orgs_thousand_transactions_each_zero_rows_cross() {
     .unwrap();
     assert_eq!(total, 8 * 20);
 }
+
+/// What `pg_stat_activity` shows another session of the role about the pool's only
+/// connection while a transaction for `org` sits open on it, and what that transaction sees.
+fn activity_while_open(
+    db: &tenant_testkit::TestDb,
+    pool: &TenantPool,
+    org: OrgId,
+) -> (String, i64) {
+    let server = pool
+        .with_org(org, |s| Ok::<_, TenantError>(backend_pid(s)))
+        .unwrap();
+    let mut held = pool.begin(org).unwrap();
+    let query: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(&format!(
+        "(SELECT state || ': ' || query FROM pg_stat_activity WHERE pid = {server})"
+    )))
+    .get_result(&mut db.connect_as(tenant_testkit::roles::APP))
+    .unwrap();
+    let seen: i64 = held
+        .get_result(held.query(customers::table).count())
+        .unwrap();
+    held.commit().unwrap();
+    (query, seen)
+}
+
+#[test]
+fn the_org_id_can_be_kept_out_of_the_text_other_sessions_read() {
+    let (db, pool) = setup("pool_hide_org", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let (shown, seen) = activity_while_open(&db, &pool, a);
+    assert!(shown.starts_with("idle in transaction: BEGIN;"), "{shown}");
+    assert!(
+        shown.contains(&a.to_string()),
+        "by default the org id shows: {shown}"
+    );
+    assert_eq!(seen, 1);
+    let hiding = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+        .max_size(1)
+        .hide_org_in_activity()
+        .build()
+        .unwrap();
+    let (shown, seen) = activity_while_open(&db, &hiding, a);
+    assert!(
+        shown.starts_with("idle in transaction: BEGIN; SELECT /*"),
+        "{shown}"
+    );
+    assert!(!shown.contains(&a.to_string()), "hidden: {shown}");
+    assert_eq!(seen, 1, "and set all the same");
+}
