@@ -277,46 +277,6 @@ fn evidence_digest(options: &ProbeOptions<'_>, generated_at: &str) -> Option<Str
     )
 }
 
-/// The signed mode's token, looked for in the statement text other sessions see while the
-/// application's pool holds B's transaction open.
-fn token_in_activity(
-    pool: &dyn PoolUnderTest,
-    attacker: &mut ProbeSession,
-    b: Uuid,
-) -> AttackResult {
-    let mut seen: Result<u64, String> = Err("the pool did not hold the transaction".into());
-    let held = pool.hold_in_org(b, &mut || {
-        // The server keeps one snapshot of the activity per transaction: take a fresh one.
-        seen = attacker
-            .try_sql("SELECT pg_stat_clear_snapshot()", false)
-            .and_then(|_| attacker.try_sql(attacks::pool::TOKEN_IN_ACTIVITY, true))
-            .map_err(|e| e.to_string())
-            .and_then(|outcome| match outcome {
-                ProbeOutcome::Ran { rows, .. } => Ok(rows),
-                ProbeOutcome::Refused { sqlstate, message } => Err(format!("{sqlstate} {message}")),
-            });
-    });
-    let (observed, verdict) = match held.and(seen) {
-        Ok(0) => (Observed::Rows(0), Verdict::Pass),
-        Ok(n) => (Observed::Rows(n), Verdict::Leak),
-        Err(why) => (Observed::NotRun(why), Verdict::NotRun),
-    };
-    AttackResult {
-        attack: "token_in_activity".into(),
-        family: Family::Pool.as_str().into(),
-        threat: "#5, #20".into(),
-        table: String::new(),
-        sql: attacks::pool::TOKEN_IN_ACTIVITY.into(),
-        expected: "no other session's statement text holds a token (0 rows) while the application holds B's transaction open".into(),
-        observed,
-        verdict,
-        note: match verdict {
-            Verdict::Leak => "a token of B's is readable in pg_stat_activity: it can be replayed on that backend".into(),
-            _ => String::new(),
-        },
-    }
-}
-
 /// Attacks the database of `options` from two synthetic orgs and reports every outcome.
 ///
 /// # Errors
@@ -453,7 +413,11 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
         done += 1;
         progress.update(targets.len(), done);
         if options.signing.is_some() {
-            results.push(token_in_activity(pool, &mut sessions.main, b));
+            results.push(attacks::pool::token_in_activity(
+                pool,
+                &mut sessions.main,
+                b,
+            ));
             done += 1;
             progress.update(targets.len(), done);
         }

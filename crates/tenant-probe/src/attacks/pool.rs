@@ -9,7 +9,11 @@
 //! session reads every other session's statement text (`pg_stat_activity`, which shows a
 //! role's sessions to each other) for a token, which could be replayed on that backend.
 
+use tenant_core::admin::{ProbeOutcome, ProbeSession};
 use tenant_core::{OrgId, TenantPool};
+
+use crate::attack::Family;
+use crate::report::{AttackResult, Observed, Verdict};
 use uuid::Uuid;
 
 /// The application's pool, as the probe drives it.
@@ -97,4 +101,44 @@ pub fn sql(b: Uuid) -> String {
     format!(
         "SELECT set_config('tenant.org_id', '{b}', false) || ' ' || pg_backend_pid(); COMMIT; then, on the next checkout: SELECT pg_backend_pid()"
     )
+}
+
+/// The signed mode's token, looked for in the statement text other sessions see while the
+/// application's pool holds B's transaction open.
+pub(crate) fn token_in_activity(
+    pool: &dyn PoolUnderTest,
+    attacker: &mut ProbeSession,
+    b: Uuid,
+) -> AttackResult {
+    let mut seen: Result<u64, String> = Err("the pool did not hold the transaction".into());
+    let held = pool.hold_in_org(b, &mut || {
+        // The server keeps one snapshot of the activity per transaction: take a fresh one.
+        seen = attacker
+            .try_sql("SELECT pg_stat_clear_snapshot()", false)
+            .and_then(|_| attacker.try_sql(TOKEN_IN_ACTIVITY, true))
+            .map_err(|e| e.to_string())
+            .and_then(|outcome| match outcome {
+                ProbeOutcome::Ran { rows, .. } => Ok(rows),
+                ProbeOutcome::Refused { sqlstate, message } => Err(format!("{sqlstate} {message}")),
+            });
+    });
+    let (observed, verdict) = match held.and(seen) {
+        Ok(0) => (Observed::Rows(0), Verdict::Pass),
+        Ok(n) => (Observed::Rows(n), Verdict::Leak),
+        Err(why) => (Observed::NotRun(why), Verdict::NotRun),
+    };
+    AttackResult {
+        attack: "token_in_activity".into(),
+        family: Family::Pool.as_str().into(),
+        threat: "#5, #20".into(),
+        table: String::new(),
+        sql: TOKEN_IN_ACTIVITY.into(),
+        expected: "no other session's statement text holds a token (0 rows) while the application holds B's transaction open".into(),
+        observed,
+        verdict,
+        note: match verdict {
+            Verdict::Leak => "a token of B's is readable in pg_stat_activity: it can be replayed on that backend".into(),
+            _ => String::new(),
+        },
+    }
 }
