@@ -394,20 +394,22 @@ pub fn soak(args: &[&str]) -> Result<(), String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     crate::with_database(|url| {
-        for (test, what) in [
-            ("soak", "the soak"),
-            ("sql_differential", "the SQL differential"),
+        for (package, test, what) in [
+            ("tenant-probe", "soak", "the soak (default and signed mode)"),
+            ("tenant-core", "sql_differential", "the SQL differential"),
         ] {
             let status = crate::cargo()
                 .args([
                     "test",
                     "--release",
                     "-p",
-                    "tenant-core",
+                    package,
                     "--test",
                     test,
                     "--",
                     "--nocapture",
+                    // One after the other: each soak's throughput is its own.
+                    "--test-threads=1",
                 ])
                 .env("DATABASE_URL", url)
                 .env("TENANT_SOAK_SECONDS", seconds)

@@ -1,7 +1,9 @@
 //! Soak: many threads, a hundred orgs, mixed reads and writes through the pool for a bounded
-//! time. Every committed write is found afterwards (count and sum per org against a ledger the
-//! test keeps), and no session ever sees a row of another org. `cargo xtask test` runs it for
-//! a few seconds; `cargo xtask soak` runs it longer (TENANT_SOAK_SECONDS, TENANT_SOAK_THREADS).
+//! time, in the default mode and in the signed mode. Every committed write is found afterwards
+//! (count and sum per org against a ledger the test keeps), and no session ever sees a row of
+//! another org. `cargo xtask test` runs each for a few seconds; `cargo xtask soak` runs them
+//! longer (TENANT_SOAK_SECONDS, TENANT_SOAK_THREADS). (Here rather than in tenant-core's tests
+//! because the signed mode's schema comes from tenant-schema.)
 
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,11 +13,32 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{org_with_customer, setup};
 use diesel::prelude::*;
-use tenant_core::OrgId;
-use two_companies::schema::deals;
+use tenant_core::{OrgId, TenantPool};
+use tenant_testkit::TestDb;
+use two_companies::schema::{customers, deals, orgs};
 use uuid::Uuid;
+
+/// Creates an org with one customer; returns the org and the customer id.
+fn org_with_customer(pool: &TenantPool, i: usize) -> (OrgId, Uuid) {
+    let org = OrgId::new_random();
+    let customer = pool
+        .with_org(org, |s| {
+            s.execute(s.insert(orgs::table, orgs::name.eq(format!("org {i}"))))?;
+            s.get_result::<Uuid, _>(
+                s.insert(
+                    customers::table,
+                    (
+                        customers::name.eq(format!("c{i}")),
+                        customers::email.eq(format!("c{i}@example.com")),
+                    ),
+                )
+                .returning(customers::id),
+            )
+        })
+        .unwrap();
+    (org, customer)
+}
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -47,20 +70,43 @@ struct Tally {
     crossed: usize,
 }
 
+fn threads() -> usize {
+    env("TENANT_SOAK_THREADS", 8) as usize
+}
+
 #[test]
 fn a_hundred_orgs_under_mixed_load_lose_nothing_and_cross_nothing() {
+    let db = TestDb::new("soak");
+    two_companies::migrate(&db.admin_url()).unwrap();
+    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+        .max_size(threads() as u32)
+        .build()
+        .unwrap();
+    soak(&db, &pool, "default mode");
+}
+
+#[test]
+fn a_hundred_orgs_under_mixed_load_in_the_signed_mode_lose_nothing_and_cross_nothing() {
+    let db = common::signed_db("soak_signed");
+    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+        .max_size(threads() as u32)
+        .signed_context(common::key("k1", &common::K1))
+        .build()
+        .unwrap();
+    soak(&db, &pool, "signed mode");
+}
+
+/// The load, the ledger and the checks, for `pool` over `db`.
+fn soak(db: &TestDb, pool: &TenantPool, mode: &str) {
     let seconds = env("TENANT_SOAK_SECONDS", 3);
-    let threads = env("TENANT_SOAK_THREADS", 8) as usize;
-    let (db, pool) = setup("soak", threads as u32);
-    let orgs: Vec<(OrgId, Uuid)> = (0..100)
-        .map(|i| org_with_customer(&pool, &format!("org {i}"), &format!("c{i}")))
-        .collect();
+    let threads = threads();
+    let orgs: Vec<(OrgId, Uuid)> = (0..100).map(|i| org_with_customer(pool, i)).collect();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tallies: Vec<Tally> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (pool, orgs) = (&pool, &orgs);
+                let orgs = &orgs;
                 scope.spawn(move || {
                     let mut rng = Lcg(t as u64 + 1);
                     let mut tally = Tally::default();
@@ -130,7 +176,7 @@ fn a_hundred_orgs_under_mixed_load_lose_nothing_and_cross_nothing() {
         }
     }
     eprintln!(
-        "soak: {threads} threads, 100 orgs, {seconds} s: {reads} reads, {writes} writes, {errors} errors, \
+        "soak ({mode}): {threads} threads, 100 orgs, {seconds} s: {reads} reads, {writes} writes, {errors} errors, \
          {:.0} transactions/s, {crossed} rows crossed",
         (reads + writes) as f64 / elapsed
     );
