@@ -51,22 +51,7 @@ impl ContextKey {
     /// # Errors
     /// [`TenantError::ContextKey`] naming what is wrong.
     pub fn new(kid: &str, key: &[u8]) -> Result<Self, TenantError> {
-        if kid.is_empty()
-            || kid.len() > 40
-            || !kid
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(TenantError::ContextKey(
-                "the key id must be 1 to 40 letters, digits, `_` or `-`".into(),
-            ));
-        }
-        if key.len() < 32 {
-            return Err(TenantError::ContextKey(format!(
-                "the key has {} bytes: use 32 random bytes or more",
-                key.len()
-            )));
-        }
+        check_key("key", kid, key).map_err(TenantError::ContextKey)?;
         // new_from_slice accepts any key length for HMAC.
         let keyed = Hmac::<Sha256>::new_from_slice(key)
             .map_err(|e| TenantError::ContextKey(format!("the key cannot key HMAC: {e}")))?;
@@ -82,14 +67,7 @@ impl ContextKey {
     /// # Errors
     /// [`TenantError::ContextKey`] for text that is not hex, or a short key.
     pub fn from_hex(kid: &str, hex: &str) -> Result<Self, TenantError> {
-        let hex = hex.trim();
-        if !hex.len().is_multiple_of(2) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(TenantError::ContextKey("the key is not hex text".into()));
-        }
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
-            .collect();
+        let bytes = hex_bytes("key", hex).map_err(TenantError::ContextKey)?;
         Self::new(kid, &bytes)
     }
 
@@ -126,6 +104,47 @@ impl ContextKey {
         }
         hex
     }
+}
+
+/// Checks a key as every HMAC key of tenant-safe wants it (this module's, and tenant-ops'
+/// seal key): id `kid` 1 to 40 of `[A-Za-z0-9_-]`, `secret` 32 bytes or more. `what` names the
+/// key in the message (`key`, `seal key`).
+///
+/// # Errors
+/// What is wrong, and what to use instead.
+pub fn check_key(what: &str, kid: &str, secret: &[u8]) -> Result<(), String> {
+    if kid.is_empty()
+        || kid.len() > 40
+        || !kid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "the {what} id must be 1 to 40 letters, digits, `_` or `-`"
+        ));
+    }
+    if secret.len() < 32 {
+        return Err(format!(
+            "the {what} has {} bytes: use 32 random bytes or more",
+            secret.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The bytes of a key written as hex text (surrounding whitespace ignored).
+///
+/// # Errors
+/// When the text is not hex; `what` names the key in the message.
+pub fn hex_bytes(what: &str, hex: &str) -> Result<Vec<u8>, String> {
+    let hex = hex.trim();
+    if !hex.len().is_multiple_of(2) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!("the {what} is not hex text"));
+    }
+    Ok((0..hex.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect())
 }
 
 /// The most statement text PostgreSQL may record per session (`track_activity_query_size`) for

@@ -36,20 +36,7 @@ impl SealKey {
     /// # Errors
     /// What is wrong with the id or the secret.
     pub fn new(kid: &str, secret: &[u8]) -> Result<Self, String> {
-        if kid.is_empty()
-            || kid.len() > 40
-            || !kid
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err("the seal key id must be 1 to 40 letters, digits, `_` or `-`".into());
-        }
-        if secret.len() < 32 {
-            return Err(format!(
-                "the seal key has {} bytes: use 32 random bytes or more",
-                secret.len()
-            ));
-        }
+        tenant_core::context::check_key("seal key", kid, secret)?;
         let keyed = Hmac::<Sha256>::new_from_slice(secret)
             .map_err(|e| format!("the seal key cannot key HMAC: {e}"))?;
         Ok(Self {
@@ -67,13 +54,7 @@ impl SealKey {
             .trim()
             .split_once(':')
             .ok_or("a seal key file holds one line KID:HEX")?;
-        if !hex.len().is_multiple_of(2) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err("the seal key is not hex text".into());
-        }
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
-            .collect();
+        let bytes = tenant_core::context::hex_bytes("seal key", hex)?;
         Self::new(kid, &bytes)
     }
 
