@@ -13,7 +13,9 @@
 //! owner, rls, forced, app_privileges[], options[]}], policies: [{table, name, permissive,
 //! command, roles[], using, with_check, functions[]}], functions: [{schema, name,
 //! security_definer, leakproof, app_can_execute, config[]}], findings: [{rule, severity, object,
-//! why, fix}]}`.
+//! why, fix}], checks: [{rule, threats, checks, findings}]}` (`checks` lists every audit rule
+//! with the THREATS.md items it covers and its number of findings; added in version 1 without a
+//! version change, since readers of version 1 ignore unknown keys).
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -97,6 +99,10 @@ pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> 
         })).collect::<Vec<_>>(),
         "findings": report.findings.iter().map(|f| json!({
             "rule": f.rule, "severity": severity(f.severity), "object": f.object, "why": f.why, "fix": f.fix,
+        })).collect::<Vec<_>>(),
+        "checks": crate::audit::CHECKS.iter().map(|(rule, threats, checks)| json!({
+            "rule": rule, "threats": threats, "checks": checks,
+            "findings": report.findings.iter().filter(|f| f.rule == *rule).count(),
         })).collect::<Vec<_>>(),
     });
     let configuration = serde_json::to_string_pretty(&doc).unwrap_or_default();
@@ -274,6 +280,15 @@ fn markdown(
             f.app_can_execute,
             or_none(&f.config)
         );
+    }
+
+    let _ = writeln!(
+        m,
+        "\n## Checks performed\n\nEach rule of the audit, the items of THREATS.md it covers, and its findings here.\n\n| rule | THREATS.md | checks | findings |\n|---|---|---|---|"
+    );
+    for (rule, threats, checks) in crate::audit::CHECKS {
+        let n = report.findings.iter().filter(|f| f.rule == *rule).count();
+        let _ = writeln!(m, "| `{rule}` | {threats} | {checks} | {n} |");
     }
 
     let _ = writeln!(m, "\n## Findings\n");

@@ -25,7 +25,7 @@ pub use catalog::{
     AppRole, Catalog, Constraint, Function, IndexKeys, LeakyIndex, Policy, Relation,
     SequenceColumn, Server,
 };
-pub use rules::RULES;
+pub use rules::{CHECKS, RULES};
 use tenant_core::TenantError;
 use tenant_core::admin::CatalogReader;
 use tenant_lint::Registry;

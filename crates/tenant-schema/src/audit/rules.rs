@@ -37,6 +37,132 @@ pub const RULES: &[(&str, Rule)] = &[
     ("server-version", server_version),
 ];
 
+/// What each rule checks, and the items of THREATS.md it covers: the evidence lists them, so
+/// that "no finding" reads as "these were checked and passed". One entry per rule, in
+/// [`RULES`] order (a test keeps them in step).
+pub const CHECKS: &[(&str, &str, &str)] = &[
+    (
+        "registered-table-missing",
+        "-",
+        "every registered table exists",
+    ),
+    (
+        "rls-not-enabled",
+        "#1",
+        "row-level security is enabled on every tenant table",
+    ),
+    (
+        "rls-not-forced",
+        "#1",
+        "row-level security is forced, so it binds the owner too",
+    ),
+    (
+        "tenant-policy-missing",
+        "#26",
+        "a RESTRICTIVE policy confines the org column to the session org",
+    ),
+    (
+        "policy-always-true",
+        "#26",
+        "no restrictive tenant policy is always true",
+    ),
+    (
+        "policy-has-or",
+        "#4, #26",
+        "no tenant policy ORs its org condition with anything",
+    ),
+    (
+        "policy-reads-org-per-row",
+        "-",
+        "the policy reads the org once per statement (performance)",
+    ),
+    (
+        "policy-function-volatility",
+        "principle",
+        "functions in policies are STABLE: an IMMUTABLE one can be folded into a cached plan for another org",
+    ),
+    (
+        "unexpected-permissive-policy",
+        "#26",
+        "no PERMISSIVE policy beyond the generated ones widens access",
+    ),
+    (
+        "app-role",
+        "#2",
+        "the application role is no superuser, has no BYPASSRLS, and cannot become either",
+    ),
+    (
+        "app-role-owns-tenant-table",
+        "#1",
+        "the application role owns no tenant table, directly or by membership",
+    ),
+    (
+        "forbidden-privilege",
+        "#7",
+        "the application role holds no TRUNCATE, REFERENCES or TRIGGER on a tenant table",
+    ),
+    (
+        "unique-without-org",
+        "#9",
+        "every unique key of a tenant table includes the org column",
+    ),
+    (
+        "foreign-key-without-org",
+        "#8",
+        "every foreign key between tenant tables includes the org column",
+    ),
+    (
+        "sequence-key",
+        "#19",
+        "no serial or identity key counts every org's inserts",
+    ),
+    (
+        "view-without-security-invoker",
+        "#11",
+        "views run with the caller's rights (security_invoker)",
+    ),
+    (
+        "security-definer-function",
+        "#13",
+        "SECURITY DEFINER functions are listed, each with a fixed search_path",
+    ),
+    (
+        "leakproof-function",
+        "#10",
+        "non-catalog LEAKPROOF functions are listed",
+    ),
+    (
+        "partition-not-protected",
+        "#1",
+        "every partition of a tenant table has its parent's protection",
+    ),
+    (
+        "index-unusable-under-rls",
+        "-",
+        "indexes a non-LEAKPROOF condition cannot use under RLS (performance)",
+    ),
+    (
+        "foreign-key-without-index",
+        "-",
+        "an index serves every foreign key between tenant tables (purge and restore time)",
+    ),
+    (
+        "unregistered-relation",
+        "principle",
+        "every relation the application role can reach is registered",
+    ),
+    (
+        "unregistered-tenant-table",
+        "principle",
+        "no unregistered table has the org column",
+    ),
+    (
+        "server-version",
+        "#27",
+        "the server has every fix of row-level security's CVEs",
+    ),
+];
+
 fn finding(
     rule: &'static str,
     severity: Severity,
@@ -682,6 +808,13 @@ mod tests {
         };
         assert!(!per_row_hit(once));
         assert!(per_row_hit(per_row));
+    }
+
+    #[test]
+    fn every_rule_says_what_it_checks_in_the_same_order() {
+        let rules: Vec<&str> = RULES.iter().map(|(id, _)| *id).collect();
+        let checks: Vec<&str> = CHECKS.iter().map(|(id, _, _)| *id).collect();
+        assert_eq!(rules, checks);
     }
 
     #[test]
