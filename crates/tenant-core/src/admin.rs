@@ -277,7 +277,8 @@ impl ProbeSession {
         };
         self.try_sql(
             &format!(
-                "SELECT set_config('tenant.org_id', '{value}', true), set_config('{}', '{token}', true)",
+                "SELECT set_config('{}', '{value}', true), set_config('{}', '{token}', true)",
+                crate::ORG_SETTING,
                 crate::context::TOKEN_SETTING
             ),
             false,

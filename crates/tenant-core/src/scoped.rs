@@ -116,7 +116,7 @@ impl<C: ScopedConnection> std::fmt::Debug for OrgScoped<C> {
     }
 }
 
-/// How the opening message sets the org: one of three forms, never two.
+/// How the opening message sets the org: exactly one of these forms.
 #[derive(Clone, Copy)]
 pub(crate) enum Opening<'k> {
     /// `set_config('tenant.org_id', ..., true)`.

@@ -33,8 +33,8 @@ pub enum ContextMode {
 
 /// The schema of the signed context's key table and functions.
 pub const CONTEXT_SCHEMA: &str = "tenant_context";
-/// The setting holding the token.
-pub const TOKEN_SETTING: &str = "tenant.org_token";
+/// The setting holding the token (tenant-core sets it; one name for both sides).
+pub use tenant_core::context::TOKEN_SETTING;
 
 /// The org the policies compare with, read once per statement.
 pub(crate) fn verified_org_expression() -> String {
