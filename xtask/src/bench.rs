@@ -90,7 +90,7 @@ fn setup(admin: &str) -> Result<(), String> {
     };
     conn.batch_execute(&tenant_schema::generate(&BENCH_SIGNED, &signed).up)
         .map_err(|e| format!("applying the signed RLS: {e}"))?;
-    let hex: String = KEY.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = tenant_core::context::to_hex(&KEY);
     conn.batch_execute(&format!(
         "SELECT tenant_context.add_key('bench', '\\x{hex}')"
     ))

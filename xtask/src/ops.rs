@@ -332,7 +332,7 @@ pub fn context_key(args: &[&str]) -> Result<(), String> {
     let mut key = Vec::with_capacity(32);
     key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
     key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = tenant_core::context::to_hex(&key);
     // Checks the id and the length before anything is written.
     tenant_core::context::ContextKey::new(&kid, &key).map_err(|e| e.to_string())?;
     let mut conn = diesel::PgConnection::establish(url).map_err(|e| format!("connecting: {e}"))?;

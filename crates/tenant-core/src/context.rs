@@ -93,16 +93,9 @@ impl ContextKey {
     }
 
     fn mac(&self, message: &str) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut mac = self.keyed.clone();
         mac.update(message.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        let mut hex = String::with_capacity(64);
-        for b in digest {
-            hex.push(char::from(HEX[usize::from(b >> 4)]));
-            hex.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-        hex
+        to_hex(&mac.finalize().into_bytes())
     }
 }
 
@@ -130,6 +123,18 @@ pub fn check_key(what: &str, kid: &str, secret: &[u8]) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Lower-case hex of `bytes` (MACs, digests and keys, as the database's `encode(.., 'hex')`
+/// writes them).
+pub fn to_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
 }
 
 /// The bytes of a key written as hex text (surrounding whitespace ignored).

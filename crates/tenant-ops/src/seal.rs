@@ -70,11 +70,7 @@ impl SealKey {
                 .unwrap_or_default()
                 .as_bytes(),
         );
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        tenant_core::context::to_hex(&mac.finalize().into_bytes())
     }
 
     /// `document` (an export's JSON text) with its seal.

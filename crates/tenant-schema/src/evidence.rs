@@ -45,10 +45,7 @@ pub struct Provenance {
 
 /// The SHA-256 of `data`, hex.
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    tenant_core::context::to_hex(&Sha256::digest(data))
 }
 
 fn list(s: &str) -> Vec<&str> {
