@@ -297,7 +297,7 @@ impl ProbeSession {
         self.conn.batch_execute(PROBE_FUNCTION)?;
         // Read inside the transaction: behind a transaction pooler, each transaction may run
         // on another server process, and a signed token names the one it runs on.
-        self.pid = crate::backend_pid(&mut self.conn)?;
+        self.pid = crate::context::Backend::read(&mut self.conn)?.pid();
         Ok(())
     }
 

@@ -193,17 +193,6 @@ fn connect_message(message: &str, url: &str) -> String {
     message
 }
 
-/// The server process behind `conn`: a signed token names it, so it is read once per
-/// connection.
-pub(crate) fn backend_pid(conn: &mut diesel::PgConnection) -> diesel::QueryResult<i32> {
-    diesel::RunQueryDsl::get_result(
-        diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
-            "pg_backend_pid()",
-        )),
-        conn,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
