@@ -18,7 +18,7 @@ use tenant_probe::{ProbeOptions, Verdict};
 use tenant_testkit::{TestDb, roles, try_sql};
 use two_companies::schema::{customers, orgs};
 
-use common::{K1, K2, hex, key, signed_db};
+use common::{K1, K2, key, signed_db};
 
 fn pool(db: &TestDb) -> TenantPool {
     pool_of(db, 2)
@@ -167,7 +167,7 @@ fn only_a_valid_token_gives_an_org_and_keys_rotate() {
     admin
         .batch_execute(&format!(
             "SELECT tenant_context.add_key('k2', '\\x{}')",
-            hex(&K2)
+            tenant_core::context::to_hex(&K2)
         ))
         .unwrap();
     let k2 = key("k2", &K2);

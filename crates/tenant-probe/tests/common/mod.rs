@@ -26,11 +26,6 @@ pub const K1: [u8; 32] = [0x42; 32];
 /// A second key (rotation, wrong secrets).
 pub const K2: [u8; 32] = [0x17; 32];
 
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The story's schema with the policies generated in the signed mode, and key k1.
 pub fn signed_db(hint: &str) -> TestDb {
     let options = tenant_schema::RlsOptions {
@@ -41,7 +36,7 @@ pub fn signed_db(hint: &str) -> TestDb {
     db.admin()
         .batch_execute(&format!(
             "SELECT tenant_context.add_key('k1', '\\x{}')",
-            hex(&K1)
+            tenant_core::context::to_hex(&K1)
         ))
         .unwrap();
     db
