@@ -130,6 +130,8 @@ pub enum UnsafeConfig {
 pub struct TenantConnectionManager {
     url: String,
     statement_cache: bool,
+    /// Whether the opening message needs the backend (a signed token, a hidden org id).
+    read_backend: bool,
 }
 
 /// Why the manager refused a connection.
@@ -146,10 +148,11 @@ pub enum ManagerError {
     ContextPresent,
 }
 
-/// A pooled connection and the backend serving it (which the signed context's tokens name).
+/// A pooled connection and, when the opening message needs it, the backend serving it (which
+/// the signed context's tokens name).
 pub struct TenantConn {
     pub(crate) conn: PgConnection,
-    pub(crate) backend: crate::context::Backend,
+    pub(crate) backend: Option<crate::context::Backend>,
 }
 
 impl std::fmt::Debug for TenantConn {
@@ -174,9 +177,16 @@ impl r2d2::ManageConnection for TenantConnectionManager {
             // connection and the next transaction may run on another: prepare none.
             conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
         }
-        // Once per connection, so that a signed token can name its backend without a round trip.
-        let backend = crate::context::Backend::read(&mut conn)
-            .map_err(|e| ManagerError::Connect(e.to_string()))?;
+        // Once per connection, so that a signed token can name its backend without a round
+        // trip; not read at all where nothing needs it.
+        let backend = if self.read_backend {
+            Some(
+                crate::context::Backend::read(&mut conn)
+                    .map_err(|e| ManagerError::Connect(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         Ok(TenantConn { conn, backend })
     }
 
@@ -306,12 +316,13 @@ impl TenantPoolBuilder {
         let manager = TenantConnectionManager {
             url: self.url,
             statement_cache: self.statement_cache,
+            read_backend: self.signing.is_some() || self.hide_org,
         };
         let mut conn = r2d2::ManageConnection::connect(&manager)
             .map_err(|e| TenantError::Connect(e.to_string()))?;
         check_role_and_schema(&mut conn.conn, self.registry)?;
-        if self.signing.is_some() || self.hide_org {
-            conn.backend.check_recorded_text()?;
+        if let Some(backend) = conn.backend {
+            backend.check_recorded_text()?;
         }
         drop(conn);
         let pool = r2d2::Pool::builder()
@@ -441,16 +452,26 @@ impl TenantPool {
             ))
         })?;
         let open = |conn: r2d2::PooledConnection<TenantConnectionManager>| {
-            let backend = if self.transaction_pooler {
-                conn.backend.unbound()
-            } else {
-                conn.backend
-            };
-            let opening = match (&self.signing, self.set_local) {
-                (_, true) => Opening::SetLocal,
-                (Some(key), false) => Opening::Signed(key, backend),
-                (None, false) if self.hide_org => Opening::HiddenSetting(backend.recorded_text()),
-                (None, false) => Opening::Setting,
+            let backend = conn.backend.map(|b| {
+                if self.transaction_pooler {
+                    b.unbound()
+                } else {
+                    b
+                }
+            });
+            // The manager reads the backend exactly when signing or hide_org is set.
+            let opening = match (&self.signing, self.set_local, backend) {
+                (_, true, _) => Opening::SetLocal,
+                (Some(key), false, Some(backend)) => Opening::Signed(key, backend),
+                (None, false, Some(backend)) if self.hide_org => {
+                    Opening::HiddenSetting(backend.recorded_text())
+                }
+                (None, false, _) if !self.hide_org => Opening::Setting,
+                _ => {
+                    return Err(TenantError::Pool(
+                        "a connection came without the backend its opening message needs".into(),
+                    ));
+                }
             };
             OrgScoped::open(
                 Pooled(conn),
