@@ -152,12 +152,19 @@ fn a_deadlock_between_two_writers_is_retried_and_both_commit() {
         })
         .unwrap();
     // Writer 0 renames x then y, writer 1 y then x: the first attempts lock one row each,
-    // then want the other's: a deadlock.
+    // then want the other's: a deadlock. A retry takes x first, as writer 0 does, so it waits
+    // behind the survivor instead of racing it for the row the victim released (which could
+    // deadlock a second time).
     let order = [[x, y], [y, x]];
-    let rename = move |s: &mut Scoped, t: usize, step: usize| {
+    let rename = move |s: &mut Scoped, t: usize, attempt: u32, step: usize| {
+        let row = if attempt == 1 {
+            order[t][step]
+        } else {
+            order[0][step]
+        };
         s.execute(
             s.update(customers::table)
-                .filter(customers::id.eq(order[t][step]))
+                .filter(customers::id.eq(row))
                 .set(customers::name.eq(format!("writer {t}"))),
         )
     };
@@ -165,8 +172,8 @@ fn a_deadlock_between_two_writers_is_retried_and_both_commit() {
         pool.clone(),
         [a, a],
         tenant_core::Isolation::ReadCommitted,
-        move |s, t| rename(s, t, 0),
-        move |s, t| rename(s, t, 1),
+        move |s, t, attempt| rename(s, t, attempt, 0),
+        move |s, t, attempt| rename(s, t, attempt, 1),
     );
     assert_eq!(renamed, [1, 1]);
     // PostgreSQL broke the deadlock by rolling one back; that one ran again.
@@ -368,16 +375,16 @@ fn a_connection_lost_during_commit_says_the_outcome_is_unknown() {
 
 type Scoped = tenant_core::OrgScoped<tenant_core::Pooled>;
 
-/// Two writers through the retry helper at `isolation`, writer `t` in `orgs[t]`: `first(s, t)`,
-/// then (both have done their first step before either goes on, on their first attempts)
-/// `then(s, t)`. Returns what each writer's successful `first` gave, and how many attempts
-/// there were in all.
+/// Two writers through the retry helper at `isolation`, writer `t` in `orgs[t]`:
+/// `first(s, t, attempt)`, then (both have done their first step before either goes on, on
+/// their first attempts) `then(s, t, attempt)`. Returns what each writer's successful `first`
+/// gave, and how many attempts there were in all.
 fn contending_pair<T: Send + 'static>(
     pool: TenantPool,
     orgs: [OrgId; 2],
     isolation: tenant_core::Isolation,
-    first: impl Fn(&mut Scoped, usize) -> Result<T, TenantError> + Send + Sync + 'static,
-    then: impl Fn(&mut Scoped, usize) -> Result<usize, TenantError> + Send + Sync + 'static,
+    first: impl Fn(&mut Scoped, usize, u32) -> Result<T, TenantError> + Send + Sync + 'static,
+    then: impl Fn(&mut Scoped, usize, u32) -> Result<usize, TenantError> + Send + Sync + 'static,
 ) -> (Vec<T>, u32) {
     use std::sync::atomic::{AtomicU32, Ordering};
     let pool = Arc::new(pool);
@@ -399,11 +406,11 @@ fn contending_pair<T: Send + 'static>(
                 pool.with_org_retry_isolated(org, isolation, 3, |s| {
                     tries += 1;
                     attempts.fetch_add(1, Ordering::SeqCst);
-                    let seen = (steps.0)(s, t)?;
+                    let seen = (steps.0)(s, t, tries)?;
                     if tries == 1 {
                         barrier.wait();
                     }
-                    (steps.1)(s, t)?;
+                    (steps.1)(s, t, tries)?;
                     Ok(seen)
                 })
             })
@@ -436,14 +443,14 @@ fn a_serialization_failure_between_serializable_writers_is_retried_and_both_comm
         pool.clone(),
         [a, a],
         tenant_core::Isolation::Serializable,
-        |s, _| {
+        |s, _, _| {
             s.get_result::<i64, _>(
                 s.query(customers::table)
                     .filter(customers::name.like("on call%"))
                     .count(),
             )
         },
-        add_on_call,
+        |s, t, _| add_on_call(s, t),
     );
     // One was rolled back (40001), ran again after the other committed, and saw its row: as
     // if one after the other. (Under READ COMMITTED both would see 0 and commit at once.)
@@ -467,8 +474,8 @@ fn serializable_writers_of_two_orgs_conflict_on_shared_pages_and_the_retry_isola
         pool.clone(),
         orgs,
         tenant_core::Isolation::Serializable,
-        |s, _| s.load::<uuid::Uuid, _>(s.query(customers::table).select(customers::org_id)),
-        add_on_call,
+        |s, _, _| s.load::<uuid::Uuid, _>(s.query(customers::table).select(customers::org_id)),
+        |s, t, _| add_on_call(s, t),
     );
     for (seen, org) in seen.iter().zip(orgs) {
         assert_eq!(
