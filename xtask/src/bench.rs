@@ -150,6 +150,13 @@ fn pair(
     Ok(tb / ta)
 }
 
+/// The ratios named by `TENANT_BENCH_ONLY` (say `R1,R8`, for a quick look at some), or all.
+fn only() -> Option<Vec<String>> {
+    std::env::var("TENANT_BENCH_ONLY")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+}
+
 /// A pseudo-random (org, id) of a table with `orgs` orgs (ids `1..=ROWS`, org = id % orgs),
 /// the same sequence for every variant.
 fn key(i: usize, orgs: i64) -> (i64, i64) {
@@ -263,6 +270,9 @@ pub fn measure() -> Result<(), String> {
             },
         ];
         const N: usize = 400;
+        let only = only();
+        let ids: Vec<&str> = ratios.iter().map(|r| r.id).collect();
+        let want = |i: usize| only.as_ref().is_none_or(|o| o.iter().any(|x| x == ids[i]));
         for round in 1..=rounds() {
             // Every variant runs on the same connection: which backend (and core) serves a
             // connection changed single-query latency by 4x here, more than anything measured.
@@ -292,9 +302,11 @@ pub fn measure() -> Result<(), String> {
                     .map(drop)
                     .map_err(err)
             };
-            ratios[0]
-                .samples
-                .push(pair(N, scoped_lookup, plain_lookup)?);
+            if want(0) {
+                ratios[0]
+                    .samples
+                    .push(pair(N, scoped_lookup, plain_lookup)?);
+            }
             // R2: the naive form, same RLS table and query, four round trips.
             let naive = |i: usize| -> Result<(), String> {
                 let (k, id) = key(i, 100);
@@ -313,7 +325,9 @@ pub fn measure() -> Result<(), String> {
                     .map_err(err)?;
                 c.batch_execute("COMMIT").map_err(err)
             };
-            ratios[1].samples.push(pair(N, scoped_lookup, naive)?);
+            if want(1) {
+                ratios[1].samples.push(pair(N, scoped_lookup, naive)?);
+            }
             // R7: one prepared autocommit query: the floor round trips set.
             let floor = |i: usize| -> Result<(), String> {
                 let (k, id) = key(i, 100);
@@ -325,7 +339,9 @@ pub fn measure() -> Result<(), String> {
                     .map(drop)
                     .map_err(err)
             };
-            ratios[6].samples.push(pair(N, scoped_lookup, floor)?);
+            if want(6) {
+                ratios[6].samples.push(pair(N, scoped_lookup, floor)?);
+            }
             // R8: the signed context (token in the BEGIN message, verified once per statement).
             let signed_lookup = |i: usize| -> Result<(), String> {
                 let (k, id) = key(i, 100);
@@ -346,9 +362,11 @@ pub fn measure() -> Result<(), String> {
                     .map_err(|e| e.to_string())?;
                 s.commit().map_err(|e| e.to_string())
             };
-            ratios[7]
-                .samples
-                .push(pair(N, signed_lookup, scoped_lookup)?);
+            if want(7) {
+                ratios[7]
+                    .samples
+                    .push(pair(N, signed_lookup, scoped_lookup)?);
+            }
             // R5: the same lookups with 1,000 orgs.
             let many = |i: usize| -> Result<(), String> {
                 let (k, id) = key(i, 1000);
@@ -361,7 +379,9 @@ pub fn measure() -> Result<(), String> {
                 .map(drop)
                 .map_err(|e| e.to_string())
             };
-            ratios[4].samples.push(pair(N, many, scoped_lookup)?);
+            if want(4) {
+                ratios[4].samples.push(pair(N, many, scoped_lookup)?);
+            }
             // R6: five queries per transaction.
             let five_scoped = |i: usize| -> Result<(), String> {
                 let (k, _) = key(i, 100);
@@ -393,7 +413,9 @@ pub fn measure() -> Result<(), String> {
                     })
                     .map_err(err)
             };
-            ratios[5].samples.push(pair(N / 4, five_scoped, five_raw)?);
+            if want(5) {
+                ratios[5].samples.push(pair(N / 4, five_scoped, five_raw)?);
+            }
             // R4: one org's 10,000 rows.
             let scan_rls = |i: usize| -> Result<(), String> {
                 let k = (i as i64 * 13) % 100;
@@ -415,7 +437,9 @@ pub fn measure() -> Result<(), String> {
                     .map(drop)
                     .map_err(err)
             };
-            ratios[3].samples.push(pair(20, scan_rls, scan_plain)?);
+            if want(3) {
+                ratios[3].samples.push(pair(20, scan_rls, scan_plain)?);
+            }
             // R3: a count that only RLS filters, sequential scan forced on both sides; times,
             // so bypass rate / RLS rate.
             let count_rls = |i: usize| -> Result<(), String> {
@@ -445,16 +469,14 @@ pub fn measure() -> Result<(), String> {
                     .map_err(err)
                     .and_then(|c| (c.n == ROWS / 100).then_some(()).ok_or(format!("bypass count {} rows", c.n)))
             };
-            ratios[2].samples.push(pair(4, count_bypass, count_rls)?);
+            if want(2) {
+                ratios[2].samples.push(pair(4, count_bypass, count_rls)?);
+            }
             println!(
                 "round {round}: {}",
                 ratios
                     .iter()
-                    .map(|r| format!(
-                        "{} {:.2}",
-                        r.id,
-                        r.samples.last().copied().unwrap_or_default()
-                    ))
+                    .filter_map(|r| r.samples.last().map(|s| format!("{} {s:.2}", r.id)))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
@@ -473,7 +495,7 @@ fn report(ratios: &[Ratio]) -> Result<(), String> {
     println!("| id | ratio | median | spread (min-max) | target |");
     println!("|---|---|---|---|---|");
     let mut json = Vec::new();
-    for r in ratios {
+    for r in ratios.iter().filter(|r| !r.samples.is_empty()) {
         let (m, lo, hi) = stats(&r.samples);
         println!(
             "| {} | {} | {m:.2} | {lo:.2}-{hi:.2} | {} |",
