@@ -6,7 +6,7 @@
 //! Token: `v1.<org>.<expiry>.<pid>.<kid>.<mac>`, `<mac>` the hex HMAC-SHA256 under the key of
 //! everything before it; bound to one backend (`<pid>`, or `0` behind a transaction pooler,
 //! where the client cannot know the server process) and a short expiry. The database verifies
-//! it with the same key (`tenant_context.verified_org()`).
+//! it with the same key (the view `tenant_context.current_org`, which the policies read).
 //!
 //! Where the token travels: in the message that opens the transaction, placed past the part
 //! of the statement text PostgreSQL records for `pg_stat_activity`

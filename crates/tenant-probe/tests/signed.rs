@@ -146,6 +146,20 @@ fn only_a_valid_token_gives_an_org_and_keys_rotate() {
             t[..t.len() - 1].to_owned()
         }),
         ("too long", format!("v1.{}", "a".repeat(300))),
+        ("another separator before the MAC", {
+            let t = k1.token(a, me);
+            let at = t.rfind('.').unwrap();
+            format!("{}x{}", &t[..at], &t[at + 1..])
+        }),
+        ("the MAC in capitals", {
+            let t = k1.token(a, me);
+            let at = t.rfind('.').unwrap();
+            format!("{}{}", &t[..at], t[at..].to_uppercase())
+        }),
+        (
+            "a prefix of a valid token",
+            k1.token(a, me)[..60].to_owned(),
+        ),
         ("empty", String::new()),
     ];
     for (what, token) in &cases {
@@ -188,11 +202,54 @@ fn only_a_valid_token_gives_an_org_and_keys_rotate() {
         ),
         (0, 1)
     );
-    // The app cannot read or add keys.
+    // The app cannot read or add keys, and the view that reads them for it yields the org alone
+    // and takes no writes.
     let out = try_sql(&mut conn, "SELECT * FROM tenant_context.keys");
     assert!(out.starts_with("42501 permission denied"), "{out}");
+    let out = try_sql(&mut conn, "DELETE FROM tenant_context.current_org");
+    assert!(
+        out.starts_with("55000 cannot delete from view \"current_org\""),
+        "{out}"
+    );
+    let out = try_sql(&mut conn, "SELECT ipad FROM tenant_context.current_org");
+    assert!(
+        out.starts_with("42703 column \"ipad\" does not exist"),
+        "{out}"
+    );
     let out = try_sql(&mut conn, "SELECT tenant_context.add_key('evil', '\\x00')");
     assert!(out.starts_with("42501 permission denied"), "{out}");
+}
+
+#[test]
+fn the_audit_passes_the_generated_context_view_and_reports_a_changed_one() {
+    let db = signed_db("signed_view_audit");
+    let audit = |db: &TestDb| {
+        let mut reader =
+            tenant_core::admin::CatalogReader::connect(&db.app_url(), "test: audit").unwrap();
+        tenant_schema::audit::audit(
+            &mut reader,
+            &two_companies::REGISTRY,
+            &tenant_schema::audit::AuditOptions::default(),
+        )
+        .unwrap()
+        .findings
+        .into_iter()
+        .filter(|f| f.object == "tenant_context.current_org")
+        .map(|f| f.rule)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(audit(&db), Vec::<&str>::new());
+    // The same name reading a tenant table with its owner's rights: every org's rows.
+    db.admin()
+        .batch_execute(
+            "CREATE OR REPLACE VIEW tenant_context.current_org WITH (security_barrier) AS \
+             SELECT org_id AS org FROM public.customers LIMIT 1",
+        )
+        .unwrap();
+    assert_eq!(
+        audit(&db),
+        ["unregistered-relation", "view-without-security-invoker"]
+    );
 }
 
 #[test]
@@ -251,6 +308,16 @@ fn the_probe_finds_no_hop_and_no_leak_in_the_signed_mode() {
     )
     .unwrap();
     assert_eq!(tenant_schema::evidence::context_mode(&audit), "signed");
+    // And the audit knows the signed policies for what they are: no table lacks its policy.
+    assert!(
+        !audit.has_errors(),
+        "{:?}",
+        audit
+            .findings
+            .iter()
+            .map(|f| (f.rule, &f.object))
+            .collect::<Vec<_>>()
+    );
     let hops: Vec<_> = report
         .results
         .iter()
@@ -300,15 +367,15 @@ fn a_token_never_shows_in_the_statement_text_other_sessions_read() {
     .get_result(&mut observer)
     .unwrap();
     assert_eq!(seen.state, "idle in transaction");
-    assert!(
-        seen.query
-            .starts_with("BEGIN; SELECT set_config('tenant.org_id', CASE"),
-        "{}",
-        seen.query
-    );
+    assert!(seen.query.starts_with("BEGIN; SELECT /*"), "{}", seen.query);
     assert!(
         !seen.query.contains("v1.") && !seen.query.contains("org_token"),
         "the token is past the recorded text: {}",
+        seen.query
+    );
+    assert!(
+        !seen.query.contains(&a.to_string()),
+        "and so is the org: {}",
         seen.query
     );
     // And it was set: the transaction sees its org.

@@ -124,15 +124,19 @@ pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> 
     }
 }
 
-/// `signed` when the tenant policies verify a signed token (the hardened mode, where SQL in a
-/// session cannot switch the org), `setting` when they read the plain setting.
+/// `signed` when the restrictive policies verify a signed token (the hardened mode, where SQL
+/// in a session cannot switch the org), `setting` when they read the plain setting, `mixed`
+/// when some do one and some the other (a migration half applied, or tables generated in two
+/// modes: the setting's weakness holds for those tables).
 pub fn context_mode(report: &Report) -> &'static str {
-    let signed = report
-        .catalog
-        .policies
-        .iter()
-        .any(|p| p.using_expr.contains("verified_org()") && !p.permissive);
-    if signed { "signed" } else { "setting" }
+    let restrictive = || report.catalog.policies.iter().filter(|p| !p.permissive);
+    let signed = restrictive().any(|p| crate::context::reads_verified_org(&p.using_expr));
+    let setting = restrictive().any(|p| p.using_expr.contains("current_setting("));
+    match (signed, setting) {
+        (true, true) => "mixed",
+        (true, false) => "signed",
+        _ => "setting",
+    }
 }
 
 fn markdown(
@@ -166,6 +170,8 @@ fn markdown(
         match context_mode(report) {
             "signed" =>
                 "**signed**: the policies verify a token the service signs; SQL in a session cannot switch the org",
+            "mixed" =>
+                "**mixed**: some policies verify a signed token, others read a setting SQL in a session can change (THREATS.md #5): generate every table's migration in the signed mode",
             _ =>
                 "setting: the policies read `tenant.org_id`, which SQL in a session can change (THREATS.md #5); the signed mode closes this",
         }

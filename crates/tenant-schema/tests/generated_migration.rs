@@ -416,3 +416,50 @@ fn the_migration_refuses_an_app_role_that_can_act_as_the_owner() {
         ))
         .unwrap();
 }
+
+/// The signed context's view binds its names when it is created: applied by a session whose
+/// search path puts a schema with look-alike functions first (a writable `public` on an old
+/// cluster, say), it still calls PostgreSQL's own, and the session's path is as it was after.
+#[test]
+fn the_signed_context_view_binds_to_pg_catalog_whatever_the_migrating_sessions_path() {
+    let db = TestDb::new("signed_view_path");
+    two_companies::migrate(&db.admin_url()).unwrap();
+    let options = RlsOptions {
+        context: tenant_schema::ContextMode::Signed,
+        ..RlsOptions::default()
+    };
+    let mut admin = db.admin();
+    admin
+        .batch_execute(
+            "CREATE SCHEMA lookalike; \
+             CREATE FUNCTION lookalike.convert_to(text, text) RETURNS bytea LANGUAGE sql AS $$ SELECT '\\x00'::bytea $$; \
+             CREATE FUNCTION lookalike.split_part(text, text, bigint) RETURNS text LANGUAGE sql AS $$ SELECT 'k1'::text $$; \
+             SET search_path = lookalike, public",
+        )
+        .unwrap();
+    admin
+        .batch_execute(&generate(&two_companies::REGISTRY, &options).up)
+        .unwrap();
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        path: String,
+        #[diesel(sql_type = Text)]
+        definition: String,
+        #[diesel(sql_type = Bool)]
+        depends_on_lookalike: bool,
+    }
+    let row: Row = diesel::sql_query(
+        "SELECT current_setting('search_path') AS path, \
+                pg_get_viewdef('tenant_context.current_org'::regclass) AS definition, \
+                EXISTS (SELECT FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid \
+                        JOIN pg_proc p ON d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid \
+                        WHERE r.ev_class = 'tenant_context.current_org'::regclass \
+                          AND p.pronamespace = 'lookalike'::regnamespace) AS depends_on_lookalike",
+    )
+    .get_result(&mut admin)
+    .unwrap();
+    assert_eq!(row.path, "lookalike, public");
+    assert!(!row.depends_on_lookalike, "{}", row.definition);
+    assert!(row.definition.contains("sha256"), "{}", row.definition);
+}

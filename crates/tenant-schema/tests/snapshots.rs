@@ -17,6 +17,20 @@ fn the_generated_migration_for_the_story() {
     insta::assert_snapshot!("story_down_sql", m.down);
 }
 
+/// The signed context's objects (key table, verifying view, functions), as a reviewer reads
+/// them.
+#[test]
+fn the_shared_objects_of_the_signed_context() {
+    let options = RlsOptions {
+        context: tenant_schema::ContextMode::Signed,
+        ..RlsOptions::default()
+    };
+    insta::assert_snapshot!(
+        "signed_shared_sql",
+        tenant_schema::shared_objects(&options)
+    );
+}
+
 /// The Citus target cannot be run here (no Citus on these machines): its DDL is reviewed as a
 /// snapshot (docs/scale-out.md).
 #[test]

@@ -74,6 +74,10 @@ pub struct Relation {
     /// For a partition, the table at the root of its partition tree; empty otherwise.
     #[diesel(sql_type = Text)]
     pub partition_root: String,
+    /// For a view, the relations its definition reads (`schema.name`, comma-separated, in
+    /// order); empty otherwise.
+    #[diesel(sql_type = Text)]
+    pub reads: String,
 }
 
 impl Relation {
@@ -281,7 +285,14 @@ impl Catalog {
                             EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = $2 \
                                     AND NOT a.attisdropped) AS has_org_column, \
                             coalesce((SELECT r.relname::text FROM pg_class r \
-                                      WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)), '') AS partition_root \
+                                      WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)), '') AS partition_root, \
+                            coalesce((SELECT string_agg(DISTINCT rn.nspname || '.' || rc.relname, ',') \
+                                      FROM pg_rewrite rw \
+                                      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid \
+                                       AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> c.oid \
+                                      JOIN pg_class rc ON rc.oid = d.refobjid \
+                                      JOIN pg_namespace rn ON rn.oid = rc.relnamespace \
+                                      WHERE rw.ev_class = c.oid), '') AS reads \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS} \
                      ORDER BY 1, 2"

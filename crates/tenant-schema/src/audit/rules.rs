@@ -250,9 +250,11 @@ fn rls_not_forced(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
         .collect()
 }
 
-/// Whether a policy expression confines `org_column` to the org setting.
+/// Whether a policy expression confines `org_column` to the org setting, or to the org of the
+/// signed context's verified token.
 fn confines(expr: &str, org_column: &str, setting: &str) -> bool {
-    expr.contains(&format!("current_setting('{setting}'"))
+    (expr.contains(&format!("current_setting('{setting}'"))
+        || crate::context::reads_verified_org(expr))
         && (expr.contains(&format!("({org_column} ="))
             || expr.contains(&format!("{org_column} = ")))
 }
@@ -575,10 +577,26 @@ fn sequence_key(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
         .collect()
 }
 
-fn view_without_security_invoker(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+/// Whether `rel` is the signed context's view as the generator makes it: owned by the owner
+/// role, a security barrier reading the key table and nothing else, and only selectable by the
+/// application role. It runs with its owner's rights on purpose (to read the keys), and yields
+/// nothing but the verified org, so the rules about owner-run and unregistered views do not
+/// apply to it; a view of that name that differs in any of these is reported like any other.
+fn is_signed_context_view(rel: &crate::audit::catalog::Relation, o: &AuditOptions) -> bool {
+    let s = crate::context::CONTEXT_SCHEMA;
+    rel.kind == "v"
+        && rel.schema == s
+        && rel.name == crate::context::ORG_VIEW
+        && rel.owner == o.rls.owner_role
+        && rel.reads == format!("{s}.keys")
+        && rel.app_privileges == "SELECT"
+        && rel.options.split(',').any(|o| o == "security_barrier=true")
+}
+
+fn view_without_security_invoker(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
     c.relations
         .iter()
-        .filter(|rel| rel.kind == "v" && !rel.app_privileges.is_empty())
+        .filter(|rel| rel.kind == "v" && !rel.app_privileges.is_empty() && !is_signed_context_view(rel, o))
         .filter(|rel| !rel.options.split(',').any(|o| o == "security_invoker=true" || o == "security_invoker=on"))
         .map(|rel| {
             finding(
@@ -720,10 +738,15 @@ fn partition_not_protected(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<F
         .collect()
 }
 
-fn unregistered_relation(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
+fn unregistered_relation(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
     c.relations
         .iter()
-        .filter(|rel| !rel.app_privileges.is_empty() && r.get(&rel.name).is_none() && !partition_of_tenant(rel, r))
+        .filter(|rel| {
+            !rel.app_privileges.is_empty()
+                && r.get(&rel.name).is_none()
+                && !partition_of_tenant(rel, r)
+                && !is_signed_context_view(rel, o)
+        })
         .map(|rel| {
             finding(
                 "unregistered-relation",
