@@ -236,13 +236,18 @@ impl<C: ScopedConnection> OrgScoped<C> {
                 crate::context::past_recorded_text(&whole[..at], &whole[at..], recorded)
             }
             Opening::Signed(key, backend) => {
-                let setting = crate::context::TOKEN_SETTING;
+                // One check for both leftovers (each CASE costs the server a few microseconds to
+                // parse and plan, on every transaction), ahead of the two settings: the target
+                // list runs in order, so it reads the session values before they are set.
+                let token = crate::context::TOKEN_SETTING;
                 crate::context::past_recorded_text(
-                    &format!("{}, ", org_id()),
+                    &format!("{begin}; SELECT "),
                     &format!(
-                        "set_config('{setting}', CASE WHEN coalesce(current_setting('{setting}', true), '') = '' \
-                         THEN '{}' ELSE (left(current_setting('{setting}', true), 0) || '{setting} {LEFTOVER}')::uuid::text END, true)",
-                        key.token(org, backend.pid())
+                        "set_config('{token}', CASE WHEN current_setting('{ORG_SETTING}', true) > '' OR current_setting('{token}', true) > '' \
+                         THEN ('{ORG_SETTING} or {token} {LEFTOVER}' || left(current_setting('{token}', true), 0))::uuid::text ELSE '{}' END, true), \
+                         set_config('{ORG_SETTING}', '{}', true)",
+                        key.token(org, backend.pid()),
+                        org.sql_literal()
                     ),
                     backend.recorded_text(),
                 )
