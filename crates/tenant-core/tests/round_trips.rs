@@ -39,7 +39,7 @@ fn a_single_query_scoped_transaction_sends_three_messages_and_the_first_sets_the
         assert_eq!(sent.len(), 1, "opening the scope is one message: {sent:?}");
         assert!(
             sent[0].starts_with("BEGIN; SELECT set_config('tenant.org_id', CASE WHEN")
-                && sent[0].contains(&format!("THEN '{org}'"))
+                && sent[0].contains(&format!("ELSE '{org}' END"))
                 && sent[0].ends_with(", true)"),
             "{}",
             sent[0]
