@@ -25,10 +25,7 @@ fn the_shared_objects_of_the_signed_context() {
         context: tenant_schema::ContextMode::Signed,
         ..RlsOptions::default()
     };
-    insta::assert_snapshot!(
-        "signed_shared_sql",
-        tenant_schema::shared_objects(&options)
-    );
+    insta::assert_snapshot!("signed_shared_sql", tenant_schema::shared_objects(&options));
 }
 
 /// The Citus target cannot be run here (no Citus on these machines): its DDL is reviewed as a
