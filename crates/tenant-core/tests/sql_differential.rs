@@ -545,12 +545,15 @@ fn every_statement_the_checker_accepts_reads_and_writes_only_the_session_org() {
         refused_leaking + refused_confined
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    // The campaign means something only if the checker accepted a fair share of statements
-    // and they did real work.
-    assert!(accepted * 5 >= cases, "only {accepted} accepted of {cases}");
-    assert!(
-        with_rows * 3 >= accepted,
-        "only {with_rows} of {accepted} returned rows"
-    );
+    // The campaign means something only if the checker accepted a fair share of the generated
+    // statements and they did real work (without generated ones, `--sql-cases 0`, the corpora
+    // alone promise no share).
+    if cases > 0 {
+        assert!(accepted * 5 >= cases, "only {accepted} accepted of {cases}");
+        assert!(
+            with_rows * 3 >= accepted,
+            "only {with_rows} of {accepted} returned rows"
+        );
+    }
     drop(h.db);
 }
