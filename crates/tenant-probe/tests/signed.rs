@@ -221,7 +221,7 @@ fn only_a_valid_token_gives_an_org_and_keys_rotate() {
 }
 
 #[test]
-fn the_audit_passes_the_generated_context_view_and_reports_a_changed_one() {
+fn the_audit_passes_the_generated_context_objects_and_reports_changed_ones() {
     let db = signed_db("signed_view_audit");
     let audit = |db: &TestDb| {
         let mut reader =
@@ -234,21 +234,33 @@ fn the_audit_passes_the_generated_context_view_and_reports_a_changed_one() {
         .unwrap()
         .findings
         .into_iter()
-        .filter(|f| f.object == "tenant_context.current_org")
-        .map(|f| f.rule)
+        .filter(|f| f.object.starts_with("tenant_context."))
+        .map(|f| (f.rule, f.object))
         .collect::<Vec<_>>()
     };
-    assert_eq!(audit(&db), Vec::<&str>::new());
-    // The same name reading a tenant table with its owner's rights: every org's rows.
+    assert_eq!(audit(&db), Vec::<(&str, String)>::new());
+    // The same names, changed: the view reading a tenant table with its owner's rights (every
+    // org's rows), the function returning a fixed org.
     db.admin()
         .batch_execute(
             "CREATE OR REPLACE VIEW tenant_context.current_org WITH (security_barrier) AS \
-             SELECT org_id AS org FROM public.customers LIMIT 1",
+             SELECT org_id AS org FROM public.customers LIMIT 1; \
+             CREATE OR REPLACE FUNCTION tenant_context.verified_org() RETURNS uuid \
+             LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp \
+             AS $fn$ BEGIN RETURN (SELECT org_id FROM public.customers LIMIT 1); END $fn$",
         )
         .unwrap();
+    let view = "tenant_context.current_org".to_owned();
     assert_eq!(
         audit(&db),
-        ["unregistered-relation", "view-without-security-invoker"]
+        [
+            ("unregistered-relation", view.clone()),
+            ("view-without-security-invoker", view),
+            (
+                "security-definer-function",
+                "tenant_context.tenant_context.verified_org()".to_owned()
+            ),
+        ]
     );
 }
 

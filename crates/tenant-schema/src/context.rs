@@ -57,6 +57,14 @@ pub(crate) fn reads_verified_org(expr: &str) -> bool {
     expr.contains(&format!("FROM {CONTEXT_SCHEMA}.{ORG_VIEW})"))
 }
 
+/// The body of `verified_org()` as the server stores it (`prosrc`), for the audit to know the
+/// generated function from a changed one.
+pub(crate) fn verified_org_body() -> String {
+    format!(
+        "\nDECLARE\n  v_org uuid;\nBEGIN\n  SELECT org INTO v_org FROM {CONTEXT_SCHEMA}.{ORG_VIEW};\n  RETURN v_org;\nEND\n"
+    )
+}
+
 /// The shared objects of the signed mode (idempotent).
 pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
     let owner = ident(&o.owner_role);
@@ -65,6 +73,7 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
     let s = CONTEXT_SCHEMA;
     let token = literal(TOKEN_SETTING);
     let view = ORG_VIEW;
+    let verified_org_body = verified_org_body();
     let _ = write!(
         out,
         "\n-- The signed org context (tenant-schema context.rs): the policies read the org from a\n\
@@ -146,14 +155,7 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          \n\
          -- The same org for what cannot hold a sub-select (a column default).\n\
          CREATE OR REPLACE FUNCTION {s}.verified_org() RETURNS uuid\n\
-         LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$\n\
-         DECLARE\n\
-         \x20 v_org uuid;\n\
-         BEGIN\n\
-         \x20 SELECT org INTO v_org FROM {s}.{view};\n\
-         \x20 RETURN v_org;\n\
-         END\n\
-         $fn$;\n\
+         LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn${verified_org_body}$fn$;\n\
          \n\
          -- For the break-glass entry: a token for this backend, signed with the newest key.\n\
          CREATE OR REPLACE FUNCTION {s}.sign_for_this_backend(p_org uuid, p_until timestamptz) RETURNS text\n\

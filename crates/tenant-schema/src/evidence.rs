@@ -10,12 +10,14 @@
 //! verdict: "pass"|"fail", summary: {errors, warnings}, server: {version_num, version},
 //! app_role: {name, superuser, bypassrls, privileged_memberships[]} | null,
 //! registry: [{table, kind: "tenant"|"global", org_column}], relations: [{schema, name, kind,
-//! owner, rls, forced, app_privileges[], options[]}], policies: [{table, name, permissive,
+//! owner, rls, forced, app_privileges[], options[], reads[], definition_sha256 | null}], policies: [{table, name, permissive,
 //! command, roles[], using, with_check, functions[]}], functions: [{schema, name,
-//! security_definer, leakproof, app_can_execute, config[]}], findings: [{rule, severity, object,
-//! why, fix}], checks: [{rule, threats, checks, findings}]}` (`checks` lists every audit rule
-//! with the THREATS.md items it covers and its number of findings; added in version 1 without a
-//! version change, since readers of version 1 ignore unknown keys).
+//! security_definer, leakproof, app_can_execute, config[], owner, source_sha256}], findings:
+//! [{rule, severity, object, why, fix}], checks: [{rule, threats, checks, findings}]}` (`checks`
+//! lists every audit rule with the THREATS.md items it covers and its number of findings;
+//! `checks`, a view's `reads` and `definition_sha256` and a function's `owner` and `source_sha256` were added in
+//! version 1 without a version change, since readers of version 1 ignore unknown keys: a
+//! changed function body or view now changes the configuration digest).
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -84,6 +86,8 @@ pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> 
             "schema": r.schema, "name": r.name, "kind": r.kind, "owner": r.owner,
             "rls": r.rls, "forced": r.forced, "app_privileges": list(&r.app_privileges),
             "options": list(&r.options),
+            "reads": list(&r.reads),
+            "definition_sha256": (!r.definition.is_empty()).then(|| sha256_hex(r.definition.as_bytes())),
         })).collect::<Vec<_>>(),
         "policies": c.policies.iter().map(|p| json!({
             "table": p.table_name, "name": p.name, "permissive": p.permissive, "command": p.cmd,
@@ -93,6 +97,7 @@ pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> 
         "functions": c.functions.iter().map(|f| json!({
             "schema": f.schema, "name": f.name, "security_definer": f.security_definer,
             "leakproof": f.leakproof, "app_can_execute": f.app_can_execute, "config": list(&f.config),
+            "owner": f.owner, "source_sha256": sha256_hex(f.source.as_bytes()),
         })).collect::<Vec<_>>(),
         "findings": report.findings.iter().map(|f| json!({
             "rule": f.rule, "severity": severity(f.severity), "object": f.object, "why": f.why, "fix": f.fix,

@@ -535,6 +535,31 @@ fn evidence_has_a_stable_configuration_digest_that_changes_with_the_configuratio
     assert_ne!(changed.configuration_digest, first.configuration_digest);
     let json: serde_json::Value = serde_json::from_str(&changed.json).unwrap();
     assert_eq!(json["verdict"], "fail");
+    // A function's body and a view's definition are configuration too: the same names and
+    // attributes with another body change the digest.
+    let digest_after = |sql: &str| {
+        db.admin().batch_execute(sql).unwrap();
+        render(
+            &run(&db),
+            &two_companies::REGISTRY,
+            &at("2026-11-26T10:00:00Z"),
+        )
+        .configuration_digest
+    };
+    let body_one = digest_after(
+        "CREATE FUNCTION public.helper() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS 'SELECT 1'",
+    );
+    let body_two = digest_after(
+        "CREATE OR REPLACE FUNCTION public.helper() RETURNS int LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS 'SELECT 2'",
+    );
+    assert_ne!(body_one, body_two, "a function body");
+    let view_one = digest_after(
+        "CREATE VIEW public.names WITH (security_invoker = true) AS SELECT name FROM customers",
+    );
+    let view_two = digest_after(
+        "CREATE OR REPLACE VIEW public.names WITH (security_invoker = true) AS SELECT upper(name) AS name FROM customers",
+    );
+    assert_ne!(view_one, view_two, "a view definition");
     assert!(
         changed
             .markdown

@@ -78,6 +78,10 @@ pub struct Relation {
     /// order); empty otherwise.
     #[diesel(sql_type = Text)]
     pub reads: String,
+    /// For a view or materialized view, its definition as the server prints it; empty
+    /// otherwise.
+    #[diesel(sql_type = Text)]
+    pub definition: String,
 }
 
 impl Relation {
@@ -177,6 +181,12 @@ pub struct Function {
     /// `proconfig` (e.g. `search_path=pg_catalog`), comma-separated.
     #[diesel(sql_type = Text)]
     pub config: String,
+    /// Owner.
+    #[diesel(sql_type = Text)]
+    pub owner: String,
+    /// Its source (`prosrc`: the body of a SQL or plpgsql function, the symbol of a C one).
+    #[diesel(sql_type = Text)]
+    pub source: String,
 }
 
 /// Everything the rules look at.
@@ -292,7 +302,8 @@ impl Catalog {
                                        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> c.oid \
                                       JOIN pg_class rc ON rc.oid = d.refobjid \
                                       JOIN pg_namespace rn ON rn.oid = rc.relnamespace \
-                                      WHERE rw.ev_class = c.oid), '') AS reads \
+                                      WHERE rw.ev_class = c.oid), '') AS reads, \
+                            CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) ELSE '' END AS definition \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS} \
                      ORDER BY 1, 2"
@@ -367,7 +378,8 @@ impl Catalog {
                     "SELECT n.nspname::text AS schema, p.oid::regprocedure::text AS name, \
                         p.prosecdef AS security_definer, p.proleakproof AS leakproof, \
                         has_function_privilege($1::name, p.oid, 'EXECUTE') AS app_can_execute, \
-                        coalesce(array_to_string(p.proconfig, ','), '') AS config \
+                        coalesce(array_to_string(p.proconfig, ','), '') AS config, \
+                        pg_get_userbyid(p.proowner)::text AS owner, coalesce(p.prosrc, '') AS source \
                  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
                  WHERE (p.prosecdef OR p.proleakproof) AND {USER_SCHEMAS} ORDER BY 1, 2"
                 ),
