@@ -265,6 +265,33 @@ fn the_audit_passes_the_generated_context_objects_and_reports_changed_ones() {
 }
 
 #[test]
+fn the_evidence_calls_a_database_with_policies_of_both_modes_mixed() {
+    let db = signed_db("signed_mixed");
+    let mode = |db: &TestDb| {
+        let mut reader =
+            tenant_core::admin::CatalogReader::connect(&db.app_url(), "test: mode").unwrap();
+        let report = tenant_schema::audit::audit(
+            &mut reader,
+            &two_companies::REGISTRY,
+            &tenant_schema::audit::AuditOptions::default(),
+        )
+        .unwrap();
+        tenant_schema::evidence::context_mode(&report)
+    };
+    assert_eq!(mode(&db), "signed");
+    // One table's org policy back on the setting any SQL can change.
+    db.admin()
+        .batch_execute(
+            "DO $$ DECLARE p name; BEGIN \
+               SELECT polname INTO p FROM pg_policy WHERE polrelid = 'public.customers'::regclass AND NOT polpermissive; \
+               EXECUTE format('ALTER POLICY %I ON public.customers USING (org_id = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid))', p); \
+             END $$",
+        )
+        .unwrap();
+    assert_eq!(mode(&db), "mixed");
+}
+
+#[test]
 fn an_operator_still_goes_through_the_log_in_the_signed_mode() {
     let db = signed_db("signed_operator");
     let pool = pool(&db);
