@@ -33,6 +33,17 @@ fn pool_of(db: &TestDb, size: u32) -> TenantPool {
         .unwrap()
 }
 
+/// The audit of the story's registry at `url` (the application role).
+fn audit_of(url: &str) -> tenant_schema::audit::Report {
+    let mut reader = tenant_core::admin::CatalogReader::connect(url, "test: audit").unwrap();
+    tenant_schema::audit::audit(
+        &mut reader,
+        &two_companies::REGISTRY,
+        &tenant_schema::audit::AuditOptions::default(),
+    )
+    .unwrap()
+}
+
 fn org_with_customer(pool: &TenantPool, name: &str) -> OrgId {
     let org = OrgId::new_random();
     pool.with_org(org, |s| {
@@ -224,19 +235,12 @@ fn only_a_valid_token_gives_an_org_and_keys_rotate() {
 fn the_audit_passes_the_generated_context_objects_and_reports_changed_ones() {
     let db = signed_db("signed_view_audit");
     let audit = |db: &TestDb| {
-        let mut reader =
-            tenant_core::admin::CatalogReader::connect(&db.app_url(), "test: audit").unwrap();
-        tenant_schema::audit::audit(
-            &mut reader,
-            &two_companies::REGISTRY,
-            &tenant_schema::audit::AuditOptions::default(),
-        )
-        .unwrap()
-        .findings
-        .into_iter()
-        .filter(|f| f.object.starts_with("tenant_context."))
-        .map(|f| (f.rule, f.object))
-        .collect::<Vec<_>>()
+        audit_of(&db.app_url())
+            .findings
+            .into_iter()
+            .filter(|f| f.object.starts_with("tenant_context."))
+            .map(|f| (f.rule, f.object))
+            .collect::<Vec<_>>()
     };
     assert_eq!(audit(&db), Vec::<(&str, String)>::new());
     // The same names, changed: the view reading a tenant table with its owner's rights (every
@@ -267,17 +271,7 @@ fn the_audit_passes_the_generated_context_objects_and_reports_changed_ones() {
 #[test]
 fn the_evidence_calls_a_database_with_policies_of_both_modes_mixed() {
     let db = signed_db("signed_mixed");
-    let mode = |db: &TestDb| {
-        let mut reader =
-            tenant_core::admin::CatalogReader::connect(&db.app_url(), "test: mode").unwrap();
-        let report = tenant_schema::audit::audit(
-            &mut reader,
-            &two_companies::REGISTRY,
-            &tenant_schema::audit::AuditOptions::default(),
-        )
-        .unwrap();
-        tenant_schema::evidence::context_mode(&report)
-    };
+    let mode = |db: &TestDb| tenant_schema::evidence::context_mode(&audit_of(&db.app_url()));
     assert_eq!(mode(&db), "signed");
     // One table's org policy back on the setting any SQL can change.
     db.admin()
@@ -338,14 +332,7 @@ fn the_probe_finds_no_hop_and_no_leak_in_the_signed_mode() {
         .expect("the token attack ran with the application's pool");
     assert_eq!(token.verdict, Verdict::Pass);
     // The evidence says which mode is active.
-    let mut reader =
-        tenant_core::admin::CatalogReader::connect(&url, "test: evidence of the mode").unwrap();
-    let audit = tenant_schema::audit::audit(
-        &mut reader,
-        &two_companies::REGISTRY,
-        &tenant_schema::audit::AuditOptions::default(),
-    )
-    .unwrap();
+    let audit = audit_of(&url);
     assert_eq!(tenant_schema::evidence::context_mode(&audit), "signed");
     // And the audit knows the signed policies for what they are: no table lacks its policy.
     assert!(
