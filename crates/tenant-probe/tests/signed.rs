@@ -157,6 +157,11 @@ fn only_a_valid_token_gives_an_org_and_keys_rotate() {
             t[..t.len() - 1].to_owned()
         }),
         ("too long", format!("v1.{}", "a".repeat(300))),
+        // A valid token with a megabyte before it: the MAC covers everything before the last dot.
+        (
+            "a valid token after a megabyte",
+            format!("{}{}", "a".repeat(1 << 20), k1.token(a, me)),
+        ),
         ("another separator before the MAC", {
             let t = k1.token(a, me);
             let at = t.rfind('.').unwrap();
