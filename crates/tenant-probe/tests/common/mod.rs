@@ -18,6 +18,12 @@ pub fn story_with(hint: &str, options: &tenant_schema::RlsOptions) -> TestDb {
     admin
         .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, options).up)
         .unwrap();
+    // The story's indexes behind its composite foreign keys, as its own migrations add them.
+    admin
+        .batch_execute(include_str!(
+            "../../../../migrations/2026-11-27-000004_foreign_key_indexes/up.sql"
+        ))
+        .unwrap();
     db
 }
 
