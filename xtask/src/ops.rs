@@ -394,9 +394,19 @@ pub fn soak(args: &[&str]) -> Result<(), String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     crate::with_database(|url| {
-        for (package, test, what) in [
-            ("tenant-probe", "soak", "the soak (default and signed mode)"),
-            ("tenant-core", "sql_differential", "the SQL differential"),
+        for (package, test, what, hint) in [
+            (
+                "tenant-probe",
+                "soak",
+                "the soak (default and signed mode)",
+                "its output above names the mode, the org and the ledger or row that failed",
+            ),
+            (
+                "tenant-core",
+                "sql_differential",
+                "the SQL differential",
+                "its output above names the failure; a statement the checker let through that leaked was written to fuzz/corpus/sql_differential/",
+            ),
         ] {
             let status = crate::cargo()
                 .args([
@@ -419,9 +429,7 @@ pub fn soak(args: &[&str]) -> Result<(), String> {
                 .status()
                 .map_err(|e| format!("running {what}: {e}"))?;
             if !status.success() {
-                return Err(format!(
-                    "{what} failed (a statement the checker let through is in fuzz/corpus/sql_differential/)"
-                ));
+                return Err(format!("{what} failed: {hint}"));
             }
         }
         Ok(())
