@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 use tenant_core::operator::AccessEntry;
+use tenant_schema::evidence::{md_cell, md_line};
 
 /// One grant and what became of it.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,12 +142,12 @@ impl AccessReport {
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    a.granted_at,
-                    a.operator,
-                    a.ticket,
-                    a.reason.replace('|', "/"),
-                    a.mode,
-                    a.expires_at,
+                    md_cell(&a.granted_at),
+                    md_cell(&a.operator),
+                    md_cell(&a.ticket),
+                    md_cell(&a.reason),
+                    md_cell(&a.mode),
+                    md_cell(&a.expires_at),
                     a.entered_at.as_deref().unwrap_or("never"),
                     a.closed_at.as_deref().unwrap_or("not closed"),
                     a.duration_s.map_or("-".to_owned(), |s| format!("{s:.1} s")),
@@ -158,8 +159,8 @@ impl AccessReport {
                     md,
                     "- grant {} ({}): {}",
                     a.grant,
-                    a.ticket,
-                    a.details.join("; ")
+                    md_line(&a.ticket),
+                    md_line(&a.details.join("; "))
                 );
             }
             let _ = writeln!(md);
@@ -170,8 +171,11 @@ impl AccessReport {
             for (at, who, ticket, why) in &self.refusals {
                 let _ = writeln!(
                     md,
-                    "| {at} | {who} | {ticket} | {} |",
-                    why.replace('|', "/")
+                    "| {} | {} | {} | {} |",
+                    md_cell(at),
+                    md_cell(who),
+                    md_cell(ticket),
+                    md_cell(why)
                 );
             }
         }
@@ -256,5 +260,34 @@ mod tests {
         assert!(md.contains("malformed ticket"), "{md}");
         let json: serde_json::Value = serde_json::from_str(&r.json()).unwrap_or_default();
         assert_eq!(json["accesses"][0]["ticket"], "OPS-1");
+    }
+
+    #[test]
+    fn text_from_the_log_cannot_add_rows_or_cells_to_the_report() {
+        let mut granted = entry(1, "2026-11-27T01:00:00.000000Z", "granted", Some(1), None);
+        granted.ticket = Some("OPS|2".into());
+        granted.reason =
+            Some("look\n| 2026-11-27 | mallory | OPS-9 | forged | read | x | x | x | x |".into());
+        let mut refused = entry(2, "2026-11-27T01:05:00.000000Z", "refused", None, None);
+        refused.detail = Some("bad\r\n- grant 9 (OPS-9): forged".into());
+        let md = AccessReport::new("org-a", None, &[granted, refused]).markdown();
+        assert!(
+            !md.lines()
+                .any(|l| l.starts_with("| 2026-11-27 | mallory") || l.starts_with("- grant 9")),
+            "{md}"
+        );
+        assert!(
+            md.contains("| OPS\\|2 | look\\n\\| 2026-11-27 \\| mallory"),
+            "{md}"
+        );
+        let rows = |header: &str| {
+            md.lines()
+                .skip_while(|l| !l.starts_with(header))
+                .skip(2)
+                .take_while(|l| l.starts_with('|'))
+                .count()
+        };
+        assert_eq!(rows("| granted |"), 1, "{md}");
+        assert_eq!(rows("| when |"), 1, "{md}");
     }
 }

@@ -9,6 +9,7 @@
 //! note }] }`. Observed outcomes carry counts and SQLSTATEs, never row data.
 
 use std::fmt::Write as _;
+use tenant_schema::evidence::{md_cell, md_line};
 
 use serde_json::json;
 
@@ -232,7 +233,7 @@ impl Report {
             self.generated_at, self.duration_ms
         );
         let _ = writeln!(md, "| server | {} |", self.server_version);
-        let _ = writeln!(md, "| role | `{}` |", self.role);
+        let _ = writeln!(md, "| role | `{}` |", md_cell(&self.role));
         let _ = writeln!(
             md,
             "| evidence digest | `{}` |",
@@ -240,7 +241,7 @@ impl Report {
         );
         let _ = writeln!(md, "| attacker org (A) | `{}` |", self.org_a);
         let _ = writeln!(md, "| victim org (B) | `{}` |", self.org_b);
-        let _ = writeln!(md, "| tables | {} |", self.tables.join(", "));
+        let _ = writeln!(md, "| tables | {} |", md_cell(&self.tables.join(", ")));
         let _ = writeln!(
             md,
             "| verdicts | {} pass, {} leak, {} finding, {} observed, {} not run |\n",
@@ -256,7 +257,7 @@ impl Report {
         if !self.unseedable.is_empty() {
             let _ = writeln!(md, "## Tables that could not be seeded\n");
             for (t, why) in &self.unseedable {
-                let _ = writeln!(md, "- `{t}`: {why}");
+                let _ = writeln!(md, "- `{}`: {}", md_line(t), md_line(why));
             }
             let _ = writeln!(md);
         }
@@ -277,9 +278,9 @@ impl Report {
                     "- **{}** on `{}` ({}, THREATS.md {}): {} {}; observed {}{}\n  `{}`",
                     r.attack,
                     if r.table.is_empty() {
-                        "(database)"
+                        "(database)".to_owned()
                     } else {
-                        &r.table
+                        md_line(&r.table)
                     },
                     r.family,
                     r.threat,
@@ -288,14 +289,14 @@ impl Report {
                     } else {
                         "expected"
                     },
-                    r.expected,
-                    r.observed,
+                    md_line(&r.expected),
+                    md_line(&r.observed.to_string()),
                     if r.note.is_empty() {
                         String::new()
                     } else {
-                        format!("; {}", r.note)
+                        format!("; {}", md_line(&r.note))
                     },
-                    r.sql.replace('`', "'")
+                    md_line(&r.sql.replace('`', "'"))
                 );
             }
             let _ = writeln!(md);
@@ -313,9 +314,9 @@ impl Report {
                 r.attack,
                 r.family,
                 r.threat,
-                r.table,
-                r.expected.replace('|', "/"),
-                r.observed.to_string().replace('|', "/"),
+                md_cell(&r.table),
+                md_cell(&r.expected),
+                md_cell(&r.observed.to_string()),
                 r.verdict.as_str()
             );
         }
@@ -473,6 +474,17 @@ mod tests {
         assert!(x.contains(r#"tests="2" failures="1" errors="0""#), "{x}");
         assert!(x.contains("a &lt; b &amp; c"), "{x}");
         assert_eq!(x.matches("<failure").count(), 1);
+    }
+
+    #[test]
+    fn a_table_name_from_the_catalog_cannot_add_rows_to_the_markdown() {
+        let mut r = report(&[Verdict::Leak]);
+        let name = "deals|x\n| forged | row | - | - | - | - | pass |";
+        r.tables = vec![name.into()];
+        r.results[0].table = name.into();
+        let md = r.markdown();
+        assert!(!md.lines().any(|l| l.starts_with("| forged")), "{md}");
+        assert!(md.contains("deals\\|x\\n\\| forged"), "{md}");
     }
 
     #[test]

@@ -239,11 +239,11 @@ fn markdown(
         let _ = writeln!(
             m,
             "| `{}.{}` | {kind} | {} | {} | `{}` | {privileges} | {} |",
-            r.schema,
-            r.name,
+            md_cell(&r.schema),
+            md_cell(&r.name),
             cell(r.rls),
             cell(r.forced),
-            r.owner,
+            md_cell(&r.owner),
             cell(restrictive)
         );
     }
@@ -253,17 +253,17 @@ fn markdown(
         let _ = writeln!(
             m,
             "- `{}` on `{}`: {} for {} to {}\n  - USING `{}`\n  - WITH CHECK `{}`",
-            p.name,
-            p.table_name,
+            md_line(&p.name),
+            md_line(&p.table_name),
             if p.permissive {
                 "PERMISSIVE"
             } else {
                 "RESTRICTIVE"
             },
             command(&p.cmd),
-            p.roles,
-            or_none(&p.using_expr),
-            or_none(&p.check_expr)
+            md_line(&p.roles),
+            md_line(or_none(&p.using_expr)),
+            md_line(or_none(&p.check_expr))
         );
     }
 
@@ -281,12 +281,12 @@ fn markdown(
         let _ = writeln!(
             m,
             "- `{}.{}`: security definer {}, leakproof {}, application may execute {}, config `{}`",
-            f.schema,
-            f.name,
+            md_line(&f.schema),
+            md_line(&f.name),
             f.security_definer,
             f.leakproof,
             f.app_can_execute,
-            or_none(&f.config)
+            md_line(or_none(&f.config))
         );
     }
 
@@ -313,13 +313,42 @@ fn markdown(
                 "| {} | `{}` | `{}` | {} | {} |",
                 severity(f.severity),
                 f.rule,
-                f.object,
-                f.why,
-                f.fix
+                md_cell(&f.object),
+                md_cell(&f.why),
+                md_cell(&f.fix)
             );
         }
     }
     m
+}
+
+/// `s` as the text of one Markdown table cell: a `|` would end the cell and a line break the
+/// row, so text from the catalog or a log (a table name, an access reason) could add rows or
+/// columns to a report an auditor reads. Pipes become `\|` (which GitHub Markdown reads as a
+/// pipe inside code spans too), line breaks the two characters `\n` or `\r`. The JSON keeps the
+/// exact text.
+///
+/// ```
+/// use tenant_schema::evidence::md_cell;
+/// assert_eq!(md_cell("a|b\n| forged | row |"), "a\\|b\\n\\| forged \\| row \\|");
+/// ```
+pub fn md_cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `s` on one line of a Markdown list item: line breaks become `\n` or `\r`, so text from the
+/// catalog cannot start a list item of its own.
+pub fn md_line(s: &str) -> String {
+    s.replace('\n', "\\n").replace('\r', "\\r")
 }
 
 fn yes(b: bool) -> &'static str {

@@ -647,3 +647,32 @@ fn partitions_get_the_parents_protection_and_a_later_unprotected_one_is_found() 
         "the four it protected, and the one added later: {f:?}"
     );
 }
+
+#[test]
+fn a_table_name_cannot_add_rows_to_the_evidence() {
+    use tenant_schema::evidence::{Provenance, render};
+    let db = migrated("audit_odd_name");
+    db.admin()
+        .batch_execute(
+            "CREATE TABLE \"odd|name\n| forged | global | n/a | n/a | x | SELECT | n/a |\" (id int); \
+             GRANT SELECT ON \"odd|name\n| forged | global | n/a | n/a | x | SELECT | n/a |\" TO tenant_app",
+        )
+        .unwrap();
+    let evidence = render(
+        &run(&db),
+        &two_companies::REGISTRY,
+        &Provenance {
+            generated_at: "2026-11-27T00:00:00Z".into(),
+            git_commit: "abc123".into(),
+        },
+    );
+    let md = &evidence.markdown;
+    assert!(!md.lines().any(|l| l.starts_with("| forged")), "{md}");
+    assert!(md.contains("odd\\|name\\n\\| forged"), "{md}");
+    // The JSON keeps the name as it is.
+    assert!(
+        evidence.json.contains("odd|name\\n| forged"),
+        "{}",
+        evidence.json
+    );
+}
