@@ -84,7 +84,7 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   access report --org ORG [--since TIME] --database-url AUDITOR_URL [--out DIR]
                          the postmortem report of every access to one org (Markdown and JSON)
   org export --org ORG --out FILE --database-url APP_URL [--seal-key-file F]
-  org restore --in FILE [--replace] --database-url APP_URL [--seal-key-file F]
+  org restore --in FILE [--replace] --database-url APP_URL (--seal-key-file F | --unsealed)
   org purge --org ORG --ticket T --reason R --database-url OPERATOR_URL
                          per-org data: export (manifest, checksums), restore (one transaction), purge
   org-bench              export and restore throughput for an org of 100,000 rows

@@ -7,8 +7,9 @@
 //! - `access report --org ORG [--since TIME] --database-url AUDITOR_URL [--out DIR]`: the
 //!   postmortem report (Markdown on standard output; `access-report.md` and `.json` in DIR).
 //! - `org export --org ORG --out FILE --database-url APP_URL [--seal-key-file F]`
-//! - `org restore --in FILE [--replace] --database-url APP_URL [--seal-key-file F]`: with a
-//!   seal key, only a file sealed by it is restored
+//! - `org restore --in FILE [--replace] --database-url APP_URL (--seal-key-file F | --unsealed)`:
+//!   with a seal key, only a file sealed by it is restored; without one, only when the command
+//!   says `--unsealed`
 //! - `org purge --org ORG --ticket T --reason R --database-url OPERATOR_URL`
 //! - `org-bench`: export and restore throughput for an org of 100,000 rows.
 
@@ -24,6 +25,24 @@ use crate::args::{options, org_of, required};
 struct Json {
     #[diesel(sql_type = diesel::sql_types::Text)]
     value: String,
+}
+
+/// The seal key file a restore checks files against, or `None` when the command says
+/// `--unsealed`: a file's checksums are its own, so anyone can write a consistent file for any
+/// org, and taking one without a seal is a choice the operator states, never a default.
+fn restore_seal<'a>(
+    o: &std::collections::HashMap<&'a str, &'a str>,
+) -> Result<Option<&'a str>, String> {
+    match (o.get("--seal-key-file"), o.contains_key("--unsealed")) {
+        (Some(file), false) => Ok(Some(file)),
+        (None, true) => Ok(None),
+        (Some(_), true) => Err("--seal-key-file and --unsealed contradict each other: give one".into()),
+        (None, false) => Err(
+            "a restore takes only sealed files unless told otherwise: pass --seal-key-file F (the key the export was sealed with), \
+             or --unsealed to accept a file that only its own checksums vouch for (anyone can write one, for any org)"
+                .into(),
+        ),
+    }
 }
 
 /// `cargo xtask access open|report`.
@@ -184,13 +203,14 @@ pub fn org(args: &[&str]) -> Result<(), String> {
             let o = options(
                 rest,
                 &["--in", "--database-url", "--seal-key-file"],
-                &["--replace"],
+                &["--replace", "--unsealed"],
             )?;
+            let seal = restore_seal(&o)?;
             let input = required(&o, "--in")?;
             let text =
                 std::fs::read_to_string(input).map_err(|e| format!("reading {input}: {e}"))?;
             let (url, replace) = (required(&o, "--database-url")?, o.contains_key("--replace"));
-            let receipt = match o.get("--seal-key-file") {
+            let receipt = match seal {
                 Some(file) => {
                     tenant_ops::restore_sealed(url, registry, &text, replace, &seal_key(file)?)
                 }
@@ -434,4 +454,30 @@ pub fn soak(args: &[&str]) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_needs_a_seal_key_or_an_explicit_unsealed() {
+        let parse = |args: &[&'static str]| {
+            let o = options(
+                args,
+                &["--in", "--database-url", "--seal-key-file"],
+                &["--replace", "--unsealed"],
+            )
+            .unwrap();
+            restore_seal(&o)
+        };
+        assert_eq!(parse(&["--seal-key-file", "k"]), Ok(Some("k")));
+        assert_eq!(parse(&["--unsealed"]), Ok(None));
+        assert!(parse(&[]).unwrap_err().contains("--unsealed to accept"));
+        assert!(
+            parse(&["--seal-key-file", "k", "--unsealed"])
+                .unwrap_err()
+                .contains("contradict")
+        );
+    }
 }
