@@ -9,9 +9,9 @@
 //! note }] }`. Observed outcomes carry counts and SQLSTATEs, never row data.
 
 use std::fmt::Write as _;
-use tenant_schema::evidence::{md_cell, md_line};
 
 use serde_json::json;
+use tenant_schema::evidence::{md_cell, md_line};
 
 /// What an attack's outcome means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,14 +10,15 @@
 //! verdict: "pass"|"fail", summary: {errors, warnings}, server: {version_num, version},
 //! app_role: {name, superuser, bypassrls, privileged_memberships[]} | null,
 //! registry: [{table, kind: "tenant"|"global", org_column}], relations: [{schema, name, kind,
-//! owner, rls, forced, app_privileges[], options[], reads[], definition_sha256 | null}], policies: [{table, name, permissive,
-//! command, roles[], using, with_check, functions[]}], functions: [{schema, name,
-//! security_definer, leakproof, app_can_execute, config[], owner, source_sha256}], findings:
-//! [{rule, severity, object, why, fix}], checks: [{rule, threats, checks, findings}]}` (`checks`
-//! lists every audit rule with the THREATS.md items it covers and its number of findings;
-//! `checks`, a view's `reads` and `definition_sha256` and a function's `owner` and `source_sha256` were added in
-//! version 1 without a version change, since readers of version 1 ignore unknown keys: a
-//! changed function body or view now changes the configuration digest).
+//! owner, rls, forced, app_privileges[], options[], reads[], definition_sha256 | null}],
+//! policies: [{table, name, permissive, command, roles[], using, with_check, functions[]}],
+//! functions: [{schema, name, security_definer, leakproof, app_can_execute, config[], owner,
+//! source_sha256}], findings: [{rule, severity, object, why, fix}], checks: [{rule, threats,
+//! checks, findings}]}` (`checks` lists every audit rule with the THREATS.md items it covers and
+//! its number of findings). `checks`, a view's `reads` and `definition_sha256` and a function's
+//! `owner` and `source_sha256` were added in version 1 without a version change, since readers
+//! of version 1 ignore unknown keys; with them a changed function body or view definition
+//! changes the configuration digest.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};

@@ -74,8 +74,8 @@ pub struct Relation {
     /// For a partition, the table at the root of its partition tree; empty otherwise.
     #[diesel(sql_type = Text)]
     pub partition_root: String,
-    /// For a view, the relations its definition reads (`schema.name`, comma-separated, in
-    /// order); empty otherwise.
+    /// For a view, the relations its definition reads (`schema.name`, comma-separated, sorted);
+    /// empty otherwise.
     #[diesel(sql_type = Text)]
     pub reads: String,
     /// For a view or materialized view, its definition as the server prints it; empty

@@ -590,14 +590,17 @@ fn is_signed_context_view(rel: &crate::audit::catalog::Relation, o: &AuditOption
         && rel.owner == o.rls.owner_role
         && rel.reads == format!("{s}.keys")
         && rel.app_privileges == "SELECT"
-        && rel.options.split(',').any(|o| o == "security_barrier=true")
+        && rel
+            .options
+            .split(',')
+            .any(|opt| opt == "security_barrier=true")
 }
 
 fn view_without_security_invoker(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
     c.relations
         .iter()
         .filter(|rel| rel.kind == "v" && !rel.app_privileges.is_empty() && !is_signed_context_view(rel, o))
-        .filter(|rel| !rel.options.split(',').any(|o| o == "security_invoker=true" || o == "security_invoker=on"))
+        .filter(|rel| !rel.options.split(',').any(|opt| opt == "security_invoker=true" || opt == "security_invoker=on"))
         .map(|rel| {
             finding(
                 "view-without-security-invoker",
