@@ -324,6 +324,10 @@ impl TenantPoolBuilder {
         if let Some(backend) = conn.backend {
             backend.check_recorded_text()?;
         }
+        let signed_org_setting = match self.signing {
+            Some(_) => reads_org_setting(&mut conn.conn, self.registry)?,
+            None => false,
+        };
         drop(conn);
         let pool = r2d2::Pool::builder()
             .max_size(self.max_size)
@@ -342,6 +346,7 @@ impl TenantPoolBuilder {
             registry: self.registry,
             connection_timeout: self.connection_timeout,
             signing: self.signing.map(Arc::new),
+            signed_org_setting,
             set_local: self.set_local,
             transaction_pooler: self.transaction_pooler,
             hide_org: self.hide_org,
@@ -400,6 +405,9 @@ pub struct TenantPool {
     registry: &'static Registry,
     connection_timeout: Duration,
     signing: Option<Arc<ContextKey>>,
+    /// With `signing`: whether a policy or default of a tenant table reads the plain setting,
+    /// so that the opening sets it next to the token (found at start-up).
+    signed_org_setting: bool,
     set_local: bool,
     transaction_pooler: bool,
     hide_org: bool,
@@ -462,7 +470,11 @@ impl TenantPool {
             // The manager reads the backend exactly when signing or hide_org is set.
             let opening = match (&self.signing, self.set_local, backend) {
                 (_, true, _) => Opening::SetLocal,
-                (Some(key), false, Some(backend)) => Opening::Signed(key, backend),
+                (Some(key), false, Some(backend)) => Opening::Signed {
+                    key,
+                    backend,
+                    org_setting: self.signed_org_setting,
+                },
                 (None, false, Some(backend)) if self.hide_org => {
                     Opening::HiddenSetting(backend.recorded_text())
                 }
@@ -609,6 +621,35 @@ struct TableRow {
     can_trigger: bool,
     #[diesel(sql_type = Bool)]
     forced: bool,
+}
+
+#[derive(QueryableByName)]
+struct ReaderRow {
+    #[diesel(sql_type = Bool)]
+    reads: bool,
+}
+
+/// Whether a policy or a column default of a registered tenant table reads the plain org
+/// setting (`tenant.org_id`): a database on its way to the signed mode, where the signed
+/// opening must set the setting as well as the token, or those tables would show no rows.
+/// Where nothing reads it, the signed opening leaves it unset (cheaper, and nothing that SQL
+/// in the session could change is trusted anywhere). Read once, at start-up: a pool built
+/// before a table's migration changes mode is rebuilt to follow it (until then, a table
+/// switched back to the setting shows no rows; nothing crosses).
+fn reads_org_setting(conn: &mut PgConnection, registry: &Registry) -> Result<bool, TenantError> {
+    let names: Vec<&str> = registry.tenant_tables().map(|t| t.name).collect();
+    let row: ReaderRow = diesel::sql_query(
+        "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) AS n) \
+         SELECT EXISTS (SELECT FROM pg_policy p JOIN t ON p.polrelid = t.oid \
+                         WHERE strpos(concat(pg_get_expr(p.polqual, p.polrelid), ' ', \
+                                             pg_get_expr(p.polwithcheck, p.polrelid)), $2) > 0) \
+             OR EXISTS (SELECT FROM pg_attrdef d JOIN t ON d.adrelid = t.oid \
+                         WHERE strpos(pg_get_expr(d.adbin, d.adrelid), $2) > 0) AS reads",
+    )
+    .bind::<Array<Text>, _>(names)
+    .bind::<Text, _>(ORG_SETTING)
+    .get_result(conn)?;
+    Ok(row.reads)
 }
 
 /// The start-up check (DESIGN.md invariant 4): the role cannot bypass row-level security and

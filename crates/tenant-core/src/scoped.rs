@@ -135,8 +135,16 @@ pub(crate) enum Opening<'k> {
     HiddenSetting(usize),
     /// `SET LOCAL tenant.org_id = '...'` (Citus).
     SetLocal,
-    /// The setting and a signed token for this backend.
-    Signed(&'k crate::context::ContextKey, crate::context::Backend),
+    /// A signed token for this backend, and the plain setting as well when `org_setting` (a
+    /// database where some tenant table's policy or default still reads the setting).
+    Signed {
+        /// The service's context key.
+        key: &'k crate::context::ContextKey,
+        /// The connection's backend, which the token names.
+        backend: crate::context::Backend,
+        /// Whether to set `tenant.org_id` too.
+        org_setting: bool,
+    },
 }
 
 impl<'c> OrgScoped<&'c mut PgConnection> {
@@ -170,6 +178,11 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
     /// set as a token signed with `key` for `backend` (this connection's, read once with
     /// [`Backend::read`](crate::context::Backend::read)), which the database verifies.
     ///
+    /// Only the token is set, not `tenant.org_id`: for a database whose tenant tables all
+    /// verify tokens. A [`TenantPool`](crate::TenantPool) with
+    /// [`signed_context`](crate::TenantPoolBuilder::signed_context) finds out at start-up
+    /// whether some table still reads the plain setting, and then sets both.
+    ///
     /// # Errors
     /// As [`begin`](Self::begin), and
     /// [`UnsafeConfig::RecordedTextTooLarge`](crate::UnsafeConfig::RecordedTextTooLarge).
@@ -181,7 +194,12 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
         backend: crate::context::Backend,
     ) -> Result<Self, TenantError> {
         backend.check_recorded_text()?;
-        Self::on_own(conn, org, registry, Opening::Signed(key, backend))
+        let opening = Opening::Signed {
+            key,
+            backend,
+            org_setting: false,
+        };
+        Self::on_own(conn, org, registry, opening)
     }
 
     fn on_own(
@@ -242,19 +260,32 @@ impl<C: ScopedConnection> OrgScoped<C> {
                 let at = whole.find("SELECT ").map_or(0, |i| i + "SELECT ".len());
                 crate::context::past_recorded_text(&whole[..at], &whole[at..], recorded)
             }
-            Opening::Signed(key, backend) => {
+            Opening::Signed {
+                key,
+                backend,
+                org_setting,
+            } => {
                 // One check for both leftovers (each CASE costs the server a few microseconds to
-                // parse and plan, on every transaction), ahead of the two settings: the target
-                // list runs in order, so it reads the session values before they are set.
+                // parse and plan, on every transaction), ahead of the settings: the target list
+                // runs in order, so it reads the session values before they are set. The plain
+                // setting only where something still reads it: it costs about 3% of a point
+                // lookup's transaction (the bench, side by side), and is one more thing SQL in
+                // the session could change.
                 let token = crate::context::TOKEN_SETTING;
+                let plain = if org_setting {
+                    format!(
+                        ", set_config('{ORG_SETTING}', '{}', true)",
+                        org.sql_literal()
+                    )
+                } else {
+                    String::new()
+                };
                 crate::context::past_recorded_text(
                     &format!("{begin}; SELECT "),
                     &format!(
                         "set_config('{token}', CASE WHEN current_setting('{ORG_SETTING}', true) > '' OR current_setting('{token}', true) > '' \
-                         THEN {REFUSE_LEFTOVER} ELSE '{}' END, true), \
-                         set_config('{ORG_SETTING}', '{}', true)",
+                         THEN {REFUSE_LEFTOVER} ELSE '{}' END, true){plain}",
                         key.token(org, backend.pid()),
-                        org.sql_literal()
                     ),
                     backend.recorded_text(),
                 )

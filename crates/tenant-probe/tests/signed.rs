@@ -290,6 +290,84 @@ fn the_evidence_calls_a_database_with_policies_of_both_modes_mixed() {
     assert_eq!(mode(&db), "mixed");
 }
 
+/// `tenant.org_id` as a scoped transaction of `pool` for `org` sees it (`None`: not set).
+fn plain_setting(pool: &TenantPool, org: OrgId) -> Option<String> {
+    pool.with_org(org, |s| {
+        let raw = s.raw_connection_unchecked("test: the plain setting");
+        Ok::<_, TenantError>(
+            diesel::select(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Text>,
+            >(
+                "nullif(current_setting('tenant.org_id', true), '')"
+            ))
+            .get_result(raw)
+            .unwrap(),
+        )
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_signed_pool_sets_the_plain_setting_only_while_a_table_still_reads_it() {
+    let db = signed_db("signed_plain_setting");
+    // Every table verifies tokens: the opening sets the token alone, and the org's rows show.
+    let pool = pool(&db);
+    let a = org_with_customer(&pool, "alice");
+    let b = org_with_customer(&pool, "bob");
+    assert_eq!(plain_setting(&pool, a), None);
+    let customers_of = |pool: &TenantPool, org: OrgId| {
+        pool.with_org(org, |s| {
+            s.load::<String, _>(s.query(customers::table).select(customers::name))
+        })
+        .unwrap()
+    };
+    assert_eq!(customers_of(&pool, a), ["alice"]);
+    // The same on a connection of one's own.
+    let mut conn = db.connect_as(roles::APP);
+    let backend = Backend::read(&mut conn).unwrap();
+    let mut own = tenant_core::OrgScoped::begin_signed(
+        &mut conn,
+        a,
+        &two_companies::REGISTRY,
+        &key("k1", &K1),
+        backend,
+    )
+    .unwrap();
+    let raw = own.raw_connection_unchecked("test: the plain setting");
+    assert_eq!(
+        count(raw, "SELECT count(*) FROM customers"),
+        1,
+        "the token alone gives the org"
+    );
+    assert_eq!(
+        count(
+            raw,
+            "SELECT count(*) FROM pg_settings WHERE name = 'tenant.org_id' AND setting <> ''"
+        ),
+        0
+    );
+    own.rollback().unwrap();
+    // One table's policy back on the plain setting (a database on its way to the signed
+    // mode): a pool built now sets both, and that table shows the org's rows, and only them.
+    db.admin()
+        .batch_execute(
+            "DO $$ DECLARE p name; BEGIN \
+               SELECT polname INTO p FROM pg_policy WHERE polrelid = 'public.customers'::regclass AND NOT polpermissive; \
+               EXECUTE format('ALTER POLICY %I ON public.customers USING (org_id = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid))', p); \
+             END $$",
+        )
+        .unwrap();
+    assert_eq!(
+        customers_of(&pool, a),
+        Vec::<String>::new(),
+        "the pool built before the change reads no rows from that table (nothing crosses)"
+    );
+    let rebuilt = pool_of(&db, 2);
+    assert_eq!(plain_setting(&rebuilt, a), Some(a.to_string()));
+    assert_eq!(customers_of(&rebuilt, a), ["alice"]);
+    assert_eq!(customers_of(&rebuilt, b), ["bob"]);
+}
+
 #[test]
 fn an_operator_still_goes_through_the_log_in_the_signed_mode() {
     let db = signed_db("signed_operator");
