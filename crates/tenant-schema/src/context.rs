@@ -129,24 +129,29 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          -- query per statement: about half the cost of the same check in a function. One scan of\n\
          -- the keys, the setting read where it is used (a sub-select or a join adds plan nodes).\n\
          -- The policies read it in a sub-select, once per statement. Any SQL can set the token,\n\
-         -- so nothing of it is trusted before its MAC verifies: only the key id (to find the key)\n\
-         -- and the text are compared before; a token whose MAC verifies was made by a holder of\n\
-         -- the key, so its org, expiry and backend are well formed and the casts cannot fail.\n\
-         -- No key, a retired key, a wrong MAC, an expired token or another backend's token\n\
-         -- yields NULL: no rows, no writes. LIMIT 1 makes the view not updatable.\n\
+         -- so nothing of it is trusted before its MAC verifies: the filter only compares text\n\
+         -- (the key id, to find the key, and the MAC); a token whose MAC verifies was made by a\n\
+         -- holder of the key, so its org, expiry and backend are well formed and the casts of the\n\
+         -- select list, which runs only on a row that passed, cannot fail. The MAC covers all but\n\
+         -- the last 65 characters and is compared with the sixth part: a signer's message has\n\
+         -- exactly four dots, so only the token it signed passes (the sixth part is then the last\n\
+         -- 64 characters). No key, a retired key, a wrong MAC, an expired token or another\n\
+         -- backend's token yields no row, so NULL: no rows, no writes. WITH makes the view not\n\
+         -- updatable and costs nothing (the planner inlines it). Per statement (50,000 selects\n\
+         -- of the view in a loop) 6.9 us, against 7.4 for the form before (LIMIT 1, right()).\n\
          -- Created under a search path nothing else can put objects into, restored after.\n\
          SELECT set_config('tenant.search_path_before_view', current_setting('search_path'), false),\n\
          \x20      set_config('search_path', 'pg_catalog, pg_temp', false);\n\
          CREATE OR REPLACE VIEW {s}.{view} WITH (security_barrier) AS\n\
-         \x20 SELECT CASE WHEN encode(sha256(k.opad || sha256(k.ipad || convert_to(left(current_setting({token}, true), -65), 'UTF8'))), 'hex')\n\
-         \x20                  = right(current_setting({token}, true), 64)\n\
-         \x20        THEN CASE WHEN split_part(current_setting({token}, true), '.', 3)::float8 > date_part('epoch', clock_timestamp())\n\
-         \x20                   AND split_part(current_setting({token}, true), '.', 4) IN ('0', pg_backend_pid()::text)\n\
-         \x20             THEN split_part(current_setting({token}, true), '.', 2)::uuid END END AS org\n\
-         \x20   FROM {s}.keys k\n\
+         \x20 WITH k AS (SELECT kid, ipad, opad, retire_after FROM {s}.keys)\n\
+         \x20 SELECT CASE WHEN split_part(current_setting({token}, true), '.', 3)::float8 > date_part('epoch', clock_timestamp())\n\
+         \x20              AND split_part(current_setting({token}, true), '.', 4) IN ('0', pg_backend_pid()::text)\n\
+         \x20        THEN split_part(current_setting({token}, true), '.', 2)::uuid END AS org\n\
+         \x20   FROM k\n\
          \x20  WHERE k.kid = split_part(current_setting({token}, true), '.', 5)\n\
          \x20    AND (k.retire_after IS NULL OR k.retire_after > clock_timestamp())\n\
-         \x20  LIMIT 1;\n\
+         \x20    AND encode(sha256(k.opad || sha256(k.ipad || convert_to(left(current_setting({token}, true), -65), 'UTF8'))), 'hex')\n\
+         \x20        = split_part(current_setting({token}, true), '.', 6);\n\
          SELECT set_config('search_path', current_setting('tenant.search_path_before_view'), false),\n\
          \x20      set_config('tenant.search_path_before_view', '', false);\n\
          ALTER VIEW {s}.{view} OWNER TO {owner};\n\
