@@ -19,9 +19,11 @@ fuzz_target!(|data: &[u8]| {
             let message = e.to_string();
             let t = text.trim();
             // Text the message has for any input of this length (the example UUID, the
-            // wording) is not an echo; anything else of the input must not appear.
+            // wording, the count) is not an echo; anything else of the input must not appear.
+            // The count is of the trimmed input, as the parser counts it: an input spelling
+            // the message's own opening with that count is not an echo either.
             let template = "#"
-                .repeat(text.chars().count())
+                .repeat(t.chars().count())
                 .parse::<OrgId>()
                 .err()
                 .map(|e| e.to_string())
