@@ -263,6 +263,10 @@ fn the_audit_passes_the_generated_context_objects_and_reports_changed_ones() {
     assert_eq!(
         audit(&db),
         [
+            (
+                "generated-function-changed",
+                "tenant_context.tenant_context.verified_org()".to_owned()
+            ),
             ("unregistered-relation", view.clone()),
             ("view-without-security-invoker", view),
             (

@@ -26,6 +26,7 @@ pub mod audit;
 pub mod citus;
 pub mod context;
 pub mod evidence;
+mod generated;
 mod operator;
 pub mod pg;
 

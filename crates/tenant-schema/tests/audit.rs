@@ -346,6 +346,53 @@ fn a_view_without_security_invoker_is_an_error_and_unregistered() {
 }
 
 #[test]
+fn a_generated_function_changed_after_it_was_applied_is_an_error_naming_what_changed() {
+    let f = findings_after(
+        "audit_generated_fn",
+        "CREATE OR REPLACE FUNCTION tenant_audit.granted_org(p_write boolean) RETURNS uuid \
+           LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp \
+           AS $fn$ SELECT nullif(current_setting('tenant.org_id', true), '')::uuid $fn$; \
+         ALTER FUNCTION tenant_audit.record_event(text, text) RESET search_path; \
+         CREATE ROLE audit_generated_fn_someone; \
+         ALTER FUNCTION tenant_audit.request_access(uuid, text, text, integer, boolean) OWNER TO audit_generated_fn_someone;",
+        "generated-function-changed",
+    );
+    let seen: Vec<(&str, Severity, bool)> = f
+        .iter()
+        .map(|f| {
+            let what = if f.object.contains("granted_org") {
+                "its body differs"
+            } else if f.object.contains("record_event") {
+                "its search_path differs"
+            } else {
+                "its owner differs"
+            };
+            (f.object.as_str(), f.severity, f.why.contains(what))
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "tenant_audit.tenant_audit.granted_org(boolean)",
+                Severity::Error,
+                true
+            ),
+            (
+                "tenant_audit.tenant_audit.record_event(text,text)",
+                Severity::Error,
+                true
+            ),
+            (
+                "tenant_audit.tenant_audit.request_access(uuid,text,text,integer,boolean)",
+                Severity::Error,
+                true
+            ),
+        ]
+    );
+}
+
+#[test]
 fn security_definer_and_leakproof_functions_are_found() {
     let f = findings_after(
         "audit_definer",

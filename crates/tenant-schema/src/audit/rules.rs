@@ -28,6 +28,7 @@ pub const RULES: &[(&str, Rule)] = &[
         view_without_security_invoker,
     ),
     ("security-definer-function", security_definer_function),
+    ("generated-function-changed", generated_function_changed),
     ("leakproof-function", leakproof_function),
     ("partition-not-protected", partition_not_protected),
     ("index-unusable-under-rls", index_unusable_under_rls),
@@ -125,6 +126,11 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "security-definer-function",
         "#13",
         "SECURITY DEFINER functions are listed, each with a fixed search_path",
+    ),
+    (
+        "generated-function-changed",
+        "#13",
+        "the generated SECURITY DEFINER functions (access log, signed context) are exactly as generated",
     ),
     (
         "leakproof-function",
@@ -613,21 +619,89 @@ fn view_without_security_invoker(c: &Catalog, _: &Registry, o: &AuditOptions) ->
         .collect()
 }
 
-/// Whether `f` is the signed context's `verified_org()` exactly as the generator writes it
-/// (owner, fixed search path, body): it returns the verified org and nothing else, so the
-/// review the rule asks for is done. Any other body is reported like any other function.
-fn is_generated_verifier(f: &crate::audit::catalog::Function, o: &AuditOptions) -> bool {
-    f.schema == crate::context::CONTEXT_SCHEMA
-        && f.name == format!("{}.verified_org()", crate::context::CONTEXT_SCHEMA)
-        && f.owner == o.rls.owner_role
-        && f.config == "search_path=pg_catalog, pg_temp"
-        && f.source == crate::context::verified_org_body()
+/// What of `f` differs from the generated function `g` (owner, search path, body); empty
+/// when nothing does.
+fn differences(
+    f: &crate::audit::catalog::Function,
+    g: &crate::generated::GeneratedFunction,
+    o: &AuditOptions,
+) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if f.owner != o.rls.owner_role {
+        out.push("owner");
+    }
+    if f.config != g.config {
+        out.push("search_path");
+    }
+    if f.source != g.source {
+        out.push("body");
+    }
+    out
+}
+
+/// For each SECURITY DEFINER function of a name the generator uses (in its schema), what
+/// differs from the closest generated one (either context mode): empty for a function exactly
+/// as generated.
+fn against_generated<'c>(
+    c: &'c Catalog,
+    o: &AuditOptions,
+) -> Vec<(&'c crate::audit::catalog::Function, Vec<&'static str>)> {
+    let generated = crate::generated::functions(&o.rls);
+    c.functions
+        .iter()
+        .filter(|f| f.security_definer)
+        .filter_map(|f| {
+            let name = crate::generated::bare_name(&f.name);
+            generated
+                .iter()
+                .filter(|g| g.security_definer && g.schema == f.schema && g.name == name)
+                .map(|g| differences(f, g, o))
+                .min_by_key(Vec::len)
+                .map(|d| (f, d))
+        })
+        .collect()
+}
+
+/// Whether `f` is a SECURITY DEFINER function exactly as the generator writes it (owner,
+/// search path, body; `verified_org()`, the access functions): it does what tenant-schema's
+/// review says, so the review the security-definer rule asks for is done.
+fn is_generated_function(
+    f: &crate::audit::catalog::Function,
+    c: &Catalog,
+    o: &AuditOptions,
+) -> bool {
+    against_generated(c, o)
+        .iter()
+        .any(|(g, d)| std::ptr::eq(*g, f) && d.is_empty())
+}
+
+/// A SECURITY DEFINER function with the name of one tenant-schema generates (the access
+/// functions, the signed context's), changed after it was applied: its grants and its name
+/// stay, so it still decides who sees which org.
+fn generated_function_changed(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    against_generated(c, o)
+        .into_iter()
+        .filter(|(_, d)| !d.is_empty())
+        .map(|(f, d)| {
+            finding(
+                "generated-function-changed",
+                Severity::Error,
+                format!("{}.{}", f.schema, f.name),
+                &format!(
+                    "this SECURITY DEFINER function has the name of one tenant-schema generates (it runs with the owner's rights and decides who sees which org: the access log, the signed context), but its {} {} from what this version generates",
+                    d.join(" and "),
+                    if d.len() == 1 { "differs" } else { "differ" }
+                ),
+                "if tenant-schema was upgraded, generate the migration that refreshes the shared objects (`cargo xtask gen`; tenant_schema::shared_refresh); otherwise find out who changed it, and apply the generated shared objects again (tenant_schema::shared_objects) to restore it",
+            )
+        })
+        .collect()
 }
 
 fn security_definer_function(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
     c.functions
         .iter()
-        .filter(|f| f.security_definer && f.app_can_execute && !is_generated_verifier(f, o))
+        .filter(|f| f.security_definer && f.app_can_execute && !is_generated_function(f, c, o))
         .map(|f| {
             let fixed_path = f.config.split(',').any(|s| s.starts_with("search_path="));
             finding(

@@ -1,0 +1,155 @@
+//! What the generator writes, read back: the functions of the shared objects (the access
+//! log's and the signed context's), as the server stores them, so that the audit can tell a
+//! generated function from one changed after it was applied.
+//!
+//! The SECURITY DEFINER functions tenant-schema generates run with the table owner's rights
+//! and decide who sees which org (`granted_org`, `enter_access`, the signed verifier): a body
+//! changed by hand (to skip the access log, say) would keep its name and its grants. The audit
+//! compares each function of a generated name with what this version generates, in either
+//! context mode (some bodies differ between them).
+
+use crate::context::ContextMode;
+use crate::pg::RlsOptions;
+
+/// One generated function, as `pg_proc` holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GeneratedFunction {
+    /// Schema.
+    pub schema: String,
+    /// Name (without arguments).
+    pub name: String,
+    /// SECURITY DEFINER.
+    pub security_definer: bool,
+    /// `proconfig` as the catalog reader joins it (`search_path=pg_catalog, pg_temp`).
+    pub config: String,
+    /// The body (`prosrc`).
+    pub source: String,
+}
+
+/// Every function the shared objects define, in both context modes (a function whose body is
+/// the same in both appears once).
+pub(crate) fn functions(options: &RlsOptions) -> Vec<GeneratedFunction> {
+    let mut out: Vec<GeneratedFunction> = Vec::new();
+    for context in [ContextMode::Setting, ContextMode::Signed] {
+        let o = RlsOptions {
+            context,
+            ..options.clone()
+        };
+        for f in parse(&crate::pg::shared_objects(&o)) {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+/// The functions `CREATE OR REPLACE FUNCTION schema.name(...) ... AS $fn$body$fn$` of `sql`.
+fn parse(sql: &str) -> Vec<GeneratedFunction> {
+    const CREATE: &str = "CREATE OR REPLACE FUNCTION ";
+    const OPEN: &str = " AS $fn$";
+    const CLOSE: &str = "$fn$";
+    let mut out = Vec::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find(CREATE) {
+        rest = &rest[at + CREATE.len()..];
+        let (Some(paren), Some(open)) = (rest.find('('), rest.find(OPEN)) else {
+            break;
+        };
+        let header = &rest[..open];
+        let body_and_rest = &rest[open + OPEN.len()..];
+        let Some(close) = body_and_rest.find(CLOSE) else {
+            break;
+        };
+        let (schema, name) = rest[..paren]
+            .split_once('.')
+            .unwrap_or(("public", &rest[..paren]));
+        let config = header
+            .split_once("SET search_path = ")
+            .map(|(_, path)| format!("search_path={}", path.trim()))
+            .unwrap_or_default();
+        out.push(GeneratedFunction {
+            schema: unquote(schema),
+            name: unquote(name),
+            security_definer: header.contains("SECURITY DEFINER"),
+            config,
+            source: body_and_rest[..close].to_owned(),
+        });
+        rest = &body_and_rest[close + CLOSE.len()..];
+    }
+    out
+}
+
+/// An identifier as the generator writes it (`crate::pg::ident`), as the catalog holds it.
+fn unquote(ident: &str) -> String {
+    ident
+        .strip_prefix('"')
+        .and_then(|i| i.strip_suffix('"'))
+        .map_or_else(|| ident.to_owned(), |i| i.replace("\"\"", "\""))
+}
+
+/// The name of a function as the catalog reader gives it (`oid::regprocedure::text`: the
+/// schema only when it is not on the reader's path, then the arguments), without schema and
+/// arguments.
+pub(crate) fn bare_name(catalog_name: &str) -> &str {
+    let without_args = catalog_name.split('(').next().unwrap_or(catalog_name);
+    without_args.rsplit('.').next().unwrap_or(without_args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_security_definer_function_of_both_modes_is_read_back_with_its_body() {
+        let o = RlsOptions::default();
+        let all = functions(&o);
+        let mut definers: Vec<String> = all
+            .iter()
+            .filter(|f| f.security_definer)
+            .map(|f| format!("{}.{}", f.schema, f.name))
+            .collect();
+        definers.sort();
+        definers.dedup();
+        assert_eq!(
+            definers,
+            [
+                "tenant_audit.enter_access",
+                "tenant_audit.granted_org",
+                "tenant_audit.record_event",
+                "tenant_audit.request_access",
+                "tenant_context.add_key",
+                "tenant_context.mac",
+                "tenant_context.retire_key",
+                "tenant_context.sign_for_this_backend",
+                "tenant_context.verified_org",
+            ]
+        );
+        for f in all.iter().filter(|f| f.security_definer) {
+            assert_eq!(
+                f.config, "search_path=pg_catalog, pg_temp",
+                "{}.{}",
+                f.schema, f.name
+            );
+            assert!(!f.source.contains("$fn$") && !f.source.trim().is_empty());
+        }
+        let verifier = all.iter().find(|f| f.name == "verified_org").unwrap();
+        assert_eq!(verifier.source, crate::context::verified_org_body());
+    }
+
+    #[test]
+    fn a_catalog_name_loses_its_schema_and_arguments() {
+        assert_eq!(
+            bare_name("tenant_audit.granted_org(boolean)"),
+            "granted_org"
+        );
+        assert_eq!(bare_name("granted_org(boolean)"), "granted_org");
+        assert_eq!(unquote("\"tenant_audit\""), "tenant_audit");
+        assert_eq!(unquote("\"a\"\"b\""), "a\"b");
+        assert_eq!(unquote("tenant_context"), "tenant_context");
+        assert_eq!(
+            bare_name("tenant_context.retire_key(text,timestamp with time zone)"),
+            "retire_key"
+        );
+    }
+}
