@@ -15,6 +15,7 @@ use tenant_core::context::Backend;
 use tenant_core::operator::{AccessRequest, OperatorSession};
 use tenant_core::{OrgId, TenantError, TenantPool};
 use tenant_probe::{ProbeOptions, Verdict};
+use tenant_schema::audit::Severity;
 use tenant_testkit::{TestDb, roles, try_sql};
 use two_companies::schema::{customers, orgs};
 
@@ -263,8 +264,9 @@ fn the_audit_passes_the_generated_context_objects_and_reports_changed_ones() {
     assert_eq!(
         audit(&db),
         [
+            ("generated-object-changed", view.clone()),
             (
-                "generated-function-changed",
+                "generated-object-changed",
                 "tenant_context.tenant_context.verified_org()".to_owned()
             ),
             ("unregistered-relation", view.clone()),
@@ -274,6 +276,44 @@ fn the_audit_passes_the_generated_context_objects_and_reports_changed_ones() {
                 "tenant_context.tenant_context.verified_org()".to_owned()
             ),
         ]
+    );
+}
+
+#[test]
+fn a_verifier_view_that_no_longer_checks_the_mac_is_found_by_its_text() {
+    let db = signed_db("signed_view_text");
+    let a = org_with_customer(&pool(&db), "alice");
+    // Everything the audit knew the view by stays (its owner, security_barrier, reading the
+    // key table and nothing else, SELECT for the application), but the MAC is not checked:
+    // any SQL in a session can now name any org.
+    db.admin()
+        .batch_execute(
+            "CREATE OR REPLACE VIEW tenant_context.current_org WITH (security_barrier) AS \
+             WITH k AS (SELECT kid, ipad, opad, retire_after FROM tenant_context.keys) \
+             SELECT split_part(current_setting('tenant.org_token', true), '.', 2)::uuid AS org \
+               FROM k WHERE k.kid = split_part(current_setting('tenant.org_token', true), '.', 5)",
+        )
+        .unwrap();
+    let mut conn = db.connect_as(roles::APP);
+    let forged = format!("v1.{a}.0.0.k1.{}", "0".repeat(64));
+    let n = conn
+        .transaction(|c| {
+            c.batch_execute(&format!(
+                "SELECT set_config('tenant.org_token', '{forged}', true)"
+            ))?;
+            Ok::<_, diesel::result::Error>(count(c, "SELECT count(*) FROM customers"))
+        })
+        .unwrap();
+    assert_eq!(n, 1, "the changed view takes a forged token");
+    let findings: Vec<(&str, Severity, bool)> = audit_of(&db.app_url())
+        .findings
+        .iter()
+        .map(|f| (f.rule, f.severity, f.why.contains("its definition differs")))
+        .collect();
+    assert_eq!(
+        findings,
+        [("generated-object-changed", Severity::Error, true)],
+        "the one finding names the view's text"
     );
 }
 

@@ -65,15 +65,55 @@ pub(crate) fn verified_org_body() -> String {
     )
 }
 
+/// The query of the view `tenant_context.current_org`, written as PostgreSQL 15 prints it
+/// back (`pg_get_viewdef`: every cast and parenthesis spelled out), so that the audit can tell
+/// the generated view from a changed one by its text (a test creates it and compares).
+pub(crate) fn view_query() -> String {
+    let s = CONTEXT_SCHEMA;
+    let t = format!("current_setting({}::text, true)", literal(TOKEN_SETTING));
+    let part = |n: u8| format!("split_part({t}, '.'::text, {n})");
+    format!(
+        " WITH k AS (\n\
+         \x20        SELECT keys.kid,\n\
+         \x20           keys.ipad,\n\
+         \x20           keys.opad,\n\
+         \x20           keys.retire_after\n\
+         \x20          FROM {s}.keys\n\
+         \x20       )\n\
+         \x20SELECT\n\
+         \x20       CASE\n\
+         \x20           WHEN ((({p3})::double precision > date_part('epoch'::text, clock_timestamp())) AND ({p4} = ANY (ARRAY['0'::text, (pg_backend_pid())::text]))) THEN ({p2})::uuid\n\
+         \x20           ELSE NULL::uuid\n\
+         \x20       END AS org\n\
+         \x20  FROM k\n\
+         \x20 WHERE ((k.kid = {p5}) AND ((k.retire_after IS NULL) OR (k.retire_after > clock_timestamp())) AND (encode(sha256((k.opad || sha256((k.ipad || convert_to(\"left\"({t}, '-65'::integer), 'UTF8'::name))))), 'hex'::text) = {p6}))",
+        p2 = part(2),
+        p3 = part(3),
+        p4 = part(4),
+        p5 = part(5),
+        p6 = part(6),
+    )
+}
+
+/// `text` without whitespace and parentheses: how the audit compares a view's definition with
+/// [`view_query`] (robust to how a server lays out and brackets what it prints).
+pub(crate) fn normalized_view_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_whitespace() && *c != '(' && *c != ')')
+        .collect::<String>()
+        .trim_end_matches(';')
+        .to_owned()
+}
+
 /// The shared objects of the signed mode (idempotent).
 pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
     let owner = ident(&o.owner_role);
     let app = ident(&o.app_role);
     let operator = ident(&o.operator_role);
     let s = CONTEXT_SCHEMA;
-    let token = literal(TOKEN_SETTING);
     let view = ORG_VIEW;
     let verified_org_body = verified_org_body();
+    let view_query = view_query();
     let _ = write!(
         out,
         "\n-- The signed org context (tenant-schema context.rs): the policies read the org from a\n\
@@ -139,19 +179,13 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          -- backend's token yields no row, so NULL: no rows, no writes. WITH makes the view not\n\
          -- updatable and costs nothing (the planner inlines it). Per statement (50,000 selects\n\
          -- of the view in a loop) 6.9 us, against 7.4 for the form before (LIMIT 1, right()).\n\
+         -- Written as the server prints it back (every cast spelled out), so that the audit\n\
+         -- can tell this view from a changed one by its text.\n\
          -- Created under a search path nothing else can put objects into, restored after.\n\
          SELECT set_config('tenant.search_path_before_view', current_setting('search_path'), false),\n\
          \x20      set_config('search_path', 'pg_catalog, pg_temp', false);\n\
          CREATE OR REPLACE VIEW {s}.{view} WITH (security_barrier) AS\n\
-         \x20 WITH k AS (SELECT kid, ipad, opad, retire_after FROM {s}.keys)\n\
-         \x20 SELECT CASE WHEN split_part(current_setting({token}, true), '.', 3)::float8 > date_part('epoch', clock_timestamp())\n\
-         \x20              AND split_part(current_setting({token}, true), '.', 4) IN ('0', pg_backend_pid()::text)\n\
-         \x20        THEN split_part(current_setting({token}, true), '.', 2)::uuid END AS org\n\
-         \x20   FROM k\n\
-         \x20  WHERE k.kid = split_part(current_setting({token}, true), '.', 5)\n\
-         \x20    AND (k.retire_after IS NULL OR k.retire_after > clock_timestamp())\n\
-         \x20    AND encode(sha256(k.opad || sha256(k.ipad || convert_to(left(current_setting({token}, true), -65), 'UTF8'))), 'hex')\n\
-         \x20        = split_part(current_setting({token}, true), '.', 6);\n\
+         {view_query};\n\
          SELECT set_config('search_path', current_setting('tenant.search_path_before_view'), false),\n\
          \x20      set_config('tenant.search_path_before_view', '', false);\n\
          ALTER VIEW {s}.{view} OWNER TO {owner};\n\
@@ -198,6 +232,23 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_view_text_compares_without_layout_brackets_or_the_final_semicolon() {
+        let printed = format!("{};", view_query().replace('\n', "\n    "));
+        assert_eq!(
+            normalized_view_text(&printed),
+            normalized_view_text(&view_query())
+        );
+        assert_ne!(
+            normalized_view_text(&view_query().replace("'.'::text, 6", "'.'::text, 5")),
+            normalized_view_text(&view_query()),
+            "another part compared with the MAC is another text"
+        );
+        let mut sql = String::new();
+        shared(&mut sql, &RlsOptions::default());
+        assert!(sql.contains(&view_query()));
+    }
 
     #[test]
     fn only_the_verifier_is_readable_by_the_app_and_the_keys_by_no_one() {

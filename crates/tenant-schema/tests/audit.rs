@@ -353,9 +353,8 @@ fn a_generated_function_changed_after_it_was_applied_is_an_error_naming_what_cha
            LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp \
            AS $fn$ SELECT nullif(current_setting('tenant.org_id', true), '')::uuid $fn$; \
          ALTER FUNCTION tenant_audit.record_event(text, text) RESET search_path; \
-         CREATE ROLE audit_generated_fn_someone; \
-         ALTER FUNCTION tenant_audit.request_access(uuid, text, text, integer, boolean) OWNER TO audit_generated_fn_someone;",
-        "generated-function-changed",
+         ALTER FUNCTION tenant_audit.request_access(uuid, text, text, integer, boolean) OWNER TO tenant_operator;",
+        "generated-object-changed",
     );
     let seen: Vec<(&str, Severity, bool)> = f
         .iter()

@@ -28,7 +28,7 @@ pub const RULES: &[(&str, Rule)] = &[
         view_without_security_invoker,
     ),
     ("security-definer-function", security_definer_function),
-    ("generated-function-changed", generated_function_changed),
+    ("generated-object-changed", generated_object_changed),
     ("leakproof-function", leakproof_function),
     ("partition-not-protected", partition_not_protected),
     ("index-unusable-under-rls", index_unusable_under_rls),
@@ -128,9 +128,9 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "SECURITY DEFINER functions are listed, each with a fixed search_path",
     ),
     (
-        "generated-function-changed",
-        "#13",
-        "the generated SECURITY DEFINER functions (access log, signed context) are exactly as generated",
+        "generated-object-changed",
+        "#11, #13",
+        "the generated SECURITY DEFINER functions (access log, signed context) and the signed context's view are exactly as generated",
     ),
     (
         "leakproof-function",
@@ -675,27 +675,79 @@ fn is_generated_function(
         .any(|(g, d)| std::ptr::eq(*g, f) && d.is_empty())
 }
 
+/// The PostgreSQL major versions whose way of printing a view back was compared with the
+/// generated signed view (`crate::context::view_query`) by a test.
+const VIEW_TEXT_VERIFIED_ON: &[i32] = &[15];
+
+/// What of the signed context's view differs from the generated one (owner, definition);
+/// `None` when there is no view of that name.
+fn signed_view_against_generated<'c>(
+    c: &'c Catalog,
+    o: &AuditOptions,
+) -> Option<(&'c Relation, Vec<&'static str>)> {
+    let view = c.relations.iter().find(|rel| {
+        rel.kind == "v"
+            && rel.schema == crate::context::CONTEXT_SCHEMA
+            && rel.name == crate::context::ORG_VIEW
+    })?;
+    let mut d = Vec::new();
+    if view.owner != o.rls.owner_role {
+        d.push("owner");
+    }
+    if crate::context::normalized_view_text(&view.definition)
+        != crate::context::normalized_view_text(&crate::context::view_query())
+    {
+        d.push("definition");
+    }
+    Some((view, d))
+}
+
 /// A SECURITY DEFINER function with the name of one tenant-schema generates (the access
-/// functions, the signed context's), changed after it was applied: its grants and its name
-/// stay, so it still decides who sees which org.
-fn generated_function_changed(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
-    against_generated(c, o)
+/// functions, the signed context's), or the signed context's view, changed after it was
+/// applied: its grants and its name stay, so it still decides who sees which org.
+fn generated_object_changed(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    let why = |what: &str, d: &[&str]| {
+        format!(
+            "this {what} has the name of one tenant-schema generates (it runs with the owner's rights and decides who sees which org: the access log, the signed context), but its {} {} from what this version generates",
+            d.join(" and "),
+            if d.len() == 1 { "differs" } else { "differ" }
+        )
+    };
+    let fix = "if tenant-schema was upgraded, generate the migration that refreshes the shared objects (`cargo xtask gen`; tenant_schema::shared_refresh); otherwise find out who changed it, and apply the generated shared objects again (tenant_schema::shared_objects) to restore it";
+    let mut out: Vec<Finding> = against_generated(c, o)
         .into_iter()
         .filter(|(_, d)| !d.is_empty())
         .map(|(f, d)| {
             finding(
-                "generated-function-changed",
+                "generated-object-changed",
                 Severity::Error,
                 format!("{}.{}", f.schema, f.name),
-                &format!(
-                    "this SECURITY DEFINER function has the name of one tenant-schema generates (it runs with the owner's rights and decides who sees which org: the access log, the signed context), but its {} {} from what this version generates",
-                    d.join(" and "),
-                    if d.len() == 1 { "differs" } else { "differ" }
-                ),
-                "if tenant-schema was upgraded, generate the migration that refreshes the shared objects (`cargo xtask gen`; tenant_schema::shared_refresh); otherwise find out who changed it, and apply the generated shared objects again (tenant_schema::shared_objects) to restore it",
+                &why("SECURITY DEFINER function", &d),
+                fix,
             )
         })
-        .collect()
+        .collect();
+    if let Some((view, d)) = signed_view_against_generated(c, o).filter(|(_, d)| !d.is_empty()) {
+        let verified = VIEW_TEXT_VERIFIED_ON.contains(&(c.server.version_num / 10_000));
+        let mut why = why("view", &d);
+        if !verified && d.contains(&"definition") {
+            why.push_str(
+                " (as this server prints it: the comparison was verified on PostgreSQL 15, and another version may print the same view differently; compare the evidence's definition_sha256 with a run against a database freshly migrated on the same version)",
+            );
+        }
+        out.push(finding(
+            "generated-object-changed",
+            if verified || d.contains(&"owner") {
+                Severity::Error
+            } else {
+                Severity::Warning
+            },
+            format!("{}.{}", view.schema, view.name),
+            &why,
+            fix,
+        ));
+    }
+    out
 }
 
 fn security_definer_function(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
