@@ -73,6 +73,30 @@ fn pid(conn: &mut PgConnection) -> i32 {
         .unwrap()
 }
 
+/// `customers`' org policy back on the plain setting any SQL can change (a database on its
+/// way to the signed mode).
+fn customers_back_on_the_plain_setting(db: &TestDb) {
+    db.admin()
+        .batch_execute(
+            "DO $$ DECLARE p name; BEGIN \
+               SELECT polname INTO p FROM pg_policy WHERE polrelid = 'public.customers'::regclass AND NOT polpermissive; \
+               EXECUTE format('ALTER POLICY %I ON public.customers USING (org_id = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid))', p); \
+             END $$",
+        )
+        .unwrap();
+}
+
+/// The customers a transaction of the application role sees with `token` set in it.
+fn customers_seen_with_token(conn: &mut PgConnection, token: &str) -> i64 {
+    conn.transaction(|c| {
+        c.batch_execute(&format!(
+            "SELECT set_config('tenant.org_token', '{token}', true)"
+        ))?;
+        Ok::<_, diesel::result::Error>(count(c, "SELECT count(*) FROM customers"))
+    })
+    .unwrap()
+}
+
 #[test]
 fn sql_in_the_session_cannot_switch_a_signed_org() {
     let db = signed_db("signed_hop");
@@ -102,16 +126,10 @@ fn sql_in_the_session_cannot_switch_a_signed_org() {
     // worthless here: it names that backend.
     let mut other = db.connect_as(roles::APP);
     let stolen = key("k1", &K1).token(b, pid(&mut other));
-    let mut attacker = db.connect_as(roles::APP);
-    let n = attacker
-        .transaction(|c| {
-            c.batch_execute(&format!(
-                "SELECT set_config('tenant.org_token', '{stolen}', true)"
-            ))?;
-            Ok::<_, diesel::result::Error>(count(c, "SELECT count(*) FROM customers"))
-        })
-        .unwrap();
-    assert_eq!(n, 0);
+    assert_eq!(
+        customers_seen_with_token(&mut db.connect_as(roles::APP), &stolen),
+        0
+    );
 }
 
 #[test]
@@ -122,15 +140,7 @@ fn only_a_valid_token_gives_an_org_and_keys_rotate() {
     let b = org_with_customer(&pool, "bob");
     let mut conn = db.connect_as(roles::APP);
     let me = pid(&mut conn);
-    let seen = |conn: &mut PgConnection, token: &str| -> i64 {
-        conn.transaction(|c| {
-            c.batch_execute(&format!(
-                "SELECT set_config('tenant.org_token', '{token}', true)"
-            ))?;
-            Ok::<_, diesel::result::Error>(count(c, "SELECT count(*) FROM customers"))
-        })
-        .unwrap()
-    };
+    let seen = customers_seen_with_token;
     let k1 = key("k1", &K1);
     assert_eq!(seen(&mut conn, &k1.token(a, me)), 1, "a valid token");
     assert_eq!(
@@ -294,17 +304,12 @@ fn a_verifier_view_that_no_longer_checks_the_mac_is_found_by_its_text() {
                FROM k WHERE k.kid = split_part(current_setting('tenant.org_token', true), '.', 5)",
         )
         .unwrap();
-    let mut conn = db.connect_as(roles::APP);
     let forged = format!("v1.{a}.0.0.k1.{}", "0".repeat(64));
-    let n = conn
-        .transaction(|c| {
-            c.batch_execute(&format!(
-                "SELECT set_config('tenant.org_token', '{forged}', true)"
-            ))?;
-            Ok::<_, diesel::result::Error>(count(c, "SELECT count(*) FROM customers"))
-        })
-        .unwrap();
-    assert_eq!(n, 1, "the changed view takes a forged token");
+    assert_eq!(
+        customers_seen_with_token(&mut db.connect_as(roles::APP), &forged),
+        1,
+        "the changed view takes a forged token"
+    );
     let findings: Vec<(&str, Severity, bool)> = audit_of(&db.app_url())
         .findings
         .iter()
@@ -323,14 +328,7 @@ fn the_evidence_calls_a_database_with_policies_of_both_modes_mixed() {
     let mode = |db: &TestDb| tenant_schema::evidence::context_mode(&audit_of(&db.app_url()));
     assert_eq!(mode(&db), "signed");
     // One table's org policy back on the setting any SQL can change.
-    db.admin()
-        .batch_execute(
-            "DO $$ DECLARE p name; BEGIN \
-               SELECT polname INTO p FROM pg_policy WHERE polrelid = 'public.customers'::regclass AND NOT polpermissive; \
-               EXECUTE format('ALTER POLICY %I ON public.customers USING (org_id = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid))', p); \
-             END $$",
-        )
-        .unwrap();
+    customers_back_on_the_plain_setting(&db);
     assert_eq!(mode(&db), "mixed");
 }
 
@@ -393,14 +391,7 @@ fn a_signed_pool_sets_the_plain_setting_only_while_a_table_still_reads_it() {
     own.rollback().unwrap();
     // One table's policy back on the plain setting (a database on its way to the signed
     // mode): a pool built now sets both, and that table shows the org's rows, and only them.
-    db.admin()
-        .batch_execute(
-            "DO $$ DECLARE p name; BEGIN \
-               SELECT polname INTO p FROM pg_policy WHERE polrelid = 'public.customers'::regclass AND NOT polpermissive; \
-               EXECUTE format('ALTER POLICY %I ON public.customers USING (org_id = (SELECT nullif(current_setting(''tenant.org_id'', true), '''')::uuid))', p); \
-             END $$",
-        )
-        .unwrap();
+    customers_back_on_the_plain_setting(&db);
     assert_eq!(
         customers_of(&pool, a),
         Vec::<String>::new(),
