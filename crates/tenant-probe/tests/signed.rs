@@ -259,6 +259,19 @@ fn the_audit_passes_the_generated_context_objects_and_reports_changed_ones() {
             .collect::<Vec<_>>()
     };
     assert_eq!(audit(&db), Vec::<(&str, String)>::new());
+    // A reader whose search path finds the context schema first: the server prints the view
+    // with shorter names, and it is still the generated view.
+    db.admin()
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE format('ALTER ROLE tenant_app IN DATABASE %I SET search_path = tenant_context, public', current_database()); END $$",
+        )
+        .unwrap();
+    assert_eq!(audit(&db), Vec::<(&str, String)>::new());
+    db.admin()
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE format('ALTER ROLE tenant_app IN DATABASE %I RESET search_path', current_database()); END $$",
+        )
+        .unwrap();
     // The same names, changed: the view reading a tenant table with its owner's rights (every
     // org's rows), the function returning a fixed org.
     db.admin()

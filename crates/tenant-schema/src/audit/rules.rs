@@ -679,7 +679,8 @@ fn is_generated_function(
 /// generated signed view (`crate::context::view_query`) by a test.
 const VIEW_TEXT_VERIFIED_ON: &[i32] = &[15];
 
-/// What of the signed context's view differs from the generated one (owner, definition);
+/// What of the signed context's view differs from the generated one (owner, what it reads,
+/// definition);
 /// `None` when there is no view of that name.
 fn signed_view_against_generated<'c>(
     c: &'c Catalog,
@@ -693,6 +694,9 @@ fn signed_view_against_generated<'c>(
     let mut d = Vec::new();
     if view.owner != o.rls.owner_role {
         d.push("owner");
+    }
+    if view.reads != format!("{}.keys", crate::context::CONTEXT_SCHEMA) {
+        d.push("what it reads");
     }
     if crate::context::normalized_view_text(&view.definition)
         != crate::context::normalized_view_text(&crate::context::view_query())
