@@ -106,6 +106,9 @@ impl std::fmt::Debug for CatalogReader {
     }
 }
 
+/// The search path of every catalog read (transaction-local).
+const CANONICAL_SEARCH_PATH: &str = "SET LOCAL search_path = public";
+
 impl CatalogReader {
     /// Connects with `url` (the application role, or an auditor role) for `reason`.
     ///
@@ -138,11 +141,15 @@ impl CatalogReader {
         for p in params {
             query = query.bind::<diesel::sql_types::Text, _>(*p);
         }
-        Ok(self
-            .conn
-            .build_transaction()
-            .read_only()
-            .run(|c| diesel::RunQueryDsl::load(query, c))?)
+        // The server prints names (of policies' functions, of views' relations, of functions'
+        // signatures) qualified exactly when the session's search path would not find them:
+        // one fixed path, whatever the role's or the database's setting, so that the same
+        // configuration always reads the same (THREATS.md's audit compares these texts).
+        Ok(self.conn.build_transaction().read_only().run(|c| {
+            use diesel::connection::SimpleConnection;
+            c.batch_execute(CANONICAL_SEARCH_PATH)?;
+            diesel::RunQueryDsl::load(query, c)
+        })?)
     }
 }
 
