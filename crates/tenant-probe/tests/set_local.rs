@@ -86,4 +86,19 @@ fn the_probe_finds_no_leak_under_inline_policies() {
     let report = tenant_probe::run(&options).unwrap();
     let s = report.summary();
     assert_eq!((s.leak, s.not_run), (0, 0), "{}", report.markdown());
+    // The audit knows the inline form as generated: every policy, every function.
+    let mut reader =
+        tenant_core::admin::CatalogReader::connect(&url, "test: audit of the inline form").unwrap();
+    let audit = tenant_schema::audit::audit(
+        &mut reader,
+        &two_companies::REGISTRY,
+        &tenant_schema::audit::AuditOptions::default(),
+    )
+    .unwrap();
+    let changed: Vec<_> = audit
+        .findings
+        .iter()
+        .filter(|f| f.rule == "generated-object-changed")
+        .collect();
+    assert!(changed.is_empty(), "{changed:#?}");
 }

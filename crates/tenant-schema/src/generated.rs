@@ -80,6 +80,111 @@ fn parse(sql: &str) -> Vec<GeneratedFunction> {
     out
 }
 
+/// One policy the generator puts on every tenant table, with the texts the server may print
+/// for it (one per policy form and context mode the generator has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GeneratedPolicy {
+    /// Name.
+    pub name: String,
+    /// PERMISSIVE (else RESTRICTIVE).
+    pub permissive: bool,
+    /// `polcmd`: `*` all, `r` select.
+    pub cmd: &'static str,
+    /// The roles, as the catalog reader joins them (`public` for all).
+    pub roles: String,
+    /// USING as `pg_get_expr` prints it, each accepted form.
+    pub using: Vec<String>,
+    /// WITH CHECK likewise (empty: none).
+    pub check: Vec<String>,
+}
+
+/// The policies the generator writes on a tenant table whose org column is `column`, as the
+/// server prints them back (the audit compares with `normalized_view_text`). The org policy
+/// reads the org in the sub-select form, the inline form (Citus) or the signed form; the
+/// operator's policies call `granted_org` in a sub-select or inline. A test audits databases
+/// generated in each of them (the story, the signed story, the inline form) and finds nothing.
+pub(crate) fn policies(o: &RlsOptions, column: &str) -> Vec<GeneratedPolicy> {
+    let col = printed_ident(column);
+    let setting = crate::pg::literal(&o.setting);
+    let inline_org = format!("(NULLIF(current_setting({setting}::text, true), ''::text))::uuid");
+    let org = vec![
+        format!("({col} = ( SELECT {inline_org} AS \"nullif\"))"),
+        format!("({col} = {inline_org})"),
+        format!(
+            "({col} = ( SELECT {view}.org FROM {schema}.{view}))",
+            view = crate::context::ORG_VIEW,
+            schema = crate::context::CONTEXT_SCHEMA
+        ),
+    ];
+    let granted = |write: bool| {
+        let audit = printed_ident(&o.audit_schema);
+        vec![
+            format!("({col} = ( SELECT {audit}.granted_org({write}) AS granted_org))"),
+            format!("({col} = {audit}.granted_org({write}))"),
+        ]
+    };
+    vec![
+        GeneratedPolicy {
+            name: o.policy.clone(),
+            permissive: false,
+            cmd: "*",
+            roles: "public".to_owned(),
+            using: org.clone(),
+            check: org,
+        },
+        GeneratedPolicy {
+            name: o.base_policy.clone(),
+            permissive: true,
+            cmd: "*",
+            roles: o.app_role.clone(),
+            using: vec!["true".to_owned()],
+            check: vec!["true".to_owned()],
+        },
+        GeneratedPolicy {
+            name: o.operator_read_policy.clone(),
+            permissive: true,
+            cmd: "r",
+            roles: o.operator_role.clone(),
+            using: granted(false),
+            check: vec![String::new()],
+        },
+        GeneratedPolicy {
+            name: o.operator_write_policy.clone(),
+            permissive: true,
+            cmd: "*",
+            roles: o.operator_role.clone(),
+            using: granted(true),
+            check: granted(true),
+        },
+        GeneratedPolicy {
+            name: o.owner_lookup_policy.clone(),
+            permissive: true,
+            cmd: "r",
+            roles: o.owner_role.clone(),
+            using: vec!["true".to_owned()],
+            check: vec![String::new()],
+        },
+    ]
+}
+
+/// An identifier as the server prints it: bare when it is lower case letters, digits and
+/// underscores (not starting with a digit), quoted otherwise. (Key words would be quoted too;
+/// the generated names are none.)
+fn printed_ident(name: &str) -> String {
+    let bare = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if bare {
+        name.to_owned()
+    } else {
+        crate::pg::ident(name)
+    }
+}
+
 /// An identifier as the generator writes it (`crate::pg::ident`), as the catalog holds it.
 fn unquote(ident: &str) -> String {
     ident
@@ -135,6 +240,21 @@ mod tests {
         }
         let verifier = all.iter().find(|f| f.name == "verified_org").unwrap();
         assert_eq!(verifier.source, crate::context::verified_org_body());
+    }
+
+    #[test]
+    fn names_print_bare_unless_the_server_would_quote_them() {
+        assert_eq!(printed_ident("org_id"), "org_id");
+        assert_eq!(printed_ident("tenant_audit"), "tenant_audit");
+        assert_eq!(printed_ident("OrgId"), "\"OrgId\"");
+        assert_eq!(printed_ident("1org"), "\"1org\"");
+        let generated = policies(&RlsOptions::default(), "Org Id");
+        assert!(generated[0].using[0].starts_with("(\"Org Id\" = "));
+        assert_eq!(
+            generated.len(),
+            5,
+            "the org policy and four permissive ones"
+        );
     }
 
     #[test]

@@ -392,6 +392,62 @@ fn a_generated_function_changed_after_it_was_applied_is_an_error_naming_what_cha
 }
 
 #[test]
+fn a_generated_policy_changed_in_place_is_an_error_naming_what_changed() {
+    // The org policy keeps every shape the other rules look for (restrictive, for all
+    // commands, the org column compared, the setting read, no OR) and confines nothing (before
+    // this rule it showed only as a per-row setting read, a warning); the
+    // operator's read policy lets the operator read any org without a logged grant; the
+    // application's policy now applies to every role.
+    let db = migrated("audit_generated_policy");
+    db.admin()
+        .batch_execute(
+            "ALTER POLICY tenant_isolation ON deals \
+               USING (org_id = org_id AND current_setting('tenant.org_id', true) IS NOT NULL) \
+               WITH CHECK (org_id = org_id AND current_setting('tenant.org_id', true) IS NOT NULL); \
+             ALTER POLICY tenant_operator_read ON invoices USING (true); \
+             ALTER POLICY tenant_app_access ON customers TO PUBLIC;",
+        )
+        .unwrap();
+    let report = run(&db);
+    let changed: Vec<(&str, Severity, &str)> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "generated-object-changed")
+        .map(|f| {
+            let what = [
+                "roles differs",
+                "USING and WITH CHECK differ",
+                "USING differs",
+            ]
+            .into_iter()
+            .find(|w| f.why.contains(w))
+            .unwrap_or("?");
+            (f.object.as_str(), f.severity, what)
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            (
+                "customers.tenant_app_access",
+                Severity::Error,
+                "roles differs"
+            ),
+            (
+                "deals.tenant_isolation",
+                Severity::Error,
+                "USING and WITH CHECK differ"
+            ),
+            (
+                "invoices.tenant_operator_read",
+                Severity::Error,
+                "USING differs"
+            ),
+        ]
+    );
+}
+
+#[test]
 fn security_definer_and_leakproof_functions_are_found() {
     let f = findings_after(
         "audit_definer",

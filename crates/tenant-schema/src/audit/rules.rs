@@ -129,8 +129,8 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
     ),
     (
         "generated-object-changed",
-        "#11, #13",
-        "the generated SECURITY DEFINER functions (access log, signed context) and the signed context's view are exactly as generated",
+        "#11, #13, #26",
+        "the generated SECURITY DEFINER functions (access log, signed context), the signed context's view and the generated policies on every tenant table are exactly as generated",
     ),
     (
         "leakproof-function",
@@ -706,10 +706,54 @@ fn signed_view_against_generated<'c>(
     Some((view, d))
 }
 
+/// Each policy of a generated name on a registered tenant table whose kind, command, roles,
+/// USING or WITH CHECK differ from every form the generator writes, with what differs.
+fn policies_against_generated<'c>(
+    c: &'c Catalog,
+    r: &Registry,
+    o: &AuditOptions,
+) -> Vec<(&'c crate::audit::catalog::Policy, Vec<&'static str>)> {
+    let same = |printed: &str, forms: &[String]| {
+        let printed = crate::context::normalized_view_text(printed);
+        forms
+            .iter()
+            .any(|f| crate::context::normalized_view_text(f) == printed)
+    };
+    let mut out = Vec::new();
+    for (t, _, column) in tenant_tables(c, r) {
+        let generated = crate::generated::policies(&o.rls, column);
+        for p in c.policies.iter().filter(|p| p.table_name == t.name) {
+            let Some(g) = generated.iter().find(|g| g.name == p.name) else {
+                continue;
+            };
+            let mut d = Vec::new();
+            if p.permissive != g.permissive {
+                d.push("kind (PERMISSIVE or RESTRICTIVE)");
+            }
+            if p.cmd != g.cmd {
+                d.push("command");
+            }
+            if p.roles != g.roles {
+                d.push("roles");
+            }
+            if !same(&p.using_expr, &g.using) {
+                d.push("USING");
+            }
+            if !same(&p.check_expr, &g.check) {
+                d.push("WITH CHECK");
+            }
+            if !d.is_empty() {
+                out.push((p, d));
+            }
+        }
+    }
+    out
+}
+
 /// A SECURITY DEFINER function with the name of one tenant-schema generates (the access
 /// functions, the signed context's), or the signed context's view, changed after it was
 /// applied: its grants and its name stay, so it still decides who sees which org.
-fn generated_object_changed(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
+fn generated_object_changed(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
     let why = |what: &str, d: &[&str]| {
         format!(
             "this {what} has the name of one tenant-schema generates (it runs with the owner's rights and decides who sees which org: the access log, the signed context), but its {} {} from what this version generates",
@@ -731,6 +775,19 @@ fn generated_object_changed(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<
             )
         })
         .collect();
+    for (policy, d) in policies_against_generated(c, r, o) {
+        out.push(finding(
+            "generated-object-changed",
+            Severity::Error,
+            format!("{}.{}", policy.table_name, policy.name),
+            &format!(
+                "this policy has the name of one tenant-schema generates on every tenant table (the org policy, or the application's, the operator's or the owner's), but its {} {} from what this version generates: a generated policy changed in place keeps its name, and the other rules only look for its shape",
+                d.join(" and "),
+                if d.len() == 1 { "differs" } else { "differ" }
+            ),
+            "apply the generated migration again for this table (tenant_schema::generate), or, if it was changed on purpose, give the policy a name of its own and review it",
+        ));
+    }
     if let Some((view, d)) = signed_view_against_generated(c, o).filter(|(_, d)| !d.is_empty()) {
         let verified = VIEW_TEXT_VERIFIED_ON.contains(&(c.server.version_num / 10_000));
         let mut why = why("view", &d);
