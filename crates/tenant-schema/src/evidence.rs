@@ -4,7 +4,7 @@
 //!
 //! Both carry a *configuration digest*: the SHA-256 of the JSON without its timestamp, so two
 //! runs against the same configuration have the same configuration digest, and any change to
-//! roles, tables, policies, grants, functions or findings changes it.
+//! roles, tables, policies, grants, functions, triggers or findings changes it.
 //!
 //! JSON schema (version 1): `{schema_version, generated_at, git_commit, configuration_digest,
 //! verdict: "pass"|"fail", summary: {errors, warnings}, server: {version_num, version},
@@ -13,12 +13,13 @@
 //! owner, rls, forced, app_privileges[], options[], reads[], definition_sha256 | null}],
 //! policies: [{table, name, permissive, command, roles[], using, with_check, functions[]}],
 //! functions: [{schema, name, security_definer, leakproof, app_can_execute, config[], owner,
-//! source_sha256}], findings: [{rule, severity, object, why, fix}], checks: [{rule, threats,
-//! checks, findings}]}` (`checks` lists every audit rule with the THREATS.md items it covers and
-//! its number of findings). `checks`, a view's `reads` and `definition_sha256` and a function's
-//! `owner` and `source_sha256` were added in version 1 without a version change, since readers
-//! of version 1 ignore unknown keys; with them a changed function body or view definition
-//! changes the configuration digest.
+//! source_sha256}], triggers: [{table, name, enabled, timing, function, function_sha256}],
+//! findings: [{rule, severity, object, why, fix}], checks: [{rule, threats, checks,
+//! findings}]}` (`checks` lists every audit rule with the THREATS.md items it covers and its
+//! number of findings). `checks`, a view's `reads` and `definition_sha256`, a function's
+//! `owner` and `source_sha256`, and `triggers` were added in version 1 without a version
+//! change, since readers of version 1 ignore unknown keys; with them a changed function body,
+//! view definition or trigger changes the configuration digest.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -99,6 +100,10 @@ pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> 
             "schema": f.schema, "name": f.name, "security_definer": f.security_definer,
             "leakproof": f.leakproof, "app_can_execute": f.app_can_execute, "config": list(&f.config),
             "owner": f.owner, "source_sha256": sha256_hex(f.source.as_bytes()),
+        })).collect::<Vec<_>>(),
+        "triggers": c.triggers.iter().map(|t| json!({
+            "table": t.table_name, "name": t.name, "enabled": t.enabled, "timing": t.timing,
+            "function": t.function, "function_sha256": sha256_hex(t.function_source.as_bytes()),
         })).collect::<Vec<_>>(),
         "findings": report.findings.iter().map(|f| json!({
             "rule": f.rule, "severity": severity(f.severity), "object": f.object, "why": f.why, "fix": f.fix,

@@ -448,6 +448,52 @@ fn a_generated_policy_changed_in_place_is_an_error_naming_what_changed() {
 }
 
 #[test]
+fn an_access_log_that_takes_changes_is_an_error_naming_what_it_takes() {
+    let clean = migrated("audit_log_clean");
+    assert!(
+        !run(&clean)
+            .findings
+            .iter()
+            .any(|f| f.rule == "access-log-not-append-only")
+    );
+    let f = findings_after(
+        "audit_log_disabled",
+        "ALTER TABLE tenant_audit.access_log DISABLE TRIGGER access_log_append_only",
+        "access-log-not-append-only",
+    );
+    assert_eq!(objects(&f), [("tenant_audit.access_log", Severity::Error)]);
+    assert!(
+        f[0].why.starts_with("nothing refuses UPDATE, DELETE on"),
+        "{}",
+        f[0].why
+    );
+    // The function changed to return the row instead of raising: the triggers fire and refuse
+    // nothing (a DELETE goes through, and a BEFORE TRUNCATE trigger's result is ignored).
+    let f = findings_after(
+        "audit_log_function",
+        "CREATE OR REPLACE FUNCTION tenant_audit.refuse_change() RETURNS trigger \
+           LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$ BEGIN RETURN OLD; END $fn$",
+        "access-log-not-append-only",
+    );
+    assert!(
+        f.len() == 1
+            && f[0]
+                .why
+                .starts_with("nothing refuses UPDATE, DELETE, TRUNCATE on"),
+        "{f:#?}"
+    );
+    let f = findings_after(
+        "audit_log_truncate",
+        "DROP TRIGGER access_log_no_truncate ON tenant_audit.access_log",
+        "access-log-not-append-only",
+    );
+    assert!(
+        f.len() == 1 && f[0].why.starts_with("nothing refuses TRUNCATE on"),
+        "{f:#?}"
+    );
+}
+
+#[test]
 fn security_definer_and_leakproof_functions_are_found() {
     let f = findings_after(
         "audit_definer",

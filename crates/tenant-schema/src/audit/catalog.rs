@@ -210,6 +210,45 @@ pub struct Catalog {
     pub leaky_indexes: Vec<LeakyIndex>,
     /// The key columns of every valid, non-partial index.
     pub index_keys: Vec<IndexKeys>,
+    /// Triggers on tables of user schemas.
+    pub triggers: Vec<Trigger>,
+}
+
+/// A trigger on a table of a user schema (not an internal one, like a foreign key's).
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct Trigger {
+    /// The table, `schema.name`.
+    #[diesel(sql_type = Text)]
+    pub table_name: String,
+    /// Trigger name.
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    /// `tgenabled`: `O` fires (the default), `A` always, `R` only on a replica, `D` disabled.
+    #[diesel(sql_type = Text)]
+    pub enabled: String,
+    /// When it fires: timing, level and events, e.g. `BEFORE ROW UPDATE,DELETE`.
+    #[diesel(sql_type = Text)]
+    pub timing: String,
+    /// The function it runs, `schema.name`.
+    #[diesel(sql_type = Text)]
+    pub function: String,
+    /// That function's source (`prosrc`).
+    #[diesel(sql_type = Text)]
+    pub function_source: String,
+}
+
+impl Trigger {
+    /// Whether it fires BEFORE the `event` (`UPDATE`, `DELETE`, `TRUNCATE`) at `level` (`ROW`
+    /// or `STATEMENT`) in a normal session.
+    pub fn fires_before(&self, level: &str, event: &str) -> bool {
+        let mut words = self.timing.split(' ');
+        matches!(self.enabled.as_str(), "O" | "A")
+            && words.next() == Some("BEFORE")
+            && words.next() == Some(level)
+            && words
+                .next()
+                .is_some_and(|events| events.split(',').any(|e| e == event))
+    }
 }
 
 /// The key columns of an index, in order (`(expression)` for an expression column).
@@ -426,6 +465,26 @@ impl Catalog {
             ),
             &[],
         )?;
+        let triggers = reader.load::<Trigger>(
+            &format!(
+                "SELECT n.nspname::text || '.' || c.relname::text AS table_name, t.tgname::text AS name, \
+                        t.tgenabled::text AS enabled, \
+                        concat_ws(' ', \
+                          CASE WHEN t.tgtype & 2 <> 0 THEN 'BEFORE' WHEN t.tgtype & 64 <> 0 THEN 'INSTEAD' ELSE 'AFTER' END, \
+                          CASE WHEN t.tgtype & 1 <> 0 THEN 'ROW' ELSE 'STATEMENT' END, \
+                          concat_ws(',', CASE WHEN t.tgtype & 4 <> 0 THEN 'INSERT' END, \
+                                         CASE WHEN t.tgtype & 16 <> 0 THEN 'UPDATE' END, \
+                                         CASE WHEN t.tgtype & 8 <> 0 THEN 'DELETE' END, \
+                                         CASE WHEN t.tgtype & 32 <> 0 THEN 'TRUNCATE' END)) AS timing, \
+                        pn.nspname::text || '.' || p.proname::text AS function, \
+                        coalesce(p.prosrc, '') AS function_source \
+                 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_namespace pn ON pn.oid = p.pronamespace \
+                 WHERE NOT t.tgisinternal AND {USER_SCHEMAS} ORDER BY 1, 2"
+            ),
+            &[],
+        )?;
         Ok(Self {
             server,
             app_role,
@@ -436,6 +495,7 @@ impl Catalog {
             functions,
             leaky_indexes,
             index_keys,
+            triggers,
         })
     }
 }

@@ -23,7 +23,7 @@ mod rules;
 
 pub use catalog::{
     AppRole, Catalog, Constraint, Function, IndexKeys, LeakyIndex, Policy, Relation,
-    SequenceColumn, Server,
+    SequenceColumn, Server, Trigger,
 };
 pub use rules::{CHECKS, RULES};
 use tenant_core::TenantError;

@@ -29,6 +29,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ),
     ("security-definer-function", security_definer_function),
     ("generated-object-changed", generated_object_changed),
+    ("access-log-not-append-only", access_log_not_append_only),
     ("leakproof-function", leakproof_function),
     ("partition-not-protected", partition_not_protected),
     ("index-unusable-under-rls", index_unusable_under_rls),
@@ -131,6 +132,11 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "generated-object-changed",
         "#11, #13, #26",
         "the generated SECURITY DEFINER functions (access log, signed context), the signed context's view and the generated policies on every tenant table are exactly as generated",
+    ),
+    (
+        "access-log-not-append-only",
+        "-",
+        "the operators' access log refuses UPDATE, DELETE and TRUNCATE (enabled BEFORE triggers run the generated function)",
     ),
     (
         "leakproof-function",
@@ -748,6 +754,65 @@ fn policies_against_generated<'c>(
         }
     }
     out
+}
+
+/// The access log every break-glass entry writes is append-only only while its triggers
+/// fire and run the generated `refuse_change` (which raises): a trigger disabled, dropped,
+/// set to fire only on a replica, or a function changed to let the row through, and its
+/// owner could rewrite who entered which org.
+fn access_log_not_append_only(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    let schema = &o.rls.audit_schema;
+    let table = format!("{schema}.access_log");
+    if !c
+        .relations
+        .iter()
+        .any(|r| r.kind == "r" && &r.schema == schema && r.name == "access_log")
+    {
+        return vec![finding(
+            "access-log-not-append-only",
+            Severity::Warning,
+            table,
+            "there is no access log: break-glass access (request_access, enter_access) is not set up, so nothing records an operator entering an org",
+            "apply the generated migration (its shared objects create the log and the access functions)",
+        )];
+    }
+    let Some(refuse) = crate::generated::functions(&o.rls)
+        .into_iter()
+        .find(|f| &f.schema == schema && f.name == "refuse_change")
+    else {
+        return Vec::new();
+    };
+    let function = format!("{schema}.refuse_change");
+    let guarded = |level: &str, event: &str| {
+        c.triggers.iter().any(|t| {
+            t.table_name == table
+                && t.function == function
+                && t.function_source == refuse.source
+                && t.fires_before(level, event)
+        })
+    };
+    let open: Vec<&str> = [
+        ("ROW", "UPDATE"),
+        ("ROW", "DELETE"),
+        ("STATEMENT", "TRUNCATE"),
+    ]
+    .into_iter()
+    .filter(|(level, event)| !guarded(level, event))
+    .map(|(_, event)| event)
+    .collect();
+    if open.is_empty() {
+        return Vec::new();
+    }
+    vec![finding(
+        "access-log-not-append-only",
+        Severity::Error,
+        table,
+        &format!(
+            "nothing refuses {} on the access log: its triggers (access_log_append_only, access_log_no_truncate) are missing, disabled, set to fire only on a replica, or run something other than the generated refuse_change, so the log's owner can rewrite who entered which org",
+            open.join(", ")
+        ),
+        "apply the generated shared objects again (tenant_schema::shared_objects), which recreate the function and both triggers",
+    )]
 }
 
 /// A SECURITY DEFINER function with the name of one tenant-schema generates (the access
