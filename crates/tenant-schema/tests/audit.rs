@@ -445,6 +445,27 @@ fn a_generated_policy_changed_in_place_is_an_error_naming_what_changed() {
             ),
         ]
     );
+    // On a version whose printing the tests did not compare, a difference in printed text
+    // alone is a warning; the roles are not printed text.
+    let mut catalog = report.catalog.clone();
+    catalog.server.version_num = 160_004;
+    let elsewhere: Vec<(String, Severity)> =
+        check(&catalog, &two_companies::REGISTRY, &AuditOptions::default())
+            .into_iter()
+            .filter(|f| f.rule == "generated-object-changed")
+            .map(|f| (f.object, f.severity))
+            .collect();
+    assert_eq!(
+        elsewhere,
+        [
+            ("customers.tenant_app_access".to_owned(), Severity::Error),
+            ("deals.tenant_isolation".to_owned(), Severity::Warning),
+            (
+                "invoices.tenant_operator_read".to_owned(),
+                Severity::Warning
+            ),
+        ]
+    );
 }
 
 #[test]

@@ -681,13 +681,13 @@ fn is_generated_function(
         .any(|(g, d)| std::ptr::eq(*g, f) && d.is_empty())
 }
 
-/// The PostgreSQL major versions whose way of printing a view back was compared with the
-/// generated signed view (`crate::context::view_query`) by a test.
+/// The PostgreSQL major versions whose way of printing a view and a policy back was compared
+/// with the generator's texts (`crate::context::view_query`, `crate::generated::policies`) by
+/// the tests (the story, the signed story and the inline form audit clean).
 const VIEW_TEXT_VERIFIED_ON: &[i32] = &[15];
 
 /// What of the signed context's view differs from the generated one (owner, what it reads,
-/// definition);
-/// `None` when there is no view of that name.
+/// definition); `None` when there is no view of that name.
 fn signed_view_against_generated<'c>(
     c: &'c Catalog,
     o: &AuditOptions,
@@ -816,8 +816,11 @@ fn access_log_not_append_only(c: &Catalog, _: &Registry, o: &AuditOptions) -> Ve
 }
 
 /// A SECURITY DEFINER function with the name of one tenant-schema generates (the access
-/// functions, the signed context's), or the signed context's view, changed after it was
-/// applied: its grants and its name stay, so it still decides who sees which org.
+/// functions, the signed context's), the signed context's view, or a generated policy,
+/// changed after it was applied: its grants and its name stay, so it still decides who sees
+/// which org. Texts the server prints (a view's definition, a policy's expressions) were
+/// compared on the versions of [`VIEW_TEXT_VERIFIED_ON`]; elsewhere a difference in them alone
+/// is a warning, since another version may print the same object differently.
 fn generated_object_changed(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
     let why = |what: &str, d: &[&str]| {
         format!(
@@ -840,34 +843,41 @@ fn generated_object_changed(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<
             )
         })
         .collect();
+    let verified = VIEW_TEXT_VERIFIED_ON.contains(&(c.server.version_num / 10_000));
+    let printed = ["definition", "USING", "WITH CHECK"];
+    // Error, unless only printed texts differ on a version where their printing was not
+    // compared; then a warning that says so.
+    let judge = |mut why: String, d: &[&str]| {
+        if verified || d.iter().any(|x| !printed.contains(x)) {
+            return (Severity::Error, why);
+        }
+        why.push_str(
+            " (as this server prints it: the comparison was verified on PostgreSQL 15, and another version may print the same object differently; compare the evidence's texts with a run against a database freshly migrated on the same version)",
+        );
+        (Severity::Warning, why)
+    };
     for (policy, d) in policies_against_generated(c, r, o) {
-        out.push(finding(
-            "generated-object-changed",
-            Severity::Error,
-            format!("{}.{}", policy.table_name, policy.name),
-            &format!(
+        let (severity, why) = judge(
+            format!(
                 "this policy has the name of one tenant-schema generates on every tenant table (the org policy, or the application's, the operator's or the owner's), but its {} {} from what this version generates: a generated policy changed in place keeps its name, and the other rules only look for its shape",
                 d.join(" and "),
                 if d.len() == 1 { "differs" } else { "differ" }
             ),
+            &d,
+        );
+        out.push(finding(
+            "generated-object-changed",
+            severity,
+            format!("{}.{}", policy.table_name, policy.name),
+            &why,
             "apply the generated migration again for this table (tenant_schema::generate), or, if it was changed on purpose, give the policy a name of its own and review it",
         ));
     }
     if let Some((view, d)) = signed_view_against_generated(c, o).filter(|(_, d)| !d.is_empty()) {
-        let verified = VIEW_TEXT_VERIFIED_ON.contains(&(c.server.version_num / 10_000));
-        let mut why = why("view", &d);
-        if !verified && d.contains(&"definition") {
-            why.push_str(
-                " (as this server prints it: the comparison was verified on PostgreSQL 15, and another version may print the same view differently; compare the evidence's definition_sha256 with a run against a database freshly migrated on the same version)",
-            );
-        }
+        let (severity, why) = judge(why("view", &d), &d);
         out.push(finding(
             "generated-object-changed",
-            if verified || d.contains(&"owner") {
-                Severity::Error
-            } else {
-                Severity::Warning
-            },
+            severity,
             format!("{}.{}", view.schema, view.name),
             &why,
             fix,
