@@ -318,6 +318,12 @@ pub fn measure() -> Result<(), String> {
                 target: ">= 0.90",
                 samples: vec![],
             },
+            Ratio {
+                id: "R9",
+                what: "five queries in one scoped transaction, signed context / unsigned",
+                target: "report",
+                samples: vec![],
+            },
         ];
         const N: usize = 400;
         let only = only();
@@ -466,6 +472,35 @@ pub fn measure() -> Result<(), String> {
             };
             if want(5) {
                 ratios[5].samples.push(pair(N / 4, five_scoped, five_raw)?);
+            }
+            // R9: the same five in the signed context, which verifies the token once per
+            // statement (the view sits in each statement's policy sub-select).
+            let five_signed = |i: usize| -> Result<(), String> {
+                let (k, _) = key(i, 100);
+                let mut c = raw_conn.borrow_mut();
+                let mut s = tenant_core::OrgScoped::begin_signed(
+                    &mut c,
+                    oid(k)?,
+                    &BENCH_SIGNED,
+                    &context_key,
+                    backend,
+                )
+                .map_err(|e| e.to_string())?;
+                for j in 0..5 {
+                    let (_, id) = key(i * 5 + j, 100);
+                    let _ = s
+                        .first::<(uuid::Uuid, i64, String), _>(
+                            s.query(bench_items_signed::table)
+                                .filter(bench_items_signed::id.eq(id)),
+                        )
+                        .map_err(|e| e.to_string())?;
+                }
+                s.commit().map_err(|e| e.to_string())
+            };
+            if want(8) {
+                ratios[8]
+                    .samples
+                    .push(pair(N / 4, five_signed, five_scoped)?);
             }
             // R4: one org's 10,000 rows.
             let scan_rls = |i: usize| -> Result<(), String> {
