@@ -136,13 +136,16 @@ pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> 
 }
 
 /// `signed` when the restrictive policies verify a signed token (the hardened mode, where SQL
-/// in a session cannot switch the org), `setting` when they read the plain setting, `mixed`
+/// in a session cannot switch the org), `setting` when they read the plain org setting
+/// (`Report::setting`; a restrictive policy of your own reading another setting does not
+/// count), `mixed`
 /// when some do one and some the other (a migration half applied, or tables generated in two
 /// modes: the setting's weakness holds for those tables).
 pub fn context_mode(report: &Report) -> &'static str {
     let restrictive = || report.catalog.policies.iter().filter(|p| !p.permissive);
     let signed = restrictive().any(|p| crate::context::reads_verified_org(&p.using_expr));
-    let setting = restrictive().any(|p| p.using_expr.contains("current_setting("));
+    let reads = format!("current_setting({}", crate::pg::literal(&report.setting));
+    let setting = restrictive().any(|p| p.using_expr.contains(&reads));
     match (signed, setting) {
         (true, true) => "mixed",
         (true, false) => "signed",

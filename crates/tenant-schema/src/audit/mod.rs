@@ -82,6 +82,9 @@ pub struct Report {
     pub catalog: Catalog,
     /// Findings, errors first, then by rule and object.
     pub findings: Vec<Finding>,
+    /// The org setting's name the audit was told (`RlsOptions::setting`), for the evidence
+    /// to say which context mode the policies use.
+    pub setting: String,
 }
 
 impl Report {
@@ -118,7 +121,11 @@ pub fn audit(
 ) -> Result<Report, AuditError> {
     let catalog = Catalog::read(reader, &options.rls.app_role, &options.org_column)?;
     let findings = check(&catalog, registry, options);
-    Ok(Report { catalog, findings })
+    Ok(Report {
+        catalog,
+        findings,
+        setting: options.rls.setting.clone(),
+    })
 }
 
 /// Runs every rule over a snapshot (no database needed).
