@@ -1,6 +1,7 @@
 //! What the generator writes, read back: the functions of the shared objects (the access
-//! log's and the signed context's), as the server stores them, so that the audit can tell a
-//! generated function from one changed after it was applied.
+//! log's and the signed context's) as the server stores them, and the policies it puts on
+//! every tenant table as the server prints them, so that the audit can tell a generated object
+//! from one changed after it was applied.
 //!
 //! The SECURITY DEFINER functions tenant-schema generates run with the table owner's rights
 //! and decide who sees which org (`granted_org`, `enter_access`, the signed verifier): a body
