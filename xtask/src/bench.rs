@@ -169,6 +169,24 @@ fn in_scope<T>(
     Ok(value)
 }
 
+/// [`in_scope`] in the signed context: `f` in a transaction whose org is a token signed with
+/// `key` for `backend`.
+fn in_signed_scope<T>(
+    conn: &std::cell::RefCell<&mut PgConnection>,
+    org: OrgId,
+    key: &tenant_core::context::ContextKey,
+    backend: tenant_core::context::Backend,
+    f: impl FnOnce(
+        &mut tenant_core::OrgScoped<&mut PgConnection>,
+    ) -> Result<T, tenant_core::TenantError>,
+) -> Result<T, tenant_core::TenantError> {
+    let mut c = conn.borrow_mut();
+    let mut s = tenant_core::OrgScoped::begin_signed(&mut c, org, &BENCH_SIGNED, key, backend)?;
+    let value = f(&mut s)?;
+    s.commit()?;
+    Ok(value)
+}
+
 /// Runs `a` and `b` `n` times each, alternating in batches of 10 so that whatever else the
 /// machine does hits both alike; returns rate(a) / rate(b).
 fn pair(
@@ -402,22 +420,14 @@ pub fn measure() -> Result<(), String> {
             // R8: the signed context (token in the BEGIN message, verified once per statement).
             let signed_lookup = |i: usize| -> Result<(), String> {
                 let (k, id) = key(i, 100);
-                let mut c = raw_conn.borrow_mut();
-                let mut s = tenant_core::OrgScoped::begin_signed(
-                    &mut c,
-                    oid(k)?,
-                    &BENCH_SIGNED,
-                    &context_key,
-                    backend,
-                )
-                .map_err(|e| e.to_string())?;
-                let _ = s
-                    .first::<(uuid::Uuid, i64, String), _>(
+                in_signed_scope(&raw_conn, oid(k)?, &context_key, backend, |s| {
+                    s.first::<(uuid::Uuid, i64, String), _>(
                         s.query(bench_items_signed::table)
                             .filter(bench_items_signed::id.eq(id)),
                     )
-                    .map_err(|e| e.to_string())?;
-                s.commit().map_err(|e| e.to_string())
+                })
+                .map(drop)
+                .map_err(|e| e.to_string())
             };
             if want(7) {
                 ratios[7]
@@ -477,25 +487,17 @@ pub fn measure() -> Result<(), String> {
             // statement (the view sits in each statement's policy sub-select).
             let five_signed = |i: usize| -> Result<(), String> {
                 let (k, _) = key(i, 100);
-                let mut c = raw_conn.borrow_mut();
-                let mut s = tenant_core::OrgScoped::begin_signed(
-                    &mut c,
-                    oid(k)?,
-                    &BENCH_SIGNED,
-                    &context_key,
-                    backend,
-                )
-                .map_err(|e| e.to_string())?;
-                for j in 0..5 {
-                    let (_, id) = key(i * 5 + j, 100);
-                    let _ = s
-                        .first::<(uuid::Uuid, i64, String), _>(
+                in_signed_scope(&raw_conn, oid(k)?, &context_key, backend, |s| {
+                    for j in 0..5 {
+                        let (_, id) = key(i * 5 + j, 100);
+                        let _ = s.first::<(uuid::Uuid, i64, String), _>(
                             s.query(bench_items_signed::table)
                                 .filter(bench_items_signed::id.eq(id)),
-                        )
-                        .map_err(|e| e.to_string())?;
-                }
-                s.commit().map_err(|e| e.to_string())
+                        )?;
+                    }
+                    Ok::<_, tenant_core::TenantError>(())
+                })
+                .map_err(|e| e.to_string())
             };
             if want(8) {
                 ratios[8]
