@@ -10,16 +10,17 @@
 //! verdict: "pass"|"fail", summary: {errors, warnings}, server: {version_num, version},
 //! app_role: {name, superuser, bypassrls, privileged_memberships[]} | null,
 //! registry: [{table, kind: "tenant"|"global", org_column}], relations: [{schema, name, kind,
-//! owner, rls, forced, app_privileges[], options[], reads[], definition_sha256 | null}],
+//! owner, rls, forced, app_privileges[], options[], reads[], definition_sha256 | null,
+//! grants[]}],
 //! policies: [{table, name, permissive, command, roles[], using, with_check, functions[]}],
 //! functions: [{schema, name, security_definer, leakproof, app_can_execute, config[], owner,
 //! source_sha256}], triggers: [{table, name, enabled, timing, function, function_sha256}],
 //! findings: [{rule, severity, object, why, fix}], checks: [{rule, threats, checks,
 //! findings}]}` (`checks` lists every audit rule with the THREATS.md items it covers and its
-//! number of findings). `checks`, a view's `reads` and `definition_sha256`, a function's
-//! `owner` and `source_sha256`, and `triggers` were added in version 1 without a version
-//! change, since readers of version 1 ignore unknown keys; with them a changed function body,
-//! view definition or trigger changes the configuration digest.
+//! number of findings). `checks`, a view's `reads` and `definition_sha256`, a relation's
+//! `grants`, a function's `owner` and `source_sha256`, and `triggers` were added in version 1
+//! without a version change, since readers of version 1 ignore unknown keys; with them a
+//! changed function body, view definition, grant or trigger changes the configuration digest.
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -90,6 +91,7 @@ pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> 
             "options": list(&r.options),
             "reads": list(&r.reads),
             "definition_sha256": (!r.definition.is_empty()).then(|| sha256_hex(r.definition.as_bytes())),
+            "grants": list(&r.grants),
         })).collect::<Vec<_>>(),
         "policies": c.policies.iter().map(|p| json!({
             "table": p.table_name, "name": p.name, "permissive": p.permissive, "command": p.cmd,

@@ -515,6 +515,51 @@ fn an_access_log_that_takes_changes_is_an_error_naming_what_it_takes() {
 }
 
 #[test]
+fn an_access_log_others_may_write_is_an_error_and_a_forged_entry_would_open_an_org() {
+    let db = migrated("audit_log_writable");
+    let org = tenant_core::OrgId::new_random();
+    db.admin()
+        .batch_execute(&format!(
+            "INSERT INTO orgs (id, name) VALUES ('{org}', 'victim'); \
+             GRANT INSERT ON tenant_audit.access_log TO tenant_operator;"
+        ))
+        .unwrap();
+    // What the grant allows: an operator writes its own 'entered' row, with no ticket and no
+    // grant, and reads the org.
+    let mut op = db.connect_as(roles::OPERATOR);
+    let seen: i64 = diesel::Connection::transaction(&mut op, |c| {
+            c.batch_execute(&format!(
+                "INSERT INTO tenant_audit.access_log (event, target_org, mode, expires_at, xact) \
+                   VALUES ('entered', '{org}', 'read', now() + interval '1 hour', pg_current_xact_id()); \
+                 SELECT set_config('tenant.org_id', '{org}', true);"
+            ))?;
+            diesel::RunQueryDsl::get_result(
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                    "(SELECT count(*) FROM orgs)",
+                )),
+                c,
+            )
+        })
+        .unwrap();
+    assert_eq!(seen, 1, "the forged entry opened the org");
+    let f: Vec<Finding> = run(&db)
+        .findings
+        .into_iter()
+        .filter(|f| f.rule == "access-log-writable")
+        .collect();
+    assert_eq!(objects(&f), [("tenant_audit.access_log", Severity::Error)]);
+    assert!(
+        f[0].why.contains("(tenant_operator:INSERT)"),
+        "{}",
+        f[0].why
+    );
+    assert_eq!(
+        f[0].fix,
+        "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER ON tenant_audit.access_log FROM \"tenant_operator\""
+    );
+}
+
+#[test]
 fn security_definer_and_leakproof_functions_are_found() {
     let f = findings_after(
         "audit_definer",

@@ -82,6 +82,10 @@ pub struct Relation {
     /// otherwise.
     #[diesel(sql_type = Text)]
     pub definition: String,
+    /// Privileges granted to roles other than its owner, `role:PRIVILEGE` (`public:...` for
+    /// PUBLIC), comma-separated and sorted: who else may do what with it.
+    #[diesel(sql_type = Text)]
+    pub grants: String,
 }
 
 impl Relation {
@@ -342,7 +346,11 @@ impl Catalog {
                                       JOIN pg_class rc ON rc.oid = d.refobjid \
                                       JOIN pg_namespace rn ON rn.oid = rc.relnamespace \
                                       WHERE rw.ev_class = c.oid), '') AS reads, \
-                            CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) ELSE '' END AS definition \
+                            CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) ELSE '' END AS definition, \
+                            coalesce((SELECT string_agg(g.grant_text, ',' ORDER BY g.grant_text) FROM ( \
+                                        SELECT CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee)::text END \
+                                               || ':' || a.privilege_type AS grant_text \
+                                        FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner) g), '') AS grants \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS} \
                      ORDER BY 1, 2"

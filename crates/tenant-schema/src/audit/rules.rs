@@ -30,6 +30,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("security-definer-function", security_definer_function),
     ("generated-object-changed", generated_object_changed),
     ("access-log-not-append-only", access_log_not_append_only),
+    ("access-log-writable", access_log_writable),
     ("leakproof-function", leakproof_function),
     ("partition-not-protected", partition_not_protected),
     ("index-unusable-under-rls", index_unusable_under_rls),
@@ -137,6 +138,11 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "access-log-not-append-only",
         "-",
         "the operators' access log refuses UPDATE, DELETE and TRUNCATE (enabled BEFORE triggers run the generated function)",
+    ),
+    (
+        "access-log-writable",
+        "-",
+        "no role but the log's owner may insert into, change or put triggers on the access log (granted_org trusts its rows)",
     ),
     (
         "leakproof-function",
@@ -812,6 +818,59 @@ fn access_log_not_append_only(c: &Catalog, _: &Registry, o: &AuditOptions) -> Ve
             open.join(", ")
         ),
         "apply the generated shared objects again (tenant_schema::shared_objects), which recreate the function and both triggers",
+    )]
+}
+
+/// `granted_org` lets an operator into an org on the strength of an `entered` row of the
+/// access log for their backend and transaction: only the generated functions, running as the
+/// log's owner, may write it. A role granted INSERT forges such a row (an org entered with no
+/// ticket, no grant); UPDATE, DELETE or TRUNCATE rewrite history; TRIGGER lets a role's own
+/// trigger rewrite the rows the functions insert.
+fn access_log_writable(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    let Some(log) = c
+        .relations
+        .iter()
+        .find(|r| r.kind == "r" && r.schema == o.rls.audit_schema && r.name == "access_log")
+    else {
+        return Vec::new();
+    };
+    let writes: Vec<&str> = log
+        .grants
+        .split(',')
+        .filter(|g| {
+            g.rsplit_once(':').is_some_and(|(_, p)| {
+                ["INSERT", "UPDATE", "DELETE", "TRUNCATE", "TRIGGER"].contains(&p)
+            })
+        })
+        .collect();
+    if writes.is_empty() {
+        return Vec::new();
+    }
+    vec![finding(
+        "access-log-writable",
+        Severity::Error,
+        format!("{}.{}", log.schema, log.name),
+        &format!(
+            "roles other than the log's owner may write the access log ({}): an inserted 'entered' row is all granted_org asks for, so such a role can enter any org with no ticket and no grant, and the others can rewrite who entered which org",
+            writes.join(", ")
+        ),
+        format!(
+            "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER ON {}.{} FROM {}",
+            log.schema,
+            log.name,
+            writes
+                .iter()
+                .filter_map(|g| g.rsplit_once(':').map(|(role, _)| role))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(|r| if r == "public" {
+                    "PUBLIC".to_owned()
+                } else {
+                    crate::pg::ident(r)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     )]
 }
 
