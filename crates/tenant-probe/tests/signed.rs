@@ -337,6 +337,43 @@ fn a_verifier_view_that_no_longer_checks_the_mac_is_found_by_its_text() {
 }
 
 #[test]
+fn a_key_table_another_role_may_read_is_an_error() {
+    let db = signed_db("signed_keys_grant");
+    let rule = |db: &TestDb| {
+        audit_of(&db.app_url())
+            .findings
+            .into_iter()
+            .filter(|f| f.rule == "context-keys-readable")
+            .collect::<Vec<_>>()
+    };
+    assert!(rule(&db).is_empty());
+    db.admin()
+        .batch_execute("GRANT SELECT ON tenant_context.keys TO tenant_operator")
+        .unwrap();
+    // What the grant allows: the operator reads the pads it would sign any org's token with.
+    let pads = count(
+        &mut db.connect_as(roles::OPERATOR),
+        "SELECT count(*) FROM tenant_context.keys WHERE ipad IS NOT NULL",
+    );
+    assert_eq!(pads, 1);
+    let f = rule(&db);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(
+        (f[0].object.as_str(), f[0].severity),
+        ("tenant_context.keys", Severity::Error)
+    );
+    assert!(
+        f[0].why.contains("(tenant_operator:SELECT)"),
+        "{}",
+        f[0].why
+    );
+    assert_eq!(
+        f[0].fix,
+        "REVOKE ALL ON tenant_context.keys FROM \"tenant_operator\""
+    );
+}
+
+#[test]
 fn the_evidence_calls_a_database_with_policies_of_both_modes_mixed() {
     let db = signed_db("signed_mixed");
     let mode = |db: &TestDb| tenant_schema::evidence::context_mode(&audit_of(&db.app_url()));

@@ -31,6 +31,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("generated-object-changed", generated_object_changed),
     ("access-log-not-append-only", access_log_not_append_only),
     ("access-log-writable", access_log_writable),
+    ("context-keys-readable", context_keys_readable),
     ("leakproof-function", leakproof_function),
     ("partition-not-protected", partition_not_protected),
     ("index-unusable-under-rls", index_unusable_under_rls),
@@ -143,6 +144,11 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "access-log-writable",
         "-",
         "no role but the log's owner may insert into, change or put triggers on the access log (granted_org trusts its rows)",
+    ),
+    (
+        "context-keys-readable",
+        "#5",
+        "no role but the key table's owner holds a privilege on the signed context's keys",
     ),
     (
         "leakproof-function",
@@ -862,6 +868,50 @@ fn access_log_writable(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Findi
                 .iter()
                 .filter_map(|g| g.rsplit_once(':').map(|(role, _)| role))
                 .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(|r| if r == "public" {
+                    "PUBLIC".to_owned()
+                } else {
+                    crate::pg::ident(r)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )]
+}
+
+/// The signed context's key table holds the HMAC pads of every valid key: whoever reads them
+/// signs a token for any org, and whoever writes them adds a key of their own. Only its owner
+/// may hold any privilege on it (the view reads it with the owner's rights).
+fn context_keys_readable(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    let Some(keys) = c
+        .relations
+        .iter()
+        .find(|r| r.kind == "r" && r.schema == crate::context::CONTEXT_SCHEMA && r.name == "keys")
+    else {
+        return Vec::new();
+    };
+    if keys.grants.is_empty() {
+        return Vec::new();
+    }
+    let roles: std::collections::BTreeSet<&str> = keys
+        .grants
+        .split(',')
+        .filter_map(|g| g.rsplit_once(':').map(|(role, _)| role))
+        .collect();
+    vec![finding(
+        "context-keys-readable",
+        Severity::Error,
+        format!("{}.{}", keys.schema, keys.name),
+        &format!(
+            "roles other than the key table's owner hold privileges on the signed context's keys ({}): a role that reads them signs a token for any org, one that writes them adds its own key, and SQL in a session can then switch the org again (THREATS.md #5)",
+            keys.grants.replace(',', ", ")
+        ),
+        format!(
+            "REVOKE ALL ON {}.{} FROM {}",
+            keys.schema,
+            keys.name,
+            roles
                 .into_iter()
                 .map(|r| if r == "public" {
                     "PUBLIC".to_owned()
