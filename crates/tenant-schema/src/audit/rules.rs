@@ -775,11 +775,7 @@ fn policies_against_generated<'c>(
 fn access_log_not_append_only(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
     let schema = &o.rls.audit_schema;
     let table = format!("{schema}.access_log");
-    if !c
-        .relations
-        .iter()
-        .any(|r| r.kind == "r" && &r.schema == schema && r.name == "access_log")
-    {
+    if table_in(c, schema, "access_log").is_none() {
         return vec![finding(
             "access-log-not-append-only",
             Severity::Warning,
@@ -827,17 +823,38 @@ fn access_log_not_append_only(c: &Catalog, _: &Registry, o: &AuditOptions) -> Ve
     )]
 }
 
+/// The table `schema.name`, if the catalog has it.
+fn table_in<'c>(c: &'c Catalog, schema: &str, name: &str) -> Option<&'c Relation> {
+    c.relations
+        .iter()
+        .find(|r| r.kind == "r" && r.schema == schema && r.name == name)
+}
+
+/// The grantees of `grants` (`role:PRIVILEGE`, ...) as a REVOKE names them, sorted, once each.
+fn grantees(grants: &[&str]) -> String {
+    grants
+        .iter()
+        .filter_map(|g| g.rsplit_once(':').map(|(role, _)| role))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|r| {
+            if r == "public" {
+                "PUBLIC".to_owned()
+            } else {
+                crate::pg::ident(r)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `granted_org` lets an operator into an org on the strength of an `entered` row of the
 /// access log for their backend and transaction: only the generated functions, running as the
 /// log's owner, may write it. A role granted INSERT forges such a row (an org entered with no
 /// ticket, no grant); UPDATE, DELETE or TRUNCATE rewrite history; TRIGGER lets a role's own
 /// trigger rewrite the rows the functions insert.
 fn access_log_writable(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
-    let Some(log) = c
-        .relations
-        .iter()
-        .find(|r| r.kind == "r" && r.schema == o.rls.audit_schema && r.name == "access_log")
-    else {
+    let Some(log) = table_in(c, &o.rls.audit_schema, "access_log") else {
         return Vec::new();
     };
     let writes: Vec<&str> = log
@@ -864,18 +881,7 @@ fn access_log_writable(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Findi
             "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER ON {}.{} FROM {}",
             log.schema,
             log.name,
-            writes
-                .iter()
-                .filter_map(|g| g.rsplit_once(':').map(|(role, _)| role))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .map(|r| if r == "public" {
-                    "PUBLIC".to_owned()
-                } else {
-                    crate::pg::ident(r)
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
+            grantees(&writes)
         ),
     )]
 }
@@ -884,42 +890,26 @@ fn access_log_writable(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Findi
 /// signs a token for any org, and whoever writes them adds a key of their own. Only its owner
 /// may hold any privilege on it (the view reads it with the owner's rights).
 fn context_keys_readable(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
-    let Some(keys) = c
-        .relations
-        .iter()
-        .find(|r| r.kind == "r" && r.schema == crate::context::CONTEXT_SCHEMA && r.name == "keys")
-    else {
+    let Some(keys) = table_in(c, crate::context::CONTEXT_SCHEMA, "keys") else {
         return Vec::new();
     };
     if keys.grants.is_empty() {
         return Vec::new();
     }
-    let roles: std::collections::BTreeSet<&str> = keys
-        .grants
-        .split(',')
-        .filter_map(|g| g.rsplit_once(':').map(|(role, _)| role))
-        .collect();
+    let grants: Vec<&str> = keys.grants.split(',').collect();
     vec![finding(
         "context-keys-readable",
         Severity::Error,
         format!("{}.{}", keys.schema, keys.name),
         &format!(
             "roles other than the key table's owner hold privileges on the signed context's keys ({}): a role that reads them signs a token for any org, one that writes them adds its own key, and SQL in a session can then switch the org again (THREATS.md #5)",
-            keys.grants.replace(',', ", ")
+            grants.join(", ")
         ),
         format!(
             "REVOKE ALL ON {}.{} FROM {}",
             keys.schema,
             keys.name,
-            roles
-                .into_iter()
-                .map(|r| if r == "public" {
-                    "PUBLIC".to_owned()
-                } else {
-                    crate::pg::ident(r)
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
+            grantees(&grants)
         ),
     )]
 }
