@@ -96,12 +96,14 @@ pub(crate) fn view_query() -> String {
 }
 
 /// `text` without whitespace, parentheses and the qualifiers `pg_catalog.` and
-/// `tenant_context.`: how the audit compares a view's definition with [`view_query`]. A server
-/// lays out and brackets what it prints in its own way, and qualifies a name exactly when the
-/// reader's search path would find another object first (a look-alike `split_part`, or
-/// `tenant_context` on the path): which objects the view uses is pinned when it is created,
-/// and the audit checks what it reads separately (`Relation::reads`).
-pub(crate) fn normalized_view_text(text: &str) -> String {
+/// `tenant_context.`: how the audit compares what the server prints back (the signed view's
+/// definition against [`view_query`], a policy's USING and WITH CHECK against the forms of
+/// `generated::policies`) with what the generator wrote. A server lays out and brackets what
+/// it prints in its own way, and qualifies a name exactly when the reader's search path would
+/// find another object first (a look-alike `split_part`, or `tenant_context` on the path):
+/// which objects the view uses is pinned when it is created, and the audit checks what it
+/// reads separately (`Relation::reads`).
+pub(crate) fn normalized_printed_text(text: &str) -> String {
     text.replace("pg_catalog.", "")
         .replace(&format!("{CONTEXT_SCHEMA}."), "")
         .chars()
@@ -243,12 +245,12 @@ mod tests {
     fn the_view_text_compares_without_layout_brackets_or_the_final_semicolon() {
         let printed = format!("{};", view_query().replace('\n', "\n    "));
         assert_eq!(
-            normalized_view_text(&printed),
-            normalized_view_text(&view_query())
+            normalized_printed_text(&printed),
+            normalized_printed_text(&view_query())
         );
         assert_ne!(
-            normalized_view_text(&view_query().replace("'.'::text, 6", "'.'::text, 5")),
-            normalized_view_text(&view_query()),
+            normalized_printed_text(&view_query().replace("'.'::text, 6", "'.'::text, 5")),
+            normalized_printed_text(&view_query()),
             "another part compared with the MAC is another text"
         );
         // As printed for a reader whose path finds other objects of those names first.
@@ -256,8 +258,8 @@ mod tests {
             .replace("FROM tenant_context.keys", "FROM keys")
             .replace("split_part(", "pg_catalog.split_part(");
         assert_eq!(
-            normalized_view_text(&qualified),
-            normalized_view_text(&view_query())
+            normalized_printed_text(&qualified),
+            normalized_printed_text(&view_query())
         );
         let mut sql = String::new();
         shared(&mut sql, &RlsOptions::default());

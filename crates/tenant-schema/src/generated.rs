@@ -100,7 +100,7 @@ pub(crate) struct GeneratedPolicy {
 }
 
 /// The policies the generator writes on a tenant table whose org column is `column`, as the
-/// server prints them back (the audit compares with `normalized_view_text`). The org policy
+/// server prints them back (the audit compares with `normalized_printed_text`). The org policy
 /// reads the org in the sub-select form, the inline form (Citus) or the signed form; the
 /// operator's policies call `granted_org` in a sub-select or inline. A test audits databases
 /// generated in each of them (the story, the signed story, the inline form) and finds nothing.

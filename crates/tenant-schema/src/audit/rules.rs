@@ -637,6 +637,15 @@ fn view_without_security_invoker(c: &Catalog, _: &Registry, o: &AuditOptions) ->
         .collect()
 }
 
+/// `its A and B differ` (`its A differs`): what a generated-object finding says changed.
+fn what_differs(d: &[&str]) -> String {
+    format!(
+        "its {} {}",
+        d.join(" and "),
+        if d.len() == 1 { "differs" } else { "differ" }
+    )
+}
+
 /// What of `f` differs from the generated function `g` (owner, search path, body); empty
 /// when nothing does.
 fn differences(
@@ -680,17 +689,18 @@ fn against_generated<'c>(
         .collect()
 }
 
-/// Whether `f` is a SECURITY DEFINER function exactly as the generator writes it (owner,
-/// search path, body; `verified_org()`, the access functions): it does what tenant-schema's
-/// review says, so the review the security-definer rule asks for is done.
-fn is_generated_function(
-    f: &crate::audit::catalog::Function,
-    c: &Catalog,
+/// The SECURITY DEFINER functions exactly as the generator writes them (owner, search path,
+/// body; `verified_org()`, the access functions): they do what tenant-schema's review says, so
+/// the review the security-definer rule asks for is done.
+fn generated_functions<'c>(
+    c: &'c Catalog,
     o: &AuditOptions,
-) -> bool {
+) -> Vec<&'c crate::audit::catalog::Function> {
     against_generated(c, o)
-        .iter()
-        .any(|(g, d)| std::ptr::eq(*g, f) && d.is_empty())
+        .into_iter()
+        .filter(|(_, d)| d.is_empty())
+        .map(|(f, _)| f)
+        .collect()
 }
 
 /// The PostgreSQL major versions whose way of printing a view and a policy back was compared
@@ -716,8 +726,8 @@ fn signed_view_against_generated<'c>(
     if view.reads != format!("{}.keys", crate::context::CONTEXT_SCHEMA) {
         d.push("what it reads");
     }
-    if crate::context::normalized_view_text(&view.definition)
-        != crate::context::normalized_view_text(&crate::context::view_query())
+    if crate::context::normalized_printed_text(&view.definition)
+        != crate::context::normalized_printed_text(&crate::context::view_query())
     {
         d.push("definition");
     }
@@ -732,10 +742,10 @@ fn policies_against_generated<'c>(
     o: &AuditOptions,
 ) -> Vec<(&'c crate::audit::catalog::Policy, Vec<&'static str>)> {
     let same = |printed: &str, forms: &[String]| {
-        let printed = crate::context::normalized_view_text(printed);
+        let printed = crate::context::normalized_printed_text(printed);
         forms
             .iter()
-            .any(|f| crate::context::normalized_view_text(f) == printed)
+            .any(|f| crate::context::normalized_printed_text(f) == printed)
     };
     let mut out = Vec::new();
     for (t, _, column) in tenant_tables(c, r) {
@@ -923,9 +933,8 @@ fn context_keys_readable(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Fin
 fn generated_object_changed(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
     let why = |what: &str, d: &[&str]| {
         format!(
-            "this {what} has the name of one tenant-schema generates (it runs with the owner's rights and decides who sees which org: the access log, the signed context), but its {} {} from what this version generates",
-            d.join(" and "),
-            if d.len() == 1 { "differs" } else { "differ" }
+            "this {what} has the name of one tenant-schema generates (it runs with the owner's rights and decides who sees which org: the access log, the signed context), but {} from what this version generates",
+            what_differs(d)
         )
     };
     let fix = "if tenant-schema was upgraded, generate the migration that refreshes the shared objects (`cargo xtask gen`; tenant_schema::shared_refresh); otherwise find out who changed it, and apply the generated shared objects again (tenant_schema::shared_objects) to restore it";
@@ -958,9 +967,8 @@ fn generated_object_changed(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<
     for (policy, d) in policies_against_generated(c, r, o) {
         let (severity, why) = judge(
             format!(
-                "this policy has the name of one tenant-schema generates on every tenant table (the org policy, or the application's, the operator's or the owner's), but its {} {} from what this version generates: a generated policy changed in place keeps its name, and the other rules only look for its shape",
-                d.join(" and "),
-                if d.len() == 1 { "differs" } else { "differ" }
+                "this policy has the name of one tenant-schema generates on every tenant table (the org policy, or the application's, the operator's or the owner's), but {} from what this version generates: a generated policy changed in place keeps its name, and the other rules only look for its shape",
+                what_differs(&d)
             ),
             &d,
         );
@@ -986,9 +994,11 @@ fn generated_object_changed(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<
 }
 
 fn security_definer_function(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    let generated = generated_functions(c, o);
     c.functions
         .iter()
-        .filter(|f| f.security_definer && f.app_can_execute && !is_generated_function(f, c, o))
+        .filter(|f| f.security_definer && f.app_can_execute)
+        .filter(|f| !generated.iter().any(|g| std::ptr::eq(*g, *f)))
         .map(|f| {
             let fixed_path = f.config.split(',').any(|s| s.starts_with("search_path="));
             finding(
