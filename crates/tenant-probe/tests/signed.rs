@@ -86,15 +86,34 @@ fn customers_back_on_the_plain_setting(db: &TestDb) {
         .unwrap();
 }
 
+/// Sets `token` on `conn` (transaction-local when `local`) as a bound parameter, so that it
+/// never shows in the statement text other sessions read in `pg_stat_activity` (the probes
+/// of this file look for tokens there, in every database of the cluster).
+fn set_token(conn: &mut PgConnection, token: &str, local: bool) -> QueryResult<usize> {
+    diesel::sql_query("SELECT set_config('tenant.org_token', $1, $2)")
+        .bind::<diesel::sql_types::Text, _>(token)
+        .bind::<diesel::sql_types::Bool, _>(local)
+        .execute(conn)
+}
+
 /// The customers a transaction of the application role sees with `token` set in it.
 fn customers_seen_with_token(conn: &mut PgConnection, token: &str) -> i64 {
     conn.transaction(|c| {
-        c.batch_execute(&format!(
-            "SELECT set_config('tenant.org_token', '{token}', true)"
-        ))?;
+        set_token(c, token, true)?;
         Ok::<_, diesel::result::Error>(count(c, "SELECT count(*) FROM customers"))
     })
     .unwrap()
+}
+
+/// The probe's `token_in_activity` attack reads every session's statement text in the
+/// cluster: the test whose pool shows a token there on purpose and the one whose probe must
+/// find none take turns.
+static STATEMENT_TEXT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn statement_text_turn() -> std::sync::MutexGuard<'static, ()> {
+    STATEMENT_TEXT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[test]
@@ -498,6 +517,7 @@ fn an_operator_still_goes_through_the_log_in_the_signed_mode() {
 
 #[test]
 fn the_probe_finds_no_hop_and_no_leak_in_the_signed_mode() {
+    let _turn = statement_text_turn();
     let db = signed_db("signed_probe");
     let url = db.app_url();
     let app_pool = pool_of(&db, 1);
@@ -598,10 +618,7 @@ fn a_token_left_at_session_level_is_refused_at_the_next_begin() {
         pool.with_org(a, |s| {
             let raw = s.raw_connection_unchecked("test: a token left at session level");
             let token = key("k1", &K1).token(a, pid(raw));
-            raw.batch_execute(&format!(
-                "SELECT set_config('tenant.org_token', '{token}', false)"
-            ))
-            .unwrap();
+            set_token(raw, &token, false).unwrap();
             Ok::<_, TenantError>(pid(raw))
         })
         .unwrap()
@@ -620,11 +637,7 @@ fn a_token_left_at_session_level_is_refused_at_the_next_begin() {
     // On a connection of one's own, the refusal itself.
     let mut conn = db.connect_as(roles::APP);
     let backend = Backend::read(&mut conn).unwrap();
-    conn.batch_execute(&format!(
-        "SELECT set_config('tenant.org_token', '{}', false)",
-        key("k1", &K1).token(a, backend.pid())
-    ))
-    .unwrap();
+    set_token(&mut conn, &key("k1", &K1).token(a, backend.pid()), false).unwrap();
     let err = tenant_core::OrgScoped::begin_signed(
         &mut conn,
         a,
@@ -698,6 +711,7 @@ impl tenant_probe::PoolUnderTest for TokenInText {
 
 #[test]
 fn the_probe_reports_a_token_left_readable_in_pg_stat_activity_as_a_leak() {
+    let _turn = statement_text_turn();
     let db = signed_db("signed_token_text");
     let url = db.app_url();
     let naive = TokenInText { url: url.clone() };
