@@ -11,10 +11,10 @@ use diesel::pg::Pg;
 use diesel::query_builder::QueryFragment;
 use diesel::query_dsl::methods::ExecuteDsl;
 use tenant_lint::{GlobalTable, Registry};
-use tenant_sqlcheck::{Tables, check_global_write};
+use tenant_sqlcheck::check_global_write;
 
 use crate::TenantError;
-use crate::verify::{render, tables_of};
+use crate::verify::{CheckedStatement, Checks, tables_of};
 
 /// A connection for writing global tables, for one stated reason.
 ///
@@ -36,7 +36,7 @@ use crate::verify::{render, tables_of};
 /// ```
 pub struct GlobalWriter {
     conn: PgConnection,
-    tables: Tables,
+    tables: Checks,
     reason: &'static str,
 }
 
@@ -82,10 +82,11 @@ impl GlobalWriter {
     ) -> Result<usize, TenantError>
     where
         T: GlobalTable,
-        Q: ExecuteDsl<PgConnection> + QueryFragment<Pg>,
+        Q: QueryFragment<Pg>,
     {
-        let statement = build(table);
-        check_global_write(&render(&statement)?, &self.tables).map_err(TenantError::Unscoped)?;
+        // Rendered once; the rendering that was checked is what is sent (DESIGN.md invariant 8).
+        let statement = CheckedStatement::<()>::render(&build(table), &mut self.conn)?;
+        check_global_write(statement.sql(), self.tables.tables()).map_err(TenantError::Unscoped)?;
         Ok(ExecuteDsl::execute(statement, &mut self.conn)?)
     }
 }

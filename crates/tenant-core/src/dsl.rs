@@ -15,16 +15,17 @@ use diesel::associations::HasTable;
 use diesel::dsl;
 use diesel::expression::ValidGrouping;
 use diesel::expression_methods::ExpressionMethods;
+use diesel::internal::table_macro::{Inner, LeftOuter};
 use diesel::query_builder::ReturningClause;
 use diesel::query_builder::{
     AsQuery, DeleteStatement, InsertStatement, IntoUpdateTarget, UpdateStatement,
 };
-use diesel::query_builder::{AstPass, QueryId};
-use diesel::query_dsl::JoinOnDsl;
+use diesel::query_builder::{AstPass, Query, QueryId};
 use diesel::query_dsl::methods::{
     BoxedDsl, DistinctDsl, ExecuteDsl, FilterDsl, GroupByDsl, HavingDsl, LimitDsl, OffsetDsl,
     OrderDsl, SelectDsl, ThenOrderDsl,
 };
+use diesel::query_dsl::{JoinOnDsl, JoinWithImplicitOnClause};
 use diesel::query_dsl::{LoadQuery, RunQueryDsl};
 use diesel::query_source::JoinTo;
 use diesel::{AsChangeset, Insertable, PgConnection, Table};
@@ -36,7 +37,8 @@ use diesel::query_builder::QueryFragment;
 
 use crate::columns::{ScopedChangeset, SetsOrgColumn};
 use crate::scoped::ScopedConnection;
-use crate::subquery::{ProbeOf, ProbeSource, ScopedSubquery};
+use crate::subquery::{ProbeOf, ProbeSource, ScopeProbe, ScopedSubquery};
+use crate::verify::CheckedStatement;
 use crate::{OrgId, OrgScoped, TenantError};
 
 /// `org_column = $org` for tenant table `T`.
@@ -54,6 +56,34 @@ pub type ScopedUpdateSource<T> =
 /// A delete from tenant table `T` filtered to one org: where every scoped delete starts.
 pub type ScopedDeleteSource<T> =
     dsl::Filter<DeleteStatement<T, <T as IntoUpdateTarget>::WhereClause>, OrgPredicate<T>>;
+
+/// What registered table `R` enters a join of `Q` as (see [`JoinRhs`]).
+pub type RhsOf<Q, R> = <<R as RegisteredTable>::Kind as JoinRhs<Q, R>>::Rhs;
+/// `Q` joined with registered table `R`, `K` being diesel's inner or left outer join.
+pub type JoinOf<Q, R, K> = <Q as JoinWithImplicitOnClause<RhsOf<Q, R>, K>>::Output;
+
+/// diesel's `GROUP BY` of `G`, asked only after the subquery probe of
+/// [`ScopedSelect::group_by`] (its output is named through this trait, not through diesel's),
+/// so that an unscoped subquery gets this crate's diagnostic rather than diesel's error about
+/// query sources.
+pub trait ScopedGroupBy<G> {
+    /// The grouped query.
+    type Output;
+    /// `GROUP BY group`.
+    fn scoped_group_by(self, group: G) -> Self::Output;
+}
+
+impl<Q, G> ScopedGroupBy<G> for Q
+where
+    Q: GroupByDsl<G>,
+    G: diesel::Expression,
+{
+    type Output = dsl::GroupBy<Q, G>;
+
+    fn scoped_group_by(self, group: G) -> Self::Output {
+        self.group_by(group)
+    }
+}
 
 /// A query that may run through an [`OrgScoped`] handle: only the builders of this module,
 /// each started from a handle and carrying its org filter.
@@ -121,7 +151,8 @@ where
 }
 
 /// A join condition ANDed with the joined tenant table's org predicate:
-/// `((<on>) AND (<org predicate>))`. Built only by [`ScopedSelect::join`].
+/// `((<on>) AND (<org predicate>))`. Built only by [`ScopedSelect::inner_join`] and
+/// [`ScopedSelect::left_join`].
 #[derive(Debug, Clone, Copy, QueryId)]
 pub struct OnWithOrg<On, P> {
     on: On,
@@ -197,6 +228,18 @@ macro_rules! scoped_type {
         }
 
         impl<Q> $name<Q> {
+            /// The query and its org, for the other builders of this crate.
+            #[allow(dead_code)]
+            pub(crate) fn into_scoped_parts(self) -> (Q, OrgId) {
+                (self.query, self.org)
+            }
+
+            /// A scoped query of this kind, for the other builders of this crate.
+            #[allow(dead_code)]
+            pub(crate) fn from_scoped_parts(query: Q, org: OrgId) -> Self {
+                $name { query, org }
+            }
+
             fn wrap<R>(self, f: impl FnOnce(Q) -> R) -> $name<R> {
                 $name { query: f(self.query), org: self.org }
             }
@@ -262,25 +305,17 @@ impl<T, U, Op> ScopedWrite<InsertStatement<T, U, Op>>
 where
     T: Table,
 {
-    /// `RETURNING` the given columns; run with `load` or `get_result`.
+    /// `RETURNING` the given columns; run with `load` or `get_result`. A subquery in them
+    /// must come from the handle.
     pub fn returning<E>(
         self,
         columns: E,
     ) -> ScopedWrite<InsertStatement<T, U, Op, ReturningClause<E>>>
     where
+        E: diesel::AppearsOnTable<ScopeProbe<T>>,
         InsertStatement<T, U, Op, ReturningClause<E>>: diesel::query_builder::Query,
     {
         self.wrap(|q| q.returning(columns))
-    }
-
-    /// Adds an `ON CONFLICT` clause with `f`, which gets diesel's insert statement:
-    /// `.on_conflict(|i| i.on_conflict((t::org_id, t::email)).do_update().set(t::name.eq(excluded(t::name))))`.
-    ///
-    /// With every UNIQUE constraint including the org column, a conflict can only be with a row
-    /// of the same org; the statement is checked before it is sent (an update of the org column
-    /// is refused) and row-level security checks the updated row.
-    pub fn on_conflict<R>(self, f: impl FnOnce(InsertStatement<T, U, Op>) -> R) -> ScopedWrite<R> {
-        self.wrap(f)
     }
 }
 
@@ -288,12 +323,14 @@ impl<T, U, V> ScopedWrite<UpdateStatement<T, U, V>>
 where
     T: Table,
 {
-    /// `RETURNING` the given columns of the updated rows.
+    /// `RETURNING` the given columns of the updated rows; a subquery in them must come from
+    /// the handle.
     pub fn returning<E>(
         self,
         columns: E,
     ) -> ScopedWrite<UpdateStatement<T, U, V, ReturningClause<E>>>
     where
+        E: diesel::AppearsOnTable<ScopeProbe<T>>,
         UpdateStatement<T, U, V, ReturningClause<E>>: diesel::query_builder::Query,
     {
         self.wrap(|q| q.returning(columns))
@@ -304,10 +341,11 @@ impl<T, U> ScopedDelete<DeleteStatement<T, U>>
 where
     T: Table,
 {
-    /// `RETURNING` the given columns of the deleted rows.
+    /// `RETURNING` the given columns of the deleted rows; a subquery in them must come from
+    /// the handle.
     pub fn returning<E>(self, columns: E) -> ScopedWrite<DeleteStatement<T, U, ReturningClause<E>>>
     where
-        E: diesel::SelectableExpression<T>,
+        E: diesel::SelectableExpression<T> + diesel::AppearsOnTable<ScopeProbe<T>>,
         DeleteStatement<T, U, ReturningClause<E>>: diesel::query_builder::Query,
     {
         ScopedWrite {
@@ -318,19 +356,21 @@ where
 }
 
 impl<Q> ScopedSelect<Q> {
-    /// Orders the rows, replacing any earlier order.
+    /// Orders the rows, replacing any earlier order. A subquery in the order must come from
+    /// the handle, like one in [`filter`](Self::filter).
     pub fn order<O>(self, order: O) -> ScopedSelect<dsl::Order<Q, O>>
     where
-        O: diesel::Expression,
-        Q: OrderDsl<O>,
+        O: diesel::Expression + diesel::AppearsOnTable<ProbeOf<Q>>,
+        Q: OrderDsl<O> + ProbeSource,
     {
         self.wrap(|q| q.order(order))
     }
 
-    /// Adds a further ordering.
+    /// Adds a further ordering; a subquery in it must come from the handle.
     pub fn then_order_by<O>(self, order: O) -> ScopedSelect<dsl::ThenOrderBy<Q, O>>
     where
-        Q: ThenOrderDsl<O>,
+        O: diesel::AppearsOnTable<ProbeOf<Q>>,
+        Q: ThenOrderDsl<O> + ProbeSource,
     {
         self.wrap(|q| q.then_order_by(order))
     }
@@ -368,13 +408,14 @@ impl<Q> ScopedSelect<Q> {
         self.wrap(|q| q.distinct())
     }
 
-    /// `GROUP BY`.
-    pub fn group_by<G>(self, group: G) -> ScopedSelect<dsl::GroupBy<Q, G>>
+    /// `GROUP BY`; a subquery in it must come from the handle.
+    pub fn group_by<G>(self, group: G) -> ScopedSelect<<Q as ScopedGroupBy<G>>::Output>
     where
-        G: diesel::Expression,
-        Q: GroupByDsl<G>,
+        Q: ProbeSource,
+        G: diesel::AppearsOnTable<ProbeOf<Q>>,
+        Q: ScopedGroupBy<G>,
     {
-        self.wrap(|q| q.group_by(group))
+        self.wrap(|q| q.scoped_group_by(group))
     }
 
     /// `HAVING`, ANDed like `filter`.
@@ -421,23 +462,40 @@ impl<Q> ScopedSelect<Q> {
         ScopedSubquery::new(self.query)
     }
 
-    /// Joins registered table `rhs` with `join`, which is diesel's `QueryDsl::inner_join` or
-    /// `QueryDsl::left_join`: `s.query(invoices::table).join(customers::table, QueryDsl::inner_join)`.
+    /// `INNER JOIN` registered table `rhs`: `s.query(invoices::table).inner_join(customers::table)`.
     ///
-    /// A tenant table joins on its `joinable!` condition ANDed with its org predicate (in the ON
-    /// clause, so a left join keeps its meaning); a global table joins as is. A table that is
-    /// not registered does not compile.
-    pub fn join<R, J>(
-        self,
-        rhs: R,
-        join: impl FnOnce(Q, <R::Kind as JoinRhs<Q, R>>::Rhs) -> J,
-    ) -> ScopedSelect<J>
+    /// A tenant table joins on its `joinable!` condition ANDed with its org predicate; a global
+    /// table joins as is. A table that is not registered does not compile. There is no closure
+    /// to pass: the join is built here, from this query, so nothing but this query can come
+    /// back.
+    pub fn inner_join<R>(self, rhs: R) -> ScopedSelect<JoinOf<Q, R, Inner>>
     where
         R: RegisteredTable,
         R::Kind: JoinRhs<Q, R>,
+        Q: JoinWithImplicitOnClause<RhsOf<Q, R>, Inner>,
+    {
+        self.join_as(rhs, Inner)
+    }
+
+    /// `LEFT OUTER JOIN` registered table `rhs`, like [`inner_join`](Self::inner_join); a
+    /// tenant table's org predicate goes into the ON clause, so a left join keeps its meaning.
+    pub fn left_join<R>(self, rhs: R) -> ScopedSelect<JoinOf<Q, R, LeftOuter>>
+    where
+        R: RegisteredTable,
+        R::Kind: JoinRhs<Q, R>,
+        Q: JoinWithImplicitOnClause<RhsOf<Q, R>, LeftOuter>,
+    {
+        self.join_as(rhs, LeftOuter)
+    }
+
+    fn join_as<R, K>(self, rhs: R, kind: K) -> ScopedSelect<JoinOf<Q, R, K>>
+    where
+        R: RegisteredTable,
+        R::Kind: JoinRhs<Q, R>,
+        Q: JoinWithImplicitOnClause<RhsOf<Q, R>, K>,
     {
         let rhs = <R::Kind as JoinRhs<Q, R>>::rhs(rhs, self.org.as_uuid());
-        self.wrap(|q| join(q, rhs))
+        self.wrap(|q| q.join_with_implicit_on_clause(rhs, kind))
     }
 
     /// `SELECT count(*)` over the filtered rows.
@@ -573,10 +631,14 @@ impl<C: ScopedConnection> OrgScoped<C> {
     }
 
     /// Runs a scoped query and returns all rows.
-    pub fn load<'q, U, Q>(&mut self, query: Q) -> Result<Vec<U>, TenantError>
+    ///
+    /// The query is rendered once and that rendering is checked, then sent as it is
+    /// ([`CheckedStatement`]); a refused query is never sent.
+    pub fn load<U, Q>(&mut self, query: Q) -> Result<Vec<U>, TenantError>
     where
         Q: ScopedQuery,
-        Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U> + QueryFragment<Pg>,
+        Q::Query: Query + QueryFragment<Pg>,
+        CheckedStatement<SqlTypeOf<Q>>: LoadQuery<'static, PgConnection, U>,
     {
         let (org, q) = query.into_parts(sealed::Token(()));
         self.run_verified(org, q, |q, conn| RunQueryDsl::load(q, conn))
@@ -584,30 +646,32 @@ impl<C: ScopedConnection> OrgScoped<C> {
 
     /// Runs a scoped query and returns its first row; [`TenantError::is_not_found`] when there
     /// is none.
-    pub fn get_result<'q, U, Q>(&mut self, query: Q) -> Result<U, TenantError>
+    pub fn get_result<U, Q>(&mut self, query: Q) -> Result<U, TenantError>
     where
         Q: ScopedQuery,
-        Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U> + QueryFragment<Pg>,
+        Q::Query: Query + QueryFragment<Pg>,
+        CheckedStatement<SqlTypeOf<Q>>: LoadQuery<'static, PgConnection, U>,
     {
         let (org, q) = query.into_parts(sealed::Token(()));
         self.run_verified(org, q, |q, conn| RunQueryDsl::get_result(q, conn))
     }
 
     /// The first row of a scoped select (`LIMIT 1`), or `None`.
-    pub fn first<'q, U, Q>(&mut self, query: ScopedSelect<Q>) -> Result<Option<U>, TenantError>
+    pub fn first<U, Q>(&mut self, query: ScopedSelect<Q>) -> Result<Option<U>, TenantError>
     where
         Q: LimitDsl,
-        dsl::Limit<Q>:
-            RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U> + QueryFragment<Pg>,
+        dsl::Limit<Q>: Query + QueryFragment<Pg>,
+        CheckedStatement<<dsl::Limit<Q> as Query>::SqlType>: LoadQuery<'static, PgConnection, U>,
     {
         self.optional(query.limit(1))
     }
 
     /// Runs a scoped query and returns its first row, or `None`.
-    pub fn optional<'q, U, Q>(&mut self, query: Q) -> Result<Option<U>, TenantError>
+    pub fn optional<U, Q>(&mut self, query: Q) -> Result<Option<U>, TenantError>
     where
         Q: ScopedQuery,
-        Q::Query: RunQueryDsl<PgConnection> + LoadQuery<'q, PgConnection, U> + QueryFragment<Pg>,
+        Q::Query: Query + QueryFragment<Pg>,
+        CheckedStatement<SqlTypeOf<Q>>: LoadQuery<'static, PgConnection, U>,
     {
         match self.get_result(query) {
             Ok(row) => Ok(Some(row)),
@@ -620,9 +684,14 @@ impl<C: ScopedConnection> OrgScoped<C> {
     pub fn execute<Q>(&mut self, statement: Q) -> Result<usize, TenantError>
     where
         Q: ScopedQuery,
-        Q::Query: ExecuteDsl<PgConnection> + QueryFragment<Pg>,
+        Q::Query: QueryFragment<Pg>,
     {
         let (org, q) = statement.into_parts(sealed::Token(()));
-        self.run_verified(org, q, ExecuteDsl::execute)
+        self.run_verified(org, q, |q: CheckedStatement<()>, conn| {
+            ExecuteDsl::execute(q, conn)
+        })
     }
 }
+
+/// The SQL type of the rows scoped query `Q` returns.
+pub type SqlTypeOf<Q> = <<Q as ScopedQuery>::Query as Query>::SqlType;

@@ -36,13 +36,14 @@ mod pool;
 mod raw_sql;
 mod scoped;
 pub mod subquery;
+mod upsert;
 mod verify;
 
 pub use columns::{OrgColumnProbe, ScopedChangeset, SetsOrgColumn, UpdateSetsOrgColumn};
 pub use dsl::{
     JoinRhs, OnWithOrg, OrFilterWidensScope, OrgPredicate, ScopedDelete, ScopedDeleteSource,
-    ScopedInsert, ScopedInsertMany, ScopedQuery, ScopedSelect, ScopedSource, ScopedUpdate,
-    ScopedUpdateSource, ScopedWrite,
+    ScopedGroupBy, ScopedInsert, ScopedInsertMany, ScopedQuery, ScopedSelect, ScopedSource,
+    ScopedUpdate, ScopedUpdateSource, ScopedWrite, SqlTypeOf,
 };
 pub use error::{DbError, TenantError, Timeout};
 pub use org_id::{OrgId, OrgIdError};
@@ -51,6 +52,11 @@ pub use pool::{
 };
 pub use raw_sql::TenantSql;
 pub use scoped::{Isolation, OrgScoped, Pooled, ScopedConnection};
+pub use upsert::{
+    ConflictAction, ConflictTarget, DoNothing, DoUpdate, Excluded, NoReturning, Returning,
+    ReturningPart, ScopedConflict, ScopedConflictUpdate, Upsert, excluded,
+};
+pub use verify::CheckedStatement;
 
 /// Raw SQL for what the DSL cannot express, checked at compile time: every registered tenant
 /// table it reads must be constrained by `<table or alias>.<org column> = $org` (ANDed, in the

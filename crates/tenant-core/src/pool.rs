@@ -12,11 +12,10 @@ use diesel::prelude::*;
 use diesel::r2d2::R2D2Connection;
 use diesel::sql_types::{Array, Bool, Text};
 use tenant_lint::Registry;
-use tenant_sqlcheck::Tables;
 
 use crate::context::ContextKey;
 use crate::scoped::{Opening, OrgScoped, Pooled};
-use crate::verify::tables_of;
+use crate::verify::{Checks, tables_of};
 use crate::{Isolation, ORG_SETTING, OrgId, TenantError};
 
 /// Why the pool refuses to start: the login role or the schema would let rows cross orgs.
@@ -401,7 +400,7 @@ impl TenantPoolBuilder {
 #[derive(Debug, Clone)]
 pub struct TenantPool {
     pool: r2d2::Pool<TenantConnectionManager>,
-    tables: Arc<Tables>,
+    tables: Arc<Checks>,
     registry: &'static Registry,
     connection_timeout: Duration,
     signing: Option<Arc<ContextKey>>,

@@ -14,10 +14,9 @@ use diesel::query_builder::QueryFragment;
 use diesel::result::Error as DieselError;
 use diesel::{PgConnection, QueryResult};
 use tenant_lint::Registry;
-use tenant_sqlcheck::Tables;
 
 use crate::pool::{TenantConnectionManager, session_org_setting};
-use crate::verify::{tables_of, verify};
+use crate::verify::{CheckedStatement, Checks, tables_of, verify};
 use crate::{ORG_SETTING, OrgId, TenantError};
 
 /// What the opening message says when it finds an org left at session level.
@@ -111,7 +110,7 @@ pub struct OrgScoped<C: ScopedConnection> {
     conn: C,
     org: OrgId,
     state: TxState,
-    tables: Arc<Tables>,
+    tables: Arc<Checks>,
     /// Open savepoints above the transaction itself.
     savepoints: u32,
 }
@@ -222,7 +221,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
     pub(crate) fn open(
         mut conn: C,
         org: OrgId,
-        tables: Arc<Tables>,
+        tables: Arc<Checks>,
         opening: Opening<'_>,
         isolation: Isolation,
     ) -> Result<Self, TenantError> {
@@ -369,12 +368,13 @@ impl<C: ScopedConnection> OrgScoped<C> {
         }
     }
 
-    /// Checks `query` (see [`crate::verify`]) and runs it with `f`, tracking failures.
-    pub(crate) fn run_verified<Q, R>(
+    /// Renders `query` once, checks that rendering (see [`crate::verify`]) and runs exactly it
+    /// with `f`, tracking failures. `ST` is the SQL type of the rows.
+    pub(crate) fn run_verified<Q, ST, R>(
         &mut self,
         org: OrgId,
         query: Q,
-        f: impl FnOnce(Q, &mut PgConnection) -> QueryResult<R>,
+        f: impl FnOnce(CheckedStatement<ST>, &mut PgConnection) -> QueryResult<R>,
     ) -> Result<R, TenantError>
     where
         Q: QueryFragment<Pg>,
@@ -385,9 +385,12 @@ impl<C: ScopedConnection> OrgScoped<C> {
         if self.state != TxState::Open {
             return Err(TenantError::TransactionAborted);
         }
-        // A refused statement is never sent, so the transaction stays usable.
-        verify(&query, self.conn.pg(), self.org, &self.tables)?;
-        self.run(org, |conn| map(f(query, conn)))
+        // A refused statement is never sent, so the transaction stays usable. What is sent is
+        // the rendering that was checked, not the query (DESIGN.md invariant 8).
+        let statement = CheckedStatement::render(&query, self.conn.pg())?;
+        drop(query);
+        verify(&statement, self.org, &self.tables)?;
+        self.run(org, |conn| map(f(statement, conn)))
     }
 
     /// The raw connection under this scoped transaction, for what the DSL cannot express.

@@ -14,23 +14,44 @@
 //! org positions, so a query shape is parsed once.
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::{Mutex, OnceLock};
 
-use diesel::PgConnection;
 use diesel::pg::{Pg, PgQueryBuilder};
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
-use diesel::query_builder::{QueryBuilder, QueryFragment};
+use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId};
+use diesel::{PgConnection, QueryResult, RunQueryDsl};
 use tenant_lint::Registry;
 use tenant_sqlcheck::{Tables, Violation, check};
 
 use crate::{OrgId, TenantError};
 
-/// The tables of `registry`, as the checker wants them.
-pub(crate) fn tables_of(registry: &Registry) -> Tables {
-    Tables::new(registry.tables().map(|t| (t.name, t.org_column())))
+/// What the check knows of one registry: its tables as the checker wants them, and the
+/// registry's identity, part of every cache key so that a verdict given under one registry is
+/// never reused under another (two pools of one process may have different registries).
+#[derive(Debug)]
+pub(crate) struct Checks {
+    registry: (usize, usize),
+    tables: Tables,
 }
 
-type Cache = Mutex<HashMap<(String, Vec<usize>), Result<(), Violation>>>;
+/// The checks of `registry`.
+pub(crate) fn tables_of(registry: &Registry) -> Checks {
+    Checks {
+        registry: registry.identity(),
+        tables: Tables::new(registry.tables().map(|t| (t.name, t.org_column()))),
+    }
+}
+
+impl Checks {
+    /// The tables, for checks outside the cache (the admin path).
+    pub(crate) fn tables(&self) -> &Tables {
+        &self.tables
+    }
+}
+
+/// A verdict per (registry, SQL text, org bind positions).
+type Cache = Mutex<HashMap<((usize, usize), String, Vec<usize>), Result<(), Violation>>>;
 
 /// Most distinct statement shapes remembered; past it the cache starts over.
 const CACHE_LIMIT: usize = 4096;
@@ -40,43 +61,125 @@ fn cache() -> &'static Cache {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// The SQL text diesel sends for `query` (placeholders, not values).
-pub(crate) fn render<Q: QueryFragment<Pg>>(query: &Q) -> Result<String, TenantError> {
-    let mut builder = PgQueryBuilder::new();
-    query.to_sql(&mut builder, &Pg)?;
-    Ok(builder.finish())
+/// A statement rendered once: the SQL text and the bind values the check saw, sent exactly as
+/// they are (DESIGN.md invariant 8, "what is checked is exactly what is sent").
+///
+/// The query a handle was given is walked once to text and once for its binds, and never again:
+/// diesel sends this value, whose text is the saved text and whose binds are the saved bytes
+/// with their type metadata. So a `QueryFragment` or `Expression` of the user's that would
+/// render differently a second time has no second time. It has no static query id, so diesel's
+/// prepared-statement cache keys it by this exact text (and bind types), never by the type of
+/// the query it came from, whose cached statement could be another rendering.
+///
+/// Only the handle builds one ([`OrgScoped`](crate::OrgScoped)'s `load`, `execute`, ...); it
+/// is public because it appears in their bounds. `ST` is the SQL type of the rows it returns.
+pub struct CheckedStatement<ST> {
+    sql: String,
+    binds: RawBytesBindCollector<Pg>,
+    safe_to_cache: bool,
+    rows: PhantomData<fn() -> ST>,
 }
 
-/// Refuses `query` unless every tenant table in it is confined to `org`.
-pub(crate) fn verify<Q: QueryFragment<Pg>>(
-    query: &Q,
-    conn: &mut PgConnection,
+impl<ST> std::fmt::Debug for CheckedStatement<ST> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The text only: bind values may be tenant data (DESIGN.md invariant 7).
+        f.debug_struct("CheckedStatement")
+            .field("sql", &self.sql)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<ST> CheckedStatement<ST> {
+    /// Walks `query` for its text and its binds, once each.
+    pub(crate) fn render<Q: QueryFragment<Pg>>(
+        query: &Q,
+        conn: &mut PgConnection,
+    ) -> Result<Self, TenantError> {
+        let mut builder = PgQueryBuilder::new();
+        query.to_sql(&mut builder, &Pg)?;
+        let mut binds = RawBytesBindCollector::<Pg>::new();
+        query.collect_binds(&mut binds, conn, &Pg)?;
+        let safe_to_cache = query.is_safe_to_cache_prepared(&Pg)?;
+        Ok(Self {
+            sql: builder.finish(),
+            binds,
+            safe_to_cache,
+            rows: PhantomData,
+        })
+    }
+
+    /// The SQL text that is sent.
+    pub(crate) fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The 1-based positions of the binds that are `org`, bound as a `uuid`: the only
+    /// parameters the check counts as the org. A bind of the same 16 bytes with another type
+    /// (a `bytea`, say) is not the org.
+    fn org_positions(&self, org: OrgId) -> Vec<usize> {
+        let org_bytes = org.as_uuid();
+        self.binds
+            .binds
+            .iter()
+            .zip(&self.binds.metadata)
+            .enumerate()
+            .filter(|(_, (bytes, meta))| {
+                bytes.as_deref() == Some(org_bytes.as_bytes().as_slice())
+                    && meta.oid().ok() == Some(UUID_OID)
+            })
+            .map(|(i, _)| i + 1)
+            .collect()
+    }
+}
+
+/// PostgreSQL's type oid of `uuid`.
+const UUID_OID: u32 = 2950;
+
+impl<ST> QueryFragment<Pg> for CheckedStatement<ST> {
+    fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        if !self.safe_to_cache {
+            pass.unsafe_to_cache_prepared();
+        }
+        // The saved text in the text pass, the saved binds in the bind pass: nothing of the
+        // original query is walked again.
+        pass.push_sql(&self.sql);
+        pass.push_bind_collector_data(&self.binds)
+    }
+}
+
+impl<ST> QueryId for CheckedStatement<ST> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<ST> Query for CheckedStatement<ST> {
+    type SqlType = ST;
+}
+
+impl<ST> RunQueryDsl<PgConnection> for CheckedStatement<ST> {}
+
+/// Refuses `statement` unless every tenant table in it is confined to `org`.
+pub(crate) fn verify<ST>(
+    statement: &CheckedStatement<ST>,
     org: OrgId,
-    tables: &Tables,
+    checks: &Checks,
 ) -> Result<(), TenantError> {
-    let sql = render(query)?;
-    let mut binds = RawBytesBindCollector::<Pg>::new();
-    query.collect_binds(&mut binds, conn, &Pg)?;
-    let org_bytes = org.as_uuid();
-    let org_positions: Vec<usize> = binds
-        .binds
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| b.as_deref() == Some(org_bytes.as_bytes().as_slice()))
-        .map(|(i, _)| i + 1)
-        .collect();
-    let key = (sql, org_positions);
+    let key = (
+        checks.registry,
+        statement.sql.clone(),
+        statement.org_positions(org),
+    );
     let cached = cache().lock().ok().and_then(|c| c.get(&key).cloned());
     let outcome = match cached {
         Some(outcome) => outcome,
         None => {
-            let (sql, positions) = &key;
+            let (_, sql, positions) = &key;
             let is_org = |p: &str| {
                 p.strip_prefix('$')
                     .and_then(|n| n.parse::<usize>().ok())
                     .is_some_and(|n| positions.contains(&n))
             };
-            let outcome = check(sql, tables, &is_org);
+            let outcome = check(sql, &checks.tables, &is_org);
             if let Ok(mut c) = cache().lock() {
                 if c.len() >= CACHE_LIMIT {
                     c.clear();

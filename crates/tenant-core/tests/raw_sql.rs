@@ -89,13 +89,32 @@ fn tenant_sql_reads_only_the_session_orgs_rows_with_the_org_bound_by_the_library
 fn a_hand_built_statement_that_skips_the_macro_is_still_refused_before_it_is_sent() {
     let (_db, pool) = common::setup("raw_sql_bypass", 1);
     let (a, _) = common::org_with_customer(&pool, "A", "alice");
-    let forged =
-        TenantSql::__checked(diesel::sql_query("SELECT number FROM invoices").into_boxed());
+    let forged = TenantSql::new("SELECT number FROM invoices");
     let err = pool
         .with_org(a, |s| s.load_sql::<Overdue>(forged))
         .unwrap_err();
     assert!(
         matches!(&err, TenantError::Unscoped(Violation::MissingOrgPredicate { table }) if table == "invoices"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_hand_built_statement_with_a_session_change_is_refused_at_construction() {
+    let (_db, pool) = common::setup("raw_sql_bypass_setting", 1);
+    let (a, _) = common::org_with_customer(&pool, "A", "alice");
+    // The text check runs in the constructor, before the handle sees the statement.
+    let forged = TenantSql::new("SELECT set_config('tenant.org_id', $1, true) AS number")
+        .bind::<diesel::sql_types::Text, _>("x");
+    assert!(
+        format!("{forged:?}").contains("ChangesSessionSetting"),
+        "{forged:?}"
+    );
+    let err = pool
+        .with_org(a, |s| s.load_sql::<Overdue>(forged))
+        .unwrap_err();
+    assert!(
+        matches!(&err, TenantError::Unscoped(Violation::ChangesSessionSetting(f)) if f == "set_config"),
         "{err:?}"
     );
 }

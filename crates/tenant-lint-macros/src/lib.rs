@@ -120,11 +120,8 @@ fn expand(input: &Input) -> syn::Result<TokenStream2> {
     Ok(quote_spanned! {span=>
         {
             #(#checks)*
-            ::tenant_core::TenantSql::__checked(
-                ::tenant_core::__private::diesel::sql_query(#rewritten)
-                    .into_boxed::<::tenant_core::__private::diesel::pg::Pg>()
-                    #(#binds)*
-            )
+            ::tenant_core::TenantSql::new(#rewritten)
+                #(#binds)*
         }
     })
 }

@@ -134,6 +134,13 @@ impl Registry {
         }
     }
 
+    /// A number that tells this registry from every other one in the process (the address and
+    /// length of its table list, which is `'static`): the run-time check caches its verdicts
+    /// per registry with it.
+    pub fn identity(&self) -> (usize, usize) {
+        (self.tables.as_ptr() as usize, self.tables.len())
+    }
+
     /// All tables, in declaration order.
     pub fn tables(&self) -> impl Iterator<Item = &'static TableEntry> + use<> {
         self.tables.iter()

@@ -1,4 +1,3 @@
-use diesel::prelude::*;
 use tenant_core::{OrgId, TenantPool};
 use two_companies::schema::invoices;
 
@@ -12,7 +11,7 @@ diesel::table! {
 
 fn entries(pool: &TenantPool, org: OrgId) {
     let s = pool.begin(org).unwrap();
-    let _q = s.query(invoices::table).join(audit_log::table, QueryDsl::inner_join);
+    let _q = s.query(invoices::table).inner_join(audit_log::table);
 }
 
 fn main() {}

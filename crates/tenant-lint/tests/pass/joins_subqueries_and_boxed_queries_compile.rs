@@ -6,17 +6,17 @@ fn reads(pool: &TenantPool, org: OrgId, stages: &[&str]) -> Result<(), TenantErr
     pool.with_org(org, |s| {
         let _inner: Vec<(String, String)> = s.load(
             s.query(deals::table)
-                .join(customers::table, QueryDsl::inner_join)
+                .inner_join(customers::table)
                 .select((deals::title, customers::name)),
         )?;
         let _left: Vec<(String, Option<String>)> = s.load(
             s.query(deals::table)
-                .join(customers::table, QueryDsl::left_join)
+                .left_join(customers::table)
                 .select((deals::title, customers::name.nullable())),
         )?;
         let _global: Vec<(String, String)> = s.load(
             s.query(invoices::table)
-                .join(currencies::table, QueryDsl::inner_join)
+                .inner_join(currencies::table)
                 .select((invoices::number, currencies::name)),
         )?;
         let customers_named_a = s.query(customers::table).filter(customers::name.like("A%")).select(customers::id);

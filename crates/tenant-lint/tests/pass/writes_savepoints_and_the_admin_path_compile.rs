@@ -1,5 +1,5 @@
 use diesel::prelude::*;
-use diesel::upsert::excluded;
+use tenant_core::excluded;
 use tenant_core::admin::GlobalWriter;
 use tenant_core::{OrgId, TenantError, TenantPool};
 use two_companies::schema::*;
@@ -42,9 +42,7 @@ fn writes(pool: &TenantPool, org: OrgId) -> Result<(), TenantError> {
     pool.with_org(org, |s| {
         let _id: uuid::Uuid =
             s.get_result(s.insert(customers::table, &NewCustomer { name: "a", email: "a@x" }).returning(customers::id))?;
-        s.execute(s.insert(customers::table, &NewCustomer { name: "a", email: "a@x" }).on_conflict(|i| {
-            i.on_conflict((customers::org_id, customers::email)).do_update().set(customers::name.eq(excluded(customers::name)))
-        }))?;
+        s.execute(s.insert(customers::table, &NewCustomer { name: "a", email: "a@x" }).on_conflict((customers::org_id, customers::email)).do_update().set(customers::name.eq(excluded(customers::name))))?;
         let _titles: Vec<String> =
             s.load(s.update(deals::table).filter(deals::stage.eq("lost")).set(&DealChanges { title: Some("x") }).returning(deals::title))?;
         let edit = DealEdit { id: uuid::Uuid::nil(), org_id: uuid::Uuid::nil(), headline: "h".into(), stage: DealStage { stage: "won".into() } };
