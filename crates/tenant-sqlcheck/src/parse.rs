@@ -1,0 +1,185 @@
+//! Parsing: the text becomes exactly one statement of a kind the check understands, and names
+//! are compared the way PostgreSQL folds them.
+//!
+//! Invariant: nothing after this stage sees more or less than one statement, and a statement
+//! or query body of a kind the later stages do not model (DDL, SET, COPY, `TABLE t`, ...) is
+//! refused here, before anything is assumed about it.
+
+use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, SetExpr, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::violation::Violation;
+
+/// Parses `sql` as PostgreSQL and returns its only statement.
+pub(crate) fn parse_one(sql: &str) -> Result<Statement, Violation> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| Violation::Unparsable(e.to_string()))?;
+    if statements.len() != 1 {
+        return Err(Violation::StatementCount(statements.len()));
+    }
+    statements.pop().ok_or(Violation::StatementCount(0))
+}
+
+/// Refuses every statement kind but SELECT (a query), INSERT, UPDATE and DELETE.
+pub(crate) fn dml_only(statement: &Statement) -> Result<(), Violation> {
+    match statement {
+        Statement::Query(_)
+        | Statement::Insert(_)
+        | Statement::Update(_)
+        | Statement::Delete(_) => Ok(()),
+        other => Err(Violation::UnsupportedStatement(first_keyword(
+            &other.to_string(),
+        ))),
+    }
+}
+
+/// Refuses every statement kind but a query (SELECT, VALUES, set operations, WITH).
+pub(crate) fn query_only(statement: &Statement) -> Result<(), Violation> {
+    match statement {
+        Statement::Query(_) => Ok(()),
+        other => Err(Violation::UnsupportedStatement(first_keyword(
+            &other.to_string(),
+        ))),
+    }
+}
+
+/// Refuses a query body the scope check cannot see into: `TABLE t` (a tenant table read with
+/// no place for a predicate), and DML nested as a query body.
+pub(crate) fn supported_body(body: &SetExpr) -> Result<(), Violation> {
+    match body {
+        SetExpr::Select(_) | SetExpr::Query(_) | SetExpr::Values(_) => Ok(()),
+        SetExpr::SetOperation { left, right, .. } => {
+            supported_body(left)?;
+            supported_body(right)
+        }
+        SetExpr::Table(t) => Err(Violation::Unverifiable {
+            table: t.table_name.as_ref().map(ident).unwrap_or_default(),
+        }),
+        other => Err(Violation::UnsupportedStatement(first_keyword(
+            &other.to_string(),
+        ))),
+    }
+}
+
+/// The first word of `text`, uppercased: how a refused statement is named.
+fn first_keyword(text: &str) -> String {
+    text.split_whitespace().next().unwrap_or("?").to_uppercase()
+}
+
+/// An identifier as the table registry compares it: quoted ones exactly, others lowercased.
+pub(crate) fn ident(id: &Ident) -> String {
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_lowercase()
+    }
+}
+
+/// The last part of `name` (the relation, without its schema), as [`ident`] folds it.
+pub(crate) fn last_ident(name: &ObjectName) -> Option<String> {
+    match name.0.last()? {
+        ObjectNamePart::Identifier(id) => Some(ident(id)),
+        _ => None,
+    }
+}
+
+/// An identifier exactly as PostgreSQL folds it: quoted ones as written, unquoted ones with
+/// ASCII letters lowercased (and nothing else: PostgreSQL does not fold other letters in
+/// UTF-8 databases).
+pub(crate) fn fold(id: &Ident) -> String {
+    if id.quote_style.is_some() {
+        id.value.clone()
+    } else {
+        id.value.to_ascii_lowercase()
+    }
+}
+
+/// Every part of a (possibly qualified) name as PostgreSQL folds it; `None` when a part is not
+/// a plain identifier, or is empty or contains a dot (which would make `"a.b"` look like the
+/// qualified `a.b`).
+pub(crate) fn fold_name(name: &ObjectName) -> Option<Vec<String>> {
+    name.0
+        .iter()
+        .map(|part| match part {
+            ObjectNamePart::Identifier(id) => {
+                let folded = fold(id);
+                (!folded.is_empty() && !folded.contains('.')).then_some(folded)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_of(sql_expr: &str) -> ObjectName {
+        let sql = format!("SELECT {sql_expr}(1)");
+        let Statement::Query(q) = parse_one(&sql).unwrap() else {
+            panic!("not a query")
+        };
+        let SetExpr::Select(s) = *q.body else {
+            panic!("not a select")
+        };
+        let sqlparser::ast::SelectItem::UnnamedExpr(sqlparser::ast::Expr::Function(f)) =
+            &s.projection[0]
+        else {
+            panic!("not a function")
+        };
+        f.name.clone()
+    }
+
+    #[test]
+    fn exactly_one_statement_parses() {
+        assert!(parse_one("SELECT 1").is_ok());
+        assert_eq!(
+            parse_one("SELECT 1; SELECT 2"),
+            Err(Violation::StatementCount(2))
+        );
+        assert_eq!(parse_one(""), Err(Violation::StatementCount(0)));
+        assert!(matches!(
+            parse_one("SELEC nonsense"),
+            Err(Violation::Unparsable(_))
+        ));
+    }
+
+    #[test]
+    fn only_dml_statements_are_accepted() {
+        let kind = |sql: &str| dml_only(&parse_one(sql).unwrap());
+        assert_eq!(kind("SELECT 1"), Ok(()));
+        assert_eq!(kind("DELETE FROM t"), Ok(()));
+        assert_eq!(
+            kind("SET tenant.org_id = 'x'"),
+            Err(Violation::UnsupportedStatement("SET".into()))
+        );
+        assert_eq!(
+            kind("DROP TABLE invoices"),
+            Err(Violation::UnsupportedStatement("DROP".into()))
+        );
+        assert_eq!(
+            query_only(&parse_one("DELETE FROM pg_class").unwrap()),
+            Err(Violation::UnsupportedStatement("DELETE".into()))
+        );
+    }
+
+    #[test]
+    fn names_fold_like_postgresql() {
+        assert_eq!(
+            fold_name(&name_of("PG_CATALOG.QUERY_TO_XML")),
+            Some(vec!["pg_catalog".into(), "query_to_xml".into()])
+        );
+        assert_eq!(
+            fold_name(&name_of(r#""Query_To_Xml""#)),
+            Some(vec!["Query_To_Xml".into()])
+        );
+        // A quoted dot is part of one name, not a schema separator: refused.
+        assert_eq!(fold_name(&name_of(r#""pg_catalog.lower""#)), None);
+        // Only ASCII letters fold (the Kelvin sign stays what it is).
+        assert_eq!(
+            fold_name(&name_of("LOWER\u{212A}")),
+            Some(vec!["lower\u{212A}".into()])
+        );
+    }
+}

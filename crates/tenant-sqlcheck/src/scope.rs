@@ -1,0 +1,557 @@
+//! Scope resolution: which tenant-table references of a SELECT, UPDATE or DELETE are confined to
+//! the session's org, and (in symbolic mode) what each reference is constrained by.
+//!
+//! Invariant: a reference counts as confined only by a top-level ANDed conjunct
+//! `<table or alias>.<org column> = <org parameter>` in the WHERE of the query that reads it,
+//! in the ON of its own LEFT join, or in the ON of an inner join; a RIGHT or FULL join's ON
+//! confines nothing, and anything under OR or NOT confines nothing. Every reference confirmed
+//! here is recorded in `verified`, for the final pass ([`crate::verdict`]) to match against
+//! every reference the walk saw.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, JoinConstraint, JoinOperator, ObjectName, Query, TableFactor,
+    TableWithJoins, Value, Visitor,
+};
+
+use crate::functions::Policy;
+use crate::parse::{ident, last_ident};
+use crate::registry::{Kind, Requirement, Tables};
+use crate::violation::Violation;
+
+/// The names of every CTE of `statement`: derived tables, whose queries are checked where they
+/// are defined.
+pub(crate) fn cte_names(statement: &sqlparser::ast::Statement) -> HashSet<String> {
+    struct CteCollector(HashSet<String>);
+    impl Visitor for CteCollector {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            if let Some(with) = &query.with {
+                for cte in &with.cte_tables {
+                    self.0.insert(ident(&cte.alias.name));
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut collector = CteCollector(HashSet::new());
+    let _ = sqlparser::ast::Visit::visit(statement, &mut collector);
+    collector.0
+}
+
+/// The state of one check: what the walk has seen, and what the scope checks confirmed.
+pub(crate) struct Checker<'a> {
+    pub(crate) tables: &'a Tables,
+    /// The function and expression policy.
+    pub(crate) policy: Policy<'a>,
+    pub(crate) is_org_param: &'a dyn Fn(&str) -> bool,
+    /// The admin path: writes to global tables are allowed.
+    pub(crate) global_writes: bool,
+    pub(crate) ctes: HashSet<String>,
+    /// Tenant-table references found by the visitor.
+    pub(crate) seen: Vec<String>,
+    /// Tenant-table references confirmed confined by a scope check.
+    pub(crate) verified: Vec<String>,
+    /// Symbolic mode: what each reference needs from the registry.
+    pub(crate) requirements: Vec<Requirement>,
+}
+
+/// One table in the FROM of a SELECT, UPDATE or DELETE.
+struct ScopeEntry<'e> {
+    table: String,
+    qualifier: String,
+    org_column: String,
+    /// ON conjuncts that confine this table: its own join's, or any inner join's.
+    on: Vec<&'e Expr>,
+}
+
+impl<'a> Checker<'a> {
+    /// A check of one statement with `ctes` (its CTE names).
+    pub(crate) fn new(
+        tables: &'a Tables,
+        is_org_param: &'a dyn Fn(&str) -> bool,
+        global_writes: bool,
+        ctes: HashSet<String>,
+    ) -> Self {
+        Self {
+            tables,
+            policy: Policy::scoped(tables),
+            is_org_param,
+            global_writes,
+            ctes,
+            seen: Vec::new(),
+            verified: Vec::new(),
+            requirements: Vec::new(),
+        }
+    }
+
+    /// Records a relation the walk found in a FROM: a tenant table must be confirmed later; an
+    /// unregistered one (not a CTE) is refused.
+    pub(crate) fn see_relation(&mut self, name: &ObjectName) -> ControlFlow<Violation> {
+        match self.kind_of(name) {
+            Kind::Tenant(_) => self.seen.push(last_ident(name).unwrap_or_default()),
+            Kind::Global => {}
+            Kind::Unknown => {
+                let table = last_ident(name).unwrap_or_default();
+                if !self.ctes.contains(&table) {
+                    return ControlFlow::Break(Violation::UnregisteredTable { table });
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The kind of a referenced relation; a CTE name is a derived table, checked where defined.
+    pub(crate) fn kind_of(&self, name: &ObjectName) -> Kind<'_> {
+        if self.tables.is_symbolic() && last_ident(name).is_some_and(|n| self.ctes.contains(&n)) {
+            return Kind::Global;
+        }
+        self.tables.kind(name)
+    }
+
+    /// Checks every tenant table of `from` against the WHERE conjuncts and the ON conjuncts.
+    pub(crate) fn check_scope(
+        &mut self,
+        from: &[&TableWithJoins],
+        selection: Option<&Expr>,
+    ) -> ControlFlow<Violation> {
+        let mut entries: Vec<ScopeEntry<'_>> = Vec::new();
+        let mut inner_on: Vec<&Expr> = Vec::new();
+        let mut count = 0usize;
+        for twj in from {
+            self.collect(twj, Vec::new(), &mut entries, &mut inner_on, &mut count);
+        }
+        let where_conjuncts: Vec<&Expr> = selection.map(conjuncts).unwrap_or_default();
+        let single = count == 1;
+        if self.tables.is_symbolic() {
+            for entry in &entries {
+                let mut constrained: Vec<String> = where_conjuncts
+                    .iter()
+                    .chain(entry.on.iter())
+                    .chain(inner_on.iter())
+                    .filter_map(|c| self.constrained_column(c, entry, single))
+                    .collect();
+                constrained.sort();
+                constrained.dedup();
+                self.requirements.push(Requirement::Read {
+                    table: entry.table.clone(),
+                    constrained,
+                });
+                self.verified.push(entry.table.clone());
+            }
+            return ControlFlow::Continue(());
+        }
+        for entry in &entries {
+            let confined = where_conjuncts
+                .iter()
+                .chain(entry.on.iter())
+                .chain(inner_on.iter())
+                .any(|c| self.confines(c, entry, single));
+            if !confined {
+                return ControlFlow::Break(Violation::MissingOrgPredicate {
+                    table: entry.qualifier.clone(),
+                });
+            }
+            self.verified.push(entry.table.clone());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Adds the tables of `twj` to the scope: its relation (confined also by `on`, the ON of the
+    /// join it is the right side of), then each join. A parenthesized join (`FROM (a JOIN b ON
+    /// ...)`, as diesel writes it) is flattened into the same scope.
+    fn collect<'e>(
+        &self,
+        twj: &'e TableWithJoins,
+        on: Vec<&'e Expr>,
+        entries: &mut Vec<ScopeEntry<'e>>,
+        inner_on: &mut Vec<&'e Expr>,
+        count: &mut usize,
+    ) {
+        self.collect_factor(&twj.relation, on, entries, inner_on, count);
+        for join in &twj.joins {
+            // Which ON clauses confine what: an inner join's ON filters the whole result (every
+            // table); a LEFT join's ON filters only its right side; a RIGHT or FULL join
+            // preserves the right side, so its ON confines nothing (only the WHERE can).
+            let (constraint, inner) = match &join.join_operator {
+                JoinOperator::Join(c) | JoinOperator::Inner(c) => (Some(c), true),
+                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (Some(c), false),
+                JoinOperator::CrossJoin(c) => (Some(c), true),
+                _ => (None, false),
+            };
+            let join_on: Vec<&Expr> = match constraint {
+                Some(JoinConstraint::On(e)) => conjuncts(e),
+                _ => Vec::new(),
+            };
+            if inner {
+                inner_on.extend(join_on.iter().copied());
+            }
+            self.collect_factor(&join.relation, join_on, entries, inner_on, count);
+        }
+    }
+
+    fn collect_factor<'e>(
+        &self,
+        factor: &'e TableFactor,
+        on: Vec<&'e Expr>,
+        entries: &mut Vec<ScopeEntry<'e>>,
+        inner_on: &mut Vec<&'e Expr>,
+        count: &mut usize,
+    ) {
+        match factor {
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => {
+                self.collect(table_with_joins, on, entries, inner_on, count);
+            }
+            other => {
+                *count += 1;
+                self.push_entry(entries, other, on);
+            }
+        }
+    }
+
+    fn push_entry<'e>(
+        &self,
+        entries: &mut Vec<ScopeEntry<'e>>,
+        factor: &TableFactor,
+        on: Vec<&'e Expr>,
+    ) {
+        if let TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } = factor
+            && let Kind::Tenant(col) = self.kind_of(name)
+        {
+            let table = last_ident(name).unwrap_or_default();
+            let qualifier = alias
+                .as_ref()
+                .map(|a| ident(&a.name))
+                .unwrap_or_else(|| table.clone());
+            entries.push(ScopeEntry {
+                table,
+                qualifier,
+                org_column: col.to_owned(),
+                on,
+            });
+        }
+    }
+
+    /// Whether conjunct `c` is `<entry>.<org column> = <org param>` (either side).
+    fn confines(&self, c: &Expr, entry: &ScopeEntry<'_>, single: bool) -> bool {
+        self.constrained_column(c, entry, single)
+            .is_some_and(|col| col == entry.org_column)
+    }
+
+    /// The column of `entry` that conjunct `c` constrains to the org parameter, if it is
+    /// `<entry>.<column> = <org param>` (either side; unqualified only with one table in scope).
+    fn constrained_column(&self, c: &Expr, entry: &ScopeEntry<'_>, single: bool) -> Option<String> {
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = strip(c)
+        else {
+            return None;
+        };
+        let column_side = if self.is_param(right) {
+            left
+        } else if self.is_param(left) {
+            right
+        } else {
+            return None;
+        };
+        match strip(column_side) {
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                let column = ident(&parts[parts.len() - 1]);
+                let qualifier = ident(&parts[parts.len() - 2]);
+                (qualifier == entry.qualifier
+                    || (qualifier == entry.table && entry.qualifier == entry.table))
+                    .then_some(column)
+            }
+            Expr::Identifier(id) if single => Some(ident(id)),
+            _ => None,
+        }
+    }
+
+    /// Whether `e` is an org parameter (possibly cast).
+    pub(crate) fn is_param(&self, e: &Expr) -> bool {
+        match strip(e) {
+            Expr::Value(v) => matches!(&v.value, Value::Placeholder(p) if (self.is_org_param)(p)),
+            Expr::Cast { expr, .. } => self.is_param(expr),
+            _ => false,
+        }
+    }
+}
+
+/// Splits `a AND b AND (c AND d)` into its conjuncts; anything under OR/NOT stays whole.
+pub(crate) fn conjuncts(e: &Expr) -> Vec<&Expr> {
+    match strip(e) {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let mut v = conjuncts(left);
+            v.extend(conjuncts(right));
+            v
+        }
+        other => vec![other],
+    }
+}
+
+/// `e` without its parentheses.
+pub(crate) fn strip(e: &Expr) -> &Expr {
+    match e {
+        Expr::Nested(inner) => strip(inner),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Requirement, Tables, Violation, check, requirements};
+
+    fn tables() -> Tables {
+        Tables::new([
+            ("orgs", Some("id")),
+            ("customers", Some("org_id")),
+            ("invoices", Some("org_id")),
+            ("deals", Some("org_id")),
+            ("currencies", None),
+        ])
+    }
+
+    fn run(sql: &str) -> Result<(), Violation> {
+        check(sql, &tables(), &|p: &str| p == "$1" || p == "$org")
+    }
+
+    fn missing(table: &str) -> Result<(), Violation> {
+        Err(Violation::MissingOrgPredicate {
+            table: table.into(),
+        })
+    }
+
+    #[test]
+    fn diesel_shaped_statements_with_the_org_predicate_pass() {
+        for sql in [
+            r#"SELECT "customers"."id" FROM "customers" WHERE (("customers"."org_id" = $1) AND ("customers"."name" = $2))"#,
+            r#"SELECT COUNT(*) FROM "invoices" WHERE ("invoices"."org_id" = $1)"#,
+            r#"UPDATE "customers" SET "name" = $2 WHERE ("customers"."org_id" = $1)"#,
+            r#"DELETE FROM "customers" WHERE (("customers"."org_id" = $1) AND ("customers"."id" = $2))"#,
+            r#"INSERT INTO "customers" ("org_id", "name", "email") VALUES ($1, $2, $3)"#,
+            r#"INSERT INTO "customers" ("org_id", "name") VALUES ($1, $2), ($1, $3) RETURNING "customers"."id""#,
+            r#"SELECT "currencies"."name" FROM "currencies" WHERE ("currencies"."code" = $2)"#,
+            r#"SELECT i.id FROM invoices i INNER JOIN customers c ON c.id = i.customer_id AND c.org_id = $1 WHERE i.org_id = $1"#,
+            r#"SELECT i.id FROM invoices i LEFT JOIN customers c ON (c.id = i.customer_id AND c.org_id = $1) WHERE i.org_id = $1"#,
+            r#"SELECT i.id FROM invoices i JOIN currencies x ON x.code = i.currency WHERE i.org_id = $1"#,
+            r#"SELECT id FROM invoices WHERE org_id = $1 AND customer_id IN (SELECT id FROM customers WHERE org_id = $1)"#,
+            r#"SELECT id FROM invoices WHERE org_id = $1 AND EXISTS (SELECT 1 FROM customers c WHERE c.org_id = $1 AND c.id = invoices.customer_id)"#,
+            r#"WITH mine AS (SELECT id FROM customers WHERE org_id = $org) SELECT * FROM mine"#,
+            r#"INSERT INTO customers (org_id, name) VALUES ($1, $2) ON CONFLICT (org_id, email) DO UPDATE SET name = excluded.name"#,
+            r#"SELECT id FROM invoices WHERE org_id = $1 UNION ALL SELECT id FROM customers WHERE org_id = $1"#,
+            r#"SELECT id FROM invoices WHERE org_id = $1::uuid"#,
+            r#"SELECT "deals"."title" FROM ("deals" INNER JOIN "customers" ON (("deals"."customer_id" = "customers"."id") AND ("customers"."org_id" = $1))) WHERE ("deals"."org_id" = $1)"#,
+        ] {
+            assert_eq!(run(sql), Ok(()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_missing_predicate_is_refused() {
+        assert_eq!(run("SELECT * FROM invoices"), missing("invoices"));
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE total > $2"),
+            missing("invoices")
+        );
+        assert_eq!(run("UPDATE invoices SET total = 0"), missing("invoices"));
+        assert_eq!(
+            run("DELETE FROM invoices WHERE id = $2"),
+            missing("invoices")
+        );
+    }
+
+    #[test]
+    fn a_predicate_bound_to_something_other_than_the_org_is_refused() {
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE org_id = $2"),
+            missing("invoices")
+        );
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE org_id = org_id"),
+            missing("invoices")
+        );
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE org_id <> $1"),
+            missing("invoices")
+        );
+    }
+
+    #[test]
+    fn a_predicate_on_the_wrong_alias_is_refused() {
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE c.org_id = $1"
+            ),
+            missing("i")
+        );
+        assert_eq!(
+            run("SELECT * FROM invoices i WHERE invoices.org_id = $1"),
+            missing("i")
+        );
+    }
+
+    #[test]
+    fn or_that_escapes_the_predicate_is_refused() {
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE org_id = $1 OR total > 0"),
+            missing("invoices")
+        );
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE (org_id = $1 OR true) AND id = $2"),
+            missing("invoices")
+        );
+        assert_eq!(
+            run("SELECT * FROM invoices WHERE NOT (org_id <> $1)"),
+            missing("invoices")
+        );
+    }
+
+    #[test]
+    fn an_unfiltered_subquery_or_cte_is_refused() {
+        assert_eq!(
+            run(
+                "SELECT id FROM invoices WHERE org_id = $1 AND customer_id IN (SELECT id FROM customers)"
+            ),
+            missing("customers")
+        );
+        assert_eq!(
+            run("SELECT id, (SELECT count(*) FROM customers) FROM invoices WHERE org_id = $1"),
+            missing("customers")
+        );
+        assert_eq!(
+            run("WITH all_rows AS (SELECT * FROM invoices) SELECT * FROM all_rows"),
+            missing("invoices")
+        );
+        assert_eq!(
+            run("SELECT * FROM (SELECT * FROM invoices) AS x"),
+            missing("invoices")
+        );
+        assert_eq!(
+            run("SELECT id FROM invoices WHERE org_id = $1 UNION ALL SELECT id FROM customers"),
+            missing("customers")
+        );
+    }
+
+    #[test]
+    fn a_parenthesized_join_without_the_joined_tables_predicate_is_refused() {
+        assert_eq!(
+            run(
+                r#"SELECT 1 FROM ("deals" INNER JOIN "customers" ON ("deals"."customer_id" = "customers"."id")) WHERE ("deals"."org_id" = $1)"#
+            ),
+            missing("customers")
+        );
+    }
+
+    #[test]
+    fn a_right_or_full_join_predicate_does_not_confine_the_preserved_side() {
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i RIGHT JOIN customers c ON c.id = i.customer_id AND c.org_id = $1 AND i.org_id = $1"
+            ),
+            missing("i")
+        );
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i RIGHT JOIN customers c ON c.id = i.customer_id AND c.org_id = $1 WHERE i.org_id = $1"
+            ),
+            missing("c")
+        );
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i FULL JOIN customers c ON c.id = i.customer_id AND c.org_id = $1 WHERE i.org_id = $1"
+            ),
+            missing("c")
+        );
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i RIGHT JOIN customers c ON c.id = i.customer_id WHERE i.org_id = $1 AND c.org_id = $1"
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_left_join_predicate_on_the_left_table_does_not_confine_it() {
+        // In a LEFT JOIN the ON clause does not filter the left side's rows.
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i LEFT JOIN customers c ON c.id = i.customer_id AND i.org_id = $1 AND c.org_id = $1"
+            ),
+            missing("i")
+        );
+    }
+
+    fn reqs(sql: &str) -> Vec<Requirement> {
+        requirements(sql, &|p: &str| p == "$org").unwrap()
+    }
+
+    fn read(table: &str, constrained: &[&str]) -> Requirement {
+        Requirement::Read {
+            table: table.into(),
+            constrained: constrained.iter().map(|c| (*c).into()).collect(),
+        }
+    }
+
+    #[test]
+    fn symbolic_mode_records_what_each_reference_is_constrained_by() {
+        assert_eq!(
+            reqs(
+                "SELECT * FROM invoices i JOIN customers c ON c.id = i.customer_id AND c.org_id = $org WHERE i.org_id = $org AND i.total > $1"
+            ),
+            [
+                read("invoices", &["org_id"]),
+                read("customers", &["org_id"])
+            ]
+        );
+        // Missing, wrong alias, OR, unfiltered subquery and CTE: the reference is unconstrained.
+        assert_eq!(reqs("SELECT * FROM invoices"), [read("invoices", &[])]);
+        assert_eq!(
+            reqs("SELECT * FROM invoices i WHERE c.org_id = $org"),
+            [read("invoices", &[])]
+        );
+        assert_eq!(
+            reqs("SELECT * FROM invoices WHERE org_id = $org OR true"),
+            [read("invoices", &[])]
+        );
+        assert_eq!(
+            reqs(
+                "SELECT * FROM invoices WHERE org_id = $org AND customer_id IN (SELECT id FROM customers)"
+            ),
+            [read("invoices", &["org_id"]), read("customers", &[])]
+        );
+        assert_eq!(
+            reqs("WITH x AS (SELECT * FROM invoices) SELECT * FROM x"),
+            [read("invoices", &[])]
+        );
+        assert_eq!(
+            requirements("SELECT set_config('tenant.org_id', 'x', true)", &|_| false),
+            Err(Violation::ChangesSessionSetting("set_config".into()))
+        );
+    }
+
+    #[test]
+    fn unqualified_org_column_counts_only_with_one_table_in_scope() {
+        assert_eq!(run("SELECT * FROM invoices WHERE org_id = $org"), Ok(()));
+        assert_eq!(
+            run(
+                "SELECT * FROM invoices i JOIN customers c ON c.id = i.customer_id WHERE org_id = $1 AND c.org_id = $1"
+            ),
+            missing("i")
+        );
+    }
+}

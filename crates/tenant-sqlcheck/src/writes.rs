@@ -1,0 +1,384 @@
+//! Writes: what an UPDATE, DELETE or INSERT may do to the rows it touches.
+//!
+//! Invariant: a scoped statement never assigns a tenant table's org column (UPDATE SET, ON
+//! CONFLICT DO UPDATE SET), never inserts a row whose org column is not the org parameter, and
+//! never writes a global table (only the admin path may); the rows an UPDATE or DELETE reaches
+//! are confined by the same scope check as a SELECT's ([`crate::scope`]).
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    AssignmentTarget, Delete, Expr, FromTable, Insert, OnConflictAction, OnInsert, SelectItem,
+    SetExpr, TableFactor, TableObject, TableWithJoins, Update, UpdateTableFromKind, Value,
+};
+
+use crate::parse::last_ident;
+use crate::registry::{Kind, Requirement};
+use crate::scope::Checker;
+use crate::violation::Violation;
+
+impl Checker<'_> {
+    /// Checks an UPDATE: no org column assigned, no global table written, rows confined.
+    pub(crate) fn check_update(&mut self, update: &Update) -> ControlFlow<Violation> {
+        let mut from: Vec<&TableWithJoins> = vec![&update.table];
+        if let Some(UpdateTableFromKind::AfterSet(t) | UpdateTableFromKind::BeforeSet(t)) =
+            &update.from
+        {
+            from.extend(t.iter());
+        }
+        if let TableFactor::Table { name, .. } = &update.table.relation {
+            if self.tables.is_symbolic() {
+                let assigned = update
+                    .assignments
+                    .iter()
+                    .flat_map(assignment_targets)
+                    .collect();
+                self.requirements.push(Requirement::Write {
+                    table: last_ident(name).unwrap_or_default(),
+                    assigned,
+                });
+            }
+            match self.kind_of(name) {
+                Kind::Tenant(col) => {
+                    for a in &update.assignments {
+                        if assignment_targets(a).iter().any(|c| c == col) {
+                            return ControlFlow::Break(Violation::AssignsOrgColumn {
+                                table: last_ident(name).unwrap_or_default(),
+                                column: col.to_owned(),
+                            });
+                        }
+                    }
+                }
+                Kind::Global if !self.global_writes => {
+                    return ControlFlow::Break(Violation::WritesGlobalTable {
+                        table: last_ident(name).unwrap_or_default(),
+                    });
+                }
+                Kind::Global | Kind::Unknown => {}
+            }
+        }
+        self.check_scope(&from, update.selection.as_ref())
+    }
+
+    /// Checks a DELETE: no global table written, rows confined.
+    pub(crate) fn check_delete(&mut self, delete: &Delete) -> ControlFlow<Violation> {
+        if !delete.tables.is_empty() {
+            return ControlFlow::Break(Violation::UnsupportedStatement(
+                "multi-table DELETE".into(),
+            ));
+        }
+        let (FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables)) = &delete.from;
+        for twj in tables {
+            if let TableFactor::Table { name, .. } = &twj.relation
+                && let Kind::Global = self.kind_of(name)
+                && !self.global_writes
+            {
+                return ControlFlow::Break(Violation::WritesGlobalTable {
+                    table: last_ident(name).unwrap_or_default(),
+                });
+            }
+        }
+        if self.tables.is_symbolic() {
+            for twj in tables {
+                if let TableFactor::Table { name, .. } = &twj.relation {
+                    self.requirements.push(Requirement::Write {
+                        table: last_ident(name).unwrap_or_default(),
+                        assigned: Vec::new(),
+                    });
+                }
+            }
+        }
+        let mut from: Vec<&TableWithJoins> = tables.iter().collect();
+        if let Some(using) = &delete.using {
+            from.extend(using.iter());
+        }
+        self.check_scope(&from, delete.selection.as_ref())
+    }
+
+    /// Symbolic mode: which columns hold the org in every row, and what an upsert assigns.
+    fn insert_requirements(&mut self, insert: &Insert, table: String) -> ControlFlow<Violation> {
+        let rows: Vec<&[Expr]> = match insert.source.as_deref().map(|q| q.body.as_ref()) {
+            Some(SetExpr::Values(values)) => {
+                values.rows.iter().map(|r| r.content.as_slice()).collect()
+            }
+            Some(SetExpr::Select(select)) => {
+                let row: Vec<Expr> = select
+                    .projection
+                    .iter()
+                    .map(|item| match item {
+                        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                            e.clone()
+                        }
+                        _ => Expr::Value(Value::Null.into()),
+                    })
+                    .collect();
+                let org_columns = insert
+                    .columns
+                    .iter()
+                    .zip(&row)
+                    .filter(|(_, e)| self.is_param(e))
+                    .filter_map(|(c, _)| last_ident(c))
+                    .collect();
+                self.requirements.push(Requirement::Insert {
+                    table: table.clone(),
+                    org_columns,
+                });
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+        if !rows.is_empty() {
+            let org_columns = insert
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| {
+                    rows.iter()
+                        .all(|row| row.get(*i).is_some_and(|e| self.is_param(e)))
+                })
+                .filter_map(|(_, c)| last_ident(c))
+                .collect();
+            self.requirements.push(Requirement::Insert {
+                table: table.clone(),
+                org_columns,
+            });
+        } else if !matches!(
+            insert.source.as_deref().map(|q| q.body.as_ref()),
+            Some(SetExpr::Select(_))
+        ) {
+            self.requirements.push(Requirement::Insert {
+                table: table.clone(),
+                org_columns: Vec::new(),
+            });
+        }
+        if let Some(OnInsert::OnConflict(conflict)) = &insert.on
+            && let OnConflictAction::DoUpdate(update) = &conflict.action
+        {
+            let assigned = update
+                .assignments
+                .iter()
+                .flat_map(assignment_targets)
+                .collect();
+            self.requirements
+                .push(Requirement::Write { table, assigned });
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Checks an INSERT: the org parameter in every row's org column, none assigned on conflict.
+    pub(crate) fn check_insert(&mut self, insert: &Insert) -> ControlFlow<Violation> {
+        let TableObject::TableName(name) = &insert.table else {
+            return ControlFlow::Break(Violation::UnsupportedStatement(
+                "INSERT INTO FUNCTION".into(),
+            ));
+        };
+        let table = last_ident(name).unwrap_or_default();
+        if self.tables.is_symbolic() {
+            return self.insert_requirements(insert, table);
+        }
+        let col = match self.kind_of(name) {
+            Kind::Tenant(col) => col.to_owned(),
+            Kind::Global if self.global_writes => return ControlFlow::Continue(()),
+            Kind::Global => return ControlFlow::Break(Violation::WritesGlobalTable { table }),
+            Kind::Unknown => return ControlFlow::Break(Violation::UnregisteredTable { table }),
+        };
+        let missing = || {
+            ControlFlow::Break(Violation::InsertWithoutOrg {
+                table: table.clone(),
+                column: col.clone(),
+            })
+        };
+        let Some(position) = insert
+            .columns
+            .iter()
+            .position(|c| last_ident(c).as_deref() == Some(col.as_str()))
+        else {
+            return missing();
+        };
+        let Some(source) = &insert.source else {
+            return missing();
+        };
+        let rows_ok = match source.body.as_ref() {
+            SetExpr::Values(values) => {
+                !values.rows.is_empty()
+                    && values
+                        .rows
+                        .iter()
+                        .all(|row| row.content.get(position).is_some_and(|e| self.is_param(e)))
+            }
+            SetExpr::Select(select) => match select.projection.get(position) {
+                Some(SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) => {
+                    self.is_param(e)
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if !rows_ok {
+            return missing();
+        }
+        if let Some(OnInsert::OnConflict(conflict)) = &insert.on
+            && let OnConflictAction::DoUpdate(update) = &conflict.action
+        {
+            for a in &update.assignments {
+                if assignment_targets(a).contains(&col) {
+                    return ControlFlow::Break(Violation::AssignsOrgColumn { table, column: col });
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The column names an assignment sets.
+fn assignment_targets(a: &sqlparser::ast::Assignment) -> Vec<String> {
+    match &a.target {
+        AssignmentTarget::ColumnName(n) => last_ident(n).into_iter().collect(),
+        AssignmentTarget::Tuple(ns) => ns.iter().filter_map(last_ident).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Requirement, Tables, Violation, check, check_global_write, requirements};
+
+    fn tables() -> Tables {
+        Tables::new([
+            ("orgs", Some("id")),
+            ("customers", Some("org_id")),
+            ("invoices", Some("org_id")),
+            ("deals", Some("org_id")),
+            ("currencies", None),
+        ])
+    }
+
+    fn run(sql: &str) -> Result<(), Violation> {
+        check(sql, &tables(), &|p: &str| p == "$1" || p == "$org")
+    }
+
+    fn reqs(sql: &str) -> Vec<Requirement> {
+        requirements(sql, &|p: &str| p == "$org").unwrap()
+    }
+
+    fn read(table: &str, constrained: &[&str]) -> Requirement {
+        Requirement::Read {
+            table: table.into(),
+            constrained: constrained.iter().map(|c| (*c).into()).collect(),
+        }
+    }
+
+    #[test]
+    fn writes_that_move_rows_or_skip_the_org_are_refused() {
+        let moves = Err(Violation::AssignsOrgColumn {
+            table: "invoices".into(),
+            column: "org_id".into(),
+        });
+        assert_eq!(
+            run("UPDATE invoices SET org_id = $2 WHERE org_id = $1"),
+            moves
+        );
+        assert_eq!(
+            run(
+                "INSERT INTO invoices (org_id, n) VALUES ($1, 1) ON CONFLICT (id) DO UPDATE SET org_id = excluded.org_id"
+            ),
+            moves
+        );
+        let no_org = Err(Violation::InsertWithoutOrg {
+            table: "invoices".into(),
+            column: "org_id".into(),
+        });
+        assert_eq!(run("INSERT INTO invoices (n) VALUES (1)"), no_org);
+        assert_eq!(
+            run("INSERT INTO invoices (org_id, n) VALUES ($2, 1)"),
+            no_org
+        );
+        assert_eq!(
+            run("INSERT INTO invoices (org_id, n) VALUES ($1, 1), ($2, 2)"),
+            no_org
+        );
+        assert_eq!(
+            run("UPDATE currencies SET name = 'x'"),
+            Err(Violation::WritesGlobalTable {
+                table: "currencies".into()
+            })
+        );
+        assert_eq!(
+            run("INSERT INTO currencies (code) VALUES ('XXX')"),
+            Err(Violation::WritesGlobalTable {
+                table: "currencies".into()
+            })
+        );
+    }
+
+    #[test]
+    fn the_admin_path_may_write_global_tables_but_not_touch_tenant_ones() {
+        let t = tables();
+        assert_eq!(
+            check_global_write("INSERT INTO currencies (code, name) VALUES ($1, $2)", &t),
+            Ok(())
+        );
+        assert_eq!(
+            check_global_write("UPDATE currencies SET name = $1 WHERE code = $2", &t),
+            Ok(())
+        );
+        assert_eq!(
+            check_global_write("DELETE FROM currencies WHERE code = $1", &t),
+            Ok(())
+        );
+        assert_eq!(
+            check_global_write(
+                "INSERT INTO currencies (code, name) SELECT number, 'x' FROM invoices",
+                &t
+            ),
+            Err(Violation::MissingOrgPredicate {
+                table: "invoices".into()
+            })
+        );
+        assert_eq!(
+            check_global_write(
+                "UPDATE currencies SET name = (SELECT max(number) FROM invoices WHERE org_id = $1)",
+                &t
+            ),
+            Err(Violation::MissingOrgPredicate {
+                table: "invoices".into()
+            })
+        );
+        assert_eq!(
+            check_global_write("DELETE FROM invoices WHERE org_id = $1", &t),
+            Err(Violation::MissingOrgPredicate {
+                table: "invoices".into()
+            })
+        );
+    }
+
+    #[test]
+    fn symbolic_mode_records_writes_and_inserts() {
+        assert_eq!(
+            reqs("UPDATE invoices SET total = $1, org_id = $2 WHERE org_id = $org"),
+            [
+                Requirement::Write {
+                    table: "invoices".into(),
+                    assigned: vec!["total".into(), "org_id".into()]
+                },
+                read("invoices", &["org_id"])
+            ]
+        );
+        assert_eq!(
+            reqs("INSERT INTO invoices (org_id, n) VALUES ($org, $1), ($org, $2)"),
+            [Requirement::Insert {
+                table: "invoices".into(),
+                org_columns: vec!["org_id".into()]
+            }]
+        );
+        assert_eq!(
+            reqs("DELETE FROM invoices WHERE id = $1"),
+            [
+                Requirement::Write {
+                    table: "invoices".into(),
+                    assigned: vec![]
+                },
+                read("invoices", &[])
+            ]
+        );
+    }
+}
