@@ -31,7 +31,7 @@ use crate::{OrgId, TenantError};
 /// never reused under another (two pools of one process may have different registries).
 #[derive(Debug)]
 pub(crate) struct Checks {
-    registry: (usize, usize),
+    registry: [usize; 4],
     tables: Tables,
 }
 
@@ -39,7 +39,8 @@ pub(crate) struct Checks {
 pub(crate) fn tables_of(registry: &Registry) -> Checks {
     Checks {
         registry: registry.identity(),
-        tables: Tables::new(registry.tables().map(|t| (t.name, t.org_column()))),
+        tables: Tables::new(registry.tables().map(|t| (t.name, t.org_column())))
+            .with_functions(registry.functions().map(|f| (f.name, f.reason))),
     }
 }
 
@@ -51,7 +52,7 @@ impl Checks {
 }
 
 /// A verdict per (registry, SQL text, org bind positions).
-type Cache = Mutex<HashMap<((usize, usize), String, Vec<usize>), Result<(), Violation>>>;
+type Cache = Mutex<HashMap<([usize; 4], String, Vec<usize>), Result<(), Violation>>>;
 
 /// Most distinct statement shapes remembered; past it the cache starts over.
 const CACHE_LIMIT: usize = 4096;
@@ -190,4 +191,39 @@ pub(crate) fn verify<ST>(
         }
     };
     outcome.map_err(TenantError::Unscoped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    mod schema {
+        diesel::table! { invoices (id) { id -> Uuid, org_id -> Uuid, number -> Text } }
+        tenant_lint::registry! {
+            pub static WITH_FUNCTION;
+            tenant invoices => org_id;
+            function normalize_number => "upper-cases and trims its text argument; runs no SQL";
+        }
+        tenant_lint::registry! {
+            pub static WITHOUT;
+        }
+    }
+
+    #[test]
+    fn a_function_is_allowed_by_the_registry_that_lists_it_and_by_no_other() {
+        let sql = "SELECT normalize_number(number) FROM invoices WHERE org_id = $1";
+        let org = |p: &str| p == "$1";
+        let with = tables_of(&schema::WITH_FUNCTION);
+        assert_eq!(check(sql, with.tables(), &org), Ok(()));
+        let mut without = tables_of(&schema::WITH_FUNCTION);
+        without.tables = Tables::new([("invoices", Some("org_id"))]);
+        assert_eq!(
+            check(sql, without.tables(), &org),
+            Err(Violation::UnknownFunction {
+                name: "normalize_number".into()
+            })
+        );
+        // Two registries never share a cache entry.
+        assert_ne!(with.registry, tables_of(&schema::WITHOUT).registry);
+    }
 }

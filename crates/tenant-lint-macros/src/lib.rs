@@ -35,27 +35,46 @@ impl Parse for Bind {
 
 struct Input {
     schema: Path,
+    /// The registry, when the statement calls functions of the service's own.
+    registry: Option<Path>,
     sql: LitStr,
     binds: Vec<Bind>,
 }
 
+mod kw {
+    syn::custom_keyword!(registry);
+}
+
 impl Parse for Input {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let schema = if input.peek(Token![in]) {
-            input.parse::<Token![in]>()?;
-            let path = input.parse()?;
-            input.parse::<Token![;]>()?;
-            path
-        } else {
-            syn::parse_quote!(crate::schema)
-        };
+        let mut schema = None;
+        let mut registry = None;
+        loop {
+            if input.peek(Token![in]) {
+                input.parse::<Token![in]>()?;
+                schema = Some(input.parse()?);
+                input.parse::<Token![;]>()?;
+            } else if input.peek(kw::registry) {
+                input.parse::<kw::registry>()?;
+                registry = Some(input.parse()?);
+                input.parse::<Token![;]>()?;
+            } else {
+                break;
+            }
+        }
+        let schema = schema.unwrap_or_else(|| syn::parse_quote!(crate::schema));
         let sql = input.parse()?;
         let mut binds = Vec::new();
         if input.parse::<Option<Token![,]>>()?.is_some() {
             let rest: Punctuated<Bind, Token![,]> = Punctuated::parse_terminated(input)?;
             binds.extend(rest);
         }
-        Ok(Self { schema, sql, binds })
+        Ok(Self {
+            schema,
+            registry,
+            sql,
+            binds,
+        })
     }
 }
 
@@ -111,7 +130,10 @@ fn expand(input: &Input) -> syn::Result<TokenStream2> {
         ));
     }
     let schema = &input.schema;
-    let checks = reqs.iter().map(|r| assertion(schema, r, span));
+    let checks = reqs
+        .iter()
+        .map(|r| assertion(schema, input.registry.as_ref(), r, span))
+        .collect::<syn::Result<Vec<_>>>()?;
     let binds = input.binds.iter().map(|b| {
         let (ty, value) = (&b.ty, &b.value);
         quote! { .bind::<#ty, _>(#value) }
@@ -127,11 +149,16 @@ fn expand(input: &Input) -> syn::Result<TokenStream2> {
 }
 
 /// One `const` assertion for one requirement.
-fn assertion(schema: &Path, r: &Requirement, span: Span) -> TokenStream2 {
+fn assertion(
+    schema: &Path,
+    registry: Option<&Path>,
+    r: &Requirement,
+    span: Span,
+) -> syn::Result<TokenStream2> {
     let table_ident = |t: &str| syn::Ident::new(t, span);
     let reg = quote!(::tenant_core::__private::RegisteredTable);
     let contains = quote!(::tenant_core::__private::contains);
-    match r {
+    Ok(match r {
         Requirement::Read { table, constrained } => {
             let t = table_ident(table);
             let msg = format!(
@@ -185,7 +212,33 @@ fn assertion(schema: &Path, r: &Requirement, span: Span) -> TokenStream2 {
                 };
             }
         }
-    }
+        Requirement::Function { name } => {
+            let Some(registry) = registry else {
+                return Err(syn::Error::new(
+                    span,
+                    format!(
+                        "tenant_sql!: the statement calls `{name}`, which is not a PostgreSQL built-in known to be safe in an \
+                         org-scoped statement (it may run SQL of its own, change session state, or read rows outside the \
+                         statement); if it is your own function that runs no SQL, changes no setting and reads only its \
+                         arguments, register it (`function {name} => \"<why it is safe>\";` in `tenant_lint::registry!`) and \
+                         name the registry: `tenant_sql!(registry crate::REGISTRY; \"...\")`"
+                    ),
+                ));
+            };
+            let msg = format!(
+                "tenant_sql!: the statement calls `{name}`, which the registry does not list: register it \
+                 (`function {name} => \"<why it is safe>\";` in `tenant_lint::registry!`) if it runs no SQL, changes no \
+                 setting and reads only its arguments"
+            );
+            quote_spanned! {span=>
+                const _: () = {
+                    if !#registry.allows_function(#name) {
+                        ::core::panic!(#msg);
+                    }
+                };
+            }
+        }
+    })
 }
 
 /// The highest `$n` in `sql`, outside string literals.

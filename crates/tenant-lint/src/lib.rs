@@ -28,5 +28,6 @@
 mod registry;
 
 pub use registry::{
-    Global, GlobalTable, RegisteredTable, Registry, TableEntry, TableKind, Tenant, TenantTable,
+    FunctionEntry, Global, GlobalTable, RegisteredTable, Registry, TableEntry, TableKind, Tenant,
+    TenantTable,
 };

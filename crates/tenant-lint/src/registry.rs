@@ -114,14 +114,31 @@ impl TableEntry {
 #[derive(Debug, Clone, Copy)]
 pub struct Registry {
     tables: &'static [TableEntry],
+    functions: &'static [FunctionEntry],
+}
+
+/// A function of the service's own that scoped SQL may call, with the reason it is safe.
+///
+/// The SQL checker allows a function only when it is known to run no SQL of its own, change
+/// no setting or session state, and read nothing outside the statement's rows; PostgreSQL's
+/// built-ins that do so are known to it, and a service names its own here
+/// (`function normalize_email => "lowercases and trims its text argument; runs no SQL";` in
+/// [`registry!`](crate::registry)). Everything else is refused before it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionEntry {
+    /// The function's name as SQL spells it: `normalize_email`, or `app.normalize_email`
+    /// when the statements qualify it.
+    pub name: &'static str,
+    /// Why it is safe in an org-scoped statement (shown to reviewers; never empty).
+    pub reason: &'static str,
 }
 
 impl Registry {
     /// A registry over `tables`. Prefer [`registry!`](crate::registry), which also implements
     /// the marker traits so the compile-time layer and this list cannot drift apart.
     #[doc(hidden)]
-    pub const fn __new(tables: &'static [TableEntry]) -> Self {
-        Self { tables }
+    pub const fn __new(tables: &'static [TableEntry], functions: &'static [FunctionEntry]) -> Self {
+        Self { tables, functions }
     }
 
     /// A registry of tables known only at run time, for tools that work on a database rather
@@ -131,14 +148,38 @@ impl Registry {
     pub fn from_entries(tables: Vec<TableEntry>) -> Self {
         Self {
             tables: Vec::leak(tables),
+            functions: &[],
         }
     }
 
     /// A number that tells this registry from every other one in the process (the address and
     /// length of its table list, which is `'static`): the run-time check caches its verdicts
     /// per registry with it.
-    pub fn identity(&self) -> (usize, usize) {
-        (self.tables.as_ptr() as usize, self.tables.len())
+    pub fn identity(&self) -> [usize; 4] {
+        [
+            self.tables.as_ptr() as usize,
+            self.tables.len(),
+            self.functions.as_ptr() as usize,
+            self.functions.len(),
+        ]
+    }
+
+    /// The service's own functions that scoped SQL may call.
+    pub fn functions(&self) -> impl Iterator<Item = &'static FunctionEntry> + use<> {
+        self.functions.iter()
+    }
+
+    /// Whether function `name` is registered (usable in `const` context: `tenant_sql!` asks it
+    /// at compile time).
+    pub const fn allows_function(&self, name: &str) -> bool {
+        let mut i = 0;
+        while i < self.functions.len() {
+            if const_str_eq(self.functions[i].name, name) {
+                return true;
+            }
+            i += 1;
+        }
+        false
     }
 
     /// All tables, in declaration order.
@@ -199,8 +240,25 @@ macro_rules! global_table {
     };
 }
 
+/// String equality usable in `const` context.
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// Declares the registry of a service's tables and marks each table for the compile-time
-/// layer, in one place.
+/// layer, in one place; it also names the service's own SQL functions that scoped statements
+/// may call, each with the reason it is safe.
 ///
 /// ```
 /// diesel::table! { customers (id) { id -> Uuid, org_id -> Uuid, name -> Text } }
@@ -210,34 +268,67 @@ macro_rules! global_table {
 ///     pub static REGISTRY;
 ///     tenant customers => org_id;
 ///     global plans;
+///     function normalize_email => "lowercases and trims its text argument; runs no SQL";
 /// }
 ///
 /// fn org_column<T: tenant_lint::TenantTable>(_: T) -> &'static str { T::ORG_COLUMN_NAME }
 /// assert_eq!(org_column(customers::table), "org_id");
 /// assert_eq!(REGISTRY.global_tables().map(|t| t.name).collect::<Vec<_>>(), ["plans"]);
+/// assert!(REGISTRY.allows_function("normalize_email"));
 /// ```
+///
+/// A function is named as the statements spell it: an identifier, or a string for a
+/// schema-qualified name (`function "app.normalize_email" => "...";`). The reason may not be
+/// empty.
 #[macro_export]
 macro_rules! registry {
     (
         $(#[$meta:meta])*
         $vis:vis static $name:ident;
-        $( $kind:ident $table:ident $(=> $org:ident)? ; )*
+        $($rest:tt)*
     ) => {
-        $( $crate::registry!(@mark $kind $table $(=> $org)?); )*
-        $(#[$meta])*
-        $vis static $name: $crate::Registry = $crate::Registry::__new(&[
-            $( $crate::registry!(@entry $kind $table $(=> $org)?), )*
-        ]);
+        $crate::registry!(@munch [$(#[$meta])* $vis static $name] [] [] $($rest)*);
     };
-    (@mark tenant $table:ident => $org:ident) => { $crate::tenant_table!($table => $org); };
-    (@mark global $table:ident) => { $crate::global_table!($table); };
-    (@entry tenant $table:ident => $org:ident) => {
-        $crate::TableEntry {
-            name: ::core::stringify!($table),
-            kind: $crate::TableKind::Tenant { org_column: ::core::stringify!($org) },
+    (@munch $head:tt [$($tables:tt)*] [$($fns:tt)*] tenant $table:ident => $org:ident; $($rest:tt)*) => {
+        $crate::tenant_table!($table => $org);
+        $crate::registry!(@munch $head [$($tables)*
+            $crate::TableEntry {
+                name: ::core::stringify!($table),
+                kind: $crate::TableKind::Tenant { org_column: ::core::stringify!($org) },
+            },
+        ] [$($fns)*] $($rest)*);
+    };
+    (@munch $head:tt [$($tables:tt)*] [$($fns:tt)*] global $table:ident; $($rest:tt)*) => {
+        $crate::global_table!($table);
+        $crate::registry!(@munch $head [$($tables)*
+            $crate::TableEntry { name: ::core::stringify!($table), kind: $crate::TableKind::Global },
+        ] [$($fns)*] $($rest)*);
+    };
+    (@munch $head:tt [$($tables:tt)*] [$($fns:tt)*] function $fname:ident => $why:literal; $($rest:tt)*) => {
+        $crate::registry!(@munch $head [$($tables)*] [$($fns)*
+            $crate::registry!(@function ::core::stringify!($fname), $why),
+        ] $($rest)*);
+    };
+    (@munch $head:tt [$($tables:tt)*] [$($fns:tt)*] function $fname:literal => $why:literal; $($rest:tt)*) => {
+        $crate::registry!(@munch $head [$($tables)*] [$($fns)*
+            $crate::registry!(@function $fname, $why),
+        ] $($rest)*);
+    };
+    (@function $fname:expr, $why:literal) => {
+        $crate::FunctionEntry {
+            name: $fname,
+            reason: {
+                const WHY: &str = $why;
+                const _: () = ::core::assert!(
+                    !WHY.is_empty(),
+                    "a registered function needs its reason: why it runs no SQL, changes no setting and reads only its arguments"
+                );
+                WHY
+            },
         }
     };
-    (@entry global $table:ident) => {
-        $crate::TableEntry { name: ::core::stringify!($table), kind: $crate::TableKind::Global }
+    (@munch [$(#[$meta:meta])* $vis:vis static $name:ident] [$($tables:tt)*] [$($fns:tt)*]) => {
+        $(#[$meta])*
+        $vis static $name: $crate::Registry = $crate::Registry::__new(&[$($tables)*], &[$($fns)*]);
     };
 }
