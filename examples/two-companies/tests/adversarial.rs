@@ -1,0 +1,728 @@
+//! The application layer, attacked as an outsider would: ordinary service code, no escape
+//! hatch (`raw_connection_unchecked` and `GlobalWriter` unused), a handle scoped to org A,
+//! trying to read or write org B. Each attempt is run in both context modes (the plain
+//! setting and the signed token), and each must be refused **before anything is sent**:
+//! the server's own record of the app backend (`pg_stat_activity.query_start` and `query`,
+//! read by a privileged session) is the same after the attempt as before it, and a digest of
+//! B's rows (read outside row-level security) is unchanged.
+//!
+//! The attempts fall into the classes of the application layer's threat list:
+//! 1. SQL the checker cannot read: functions that run SQL given as text, read tables by name,
+//!    change settings or session state, read session data; custom operators.
+//! 2. The statement checked is not the statement sent: a fragment that renders differently
+//!    the second time (here the attempt *is* sent, once, and the assertion is that the server
+//!    received exactly the checked text and no B row came back).
+//! 3. Entry points that wrapped what a closure returned (`join`, `on_conflict`): closed at
+//!    compile time, see `crates/tenant-lint/tests/compile-fail/a_raw_statement_*`; what is
+//!    left of them at run time (a join's or an upsert's clause carrying the attack) is here.
+//! 4. Public constructors of checked types: `TenantSql::new` with hand-written SQL.
+//! 5. Clauses a subquery can appear in: a *boxed* diesel subquery (its type erased, so the
+//!    compile-time probe cannot see it) in select, filter, order, group by, having, returning.
+//! 6. diesel traits implemented by hand to get past a type-level check: an expression type of
+//!    the attacker's, a changeset that claims not to touch the org column.
+//!
+//! Add an attempt here whenever a new route is found.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::cell::Cell;
+use std::sync::Mutex;
+
+use diesel::connection::SimpleConnection;
+use diesel::dsl::sql;
+use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Bool, Text};
+use tenant_core::{OrgId, OrgScoped, Pooled, TenantError, TenantPool, TenantSql, Violation};
+use tenant_testkit::TestDb;
+use two_companies::schema::{customers, deals, orgs};
+
+/// One context mode of the database and the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `tenant.org_id` set by the opening; any SQL could change it (the default mode today).
+    Setting,
+    /// A token signed by the service and verified by the database.
+    Signed,
+}
+
+/// Two orgs with rows, a pool of one connection as the application role, and a privileged
+/// session that watches what the server received.
+struct World {
+    /// Kept alive: dropping it drops the database.
+    _db: TestDb,
+    pool: TenantPool,
+    a: OrgId,
+    b: OrgId,
+    b_customer: uuid::Uuid,
+    watch: Mutex<PgConnection>,
+}
+
+const KEY: [u8; 32] = [0x5a; 32];
+
+impl World {
+    fn new(mode: Mode) -> Self {
+        let hint = match mode {
+            Mode::Setting => "adversarial_setting",
+            Mode::Signed => "adversarial_signed",
+        };
+        let db = TestDb::new(hint);
+        let mut builder = TenantPool::builder(db.app_url(), &two_companies::REGISTRY).max_size(1);
+        match mode {
+            Mode::Setting => {
+                two_companies::migrate(&db.admin_url()).unwrap();
+            }
+            Mode::Signed => {
+                let options = tenant_schema::RlsOptions {
+                    context: tenant_schema::ContextMode::Signed,
+                    ..tenant_schema::RlsOptions::default()
+                };
+                let mut admin = db.admin();
+                admin
+                    .batch_execute(include_str!(
+                        "../../../migrations/2026-11-26-000001_two_companies_schema/up.sql"
+                    ))
+                    .unwrap();
+                admin
+                    .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
+                    .unwrap();
+                admin
+                    .batch_execute(&format!(
+                        "SELECT tenant_context.add_key('k1', '\\x{}')",
+                        tenant_core::context::to_hex(&KEY)
+                    ))
+                    .unwrap();
+                builder = builder
+                    .signed_context(tenant_core::context::ContextKey::new("k1", &KEY).unwrap());
+            }
+        }
+        let pool = builder.build().unwrap();
+        let (a, _) = org(&pool, "A", "alice");
+        let (b, b_customer) = org(&pool, "B", "bob-secret");
+        let watch = Mutex::new(db.admin());
+        Self {
+            _db: db,
+            pool,
+            a,
+            b,
+            b_customer,
+            watch,
+        }
+    }
+
+    /// What the server last received on the application role's one connection: when its
+    /// statement started, and its text.
+    fn received(&self) -> (String, String) {
+        #[derive(QueryableByName)]
+        struct Activity {
+            #[diesel(sql_type = Text)]
+            started: String,
+            #[diesel(sql_type = Text)]
+            query: String,
+        }
+        let mut watch = self.watch.lock().unwrap();
+        let rows: Vec<Activity> = diesel::sql_query(
+            "SELECT query_start::text AS started, query FROM pg_stat_activity \
+             WHERE datname = current_database() AND usename = $1 AND backend_type = 'client backend'",
+        )
+        .bind::<Text, _>(tenant_testkit::roles::APP)
+        .load(&mut *watch)
+        .unwrap();
+        assert_eq!(rows.len(), 1, "one application connection");
+        let row = rows.into_iter().next().unwrap();
+        (row.started, row.query)
+    }
+
+    /// A digest of every row of org B, read outside row-level security.
+    fn b_digest(&self) -> String {
+        #[derive(QueryableByName)]
+        struct Digest {
+            #[diesel(sql_type = Text)]
+            d: String,
+        }
+        let mut watch = self.watch.lock().unwrap();
+        let sql = format!(
+            "SELECT md5(concat_ws('|', \
+               (SELECT string_agg(t::text, ',' ORDER BY t::text) FROM orgs t WHERE id = '{b}'), \
+               (SELECT string_agg(t::text, ',' ORDER BY t::text) FROM customers t WHERE org_id = '{b}'), \
+               (SELECT string_agg(t::text, ',' ORDER BY t::text) FROM deals t WHERE org_id = '{b}'))) AS d",
+            b = self.b.as_uuid()
+        );
+        diesel::sql_query(sql)
+            .get_result::<Digest>(&mut *watch)
+            .unwrap()
+            .d
+    }
+
+    /// Runs `attack` in a transaction scoped to A; returns its outcome and whether the server
+    /// received anything while it ran.
+    fn attempt<T>(
+        &self,
+        attack: impl FnOnce(&mut OrgScoped<Pooled>, &Self) -> Result<T, TenantError>,
+    ) -> (Result<T, TenantError>, bool) {
+        let before_b = self.b_digest();
+        let mut s = self.pool.begin(self.a).unwrap();
+        let before = self.received();
+        let outcome = attack(&mut s, self);
+        let after = self.received();
+        // Committed, as a service would: whatever the attempt did must not reach B.
+        let _ = s.commit();
+        let sent = before != after;
+        assert_eq!(self.b_digest(), before_b, "B's rows changed");
+        (outcome, sent)
+    }
+}
+
+fn org(pool: &TenantPool, name: &str, customer: &str) -> (OrgId, uuid::Uuid) {
+    let org = OrgId::new_random();
+    let id = uuid::Uuid::now_v7();
+    pool.with_org(org, |s| {
+        s.execute(s.insert(orgs::table, orgs::name.eq(name)))?;
+        s.execute(s.insert(
+            customers::table,
+            (
+                customers::id.eq(id),
+                customers::name.eq(customer),
+                customers::email.eq(format!("{customer}@example.com")),
+            ),
+        ))?;
+        s.execute(s.insert(
+            deals::table,
+            (
+                deals::customer_id.eq(id),
+                deals::title.eq(format!("{name} secret deal")),
+                deals::amount_cents.eq(100_000),
+                deals::currency.eq("EUR"),
+                deals::stage.eq("open"),
+            ),
+        ))
+    })
+    .unwrap();
+    (org, id)
+}
+
+type Attack = fn(&mut OrgScoped<Pooled>, &World) -> Result<usize, TenantError>;
+
+/// An attempt, the class it belongs to, and the exact refusal expected.
+struct Attempt {
+    name: &'static str,
+    class: u8,
+    attack: Attack,
+    refused: fn(&Violation) -> bool,
+}
+
+fn unsafe_fn(v: &Violation, f: &str) -> bool {
+    matches!(v, Violation::UnsafeFunction { name, .. } if name == f)
+}
+
+fn unknown_fn(v: &Violation, f: &str) -> bool {
+    matches!(v, Violation::UnknownFunction { name } if name == f)
+}
+
+fn missing(v: &Violation, t: &str) -> bool {
+    matches!(v, Violation::MissingOrgPredicate { table } if table == t)
+}
+
+/// A select list item of raw SQL text (a `sql()` fragment): the way ordinary code reaches
+/// for a function the DSL does not have.
+fn select_sql(s: &mut OrgScoped<Pooled>, text: &str) -> Result<usize, TenantError> {
+    let q = s
+        .query(customers::table)
+        .select(sql::<Text>(text))
+        .limit(10);
+    s.load::<String, _>(q).map(|r| r.len())
+}
+
+/// A filter of raw SQL text.
+fn filter_sql(s: &mut OrgScoped<Pooled>, text: &str) -> Result<usize, TenantError> {
+    let q = s
+        .query(customers::table)
+        .filter(sql::<Bool>(text))
+        .select(customers::name);
+    s.load::<String, _>(q).map(|r| r.len())
+}
+
+/// An attacker's expression: its own type, with diesel's traits implemented by hand so that
+/// it passes every type-level check (it claims to appear on any table and to contain no
+/// subquery), rendering whatever SQL it holds.
+#[derive(Debug, Clone, Copy, QueryId)]
+struct Smuggled(&'static str);
+
+impl Expression for Smuggled {
+    type SqlType = Text;
+}
+impl<QS> AppearsOnTable<QS> for Smuggled {}
+impl<QS> SelectableExpression<QS> for Smuggled {}
+impl<GB> ValidGrouping<GB> for Smuggled {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+impl QueryFragment<Pg> for Smuggled {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(self.0);
+        Ok(())
+    }
+}
+
+/// A changeset of the attacker's that says it leaves the org column alone, and sets it.
+#[derive(Debug, Clone, Copy)]
+struct MoveToB(uuid::Uuid);
+
+impl<GB> ValidGrouping<GB> for MoveToB {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl AsChangeset for MoveToB {
+    type Target = customers::table;
+    type Changeset = <diesel::dsl::Eq<customers::org_id, uuid::Uuid> as AsChangeset>::Changeset;
+
+    fn as_changeset(self) -> Self::Changeset {
+        customers::org_id.eq(self.0).as_changeset()
+    }
+}
+
+fn attempts() -> Vec<Attempt> {
+    vec![
+        // 1. SQL the checker cannot read.
+        Attempt {
+            name: "query_to_xml runs a query given as text that hops to B",
+            class: 1,
+            attack: |s, w| {
+                let text = format!(
+                    "query_to_xml('SELECT set_config(''tenant.org_id'', ''{}'', true)', true, true, '')::text",
+                    w.b.as_uuid()
+                );
+                select_sql(s, &text)
+            },
+            refused: |v| unsafe_fn(v, "query_to_xml"),
+        },
+        Attempt {
+            name: "query_to_xml_and_xmlschema reads B's customers as text",
+            class: 1,
+            attack: |s, w| {
+                let text = format!(
+                    "query_to_xml_and_xmlschema('SELECT name FROM customers WHERE org_id = ''{}''', true, true, '')::text",
+                    w.b.as_uuid()
+                );
+                select_sql(s, &text)
+            },
+            refused: |v| unsafe_fn(v, "query_to_xml_and_xmlschema"),
+        },
+        Attempt {
+            name: "table_to_xml reads a table by name",
+            class: 1,
+            attack: |s, _| select_sql(s, "table_to_xml('customers', true, true, '')::text"),
+            refused: |v| unsafe_fn(v, "table_to_xml"),
+        },
+        Attempt {
+            name: "database_to_xml reads every table",
+            class: 1,
+            attack: |s, _| select_sql(s, "database_to_xml(true, true, '')::text"),
+            refused: |v| unsafe_fn(v, "database_to_xml"),
+        },
+        Attempt {
+            name: "ts_stat runs a query given as text",
+            class: 1,
+            attack: |s, _| {
+                filter_sql(
+                    s,
+                    "EXISTS (SELECT 1 FROM ts_stat('SELECT to_tsvector(name) FROM customers'))",
+                )
+            },
+            refused: |v| unsafe_fn(v, "ts_stat"),
+        },
+        Attempt {
+            name: "set_config called schema-qualified and upper-case hops to B",
+            class: 1,
+            attack: |s, w| {
+                filter_sql(
+                    s,
+                    &format!(
+                        "PG_CATALOG.SET_CONFIG('tenant.org_id', '{}', true) IS NOT NULL",
+                        w.b.as_uuid()
+                    ),
+                )
+            },
+            refused: |v| matches!(v, Violation::ChangesSessionSetting(f) if f == "set_config"),
+        },
+        Attempt {
+            name: "set_config called quoted hops to B",
+            class: 1,
+            attack: |s, w| {
+                filter_sql(
+                    s,
+                    &format!(
+                        "\"set_config\"('tenant.org_id', '{}', true) IS NOT NULL",
+                        w.b.as_uuid()
+                    ),
+                )
+            },
+            refused: |v| matches!(v, Violation::ChangesSessionSetting(f) if f == "set_config"),
+        },
+        Attempt {
+            name: "set_config as a FROM item of hand-written SQL hops to B",
+            class: 1,
+            attack: |s, w| {
+                let forged = TenantSql::new(
+                    "SELECT c.name FROM customers c, set_config('tenant.org_id', $1, true) AS hop \
+                     WHERE c.org_id = $2",
+                )
+                .bind::<Text, _>(w.b.as_uuid().to_string());
+                s.execute_sql(forged)
+            },
+            refused: |v| matches!(v, Violation::ChangesSessionSetting(f) if f == "set_config"),
+        },
+        Attempt {
+            name: "current_setting reads the session's context (the signed token)",
+            class: 1,
+            attack: |s, _| select_sql(s, "current_setting('tenant.org_token', true)"),
+            refused: |v| unsafe_fn(v, "current_setting"),
+        },
+        Attempt {
+            name: "a session advisory lock outlives the transaction",
+            class: 1,
+            attack: |s, _| filter_sql(s, "pg_advisory_lock(42) IS NOT NULL"),
+            refused: |v| unsafe_fn(v, "pg_advisory_lock"),
+        },
+        Attempt {
+            name: "pg_notify sends B-readable data to every listener",
+            class: 1,
+            attack: |s, _| filter_sql(s, "pg_notify('leak', name) IS NOT NULL"),
+            refused: |v| unsafe_fn(v, "pg_notify"),
+        },
+        Attempt {
+            name: "a function the checker does not know is refused, not trusted",
+            class: 1,
+            attack: |s, _| select_sql(s, "public.lower(name)"),
+            refused: |v| unknown_fn(v, "public.lower"),
+        },
+        Attempt {
+            name: "a custom operator named with OPERATOR() is refused",
+            class: 1,
+            attack: |s, _| filter_sql(s, "1 OPERATOR(pg_catalog.=) 1"),
+            refused: |v| matches!(v, Violation::UnknownOperator(_)),
+        },
+        // 4. Public constructors of checked types.
+        Attempt {
+            name: "TenantSql::new with a read of B that skips the macro",
+            class: 4,
+            attack: |s, w| {
+                let forged = TenantSql::new("SELECT name FROM customers WHERE org_id = $1")
+                    .bind::<diesel::sql_types::Uuid, _>(w.b.as_uuid());
+                s.execute_sql(forged)
+            },
+            refused: |v| missing(v, "customers"),
+        },
+        Attempt {
+            name: "TenantSql::new with an update that moves A's rows to B",
+            class: 4,
+            attack: |s, w| {
+                let forged = TenantSql::new("UPDATE customers SET org_id = $1 WHERE org_id = $2")
+                    .bind::<diesel::sql_types::Uuid, _>(w.b.as_uuid());
+                s.execute_sql(forged)
+            },
+            refused: |v| matches!(v, Violation::AssignsOrgColumn { column, .. } if column == "org_id"),
+        },
+        Attempt {
+            name: "TenantSql::new with an insert into B",
+            class: 4,
+            attack: |s, w| {
+                let forged = TenantSql::new(
+                    "INSERT INTO customers (org_id, name, email) VALUES ($1, 'x', 'x@x') RETURNING $2::uuid",
+                )
+                .bind::<diesel::sql_types::Uuid, _>(w.b.as_uuid());
+                s.execute_sql(forged)
+            },
+            refused: |v| matches!(v, Violation::InsertWithoutOrg { column, .. } if column == "org_id"),
+        },
+        // 5. A boxed diesel subquery (its type erased) in each clause.
+        Attempt {
+            name: "a boxed subquery in the select list reads B's names",
+            class: 5,
+            attack: |s, _| {
+                let every = customers::table
+                    .select(customers::name)
+                    .limit(1)
+                    .into_boxed::<Pg>();
+                let q = s
+                    .query(deals::table)
+                    .select(every.single_value().assume_not_null());
+                s.load::<String, _>(q).map(|r| r.len())
+            },
+            refused: |v| missing(v, "customers"),
+        },
+        Attempt {
+            name: "a boxed subquery in a filter reads B's ids",
+            class: 5,
+            attack: |s, _| {
+                let every = customers::table.select(customers::id).into_boxed::<Pg>();
+                let q = s
+                    .query(deals::table)
+                    .filter(deals::customer_id.eq_any(every))
+                    .select(deals::title);
+                s.load::<String, _>(q).map(|r| r.len())
+            },
+            refused: |v| missing(v, "customers"),
+        },
+        Attempt {
+            name: "a boxed subquery in order by sorts by B's names",
+            class: 5,
+            attack: |s, _| {
+                let name = customers::table
+                    .select(customers::name)
+                    .limit(1)
+                    .into_boxed::<Pg>();
+                let q = s
+                    .query(deals::table)
+                    .order(name.single_value())
+                    .select(deals::title);
+                s.load::<String, _>(q).map(|r| r.len())
+            },
+            refused: |v| missing(v, "customers"),
+        },
+        Attempt {
+            name: "a boxed subquery in then_order_by sorts by B's names",
+            class: 5,
+            attack: |s, _| {
+                let name = customers::table
+                    .select(customers::name)
+                    .limit(1)
+                    .into_boxed::<Pg>();
+                let q = s
+                    .query(deals::table)
+                    .order(deals::title)
+                    .then_order_by(name.single_value())
+                    .select(deals::title);
+                s.load::<String, _>(q).map(|r| r.len())
+            },
+            refused: |v| missing(v, "customers"),
+        },
+        Attempt {
+            name: "a boxed subquery in having counts B's rows",
+            class: 5,
+            attack: |s, _| {
+                let theirs = customers::table
+                    .select(diesel::dsl::count_star())
+                    .into_boxed::<Pg>();
+                let q = s
+                    .query(deals::table)
+                    .group_by(deals::stage)
+                    .having(diesel::dsl::count_star().lt(theirs.single_value().assume_not_null()))
+                    .select(deals::stage);
+                s.load::<String, _>(q).map(|r| r.len())
+            },
+            refused: |v| missing(v, "customers"),
+        },
+        Attempt {
+            name: "a boxed subquery in returning reads B's names",
+            class: 5,
+            attack: |s, _| {
+                let name = customers::table
+                    .select(customers::name)
+                    .limit(1)
+                    .into_boxed::<Pg>();
+                let q = s
+                    .update(deals::table)
+                    .filter(deals::stage.eq("never"))
+                    .set(deals::stage.eq("never"))
+                    .returning(name.single_value().assume_not_null());
+                s.load::<String, _>(q).map(|r| r.len())
+            },
+            refused: |v| missing(v, "customers"),
+        },
+        // 6. diesel traits implemented by hand.
+        Attempt {
+            name: "a hand-made expression in the select list reads B's customers",
+            class: 6,
+            attack: |s, _| {
+                let q = s
+                    .query(deals::table)
+                    .select(Smuggled("(SELECT string_agg(name, ',') FROM customers)"));
+                s.load::<String, _>(q).map(|r| r.len())
+            },
+            refused: |v| missing(v, "customers"),
+        },
+        Attempt {
+            name: "a hand-made expression in a filter hops to B",
+            class: 6,
+            attack: |s, _| {
+                let q = s
+                    .query(deals::table)
+                    .filter(Smuggled("set_config('tenant.org_id', '00000000-0000-0000-0000-00000000000b', true)").eq("x"))
+                    .select(deals::title);
+                s.load::<String, _>(q).map(|r| r.len())
+            },
+            refused: |v| matches!(v, Violation::ChangesSessionSetting(f) if f == "set_config"),
+        },
+        Attempt {
+            name: "a hand-made expression in an update's changes reads B's names",
+            class: 6,
+            attack: |s, _| {
+                let q = s
+                    .update(customers::table)
+                    .set(customers::name.eq(Smuggled("(SELECT max(name) FROM customers)")));
+                s.execute(q)
+            },
+            refused: |v| missing(v, "customers"),
+        },
+        Attempt {
+            name: "a hand-made changeset that claims not to set the org column moves rows to B",
+            class: 6,
+            attack: |s, w| s.execute(s.update(customers::table).set(MoveToB(w.b.as_uuid()))),
+            refused: |v| matches!(v, Violation::AssignsOrgColumn { column, .. } if column == "org_id"),
+        },
+        Attempt {
+            name: "a hand-made expression as an upsert's value writes into B",
+            class: 6,
+            attack: |s, w| {
+                let _ = w;
+                let q = s
+                    .insert(
+                        deals::table,
+                        (
+                            deals::customer_id.eq(w.b_customer),
+                            deals::title.eq(Smuggled("(SELECT name FROM customers LIMIT 1)")),
+                            deals::amount_cents.eq(1),
+                            deals::currency.eq("EUR"),
+                            deals::stage.eq("open"),
+                        ),
+                    )
+                    .on_conflict((deals::org_id, deals::id))
+                    .do_nothing();
+                s.execute(q)
+            },
+            refused: |v| missing(v, "customers"),
+        },
+    ]
+}
+
+fn every_attempt_is_refused_before_it_is_sent(mode: Mode) {
+    let w = World::new(mode);
+    let attempts = attempts();
+    assert!(attempts.len() >= 25, "{} attempts", attempts.len());
+    let mut failures = Vec::new();
+    for a in &attempts {
+        let (outcome, sent) = w.attempt(|s, w| (a.attack)(s, w));
+        let refused = match &outcome {
+            Err(TenantError::Unscoped(v)) => (a.refused)(v),
+            _ => false,
+        };
+        if !refused || sent {
+            failures.push(format!(
+                "class {} {:?}: {} -> {outcome:?}, sent: {sent}",
+                a.class, mode, a.name
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The classes covered.
+    for class in [1, 4, 5, 6] {
+        assert!(attempts.iter().any(|a| a.class == class), "class {class}");
+    }
+}
+
+#[test]
+fn every_attempt_is_refused_before_it_is_sent_with_the_plain_setting() {
+    every_attempt_is_refused_before_it_is_sent(Mode::Setting);
+}
+
+#[test]
+fn every_attempt_is_refused_before_it_is_sent_with_the_signed_context() {
+    every_attempt_is_refused_before_it_is_sent(Mode::Signed);
+}
+
+/// The harness can see a statement that is sent: without this, "nothing was sent" would be
+/// a claim no test could falsify.
+#[test]
+fn the_watch_sees_a_statement_that_is_sent() {
+    let w = World::new(Mode::Setting);
+    let (outcome, sent) = w.attempt(|s, _| {
+        s.load::<String, _>(s.query(customers::table).select(customers::name))
+            .map(|r| r.len())
+    });
+    assert_eq!(outcome.unwrap(), 1);
+    assert!(sent);
+}
+
+/// Class 2: an expression of the attacker's that renders something harmless the first time
+/// and an org hop every time after. The handle renders once and sends that rendering, so the
+/// server receives the harmless text and no row of B comes back.
+#[derive(Debug, Clone, QueryId)]
+struct Shapeshifter {
+    walks: std::rc::Rc<Cell<usize>>,
+    hop: &'static str,
+}
+
+impl Expression for Shapeshifter {
+    type SqlType = Bool;
+}
+impl<QS> AppearsOnTable<QS> for Shapeshifter {}
+impl<GB> ValidGrouping<GB> for Shapeshifter {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+impl QueryFragment<Pg> for Shapeshifter {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let n = self.walks.get();
+        self.walks.set(n + 1);
+        out.push_sql(if n == 0 { "TRUE" } else { self.hop });
+        Ok(())
+    }
+}
+
+fn what_is_checked_is_what_is_sent(mode: Mode) {
+    let w = World::new(mode);
+    let hop: &'static str = Box::leak(
+        format!(
+            "set_config('tenant.org_id', '{}', true) IS NOT NULL",
+            w.b.as_uuid()
+        )
+        .into_boxed_str(),
+    );
+    for round in 0..2 {
+        let walks = std::rc::Rc::new(Cell::new(0));
+        let shifter = Shapeshifter {
+            walks: walks.clone(),
+            hop,
+        };
+        let (names, received) = w
+            .pool
+            .with_org(w.a, |s| {
+                let q = s
+                    .query(customers::table)
+                    .filter(shifter)
+                    .select(customers::name);
+                let names: Vec<String> = s.load(q)?;
+                Ok::<_, TenantError>((names, w.received().1))
+            })
+            .unwrap();
+        assert_eq!(names, ["alice"], "round {round}: only A's row came back");
+        assert!(
+            received.contains("TRUE") && !received.contains("set_config"),
+            "round {round}: the server received the checked text, not a second rendering: {received}"
+        );
+        assert!(walks.get() >= 1);
+    }
+}
+
+#[test]
+fn what_is_checked_is_what_is_sent_with_the_plain_setting() {
+    what_is_checked_is_what_is_sent(Mode::Setting);
+}
+
+#[test]
+fn what_is_checked_is_what_is_sent_with_the_signed_context() {
+    what_is_checked_is_what_is_sent(Mode::Signed);
+}
+
+/// A registered function of the service's own passes; the same call unregistered is refused.
+#[test]
+fn a_count_of_bs_rows_is_never_visible_through_the_handle() {
+    let w = World::new(Mode::Setting);
+    let seen: i64 = w
+        .pool
+        .with_org(w.a, |s| s.get_result(s.query(customers::table).count()))
+        .unwrap();
+    assert_eq!(seen, 1);
+    let _ = BigInt;
+}
