@@ -52,7 +52,10 @@ impl Checks {
 }
 
 /// A verdict per (registry, SQL text, org bind positions).
-type Cache = Mutex<HashMap<([usize; 4], String, Vec<usize>), Result<(), Violation>>>;
+///
+/// Keyed first by (registry, org positions), then by the text, so that a lookup borrows the
+/// statement's text rather than copying it (this runs before every statement).
+type Cache = Mutex<HashMap<([usize; 4], Vec<usize>), HashMap<String, Result<(), Violation>>>>;
 
 /// Most distinct statement shapes remembered; past it the cache starts over.
 const CACHE_LIMIT: usize = 4096;
@@ -165,27 +168,30 @@ pub(crate) fn verify<ST>(
     org: OrgId,
     checks: &Checks,
 ) -> Result<(), TenantError> {
-    let key = (
-        checks.registry,
-        statement.sql.clone(),
-        statement.org_positions(org),
-    );
-    let cached = cache().lock().ok().and_then(|c| c.get(&key).cloned());
+    let shape = (checks.registry, statement.org_positions(org));
+    let cached = cache().lock().ok().and_then(|c| {
+        c.get(&shape)
+            .and_then(|texts| texts.get(statement.sql.as_str()).cloned())
+    });
     let outcome = match cached {
         Some(outcome) => outcome,
         None => {
-            let (_, sql, positions) = &key;
+            let positions = &shape.1;
             let is_org = |p: &str| {
                 p.strip_prefix('$')
                     .and_then(|n| n.parse::<usize>().ok())
                     .is_some_and(|n| positions.contains(&n))
             };
-            let outcome = check(sql, &checks.tables, &is_org);
+            let outcome = check(&statement.sql, &checks.tables, &is_org);
             if let Ok(mut c) = cache().lock() {
                 if c.len() >= CACHE_LIMIT {
                     c.clear();
                 }
-                c.insert(key.clone(), outcome.clone());
+                let texts = c.entry(shape).or_default();
+                if texts.len() >= CACHE_LIMIT {
+                    texts.clear();
+                }
+                texts.insert(statement.sql.clone(), outcome.clone());
             }
             outcome
         }
