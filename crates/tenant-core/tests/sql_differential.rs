@@ -164,6 +164,18 @@ impl Harness {
     }
 }
 
+/// Functions the generator calls that the checker must refuse wherever they appear.
+const REFUSED_CALLS: &[&str] = &[
+    "query_to_xml(",
+    "set_config(",
+    "table_to_xml(",
+    "current_setting(",
+    "ts_diff.others(",
+];
+
+/// Functions the generator calls that the checker allows.
+const ALLOWED_CALLS: &[&str] = &["lower(", "coalesce(upper(", "abs(length(btrim(", "md5("];
+
 /// xorshift64*: deterministic, and enough for choosing grammar branches.
 struct Rng(u64);
 
@@ -249,6 +261,9 @@ impl Gen {
             };
         }
         let col = t.columns[self.rng.below(t.columns.len())];
+        if self.rng.chance(12) {
+            return self.call(alias, col);
+        }
         match self.rng.below(6) {
             0 => "true".into(),
             1 => format!("{alias}.{col} IS NOT NULL"),
@@ -256,6 +271,23 @@ impl Gen {
             3 => format!("{alias}.{col}::text LIKE '%1%'"),
             4 => format!("({alias}.{col}::text = 'x' OR {alias}.{col}::text <> 'y')"),
             _ => format!("length({alias}.{col}::text) > 1"),
+        }
+    }
+
+    /// A predicate calling a function: one the checker allows, or one it must refuse (each
+    /// of those would hop to org B, read a table by name, or read the session's context).
+    fn call(&mut self, alias: &str, col: &str) -> String {
+        match self.rng.below(10) {
+            0 => format!("lower({alias}.{col}::text) <> 'zzz'"),
+            1 => format!("coalesce(upper({alias}.{col}::text), '') <> 'zzz'"),
+            2 => format!("abs(length(btrim({alias}.{col}::text))) >= 0"),
+            3 => format!("md5({alias}.{col}::text) IS NOT NULL"),
+            4 => "query_to_xml('SELECT set_config(''tenant.org_id'', ''' || $2::text || ''', true)', true, true, '') IS NOT NULL".into(),
+            5 => "set_config('tenant.org_id', $2::text, true) IS NOT NULL".into(),
+            6 => "table_to_xml('customers', true, true, '') IS NOT NULL".into(),
+            7 => "current_setting('tenant.org_id') IS NOT NULL".into(),
+            8 => "ts_diff.others($1) IS NOT NULL".into(),
+            _ => "pg_catalog.set_config('tenant.org_id', $2::text, true) IS NOT NULL".into(),
         }
     }
 
@@ -503,12 +535,29 @@ fn every_statement_the_checker_accepts_reads_and_writes_only_the_session_org() {
     // How strict the checker is: of the generated statements it refuses (up to 300), how many
     // did leak, and how many were confined after all (refused to fail closed).
     let (mut refused_leaking, mut refused_confined) = (0, 0);
+    // Generated statements calling a function the checker must refuse, and accepted ones
+    // calling a function it allows.
+    let (mut refused_calls, mut allowed_calls) = (0, 0);
     for (name, sql) in &statements {
         // A NUL byte cannot reach the server (PostgreSQL text has none; libpq refuses it).
         if sql.contains('\0') {
             continue;
         }
-        if check(sql, &tables, &is_org).is_err() {
+        let verdict = check(sql, &tables, &is_org);
+        if name.starts_with("generated") {
+            if REFUSED_CALLS.iter().any(|c| sql.contains(*c)) {
+                refused_calls += 1;
+            } else if verdict.is_ok() && ALLOWED_CALLS.iter().any(|c| sql.contains(*c)) {
+                allowed_calls += 1;
+            }
+        }
+        if verdict.is_ok()
+            && let Some(call) = REFUSED_CALLS.iter().find(|c| sql.contains(*c))
+        {
+            failures.push(format!("{name}: accepted a call of {call}: {sql}"));
+            continue;
+        }
+        if verdict.is_err() {
             if name.starts_with("generated") && refused_leaking + refused_confined < 300 {
                 if h.differs(sql).is_some() {
                     refused_leaking += 1;
@@ -544,7 +593,16 @@ fn every_statement_the_checker_accepts_reads_and_writes_only_the_session_org() {
         failures.len(),
         refused_leaking + refused_confined
     );
+    println!(
+        "{refused_calls} called a refused function, {allowed_calls} accepted ones an allowed one"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    if cases > 0 {
+        assert!(
+            refused_calls > 0 && allowed_calls > 0,
+            "the generator made no calls"
+        );
+    }
     // The campaign means something only if the checker accepted a fair share of the generated
     // statements and they did real work (without generated ones, `--sql-cases 0`, the corpora
     // alone promise no share).
