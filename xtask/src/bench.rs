@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use tenant_core::{OrgId, TenantPool};
@@ -187,6 +187,45 @@ fn in_signed_scope<T>(
     Ok(value)
 }
 
+/// The opening message of a scoped transaction in the plain-setting mode, as
+/// `tenant_core::OrgScoped::begin` writes it (`scoped.rs`, `Opening::Setting`); R10 sends it
+/// with plain diesel, and [`check_opening`] makes sure the two are the same.
+fn opening(org: OrgId) -> String {
+    format!(
+        "BEGIN; SELECT set_config('tenant.org_id', CASE WHEN current_setting('tenant.org_id', true) > '' \
+         THEN current_setting('tenant org context was left on this connection at session level') ELSE '{}' END, true)",
+        org.as_uuid().hyphenated()
+    )
+}
+
+/// Fails unless the handle's opening is exactly [`opening`] (watched with diesel's
+/// instrumentation): otherwise R10 would compare different messages.
+fn check_opening(conn: &mut PgConnection, org: OrgId) -> Result<(), String> {
+    use diesel::connection::{Instrumentation, InstrumentationEvent};
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = std::sync::Arc::clone(&sent);
+    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        if let InstrumentationEvent::StartQuery { query, .. } = event
+            && let Ok(mut v) = record.lock()
+        {
+            v.push(query.to_string());
+        }
+    });
+    let outcome = tenant_core::OrgScoped::begin(&mut *conn, org, &BENCH)
+        .and_then(tenant_core::OrgScoped::rollback);
+    conn.set_instrumentation(None::<Box<dyn Instrumentation>>);
+    outcome.map_err(|e| e.to_string())?;
+    let first = sent.lock().map_err(|e| e.to_string())?.first().cloned();
+    if first.as_deref() == Some(opening(org).as_str()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "R10 would compare different messages: the handle opened with {first:?}, the bench sends {:?}; update `opening` in xtask/src/bench.rs",
+            opening(org)
+        ))
+    }
+}
+
 /// Runs `a` and `b` `n` times each, alternating in batches of 10 so that whatever else the
 /// machine does hits both alike; returns rate(a) / rate(b).
 fn pair(
@@ -280,6 +319,10 @@ pub fn measure() -> Result<(), String> {
             .build()
             .map_err(|e| e.to_string())?;
         let mut raw = PgConnection::establish(&app).map_err(|e| e.to_string())?;
+        check_opening(
+            &mut raw,
+            OrgId::try_from(org(0)).map_err(|e| e.to_string())?,
+        )?;
         let backend = tenant_core::context::Backend::read(&mut raw).map_err(|e| e.to_string())?;
         let context_key =
             tenant_core::context::ContextKey::new("bench", &KEY).map_err(|e| e.to_string())?;
@@ -340,6 +383,12 @@ pub fn measure() -> Result<(), String> {
                 id: "R9",
                 what: "five queries in one scoped transaction, signed context / unsigned",
                 target: "report",
+                samples: vec![],
+            },
+            Ratio {
+                id: "R10",
+                what: "scoped point lookup / plain diesel sending the same three messages (the client's cost)",
+                target: ">= 0.95",
                 samples: vec![],
             },
         ];
@@ -433,6 +482,29 @@ pub fn measure() -> Result<(), String> {
                 ratios[7]
                     .samples
                     .push(pair(N, signed_lookup, scoped_lookup)?);
+            }
+            // R10: plain diesel sending exactly what the scoped lookup sends (the opening, the
+            // same SELECT on the same RLS table, COMMIT) on the same connection: what is left
+            // is the client's cost of the handle (rendering once, the check and its cache).
+            let same_messages = |i: usize| -> Result<(), String> {
+                let (k, id) = key(i, 100);
+                let mut c = raw_conn.borrow_mut();
+                let c: &mut PgConnection = &mut c;
+                AnsiTransactionManager::begin_transaction_sql(c, &opening(oid(k)?)).map_err(err)?;
+                let row = bench_items::table
+                    .filter(bench_items::org_id.eq(org(k)))
+                    .filter(bench_items::id.eq(id))
+                    .first::<(uuid::Uuid, i64, String)>(c)
+                    .optional()
+                    .map_err(err)?;
+                AnsiTransactionManager::commit_transaction(c).map_err(err)?;
+                row.map(drop)
+                    .ok_or_else(|| format!("no row {id} in org {k}"))
+            };
+            if want(9) {
+                ratios[9]
+                    .samples
+                    .push(pair(N, scoped_lookup, same_messages)?);
             }
             // R5: the same lookups with 1,000 orgs.
             let many = |i: usize| -> Result<(), String> {
