@@ -14,6 +14,8 @@ use diesel::insertable::{ColumnInsertValue, DefaultableColumnInsertValue};
 use diesel::query_builder::ValuesClause;
 use tenant_lint::TenantTable;
 
+use crate::subquery::ScopeProbe;
+
 /// Whether insert values set tenant table `T`'s org column.
 #[diagnostic::on_unimplemented(
     message = "cannot tell which columns these insert values set",
@@ -25,10 +27,14 @@ pub trait SetsOrgColumn<T: TenantTable> {
     const SETS_ORG: bool;
 }
 
+/// A value is probed like a filter ([`ScopeProbe`]): a diesel subquery as an insert value
+/// (`title.eq(customers::table.select(..).single_value())`) does not compile, since nothing
+/// puts the org filter in it.
 impl<C, E, T> SetsOrgColumn<T> for ColumnInsertValue<C, E>
 where
     C: Column,
     T: TenantTable,
+    E: diesel::AppearsOnTable<ScopeProbe<T>>,
 {
     const SETS_ORG: bool = str_eq(C::NAME, <T::OrgColumn as Column>::NAME);
 }

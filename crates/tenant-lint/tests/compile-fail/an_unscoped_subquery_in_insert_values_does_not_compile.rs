@@ -1,0 +1,17 @@
+use diesel::prelude::*;
+use tenant_core::{OrgId, TenantPool};
+use two_companies::schema::*;
+
+fn copy_a_name(pool: &TenantPool, org: OrgId) {
+    let mut s = pool.begin(org).unwrap();
+    // A plain diesel subquery as an inserted value would copy another org's customer name.
+    let name = customers::table
+        .select(customers::name)
+        .limit(1)
+        .single_value()
+        .assume_not_null();
+    s.execute(s.insert(customers::table, (customers::name.eq(name), customers::email.eq("x@x"))))
+        .unwrap();
+}
+
+fn main() {}
