@@ -29,5 +29,5 @@ mod registry;
 
 pub use registry::{
     FunctionEntry, Global, GlobalTable, RegisteredTable, Registry, TableEntry, TableKind, Tenant,
-    TenantTable,
+    TenantTable, str_eq,
 };

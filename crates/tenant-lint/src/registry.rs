@@ -174,7 +174,7 @@ impl Registry {
     pub const fn allows_function(&self, name: &str) -> bool {
         let mut i = 0;
         while i < self.functions.len() {
-            if const_str_eq(self.functions[i].name, name) {
+            if str_eq(self.functions[i].name, name) {
                 return true;
             }
             i += 1;
@@ -240,8 +240,14 @@ macro_rules! global_table {
     };
 }
 
-/// String equality usable in `const` context.
-const fn const_str_eq(a: &str, b: &str) -> bool {
+/// String equality usable in `const` context (the compile-time checks compare table and
+/// column names with it).
+///
+/// ```
+/// const SAME: bool = tenant_lint::str_eq("org_id", "org_id");
+/// assert!(SAME && !tenant_lint::str_eq("org_id", "id"));
+/// ```
+pub const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;

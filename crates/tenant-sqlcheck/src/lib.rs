@@ -60,6 +60,9 @@ mod verdict;
 mod violation;
 mod writes;
 
+#[cfg(test)]
+mod story;
+
 pub use catalog::check_catalog_only;
 pub use registry::{Requirement, Tables};
 pub use verdict::{check, check_global_write, requirements};

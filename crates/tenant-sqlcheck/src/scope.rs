@@ -314,21 +314,9 @@ pub(crate) fn strip(e: &Expr) -> &Expr {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Requirement, Tables, Violation, check, requirements};
+    use crate::{Requirement, Violation, requirements};
 
-    fn tables() -> Tables {
-        Tables::new([
-            ("orgs", Some("id")),
-            ("customers", Some("org_id")),
-            ("invoices", Some("org_id")),
-            ("deals", Some("org_id")),
-            ("currencies", None),
-        ])
-    }
-
-    fn run(sql: &str) -> Result<(), Violation> {
-        check(sql, &tables(), &|p: &str| p == "$1" || p == "$org")
-    }
+    use crate::story::run;
 
     fn missing(table: &str) -> Result<(), Violation> {
         Err(Violation::MissingOrgPredicate {

@@ -148,19 +148,7 @@ mod tests {
         }
     }
 
-    fn tables() -> Tables {
-        Tables::new([
-            ("orgs", Some("id")),
-            ("customers", Some("org_id")),
-            ("invoices", Some("org_id")),
-            ("deals", Some("org_id")),
-            ("currencies", None),
-        ])
-    }
-
-    fn run(sql: &str) -> Result<(), Violation> {
-        check(sql, &tables(), &|p: &str| p == "$1" || p == "$org")
-    }
+    use crate::story::{run, tables};
 
     #[test]
     fn set_config_and_session_statements_are_refused() {

@@ -240,21 +240,9 @@ fn assignment_targets(a: &sqlparser::ast::Assignment) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Requirement, Tables, Violation, check, check_global_write, requirements};
+    use crate::{Requirement, Violation, check_global_write, requirements};
 
-    fn tables() -> Tables {
-        Tables::new([
-            ("orgs", Some("id")),
-            ("customers", Some("org_id")),
-            ("invoices", Some("org_id")),
-            ("deals", Some("org_id")),
-            ("currencies", None),
-        ])
-    }
-
-    fn run(sql: &str) -> Result<(), Violation> {
-        check(sql, &tables(), &|p: &str| p == "$1" || p == "$org")
-    }
+    use crate::story::{run, tables};
 
     fn reqs(sql: &str) -> Vec<Requirement> {
         requirements(sql, &|p: &str| p == "$org").unwrap()

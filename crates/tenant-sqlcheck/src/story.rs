@@ -1,0 +1,20 @@
+//! Test support: the example story's tables as the checker knows them, and a check of one
+//! statement with `$1` (run time) or `$org` (`tenant_sql!`) as the org parameter.
+
+use crate::{Tables, Violation, check};
+
+/// The story's tables: `orgs` (keyed by `id`), three tenant tables, one global table.
+pub(crate) fn tables() -> Tables {
+    Tables::new([
+        ("orgs", Some("id")),
+        ("customers", Some("org_id")),
+        ("invoices", Some("org_id")),
+        ("deals", Some("org_id")),
+        ("currencies", None),
+    ])
+}
+
+/// `sql` checked against [`tables`].
+pub(crate) fn run(sql: &str) -> Result<(), Violation> {
+    check(sql, &tables(), &|p: &str| p == "$1" || p == "$org")
+}
