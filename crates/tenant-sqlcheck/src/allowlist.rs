@@ -360,6 +360,7 @@ pub(crate) static UNSAFE: &[(&str, &str)] = &[
     ("to_regrole", CATALOG_BY_NAME),
     ("to_regtype", CATALOG_BY_NAME),
     ("to_regtypemod", CATALOG_BY_NAME),
+    ("ts_rewrite", RUNS_SQL),
     ("ts_stat", RUNS_SQL),
 ];
 

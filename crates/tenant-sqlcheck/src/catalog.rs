@@ -6,15 +6,14 @@
 //! plus catalog functions and `reg*` casts, which read catalog data (what the audit is for) but
 //! never run SQL, change session state, or read a table's rows.
 
-use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{Expr, ObjectNamePart, TableFactor, Visit, Visitor};
 
+use crate::ctes::CteScopes;
 use crate::functions::Policy;
 use crate::parse::{ident, parse_one, query_only};
 use crate::registry::{Requirement, Tables};
-use crate::scope::cte_names;
 use crate::violation::Violation;
 
 /// Whether `sql` is one SELECT that reads only the system catalogs (`pg_catalog`,
@@ -25,10 +24,9 @@ use crate::violation::Violation;
 pub fn check_catalog_only(sql: &str) -> Result<(), Violation> {
     let statement = parse_one(sql)?;
     query_only(&statement)?;
-    let ctes = cte_names(&statement);
     let tables = Tables::default();
     let mut visitor = CatalogOnly {
-        ctes: &ctes,
+        ctes: CteScopes::default(),
         policy: Policy::catalog(&tables),
         requirements: Vec::new(),
     };
@@ -39,7 +37,7 @@ pub fn check_catalog_only(sql: &str) -> Result<(), Violation> {
 }
 
 struct CatalogOnly<'a> {
-    ctes: &'a HashSet<String>,
+    ctes: CteScopes,
     policy: Policy<'a>,
     /// Unused: the catalog policy registers no function, and is never symbolic.
     requirements: Vec<Requirement>,
@@ -47,6 +45,16 @@ struct CatalogOnly<'a> {
 
 impl Visitor for CatalogOnly<'_> {
     type Break = Violation;
+
+    fn pre_visit_query(&mut self, query: &sqlparser::ast::Query) -> ControlFlow<Violation> {
+        self.ctes.enter(query);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, query: &sqlparser::ast::Query) -> ControlFlow<Violation> {
+        self.ctes.leave(query);
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Violation> {
         if let Err(v) = self.policy.table_factor(factor, &mut self.requirements) {

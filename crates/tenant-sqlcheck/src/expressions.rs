@@ -52,6 +52,23 @@ impl Policy<'_> {
     ) -> Result<(), Violation> {
         match expr {
             // Plain: names, values, predicates and syntax forms of built-in functions.
+            // `(expr).name`: PostgreSQL reads it as field `name` of a composite value, or as
+            // the call `name(expr)` (its functional notation), which no function check would
+            // see: `('SELECT ...').ts_stat` runs SQL. Only subscripts (`a[1]`) pass.
+            // (`k.conkey[1]`, a qualified column then a subscript, is a name like `k.conkey`.)
+            Expr::CompoundFieldAccess { root, access_chain }
+                if access_chain.iter().any(|a| match a {
+                    sqlparser::ast::AccessExpr::Dot(Expr::Identifier(_)) => {
+                        !matches!(**root, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+                    }
+                    sqlparser::ast::AccessExpr::Dot(_) => true,
+                    sqlparser::ast::AccessExpr::Subscript(_) => false,
+                }) =>
+            {
+                unsupported(
+                    "a field selection `(...).name`, which PostgreSQL may read as a call of the function `name`",
+                )
+            }
             Expr::Identifier(_)
             | Expr::CompoundIdentifier(_)
             | Expr::CompoundFieldAccess { .. }
@@ -376,6 +393,26 @@ mod tests {
     }
 
     #[test]
+    fn a_field_selection_that_postgresql_may_call_as_a_function_is_refused() {
+        let refused = Err(Violation::UnsupportedExpression(
+            "a field selection `(...).name`, which PostgreSQL may read as a call of the function `name`".into(),
+        ));
+        for sql in [
+            "SELECT ('SELECT to_tsvector(name) FROM customers').ts_stat FROM invoices WHERE org_id = $1",
+            "SELECT ('tenant.org_token').current_setting FROM invoices WHERE org_id = $1",
+            "SELECT (42).pg_advisory_lock FROM invoices WHERE org_id = $1",
+            "SELECT (i).number FROM invoices i WHERE i.org_id = $1",
+        ] {
+            assert_eq!(run(sql), refused, "{sql}");
+        }
+        // Subscripts are not calls.
+        assert_eq!(
+            run("SELECT (ARRAY[1, 2])[1] FROM invoices WHERE org_id = $1"),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn custom_operators_are_refused() {
         assert_eq!(
             run("SELECT id FROM invoices WHERE org_id = $1 AND id OPERATOR(pg_catalog.=) 1"),
@@ -467,7 +504,7 @@ mod tests {
         assert_eq!(
             run(
                 "SELECT id::text, total::numeric(10, 2), $2::uuid, created_at::date, x::timestamptz, y::int2[], z::\"char\", \
-                 w::jsonb, v::deal_stage, ROW(id, name), ARRAY(SELECT 1), ARRAY[1, 2], tags[1], (data).f, CAST(u AS varchar(10)), DATE '2024-01-01', INTERVAL '1 day', name COLLATE \"C\" \
+                 w::jsonb, v::deal_stage, ROW(id, name), ARRAY(SELECT 1), ARRAY[1, 2], tags[1], CAST(u AS varchar(10)), DATE '2024-01-01', INTERVAL '1 day', name COLLATE \"C\" \
                  FROM invoices WHERE org_id = $1::uuid"
             ),
             Ok(())

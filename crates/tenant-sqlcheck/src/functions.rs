@@ -62,6 +62,13 @@ impl<'a> Policy<'a> {
         if last == "set_config" {
             return Err(Violation::ChangesSessionSetting("set_config".into()));
         }
+        // `db.schema.name` (PostgreSQL accepts the current database's name in front): never
+        // a registered name, and `postgres.pg_catalog.current_setting` is the built-in.
+        if parts.len() > 2 {
+            return Err(Violation::UnknownFunction {
+                name: parts.join("."),
+            });
+        }
         let builtin = match parts.as_slice() {
             [name] => Some(name.as_str()),
             [schema, name] if schema == "pg_catalog" => Some(name.as_str()),
@@ -134,6 +141,27 @@ mod tests {
     }
 
     const SCOPED: &str = "FROM invoices WHERE org_id = $1";
+
+    #[test]
+    fn a_name_of_three_parts_is_never_a_registered_function() {
+        // PostgreSQL takes the current database's name in front: this is the built-in.
+        let tables = Tables::new([("invoices", Some("org_id"))]).with_functions([(
+            "postgres.pg_catalog.current_setting",
+            "registered by mistake",
+        )]);
+        assert_eq!(
+            check(
+                "SELECT postgres.pg_catalog.current_setting('tenant.org_token') FROM invoices WHERE org_id = $1",
+                &tables,
+                &|p| p == "$1"
+            ),
+            unknown("postgres.pg_catalog.current_setting")
+        );
+        assert!(matches!(
+            run("SELECT ts_rewrite('a'::tsquery, 'SELECT 1') FROM invoices WHERE org_id = $1"),
+            Err(Violation::UnsafeFunction { name, .. }) if name == "ts_rewrite"
+        ));
+    }
 
     #[test]
     fn functions_that_run_sql_given_as_text_are_refused() {
@@ -273,7 +301,7 @@ mod tests {
             "SELECT count(*) FILTER (WHERE f(total)) FROM invoices WHERE org_id = $1",
             "INSERT INTO invoices (org_id, total) VALUES ($1, f(1))",
             "UPDATE invoices SET total = f(total) WHERE org_id = $1",
-            "INSERT INTO invoices (org_id, n) VALUES ($1, 1) ON CONFLICT (id) DO UPDATE SET n = f(1)",
+            "INSERT INTO invoices (org_id, n) VALUES ($1, 1) ON CONFLICT (org_id, id) DO UPDATE SET n = f(1)",
             "DELETE FROM invoices WHERE org_id = $1 RETURNING f(id)",
             "WITH x AS (SELECT f(id) FROM invoices WHERE org_id = $1) SELECT * FROM x",
             "SELECT id FROM invoices WHERE org_id = $1 AND id IN (SELECT f(1))",

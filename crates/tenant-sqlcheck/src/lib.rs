@@ -51,6 +51,7 @@
 
 mod allowlist;
 mod catalog;
+mod ctes;
 mod expressions;
 mod functions;
 mod parse;

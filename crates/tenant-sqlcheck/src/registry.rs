@@ -44,6 +44,14 @@ pub enum Requirement {
         /// Columns assigned (UPDATE SET, ON CONFLICT DO UPDATE SET).
         assigned: Vec<String>,
     },
+    /// An `ON CONFLICT` on `table`: if it is a tenant table, its org column must be among
+    /// `columns` (the target's; empty without a target or with a named constraint).
+    ConflictTarget {
+        /// The table.
+        table: String,
+        /// The columns of the conflict target.
+        columns: Vec<String>,
+    },
     /// Rows are inserted into `table`: it must be a tenant table, and its org column must be
     /// among `org_columns` (columns holding the org parameter in every row).
     Insert {

@@ -8,38 +8,18 @@
 //! here is recorded in `verified`, for the final pass ([`crate::verdict`]) to match against
 //! every reference the walk saw.
 
-use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, JoinConstraint, JoinOperator, ObjectName, Query, TableFactor,
-    TableWithJoins, Value, Visitor,
+    BinaryOperator, Expr, JoinConstraint, JoinOperator, ObjectName, TableFactor, TableWithJoins,
+    Value,
 };
 
+use crate::ctes::CteScopes;
 use crate::functions::Policy;
 use crate::parse::{ident, last_ident};
 use crate::registry::{Kind, Requirement, Tables};
 use crate::violation::Violation;
-
-/// The names of every CTE of `statement`: derived tables, whose queries are checked where they
-/// are defined.
-pub(crate) fn cte_names(statement: &sqlparser::ast::Statement) -> HashSet<String> {
-    struct CteCollector(HashSet<String>);
-    impl Visitor for CteCollector {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
-            if let Some(with) = &query.with {
-                for cte in &with.cte_tables {
-                    self.0.insert(ident(&cte.alias.name));
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut collector = CteCollector(HashSet::new());
-    let _ = sqlparser::ast::Visit::visit(statement, &mut collector);
-    collector.0
-}
 
 /// The state of one check: what the walk has seen, and what the scope checks confirmed.
 pub(crate) struct Checker<'a> {
@@ -49,7 +29,8 @@ pub(crate) struct Checker<'a> {
     pub(crate) is_org_param: &'a dyn Fn(&str) -> bool,
     /// The admin path: writes to global tables are allowed.
     pub(crate) global_writes: bool,
-    pub(crate) ctes: HashSet<String>,
+    /// The CTE names visible at this point of the walk.
+    pub(crate) ctes: CteScopes,
     /// Tenant-table references found by the visitor.
     pub(crate) seen: Vec<String>,
     /// Tenant-table references confirmed confined by a scope check.
@@ -62,25 +43,27 @@ pub(crate) struct Checker<'a> {
 struct ScopeEntry<'e> {
     table: String,
     qualifier: String,
+    /// Whether its columns cannot be named from where the predicates are: an aliased
+    /// parenthesized join hides the names inside, and a column alias list renames them.
+    hidden: bool,
     org_column: String,
     /// ON conjuncts that confine this table: its own join's, or any inner join's.
     on: Vec<&'e Expr>,
 }
 
 impl<'a> Checker<'a> {
-    /// A check of one statement with `ctes` (its CTE names).
+    /// A check of one statement.
     pub(crate) fn new(
         tables: &'a Tables,
         is_org_param: &'a dyn Fn(&str) -> bool,
         global_writes: bool,
-        ctes: HashSet<String>,
     ) -> Self {
         Self {
             tables,
             policy: Policy::scoped(tables),
             is_org_param,
             global_writes,
-            ctes,
+            ctes: CteScopes::default(),
             seen: Vec::new(),
             verified: Vec::new(),
             requirements: Vec::new(),
@@ -202,9 +185,19 @@ impl<'a> Checker<'a> {
     ) {
         match factor {
             TableFactor::NestedJoin {
-                table_with_joins, ..
+                table_with_joins,
+                alias,
             } => {
+                let first = entries.len();
                 self.collect(table_with_joins, on, entries, inner_on, count);
+                // `(a JOIN b ON ..) AS j` hides the names inside: `a.org_id` outside the
+                // parentheses is not a's column (PostgreSQL looks for `a` further out, maybe
+                // in an outer query), so no predicate outside can confine them by name.
+                if alias.is_some() {
+                    for entry in &mut entries[first..] {
+                        entry.hidden = true;
+                    }
+                }
             }
             other => {
                 *count += 1;
@@ -232,9 +225,13 @@ impl<'a> Checker<'a> {
                 .as_ref()
                 .map(|a| ident(&a.name))
                 .unwrap_or_else(|| table.clone());
+            // `t AS c(a, b)` renames the columns by position: `c.org_id` may be another
+            // column, so no predicate can confine it by name.
+            let hidden = alias.as_ref().is_some_and(|a| !a.columns.is_empty());
             entries.push(ScopeEntry {
                 table,
                 qualifier,
+                hidden,
                 org_column: col.to_owned(),
                 on,
             });
@@ -250,6 +247,9 @@ impl<'a> Checker<'a> {
     /// The column of `entry` that conjunct `c` constrains to the org parameter, if it is
     /// `<entry>.<column> = <org param>` (either side; unqualified only with one table in scope).
     fn constrained_column(&self, c: &Expr, entry: &ScopeEntry<'_>, single: bool) -> Option<String> {
+        if entry.hidden {
+            return None;
+        }
         let Expr::BinaryOp {
             left,
             op: BinaryOperator::Eq,
@@ -322,6 +322,39 @@ mod tests {
         Err(Violation::MissingOrgPredicate {
             table: table.into(),
         })
+    }
+
+    #[test]
+    fn a_name_hidden_by_a_join_alias_or_renamed_columns_confines_nothing() {
+        // `customers.org_id` outside `(...) AS j` is the outer derived table's column.
+        assert_eq!(
+            run(
+                "SELECT leak.name FROM (SELECT $1::uuid AS org_id) AS customers \
+                 CROSS JOIN LATERAL (SELECT j.name FROM (customers JOIN (SELECT 1 AS one) AS o ON true) AS j \
+                 WHERE customers.org_id = $1) AS leak"
+            ),
+            missing("customers")
+        );
+        assert_eq!(
+            run(
+                "SELECT 1 FROM (customers c JOIN invoices i ON c.id = i.customer_id) AS j \
+                 WHERE c.org_id = $1 AND i.org_id = $1"
+            ),
+            missing("c")
+        );
+        // `c.org_id` here is the table's first column, `id`.
+        assert_eq!(
+            run("SELECT 1 FROM customers AS c(org_id, real_org) WHERE c.org_id = $1"),
+            missing("c")
+        );
+        // Without the alias, diesel's parenthesized joins stay confinable.
+        assert_eq!(
+            run(
+                "SELECT 1 FROM (customers c JOIN invoices i ON c.id = i.customer_id) \
+                 WHERE c.org_id = $1 AND i.org_id = $1"
+            ),
+            Ok(())
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use sqlparser::ast::{Expr, Query, Select, Statement, TableFactor, TableWithJoins
 
 use crate::parse::{dml_only, parse_one, supported_body};
 use crate::registry::{Requirement, Tables};
-use crate::scope::{Checker, cte_names};
+use crate::scope::Checker;
 use crate::violation::Violation;
 
 /// Checks one statement. `is_org_param` says which placeholders (`$1`, `$org`, ...) hold the
@@ -51,10 +51,10 @@ fn run_checker(
     global_writes: bool,
 ) -> Result<Vec<Requirement>, Violation> {
     let statement = parse_one(sql)?;
-    // CTE names are derived tables whose own queries are checked where they are defined.
-    let ctes = cte_names(&statement);
     dml_only(&statement)?;
-    let mut checker = Checker::new(tables, is_org_param, global_writes, ctes);
+    // CTE names are derived tables whose own queries are checked where they are defined; the
+    // walk tracks where each is visible.
+    let mut checker = Checker::new(tables, is_org_param, global_writes);
     if let ControlFlow::Break(v) = statement.visit(&mut checker) {
         return Err(v);
     }
@@ -91,7 +91,13 @@ impl Visitor for Checker<'_> {
     type Break = Violation;
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Violation> {
+        self.ctes.enter(query);
         flow(supported_body(&query.body))
+    }
+
+    fn post_visit_query(&mut self, query: &Query) -> ControlFlow<Violation> {
+        self.ctes.leave(query);
+        ControlFlow::Continue(())
     }
 
     fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<Violation> {

@@ -57,6 +57,20 @@ pub enum Violation {
         /// The org column.
         column: String,
     },
+    /// An `ON CONFLICT` on a tenant table whose target does not name the org column (or names
+    /// no columns): the conflict could be with another org's row.
+    #[error(
+        "the ON CONFLICT of the INSERT into tenant table `{table}` does not name `{column}` in its \
+         target: a conflict on a key without it could be with another org's row (telling that the \
+         key exists, or updating that row); name the columns of a unique constraint that \
+         includes it: `ON CONFLICT ({column}, ...)`"
+    )]
+    ConflictWithoutOrg {
+        /// The table.
+        table: String,
+        /// The org column.
+        column: String,
+    },
     /// A write to a global table from a scoped session.
     #[error(
         "global table `{table}` is read-only in an org-scoped session: write it through the admin path"

@@ -8,11 +8,12 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    AssignmentTarget, Delete, Expr, FromTable, Insert, OnConflictAction, OnInsert, SelectItem,
-    SetExpr, TableFactor, TableObject, TableWithJoins, Update, UpdateTableFromKind, Value,
+    AssignmentTarget, ConflictTarget, Delete, Expr, FromTable, Insert, OnConflict,
+    OnConflictAction, OnInsert, SelectItem, SetExpr, TableFactor, TableObject, TableWithJoins,
+    Update, UpdateTableFromKind, Value,
 };
 
-use crate::parse::last_ident;
+use crate::parse::{ident, last_ident};
 use crate::registry::{Kind, Requirement};
 use crate::scope::Checker;
 use crate::violation::Violation;
@@ -38,7 +39,8 @@ impl Checker<'_> {
                     assigned,
                 });
             }
-            match self.kind_of(name) {
+            // A write target is always a real relation, never a CTE of the statement.
+            match self.tables.kind(name) {
                 Kind::Tenant(col) => {
                     for a in &update.assignments {
                         if assignment_targets(a).iter().any(|c| c == col) {
@@ -54,8 +56,17 @@ impl Checker<'_> {
                         table: last_ident(name).unwrap_or_default(),
                     });
                 }
-                Kind::Global | Kind::Unknown => {}
+                Kind::Global => {}
+                Kind::Unknown => {
+                    return ControlFlow::Break(Violation::UnregisteredTable {
+                        table: last_ident(name).unwrap_or_default(),
+                    });
+                }
             }
+        } else {
+            return ControlFlow::Break(Violation::UnsupportedStatement(
+                "UPDATE of something other than a table".into(),
+            ));
         }
         self.check_scope(&from, update.selection.as_ref())
     }
@@ -69,13 +80,24 @@ impl Checker<'_> {
         }
         let (FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables)) = &delete.from;
         for twj in tables {
-            if let TableFactor::Table { name, .. } = &twj.relation
-                && let Kind::Global = self.kind_of(name)
-                && !self.global_writes
-            {
-                return ControlFlow::Break(Violation::WritesGlobalTable {
-                    table: last_ident(name).unwrap_or_default(),
-                });
+            let TableFactor::Table { name, .. } = &twj.relation else {
+                return ControlFlow::Break(Violation::UnsupportedStatement(
+                    "DELETE from something other than a table".into(),
+                ));
+            };
+            // A write target is always a real relation, never a CTE of the statement.
+            match self.tables.kind(name) {
+                Kind::Global if !self.global_writes => {
+                    return ControlFlow::Break(Violation::WritesGlobalTable {
+                        table: last_ident(name).unwrap_or_default(),
+                    });
+                }
+                Kind::Unknown => {
+                    return ControlFlow::Break(Violation::UnregisteredTable {
+                        table: last_ident(name).unwrap_or_default(),
+                    });
+                }
+                Kind::Tenant(_) | Kind::Global => {}
             }
         }
         if self.tables.is_symbolic() {
@@ -151,16 +173,20 @@ impl Checker<'_> {
                 org_columns: Vec::new(),
             });
         }
-        if let Some(OnInsert::OnConflict(conflict)) = &insert.on
-            && let OnConflictAction::DoUpdate(update) = &conflict.action
-        {
-            let assigned = update
-                .assignments
-                .iter()
-                .flat_map(assignment_targets)
-                .collect();
-            self.requirements
-                .push(Requirement::Write { table, assigned });
+        if let Some(OnInsert::OnConflict(conflict)) = &insert.on {
+            self.requirements.push(Requirement::ConflictTarget {
+                table: table.clone(),
+                columns: conflict_columns(conflict).unwrap_or_default(),
+            });
+            if let OnConflictAction::DoUpdate(update) = &conflict.action {
+                let assigned = update
+                    .assignments
+                    .iter()
+                    .flat_map(assignment_targets)
+                    .collect();
+                self.requirements
+                    .push(Requirement::Write { table, assigned });
+            }
         }
         ControlFlow::Continue(())
     }
@@ -176,7 +202,8 @@ impl Checker<'_> {
         if self.tables.is_symbolic() {
             return self.insert_requirements(insert, table);
         }
-        let col = match self.kind_of(name) {
+        // A write target is always a real relation, never a CTE of the statement.
+        let col = match self.tables.kind(name) {
             Kind::Tenant(col) => col.to_owned(),
             Kind::Global if self.global_writes => return ControlFlow::Continue(()),
             Kind::Global => return ControlFlow::Break(Violation::WritesGlobalTable { table }),
@@ -217,16 +244,33 @@ impl Checker<'_> {
         if !rows_ok {
             return missing();
         }
-        if let Some(OnInsert::OnConflict(conflict)) = &insert.on
-            && let OnConflictAction::DoUpdate(update) = &conflict.action
-        {
-            for a in &update.assignments {
-                if assignment_targets(a).contains(&col) {
-                    return ControlFlow::Break(Violation::AssignsOrgColumn { table, column: col });
+        if let Some(OnInsert::OnConflict(conflict)) = &insert.on {
+            // A conflict on a key without the org column can be with another org's row: DO
+            // NOTHING then tells that the key exists, DO UPDATE may reach the row.
+            if !conflict_columns(conflict).is_some_and(|c| c.contains(&col)) {
+                return ControlFlow::Break(Violation::ConflictWithoutOrg { table, column: col });
+            }
+            if let OnConflictAction::DoUpdate(update) = &conflict.action {
+                for a in &update.assignments {
+                    if assignment_targets(a).contains(&col) {
+                        return ControlFlow::Break(Violation::AssignsOrgColumn {
+                            table,
+                            column: col,
+                        });
+                    }
                 }
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// The columns of an `ON CONFLICT` target: `None` without a target or with a named
+/// constraint (which columns it covers is not in the statement).
+fn conflict_columns(conflict: &OnConflict) -> Option<Vec<String>> {
+    match &conflict.conflict_target {
+        Some(ConflictTarget::Columns { columns, .. }) => Some(columns.iter().map(ident).collect()),
+        Some(ConflictTarget::OnConstraint(_)) | None => None,
     }
 }
 
@@ -256,6 +300,64 @@ mod tests {
     }
 
     #[test]
+    fn an_upsert_on_a_key_without_the_org_column_is_refused() {
+        let refused = Err(Violation::ConflictWithoutOrg {
+            table: "customers".into(),
+            column: "org_id".into(),
+        });
+        for sql in [
+            "INSERT INTO customers (org_id, id) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET name = 'x'",
+            "INSERT INTO customers (org_id, id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO customers (org_id, id) VALUES ($1, $2) ON CONFLICT ON CONSTRAINT customers_pkey DO NOTHING",
+        ] {
+            assert_eq!(run(sql), refused, "{sql}");
+        }
+        assert_eq!(
+            run(
+                "INSERT INTO customers (org_id, id) VALUES ($1, $2) ON CONFLICT (org_id, id) DO NOTHING"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            reqs(
+                "INSERT INTO customers (org_id, id) VALUES ($org, $1) ON CONFLICT (id) DO NOTHING"
+            ),
+            [
+                Requirement::Insert {
+                    table: "customers".into(),
+                    org_columns: vec!["org_id".into()]
+                },
+                Requirement::ConflictTarget {
+                    table: "customers".into(),
+                    columns: vec!["id".into()]
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_write_target_is_never_taken_for_a_cte() {
+        assert_eq!(
+            run(
+                "UPDATE pg_settings SET setting = '1' WHERE name = 'statement_timeout' \
+                 AND EXISTS (WITH pg_settings AS (SELECT 1) SELECT 1)"
+            ),
+            Err(Violation::UnregisteredTable {
+                table: "pg_settings".into()
+            })
+        );
+        assert_eq!(
+            run("DELETE FROM x WHERE EXISTS (WITH x AS (SELECT 1) SELECT 1)"),
+            Err(Violation::UnregisteredTable { table: "x".into() })
+        );
+        // A WITH in front of a write is a query whose body writes: refused whole.
+        assert_eq!(
+            run("WITH pg_settings AS (SELECT 1) UPDATE pg_settings SET setting = '1'"),
+            Err(Violation::UnsupportedStatement("UPDATE".into()))
+        );
+    }
+
+    #[test]
     fn writes_that_move_rows_or_skip_the_org_are_refused() {
         let moves = Err(Violation::AssignsOrgColumn {
             table: "invoices".into(),
@@ -267,7 +369,7 @@ mod tests {
         );
         assert_eq!(
             run(
-                "INSERT INTO invoices (org_id, n) VALUES ($1, 1) ON CONFLICT (id) DO UPDATE SET org_id = excluded.org_id"
+                "INSERT INTO invoices (org_id, n) VALUES ($1, 1) ON CONFLICT (org_id, id) DO UPDATE SET org_id = excluded.org_id"
             ),
             moves
         );
