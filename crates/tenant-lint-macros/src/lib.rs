@@ -212,6 +212,23 @@ fn assertion(
                 };
             }
         }
+        Requirement::ConflictTarget { table, columns } => {
+            let t = table_ident(table);
+            let msg = format!(
+                "tenant_sql!: the ON CONFLICT of the INSERT into `{table}` must name its org column in the \
+                 target (`ON CONFLICT (<org column>, ...)`): a conflict on a key without it could be with \
+                 another org's row"
+            );
+            quote_spanned! {span=>
+                const _: () = {
+                    if <#schema::#t::table as #reg>::IS_TENANT
+                        && !#contains(&[#(#columns),*], <#schema::#t::table as #reg>::ORG_COLUMN)
+                    {
+                        ::core::panic!(#msg);
+                    }
+                };
+            }
+        }
         Requirement::Function { name } => {
             let Some(registry) = registry else {
                 return Err(syn::Error::new(

@@ -34,7 +34,7 @@ use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, Valid
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::sql_types::{Bool, Text};
 use tenant_core::{OrgId, OrgScoped, Pooled, TenantError, TenantPool, TenantSql, Violation};
 use tenant_testkit::TestDb;
 use two_companies::schema::{customers, deals, orgs};
@@ -221,6 +221,10 @@ fn unknown_fn(v: &Violation, f: &str) -> bool {
     matches!(v, Violation::UnknownFunction { name } if name == f)
 }
 
+fn field_call(v: &Violation) -> bool {
+    matches!(v, Violation::UnsupportedExpression(what) if what.contains("field selection"))
+}
+
 fn missing(v: &Violation, t: &str) -> bool {
     matches!(v, Violation::MissingOrgPredicate { table } if table == t)
 }
@@ -402,6 +406,110 @@ fn attempts() -> Vec<Attempt> {
             class: 1,
             attack: |s, _| filter_sql(s, "1 OPERATOR(pg_catalog.=) 1"),
             refused: |v| matches!(v, Violation::UnknownOperator(_)),
+        },
+        // Found by the red team (each read or wrote B's rows before it was closed).
+        Attempt {
+            name: "PostgreSQL's attribute notation calls ts_stat, which hops to B",
+            class: 1,
+            attack: |s, w| {
+                select_sql(
+                    s,
+                    &format!(
+                        "(SELECT count(*) FROM (SELECT ('SELECT to_tsvector(set_config(''tenant.org_id'', ''{}'', true))').ts_stat) AS z)::text",
+                        w.b.as_uuid()
+                    ),
+                )
+            },
+            refused: field_call,
+        },
+        Attempt {
+            name: "attribute notation reads the session's token",
+            class: 1,
+            attack: |s, _| select_sql(s, "('tenant.org_token').current_setting"),
+            refused: field_call,
+        },
+        Attempt {
+            name: "attribute notation takes a session advisory lock",
+            class: 1,
+            attack: |s, _| select_sql(s, "(4242::bigint).pg_advisory_lock::text"),
+            refused: field_call,
+        },
+        Attempt {
+            name: "a three-part name reaches a built-in past the checks",
+            class: 1,
+            attack: |s, _| select_sql(s, "postgres.pg_catalog.current_setting('tenant.org_token')"),
+            refused: |v| unknown_fn(v, "postgres.pg_catalog.current_setting"),
+        },
+        Attempt {
+            name: "ts_rewrite runs a query given as text",
+            class: 1,
+            attack: |s, _| {
+                select_sql(
+                    s,
+                    "ts_rewrite('a'::tsquery, 'SELECT ''a''::tsquery, ''b''::tsquery')::text",
+                )
+            },
+            refused: |v| unsafe_fn(v, "ts_rewrite"),
+        },
+        Attempt {
+            name: "a join alias hides a tenant table, so its org predicate binds to a decoy",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT leak.name FROM (SELECT $1::uuid AS org_id) AS customers \
+                     CROSS JOIN LATERAL (SELECT j.name FROM (customers JOIN (SELECT 1 AS one) AS o ON true) AS j \
+                     WHERE customers.org_id = $1) AS leak",
+                ))
+            },
+            refused: |v| missing(v, "customers"),
+        },
+        Attempt {
+            name: "a column alias list renames another column to the org column's name",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT c.name FROM customers AS c(org_id, real_org) WHERE c.org_id = $1",
+                ))
+            },
+            refused: |v| missing(v, "c"),
+        },
+        Attempt {
+            name: "a CTE in another scope lets an unregistered view through",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT query FROM pg_stat_activity WHERE $1::uuid IS NOT NULL \
+                     AND EXISTS (WITH pg_stat_activity AS (SELECT 1) SELECT 1)",
+                ))
+            },
+            refused: |v| matches!(v, Violation::UnregisteredTable { table } if table == "pg_stat_activity"),
+        },
+        Attempt {
+            name: "a CTE in another scope lets an UPDATE of pg_settings through",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "UPDATE pg_settings SET setting = '4321' WHERE name = 'statement_timeout' \
+                     AND $1::uuid IS NOT NULL AND EXISTS (WITH pg_settings AS (SELECT 1) SELECT 1)",
+                ))
+            },
+            refused: |v| matches!(v, Violation::UnregisteredTable { table } if table == "pg_settings"),
+        },
+        Attempt {
+            name: "an upsert on B's key without the org column reaches B's row",
+            class: 4,
+            attack: |s, w| {
+                let text: &'static str = Box::leak(
+                    format!(
+                        "INSERT INTO customers (org_id, id, name, email) VALUES ($1, '{}'::uuid, 'x', 'x@x') \
+                         ON CONFLICT (id) DO UPDATE SET name = 'overwritten by org A'",
+                        w.b_customer
+                    )
+                    .into_boxed_str(),
+                );
+                s.execute_sql(TenantSql::new(text))
+            },
+            refused: |v| matches!(v, Violation::ConflictWithoutOrg { column, .. } if column == "org_id"),
         },
         // 4. Public constructors of checked types.
         Attempt {
@@ -715,7 +823,7 @@ fn what_is_checked_is_what_is_sent_with_the_signed_context() {
     what_is_checked_is_what_is_sent(Mode::Signed);
 }
 
-/// A registered function of the service's own passes; the same call unregistered is refused.
+/// Control for the digest and the world: A's handle counts A's one customer, not B's.
 #[test]
 fn a_count_of_bs_rows_is_never_visible_through_the_handle() {
     let w = World::new(Mode::Setting);
@@ -724,5 +832,4 @@ fn a_count_of_bs_rows_is_never_visible_through_the_handle() {
         .with_org(w.a, |s| s.get_result(s.query(customers::table).count()))
         .unwrap();
     assert_eq!(seen, 1);
-    let _ = BigInt;
 }
