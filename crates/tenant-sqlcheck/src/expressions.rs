@@ -39,6 +39,24 @@ fn is_keyword(f: &Function, keyword: &str) -> bool {
         if id.quote_style.is_none() && id.value.eq_ignore_ascii_case(keyword))
 }
 
+/// Whether the dots of a field access only qualify a column (`k.conkey[1]`): at most one dot,
+/// right after a plain name, before any subscript.
+fn dots_name_a_column(root: &Expr, chain: &[sqlparser::ast::AccessExpr]) -> bool {
+    use sqlparser::ast::AccessExpr;
+    let dots = chain
+        .iter()
+        .filter(|a| matches!(a, AccessExpr::Dot(_)))
+        .count();
+    match dots {
+        0 => true,
+        1 => {
+            matches!(root, Expr::Identifier(_))
+                && matches!(chain.first(), Some(AccessExpr::Dot(Expr::Identifier(_))))
+        }
+        _ => false,
+    }
+}
+
 fn unsupported(what: impl Into<String>) -> Result<(), Violation> {
     Err(Violation::UnsupportedExpression(what.into()))
 }
@@ -55,20 +73,22 @@ impl Policy<'_> {
             // `(expr).name`: PostgreSQL reads it as field `name` of a composite value, or as
             // the call `name(expr)` (its functional notation), which no function check would
             // see: `('SELECT ...').ts_stat` runs SQL. Only subscripts (`a[1]`) pass.
-            // (`k.conkey[1]`, a qualified column then a subscript, is a name like `k.conkey`.)
+            // (`k.conkey[1]`, a qualified column then a subscript, is a name like `k.conkey`;
+            // a second dot, `k.col.f`, is a field of the column or the call `f(k.col)`.)
             Expr::CompoundFieldAccess { root, access_chain }
-                if access_chain.iter().any(|a| match a {
-                    sqlparser::ast::AccessExpr::Dot(Expr::Identifier(_)) => {
-                        !matches!(**root, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
-                    }
-                    sqlparser::ast::AccessExpr::Dot(_) => true,
-                    sqlparser::ast::AccessExpr::Subscript(_) => false,
-                }) =>
+                if !dots_name_a_column(root, access_chain) =>
             {
                 unsupported(
                     "a field selection `(...).name`, which PostgreSQL may read as a call of the function `name`",
                 )
             }
+            // `a.b.c` is `schema.table.column`, or a field `c` (or the call `c(a.b)`) of column
+            // `a.b`: PostgreSQL tries both. Only `name` and `qualifier.name` pass.
+            Expr::CompoundIdentifier(parts) if parts.len() > 2 => unsupported(format!(
+                "the name `{expr}` of three parts or more, which PostgreSQL may read as a call of \
+                 the function `{}`",
+                parts.last().map(|p| p.value.as_str()).unwrap_or_default()
+            )),
             Expr::Identifier(_)
             | Expr::CompoundIdentifier(_)
             | Expr::CompoundFieldAccess { .. }
@@ -174,8 +194,12 @@ impl Policy<'_> {
                 let Some(parts) = fold_name(name) else {
                     return unsupported(format!("a cast to `{name}`"));
                 };
+                // `_regclass` is `regclass[]`: an array of names looked up.
                 match parts.last() {
-                    Some(last) if !self.is_catalog() && REG_TYPES.contains(&last.as_str()) => {
+                    Some(last)
+                        if !self.is_catalog()
+                            && REG_TYPES.contains(&last.strip_prefix('_').unwrap_or(last)) =>
+                    {
                         reg(last)
                     }
                     _ => Ok(()),
@@ -390,6 +414,40 @@ mod tests {
         refused(&format!(
             "a cast to `{name}` (it looks a catalog object up by name)"
         ))
+    }
+
+    #[test]
+    fn a_name_of_three_parts_or_a_second_dot_is_refused() {
+        assert!(matches!(
+            run("SELECT i.number.ts_stat FROM invoices i WHERE i.org_id = $1"),
+            Err(Violation::UnsupportedExpression(what)) if what.contains("three parts")
+        ));
+        assert!(matches!(
+            run("SELECT i.number.ts_stat[1] FROM invoices i WHERE i.org_id = $1"),
+            Err(Violation::UnsupportedExpression(what)) if what.contains("field selection")
+        ));
+        assert_eq!(
+            run("SELECT i.tags[1] FROM invoices i WHERE i.org_id = $1"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_cast_to_an_array_of_a_reg_type_is_refused() {
+        assert_eq!(
+            run(
+                "SELECT ('{customers,pg_authid}'::_regclass)::text FROM invoices WHERE org_id = $1"
+            ),
+            Err(Violation::UnsupportedExpression(
+                "a cast to `_regclass` (it looks a catalog object up by name)".into()
+            ))
+        );
+        assert_eq!(
+            run("SELECT ('{customers}'::regclass[])::text FROM invoices WHERE org_id = $1"),
+            Err(Violation::UnsupportedExpression(
+                "a cast to `regclass` (it looks a catalog object up by name)".into()
+            ))
+        );
     }
 
     #[test]

@@ -67,13 +67,11 @@ fn first_keyword(text: &str) -> String {
     text.split_whitespace().next().unwrap_or("?").to_uppercase()
 }
 
-/// An identifier as the table registry compares it: quoted ones exactly, others lowercased.
+/// An identifier as PostgreSQL folds it (see [`fold`]): what table names, aliases and CTE
+/// names are compared by. Folding more than PostgreSQL does (Unicode case) would make two
+/// names the server keeps apart (`ç` and `Ç`, `k` and the Kelvin sign) one name here.
 pub(crate) fn ident(id: &Ident) -> String {
-    if id.quote_style.is_some() {
-        id.value.clone()
-    } else {
-        id.value.to_lowercase()
-    }
+    fold(id)
 }
 
 /// The last part of `name` (the relation, without its schema), as [`ident`] folds it.
@@ -129,6 +127,28 @@ mod tests {
             panic!("not a function")
         };
         f.name.clone()
+    }
+
+    #[test]
+    fn names_fold_as_postgresql_folds_them_ascii_only() {
+        use crate::story::run;
+        // To the server, `Ç` and `ç` are two names: `ç.org_id` is the decoy's column.
+        assert_eq!(
+            run(
+                "SELECT (SELECT string_agg(Ç.name, ',') FROM customers Ç WHERE ç.org_id = $1) \
+                 FROM (SELECT $1::uuid AS org_id) AS ç"
+            ),
+            Err(crate::Violation::MissingOrgPredicate { table: "Ç".into() })
+        );
+        // The Kelvin sign is not a `k`: this CTE does not hide the real pg_locks.
+        assert_eq!(
+            run(
+                "WITH pg_loc\u{212A}s AS (SELECT 1 AS x) SELECT locktype FROM pg_locks WHERE $1::uuid IS NOT NULL"
+            ),
+            Err(crate::Violation::UnregisteredTable {
+                table: "pg_locks".into()
+            })
+        );
     }
 
     #[test]

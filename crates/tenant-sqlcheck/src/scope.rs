@@ -15,11 +15,54 @@ use sqlparser::ast::{
     Value,
 };
 
+use std::collections::HashMap;
+
+use sqlparser::ast::{AccessExpr, Statement, Visit, Visitor};
+
 use crate::ctes::CteScopes;
 use crate::functions::Policy;
 use crate::parse::{ident, last_ident};
 use crate::registry::{Kind, Requirement, Tables};
 use crate::violation::Violation;
+
+/// The FROM-item functions of `statement` (`unnest(..) AS q`, `generate_series(..)`), by the
+/// name that qualifies their columns, with the column names they declare (`AS q(v)`).
+///
+/// Why: PostgreSQL reads `q.name`, where `name` is not a column of `q`, as the call
+/// `name(q)` (its functional notation), and the value of a function returning a scalar is
+/// that scalar: `FROM unnest($1::text[]) AS q ... q.ts_stat` runs the SQL in `$1`. The checker
+/// does not know a relation's columns, but it knows these: only the declared ones.
+pub(crate) fn table_function_names(statement: &Statement) -> HashMap<String, Vec<String>> {
+    struct Collector(HashMap<String, Vec<String>>);
+    impl Visitor for Collector {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            let (name, alias) = match factor {
+                TableFactor::Table {
+                    name,
+                    alias,
+                    args: Some(_),
+                    ..
+                }
+                | TableFactor::Function { name, alias, .. } => (last_ident(name), alias),
+                TableFactor::UNNEST { alias, .. } => (Some("unnest".to_owned()), alias),
+                _ => return ControlFlow::Continue(()),
+            };
+            let qualifier = alias.as_ref().map(|a| ident(&a.name)).or(name);
+            let columns: Vec<String> = alias
+                .as_ref()
+                .map(|a| a.columns.iter().map(|c| ident(&c.name)).collect())
+                .unwrap_or_default();
+            if let Some(q) = qualifier {
+                self.0.entry(q).or_default().extend(columns);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut collector = Collector(HashMap::new());
+    let _ = statement.visit(&mut collector);
+    collector.0
+}
 
 /// The state of one check: what the walk has seen, and what the scope checks confirmed.
 pub(crate) struct Checker<'a> {
@@ -31,6 +74,9 @@ pub(crate) struct Checker<'a> {
     pub(crate) global_writes: bool,
     /// The CTE names visible at this point of the walk.
     pub(crate) ctes: CteScopes,
+    /// FROM-item functions by qualifier, with their declared columns
+    /// ([`table_function_names`]).
+    pub(crate) table_functions: HashMap<String, Vec<String>>,
     /// Tenant-table references found by the visitor.
     pub(crate) seen: Vec<String>,
     /// Tenant-table references confirmed confined by a scope check.
@@ -39,15 +85,30 @@ pub(crate) struct Checker<'a> {
     pub(crate) requirements: Vec<Requirement>,
 }
 
+/// The conjuncts that may confine `entry`: the WHERE's unless its name is hidden there, and
+/// its ON conjuncts.
+fn confiners<'e>(where_conjuncts: &[&'e Expr], entry: &ScopeEntry<'e>) -> Vec<&'e Expr> {
+    let seen_by_where = if entry.hidden {
+        &[][..]
+    } else {
+        where_conjuncts
+    };
+    seen_by_where
+        .iter()
+        .chain(entry.on.iter())
+        .copied()
+        .collect()
+}
+
 /// One table in the FROM of a SELECT, UPDATE or DELETE.
 struct ScopeEntry<'e> {
     table: String,
     qualifier: String,
-    /// Whether its columns cannot be named from where the predicates are: an aliased
+    /// Whether the WHERE and outer ON clauses cannot name its columns: an aliased
     /// parenthesized join hides the names inside, and a column alias list renames them.
     hidden: bool,
     org_column: String,
-    /// ON conjuncts that confine this table: its own join's, or any inner join's.
+    /// ON conjuncts that confine this table: those of the joins whose inputs it is in.
     on: Vec<&'e Expr>,
 }
 
@@ -57,6 +118,7 @@ impl<'a> Checker<'a> {
         tables: &'a Tables,
         is_org_param: &'a dyn Fn(&str) -> bool,
         global_writes: bool,
+        table_functions: HashMap<String, Vec<String>>,
     ) -> Self {
         Self {
             tables,
@@ -64,6 +126,7 @@ impl<'a> Checker<'a> {
             is_org_param,
             global_writes,
             ctes: CteScopes::default(),
+            table_functions,
             seen: Vec::new(),
             verified: Vec::new(),
             requirements: Vec::new(),
@@ -86,6 +149,36 @@ impl<'a> Checker<'a> {
         ControlFlow::Continue(())
     }
 
+    /// Refuses `q.name` where `q` is a FROM-item function and `name` not one of its declared
+    /// columns: PostgreSQL would call the function `name` (see [`table_function_names`]).
+    pub(crate) fn qualified_name(&self, expr: &Expr) -> ControlFlow<Violation> {
+        let (qualifier, name) = match expr {
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => (
+                ident(&parts[parts.len() - 2]),
+                ident(&parts[parts.len() - 1]),
+            ),
+            Expr::CompoundFieldAccess { root, access_chain } => {
+                match (root.as_ref(), access_chain.first()) {
+                    (Expr::Identifier(q), Some(AccessExpr::Dot(Expr::Identifier(n)))) => {
+                        (ident(q), ident(n))
+                    }
+                    _ => return ControlFlow::Continue(()),
+                }
+            }
+            _ => return ControlFlow::Continue(()),
+        };
+        match self.table_functions.get(&qualifier) {
+            Some(columns) if !columns.contains(&name) => {
+                ControlFlow::Break(Violation::UnsupportedExpression(format!(
+                    "`{qualifier}.{name}`, where `{qualifier}` is a function in FROM: PostgreSQL \
+                     may read it as the call `{name}({qualifier})`; declare the function's columns \
+                     (`AS {qualifier}(col, ...)`) and name one of them"
+                )))
+            }
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
     /// The kind of a referenced relation; a CTE name is a derived table, checked where defined.
     pub(crate) fn kind_of(&self, name: &ObjectName) -> Kind<'_> {
         if self.tables.is_symbolic() && last_ident(name).is_some_and(|n| self.ctes.contains(&n)) {
@@ -101,19 +194,18 @@ impl<'a> Checker<'a> {
         selection: Option<&Expr>,
     ) -> ControlFlow<Violation> {
         let mut entries: Vec<ScopeEntry<'_>> = Vec::new();
-        let mut inner_on: Vec<&Expr> = Vec::new();
         let mut count = 0usize;
         for twj in from {
-            self.collect(twj, Vec::new(), &mut entries, &mut inner_on, &mut count);
+            self.collect(twj, &mut entries, &mut count);
         }
         let where_conjuncts: Vec<&Expr> = selection.map(conjuncts).unwrap_or_default();
         let single = count == 1;
+        // What can confine an entry: the WHERE, which sees every name of the FROM but hidden
+        // ones, and the ON conjuncts of the joins whose inputs it is in (`collect`).
         if self.tables.is_symbolic() {
             for entry in &entries {
-                let mut constrained: Vec<String> = where_conjuncts
-                    .iter()
-                    .chain(entry.on.iter())
-                    .chain(inner_on.iter())
+                let mut constrained: Vec<String> = confiners(&where_conjuncts, entry)
+                    .into_iter()
                     .filter_map(|c| self.constrained_column(c, entry, single))
                     .collect();
                 constrained.sort();
@@ -127,10 +219,8 @@ impl<'a> Checker<'a> {
             return ControlFlow::Continue(());
         }
         for entry in &entries {
-            let confined = where_conjuncts
-                .iter()
-                .chain(entry.on.iter())
-                .chain(inner_on.iter())
+            let confined = confiners(&where_conjuncts, entry)
+                .into_iter()
                 .any(|c| self.confines(c, entry, single));
             if !confined {
                 return ControlFlow::Break(Violation::MissingOrgPredicate {
@@ -142,45 +232,46 @@ impl<'a> Checker<'a> {
         ControlFlow::Continue(())
     }
 
-    /// Adds the tables of `twj` to the scope: its relation (confined also by `on`, the ON of the
-    /// join it is the right side of), then each join. A parenthesized join (`FROM (a JOIN b ON
-    /// ...)`, as diesel writes it) is flattened into the same scope.
+    /// Adds the tables of `twj` to the scope, and to each the ON conjuncts that confine it.
+    ///
+    /// An ON clause sees only its own join's inputs (a name it uses that is not among them
+    /// resolves further out, perhaps to an outer query's relation): an inner join's ON
+    /// confines every table of its two inputs, a LEFT join's only its right input (the left
+    /// side's rows are kept whatever the ON says), a RIGHT or FULL join's none. A
+    /// parenthesized join is collected into the same scope; with an alias (`(a JOIN b ON ..)
+    /// AS j`) it hides the names inside, so nothing outside it can confine them by name.
     fn collect<'e>(
         &self,
         twj: &'e TableWithJoins,
-        on: Vec<&'e Expr>,
         entries: &mut Vec<ScopeEntry<'e>>,
-        inner_on: &mut Vec<&'e Expr>,
         count: &mut usize,
     ) {
-        self.collect_factor(&twj.relation, on, entries, inner_on, count);
+        let start = entries.len();
+        self.collect_factor(&twj.relation, entries, count);
         for join in &twj.joins {
-            // Which ON clauses confine what: an inner join's ON filters the whole result (every
-            // table); a LEFT join's ON filters only its right side; a RIGHT or FULL join
-            // preserves the right side, so its ON confines nothing (only the WHERE can).
-            let (constraint, inner) = match &join.join_operator {
-                JoinOperator::Join(c) | JoinOperator::Inner(c) => (Some(c), true),
-                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (Some(c), false),
-                JoinOperator::CrossJoin(c) => (Some(c), true),
-                _ => (None, false),
+            let right = entries.len();
+            self.collect_factor(&join.relation, entries, count);
+            let (constraint, first) = match &join.join_operator {
+                JoinOperator::Join(c) | JoinOperator::Inner(c) | JoinOperator::CrossJoin(c) => {
+                    (Some(c), start)
+                }
+                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (Some(c), right),
+                _ => (None, entries.len()),
             };
             let join_on: Vec<&Expr> = match constraint {
                 Some(JoinConstraint::On(e)) => conjuncts(e),
                 _ => Vec::new(),
             };
-            if inner {
-                inner_on.extend(join_on.iter().copied());
+            for entry in entries[first..].iter_mut().filter(|e| !e.hidden) {
+                entry.on.extend(join_on.iter().copied());
             }
-            self.collect_factor(&join.relation, join_on, entries, inner_on, count);
         }
     }
 
     fn collect_factor<'e>(
         &self,
         factor: &'e TableFactor,
-        on: Vec<&'e Expr>,
         entries: &mut Vec<ScopeEntry<'e>>,
-        inner_on: &mut Vec<&'e Expr>,
         count: &mut usize,
     ) {
         match factor {
@@ -189,10 +280,7 @@ impl<'a> Checker<'a> {
                 alias,
             } => {
                 let first = entries.len();
-                self.collect(table_with_joins, on, entries, inner_on, count);
-                // `(a JOIN b ON ..) AS j` hides the names inside: `a.org_id` outside the
-                // parentheses is not a's column (PostgreSQL looks for `a` further out, maybe
-                // in an outer query), so no predicate outside can confine them by name.
+                self.collect(table_with_joins, entries, count);
                 if alias.is_some() {
                     for entry in &mut entries[first..] {
                         entry.hidden = true;
@@ -201,17 +289,12 @@ impl<'a> Checker<'a> {
             }
             other => {
                 *count += 1;
-                self.push_entry(entries, other, on);
+                self.push_entry(entries, other);
             }
         }
     }
 
-    fn push_entry<'e>(
-        &self,
-        entries: &mut Vec<ScopeEntry<'e>>,
-        factor: &TableFactor,
-        on: Vec<&'e Expr>,
-    ) {
+    fn push_entry<'e>(&self, entries: &mut Vec<ScopeEntry<'e>>, factor: &TableFactor) {
         if let TableFactor::Table {
             name,
             alias,
@@ -233,7 +316,7 @@ impl<'a> Checker<'a> {
                 qualifier,
                 hidden,
                 org_column: col.to_owned(),
-                on,
+                on: Vec::new(),
             });
         }
     }
@@ -247,9 +330,6 @@ impl<'a> Checker<'a> {
     /// The column of `entry` that conjunct `c` constrains to the org parameter, if it is
     /// `<entry>.<column> = <org param>` (either side; unqualified only with one table in scope).
     fn constrained_column(&self, c: &Expr, entry: &ScopeEntry<'_>, single: bool) -> Option<String> {
-        if entry.hidden {
-            return None;
-        }
         let Expr::BinaryOp {
             left,
             op: BinaryOperator::Eq,
@@ -322,6 +402,81 @@ mod tests {
         Err(Violation::MissingOrgPredicate {
             table: table.into(),
         })
+    }
+
+    #[test]
+    fn a_name_qualified_by_a_from_function_is_one_of_its_declared_columns() {
+        let call = |q: &str, n: &str| {
+            Err(Violation::UnsupportedExpression(format!(
+                "`{q}.{n}`, where `{q}` is a function in FROM: PostgreSQL may read it as the call \
+                 `{n}({q})`; declare the function's columns (`AS {q}(col, ...)`) and name one of them"
+            )))
+        };
+        assert_eq!(
+            run("SELECT q.ts_stat::text FROM unnest($2::text[]) AS q WHERE $1::uuid IS NOT NULL"),
+            call("q", "ts_stat")
+        );
+        assert_eq!(
+            run(
+                "SELECT g.pg_advisory_lock FROM generate_series(1, 2) AS g WHERE $1::uuid IS NOT NULL"
+            ),
+            call("g", "pg_advisory_lock")
+        );
+        assert_eq!(
+            run("SELECT unnest.current_setting FROM unnest($2::text[]) WHERE $1::uuid IS NOT NULL"),
+            call("unnest", "current_setting")
+        );
+        assert_eq!(
+            run(
+                "SELECT (SELECT (q.ts_stat)[1] FROM unnest($2::text[]) AS q) FROM invoices WHERE org_id = $1"
+            ),
+            call("q", "ts_stat")
+        );
+        // Declared columns are columns.
+        assert_eq!(
+            run("SELECT q.v FROM unnest($2::text[]) AS q(v) WHERE $1::uuid IS NOT NULL"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_on_clause_confines_only_its_own_joins_inputs() {
+        // The ON inside `(...) AS j` sees the decoy named customers, not the real table.
+        assert_eq!(
+            run("SELECT customers.name FROM customers, \
+                 ((SELECT 1 AS one) AS x JOIN (SELECT $1::uuid AS org_id) AS customers ON customers.org_id = $1) AS j"),
+            missing("customers")
+        );
+        assert_eq!(
+            run("UPDATE customers SET name = 'x' \
+                 FROM ((SELECT 1 AS one) AS x JOIN (SELECT $1::uuid AS org_id) AS customers ON customers.org_id = $1) AS j"),
+            missing("customers")
+        );
+        // The first ON cannot see `a`, joined after it: `a` there is the outer decoy.
+        assert_eq!(
+            run(
+                "SELECT (SELECT string_agg(a.name, ',') FROM (SELECT 1 AS one) AS x \
+                 JOIN (SELECT 2 AS two) AS y ON a.org_id = $1 JOIN customers a ON true) \
+                 FROM (SELECT $1::uuid AS org_id) AS a"
+            ),
+            missing("a")
+        );
+        // An ON of a join on the other side of a comma does not see the table either.
+        assert_eq!(
+            run(
+                "SELECT 1 FROM customers c, invoices i JOIN deals d ON c.org_id = $1 AND d.org_id = $1 \
+                 WHERE i.org_id = $1"
+            ),
+            missing("c")
+        );
+        // Inside its own join, an ON confines both inputs (diesel's inner joins).
+        assert_eq!(
+            run(
+                "SELECT 1 FROM invoices i JOIN customers c ON c.id = i.customer_id AND c.org_id = $1 \
+                 AND i.org_id = $1"
+            ),
+            Ok(())
+        );
     }
 
     #[test]

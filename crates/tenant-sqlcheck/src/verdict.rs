@@ -12,7 +12,7 @@ use sqlparser::ast::{Expr, Query, Select, Statement, TableFactor, TableWithJoins
 
 use crate::parse::{dml_only, parse_one, supported_body};
 use crate::registry::{Requirement, Tables};
-use crate::scope::Checker;
+use crate::scope::{Checker, table_function_names};
 use crate::violation::Violation;
 
 /// Checks one statement. `is_org_param` says which placeholders (`$1`, `$org`, ...) hold the
@@ -54,7 +54,12 @@ fn run_checker(
     dml_only(&statement)?;
     // CTE names are derived tables whose own queries are checked where they are defined; the
     // walk tracks where each is visible.
-    let mut checker = Checker::new(tables, is_org_param, global_writes);
+    let mut checker = Checker::new(
+        tables,
+        is_org_param,
+        global_writes,
+        table_function_names(&statement),
+    );
     if let ControlFlow::Break(v) = statement.visit(&mut checker) {
         return Err(v);
     }
@@ -121,6 +126,7 @@ impl Visitor for Checker<'_> {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Violation> {
+        self.qualified_name(expr)?;
         flow(self.policy.expr(expr, &mut self.requirements))
     }
 

@@ -123,6 +123,13 @@ impl Checker<'_> {
             Some(SetExpr::Values(values)) => {
                 values.rows.iter().map(|r| r.content.as_slice()).collect()
             }
+            Some(SetExpr::Select(select)) if has_wildcard(select) => {
+                self.requirements.push(Requirement::Insert {
+                    table: table.clone(),
+                    org_columns: Vec::new(),
+                });
+                Vec::new()
+            }
             Some(SetExpr::Select(select)) => {
                 let row: Vec<Expr> = select
                     .projection
@@ -233,6 +240,9 @@ impl Checker<'_> {
                         .iter()
                         .all(|row| row.content.get(position).is_some_and(|e| self.is_param(e)))
             }
+            // A wildcard expands to an unknown number of columns, so the item at the org
+            // column's position is not the value that lands in it.
+            SetExpr::Select(select) if has_wildcard(select) => false,
             SetExpr::Select(select) => match select.projection.get(position) {
                 Some(SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) => {
                     self.is_param(e)
@@ -263,6 +273,16 @@ impl Checker<'_> {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// Whether `select`'s list has `*` or `x.*`.
+fn has_wildcard(select: &sqlparser::ast::Select) -> bool {
+    select.projection.iter().any(|item| {
+        matches!(
+            item,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    })
 }
 
 /// The columns of an `ON CONFLICT` target: `None` without a target or with a named
@@ -297,6 +317,27 @@ mod tests {
             table: table.into(),
             constrained: constrained.iter().map(|c| (*c).into()).collect(),
         }
+    }
+
+    #[test]
+    fn an_insert_select_with_a_wildcard_is_refused() {
+        // `x.*` is two columns: the org parameter lands in `name`, B's id in `org_id`.
+        let sql = "INSERT INTO customers (id, org_id, name, email) \
+                   SELECT x.*, $1, 'planted' FROM (SELECT gen_random_uuid() AS id, $2::uuid AS o) AS x";
+        assert_eq!(
+            run(sql),
+            Err(Violation::InsertWithoutOrg {
+                table: "customers".into(),
+                column: "org_id".into()
+            })
+        );
+        assert_eq!(
+            reqs(&sql.replace("$1", "$org")),
+            [Requirement::Insert {
+                table: "customers".into(),
+                org_columns: vec![]
+            }]
+        );
     }
 
     #[test]
