@@ -225,6 +225,10 @@ fn field_call(v: &Violation) -> bool {
     matches!(v, Violation::UnsupportedExpression(what) if what.contains("field selection"))
 }
 
+fn from_function_call(v: &Violation) -> bool {
+    matches!(v, Violation::UnsupportedExpression(what) if what.contains("is a function in FROM"))
+}
+
 fn missing(v: &Violation, t: &str) -> bool {
     matches!(v, Violation::MissingOrgPredicate { table } if table == t)
 }
@@ -510,6 +514,121 @@ fn attempts() -> Vec<Attempt> {
                 s.execute_sql(TenantSql::new(text))
             },
             refused: |v| matches!(v, Violation::ConflictWithoutOrg { column, .. } if column == "org_id"),
+        },
+        // Found by the second red-team pass.
+        Attempt {
+            name: "a FROM function's alias qualifies a call: q.ts_stat runs the SQL in a bound array",
+            class: 1,
+            attack: |s, w| {
+                let hop = vec![format!(
+                    "SELECT to_tsvector('simple', set_config('tenant.org_id', '{}', true))",
+                    w.b.as_uuid()
+                )];
+                s.execute_sql(
+                    TenantSql::new(
+                        "SELECT q.ts_stat::text AS t FROM unnest($1::text[]) AS q WHERE $2::uuid IS NOT NULL",
+                    )
+                    .bind::<diesel::sql_types::Array<Text>, _>(hop),
+                )
+            },
+            refused: from_function_call,
+        },
+        Attempt {
+            name: "the same call from a DSL select list",
+            class: 1,
+            attack: |s, _| {
+                select_sql(
+                    s,
+                    "(ARRAY(SELECT q.ts_stat::text FROM unnest(ARRAY['SELECT to_tsvector(name) FROM customers']) AS q))::text",
+                )
+            },
+            refused: from_function_call,
+        },
+        Attempt {
+            name: "a generate_series alias qualifies pg_advisory_lock",
+            class: 1,
+            attack: |s, _| {
+                select_sql(
+                    s,
+                    "(SELECT g.pg_advisory_lock::text FROM generate_series(4242, 4242) AS g)",
+                )
+            },
+            refused: from_function_call,
+        },
+        Attempt {
+            name: "a decoy named like the table inside an aliased join satisfies the org check (read)",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT customers.name FROM customers, \
+                     ((SELECT 1 AS one) AS x JOIN (SELECT $1::uuid AS org_id) AS customers ON customers.org_id = $1) AS j",
+                ))
+            },
+            refused: |v| missing(v, "customers"),
+        },
+        Attempt {
+            name: "a decoy named like the table inside an aliased join satisfies the org check (update)",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "UPDATE customers SET name = 'pwned-by-A' \
+                     FROM ((SELECT 1 AS one) AS x JOIN (SELECT $1::uuid AS org_id) AS customers ON customers.org_id = $1) AS j",
+                ))
+            },
+            refused: |v| missing(v, "customers"),
+        },
+        Attempt {
+            name: "an ON that cannot see the table binds its name to an outer decoy",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT (SELECT string_agg(a.name, ',') FROM (SELECT 1 AS one) AS x \
+                     JOIN (SELECT 2 AS two) AS y ON a.org_id = $1 JOIN customers a ON true) \
+                     FROM (SELECT $1::uuid AS org_id) AS a",
+                ))
+            },
+            refused: |v| missing(v, "a"),
+        },
+        Attempt {
+            name: "two aliases one Unicode case apart are one name to the checker only",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT (SELECT string_agg(Ç.name, ',') FROM customers Ç WHERE ç.org_id = $1) \
+                     FROM (SELECT $1::uuid AS org_id) AS ç",
+                ))
+            },
+            refused: |v| missing(v, "Ç"),
+        },
+        Attempt {
+            name: "a CTE named with the Kelvin sign hides the real pg_locks",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "WITH pg_loc\u{212A}s AS (SELECT 1 AS x) SELECT locktype FROM pg_locks WHERE $1::uuid IS NOT NULL",
+                ))
+            },
+            refused: |v| matches!(v, Violation::UnregisteredTable { table } if table == "pg_locks"),
+        },
+        Attempt {
+            name: "a wildcard in INSERT ... SELECT shifts B's id into the org column",
+            class: 4,
+            attack: |s, w| {
+                s.execute_sql(
+                    TenantSql::new(
+                        "INSERT INTO customers (id, org_id, name, email) \
+                         SELECT x.*, $2, 'planted@example.com' FROM (SELECT gen_random_uuid() AS id, $1::uuid AS o) AS x",
+                    )
+                    .bind::<diesel::sql_types::Uuid, _>(w.b.as_uuid()),
+                )
+            },
+            refused: |v| matches!(v, Violation::InsertWithoutOrg { column, .. } if column == "org_id"),
+        },
+        Attempt {
+            name: "a cast to an array of regclass looks names up in the catalog",
+            class: 1,
+            attack: |s, _| select_sql(s, "('{customers,pg_authid}'::_regclass)::text"),
+            refused: |v| matches!(v, Violation::UnsupportedExpression(what) if what.contains("_regclass")),
         },
         // 4. Public constructors of checked types.
         Attempt {
