@@ -106,6 +106,24 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_qualified_name_is_never_a_cte() {
+        assert_eq!(
+            run("WITH pg_stat_activity AS (SELECT 1) \
+                 SELECT a.query FROM pg_catalog.pg_stat_activity a WHERE $1::uuid IS NOT NULL"),
+            unregistered("pg_catalog.pg_stat_activity")
+        );
+        // Nor is a tenant table of another schema the registered one.
+        assert_eq!(
+            run("SELECT name FROM other.customers WHERE org_id = $1"),
+            unregistered("other.customers")
+        );
+        assert_eq!(
+            run("SELECT name FROM public.customers WHERE org_id = $1"),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn a_plain_cte_does_not_see_itself_or_the_ones_after_it() {
         assert_eq!(
             run("WITH x AS (SELECT * FROM y), y AS (SELECT 1) SELECT * FROM x"),

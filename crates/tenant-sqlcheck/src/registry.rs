@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use sqlparser::ast::ObjectName;
+use sqlparser::ast::{ObjectName, ObjectNamePart};
 
-use crate::parse::last_ident;
+use crate::parse::{fold, last_ident};
 
 /// The tables the check knows: tenant tables with their org column, and global tables; and the
 /// functions registered as safe to call from an org-scoped statement.
@@ -135,6 +135,17 @@ impl Tables {
         let Some(last) = last_ident(name) else {
             return Kind::Unknown;
         };
+        // The registry names tables without a schema, as the service's search path finds
+        // them: `public.customers` is the table, `other.customers` (or `db.public.customers`)
+        // is some other relation, unknown.
+        let qualified_elsewhere = match name.0.as_slice() {
+            [_] => false,
+            [schema, _] => !matches!(schema, ObjectNamePart::Identifier(s) if fold(s) == "public"),
+            _ => true,
+        };
+        if qualified_elsewhere {
+            return Kind::Unknown;
+        }
         if self.symbolic {
             return Kind::Tenant(SYMBOLIC);
         }

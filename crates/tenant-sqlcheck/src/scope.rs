@@ -85,6 +85,18 @@ pub(crate) struct Checker<'a> {
     pub(crate) requirements: Vec<Requirement>,
 }
 
+/// `name` as written, its parts folded and joined with dots (for messages).
+fn dotted(name: &ObjectName) -> String {
+    name.0
+        .iter()
+        .map(|p| match p {
+            sqlparser::ast::ObjectNamePart::Identifier(id) => ident(id),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// The conjuncts that may confine `entry`: the WHERE's unless its name is hidden there, and
 /// its ON conjuncts.
 fn confiners<'e>(where_conjuncts: &[&'e Expr], entry: &ScopeEntry<'e>) -> Vec<&'e Expr> {
@@ -140,9 +152,12 @@ impl<'a> Checker<'a> {
             Kind::Tenant(_) => self.seen.push(last_ident(name).unwrap_or_default()),
             Kind::Global => {}
             Kind::Unknown => {
+                // Only a bare name can be a CTE: PostgreSQL never resolves `schema.x` to one.
                 let table = last_ident(name).unwrap_or_default();
-                if !self.ctes.contains(&table) {
-                    return ControlFlow::Break(Violation::UnregisteredTable { table });
+                if name.0.len() != 1 || !self.ctes.contains(&table) {
+                    return ControlFlow::Break(Violation::UnregisteredTable {
+                        table: dotted(name),
+                    });
                 }
             }
         }
@@ -181,7 +196,10 @@ impl<'a> Checker<'a> {
 
     /// The kind of a referenced relation; a CTE name is a derived table, checked where defined.
     pub(crate) fn kind_of(&self, name: &ObjectName) -> Kind<'_> {
-        if self.tables.is_symbolic() && last_ident(name).is_some_and(|n| self.ctes.contains(&n)) {
+        if self.tables.is_symbolic()
+            && name.0.len() == 1
+            && last_ident(name).is_some_and(|n| self.ctes.contains(&n))
+        {
             return Kind::Global;
         }
         self.tables.kind(name)
