@@ -229,6 +229,10 @@ fn from_function_call(v: &Violation) -> bool {
     matches!(v, Violation::UnsupportedExpression(what) if what.contains("is a function in FROM"))
 }
 
+fn dropped_word(v: &Violation) -> bool {
+    matches!(v, Violation::UnsupportedExpression(what) if what.contains("`global`"))
+}
+
 fn missing(v: &Violation, t: &str) -> bool {
     matches!(v, Violation::MissingOrgPredicate { table } if table == t)
 }
@@ -629,6 +633,66 @@ fn attempts() -> Vec<Attempt> {
             class: 1,
             attack: |s, _| select_sql(s, "('{customers,pg_authid}'::_regclass)::text"),
             refused: |v| matches!(v, Violation::UnsupportedExpression(what) if what.contains("_regclass")),
+        },
+        // Found by the third red-team pass.
+        Attempt {
+            name: "a schema-qualified view is taken for a CTE of the same name",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "WITH pg_stat_activity AS (SELECT 1) \
+                     SELECT a.query FROM pg_catalog.pg_stat_activity a WHERE $1::uuid IS NOT NULL",
+                ))
+            },
+            refused: |v| matches!(v, Violation::UnregisteredTable { table } if table == "pg_catalog.pg_stat_activity"),
+        },
+        Attempt {
+            name: "a tenant table's name in another schema passes for the registered table",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT name FROM information_schema.customers WHERE org_id = $1",
+                ))
+            },
+            refused: |v| matches!(v, Violation::UnregisteredTable { table } if table == "information_schema.customers"),
+        },
+        Attempt {
+            name: "an alias the checker's parser drops (global) turns the org filter onto a decoy",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "UPDATE customers global SET name = 'pwned by A' \
+                     FROM (SELECT $1::uuid AS org_id) AS customers WHERE customers.org_id = $1",
+                ))
+            },
+            refused: dropped_word,
+        },
+        Attempt {
+            name: "a dropped alias hides a FROM function, so global.ts_stat runs SQL",
+            class: 1,
+            attack: |s, w| {
+                s.execute_sql(
+                    TenantSql::new(
+                        "SELECT (global.ts_stat)::text FROM unnest(ARRAY[$1::text]) global WHERE $2::uuid IS NOT NULL",
+                    )
+                    .bind::<Text, _>(format!(
+                        "SELECT to_tsvector('simple', set_config('tenant.org_id', '{}', true))",
+                        w.b.as_uuid()
+                    )),
+                )
+            },
+            refused: dropped_word,
+        },
+        Attempt {
+            name: "a dropped alias in a DSL filter takes an advisory lock",
+            class: 1,
+            attack: |s, _| {
+                filter_sql(
+                    s,
+                    "(SELECT global.pg_advisory_lock::text FROM generate_series(4242::bigint, 4242::bigint) global) IS NOT NULL",
+                )
+            },
+            refused: dropped_word,
         },
         // 4. Public constructors of checked types.
         Attempt {
