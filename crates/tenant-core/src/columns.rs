@@ -149,6 +149,13 @@ pub trait ScopedChangeset<T> {}
 impl<V, T> ScopedChangeset<T> for V
 where
     T: TenantTable,
-    V: ValidGrouping<OrgColumnProbe<T>>,
+    V: ValidGrouping<OrgColumnProbe<T>> + ChangesValuesProbe<T>,
 {
 }
+
+/// The values of a scoped update's changes carry no diesel subquery (it would carry no org
+/// filter): a tuple of `column.eq(value)` is probed like a filter ([`ScopeProbe`]);
+/// `#[derive(TenantChangeset)]` implements it for a struct, whose fields are bound values.
+pub trait ChangesValuesProbe<T> {}
+
+impl<V, T> ChangesValuesProbe<T> for V where V: diesel::AppearsOnTable<ScopeProbe<T>> {}

@@ -39,7 +39,9 @@ pub mod subquery;
 mod upsert;
 mod verify;
 
-pub use columns::{OrgColumnProbe, ScopedChangeset, SetsOrgColumn, UpdateSetsOrgColumn};
+pub use columns::{
+    ChangesValuesProbe, OrgColumnProbe, ScopedChangeset, SetsOrgColumn, UpdateSetsOrgColumn,
+};
 pub use dsl::{
     JoinRhs, OnWithOrg, OrFilterWidensScope, OrgPredicate, ScopedDelete, ScopedDeleteSource,
     ScopedGroupBy, ScopedInsert, ScopedInsertMany, ScopedQuery, ScopedSelect, ScopedSource,

@@ -129,6 +129,7 @@ pub(crate) fn expand(item: &DeriveInput) -> syn::Result<TokenStream2> {
 
     // diesel forwards `ValidGrouping` from `T` to `&T`, so `set(&changes)` is covered too.
     let (impl_generics, ty_generics, _) = item.generics.split_for_impl();
+    let impl_generics_params = &item.generics.params;
     // An embedded struct must derive this too; saying so up front gives the better message.
     let mut generics = item.generics.clone();
     let where_clause = generics.make_where_clause();
@@ -137,9 +138,13 @@ pub(crate) fn expand(item: &DeriveInput) -> syn::Result<TokenStream2> {
             .predicates
             .push(syn::parse_quote!(#ty: ::tenant_core::ScopedChangeset<#table::table>));
     }
+    // A struct's fields are values, bound as parameters: nothing to probe for subqueries.
+    let values = quote!(::tenant_core::ChangesValuesProbe<#table::table>);
     Ok(quote! {
         impl #impl_generics #vg<#probe> for #name #ty_generics #where_clause {
             type IsAggregate = #is_aggregate;
         }
+        impl #impl_generics #values for #name #ty_generics #where_clause {}
+        impl<'__tenant_ref, #impl_generics_params> #values for &'__tenant_ref #name #ty_generics #where_clause {}
     })
 }

@@ -285,6 +285,9 @@ impl<GB> ValidGrouping<GB> for MoveToB {
     type IsAggregate = diesel::expression::is_aggregate::Never;
 }
 
+// The attacker claims its values hold no subquery too.
+impl tenant_core::ChangesValuesProbe<customers::table> for MoveToB {}
+
 impl AsChangeset for MoveToB {
     type Target = customers::table;
     type Changeset = <diesel::dsl::Eq<customers::org_id, uuid::Uuid> as AsChangeset>::Changeset;
