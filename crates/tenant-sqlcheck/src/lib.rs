@@ -54,6 +54,7 @@ mod catalog;
 mod ctes;
 mod expressions;
 mod functions;
+mod lexical;
 mod parse;
 mod registry;
 mod scope;

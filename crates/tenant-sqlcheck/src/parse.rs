@@ -8,45 +8,18 @@
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, SetExpr, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::violation::Violation;
 
 /// Parses `sql` as PostgreSQL and returns its only statement.
 pub(crate) fn parse_one(sql: &str) -> Result<Statement, Violation> {
-    refuse_dropped_words(sql)?;
+    crate::lexical::same_tokens_as_postgresql(sql)?;
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
         .map_err(|e| Violation::Unparsable(e.to_string()))?;
     if statements.len() != 1 {
         return Err(Violation::StatementCount(statements.len()));
     }
     statements.pop().ok_or(Violation::StatementCount(0))
-}
-
-/// Words sqlparser reads as another dialect's modifier and drops from the tree, where
-/// PostgreSQL reads a name: `FROM customers global` is the table aliased `global` to the
-/// server, and an unaliased `customers` to sqlparser (its ClickHouse `GLOBAL`). A check of a
-/// tree that lost a word is a check of another statement, so a statement with one is refused.
-const DROPPED_WORDS: &[&str] = &["global"];
-
-fn refuse_dropped_words(sql: &str) -> Result<(), Violation> {
-    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
-        .tokenize()
-        .map_err(|e| Violation::Unparsable(e.to_string()))?;
-    for token in tokens {
-        if let Token::Word(w) = token
-            && w.quote_style.is_none()
-            && DROPPED_WORDS.contains(&w.value.to_ascii_lowercase().as_str())
-        {
-            return Err(Violation::UnsupportedExpression(format!(
-                "the word `{}` unquoted (the checker's parser would drop it where PostgreSQL \
-                 reads a name; quote it, `\"{}\"`, or choose another alias)",
-                w.value,
-                w.value.to_ascii_lowercase()
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Refuses every statement kind but SELECT (a query), INSERT, UPDATE and DELETE.

@@ -1,0 +1,268 @@
+//! The first stage: the statement's tokens as sqlparser reads them must be the tokens
+//! PostgreSQL's lexer reads.
+//!
+//! Invariant: a statement reaches the parse only when, for every construct where the two
+//! lexers are known to disagree, it is written in the form both read alike. Otherwise the
+//! checker would check a statement the server never runs. Each rule below is such a
+//! disagreement, found by attack:
+//! - `$` starts a dollar-quoted string for PostgreSQL whenever a tag of letters, digits, `_`
+//!   or any non-ASCII byte and a second `$` follow; sqlparser accepts fewer tag characters
+//!   (`$€$` is a placeholder and a word to it, the start of a string to the server). Only
+//!   `$<digits>` parameters and tags of ASCII letters, digits and `_` pass.
+//! - Words sqlparser reads as another dialect's keyword and drops or turns into syntax, where
+//!   PostgreSQL reads a name (`customers global`, `customers anti JOIN ..`: an alias to the
+//!   server, ClickHouse's `GLOBAL` and Spark's `ANTI JOIN` to sqlparser).
+//! - Operator characters: PostgreSQL reads the longest run of `+-*/<>=~!@#%^&|`?` as one
+//!   operator (dropping a trailing `+`/`-` unless the run has one of `~!@#%^&|`?`); sqlparser
+//!   splits runs its own way (`!=-` is `<>` then `-` to it, one unknown operator to the
+//!   server). A run both split alike passes; `==` (which sqlparser takes for `=`) does not.
+//! - A character sqlparser does not know (`Token::Char`), and an unquoted word with a `$`.
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::tokenizer::{Location, Token, Tokenizer};
+
+use crate::violation::Violation;
+
+/// Words sqlparser drops or reads as syntax where PostgreSQL reads a name (see the module
+/// doc). Quoted, each is an ordinary name.
+const DROPPED_WORDS: &[&str] = &["anti", "asof", "global", "semi", "straight_join"];
+
+/// PostgreSQL's operator characters (`scan.l`, `op_chars`).
+const OP_CHARS: &str = "~!@#^&|`?+-*/%<>=";
+
+/// Characters that keep a trailing `+`/`-` in an operator (`scan.l`).
+const KEEPS_TRAILING_SIGN: &str = "~!@#^&|`?%";
+
+/// Refuses `sql` where sqlparser's tokens are not PostgreSQL's.
+pub(crate) fn same_tokens_as_postgresql(sql: &str) -> Result<(), Violation> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| Violation::Unparsable(e.to_string()))?;
+    let lines = LineStarts::new(sql);
+    // Source texts of adjacent operator tokens (nothing between them).
+    let mut run: Vec<&str> = Vec::new();
+    for t in &tokens {
+        let text = lines.slice(sql, t.span.start, t.span.end);
+        token(&t.token)?;
+        if !text.is_empty() && text.chars().all(|c| OP_CHARS.contains(c)) {
+            run.push(text);
+        } else {
+            operator_run(&run)?;
+            run.clear();
+        }
+    }
+    operator_run(&run)
+}
+
+/// The rules for one token on its own.
+fn token(token: &Token) -> Result<(), Violation> {
+    let refuse = |what: String| Err(Violation::UnsupportedExpression(what));
+    match token {
+        Token::Word(w) if w.quote_style.is_none() => {
+            let lower = w.value.to_ascii_lowercase();
+            if DROPPED_WORDS.contains(&lower.as_str()) {
+                return refuse(format!(
+                    "the word `{}` unquoted (the checker's parser would drop it or read it as \
+                     syntax where PostgreSQL reads a name; quote it, `\"{lower}\"`, or choose \
+                     another alias)",
+                    w.value
+                ));
+            }
+            if w.value.contains('$') {
+                return refuse(format!(
+                    "the name `{}` with a `$` unquoted (quote it)",
+                    w.value
+                ));
+            }
+            Ok(())
+        }
+        Token::Placeholder(p) => {
+            let digits = p.strip_prefix('$').unwrap_or_default();
+            let numbered = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+            if numbered || p == "$org" {
+                Ok(())
+            } else {
+                refuse(format!(
+                    "`{p}`, which PostgreSQL may read as the start of a dollar-quoted string: \
+                     parameters are `$1`, `$2`, ...; a dollar-quote tag is ASCII letters, digits \
+                     and `_`"
+                ))
+            }
+        }
+        Token::DollarQuotedString(d) => match &d.tag {
+            Some(tag)
+                if !tag.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    || !tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                refuse(format!(
+                    "the dollar-quote tag `${tag}$` (a tag is ASCII letters, digits and `_`, \
+                     not starting with a digit)"
+                ))
+            }
+            _ => Ok(()),
+        },
+        Token::DoubleEq => refuse(
+            "the operator `==` (the checker's parser reads it as `=`, PostgreSQL as an operator \
+             of its own; write `=`)"
+                .into(),
+        ),
+        Token::Char(c) => refuse(format!(
+            "the character `{c}` where the checker's parser expects none"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a run of adjacent operator tokens that PostgreSQL's lexer splits otherwise.
+fn operator_run(run: &[&str]) -> Result<(), Violation> {
+    if run.len() < 2 {
+        return Ok(());
+    }
+    let joined = run.concat();
+    if postgresql_operators(&joined) == run {
+        return Ok(());
+    }
+    Err(Violation::UnsupportedExpression(format!(
+        "the operator characters `{joined}` without spaces, which PostgreSQL splits into \
+         operators otherwise than the checker's parser (put spaces between the operators)"
+    )))
+}
+
+/// How PostgreSQL's lexer splits a run of operator characters into operators (`scan.l`,
+/// the `{operator}` rule): the longest run, cut before an embedded `/*` or `--`, then a
+/// trailing `+`/`-` dropped (all of them) unless the operator has a character of
+/// [`KEEPS_TRAILING_SIGN`].
+fn postgresql_operators(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut n = rest.len();
+        for start in ["/*", "--"] {
+            if let Some(i) = rest.find(start) {
+                n = n.min(i);
+            }
+        }
+        if n == 0 {
+            // A comment starts here: the tokens after it are not operators at all.
+            out.push(rest);
+            break;
+        }
+        let candidate = &rest[..n];
+        if n > 1
+            && candidate.ends_with(['+', '-'])
+            && !candidate[..n - 1]
+                .chars()
+                .any(|c| KEEPS_TRAILING_SIGN.contains(c))
+        {
+            while n > 1 && rest[..n].ends_with(['+', '-']) {
+                n -= 1;
+            }
+        }
+        out.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    out
+}
+
+/// Byte offsets of the starts of the lines of a text, to turn sqlparser's (line, column)
+/// locations (1-based, columns in characters) into slices.
+struct LineStarts(Vec<usize>);
+
+impl LineStarts {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self(starts)
+    }
+
+    fn offset(&self, text: &str, at: Location) -> Option<usize> {
+        let line = usize::try_from(at.line).ok()?.checked_sub(1)?;
+        let column = usize::try_from(at.column).ok()?.checked_sub(1)?;
+        let start = *self.0.get(line)?;
+        let rest = text.get(start..)?;
+        Some(
+            start
+                + rest
+                    .char_indices()
+                    .nth(column)
+                    .map_or(rest.len(), |(i, _)| i),
+        )
+    }
+
+    /// The text between two locations; empty when either is unknown.
+    fn slice<'t>(&self, text: &'t str, start: Location, end: Location) -> &'t str {
+        match (self.offset(text, start), self.offset(text, end)) {
+            (Some(a), Some(b)) if a <= b => text.get(a..b).unwrap_or_default(),
+            _ => "",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::story::run;
+
+    fn refused(sql: &str) -> bool {
+        matches!(run(sql), Err(Violation::UnsupportedExpression(_)))
+    }
+
+    #[test]
+    fn a_dollar_quote_tag_the_two_lexers_read_differently_is_refused() {
+        // To sqlparser `$` and the word `€$`; to PostgreSQL the start of a string that hides
+        // the org predicate.
+        assert!(refused(
+            "SELECT c.name, $€$ FROM customers c WHERE c.org_id = $1 --$€$ FROM customers c"
+        ));
+        assert!(refused(
+            "SELECT $€$ --$€$, set_config('tenant.org_id', $1, true)\n"
+        ));
+        assert!(refused(
+            "SELECT $1 FROM customers WHERE org_id = $1 AND name = $é$x$é$"
+        ));
+        // Plain tags and parameters pass.
+        assert_eq!(
+            run("SELECT $q$it's$q$, $$x$$ FROM customers WHERE org_id = $1"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn words_the_parser_reads_as_join_syntax_are_refused() {
+        for sql in [
+            "SELECT anti.name FROM customers anti JOIN (SELECT $1::uuid AS org_id) AS customers \
+             ON true WHERE customers.org_id = $1",
+            "SELECT semi.name FROM customers semi JOIN (SELECT $1::uuid AS org_id) AS customers \
+             ON true WHERE customers.org_id = $1",
+        ] {
+            assert!(refused(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn operator_runs_are_split_as_postgresql_splits_them() {
+        assert_eq!(postgresql_operators("=-"), ["=", "-"]);
+        assert_eq!(postgresql_operators("<>-"), ["<>", "-"]);
+        assert_eq!(postgresql_operators("*-+"), ["*", "-", "+"]);
+        assert_eq!(postgresql_operators("!=-"), ["!=-"]);
+        assert_eq!(postgresql_operators("^-"), ["^-"]);
+        assert!(refused(
+            "SELECT name FROM customers WHERE org_id = $1 AND 1 !=-1"
+        ));
+        assert!(refused(
+            "SELECT name FROM customers WHERE org_id = $1 AND 2 ^-1 > 0"
+        ));
+        assert!(refused("SELECT name FROM customers WHERE org_id == $1"));
+        // What both read alike passes.
+        assert_eq!(
+            run("SELECT name FROM customers WHERE org_id = $1 AND 1=-1 OR org_id = $1 AND 2<>-2"),
+            Err(Violation::MissingOrgPredicate {
+                table: "customers".into()
+            })
+        );
+        assert_eq!(
+            run("SELECT name FROM customers WHERE org_id = $1 AND 2*-1 < 0"),
+            Ok(())
+        );
+    }
+}
