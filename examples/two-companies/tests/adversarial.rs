@@ -233,6 +233,15 @@ fn dropped_word(v: &Violation) -> bool {
     matches!(v, Violation::UnsupportedExpression(what) if what.contains("`global`"))
 }
 
+/// A refusal of the lexical stage (sqlparser's tokens are not PostgreSQL's).
+fn lexer_differs(v: &Violation) -> bool {
+    matches!(v, Violation::UnsupportedExpression(what)
+        if what.contains("dollar-quoted")
+            || what.contains("unquoted")
+            || what.contains("operator")
+            || what.contains("dollar-quote tag"))
+}
+
 fn missing(v: &Violation, t: &str) -> bool {
     matches!(v, Violation::MissingOrgPredicate { table } if table == t)
 }
@@ -696,6 +705,90 @@ fn attempts() -> Vec<Attempt> {
                 )
             },
             refused: dropped_word,
+        },
+        // Found by the fourth red-team pass: where the two lexers disagree.
+        Attempt {
+            name: "a dollar-quote tag only PostgreSQL reads hides an org hop from the checker",
+            class: 1,
+            attack: |s, w| {
+                s.execute_sql(
+                    TenantSql::new("SELECT $€$ --$€$, set_config('tenant.org_id', $1, true)\n")
+                        .bind::<Text, _>(w.b.as_uuid().to_string()),
+                )
+            },
+            refused: lexer_differs,
+        },
+        Attempt {
+            name: "a dollar-quote tag only PostgreSQL reads turns the org predicate into a string",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT name, $€$ FROM customers WHERE org_id = $1 --$€$ AS x FROM customers",
+                ))
+            },
+            refused: lexer_differs,
+        },
+        Attempt {
+            name: "the same hidden hop from a DSL select list",
+            class: 1,
+            attack: |s, w| {
+                select_sql(
+                    s,
+                    &format!(
+                        "$€$ --$€$, set_config('tenant.org_id', '{}', true)\n",
+                        w.b.as_uuid()
+                    ),
+                )
+            },
+            refused: lexer_differs,
+        },
+        Attempt {
+            name: "a hidden SELECT INTO TEMP would shadow the table for the next org",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT $€$ --$€$ AS zz, c.* INTO TEMP customers FROM public.customers c WHERE false\n",
+                ))
+            },
+            refused: lexer_differs,
+        },
+        Attempt {
+            name: "an alias the parser reads as ANTI JOIN turns the org filter onto a decoy",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT anti.name FROM customers anti JOIN (SELECT $1::uuid AS org_id) AS customers \
+                     ON true WHERE customers.org_id = $1",
+                ))
+            },
+            refused: lexer_differs,
+        },
+        Attempt {
+            name: "an alias the parser reads as SEMI JOIN turns the org filter onto a decoy",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT semi.name FROM customers semi JOIN (SELECT $1::uuid AS org_id) AS customers \
+                     ON true WHERE customers.org_id = $1",
+                ))
+            },
+            refused: lexer_differs,
+        },
+        Attempt {
+            name: "== is = to the checker and an operator of its own to the server",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT name FROM customers WHERE org_id == $1",
+                ))
+            },
+            refused: lexer_differs,
+        },
+        Attempt {
+            name: "!=- is two operators to the checker and one custom operator to the server",
+            class: 1,
+            attack: |s, _| filter_sql(s, "1 !=-1"),
+            refused: lexer_differs,
         },
         // 4. Public constructors of checked types.
         Attempt {
