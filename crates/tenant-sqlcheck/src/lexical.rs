@@ -16,6 +16,8 @@
 //!   operator (dropping a trailing `+`/`-` unless the run has one of `~!@#%^&|`?`); sqlparser
 //!   splits runs its own way (`!=-` is `<>` then `-` to it, one unknown operator to the
 //!   server). A run both split alike passes; `==` (which sqlparser takes for `=`) does not.
+//! - `U&"name"` and `U&'text'`: one Unicode-escaped token to PostgreSQL, `u & "name"` to
+//!   sqlparser (`q.U&"ts_stat"` called `ts_stat(q)` on the server).
 //! - A character sqlparser does not know (`Token::Char`), and an unquoted word with a `$`.
 
 use sqlparser::dialect::PostgreSqlDialect;
@@ -41,9 +43,24 @@ pub(crate) fn same_tokens_as_postgresql(sql: &str) -> Result<(), Violation> {
     let lines = LineStarts::new(sql);
     // Source texts of adjacent operator tokens (nothing between them).
     let mut run: Vec<&str> = Vec::new();
-    for t in &tokens {
+    for (i, t) in tokens.iter().enumerate() {
         let text = lines.slice(sql, t.span.start, t.span.end);
         token(&t.token)?;
+        // `U&"ts_stat"` is one identifier to PostgreSQL (Unicode escapes) and `u & "ts_stat"`
+        // to sqlparser: `q.U&"ts_stat"` is the call `ts_stat(q)` to the server.
+        if let Token::Word(w) = &t.token
+            && w.quote_style.is_none()
+            && w.value.eq_ignore_ascii_case("u")
+            && tokens
+                .get(i + 1)
+                .is_some_and(|n| n.token == Token::Ampersand && n.span.start == t.span.end)
+        {
+            return Err(Violation::UnsupportedExpression(
+                "`U&` touching a name or string (PostgreSQL reads a Unicode-escaped name or \
+                 string, the checker's parser `u & ...`; write the name plainly)"
+                    .into(),
+            ));
+        }
         if !text.is_empty() && text.chars().all(|c| OP_CHARS.contains(c)) {
             run.push(text);
         } else {
@@ -223,6 +240,21 @@ mod tests {
         // Plain tags and parameters pass.
         assert_eq!(
             run("SELECT $q$it's$q$, $$x$$ FROM customers WHERE org_id = $1"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_unicode_escaped_name_is_refused() {
+        assert!(refused(
+            r#"SELECT (q.u&"ts_stat")::text FROM unnest(ARRAY['SELECT 1']) AS q(u) WHERE $1::uuid IS NOT NULL"#
+        ));
+        assert!(refused(
+            r#"SELECT U&"\0073et_config"('a', 'b', true) FROM customers WHERE org_id = $1"#
+        ));
+        // A spaced `u & x` is an operator to both.
+        assert_eq!(
+            run("SELECT c.u & 1 FROM (SELECT 1 AS u) AS c WHERE $1::uuid IS NOT NULL"),
             Ok(())
         );
     }

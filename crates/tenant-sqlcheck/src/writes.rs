@@ -21,6 +21,18 @@ use crate::violation::Violation;
 impl Checker<'_> {
     /// Checks an UPDATE: no org column assigned, no global table written, rows confined.
     pub(crate) fn check_update(&mut self, update: &Update) -> ControlFlow<Violation> {
+        // `SET email.org_id = ..` assigns a field of a column, not the org column.
+        for a in &update.assignments {
+            let parts = match &a.target {
+                AssignmentTarget::ColumnName(n) => vec![n],
+                AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+            };
+            if let Some(n) = parts.into_iter().find(|n| n.0.len() > 1) {
+                return ControlFlow::Break(Violation::UnsupportedExpression(format!(
+                    "the SET target `{n}`, a field of a column (name the columns plainly)"
+                )));
+            }
+        }
         let mut from: Vec<&TableWithJoins> = vec![&update.table];
         if let Some(UpdateTableFromKind::AfterSet(t) | UpdateTableFromKind::BeforeSet(t)) =
             &update.from
@@ -206,6 +218,12 @@ impl Checker<'_> {
             ));
         };
         let table = last_ident(name).unwrap_or_default();
+        // `(email.org_id, ..)` assigns field `org_id` of column `email`, not the org column.
+        if let Some(c) = insert.columns.iter().find(|c| c.0.len() > 1) {
+            return ControlFlow::Break(Violation::UnsupportedExpression(format!(
+                "the INSERT target `{c}`, a field of a column (name the columns plainly)"
+            )));
+        }
         if self.tables.is_symbolic() {
             return self.insert_requirements(insert, table);
         }
@@ -317,6 +335,18 @@ mod tests {
             table: table.into(),
             constrained: constrained.iter().map(|c| (*c).into()).collect(),
         }
+    }
+
+    #[test]
+    fn a_write_target_that_is_a_field_of_a_column_is_refused() {
+        assert!(matches!(
+            run("INSERT INTO customers (email.org_id, org_id, name) VALUES ($1, $2, 'planted')"),
+            Err(Violation::UnsupportedExpression(w)) if w.contains("email.org_id")
+        ));
+        assert!(matches!(
+            run("UPDATE customers SET email.org_id = $2 WHERE org_id = $1"),
+            Err(Violation::UnsupportedExpression(w)) if w.contains("email.org_id")
+        ));
     }
 
     #[test]
