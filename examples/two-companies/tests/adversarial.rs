@@ -237,6 +237,7 @@ fn dropped_word(v: &Violation) -> bool {
 fn lexer_differs(v: &Violation) -> bool {
     matches!(v, Violation::UnsupportedExpression(what)
         if what.contains("dollar-quoted")
+            || what.contains("`U&`")
             || what.contains("unquoted")
             || what.contains("operator")
             || what.contains("dollar-quote tag"))
@@ -789,6 +790,44 @@ fn attempts() -> Vec<Attempt> {
             class: 1,
             attack: |s, _| filter_sql(s, "1 !=-1"),
             refused: lexer_differs,
+        },
+        // Found by the fifth red-team pass.
+        Attempt {
+            name: "a Unicode-escaped name is one token to the server and three to the checker",
+            class: 1,
+            attack: |s, w| {
+                s.execute_sql(
+                    TenantSql::new(
+                        r#"SELECT (q.u&"ts_stat")::text AS x FROM unnest(ARRAY[format('SELECT to_tsvector(set_config(%L, %L, true))', 'tenant.org_id', $1::text)]) AS q(u) WHERE $2::uuid IS NOT NULL"#,
+                    )
+                    .bind::<Text, _>(w.b.as_uuid().to_string()),
+                )
+            },
+            refused: lexer_differs,
+        },
+        Attempt {
+            name: "a Unicode-escaped name takes a session advisory lock",
+            class: 1,
+            attack: |s, _| {
+                select_sql(
+                    s,
+                    r#"(SELECT (q.u&"pg_advisory_lock")::text FROM unnest(ARRAY[424242::bigint]) AS q(u))"#,
+                )
+            },
+            refused: lexer_differs,
+        },
+        Attempt {
+            name: "an INSERT target that is a field of a column passes for the org column",
+            class: 4,
+            attack: |s, w| {
+                s.execute_sql(
+                    TenantSql::new(
+                        "INSERT INTO customers (email.org_id, org_id, name) VALUES ($2, $1, 'planted')",
+                    )
+                    .bind::<diesel::sql_types::Uuid, _>(w.b.as_uuid()),
+                )
+            },
+            refused: |v| matches!(v, Violation::UnsupportedExpression(w) if w.contains("a field of a column")),
         },
         // 4. Public constructors of checked types.
         Attempt {
