@@ -89,6 +89,17 @@ impl Policy<'_> {
                  the function `{}`",
                 parts.last().map(|p| p.value.as_str()).unwrap_or_default()
             )),
+            // A parameter is `$n` (`$org` in `tenant_sql!`); sqlparser also takes `@name` and
+            // `:name` for parameters, where PostgreSQL reads an operator and a column.
+            Expr::Value(v)
+                if matches!(&v.value, sqlparser::ast::Value::Placeholder(p)
+                    if p != "$org" && !p.strip_prefix('$').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))) =>
+            {
+                unsupported(format!(
+                    "the parameter `{v}` (parameters are `$1`, `$2`, ...; PostgreSQL would read \
+                     something else)"
+                ))
+            }
             Expr::Identifier(_)
             | Expr::CompoundIdentifier(_)
             | Expr::CompoundFieldAccess { .. }
@@ -272,6 +283,21 @@ impl Policy<'_> {
             } => self.call(name, &args.args, Place::From, requirements),
             TableFactor::Function { name, args, .. } => {
                 self.call(name, args, Place::From, requirements)
+            }
+            TableFactor::Table {
+                with_hints,
+                version,
+                partitions,
+                json_path,
+                index_directives,
+                ..
+            } if !with_hints.is_empty()
+                || version.is_some()
+                || !partitions.is_empty()
+                || json_path.is_some()
+                || !index_directives.is_empty() =>
+            {
+                unsupported("a table hint, version, partition or path of another dialect")
             }
             TableFactor::Table { args: None, .. }
             | TableFactor::Derived { .. }

@@ -46,6 +46,30 @@ pub(crate) fn same_tokens_as_postgresql(sql: &str) -> Result<(), Violation> {
     for (i, t) in tokens.iter().enumerate() {
         let text = lines.slice(sql, t.span.start, t.span.end);
         token(&t.token)?;
+        // `ORDER BY x USING <operator>`: the operator is whatever token follows, never checked.
+        if let Token::Word(w) = &t.token
+            && w.quote_style.is_none()
+            && w.value.eq_ignore_ascii_case("using")
+            && let Some(next) = tokens[i + 1..]
+                .iter()
+                .find(|n| !matches!(n.token, Token::Whitespace(_)))
+        {
+            let operator_next = match &next.token {
+                Token::Word(n) => {
+                    n.quote_style.is_none() && n.value.eq_ignore_ascii_case("operator")
+                }
+                other => {
+                    let text = lines.slice(sql, next.span.start, next.span.end);
+                    !text.is_empty() && text.chars().all(|c| OP_CHARS.contains(c))
+                        || matches!(other, Token::Placeholder(_) | Token::SingleQuotedString(_))
+                }
+            };
+            if operator_next {
+                return Err(Violation::UnsupportedExpression(
+                    "`USING <operator>` in an ORDER BY (sort with ASC or DESC)".into(),
+                ));
+            }
+        }
         // `U&"ts_stat"` is one identifier to PostgreSQL (Unicode escapes) and `u & "ts_stat"`
         // to sqlparser: `q.U&"ts_stat"` is the call `ts_stat(q)` to the server.
         if let Token::Word(w) = &t.token
@@ -132,7 +156,9 @@ fn token(token: &Token) -> Result<(), Violation> {
 
 /// Refuses a run of adjacent operator tokens that PostgreSQL's lexer splits otherwise.
 fn operator_run(run: &[&str]) -> Result<(), Violation> {
-    if run.len() < 2 {
+    // One token too: sqlparser reads `>--` and `>/*` as one operator, PostgreSQL as `>` and
+    // the start of a comment (code to one, comment to the other).
+    if run.is_empty() {
         return Ok(());
     }
     let joined = run.concat();
@@ -260,6 +286,32 @@ mod tests {
     }
 
     #[test]
+    fn an_operator_that_swallows_a_comment_start_is_refused() {
+        assert!(refused(
+            "SELECT c.name FROM customers c WHERE (SELECT 1 ORDER BY 1 USING >-- ) IS NOT NULL \
+             AND c.org_id = $1 AND (SELECT 1 ORDER BY 1 USING >\n) IS NOT NULL"
+        ));
+        assert!(refused(
+            "SELECT c.name FROM customers c WHERE (SELECT 1 ORDER BY 1 USING >/*, ' */) IS NOT NULL \
+             --\n-- ') IS NOT NULL AND c.org_id = $1"
+        ));
+        assert!(refused(
+            "SELECT name FROM customers WHERE org_id = $1 ORDER BY name USING <"
+        ));
+        assert!(refused(
+            "SELECT name FROM customers WHERE org_id = $1 ORDER BY name USING OPERATOR(pg_catalog.<)"
+        ));
+        // USING of a join or a DELETE is not an ordering.
+        assert_eq!(
+            run(
+                "SELECT 1 FROM customers c JOIN invoices i USING (org_id) WHERE c.org_id = $1 AND i.org_id = $1"
+            ),
+            Ok(())
+        );
+        assert_eq!(postgresql_operators(">--"), [">", "--"]);
+    }
+
+    #[test]
     fn words_the_parser_reads_as_join_syntax_are_refused() {
         for sql in [
             "SELECT anti.name FROM customers anti JOIN (SELECT $1::uuid AS org_id) AS customers \
@@ -285,9 +337,13 @@ mod tests {
             "SELECT name FROM customers WHERE org_id = $1 AND 2 ^-1 > 0"
         ));
         assert!(refused("SELECT name FROM customers WHERE org_id == $1"));
+        // sqlparser reads `<>-` as one operator, PostgreSQL as `<>` and `-`.
+        assert!(refused(
+            "SELECT name FROM customers WHERE org_id = $1 AND 2<>-2"
+        ));
         // What both read alike passes.
         assert_eq!(
-            run("SELECT name FROM customers WHERE org_id = $1 AND 1=-1 OR org_id = $1 AND 2<>-2"),
+            run("SELECT name FROM customers WHERE org_id = $1 AND 1=-1 OR org_id = $1"),
             Err(Violation::MissingOrgPredicate {
                 table: "customers".into()
             })

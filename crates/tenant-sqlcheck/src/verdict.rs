@@ -111,6 +111,26 @@ impl Visitor for Checker<'_> {
         if select.into.is_some() {
             return ControlFlow::Break(Violation::UnsupportedStatement("SELECT INTO".into()));
         }
+        // Other dialects' clauses, which PostgreSQL does not have: whatever sqlparser made of
+        // them is not what the server would run (it refuses them, but only once sent).
+        let foreign = [
+            (select.top.is_some(), "TOP"),
+            (select.qualify.is_some(), "QUALIFY"),
+            (!select.connect_by.is_empty(), "CONNECT BY / START WITH"),
+            (!select.lateral_views.is_empty(), "LATERAL VIEW"),
+            (select.prewhere.is_some(), "PREWHERE"),
+            (!select.cluster_by.is_empty(), "CLUSTER BY"),
+            (!select.distribute_by.is_empty(), "DISTRIBUTE BY"),
+            (!select.sort_by.is_empty(), "SORT BY"),
+            (select.value_table_mode.is_some(), "SELECT AS VALUE/STRUCT"),
+            (!select.optimizer_hints.is_empty(), "an optimizer hint"),
+            (select.exclude.is_some(), "EXCLUDE"),
+        ];
+        if let Some((_, what)) = foreign.iter().find(|(present, _)| *present) {
+            return ControlFlow::Break(Violation::UnsupportedExpression(format!(
+                "{what}, which PostgreSQL does not have"
+            )));
+        }
         let from: Vec<&TableWithJoins> = select.from.iter().collect();
         self.check_scope(&from, select.selection.as_ref())
     }
@@ -144,6 +164,24 @@ impl Visitor for Checker<'_> {
 mod tests {
     use super::*;
     use crate::check_catalog_only;
+
+    #[test]
+    fn other_dialects_clauses_are_refused() {
+        for sql in [
+            "SELECT name FROM customers WHERE org_id = $1 QUALIFY row_number() OVER () = 1",
+            "SELECT name FROM customers WITH (NOLOCK) WHERE org_id = $1",
+            "SELECT name FROM customers WHERE org_id = $1 START WITH org_id = $1 CONNECT BY PRIOR id = org_id",
+        ] {
+            assert!(
+                matches!(
+                    run(sql),
+                    Err(Violation::UnsupportedExpression(_) | Violation::Unparsable(_))
+                ),
+                "{sql}: {:?}",
+                run(sql)
+            );
+        }
+    }
 
     #[test]
     fn select_into_that_would_create_a_table_is_refused() {
