@@ -829,6 +829,54 @@ fn attempts() -> Vec<Attempt> {
             },
             refused: |v| matches!(v, Violation::UnsupportedExpression(w) if w.contains("a field of a column")),
         },
+        // Found by the sixth red-team pass.
+        Attempt {
+            name: "an operator token that swallows `--` drops the org predicate for the server",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT c.name FROM customers c WHERE (SELECT 1 ORDER BY 1 USING >-- ) IS NOT NULL \
+                     AND c.org_id = $1 AND (SELECT 1 ORDER BY 1 USING >\n) IS NOT NULL",
+                ))
+            },
+            refused: lexer_differs,
+        },
+        Attempt {
+            name: "an operator token that swallows `/*` hides an org hop from the checker",
+            class: 1,
+            attack: |s, w| {
+                s.execute_sql(
+                    TenantSql::new(
+                        "SELECT (SELECT 1 ORDER BY 1 USING >/*, ' */) AS skip, \
+                         set_config($$tenant.org_id$$, $1::text, true) AS name --\n-- ') AS name",
+                    )
+                    .bind::<diesel::sql_types::Uuid, _>(w.b.as_uuid()),
+                )
+            },
+            refused: lexer_differs,
+        },
+        Attempt {
+            name: "the same hidden read of B from a DSL select list",
+            class: 1,
+            attack: |s, _| {
+                select_sql(
+                    s,
+                    "COALESCE((SELECT '' ORDER BY 1 USING >/*, ' */ LIMIT 0), \
+                     (SELECT string_agg(name || $$ $$ || email, $$,$$) FROM customers)) --\n-- '))",
+                )
+            },
+            refused: lexer_differs,
+        },
+        Attempt {
+            name: "ORDER BY ... USING an operator the checker never looks at",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT name FROM customers WHERE org_id = $1 ORDER BY name USING OPERATOR(public.<)",
+                ))
+            },
+            refused: |v| matches!(v, Violation::UnsupportedExpression(w) if w.contains("USING <operator>")),
+        },
         // 4. Public constructors of checked types.
         Attempt {
             name: "TenantSql::new with a read of B that skips the macro",
