@@ -92,7 +92,30 @@ pub(crate) fn same_tokens_as_postgresql(sql: &str) -> Result<(), Violation> {
             run.clear();
         }
     }
-    operator_run(&run)
+    operator_run(&run)?;
+    // The catch-all: every token boundary as PostgreSQL's lexer draws it.
+    let server = crate::pglex::token_ranges(sql).map_err(|what| {
+        Violation::UnsupportedExpression(format!("{what}, which the check cannot verify"))
+    })?;
+    let ours: Vec<(usize, usize)> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_) | Token::EOF))
+        .filter_map(|t| {
+            Some((
+                lines.offset(sql, t.span.start)?,
+                lines.offset(sql, t.span.end)?,
+            ))
+        })
+        .collect();
+    if let Some(k) = (0..server.len().max(ours.len())).find(|&k| server.get(k) != ours.get(k)) {
+        let at = server.get(k).or(ours.get(k)).map_or(0, |r| r.0);
+        let snippet: String = sql.get(at..).unwrap_or_default().chars().take(24).collect();
+        return Err(Violation::UnsupportedExpression(format!(
+            "text that PostgreSQL cuts into tokens otherwise than the checker's parser, at \
+             `{snippet}`"
+        )));
+    }
+    Ok(())
 }
 
 /// The rules for one token on its own.

@@ -56,6 +56,7 @@ mod expressions;
 mod functions;
 mod lexical;
 mod parse;
+mod pglex;
 mod registry;
 mod scope;
 mod verdict;
