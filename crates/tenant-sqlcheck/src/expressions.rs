@@ -39,24 +39,6 @@ fn is_keyword(f: &Function, keyword: &str) -> bool {
         if id.quote_style.is_none() && id.value.eq_ignore_ascii_case(keyword))
 }
 
-/// Whether the dots of a field access only qualify a column (`k.conkey[1]`): at most one dot,
-/// right after a plain name, before any subscript.
-fn dots_name_a_column(root: &Expr, chain: &[sqlparser::ast::AccessExpr]) -> bool {
-    use sqlparser::ast::AccessExpr;
-    let dots = chain
-        .iter()
-        .filter(|a| matches!(a, AccessExpr::Dot(_)))
-        .count();
-    match dots {
-        0 => true,
-        1 => {
-            matches!(root, Expr::Identifier(_))
-                && matches!(chain.first(), Some(AccessExpr::Dot(Expr::Identifier(_))))
-        }
-        _ => false,
-    }
-}
-
 fn unsupported(what: impl Into<String>) -> Result<(), Violation> {
     Err(Violation::UnsupportedExpression(what.into()))
 }
@@ -68,27 +50,9 @@ impl Policy<'_> {
         expr: &Expr,
         requirements: &mut Vec<Requirement>,
     ) -> Result<(), Violation> {
+        crate::notation::field_selection(expr)?;
         match expr {
             // Plain: names, values, predicates and syntax forms of built-in functions.
-            // `(expr).name`: PostgreSQL reads it as field `name` of a composite value, or as
-            // the call `name(expr)` (its functional notation), which no function check would
-            // see: `('SELECT ...').ts_stat` runs SQL. Only subscripts (`a[1]`) pass.
-            // (`k.conkey[1]`, a qualified column then a subscript, is a name like `k.conkey`;
-            // a second dot, `k.col.f`, is a field of the column or the call `f(k.col)`.)
-            Expr::CompoundFieldAccess { root, access_chain }
-                if !dots_name_a_column(root, access_chain) =>
-            {
-                unsupported(
-                    "a field selection `(...).name`, which PostgreSQL may read as a call of the function `name`",
-                )
-            }
-            // `a.b.c` is `schema.table.column`, or a field `c` (or the call `c(a.b)`) of column
-            // `a.b`: PostgreSQL tries both. Only `name` and `qualifier.name` pass.
-            Expr::CompoundIdentifier(parts) if parts.len() > 2 => unsupported(format!(
-                "the name `{expr}` of three parts or more, which PostgreSQL may read as a call of \
-                 the function `{}`",
-                parts.last().map(|p| p.value.as_str()).unwrap_or_default()
-            )),
             // A parameter is `$n` (`$org` in `tenant_sql!`); sqlparser also takes `@name` and
             // `:name` for parameters, where PostgreSQL reads an operator and a column.
             Expr::Value(v)

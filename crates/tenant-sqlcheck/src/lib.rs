@@ -55,6 +55,7 @@ mod ctes;
 mod expressions;
 mod functions;
 mod lexical;
+mod notation;
 mod parse;
 mod pglex;
 mod registry;

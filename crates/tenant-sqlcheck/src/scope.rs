@@ -17,52 +17,11 @@ use sqlparser::ast::{
 
 use std::collections::HashMap;
 
-use sqlparser::ast::{AccessExpr, Statement, Visit, Visitor};
-
 use crate::ctes::CteScopes;
 use crate::functions::Policy;
 use crate::parse::{ident, last_ident};
 use crate::registry::{Kind, Requirement, Tables};
 use crate::violation::Violation;
-
-/// The FROM-item functions of `statement` (`unnest(..) AS q`, `generate_series(..)`), by the
-/// name that qualifies their columns, with the column names they declare (`AS q(v)`).
-///
-/// Why: PostgreSQL reads `q.name`, where `name` is not a column of `q`, as the call
-/// `name(q)` (its functional notation), and the value of a function returning a scalar is
-/// that scalar: `FROM unnest($1::text[]) AS q ... q.ts_stat` runs the SQL in `$1`. The checker
-/// does not know a relation's columns, but it knows these: only the declared ones.
-pub(crate) fn table_function_names(statement: &Statement) -> HashMap<String, Vec<String>> {
-    struct Collector(HashMap<String, Vec<String>>);
-    impl Visitor for Collector {
-        type Break = ();
-        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
-            let (name, alias) = match factor {
-                TableFactor::Table {
-                    name,
-                    alias,
-                    args: Some(_),
-                    ..
-                }
-                | TableFactor::Function { name, alias, .. } => (last_ident(name), alias),
-                TableFactor::UNNEST { alias, .. } => (Some("unnest".to_owned()), alias),
-                _ => return ControlFlow::Continue(()),
-            };
-            let qualifier = alias.as_ref().map(|a| ident(&a.name)).or(name);
-            let columns: Vec<String> = alias
-                .as_ref()
-                .map(|a| a.columns.iter().map(|c| ident(&c.name)).collect())
-                .unwrap_or_default();
-            if let Some(q) = qualifier {
-                self.0.entry(q).or_default().extend(columns);
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut collector = Collector(HashMap::new());
-    let _ = statement.visit(&mut collector);
-    collector.0
-}
 
 /// The state of one check: what the walk has seen, and what the scope checks confirmed.
 pub(crate) struct Checker<'a> {
@@ -75,7 +34,7 @@ pub(crate) struct Checker<'a> {
     /// The CTE names visible at this point of the walk.
     pub(crate) ctes: CteScopes,
     /// FROM-item functions by qualifier, with their declared columns
-    /// ([`table_function_names`]).
+    /// ([`crate::notation::table_function_names`]).
     pub(crate) table_functions: HashMap<String, Vec<String>>,
     /// Tenant-table references found by the visitor.
     pub(crate) seen: Vec<String>,
@@ -167,31 +126,7 @@ impl<'a> Checker<'a> {
     /// Refuses `q.name` where `q` is a FROM-item function and `name` not one of its declared
     /// columns: PostgreSQL would call the function `name` (see [`table_function_names`]).
     pub(crate) fn qualified_name(&self, expr: &Expr) -> ControlFlow<Violation> {
-        let (qualifier, name) = match expr {
-            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => (
-                ident(&parts[parts.len() - 2]),
-                ident(&parts[parts.len() - 1]),
-            ),
-            Expr::CompoundFieldAccess { root, access_chain } => {
-                match (root.as_ref(), access_chain.first()) {
-                    (Expr::Identifier(q), Some(AccessExpr::Dot(Expr::Identifier(n)))) => {
-                        (ident(q), ident(n))
-                    }
-                    _ => return ControlFlow::Continue(()),
-                }
-            }
-            _ => return ControlFlow::Continue(()),
-        };
-        match self.table_functions.get(&qualifier) {
-            Some(columns) if !columns.contains(&name) => {
-                ControlFlow::Break(Violation::UnsupportedExpression(format!(
-                    "`{qualifier}.{name}`, where `{qualifier}` is a function in FROM: PostgreSQL \
-                     may read it as the call `{name}({qualifier})`; declare the function's columns \
-                     (`AS {qualifier}(col, ...)`) and name one of them"
-                )))
-            }
-            _ => ControlFlow::Continue(()),
-        }
+        crate::notation::qualified_name(&self.table_functions, expr)
     }
 
     /// The kind of a referenced relation; a CTE name is a derived table, checked where defined.
@@ -420,41 +355,6 @@ mod tests {
         Err(Violation::MissingOrgPredicate {
             table: table.into(),
         })
-    }
-
-    #[test]
-    fn a_name_qualified_by_a_from_function_is_one_of_its_declared_columns() {
-        let call = |q: &str, n: &str| {
-            Err(Violation::UnsupportedExpression(format!(
-                "`{q}.{n}`, where `{q}` is a function in FROM: PostgreSQL may read it as the call \
-                 `{n}({q})`; declare the function's columns (`AS {q}(col, ...)`) and name one of them"
-            )))
-        };
-        assert_eq!(
-            run("SELECT q.ts_stat::text FROM unnest($2::text[]) AS q WHERE $1::uuid IS NOT NULL"),
-            call("q", "ts_stat")
-        );
-        assert_eq!(
-            run(
-                "SELECT g.pg_advisory_lock FROM generate_series(1, 2) AS g WHERE $1::uuid IS NOT NULL"
-            ),
-            call("g", "pg_advisory_lock")
-        );
-        assert_eq!(
-            run("SELECT unnest.current_setting FROM unnest($2::text[]) WHERE $1::uuid IS NOT NULL"),
-            call("unnest", "current_setting")
-        );
-        assert_eq!(
-            run(
-                "SELECT (SELECT (q.ts_stat)[1] FROM unnest($2::text[]) AS q) FROM invoices WHERE org_id = $1"
-            ),
-            call("q", "ts_stat")
-        );
-        // Declared columns are columns.
-        assert_eq!(
-            run("SELECT q.v FROM unnest($2::text[]) AS q(v) WHERE $1::uuid IS NOT NULL"),
-            Ok(())
-        );
     }
 
     #[test]

@@ -10,9 +10,10 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{Expr, Query, Select, Statement, TableFactor, TableWithJoins, Visit, Visitor};
 
+use crate::notation::table_function_names;
 use crate::parse::{dml_only, parse_one, supported_body};
 use crate::registry::{Requirement, Tables};
-use crate::scope::{Checker, table_function_names};
+use crate::scope::Checker;
 use crate::violation::Violation;
 
 /// Checks one statement. `is_org_param` says which placeholders (`$1`, `$org`, ...) hold the
