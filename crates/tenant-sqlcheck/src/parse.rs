@@ -8,18 +8,37 @@
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart, SetExpr, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::Token;
 
 use crate::violation::Violation;
 
 /// Parses `sql` as PostgreSQL and returns its only statement.
+///
+/// The parser must use up every token: `Parser::parse_sql` stops without an error at an
+/// `END` after a statement (`SELECT c.name end FROM customers c` was the whole statement
+/// `SELECT c.name` to it, and `c.name AS "end"` from every row of `customers` to the server),
+/// so one statement is parsed and then nothing but `;` may follow.
 pub(crate) fn parse_one(sql: &str) -> Result<Statement, Violation> {
     crate::lexical::same_tokens_as_postgresql(sql)?;
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-        .map_err(|e| Violation::Unparsable(e.to_string()))?;
-    if statements.len() != 1 {
-        return Err(Violation::StatementCount(statements.len()));
+    let unparsable = |e: sqlparser::parser::ParserError| Violation::Unparsable(e.to_string());
+    let mut parser = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .map_err(unparsable)?;
+    if parser.peek_token().token == Token::EOF {
+        return Err(Violation::StatementCount(0));
     }
-    statements.pop().ok_or(Violation::StatementCount(0))
+    let statement = parser.parse_statement().map_err(unparsable)?;
+    let mut semicolon = false;
+    while parser.consume_token(&Token::SemiColon) {
+        semicolon = true;
+    }
+    match parser.peek_token().token {
+        Token::EOF => Ok(statement),
+        _ if semicolon => Err(Violation::StatementCount(2)),
+        rest => Err(Violation::Unparsable(format!(
+            "the statement ends before the text does, at `{rest}`: PostgreSQL would read on"
+        ))),
+    }
 }
 
 /// Refuses every statement kind but SELECT (a query), INSERT, UPDATE and DELETE.
@@ -128,6 +147,33 @@ mod tests {
             panic!("not a function")
         };
         f.name.clone()
+    }
+
+    #[test]
+    fn the_parser_must_read_the_whole_text() {
+        use crate::story::run;
+        for sql in [
+            "SELECT c.name end FROM customers c",
+            "SELECT 1 end, set_config('tenant.org_id', $1, true) WHERE $2::uuid IS NOT NULL",
+            "SELECT c.name AS name, 1 end FROM customers c WHERE $1::uuid IS NOT NULL",
+        ] {
+            assert!(
+                matches!(run(sql), Err(crate::Violation::Unparsable(m)) if m.contains("ends before the text does")),
+                "{sql}: {:?}",
+                run(sql)
+            );
+        }
+        assert_eq!(
+            run("SELECT 1; SELECT 2"),
+            Err(crate::Violation::StatementCount(2))
+        );
+        assert_eq!(run(""), Err(crate::Violation::StatementCount(0)));
+        assert_eq!(run("SELECT name FROM customers WHERE org_id = $1;"), Ok(()));
+        // END closing a CASE is part of the statement.
+        assert_eq!(
+            run("SELECT CASE WHEN org_id = $1 THEN 1 END FROM customers WHERE org_id = $1"),
+            Ok(())
+        );
     }
 
     #[test]
