@@ -243,6 +243,10 @@ fn lexer_differs(v: &Violation) -> bool {
             || what.contains("dollar-quote tag"))
 }
 
+fn parser_stopped(v: &Violation) -> bool {
+    matches!(v, Violation::Unparsable(m) if m.contains("ends before the text does"))
+}
+
 fn missing(v: &Violation, t: &str) -> bool {
     matches!(v, Violation::MissingOrgPredicate { table } if table == t)
 }
@@ -876,6 +880,51 @@ fn attempts() -> Vec<Attempt> {
                 ))
             },
             refused: |v| matches!(v, Violation::UnsupportedExpression(w) if w.contains("USING <operator>")),
+        },
+        // Found by the seventh red-team pass: the parser stopped at `end`.
+        Attempt {
+            name: "a bare `end` label ends the statement for the checker only (org hop)",
+            class: 1,
+            attack: |s, w| {
+                s.execute_sql(
+                    TenantSql::new(
+                        "SELECT 1 end, set_config('tenant.org_id', $1, true) AS name WHERE $2::uuid IS NOT NULL",
+                    )
+                    .bind::<Text, _>(w.b.as_uuid().to_string()),
+                )
+            },
+            refused: parser_stopped,
+        },
+        Attempt {
+            name: "a bare `end` label hides an INSERT into B",
+            class: 1,
+            attack: |s, w| {
+                s.execute_sql(
+                    TenantSql::new(
+                        "INSERT INTO customers (org_id, name, email) SELECT $2::uuid, 'n', 'e' end \
+                         WHERE false UNION ALL SELECT $1::uuid, 'PLANTED_BY_A', 'planted@x'",
+                    )
+                    .bind::<diesel::sql_types::Uuid, _>(w.b.as_uuid()),
+                )
+            },
+            refused: parser_stopped,
+        },
+        Attempt {
+            name: "a bare `end` label in a DSL select list comments out the org filter",
+            class: 1,
+            attack: |s, _| select_sql(s, "c.name end FROM customers c --"),
+            refused: parser_stopped,
+        },
+        Attempt {
+            name: "a bare `end` label hides SELECT INTO TEMP, a table shadowing the next org's",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "SELECT gen_random_uuid() AS id, $1::uuid AS org_id, 'FAKE'::text AS name, \
+                     'fake@x'::text AS email, 1 end INTO TEMP customers",
+                ))
+            },
+            refused: parser_stopped,
         },
         // 4. Public constructors of checked types.
         Attempt {
