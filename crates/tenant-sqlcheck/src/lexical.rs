@@ -27,7 +27,7 @@ use crate::violation::Violation;
 
 /// Words sqlparser drops or reads as syntax where PostgreSQL reads a name (see the module
 /// doc). Quoted, each is an ordinary name.
-const DROPPED_WORDS: &[&str] = &["anti", "asof", "global", "semi", "straight_join"];
+const DROPPED_WORDS: &[&str] = &["anti", "asof", "global", "output", "semi", "straight_join"];
 
 /// PostgreSQL's operator characters (`scan.l`, `op_chars`).
 const OP_CHARS: &str = "~!@#^&|`?+-*/%<>=";

@@ -21,6 +21,19 @@ use crate::violation::Violation;
 impl Checker<'_> {
     /// Checks an UPDATE: no org column assigned, no global table written, rows confined.
     pub(crate) fn check_update(&mut self, update: &Update) -> ControlFlow<Violation> {
+        foreign_clauses(&[
+            (!update.optimizer_hints.is_empty(), "an optimizer hint"),
+            (update.on_cluster.is_some(), "ON CLUSTER"),
+            (
+                matches!(update.from, Some(UpdateTableFromKind::BeforeSet(_))),
+                "FROM before SET",
+            ),
+            (update.output.is_some(), "an OUTPUT clause"),
+            (update.or.is_some(), "UPDATE OR"),
+            (!update.order_by.is_empty(), "ORDER BY"),
+            (update.limit.is_some(), "LIMIT"),
+            (update.settings.is_some(), "SETTINGS"),
+        ])?;
         // `SET email.org_id = ..` assigns a field of a column, not the org column.
         for a in &update.assignments {
             let parts = match &a.target {
@@ -85,6 +98,14 @@ impl Checker<'_> {
 
     /// Checks a DELETE: no global table written, rows confined.
     pub(crate) fn check_delete(&mut self, delete: &Delete) -> ControlFlow<Violation> {
+        foreign_clauses(&[
+            (!delete.optimizer_hints.is_empty(), "an optimizer hint"),
+            (delete.on_cluster.is_some(), "ON CLUSTER"),
+            (delete.output.is_some(), "an OUTPUT clause"),
+            (!delete.order_by.is_empty(), "ORDER BY"),
+            (delete.limit.is_some(), "LIMIT"),
+            (delete.settings.is_some(), "SETTINGS"),
+        ])?;
         if !delete.tables.is_empty() {
             return ControlFlow::Break(Violation::UnsupportedStatement(
                 "multi-table DELETE".into(),
@@ -212,6 +233,31 @@ impl Checker<'_> {
 
     /// Checks an INSERT: the org parameter in every row's org column, none assigned on conflict.
     pub(crate) fn check_insert(&mut self, insert: &Insert) -> ControlFlow<Violation> {
+        foreign_clauses(&[
+            (!insert.optimizer_hints.is_empty(), "an optimizer hint"),
+            (insert.or.is_some(), "INSERT OR"),
+            (insert.ignore, "INSERT IGNORE"),
+            (!insert.into, "INSERT without INTO"),
+            (insert.by_name, "BY NAME"),
+            (insert.overwrite, "INSERT OVERWRITE"),
+            (!insert.assignments.is_empty(), "INSERT ... SET"),
+            (insert.partitioned.is_some(), "PARTITION"),
+            (!insert.after_columns.is_empty(), "columns after PARTITION"),
+            (insert.has_table_keyword, "INSERT INTO TABLE"),
+            (insert.output.is_some(), "an OUTPUT clause"),
+            (insert.replace_into, "REPLACE INTO"),
+            (insert.priority.is_some(), "a MySQL priority"),
+            (
+                insert.insert_alias.is_some(),
+                "an insert alias (AS new ...)",
+            ),
+            (insert.settings.is_some(), "SETTINGS"),
+            (insert.format_clause.is_some(), "FORMAT"),
+            (
+                insert.multi_table_insert_type.is_some(),
+                "a multi-table insert",
+            ),
+        ])?;
         let TableObject::TableName(name) = &insert.table else {
             return ControlFlow::Break(Violation::UnsupportedStatement(
                 "INSERT INTO FUNCTION".into(),
@@ -293,6 +339,20 @@ impl Checker<'_> {
     }
 }
 
+/// Refuses the first clause of `clauses` that is present: other dialects' parts of a write,
+/// which PostgreSQL does not have. sqlparser parses them in every dialect, so a text whose
+/// words PostgreSQL reads otherwise becomes one of them: `DELETE FROM customers output USING
+/// customers WHERE customers.org_id = $1` is SQL Server's OUTPUT clause to sqlparser, and the
+/// table aliased `output`, unfiltered, to the server.
+fn foreign_clauses(clauses: &[(bool, &str)]) -> ControlFlow<Violation> {
+    match clauses.iter().find(|(present, _)| *present) {
+        Some((_, what)) => ControlFlow::Break(Violation::UnsupportedExpression(format!(
+            "{what} in a write, which PostgreSQL does not have"
+        ))),
+        None => ControlFlow::Continue(()),
+    }
+}
+
 /// Whether `select`'s list has `*` or `x.*`.
 fn has_wildcard(select: &sqlparser::ast::Select) -> bool {
     select.projection.iter().any(|item| {
@@ -334,6 +394,25 @@ mod tests {
         Requirement::Read {
             table: table.into(),
             constrained: constrained.iter().map(|c| (*c).into()).collect(),
+        }
+    }
+
+    #[test]
+    fn other_dialects_clauses_of_a_write_are_refused() {
+        for sql in [
+            "DELETE FROM customers output USING customers WHERE customers.org_id = $1 AND customers.name = 'x'",
+            "DELETE FROM customers WHERE org_id = $1 ORDER BY name LIMIT 1",
+            "UPDATE customers SET name = $2 WHERE org_id = $1 LIMIT 1",
+            "INSERT IGNORE INTO customers (org_id, name) VALUES ($1, 'x')",
+        ] {
+            assert!(
+                matches!(
+                    run(sql),
+                    Err(Violation::UnsupportedExpression(_) | Violation::Unparsable(_))
+                ),
+                "{sql}: {:?}",
+                run(sql)
+            );
         }
     }
 
