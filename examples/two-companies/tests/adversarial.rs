@@ -926,6 +926,30 @@ fn attempts() -> Vec<Attempt> {
             },
             refused: parser_stopped,
         },
+        // Found by the eighth red-team pass: a clause of another dialect.
+        Attempt {
+            name: "a DELETE alias read as SQL Server's OUTPUT clause moves the org filter off the target",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "DELETE FROM customers output USING customers \
+                     WHERE customers.org_id = $1 AND customers.name = 'dummy'",
+                ))
+            },
+            refused: |v| matches!(v, Violation::UnsupportedExpression(w) if w.contains("`output`")),
+        },
+        Attempt {
+            name: "the same OUTPUT misreading hides pg_stat_activity in the USING list",
+            class: 1,
+            attack: |s, _| {
+                s.execute_sql(TenantSql::new(
+                    "DELETE FROM customers output USING customers, pg_stat_activity \
+                     WHERE customers.org_id = $1 AND customers.id = output.id AND output.name = 'sacrifice' \
+                     RETURNING pg_stat_activity.query AS q",
+                ))
+            },
+            refused: |v| matches!(v, Violation::UnsupportedExpression(w) if w.contains("`output`")),
+        },
         // 4. Public constructors of checked types.
         Attempt {
             name: "TenantSql::new with a read of B that skips the macro",
