@@ -98,7 +98,42 @@ impl Visitor for Checker<'_> {
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Violation> {
         self.ctes.enter(query);
-        flow(supported_body(&query.body))
+        flow(supported_body(&query.body))?;
+        // Other dialects' parts of a query, which PostgreSQL does not have.
+        use sqlparser::ast::{LimitClause, OrderByKind};
+        let foreign = [
+            (
+                query.for_clause.is_some(),
+                "FOR XML / FOR JSON / FOR BROWSE",
+            ),
+            (query.settings.is_some(), "SETTINGS"),
+            (query.format_clause.is_some(), "FORMAT"),
+            (!query.pipe_operators.is_empty(), "a pipe operator (|>)"),
+            (
+                matches!(
+                    query.limit_clause,
+                    Some(LimitClause::OffsetCommaLimit { .. })
+                ),
+                "LIMIT <offset>, <count>",
+            ),
+            (
+                matches!(&query.limit_clause, Some(LimitClause::LimitOffset { limit_by, .. }) if !limit_by.is_empty()),
+                "LIMIT ... BY",
+            ),
+            (
+                matches!(
+                    query.order_by.as_ref().map(|o| &o.kind),
+                    Some(OrderByKind::All(_))
+                ),
+                "ORDER BY ALL",
+            ),
+        ];
+        if let Some((_, what)) = foreign.iter().find(|(present, _)| *present) {
+            return ControlFlow::Break(Violation::UnsupportedExpression(format!(
+                "{what}, which PostgreSQL does not have"
+            )));
+        }
+        ControlFlow::Continue(())
     }
 
     fn post_visit_query(&mut self, query: &Query) -> ControlFlow<Violation> {
@@ -172,6 +207,8 @@ mod tests {
             "SELECT name FROM customers WHERE org_id = $1 QUALIFY row_number() OVER () = 1",
             "SELECT name FROM customers WITH (NOLOCK) WHERE org_id = $1",
             "SELECT name FROM customers WHERE org_id = $1 START WITH org_id = $1 CONNECT BY PRIOR id = org_id",
+            "SELECT name FROM customers WHERE org_id = $1 LIMIT 1, 2",
+            "SELECT name FROM customers WHERE org_id = $1 |> WHERE true",
         ] {
             assert!(
                 matches!(
