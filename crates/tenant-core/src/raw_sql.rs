@@ -98,15 +98,24 @@ fn text_check(sql: &'static str) -> Result<(), Violation> {
 }
 
 impl<C: ScopedConnection> OrgScoped<C> {
+    /// The statement of `sql` with this handle's org bound as its last parameter.
+    fn org_bound<'f>(
+        &self,
+        sql: TenantSql<'f>,
+    ) -> Result<(crate::OrgId, BoxedSqlQuery<'f, Pg, SqlQuery>), TenantError> {
+        let org = self.org();
+        let query = sql
+            .into_checked()?
+            .bind::<diesel::sql_types::Uuid, _>(org.as_uuid());
+        Ok((org, query))
+    }
+
     /// Runs a [`tenant_sql!`](crate::tenant_sql) query and returns its rows.
     pub fn load_sql<U>(&mut self, sql: TenantSql<'_>) -> Result<Vec<U>, TenantError>
     where
         U: QueryableByName<Pg> + 'static,
     {
-        let org = self.org();
-        let query = sql
-            .into_checked()?
-            .bind::<diesel::sql_types::Uuid, _>(org.as_uuid());
+        let (org, query) = self.org_bound(sql)?;
         self.run_verified(
             org,
             query,
@@ -116,10 +125,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
 
     /// Runs a [`tenant_sql!`](crate::tenant_sql) statement and returns the rows affected.
     pub fn execute_sql(&mut self, sql: TenantSql<'_>) -> Result<usize, TenantError> {
-        let org = self.org();
-        let query = sql
-            .into_checked()?
-            .bind::<diesel::sql_types::Uuid, _>(org.as_uuid());
+        let (org, query) = self.org_bound(sql)?;
         self.run_verified(
             org,
             query,

@@ -18,3 +18,18 @@ pub(crate) fn tables() -> Tables {
 pub(crate) fn run(sql: &str) -> Result<(), Violation> {
     check(sql, &tables(), &|p: &str| p == "$1" || p == "$org")
 }
+
+/// Asserts that each of `sqls` is refused as something the check cannot verify (or cannot
+/// parse): the verdict for constructs PostgreSQL reads otherwise or does not have.
+pub(crate) fn assert_unverifiable(sqls: &[&str]) {
+    for sql in sqls {
+        assert!(
+            matches!(
+                run(sql),
+                Err(Violation::UnsupportedExpression(_) | Violation::Unparsable(_))
+            ),
+            "{sql}: {:?}",
+            run(sql)
+        );
+    }
+}
