@@ -263,6 +263,14 @@ impl Policy<'_> {
             {
                 unsupported("a table hint, version, partition or path of another dialect")
             }
+            // sqlparser takes TABLESAMPLE and Snowflake's SAMPLE after any table, DELETE and
+            // UPDATE targets included, where PostgreSQL reads other things.
+            TableFactor::Table {
+                sample: Some(_), ..
+            }
+            | TableFactor::Derived {
+                sample: Some(_), ..
+            } => unsupported("TABLESAMPLE / SAMPLE"),
             TableFactor::Table { args: None, .. }
             | TableFactor::Derived { .. }
             | TableFactor::NestedJoin { .. }
@@ -404,6 +412,15 @@ mod tests {
         refused(&format!(
             "a cast to `{name}` (it looks a catalog object up by name)"
         ))
+    }
+
+    #[test]
+    fn a_table_sample_is_refused() {
+        crate::story::assert_unverifiable(&[
+            "DELETE FROM customers tablesample bernoulli (10) WHERE customers.org_id = $1",
+            "SELECT 1 AS x FROM customers c sample bernoulli (10) WHERE c.org_id = $1",
+            "SELECT 1 FROM customers c TABLESAMPLE SYSTEM (10) WHERE c.org_id = $1",
+        ]);
     }
 
     #[test]
