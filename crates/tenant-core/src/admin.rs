@@ -84,7 +84,7 @@ impl GlobalWriter {
         T: GlobalTable,
         Q: QueryFragment<Pg>,
     {
-        // Rendered once; the rendering that was checked is what is sent (DESIGN.md invariant 8).
+        // Rendered once, and the rendering that was checked is what is sent (`CheckedStatement`).
         let statement = CheckedStatement::<()>::render(&build(table), &mut self.conn)?;
         check_global_write(statement.sql(), self.tables.tables()).map_err(TenantError::Unscoped)?;
         Ok(ExecuteDsl::execute(statement, &mut self.conn)?)

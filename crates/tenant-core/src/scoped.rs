@@ -386,7 +386,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
             return Err(TenantError::TransactionAborted);
         }
         // A refused statement is never sent, so the transaction stays usable. What is sent is
-        // the rendering that was checked, not the query (DESIGN.md invariant 8).
+        // the rendering that was checked, not the query; see `verify::CheckedStatement`.
         let statement = CheckedStatement::render(&query, self.conn.pg())?;
         drop(query);
         verify(&statement, self.org, &self.tables)?;

@@ -66,7 +66,7 @@ fn cache() -> &'static Cache {
 }
 
 /// A statement rendered once: the SQL text and the bind values the check saw, sent exactly as
-/// they are (DESIGN.md invariant 8, "what is checked is exactly what is sent").
+/// they are: what is checked is exactly what is sent.
 ///
 /// The query a handle was given is walked once to text and once for its binds, and never again:
 /// diesel sends this value, whose text is the saved text and whose binds are the saved bytes
@@ -86,7 +86,7 @@ pub struct CheckedStatement<ST> {
 
 impl<ST> std::fmt::Debug for CheckedStatement<ST> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The text only: bind values may be tenant data (DESIGN.md invariant 7).
+        // The text only: bind values may be tenant data, which errors and logs never carry.
         f.debug_struct("CheckedStatement")
             .field("sql", &self.sql)
             .finish_non_exhaustive()
