@@ -347,7 +347,7 @@ pub(crate) fn strip(e: &Expr) -> &Expr {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Requirement, Violation, requirements};
+    use crate::{Violation, requirements};
 
     use crate::story::run;
 
@@ -590,16 +590,7 @@ mod tests {
         );
     }
 
-    fn reqs(sql: &str) -> Vec<Requirement> {
-        requirements(sql, &|p: &str| p == "$org").unwrap()
-    }
-
-    fn read(table: &str, constrained: &[&str]) -> Requirement {
-        Requirement::Read {
-            table: table.into(),
-            constrained: constrained.iter().map(|c| (*c).into()).collect(),
-        }
-    }
+    use crate::story::{read, reqs};
 
     #[test]
     fn symbolic_mode_records_what_each_reference_is_constrained_by() {

@@ -1,7 +1,7 @@
 //! Test support: the example story's tables as the checker knows them, and a check of one
 //! statement with `$1` (run time) or `$org` (`tenant_sql!`) as the org parameter.
 
-use crate::{Tables, Violation, check};
+use crate::{Requirement, Tables, Violation, check, requirements};
 
 /// The story's tables: `orgs` (keyed by `id`), three tenant tables, one global table.
 pub(crate) fn tables() -> Tables {
@@ -31,5 +31,18 @@ pub(crate) fn assert_unverifiable(sqls: &[&str]) {
             "{sql}: {:?}",
             run(sql)
         );
+    }
+}
+
+/// What `sql` requires of the registry in symbolic mode (`tenant_sql!`, `$org` the org).
+pub(crate) fn reqs(sql: &str) -> Vec<Requirement> {
+    requirements(sql, &|p: &str| p == "$org").expect("the statement has requirements")
+}
+
+/// A read of `table` with `constrained` columns bound to the org.
+pub(crate) fn read(table: &str, constrained: &[&str]) -> Requirement {
+    Requirement::Read {
+        table: table.into(),
+        constrained: constrained.iter().map(|c| (*c).into()).collect(),
     }
 }

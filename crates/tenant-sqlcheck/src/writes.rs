@@ -382,20 +382,11 @@ fn assignment_targets(a: &sqlparser::ast::Assignment) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Requirement, Violation, check_global_write, requirements};
+    use crate::{Requirement, Violation, check_global_write};
 
     use crate::story::{run, tables};
 
-    fn reqs(sql: &str) -> Vec<Requirement> {
-        requirements(sql, &|p: &str| p == "$org").unwrap()
-    }
-
-    fn read(table: &str, constrained: &[&str]) -> Requirement {
-        Requirement::Read {
-            table: table.into(),
-            constrained: constrained.iter().map(|c| (*c).into()).collect(),
-        }
-    }
+    use crate::story::{read, reqs};
 
     #[test]
     fn other_dialects_clauses_of_a_write_are_refused() {
