@@ -324,7 +324,9 @@ impl<C: ScopedConnection> OrgScoped<C> {
     /// database's refusal to commit.
     pub fn commit(mut self) -> Result<(), TenantError> {
         match self.state {
-            TxState::Open => {
+            // With a savepoint still open (only after a panic unwound through `savepoint`), a
+            // COMMIT would only release the savepoint: refused below instead.
+            TxState::Open if self.savepoints == 0 => {
                 self.state = TxState::Finished;
                 AnsiTransactionManager::commit_transaction(self.conn.pg()).map_err(|e| {
                     match TenantError::from(e) {
@@ -333,7 +335,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
                     }
                 })
             }
-            TxState::Aborted | TxState::Finished => {
+            TxState::Open | TxState::Aborted | TxState::Finished => {
                 self.finish_rollback();
                 Err(TenantError::TransactionAborted)
             }
@@ -430,8 +432,19 @@ impl<C: ScopedConnection> OrgScoped<C> {
         }
         AnsiTransactionManager::begin_transaction(self.conn.pg()).map_err(TenantError::from)?;
         self.savepoints += 1;
-        let result = f(self);
-        self.savepoints -= 1;
+        // A panic in `f` caught by the caller must not leave a handle that can commit: the
+        // savepoint is still open, and a COMMIT now would only release it (the transaction
+        // would be rolled back when the pool discards the connection, after `commit()` said
+        // Ok). The handle is marked aborted and the panic goes on; `commit` then refuses and
+        // rolls everything back (`savepoints` still counts the open savepoint).
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(result) => result,
+            Err(panic) => {
+                self.state = TxState::Aborted;
+                std::panic::resume_unwind(panic)
+            }
+        };
+        self.savepoints = self.savepoints.saturating_sub(1);
         let failed_inside = self.state == TxState::Aborted;
         match result {
             Ok(value) if !failed_inside => {

@@ -544,3 +544,28 @@ fn dates_and_nullable_columns_work_through_the_dsl() {
         Ok(())
     });
 }
+
+#[test]
+fn a_panic_caught_inside_a_savepoint_leaves_a_handle_that_refuses_to_commit() {
+    let f = fixture("shape_savepoint_panic");
+    let before: i64 = in_org(&f, f.a, |s| s.get_result(s.query(customers::table).count()));
+    let mut h = f.pool.begin(f.a).unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _: Result<(), TenantError> = h.savepoint(|s| {
+            s.execute(s.insert(
+                customers::table,
+                (
+                    customers::name.eq("in the savepoint"),
+                    customers::email.eq("sp@example.com"),
+                ),
+            ))?;
+            panic!("a bug in the service");
+        });
+    }));
+    assert!(caught.is_err());
+    // The handle says so, and commits nothing (it said Ok before, having only released the
+    // savepoint).
+    assert!(matches!(h.commit(), Err(TenantError::TransactionAborted)));
+    let after: i64 = in_org(&f, f.a, |s| s.get_result(s.query(customers::table).count()));
+    assert_eq!(after, before);
+}
