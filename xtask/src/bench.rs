@@ -188,14 +188,10 @@ fn in_signed_scope<T>(
 }
 
 /// The opening message of a scoped transaction in the plain-setting mode, as
-/// `tenant_core::OrgScoped::begin` writes it (`scoped.rs`, `Opening::Setting`); R10 sends it
-/// with plain diesel, and [`check_opening`] makes sure the two are the same.
+/// `tenant_core::OrgScoped::begin` writes it (`opening.rs`, `Opening::Setting`); R10 sends it
+/// with plain diesel, and [`check_opening`] makes sure the handle sends the same.
 fn opening(org: OrgId) -> String {
-    format!(
-        "BEGIN; SELECT set_config('tenant.org_id', CASE WHEN current_setting('tenant.org_id', true) > '' \
-         THEN current_setting('tenant org context was left on this connection at session level') ELSE '{}' END, true)",
-        org.as_uuid().hyphenated()
-    )
+    tenant_core::__private::opening_message(org)
 }
 
 /// Fails unless the handle's opening is exactly [`opening`] (watched with diesel's

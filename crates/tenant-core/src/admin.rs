@@ -154,29 +154,47 @@ impl CatalogReader {
     }
 }
 
-/// The function a [`ProbeSession`] runs every statement through: it catches the error, so the
-/// exact SQLSTATE comes back (diesel does not expose it), and it runs the statement in a
-/// subtransaction, so an error leaves the session usable. Temporary: created inside the
-/// session's transaction, gone with it.
-const PROBE_FUNCTION: &str = r#"
-CREATE FUNCTION pg_temp.tenant_probe_try(stmt text, want_rows boolean,
-    OUT ok boolean, OUT err_state text, OUT err_message text, OUT n bigint, OUT first_row text)
-LANGUAGE plpgsql AS $tenant_probe$
+/// The anonymous block a [`ProbeSession`] runs every statement in: it catches the error, so
+/// the exact SQLSTATE comes back (diesel does not expose it), and it runs the statement in a
+/// subtransaction, so an error leaves the session usable. A `DO` block creates nothing (the
+/// application role may not create objects, temporary ones included); it leaves its outcome
+/// in a transaction-local setting, which [`OUTCOME_READ`] reads. `{stmt}` is the statement
+/// as a string literal, `{rows}` whether to count its rows.
+const PROBE_BLOCK: &str = r#"DO $tenant_probe$
+DECLARE
+    n bigint;
+    first_row text;
+    err_state text;
+    err_message text;
 BEGIN
-    IF want_rows THEN
-        EXECUTE 'WITH q AS (' || stmt || ') SELECT count(*), (SELECT row_to_json(q)::text FROM q LIMIT 1) FROM q'
-            INTO n, first_row;
-    ELSE
-        EXECUTE stmt;
-        GET DIAGNOSTICS n = ROW_COUNT;
-    END IF;
-    ok := true;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT;
-    ok := false;
+    BEGIN
+        IF {rows} THEN
+            EXECUTE 'WITH q AS (' || {stmt} || ') SELECT count(*), (SELECT row_to_json(q)::text FROM q LIMIT 1) FROM q'
+                INTO n, first_row;
+        ELSE
+            EXECUTE {stmt};
+            GET DIAGNOSTICS n = ROW_COUNT;
+        END IF;
+        PERFORM pg_catalog.set_config('tenant_probe.outcome',
+            pg_catalog.json_build_object('ok', true, 'n', n, 'first_row', first_row)::text, true);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT;
+        PERFORM pg_catalog.set_config('tenant_probe.outcome',
+            pg_catalog.json_build_object('ok', false, 'err_state', err_state, 'err_message', err_message)::text, true);
+    END;
 END
-$tenant_probe$;
-"#;
+$tenant_probe$"#;
+
+/// Reads what [`PROBE_BLOCK`] left (every run of the block sets it, in both branches).
+const OUTCOME_READ: &str = "SELECT (o->>'ok')::boolean AS ok, o->>'err_state' AS err_state, \
+     o->>'err_message' AS err_message, (o->>'n')::bigint AS n, o->>'first_row' AS first_row \
+     FROM (SELECT pg_catalog.current_setting('tenant_probe.outcome')::json AS o) t";
+
+/// `sql` as a standard-conforming string literal (the probe's sessions keep
+/// `standard_conforming_strings` on, PostgreSQL's default).
+fn string_literal(sql: &str) -> String {
+    format!("'{}'", sql.replace('\'', "''"))
+}
 
 /// What a statement run through a [`ProbeSession`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +235,7 @@ struct ProbeRow {
 /// design, named, with a written reason that `cargo xtask lint` lists.
 ///
 /// Nothing sent through it can persist: the session opens a transaction at once, every
-/// statement runs inside a function (where `COMMIT` is refused), [`restart`](Self::restart)
+/// statement runs inside a `DO` block (where `COMMIT` is refused), [`restart`](Self::restart)
 /// and drop roll back. Statements that change session state (`SET ROLE`, `set_config`) are
 /// undone by [`rollback_to_savepoint`](Self::rollback_to_savepoint).
 pub struct ProbeSession {
@@ -243,8 +261,7 @@ impl ProbeSession {
     /// wait at most a fifth of that for a lock, so a probe cannot stall a live database.
     ///
     /// # Errors
-    /// [`TenantError::Connect`] when the database cannot be reached; a database error when
-    /// the role may not create temporary objects (the `TEMP` privilege on the database).
+    /// [`TenantError::Connect`] when the database cannot be reached.
     pub fn connect(
         url: &str,
         reason: &'static str,
@@ -302,7 +319,8 @@ impl ProbeSession {
             self.statement_timeout_ms,
             (self.statement_timeout_ms / 5).max(1)
         ))?;
-        self.conn.batch_execute(PROBE_FUNCTION)?;
+        self.conn
+            .batch_execute("SET LOCAL standard_conforming_strings = on")?;
         // Read inside the transaction: behind a transaction pooler, each transaction may run
         // on another server process, and a signed token names the one it runs on.
         self.pid = crate::context::Backend::read(&mut self.conn)?.pid();
@@ -317,12 +335,19 @@ impl ProbeSession {
     /// A database error only when the session itself failed (the statement's own error is
     /// a [`ProbeOutcome::Refused`]).
     pub fn try_sql(&mut self, sql: &str, want_rows: bool) -> Result<ProbeOutcome, TenantError> {
-        let row: ProbeRow = diesel::RunQueryDsl::get_result(
-            diesel::sql_query("SELECT * FROM pg_temp.tenant_probe_try($1, $2)")
-                .bind::<diesel::sql_types::Text, _>(sql)
-                .bind::<diesel::sql_types::Bool, _>(want_rows),
-            &mut self.conn,
+        use diesel::connection::SimpleConnection;
+        if sql.contains("$tenant_probe$") {
+            return Err(TenantError::Unscoped(crate::Violation::Unparsable(
+                "the probe's statement may not contain $tenant_probe$, the tag of the block it runs in".into(),
+            )));
+        }
+        self.conn.batch_execute(
+            &PROBE_BLOCK
+                .replace("{rows}", if want_rows { "true" } else { "false" })
+                .replace("{stmt}", &string_literal(sql)),
         )?;
+        let row: ProbeRow =
+            diesel::RunQueryDsl::get_result(diesel::sql_query(OUTCOME_READ), &mut self.conn)?;
         Ok(if row.ok {
             ProbeOutcome::Ran {
                 rows: u64::try_from(row.n.unwrap_or(0)).unwrap_or(0),

@@ -186,6 +186,12 @@ impl Backend {
         })
     }
 
+    /// A backend that was not read, for unit tests of the messages.
+    #[cfg(test)]
+    pub(crate) fn for_tests(pid: i32, recorded: usize) -> Self {
+        Self { pid, recorded }
+    }
+
     /// The server process (0 when [`unbound`](Self::unbound)).
     pub fn pid(&self) -> i32 {
         self.pid

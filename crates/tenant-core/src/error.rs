@@ -6,7 +6,7 @@
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use crate::OrgIdError;
-use crate::pool::UnsafeConfig;
+use crate::startup::UnsafeConfig;
 
 /// Everything that can go wrong in `tenant-core`.
 #[derive(Debug, thiserror::Error)]
@@ -65,10 +65,12 @@ pub enum TenantError {
     #[error("cannot connect to the database: {0}")]
     Connect(String),
 
-    /// The connection carried an org at session level when a scoped transaction was to open
-    /// on it (THREATS.md #6); it was not used, and the pool discards it.
+    /// The connection carried state from an earlier transaction that the opening message
+    /// does not undo (an org or token set at session level, a temporary object, a statement
+    /// prepared with SQL `PREPARE`) when a scoped transaction was to open on it; it was not
+    /// used, and the pool discards it.
     #[error(
-        "the connection still carried an org set at session level (set_config(.., false) by code outside the library): it was not used and is discarded"
+        "the connection carried state from an earlier transaction (an org or token set at session level, a temporary object, or a statement prepared with SQL PREPARE, by code outside the library): it was not used and is discarded"
     )]
     SessionContextLeft,
 

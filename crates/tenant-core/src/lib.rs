@@ -30,11 +30,13 @@ mod columns;
 pub mod context;
 mod dsl;
 mod error;
+mod opening;
 pub mod operator;
 mod org_id;
 mod pool;
 mod raw_sql;
 mod scoped;
+mod startup;
 pub mod subquery;
 mod upsert;
 mod verify;
@@ -49,11 +51,10 @@ pub use dsl::{
 };
 pub use error::{DbError, TenantError, Timeout};
 pub use org_id::{OrgId, OrgIdError};
-pub use pool::{
-    ManagerError, TenantConnectionManager, TenantPool, TenantPoolBuilder, UnsafeConfig,
-};
+pub use pool::{ManagerError, TenantConnectionManager, TenantPool, TenantPoolBuilder};
 pub use raw_sql::TenantSql;
 pub use scoped::{Isolation, OrgScoped, Pooled, ScopedConnection};
+pub use startup::UnsafeConfig;
 pub use upsert::{
     ConflictAction, ConflictTarget, DoNothing, DoUpdate, Excluded, NoReturning, Returning,
     ReturningPart, ScopedConflict, ScopedConflictUpdate, Upsert, excluded,
@@ -135,9 +136,16 @@ pub use tenant_lint_macros::TenantChangeset;
 
 #[doc(hidden)]
 pub mod __private {
-    //! What `tenant_sql!` expands to refers to; not part of the API.
+    //! What `tenant_sql!` expands to refers to, and what the project's benchmark replays;
+    //! not part of the API.
     pub use diesel;
     pub use tenant_lint::RegisteredTable;
+
+    /// The message [`OrgScoped::begin`](crate::OrgScoped::begin) opens a transaction for
+    /// `org` with (the benchmark sends it with plain diesel, to compare like with like).
+    pub fn opening_message(org: crate::OrgId) -> String {
+        crate::opening::Opening::Setting.message(crate::Isolation::ReadCommitted.begin(), org)
+    }
 
     /// Whether `list` holds `item` (usable in `const` context).
     pub const fn contains(list: &[&str], item: &str) -> bool {

@@ -15,21 +15,10 @@ use diesel::result::Error as DieselError;
 use diesel::{PgConnection, QueryResult};
 use tenant_lint::Registry;
 
+use crate::opening::{LEFTOVER, Opening};
 use crate::pool::{TenantConnectionManager, session_org_setting};
 use crate::verify::{CheckedStatement, Checks, tables_of, verify};
-use crate::{ORG_SETTING, OrgId, TenantError};
-
-/// What the opening message says when it finds an org left at session level.
-const LEFTOVER: &str = "was left on this connection at session level";
-
-/// The opening message's refusal of a leftover: reading a setting of this name fails with
-/// "unrecognized configuration parameter" and the name, which carries [`LEFTOVER`]. The name
-/// has no dot, so no SQL can ever create it (a custom setting needs a prefix and a dot): were
-/// it settable, its value would become the org. One stable function call: the planner keeps
-/// it for run time, and it costs the server less to parse, plan and compile than a failing
-/// cast (about 3 us of every opening, pgbench).
-const REFUSE_LEFTOVER: &str =
-    "current_setting('tenant org context was left on this connection at session level')";
+use crate::{OrgId, TenantError};
 
 /// A pooled connection, held only inside an [`OrgScoped`]. It offers nothing on its own.
 pub struct Pooled(pub(crate) r2d2::PooledConnection<TenantConnectionManager>);
@@ -91,11 +80,20 @@ pub enum Isolation {
 }
 
 impl Isolation {
-    fn begin(self) -> &'static str {
+    /// Every characteristic named, so that session defaults an earlier transaction may have
+    /// left (`default_transaction_read_only`, `..._isolation`, `..._deferrable`, which apply
+    /// at BEGIN, before the opening's reset) change nothing.
+    pub(crate) fn begin(self) -> &'static str {
         match self {
-            Isolation::ReadCommitted => "BEGIN",
-            Isolation::RepeatableRead => "BEGIN ISOLATION LEVEL REPEATABLE READ",
-            Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            Isolation::ReadCommitted => {
+                "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE, NOT DEFERRABLE"
+            }
+            Isolation::RepeatableRead => {
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ WRITE, NOT DEFERRABLE"
+            }
+            Isolation::Serializable => {
+                "BEGIN ISOLATION LEVEL SERIALIZABLE, READ WRITE, NOT DEFERRABLE"
+            }
         }
     }
 }
@@ -122,28 +120,6 @@ impl<C: ScopedConnection> std::fmt::Debug for OrgScoped<C> {
             .field("state", &self.state)
             .finish()
     }
-}
-
-/// How the opening message sets the org: exactly one of these forms.
-#[derive(Clone, Copy)]
-pub(crate) enum Opening<'k> {
-    /// `set_config('tenant.org_id', ..., true)`.
-    Setting,
-    /// `set_config('tenant.org_id', ..., true)`, the org id placed past the first `usize`
-    /// bytes of the message, the statement text other sessions see in `pg_stat_activity`.
-    HiddenSetting(usize),
-    /// `SET LOCAL tenant.org_id = '...'` (Citus).
-    SetLocal,
-    /// A signed token for this backend, and the plain setting as well when `org_setting` (a
-    /// database where some tenant table's policy or default still reads the setting).
-    Signed {
-        /// The service's context key.
-        key: &'k crate::context::ContextKey,
-        /// The connection's backend, which the token names.
-        backend: crate::context::Backend,
-        /// Whether to set `tenant.org_id` too.
-        org_setting: bool,
-    },
 }
 
 impl<'c> OrgScoped<&'c mut PgConnection> {
@@ -225,71 +201,10 @@ impl<C: ScopedConnection> OrgScoped<C> {
         opening: Opening<'_>,
         isolation: Isolation,
     ) -> Result<Self, TenantError> {
-        let begin = isolation.begin();
-        // One simple-query message: BEGIN and the transaction-local setting travel together.
-        // The org is formatted by us as 36 characters of [0-9a-f-]: nothing to inject. The same
-        // message refuses a connection that still carries an org at session level (THREATS.md
-        // #6: something set it with is_local = false and committed): reading a setting no SQL
-        // can create fails (REFUSE_LEFTOVER), so no statement ever runs on such a connection,
-        // and no separate check at checkout is needed.
-        // With the signed context, the token travels in the same message (its characters are
-        // [0-9a-zA-Z_.-]: nothing to inject), past the statement text PostgreSQL records for
-        // pg_stat_activity, where other sessions of the role could read it; a token left at
-        // session level is refused like a leftover org.
-        let org_id = || {
-            format!(
-                "{begin}; SELECT set_config('{ORG_SETTING}', CASE WHEN current_setting('{ORG_SETTING}', true) > '' \
-                 THEN {REFUSE_LEFTOVER} ELSE '{}' END, true)",
-                org.sql_literal()
-            )
-        };
-        let sql = match opening {
-            Opening::SetLocal => {
-                // The SET LOCAL form (Citus propagates SET LOCAL to its workers, not
-                // set_config): the leftover check first, then the literal.
-                format!(
-                    "{begin}; SELECT CASE WHEN current_setting('{ORG_SETTING}', true) > '' THEN {REFUSE_LEFTOVER} END; \
-                     SET LOCAL {ORG_SETTING} = '{}'",
-                    org.sql_literal()
-                )
-            }
-            Opening::Setting => org_id(),
-            Opening::HiddenSetting(recorded) => {
-                let whole = org_id();
-                let at = whole.find("SELECT ").map_or(0, |i| i + "SELECT ".len());
-                crate::context::past_recorded_text(&whole[..at], &whole[at..], recorded)
-            }
-            Opening::Signed {
-                key,
-                backend,
-                org_setting,
-            } => {
-                // One check for both leftovers (each CASE costs the server a few microseconds to
-                // parse and plan, on every transaction), ahead of the settings: the target list
-                // runs in order, so it reads the session values before they are set. The plain
-                // setting only where something still reads it: it costs about 3% of a point
-                // lookup's transaction (the bench, side by side), and is one more thing SQL in
-                // the session could change.
-                let token = crate::context::TOKEN_SETTING;
-                let plain = if org_setting {
-                    format!(
-                        ", set_config('{ORG_SETTING}', '{}', true)",
-                        org.sql_literal()
-                    )
-                } else {
-                    String::new()
-                };
-                crate::context::past_recorded_text(
-                    &format!("{begin}; SELECT "),
-                    &format!(
-                        "set_config('{token}', CASE WHEN current_setting('{ORG_SETTING}', true) > '' OR current_setting('{token}', true) > '' \
-                         THEN {REFUSE_LEFTOVER} ELSE '{}' END, true){plain}",
-                        key.token(org, backend.pid()),
-                    ),
-                    backend.recorded_text(),
-                )
-            }
-        };
+        // One simple-query message: BEGIN, the check and reset of what an earlier
+        // transaction may have left in the session, and the transaction-local org travel
+        // together (`opening.rs`). A connection the check refuses never runs a statement.
+        let sql = opening.message(isolation.begin(), org);
         if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn.pg(), &sql) {
             // The server may be inside an aborted transaction block, or the connection dead:
             // leave it in no state diesel would reuse, so the pool drops it on return.
@@ -510,19 +425,4 @@ impl<C: ScopedConnection> Drop for OrgScoped<C> {
 /// Maps a diesel result into the crate's error.
 pub(crate) fn map<R>(r: QueryResult<R>) -> Result<R, TenantError> {
     r.map_err(|e: DieselError| e.into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_leftover_refusal_names_a_setting_no_sql_can_create() {
-        let name = REFUSE_LEFTOVER
-            .strip_prefix("current_setting('")
-            .and_then(|r| r.strip_suffix("')"))
-            .unwrap();
-        assert!(name.ends_with(LEFTOVER), "{name}");
-        assert!(!name.contains('.') && !name.contains('\''), "{name}");
-    }
 }

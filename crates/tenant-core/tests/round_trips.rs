@@ -38,9 +38,9 @@ fn a_single_query_scoped_transaction_sends_three_messages_and_the_first_sets_the
         let sent = sent.lock().unwrap();
         assert_eq!(sent.len(), 1, "opening the scope is one message: {sent:?}");
         assert!(
-            sent[0].starts_with("BEGIN; SELECT set_config('tenant.org_id', CASE WHEN")
-                && sent[0].contains(&format!("ELSE '{org}' END"))
-                && sent[0].ends_with(", true)"),
+            sent[0].starts_with(
+                "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE, NOT DEFERRABLE; RESET ALL;"
+            ) && sent[0].ends_with(&format!("ELSE '{org}' END, true)")),
             "{}",
             sent[0]
         );
@@ -95,7 +95,7 @@ fn the_prepared_statement_cache_keeps_working_under_org_scoped() {
 }
 
 #[test]
-fn the_opening_message_refuses_a_connection_left_with_a_session_level_org() {
+fn the_opening_message_undoes_an_org_left_at_session_level() {
     use diesel::connection::SimpleConnection;
     let (db, pool) = setup("leftover", 1);
     let (a, _) = org_with_customer(&pool, "A", "alice");
@@ -103,6 +103,37 @@ fn the_opening_message_refuses_a_connection_left_with_a_session_level_org() {
     let mut app = db.connect_as(roles::APP);
     app.batch_execute(&format!("SELECT set_config('tenant.org_id', '{b}', false)"))
         .unwrap();
+    let mut s = OrgScoped::begin(&mut app, a, &two_companies::REGISTRY).unwrap();
+    let names: Vec<String> = s
+        .load(s.query(customers::table).select(customers::name))
+        .unwrap();
+    assert_eq!(names, vec!["alice".to_owned()]);
+    s.commit().unwrap();
+    // Committed, and still nothing of B's org at session level.
+    let left: String = diesel::RunQueryDsl::get_result(
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+            "coalesce(current_setting('tenant.org_id', true), '')",
+        )),
+        &mut app,
+    )
+    .unwrap();
+    assert_eq!(left, "");
+}
+
+#[test]
+fn the_opening_message_refuses_a_connection_whose_org_survives_the_reset() {
+    use diesel::connection::SimpleConnection;
+    let (db, pool) = setup("leftover_default", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let (b, _) = org_with_customer(&pool, "B", "bob");
+    // A database default is what RESET ALL goes back to (the pool refuses it at start-up;
+    // a connection of one's own meets it here).
+    db.admin()
+        .batch_execute(&format!(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET tenant.org_id = %L', current_database(), '{b}'); END $$"
+        ))
+        .unwrap();
+    let mut app = db.connect_as(roles::APP);
     let sent = record(&mut app);
     let err = OrgScoped::begin(&mut app, a, &two_companies::REGISTRY).unwrap_err();
     assert!(

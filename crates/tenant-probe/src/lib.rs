@@ -392,7 +392,9 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
                 },
                 Verdict::Pass,
             ),
-            Ok(attacks::pool::PoolOutcome::Discarded) => (Observed::Rows(0), Verdict::Pass),
+            Ok(attacks::pool::PoolOutcome::Discarded | attacks::pool::PoolOutcome::Undone) => {
+                (Observed::Rows(0), Verdict::Pass)
+            }
             Ok(attacks::pool::PoolOutcome::Reused) => (Observed::Rows(1), Verdict::Leak),
             Err(why) => (Observed::NotRun(why), Verdict::NotRun),
         };

@@ -590,9 +590,15 @@ fn a_token_never_shows_in_the_statement_text_other_sessions_read() {
     .get_result(&mut observer)
     .unwrap();
     assert_eq!(seen.state, "idle in transaction");
-    assert!(seen.query.starts_with("BEGIN; SELECT /*"), "{}", seen.query);
     assert!(
-        !seen.query.contains("v1.") && !seen.query.contains("org_token"),
+        seen.query.starts_with(
+            "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE, NOT DEFERRABLE; RESET ALL;"
+        ),
+        "{}",
+        seen.query
+    );
+    assert!(
+        !seen.query.contains("v1."),
         "the token is past the recorded text: {}",
         seen.query
     );
@@ -610,34 +616,41 @@ fn a_token_never_shows_in_the_statement_text_other_sessions_read() {
 }
 
 #[test]
-fn a_token_left_at_session_level_is_refused_at_the_next_begin() {
+fn a_token_left_at_session_level_is_undone_at_the_next_begin() {
     let db = signed_db("signed_leftover");
     let pool = pool_of(&db, 1);
     let a = org_with_customer(&pool, "alice");
-    let leave = |pool: &TenantPool| -> i32 {
-        pool.with_org(a, |s| {
+    let b = org_with_customer(&pool, "bob");
+    // A's transaction leaves a valid token of B's for this backend at session level.
+    let first = pool
+        .with_org(a, |s| {
             let raw = s.raw_connection_unchecked("test: a token left at session level");
-            let token = key("k1", &K1).token(a, pid(raw));
+            let token = key("k1", &K1).token(b, pid(raw));
             set_token(raw, &token, false).unwrap();
             Ok::<_, TenantError>(pid(raw))
         })
-        .unwrap()
-    };
-    let first = leave(&pool);
-    // The pool's next begin refuses that connection and opens another.
-    let second = pool
+        .unwrap();
+    // The next transaction runs on the same backend, as A alone.
+    let (second, names) = pool
         .with_org(a, |s| {
-            Ok::<_, TenantError>(pid(s.raw_connection_unchecked("test: which backend")))
+            let names: Vec<String> = s.load(s.query(customers::table).select(customers::name))?;
+            Ok::<_, TenantError>((
+                pid(s.raw_connection_unchecked("test: which backend")),
+                names,
+            ))
         })
         .unwrap();
-    assert_ne!(
-        first, second,
-        "the connection with the leftover token was discarded"
-    );
-    // On a connection of one's own, the refusal itself.
+    assert_eq!(first, second, "the same connection");
+    assert_eq!(names, vec!["alice".to_owned()]);
+    // A token that survives the reset (a database default) is refused.
+    let mut admin = db.admin();
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut admin,
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET tenant.org_token = %L', current_database(), 'v1.planted'); END $$",
+    )
+    .unwrap();
     let mut conn = db.connect_as(roles::APP);
     let backend = Backend::read(&mut conn).unwrap();
-    set_token(&mut conn, &key("k1", &K1).token(a, backend.pid()), false).unwrap();
     let err = tenant_core::OrgScoped::begin_signed(
         &mut conn,
         a,

@@ -29,6 +29,7 @@ pub mod evidence;
 mod generated;
 mod operator;
 pub mod pg;
+pub mod session;
 
 pub use citus::PolicyForm;
 pub use context::ContextMode;

@@ -249,6 +249,7 @@ fn preamble(options: &RlsOptions) -> String {
         crate::context::shared(&mut up, options);
     }
     crate::operator::shared(&mut up, options);
+    crate::session::shared(&mut up, options);
     let _ = writeln!(
         up,
         "GRANT USAGE ON SCHEMA public TO {};",

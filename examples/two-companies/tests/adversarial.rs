@@ -25,10 +25,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{Mode, org};
+
 use std::cell::Cell;
 use std::sync::Mutex;
 
-use diesel::connection::SimpleConnection;
 use diesel::dsl::sql;
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
 use diesel::pg::Pg;
@@ -37,16 +40,7 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Bool, Text};
 use tenant_core::{OrgId, OrgScoped, Pooled, TenantError, TenantPool, TenantSql, Violation};
 use tenant_testkit::TestDb;
-use two_companies::schema::{customers, deals, orgs};
-
-/// One context mode of the database and the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// `tenant.org_id` set by the opening; any SQL could change it (the default mode today).
-    Setting,
-    /// A token signed by the service and verified by the database.
-    Signed,
-}
+use two_companies::schema::{customers, deals};
 
 /// Two orgs with rows, a pool of one connection as the application role, and a privileged
 /// session that watches what the server received.
@@ -60,44 +54,9 @@ struct World {
     watch: Mutex<PgConnection>,
 }
 
-const KEY: [u8; 32] = [0x5a; 32];
-
 impl World {
     fn new(mode: Mode) -> Self {
-        let hint = match mode {
-            Mode::Setting => "adversarial_setting",
-            Mode::Signed => "adversarial_signed",
-        };
-        let db = TestDb::new(hint);
-        let mut builder = TenantPool::builder(db.app_url(), &two_companies::REGISTRY).max_size(1);
-        match mode {
-            Mode::Setting => {
-                two_companies::migrate(&db.admin_url()).unwrap();
-            }
-            Mode::Signed => {
-                let options = tenant_schema::RlsOptions {
-                    context: tenant_schema::ContextMode::Signed,
-                    ..tenant_schema::RlsOptions::default()
-                };
-                let mut admin = db.admin();
-                admin
-                    .batch_execute(include_str!(
-                        "../../../migrations/2026-11-26-000001_two_companies_schema/up.sql"
-                    ))
-                    .unwrap();
-                admin
-                    .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
-                    .unwrap();
-                admin
-                    .batch_execute(&format!(
-                        "SELECT tenant_context.add_key('k1', '\\x{}')",
-                        tenant_core::context::to_hex(&KEY)
-                    ))
-                    .unwrap();
-                builder = builder
-                    .signed_context(tenant_core::context::ContextKey::new("k1", &KEY).unwrap());
-            }
-        }
+        let (db, builder) = common::database(mode, "adversarial");
         let pool = builder.build().unwrap();
         let (a, _) = org(&pool, "A", "alice");
         let (b, b_customer) = org(&pool, "B", "bob-secret");
@@ -173,34 +132,6 @@ impl World {
         assert_eq!(self.b_digest(), before_b, "B's rows changed");
         (outcome, sent)
     }
-}
-
-fn org(pool: &TenantPool, name: &str, customer: &str) -> (OrgId, uuid::Uuid) {
-    let org = OrgId::new_random();
-    let id = uuid::Uuid::now_v7();
-    pool.with_org(org, |s| {
-        s.execute(s.insert(orgs::table, orgs::name.eq(name)))?;
-        s.execute(s.insert(
-            customers::table,
-            (
-                customers::id.eq(id),
-                customers::name.eq(customer),
-                customers::email.eq(format!("{customer}@example.com")),
-            ),
-        ))?;
-        s.execute(s.insert(
-            deals::table,
-            (
-                deals::customer_id.eq(id),
-                deals::title.eq(format!("{name} secret deal")),
-                deals::amount_cents.eq(100_000),
-                deals::currency.eq("EUR"),
-                deals::stage.eq("open"),
-            ),
-        ))
-    })
-    .unwrap();
-    (org, id)
 }
 
 type Attack = fn(&mut OrgScoped<Pooled>, &World) -> Result<usize, TenantError>;

@@ -74,32 +74,54 @@ pub enum PoolOutcome {
     Refused(String),
     /// The next checkout got another backend: the connection was discarded.
     Discarded,
-    /// The next checkout got the same backend, which still carries B's org.
+    /// The next checkout got the same backend, and the org left on it was gone (the opening
+    /// undid it).
+    Undone,
+    /// The next checkout got the same backend, which still carries B's org or the marker.
     Reused,
 }
 
-/// Plants B's org at session level through `pool` as A, then checks out again.
+/// Plants B's org and a marker setting at session level through `pool` as A, then checks out
+/// again and looks at what that transaction sees: a pool that hands the connection out with
+/// either still there lets state reach the next user, even where it sets the org over it.
 pub fn attack(pool: &dyn PoolUnderTest, a: Uuid, b: Uuid) -> Result<PoolOutcome, String> {
-    let planted = pool.query_in_org(
-        a,
-        &format!("SELECT set_config('tenant.org_id', '{b}', false) || ' ' || pg_backend_pid()"),
-    );
+    let planted = pool.query_in_org(a, &plant_sql(b));
     let first = match planted {
         Ok(v) => v.rsplit(' ').next().unwrap_or_default().to_owned(),
         Err(why) => return Ok(PoolOutcome::Refused(why)),
     };
-    let second = pool.query_in_org(a, "SELECT pg_backend_pid()")?;
-    Ok(if second == first {
+    let second = pool.query_in_org(a, NEXT_SQL)?;
+    let mut parts = second.rsplitn(3, ' ');
+    let (pid, marker, org) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    Ok(if pid != first {
+        PoolOutcome::Discarded
+    } else if org == b.to_string() || marker == "planted" {
         PoolOutcome::Reused
     } else {
-        PoolOutcome::Discarded
+        PoolOutcome::Undone
     })
 }
+
+fn plant_sql(b: Uuid) -> String {
+    format!(
+        "SELECT set_config('tenant.org_id', '{b}', false) || set_config('tenant_probe.marker', 'planted', false) \
+         || ' ' || pg_backend_pid()"
+    )
+}
+
+/// What the next checkout reads: the org setting, the marker, the backend.
+const NEXT_SQL: &str = "SELECT coalesce(current_setting('tenant.org_id', true), '') || ' ' \
+     || coalesce(current_setting('tenant_probe.marker', true), '') || ' ' || pg_backend_pid()";
 
 /// The SQL the attack sends, for the report.
 pub fn sql(b: Uuid) -> String {
     format!(
-        "SELECT set_config('tenant.org_id', '{b}', false) || ' ' || pg_backend_pid(); COMMIT; then, on the next checkout: SELECT pg_backend_pid()"
+        "{}; COMMIT; then, on the next checkout: {NEXT_SQL}",
+        plant_sql(b)
     )
 }
 

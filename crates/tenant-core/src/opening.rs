@@ -1,0 +1,184 @@
+//! The message that opens every scoped transaction: `BEGIN`, the check that the connection
+//! carries nothing from an earlier transaction, the reset of what SQL can leave in a session,
+//! and the org (a setting or a signed token), as one simple-query message (one round trip).
+//!
+//! Invariant: nothing a transaction leaves in its session reaches the next transaction on the
+//! connection. What the role can leave by SQL falls in three groups:
+//!
+//! - **Undone here**, in the new transaction, before anything reads the session: every setting changed at
+//!   session level (`RESET ALL`: `search_path`, `standard_conforming_strings`, timeouts,
+//!   custom settings used to carry data from one transaction to the next, ...), `SET ROLE`
+//!   (`RESET ROLE`), `WITH HOLD` cursors (`CLOSE ALL`), `LISTEN` (`UNLISTEN *`), the values
+//!   `currval`/`lastval` remember (`DISCARD SEQUENCES`), and session advisory locks
+//!   (`pg_advisory_unlock_all()`). Then diesel's own connection settings (`TimeZone` UTC,
+//!   `client_encoding` UTF8) are set again, since `RESET ALL` took them back too.
+//! - **Refused here** (the transaction fails, the pool discards the connection): a temporary
+//!   schema (`pg_my_temp_schema() <> 0`: the session created a temporary object, which would
+//!   shadow a tenant table for the next user; the generated migration revokes `TEMP`, and the
+//!   pool refuses to start for a role that has it), a statement prepared with SQL `PREPARE`
+//!   (which could stand in for one of diesel's cached statements, under its name, and run in
+//!   the next org's transaction: this cannot be undone without undoing diesel's own prepared
+//!   statements, `DEALLOCATE ALL`), and an org or token that survives the reset (a role's or
+//!   database's default, which the pool also refuses at start-up).
+//! - **Impossible** by privileges (the generated migration, checked by the pool at start-up
+//!   and by the audit): creating objects of any kind (temporary ones included: `TEMP` is
+//!   revoked from `PUBLIC`; `CREATE` on the database and on schemas), large objects.
+
+use crate::context::{ContextKey, TOKEN_SETTING, past_recorded_text};
+use crate::{ORG_SETTING, OrgId};
+
+/// What the opening message says when it finds state it cannot undo.
+pub(crate) const LEFTOVER: &str = "was left on this connection by an earlier transaction";
+
+/// The opening message's refusal: reading a setting of this name fails with "unrecognized
+/// configuration parameter" and the name, which carries [`LEFTOVER`]. The name has no dot, so
+/// no SQL can ever create it (a custom setting needs a prefix and a dot): were it settable,
+/// its value would be read instead of failing. One stable function call: the planner keeps it
+/// for run time.
+const REFUSE_LEFTOVER: &str =
+    "current_setting('tenant session state was left on this connection by an earlier transaction')";
+
+/// What the opening cannot undo (see the module docs), read after the reset.
+fn stale() -> String {
+    format!(
+        "current_setting('{ORG_SETTING}', true) > '' OR current_setting('{TOKEN_SETTING}', true) > '' \
+         OR pg_my_temp_schema() <> 0 \
+         OR EXISTS (SELECT FROM pg_catalog.pg_prepared_statement() p WHERE p.from_sql)"
+    )
+}
+
+/// What the opening undoes first (see the module docs). `BEGIN` itself names every
+/// characteristic of the transaction, since the session defaults apply at `BEGIN`.
+const RESET_SESSION: &str = "RESET ALL; RESET ROLE; CLOSE ALL; UNLISTEN *; DISCARD SEQUENCES";
+
+/// diesel's connection settings, which `RESET ALL` took back to the role's defaults, and the
+/// session advisory locks.
+const CONNECTION_SETTINGS: &str = "set_config('TimeZone', 'UTC', false), \
+     set_config('client_encoding', 'UTF8', false), pg_advisory_unlock_all()";
+
+/// How the opening message sets the org: exactly one of these forms.
+#[derive(Clone, Copy)]
+pub(crate) enum Opening<'k> {
+    /// `set_config('tenant.org_id', ..., true)`.
+    Setting,
+    /// `set_config('tenant.org_id', ..., true)`, the org id placed past the first `usize`
+    /// bytes of the message, the statement text other sessions see in `pg_stat_activity`.
+    HiddenSetting(usize),
+    /// `SET LOCAL tenant.org_id = '...'` (Citus).
+    SetLocal,
+    /// A signed token for this backend, and the plain setting as well when `org_setting` (a
+    /// database where some tenant table's policy or default still reads the setting).
+    Signed {
+        /// The service's context key.
+        key: &'k ContextKey,
+        /// The connection's backend, which the token names.
+        backend: crate::context::Backend,
+        /// Whether to set `tenant.org_id` too.
+        org_setting: bool,
+    },
+}
+
+impl Opening<'_> {
+    /// The whole message for `org`, opening with `begin` (`BEGIN` and the isolation level).
+    ///
+    /// The org is formatted by us as 36 characters of `[0-9a-f-]`, a token's characters are
+    /// `[0-9a-zA-Z_.-]`: nothing to inject.
+    pub(crate) fn message(self, begin: &str, org: OrgId) -> String {
+        let head = format!("{begin}; {RESET_SESSION}; SELECT {CONNECTION_SETTINGS}, ");
+        let refuse_or = |value: &str| {
+            format!(
+                "CASE WHEN {} THEN {REFUSE_LEFTOVER} ELSE '{value}' END",
+                stale()
+            )
+        };
+        let org_id = org.sql_literal();
+        match self {
+            // Citus propagates SET LOCAL to its workers, not set_config.
+            Opening::SetLocal => format!(
+                "{head}CASE WHEN {} THEN {REFUSE_LEFTOVER} END; SET LOCAL {ORG_SETTING} = '{org_id}'",
+                stale()
+            ),
+            Opening::Setting => format!(
+                "{head}set_config('{ORG_SETTING}', {}, true)",
+                refuse_or(&org_id)
+            ),
+            Opening::HiddenSetting(recorded) => past_recorded_text(
+                &format!(
+                    "{head}set_config('{ORG_SETTING}', CASE WHEN {} THEN {REFUSE_LEFTOVER} ELSE ",
+                    stale()
+                ),
+                &format!("'{org_id}' END, true)"),
+                recorded,
+            ),
+            Opening::Signed {
+                key,
+                backend,
+                org_setting,
+            } => {
+                // The plain setting only where something still reads it: it costs about 3%
+                // of a point lookup's transaction (the bench, side by side), and is one more
+                // thing SQL in the session could change. Both go past the statement text
+                // PostgreSQL records for pg_stat_activity, where other sessions of the role
+                // could read them.
+                let plain = if org_setting {
+                    format!(", set_config('{ORG_SETTING}', '{org_id}', true)")
+                } else {
+                    String::new()
+                };
+                past_recorded_text(
+                    &format!(
+                        "{head}set_config('{TOKEN_SETTING}', CASE WHEN {} THEN {REFUSE_LEFTOVER} ELSE ",
+                        stale()
+                    ),
+                    &format!("'{}' END, true){plain}", key.token(org, backend.pid())),
+                    backend.recorded_text(),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_names_a_setting_no_sql_can_create() {
+        // A custom setting needs a dot in its name; this one has none, so reading it always
+        // fails, and the message carries LEFTOVER.
+        let name = REFUSE_LEFTOVER
+            .strip_prefix("current_setting('")
+            .and_then(|r| r.strip_suffix("')"))
+            .unwrap();
+        assert!(name.ends_with(LEFTOVER), "{name}");
+        assert!(!name.contains('.') && !name.contains('\''), "{name}");
+    }
+
+    #[test]
+    fn every_form_resets_then_checks_and_sets_the_org_last() {
+        let org: OrgId = "7f9c2ad8-4c49-4f6c-9d0e-3c5b0d8a1e21".parse().unwrap();
+        let key = ContextKey::new("k1", &[7; 32]).unwrap();
+        let backend = crate::context::Backend::for_tests(4242, 1024);
+        for opening in [
+            Opening::Setting,
+            Opening::HiddenSetting(1024),
+            Opening::SetLocal,
+            Opening::Signed {
+                key: &key,
+                backend,
+                org_setting: true,
+            },
+        ] {
+            let m = opening.message("BEGIN", org);
+            let reset = m.find("RESET ALL").unwrap_or(usize::MAX);
+            let settings = m.find("'TimeZone'").unwrap_or(usize::MAX);
+            let check = m.find("pg_my_temp_schema").unwrap_or(usize::MAX);
+            let set = m
+                .rfind("'7f9c2ad8")
+                .or_else(|| m.rfind("'v1."))
+                .unwrap_or(0);
+            assert!(m.starts_with("BEGIN; RESET ALL;"), "{m}");
+            assert!(reset < settings && settings < check && check < set, "{m}");
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The story's database in either context mode, a pool of one connection as the application
+//! role, and an org with rows: what the attack suites share.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use tenant_core::{OrgId, TenantPool, TenantPoolBuilder};
+use tenant_testkit::TestDb;
+use two_companies::schema::{customers, deals, orgs};
+
+/// One context mode of the database and the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `tenant.org_id` set by the opening; any SQL could change it.
+    Setting,
+    /// A token signed by the service and verified by the database.
+    Signed,
+}
+
+/// The signed mode's key, held by the database as `k1`.
+pub const KEY: [u8; 32] = [0x5a; 32];
+
+/// A database named after `hint` with the story's schema protected in `mode`, and a builder
+/// for a pool of one connection as the application role (signing in the signed mode).
+pub fn database(mode: Mode, hint: &str) -> (TestDb, TenantPoolBuilder) {
+    let db = TestDb::new(&format!("{hint}_{}", mode.suffix()));
+    let mut builder = TenantPool::builder(db.app_url(), &two_companies::REGISTRY).max_size(1);
+    match mode {
+        Mode::Setting => {
+            two_companies::migrate(&db.admin_url()).unwrap();
+        }
+        Mode::Signed => {
+            let options = tenant_schema::RlsOptions {
+                context: tenant_schema::ContextMode::Signed,
+                ..tenant_schema::RlsOptions::default()
+            };
+            let mut admin = db.admin();
+            admin
+                .batch_execute(include_str!(
+                    "../../../../migrations/2026-11-26-000001_two_companies_schema/up.sql"
+                ))
+                .unwrap();
+            admin
+                .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
+                .unwrap();
+            admin
+                .batch_execute(&format!(
+                    "SELECT tenant_context.add_key('k1', '\\x{}')",
+                    tenant_core::context::to_hex(&KEY)
+                ))
+                .unwrap();
+            builder =
+                builder.signed_context(tenant_core::context::ContextKey::new("k1", &KEY).unwrap());
+        }
+    }
+    (db, builder)
+}
+
+impl Mode {
+    fn suffix(self) -> &'static str {
+        match self {
+            Mode::Setting => "setting",
+            Mode::Signed => "signed",
+        }
+    }
+}
+
+/// A new org named `name` with one customer `customer` and one open deal; returns the org and
+/// the customer's id.
+pub fn org(pool: &TenantPool, name: &str, customer: &str) -> (OrgId, uuid::Uuid) {
+    let org = OrgId::new_random();
+    let id = uuid::Uuid::now_v7();
+    pool.with_org(org, |s| {
+        s.execute(s.insert(orgs::table, orgs::name.eq(name)))?;
+        s.execute(s.insert(
+            customers::table,
+            (
+                customers::id.eq(id),
+                customers::name.eq(customer),
+                customers::email.eq(format!("{customer}@example.com")),
+            ),
+        ))?;
+        s.execute(s.insert(
+            deals::table,
+            (
+                deals::customer_id.eq(id),
+                deals::title.eq(format!("{name} secret deal")),
+                deals::amount_cents.eq(100_000),
+                deals::currency.eq("EUR"),
+                deals::stage.eq("open"),
+            ),
+        ))
+    })
+    .unwrap();
+    (org, id)
+}
