@@ -322,6 +322,7 @@ fn a_foreign_key_without_the_org_column_is_caught() {
     let report = probe_after(
         "probe_fk",
         "ALTER TABLE deals DROP CONSTRAINT deals_org_id_customer_id_fkey;
+         ALTER TABLE customers ADD CONSTRAINT customers_id_key UNIQUE (id);
          ALTER TABLE deals ADD CONSTRAINT deals_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES customers (id);",
     );
     let r = result(&report, "foreign_key_to_b", "deals");
@@ -354,6 +355,55 @@ fn a_unique_key_without_the_org_column_is_caught() {
         matches!(&r.observed, Observed::Refused { sqlstate, message }
         if sqlstate == "23505" && message.contains("customers_email_key")),
         "{r:?}"
+    );
+}
+
+#[test]
+fn a_primary_key_without_the_org_column_is_an_existence_oracle_three_ways() {
+    let report = probe_after(
+        "probe_pkey",
+        "ALTER TABLE invoices DROP CONSTRAINT invoices_pkey;
+         ALTER TABLE invoices ADD CONSTRAINT invoices_pkey PRIMARY KEY (id);",
+    );
+    let on_pkey = |attack: &str| {
+        report
+            .results
+            .iter()
+            .find(|r| {
+                r.attack == attack && r.table == "invoices" && r.expected.contains("invoices_pkey")
+            })
+            .unwrap_or_else(|| panic!("{attack}: {:#?}", report.results))
+    };
+    // A plain insert of B's id collides (23505); DO NOTHING inserts nothing; DO UPDATE meets
+    // B's row and row-level security refuses it: each tells A that B's id exists.
+    let plain = on_pkey("unique_value_of_b");
+    assert!(
+        matches!(&plain.observed, Observed::Refused { sqlstate, .. } if sqlstate == "23505"),
+        "{plain:?}"
+    );
+    let nothing = on_pkey("on_conflict_nothing_with_b_key");
+    assert_eq!(nothing.observed, Observed::Rows(0), "{nothing:?}");
+    let update = on_pkey("on_conflict_update_with_b_key");
+    assert!(
+        matches!(&update.observed, Observed::Refused { sqlstate, .. } if sqlstate == "42501"),
+        "{update:?}"
+    );
+    for r in [plain, nothing, update] {
+        assert_eq!(r.verdict, Verdict::Leak, "{r:?}");
+    }
+    assert_eq!(
+        leaks(&report),
+        [
+            ("unique_value_of_b".to_owned(), "invoices".to_owned()),
+            (
+                "on_conflict_nothing_with_b_key".to_owned(),
+                "invoices".to_owned()
+            ),
+            (
+                "on_conflict_update_with_b_key".to_owned(),
+                "invoices".to_owned()
+            ),
+        ]
     );
 }
 

@@ -276,19 +276,25 @@ fn keys_without_the_org_column_are_found() {
     let f = findings_after(
         "audit_unique",
         "ALTER TABLE customers ADD CONSTRAINT customers_email_key UNIQUE (email);
-         CREATE UNIQUE INDEX invoices_number_idx ON invoices (number);",
+         CREATE UNIQUE INDEX invoices_number_idx ON invoices (number);
+         ALTER TABLE invoices DROP CONSTRAINT invoices_pkey;
+         ALTER TABLE invoices ADD CONSTRAINT invoices_pkey PRIMARY KEY (id);",
         "unique-without-org",
     );
+    // A primary key on one random uuid too: INSERT ... ON CONFLICT DO NOTHING with another
+    // org's id inserts nothing (the probe shows it).
     assert_eq!(
         objects(&f),
         [
             ("customers.customers_email_key", Severity::Warning),
-            ("invoices.invoices_number_idx", Severity::Warning)
+            ("invoices.invoices_number_idx", Severity::Warning),
+            ("invoices.invoices_pkey", Severity::Warning)
         ]
     );
     let f = findings_after(
         "audit_fk",
-        "ALTER TABLE proposals ADD COLUMN deal_id uuid REFERENCES deals (id)",
+        "ALTER TABLE deals ADD CONSTRAINT deals_id_key UNIQUE (id);
+         ALTER TABLE proposals ADD COLUMN deal_id uuid REFERENCES deals (id)",
         "foreign-key-without-org",
     );
     assert_eq!(

@@ -1,6 +1,10 @@
 //! The diesel schema of the story, as `diesel print-schema` writes it. The tenant registry
 //! that marks these tables is in `lib.rs`; this file is shared with the plain-diesel twin
 //! (`examples/two-companies-plain`), so both build the same schema.
+//!
+//! The database's primary keys are `(org_id, id)` (no uniqueness across orgs); the tables here
+//! declare `id` because `joinable!` needs a key of one column, and `id` is unique within an org,
+//! which is all a scoped join needs: the scoped DSL ANDs the org predicate into every join.
 
 diesel::table! {
     /// Currencies: global, shared by every org.

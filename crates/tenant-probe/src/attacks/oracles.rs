@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use crate::attack::{Accept, Family, Plan, Target};
-use crate::report::Verdict;
 use crate::seed::{insert_sql, unqualified};
 
 /// The oracle attacks on `t`.
@@ -79,29 +78,50 @@ pub fn plans(t: &Target<'_>) -> Vec<Plan> {
         if overrides.is_empty() {
             continue;
         }
-        // A key on one random uuid has to be guessed: reported, not judged (like the audit).
-        let guessed = k.kind == "p"
-            && cols.len() == 1
-            && t.table.column(cols[0]).is_some_and(|c| c.base == "uuid");
-        if let Some((names, exprs)) = t.fresh(t.a, &overrides) {
-            let mut plan = Plan::new(
+        // Any key without the org column is an existence oracle, a primary key on one random
+        // uuid included: ids leak (links, logs, support tickets), and confirming one is enough.
+        let Some((names, exprs)) = t.fresh(t.a, &overrides) else {
+            continue;
+        };
+        let insert = insert_sql(table, &names, &exprs);
+        let target: Vec<String> = cols.iter().map(|c| crate::sql::ident(c)).collect();
+        let set = names
+            .iter()
+            .find(|n| !target.contains(n) && n.as_str() != crate::sql::ident(org_col))
+            .or_else(|| names.first());
+        let mut attempts = vec![
+            (
                 "unique_value_of_b",
-                Family::Oracle,
-                "#9",
-                table,
-                insert_sql(table, &names, &exprs),
-            )
-            .no_rows()
-            .accept(
-                vec![Accept::Rows(1)],
+                insert.clone(),
+                Some("23505"),
                 "1 row inserted (the key includes the org column)",
-            )
-            .fails_with("23505")
-            .on_fail(if guessed {
-                Verdict::Observed
-            } else {
-                Verdict::Leak
-            });
+            ),
+            (
+                "on_conflict_nothing_with_b_key",
+                format!("{insert} ON CONFLICT DO NOTHING"),
+                None,
+                "1 row inserted (nothing of another org conflicts)",
+            ),
+        ];
+        if let Some(set) = set {
+            attempts.push((
+                "on_conflict_update_with_b_key",
+                format!(
+                    "{insert} ON CONFLICT ({}) DO UPDATE SET {set} = EXCLUDED.{set}",
+                    target.join(", ")
+                ),
+                Some("42501"),
+                "1 row inserted (nothing of another org conflicts)",
+            ));
+        }
+        for (attack, sql, refusal, expected) in attempts {
+            let mut plan = Plan::new(attack, Family::Oracle, "#9", table, sql)
+                .no_rows()
+                .accept(vec![Accept::Rows(1)], expected)
+                .check_b();
+            if let Some(sqlstate) = refusal {
+                plan = plan.fails_with(sqlstate);
+            }
             plan.expected = format!("{} [{}]", plan.expected, k.name);
             out.push(plan);
         }
@@ -113,9 +133,10 @@ pub fn plans(t: &Target<'_>) -> Vec<Plan> {
 mod tests {
     use super::*;
     use crate::attacks::fixture;
+    use crate::report::Verdict;
 
     #[test]
-    fn the_composite_key_is_misused_and_the_uuid_key_is_only_observed() {
+    fn the_composite_key_is_misused_and_the_uuid_key_is_an_oracle_three_ways() {
         let parts = fixture::parts();
         let plans = plans(&parts.target());
         let names: Vec<(&str, Verdict)> = plans.iter().map(|p| (p.attack, p.on_fail)).collect();
@@ -124,8 +145,20 @@ mod tests {
             names,
             [
                 ("foreign_key_to_b", Verdict::Leak),
-                ("unique_value_of_b", Verdict::Observed)
+                ("unique_value_of_b", Verdict::Leak),
+                ("on_conflict_nothing_with_b_key", Verdict::Leak),
+                ("on_conflict_update_with_b_key", Verdict::Leak),
             ]
+        );
+        assert!(
+            plans[2].sql.ends_with("ON CONFLICT DO NOTHING"),
+            "{}",
+            plans[2].sql
+        );
+        assert!(
+            plans[3].sql.contains("ON CONFLICT (\"id\") DO UPDATE SET"),
+            "{}",
+            plans[3].sql
         );
         assert!(plans[0].sql.contains("'c-b'::uuid"), "{}", plans[0].sql);
     }

@@ -10,19 +10,11 @@ use tenant_testkit::TestDb;
 pub fn story_with(hint: &str, options: &tenant_schema::RlsOptions) -> TestDb {
     let db = TestDb::new(hint);
     let mut admin = db.admin();
-    admin
-        .batch_execute(include_str!(
-            "../../../../migrations/2026-11-26-000001_two_companies_schema/up.sql"
-        ))
-        .unwrap();
+    for sql in two_companies::SCHEMA_SQL {
+        admin.batch_execute(sql).unwrap();
+    }
     admin
         .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, options).up)
-        .unwrap();
-    // The story's indexes behind its composite foreign keys, as its own migrations add them.
-    admin
-        .batch_execute(include_str!(
-            "../../../../migrations/2026-11-27-000004_foreign_key_indexes/up.sql"
-        ))
         .unwrap();
     db
 }

@@ -108,7 +108,7 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
     (
         "unique-without-org",
         "#9",
-        "every unique key of a tenant table includes the org column",
+        "every unique key of a tenant table, its primary key included, includes the org column",
     ),
     (
         "foreign-key-without-org",
@@ -540,15 +540,11 @@ fn unique_without_org(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Findin
             if cols.contains(&col) {
                 continue;
             }
-            // A primary key on one random uuid is no practical oracle: it has to be guessed.
-            if k.kind == "p" && cols.len() == 1 && k.first_type == "uuid" {
-                continue;
-            }
             out.push(finding(
                 "unique-without-org",
                 Severity::Warning,
                 format!("{}.{}", t.name, k.name),
-                "a unique key without the org column is an oracle: a duplicate in another org raises 23505 and proves the value exists (THREATS.md #9)",
+                "a unique key without the org column (a primary key too) is an oracle: a duplicate of another org's value raises 23505, and INSERT ... ON CONFLICT DO NOTHING inserts nothing, which proves the value exists (THREATS.md #9)",
                 format!("include {col} in the key: UNIQUE ({col}, {})", k.columns.replace(',', ", ")),
             ));
         }

@@ -36,11 +36,9 @@ pub fn database(mode: Mode, hint: &str) -> (TestDb, TenantPoolBuilder) {
                 ..tenant_schema::RlsOptions::default()
             };
             let mut admin = db.admin();
-            admin
-                .batch_execute(include_str!(
-                    "../../../../migrations/2026-11-26-000001_two_companies_schema/up.sql"
-                ))
-                .unwrap();
+            for sql in two_companies::SCHEMA_SQL {
+                admin.batch_execute(sql).unwrap();
+            }
             admin
                 .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
                 .unwrap();
