@@ -4,43 +4,13 @@
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{findings_after, migrated, objects, run, run_as};
 use diesel::connection::SimpleConnection;
 use tenant_core::admin::CatalogReader;
-use tenant_schema::audit::{AuditOptions, Finding, Report, Severity, audit, check};
+use tenant_schema::audit::{AuditOptions, Finding, Severity, audit, check};
 use tenant_testkit::{TestDb, roles};
-
-fn migrated(hint: &str) -> TestDb {
-    let db = TestDb::new(hint);
-    two_companies::migrate(&db.admin_url()).unwrap();
-    db
-}
-
-fn run_as(db: &TestDb, role: &str, options: &AuditOptions) -> Report {
-    let mut reader = CatalogReader::connect(&db.url_as(role), "test: audit").unwrap();
-    audit(&mut reader, &two_companies::REGISTRY, options).unwrap()
-}
-
-fn run(db: &TestDb) -> Report {
-    run_as(db, roles::APP, &AuditOptions::default())
-}
-
-/// Builds the bad configuration with the admin role, audits, returns the findings of `rule`.
-fn findings_after(hint: &str, setup: &str, rule: &str) -> Vec<Finding> {
-    let db = migrated(hint);
-    db.admin().batch_execute(setup).unwrap();
-    run(&db)
-        .findings
-        .into_iter()
-        .filter(|f| f.rule == rule)
-        .collect()
-}
-
-fn objects(findings: &[Finding]) -> Vec<(&str, Severity)> {
-    findings
-        .iter()
-        .map(|f| (f.object.as_str(), f.severity))
-        .collect()
-}
 
 #[test]
 fn the_clean_example_schema_has_no_findings() {
@@ -198,16 +168,37 @@ fn immutable_and_volatile_policy_helpers_are_found() {
 }
 
 #[test]
-fn an_extra_permissive_policy_is_a_warning() {
-    let f = findings_after(
-        "audit_extra_permissive",
-        "CREATE POLICY support_sees_all ON invoices AS PERMISSIVE FOR SELECT TO tenant_app USING (true)",
-        "unexpected-permissive-policy",
-    );
-    assert_eq!(
-        objects(&f),
-        [("invoices.support_sees_all", Severity::Warning)]
-    );
+fn an_extra_permissive_policy_is_an_error_and_opens_orgs_without_a_ticket() {
+    let db = migrated("audit_extra_permissive");
+    let org = tenant_core::OrgId::new_random();
+    db.admin()
+        .batch_execute(&format!(
+            "INSERT INTO orgs (id, name) VALUES ('{org}', 'victim'); \
+             CREATE POLICY support_sees_all ON orgs AS PERMISSIVE FOR SELECT TO tenant_operator USING (true)"
+        ))
+        .unwrap();
+    // What it gives: an operator reads the org with no ticket and no grant in the log (the
+    // generated operator policy asks for one; this one asks for nothing).
+    let mut op = db.connect_as(roles::OPERATOR);
+    let seen: i64 = diesel::Connection::transaction(&mut op, |c| {
+        c.batch_execute(&format!(
+            "SELECT set_config('tenant.org_id', '{org}', true)"
+        ))?;
+        diesel::RunQueryDsl::get_result(
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "(SELECT count(*) FROM orgs)",
+            )),
+            c,
+        )
+    })
+    .unwrap();
+    assert_eq!(seen, 1);
+    let f: Vec<Finding> = run(&db)
+        .findings
+        .into_iter()
+        .filter(|f| f.rule == "unexpected-permissive-policy")
+        .collect();
+    assert_eq!(objects(&f), [("orgs.support_sees_all", Severity::Error)]);
 }
 
 #[test]

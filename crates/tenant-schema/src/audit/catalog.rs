@@ -83,7 +83,8 @@ pub struct Relation {
     #[diesel(sql_type = Text)]
     pub definition: String,
     /// Privileges granted to roles other than its owner, `role:PRIVILEGE` (`public:...` for
-    /// PUBLIC), comma-separated and sorted: who else may do what with it.
+    /// PUBLIC), or `role:PRIVILEGE(column)` for a column-level grant, comma-separated and
+    /// sorted: who else may do what with it.
     #[diesel(sql_type = Text)]
     pub grants: String,
 }
@@ -216,6 +217,8 @@ pub struct Catalog {
     pub index_keys: Vec<IndexKeys>,
     /// Triggers on tables of user schemas.
     pub triggers: Vec<Trigger>,
+    /// What the application and operator roles can do besides their grants on tables.
+    pub role_powers: Vec<super::powers::RolePower>,
 }
 
 /// A trigger on a table of a user schema (not an internal one, like a foreign key's).
@@ -288,11 +291,34 @@ pub struct LeakyIndex {
 }
 
 impl Catalog {
-    /// Reads the snapshot for application role `app_role`; `org_column` is the conventional org
-    /// column name used to find unregistered tables that hold tenant data.
+    /// A snapshot of nothing, for unit tests of the rules.
+    #[cfg(test)]
+    pub(crate) fn empty() -> Self {
+        Self {
+            server: Server {
+                version_num: 150_000,
+                version: "PostgreSQL 15".into(),
+            },
+            app_role: None,
+            relations: Vec::new(),
+            policies: Vec::new(),
+            constraints: Vec::new(),
+            sequence_columns: Vec::new(),
+            functions: Vec::new(),
+            leaky_indexes: Vec::new(),
+            index_keys: Vec::new(),
+            triggers: Vec::new(),
+            role_powers: Vec::new(),
+        }
+    }
+
+    /// Reads the snapshot for application role `app_role` (and the powers of `operator_role`);
+    /// `org_column` is the conventional org column name used to find unregistered tables that
+    /// hold tenant data.
     pub fn read(
         reader: &mut CatalogReader,
         app_role: &str,
+        operator_role: &str,
         org_column: &str,
     ) -> Result<Self, AuditError> {
         let server = reader
@@ -324,7 +350,16 @@ impl Catalog {
             "TRIGGER",
         ]
         .iter()
-        .map(|p| format!("CASE WHEN has_table_privilege($1::name, c.oid, '{p}') THEN '{p}' END"))
+        .map(|p| {
+            // A column-level grant gives the privilege on those columns, which is what the
+            // rules ask about (has_table_privilege alone does not see it).
+            let column = if ["SELECT", "INSERT", "UPDATE", "REFERENCES"].contains(p) {
+                format!(" OR has_any_column_privilege($1::name, c.oid, '{p}')")
+            } else {
+                String::new()
+            };
+            format!("CASE WHEN has_table_privilege($1::name, c.oid, '{p}'){column} THEN '{p}' END")
+        })
         .collect::<Vec<_>>()
         .join(", ");
         let relations = if app_role.is_some() {
@@ -350,7 +385,12 @@ impl Catalog {
                             coalesce((SELECT string_agg(g.grant_text, ',' ORDER BY g.grant_text) FROM ( \
                                         SELECT CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee)::text END \
                                                || ':' || a.privilege_type AS grant_text \
-                                        FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner) g), '') AS grants \
+                                        FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner \
+                                        UNION ALL \
+                                        SELECT CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee)::text END \
+                                               || ':' || a.privilege_type || '(' || att.attname::text || ')' \
+                                        FROM pg_attribute att, aclexplode(att.attacl) a \
+                                        WHERE att.attrelid = c.oid AND att.attacl IS NOT NULL AND a.grantee <> c.relowner) g), '') AS grants \
                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS} \
                      ORDER BY 1, 2"
@@ -493,6 +533,8 @@ impl Catalog {
             ),
             &[],
         )?;
+        let role_powers =
+            super::powers::read(reader, &[app_role_name(app_role.as_ref()), operator_role])?;
         Ok(Self {
             server,
             app_role,
@@ -504,6 +546,7 @@ impl Catalog {
             leaky_indexes,
             index_keys,
             triggers,
+            role_powers,
         })
     }
 }

@@ -19,12 +19,14 @@
 //! ```
 
 mod catalog;
+mod powers;
 mod rules;
 
 pub use catalog::{
     AppRole, Catalog, Constraint, Function, IndexKeys, LeakyIndex, Policy, Relation,
     SequenceColumn, Server, Trigger,
 };
+pub use powers::RolePower;
 pub use rules::{CHECKS, RULES};
 use tenant_core::TenantError;
 use tenant_core::admin::CatalogReader;
@@ -119,7 +121,12 @@ pub fn audit(
     registry: &Registry,
     options: &AuditOptions,
 ) -> Result<Report, AuditError> {
-    let catalog = Catalog::read(reader, &options.rls.app_role, &options.org_column)?;
+    let catalog = Catalog::read(
+        reader,
+        &options.rls.app_role,
+        &options.rls.operator_role,
+        &options.org_column,
+    )?;
     let findings = check(&catalog, registry, options);
     Ok(Report {
         catalog,

@@ -39,6 +39,10 @@ pub const RULES: &[(&str, Rule)] = &[
     ("unregistered-relation", unregistered_relation),
     ("unregistered-tenant-table", unregistered_tenant_table),
     ("server-version", server_version),
+    ("role-can-create", super::powers::role_can_create),
+    ("default-privilege", super::powers::default_privilege),
+    ("role-membership", super::powers::role_membership),
+    ("large-object-compat", super::powers::large_object_compat),
 ];
 
 /// What each rule checks, and the items of THREATS.md it covers: the evidence lists them, so
@@ -184,6 +188,26 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "server-version",
         "#27",
         "the server has every fix of row-level security's CVEs",
+    ),
+    (
+        "role-can-create",
+        "-",
+        "neither the application nor the operator role can create objects, temporary ones and large objects included",
+    ),
+    (
+        "default-privilege",
+        "-",
+        "no default privilege grants either role rights on objects created later",
+    ),
+    (
+        "role-membership",
+        "#2",
+        "neither role inherits another role's rights (the library's roles, PostgreSQL's data and file roles)",
+    ),
+    (
+        "large-object-compat",
+        "-",
+        "large objects keep their access checks (lo_compat_privileges off)",
     ),
 ];
 
@@ -427,10 +451,10 @@ fn unexpected_permissive_policy(c: &Catalog, r: &Registry, o: &AuditOptions) -> 
         .map(|p| {
             finding(
                 "unexpected-permissive-policy",
-                Severity::Warning,
+                Severity::Error,
                 format!("{}.{}", p.table_name, p.name),
-                "a permissive policy the generator did not write: the restrictive org policy still applies, but review what it grants and to whom",
-                "drop it, or document why it exists",
+                "a permissive policy the generator did not write: the restrictive org policy still applies, but this one widens what the roles it names may read or write within it (an operator's policies open an org only through a logged grant; this one opens it with none), and nothing reviewed it",
+                "drop it, or express what it allows in the registry so the generator writes it",
             )
         })
         .collect()
@@ -837,6 +861,29 @@ fn table_in<'c>(c: &'c Catalog, schema: &str, name: &str) -> Option<&'c Relation
 }
 
 /// The grantees of `grants` (`role:PRIVILEGE`, ...) as a REVOKE names them, sorted, once each.
+/// `; REVOKE ALL (column) ON table FROM role` for each column-level grant among `grants`
+/// (revoking a table privilege leaves those in place).
+fn column_revokes(table: &str, grants: &[&str]) -> String {
+    grants
+        .iter()
+        .filter_map(|g| {
+            let (role, privilege) = g.rsplit_once(':')?;
+            let column = privilege.split_once('(')?.1.strip_suffix(')')?;
+            let role = if role == "public" {
+                "PUBLIC".to_owned()
+            } else {
+                crate::pg::ident(role)
+            };
+            Some(format!(
+                "; REVOKE ALL ({}) ON {table} FROM {role}",
+                crate::pg::ident(column)
+            ))
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 fn grantees(grants: &[&str]) -> String {
     grants
         .iter()
@@ -868,7 +915,8 @@ fn access_log_writable(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Findi
         .split(',')
         .filter(|g| {
             g.rsplit_once(':').is_some_and(|(_, p)| {
-                ["INSERT", "UPDATE", "DELETE", "TRUNCATE", "TRIGGER"].contains(&p)
+                let privilege = p.split('(').next().unwrap_or(p);
+                ["INSERT", "UPDATE", "DELETE", "TRUNCATE", "TRIGGER"].contains(&privilege)
             })
         })
         .collect();
@@ -884,10 +932,11 @@ fn access_log_writable(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Findi
             writes.join(", ")
         ),
         format!(
-            "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER ON {}.{} FROM {}",
+            "REVOKE INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER ON {}.{} FROM {}{}",
             log.schema,
             log.name,
-            grantees(&writes)
+            grantees(&writes),
+            column_revokes(&format!("{}.{}", log.schema, log.name), &writes)
         ),
     )]
 }
@@ -912,10 +961,11 @@ fn context_keys_readable(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Fin
             grants.join(", ")
         ),
         format!(
-            "REVOKE ALL ON {}.{} FROM {}",
+            "REVOKE ALL ON {}.{} FROM {}{}",
             keys.schema,
             keys.name,
-            grantees(&grants)
+            grantees(&grants),
+            column_revokes(&format!("{}.{}", keys.schema, keys.name), &grants)
         ),
     )]
 }

@@ -1,0 +1,273 @@
+//! What the application and operator roles can do besides their grants on tables: create
+//! objects (temporary ones included), inherit privileges through role membership, receive
+//! privileges on objects not created yet (default privileges), and read or write every large
+//! object (`lo_compat_privileges`). Each is read from the catalog as a [`RolePower`] and judged
+//! by one rule here.
+//!
+//! Invariant: a power is reported with the statement that takes it away; a rule never reports
+//! what another rule already reports (a membership in a superuser or BYPASSRLS role is
+//! `app-role`'s).
+
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
+use tenant_core::admin::CatalogReader;
+use tenant_lint::Registry;
+
+use super::{AuditError, AuditOptions, Catalog, Finding, Severity};
+
+/// One power of a role, as the catalog shows it.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct RolePower {
+    /// The role (the application or the operator role).
+    #[diesel(sql_type = Text)]
+    pub role: String,
+    /// `create`, `default-privilege`, `membership` or `lo-compat`.
+    #[diesel(sql_type = Text)]
+    pub kind: String,
+    /// What it holds, e.g. `TEMPORARY on database app`, or the role it is a member of.
+    #[diesel(sql_type = Text)]
+    pub what: String,
+    /// The statement that takes it away.
+    #[diesel(sql_type = Text)]
+    pub fix: String,
+}
+
+/// The query behind [`read`]: `$1` is the roles' names.
+const POWERS: &str = "\
+WITH r AS (SELECT ro.oid, ro.rolname::text AS name FROM pg_roles ro WHERE ro.rolname = ANY (string_to_array($1, ','))) \
+SELECT r.name AS role, 'create' AS kind, format('TEMPORARY on database %I', current_database()) AS what, \
+       format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC, %I', current_database(), r.name) AS fix \
+  FROM r WHERE has_database_privilege(r.oid, current_database(), 'TEMPORARY') \
+UNION ALL \
+SELECT r.name, 'create', format('CREATE on database %I', current_database()), \
+       format('REVOKE CREATE ON DATABASE %I FROM PUBLIC, %I', current_database(), r.name) \
+  FROM r WHERE has_database_privilege(r.oid, current_database(), 'CREATE') \
+UNION ALL \
+SELECT r.name, 'create', format('CREATE on schema %I', n.nspname), \
+       format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC, %I', n.nspname, r.name) \
+  FROM r, pg_namespace n WHERE has_schema_privilege(r.oid, n.oid, 'CREATE') \
+UNION ALL \
+SELECT r.name, 'create', format('EXECUTE on function %s', p.oid::regprocedure), \
+       format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC, %I', p.oid::regprocedure, r.name) \
+  FROM r, pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace \
+   AND p.proname IN ('lo_creat', 'lo_create', 'lo_from_bytea', 'lo_import') \
+   AND has_function_privilege(r.oid, p.oid, 'EXECUTE') \
+UNION ALL \
+SELECT r.name, 'default-privilege', \
+       format('%s on %s created by %I%s, to %s', a.privilege_type, o.kind, pg_get_userbyid(d.defaclrole), \
+              CASE WHEN d.defaclnamespace <> 0 THEN format(' in schema %I', d.defaclnamespace::regnamespace) ELSE '' END, \
+              CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.name) END), \
+       format('ALTER DEFAULT PRIVILEGES FOR ROLE %I%s REVOKE %s ON %s FROM %s', pg_get_userbyid(d.defaclrole), \
+              CASE WHEN d.defaclnamespace <> 0 THEN format(' IN SCHEMA %I', d.defaclnamespace::regnamespace) ELSE '' END, \
+              a.privilege_type, upper(o.kind), CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.name) END) \
+  FROM r, pg_default_acl d \
+  JOIN LATERAL (SELECT CASE d.defaclobjtype WHEN 'r' THEN 'tables' WHEN 'S' THEN 'sequences' \
+                  WHEN 'f' THEN 'functions' WHEN 'T' THEN 'types' WHEN 'n' THEN 'schemas' \
+                  ELSE d.defaclobjtype::text END AS kind) o ON true, \
+       aclexplode(d.defaclacl) a \
+ WHERE a.grantee IN (0, r.oid) \
+UNION ALL \
+SELECT r.name, 'membership', m.rolname::text, format('REVOKE %I FROM %I', m.rolname, r.name) \
+  FROM r, pg_roles m WHERE m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER') \
+UNION ALL \
+SELECT r.name, 'lo-compat', 'lo_compat_privileges = on', 'ALTER SYSTEM SET lo_compat_privileges = off' \
+  FROM r, pg_settings s WHERE s.name = 'lo_compat_privileges' AND s.setting = 'on' \
+ORDER BY 1, 2, 3";
+
+/// Reads the powers of `roles` (those that exist).
+///
+/// # Errors
+/// The reader's error when the query fails.
+pub fn read(reader: &mut CatalogReader, roles: &[&str]) -> Result<Vec<RolePower>, AuditError> {
+    let names = roles.join(",");
+    Ok(reader.load::<RolePower>(POWERS, &[&names])?)
+}
+
+fn powers<'c>(c: &'c Catalog, kind: &'c str) -> impl Iterator<Item = &'c RolePower> + 'c {
+    c.role_powers.iter().filter(move |p| p.kind == kind)
+}
+
+fn finding(rule: &'static str, severity: Severity, p: &RolePower, why: &str) -> Finding {
+    Finding {
+        rule,
+        severity,
+        object: format!("{}: {}", p.role, p.what),
+        why: why.to_owned(),
+        fix: p.fix.clone(),
+    }
+}
+
+/// `role-can-create`: the application or operator role can create an object.
+pub(super) fn role_can_create(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    powers(c, "create")
+        .map(|p| {
+            finding(
+                "role-can-create",
+                Severity::Error,
+                p,
+                "the role can create an object, which outlives the transaction that made it: a temporary table shadows a tenant table of the same name for the next user of a pooled connection and captures its rows and token, an object in a schema on the search path can stand in for one the library uses, and a large object is storage row-level security does not govern",
+            )
+        })
+        .collect()
+}
+
+/// `default-privilege`: privileges the role will receive on objects created later.
+pub(super) fn default_privilege(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    powers(c, "default-privilege")
+        .map(|p| {
+            let bypasses = ["TRUNCATE on tables", "REFERENCES on tables", "TRIGGER on tables"]
+                .iter()
+                .any(|k| p.what.starts_with(k));
+            finding(
+                "default-privilege",
+                if bypasses {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
+                p,
+                "a default privilege grants the role rights on every such object created later, before anyone reviews it: a table gets them before its row-level security is enabled, and TRUNCATE, REFERENCES and TRIGGER are never governed by it",
+            )
+        })
+        .collect()
+}
+
+/// Roles whose membership gives a role more than row-level security allows it: the library's
+/// own roles, and PostgreSQL's roles that read or write every table or file.
+const POWERFUL: &[&str] = &[
+    "pg_read_all_data",
+    "pg_write_all_data",
+    "pg_read_server_files",
+    "pg_write_server_files",
+    "pg_execute_server_program",
+    "pg_signal_backend",
+];
+
+/// `role-membership`: the role is a member of another role, directly or through a chain.
+pub(super) fn role_membership(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    let privileged: Vec<&str> = c
+        .app_role
+        .as_ref()
+        .map(|r| r.privileged_memberships.split(',').collect())
+        .unwrap_or_default();
+    let library = [
+        o.rls.owner_role.as_str(),
+        o.rls.app_role.as_str(),
+        o.rls.operator_role.as_str(),
+        o.rls.auditor_role.as_str(),
+    ];
+    powers(c, "membership")
+        .filter(|p| !(p.role == o.rls.app_role && privileged.contains(&p.what.as_str())))
+        .map(|p| {
+            let severe = POWERFUL.contains(&p.what.as_str()) || library.contains(&p.what.as_str());
+            finding(
+                "role-membership",
+                if severe { Severity::Error } else { Severity::Warning },
+                p,
+                if severe {
+                    "the role inherits another role's rights and can SET ROLE to it: the library's own roles reach the signed context's keys, the access log or every org's rows, and PostgreSQL's predefined roles read or write every table (the keys and the log included) or the server's files"
+                } else {
+                    "the role inherits another role's rights and can SET ROLE to it: review what that role may do, since all of it is the application's too"
+                },
+            )
+        })
+        .collect()
+}
+
+/// `large-object-compat`: every role reads and writes every large object.
+pub(super) fn large_object_compat(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    powers(c, "lo-compat")
+        .map(|p| {
+            finding(
+                "large-object-compat",
+                Severity::Error,
+                p,
+                "lo_compat_privileges turns off the checks on large objects: every role reads and writes every large object, which row-level security does not govern",
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static EMPTY: Registry = Registry::__new(&[], &[]);
+
+    fn power(role: &str, kind: &str, what: &str) -> RolePower {
+        RolePower {
+            role: role.into(),
+            kind: kind.into(),
+            what: what.into(),
+            fix: "fix".into(),
+        }
+    }
+
+    fn catalog(powers: Vec<RolePower>) -> Catalog {
+        Catalog {
+            role_powers: powers,
+            ..Catalog::empty()
+        }
+    }
+
+    #[test]
+    fn a_temporary_privilege_is_an_error_naming_the_role_and_the_fix() {
+        let c = catalog(vec![power(
+            "tenant_app",
+            "create",
+            "TEMPORARY on database app",
+        )]);
+        let f = role_can_create(&c, &EMPTY, &AuditOptions::default());
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, Severity::Error);
+        assert_eq!(f[0].object, "tenant_app: TEMPORARY on database app");
+        assert_eq!(f[0].fix, "fix");
+    }
+
+    #[test]
+    fn a_default_truncate_is_an_error_and_a_default_select_a_warning() {
+        let c = catalog(vec![
+            power(
+                "tenant_app",
+                "default-privilege",
+                "TRUNCATE on tables created by owner, to tenant_app",
+            ),
+            power(
+                "tenant_app",
+                "default-privilege",
+                "SELECT on tables created by owner, to tenant_app",
+            ),
+        ]);
+        let f = default_privilege(&c, &EMPTY, &AuditOptions::default());
+        let severities: Vec<Severity> = f.iter().map(|f| f.severity).collect();
+        assert_eq!(severities, [Severity::Error, Severity::Warning]);
+    }
+
+    #[test]
+    fn membership_in_a_library_role_or_a_data_role_is_an_error_and_others_are_warnings() {
+        let c = catalog(vec![
+            power("tenant_app", "membership", "tenant_operator"),
+            power("tenant_app", "membership", "pg_read_all_data"),
+            power("tenant_app", "membership", "reporting"),
+        ]);
+        let f = role_membership(&c, &EMPTY, &AuditOptions::default());
+        let severities: Vec<Severity> = f.iter().map(|f| f.severity).collect();
+        assert_eq!(
+            severities,
+            [Severity::Error, Severity::Error, Severity::Warning]
+        );
+    }
+
+    #[test]
+    fn a_membership_app_role_already_reports_is_not_reported_twice() {
+        let mut c = catalog(vec![power("tenant_app", "membership", "admin")]);
+        c.app_role = Some(super::super::AppRole {
+            name: "tenant_app".into(),
+            superuser: false,
+            bypassrls: false,
+            privileged_memberships: "admin".into(),
+        });
+        let f = role_membership(&c, &EMPTY, &AuditOptions::default());
+        assert!(f.is_empty(), "{f:?}");
+    }
+}

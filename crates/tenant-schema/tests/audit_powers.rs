@@ -1,0 +1,273 @@
+//! The audit reads every source of privilege, not only table grants: each test builds one
+//! weakness as an administrator could, shows the access it gives the application or operator
+//! role, and then the audit's finding, with the statement that takes it away.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{migrated, objects, run, run_as};
+use diesel::RunQueryDsl;
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::{BigInt, Bool};
+use tenant_schema::audit::{AuditOptions, Finding, Severity};
+use tenant_testkit::{TestDb, roles};
+
+fn of_rule(findings: Vec<Finding>, rule: &str) -> Vec<Finding> {
+    findings.into_iter().filter(|f| f.rule == rule).collect()
+}
+
+fn yes(conn: &mut diesel::PgConnection, sql: &str) -> bool {
+    diesel::select(diesel::dsl::sql::<Bool>(sql))
+        .get_result(conn)
+        .unwrap()
+}
+
+#[test]
+fn a_role_that_can_create_objects_is_an_error_for_each_way_it_can() {
+    let db = migrated("audit_can_create");
+    db.admin()
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO PUBLIC', current_database()); END $$; \
+             GRANT CREATE ON SCHEMA public TO tenant_app; \
+             GRANT EXECUTE ON FUNCTION lo_from_bytea(oid, bytea) TO tenant_app;",
+        )
+        .unwrap();
+    // What they give the application role: a temporary table that shadows a tenant table for
+    // the rest of the session, a table of its own, a large object.
+    let mut app = db.connect_as(roles::APP);
+    app.batch_execute(
+        "CREATE TEMP TABLE customers (LIKE public.customers); \
+         CREATE TABLE public.spy (loot text); SELECT lo_from_bytea(0, 'loot');",
+    )
+    .unwrap();
+    let f = of_rule(run(&db).findings, "role-can-create");
+    let temp = format!("TEMPORARY on database {}", db.name());
+    assert_eq!(
+        objects(&f),
+        [
+            ("tenant_app: CREATE on schema public", Severity::Error),
+            (
+                "tenant_app: EXECUTE on function lo_from_bytea(oid,bytea)",
+                Severity::Error
+            ),
+            (format!("tenant_app: {temp}").as_str(), Severity::Error),
+            (format!("tenant_operator: {temp}").as_str(), Severity::Error),
+        ]
+    );
+    assert_eq!(
+        f[0].fix,
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC, tenant_app"
+    );
+    assert_eq!(
+        f[2].fix,
+        format!(
+            "REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC, tenant_app",
+            db.name()
+        )
+    );
+}
+
+/// The story's schema protected in the signed mode, with one key.
+fn signed(hint: &str) -> TestDb {
+    let db = TestDb::new(hint);
+    let mut admin = db.admin();
+    for sql in two_companies::SCHEMA_SQL {
+        admin.batch_execute(sql).unwrap();
+    }
+    let options = tenant_schema::RlsOptions {
+        context: tenant_schema::ContextMode::Signed,
+        ..tenant_schema::RlsOptions::default()
+    };
+    admin
+        .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
+        .unwrap();
+    admin
+        .batch_execute("SELECT tenant_context.add_key('k1', '\\x4242424242424242424242424242424242424242424242424242424242424242')")
+        .unwrap();
+    db
+}
+
+#[test]
+fn a_column_grant_on_the_signed_contexts_keys_is_an_error_naming_the_columns() {
+    let db = signed("audit_key_columns");
+    db.admin()
+        .batch_execute("GRANT SELECT (kid, ipad, opad) ON tenant_context.keys TO tenant_app")
+        .unwrap();
+    // What it gives: the HMAC pads, with which the application signs a token for any org.
+    let mut app = db.connect_as(roles::APP);
+    let pads: i64 = diesel::select(diesel::dsl::sql::<BigInt>(
+        "(SELECT count(*) FROM tenant_context.keys WHERE ipad IS NOT NULL AND opad IS NOT NULL)",
+    ))
+    .get_result(&mut app)
+    .unwrap();
+    assert_eq!(pads, 1);
+    let options = AuditOptions {
+        rls: tenant_schema::RlsOptions {
+            context: tenant_schema::ContextMode::Signed,
+            ..tenant_schema::RlsOptions::default()
+        },
+        ..AuditOptions::default()
+    };
+    let f = of_rule(
+        run_as(&db, roles::APP, &options).findings,
+        "context-keys-readable",
+    );
+    assert_eq!(objects(&f), [("tenant_context.keys", Severity::Error)]);
+    assert!(f[0].why.contains("tenant_app:SELECT(ipad)"), "{}", f[0].why);
+    assert!(
+        f[0].fix
+            .contains("REVOKE ALL (\"ipad\") ON tenant_context.keys FROM \"tenant_app\"")
+            && f[0]
+                .fix
+                .contains("REVOKE ALL (\"opad\") ON tenant_context.keys FROM \"tenant_app\""),
+        "{}",
+        f[0].fix
+    );
+}
+
+#[test]
+fn a_column_grant_on_the_access_log_is_an_error_and_a_forged_entry_would_open_an_org() {
+    let db = migrated("audit_log_columns");
+    let org = tenant_core::OrgId::new_random();
+    db.admin()
+        .batch_execute(&format!(
+            "INSERT INTO orgs (id, name) VALUES ('{org}', 'victim'); \
+             GRANT INSERT (event, target_org, mode, expires_at, xact) ON tenant_audit.access_log TO tenant_operator;"
+        ))
+        .unwrap();
+    // What the column grant allows: the operator forges its own 'entered' row and reads the org.
+    let mut op = db.connect_as(roles::OPERATOR);
+    let seen: i64 = diesel::Connection::transaction(&mut op, |c| {
+        c.batch_execute(&format!(
+            "INSERT INTO tenant_audit.access_log (event, target_org, mode, expires_at, xact) \
+               VALUES ('entered', '{org}', 'read', now() + interval '1 hour', pg_current_xact_id()); \
+             SELECT set_config('tenant.org_id', '{org}', true);"
+        ))?;
+        diesel::select(diesel::dsl::sql::<BigInt>("(SELECT count(*) FROM orgs)")).get_result(c)
+    })
+    .unwrap();
+    assert_eq!(seen, 1, "the forged entry opened the org");
+    let f = of_rule(run(&db).findings, "access-log-writable");
+    assert_eq!(objects(&f), [("tenant_audit.access_log", Severity::Error)]);
+    assert!(
+        f[0].why.contains("tenant_operator:INSERT(target_org)"),
+        "{}",
+        f[0].why
+    );
+    assert!(
+        f[0].fix.contains(
+            "REVOKE ALL (\"target_org\") ON tenant_audit.access_log FROM \"tenant_operator\""
+        ),
+        "{}",
+        f[0].fix
+    );
+}
+
+#[test]
+fn a_default_privilege_for_the_application_is_found_and_truncate_is_an_error() {
+    let db = migrated("audit_default_acl");
+    let mut admin = db.admin();
+    admin
+        .batch_execute(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE tenant_owner IN SCHEMA public GRANT TRUNCATE ON TABLES TO tenant_app; \
+             ALTER DEFAULT PRIVILEGES FOR ROLE tenant_owner IN SCHEMA public GRANT SELECT ON SEQUENCES TO tenant_app; \
+             GRANT CREATE ON SCHEMA public TO tenant_owner; \
+             SET ROLE tenant_owner; CREATE TABLE public.later (org_id uuid NOT NULL, x int); RESET ROLE;",
+        )
+        .unwrap();
+    // What it gives: TRUNCATE on a table nobody granted anything on, which RLS never governs.
+    assert!(yes(
+        &mut admin,
+        "has_table_privilege('tenant_app', 'public.later', 'TRUNCATE')"
+    ));
+    let f = of_rule(run(&db).findings, "default-privilege");
+    let admin_role = "tenant_owner";
+    assert_eq!(
+        objects(&f),
+        [
+            (
+                format!("tenant_app: TRUNCATE on tables created by {admin_role} in schema public, to tenant_app").as_str(),
+                Severity::Error
+            ),
+            (
+                format!("tenant_app: SELECT on sequences created by {admin_role} in schema public, to tenant_app").as_str(),
+                Severity::Warning
+            ),
+        ]
+    );
+    assert_eq!(
+        f[0].fix,
+        format!(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {admin_role} IN SCHEMA public REVOKE TRUNCATE ON TABLES FROM tenant_app"
+        )
+    );
+}
+
+#[test]
+fn membership_in_a_data_role_or_a_library_role_is_an_error() {
+    // Memberships are cluster-wide: a role of this test's own stands in for the application
+    // role, so that no other test's audit sees them.
+    let db = migrated("audit_membership");
+    let app = "audit_membership_app";
+    let mut admin = db.admin();
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {app} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             GRANT pg_read_all_data TO {app}; GRANT tenant_operator TO {app};"
+        ))
+        .unwrap();
+    // What they give: the access log, past every grant.
+    assert!(yes(
+        &mut admin,
+        &format!("has_table_privilege('{app}', 'tenant_audit.access_log', 'SELECT')")
+    ));
+    let options = AuditOptions {
+        rls: tenant_schema::RlsOptions {
+            app_role: app.into(),
+            ..tenant_schema::RlsOptions::default()
+        },
+        ..AuditOptions::default()
+    };
+    let f = of_rule(
+        run_as(&db, roles::APP, &options).findings,
+        "role-membership",
+    );
+    assert_eq!(
+        objects(&f),
+        [
+            (format!("{app}: pg_read_all_data").as_str(), Severity::Error),
+            (format!("{app}: tenant_operator").as_str(), Severity::Error),
+        ]
+    );
+    assert_eq!(f[0].fix, format!("REVOKE pg_read_all_data FROM {app}"));
+}
+
+#[test]
+fn large_objects_without_their_checks_are_an_error() {
+    let db = migrated("audit_lo_compat");
+    let mut admin = db.admin();
+    admin
+        .batch_execute(
+            "SELECT lo_from_bytea(424242, 'another org''s export'); \
+             DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET lo_compat_privileges = on', current_database()); END $$;",
+        )
+        .unwrap();
+    // What it gives: the application reads a large object nobody granted it.
+    let mut app = db.connect_as(roles::APP);
+    assert!(yes(
+        &mut app,
+        "convert_from(lo_get(424242), 'UTF8') = 'another org''s export'"
+    ));
+    let f = of_rule(run(&db).findings, "large-object-compat");
+    assert_eq!(
+        objects(&f),
+        [
+            ("tenant_app: lo_compat_privileges = on", Severity::Error),
+            (
+                "tenant_operator: lo_compat_privileges = on",
+                Severity::Error
+            ),
+        ]
+    );
+}
