@@ -16,7 +16,7 @@ use tenant_lint::Registry;
 use crate::context::ContextKey;
 use crate::opening::Opening;
 use crate::scoped::{OrgScoped, Pooled};
-use crate::startup::{check_role_and_schema, reads_org_setting};
+use crate::startup::{check_role_and_schema, reads_org_setting, verifies_tokens};
 use crate::verify::{Checks, tables_of};
 use crate::{Isolation, OrgId, TenantError};
 
@@ -225,7 +225,19 @@ impl TenantPoolBuilder {
         }
         let signed_org_setting = match self.signing {
             Some(_) => reads_org_setting(&mut conn.conn, self.registry)?,
-            None => false,
+            None => {
+                // Without a key, a table whose policy verifies tokens would show no rows and
+                // refuse every write with a misleading message: refused here instead.
+                if let Some(table) = verifies_tokens(&mut conn.conn, self.registry)? {
+                    return Err(TenantError::ContextKey(format!(
+                        "the policies of tenant table `{table}` verify a signed org token \
+                         (tenant_context.current_org), and this pool has no context key: build it \
+                         with `.signed_context(ContextKey::new(kid, key)?)`, the key the database \
+                         holds (`cargo xtask context-key rotate` adds one and prints it)"
+                    )));
+                }
+                false
+            }
         };
         drop(conn);
         let pool = r2d2::Pool::builder()

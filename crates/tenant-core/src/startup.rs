@@ -231,6 +231,33 @@ pub(crate) fn reads_org_setting(
     Ok(row.reads)
 }
 
+#[derive(QueryableByName)]
+struct VerifierRow {
+    #[diesel(sql_type = Text)]
+    table: String,
+}
+
+/// The first registered tenant table whose policy reads the signed context's verifier
+/// (`tenant_context.current_org`, or `verified_org()`): a pool without a key would see none of
+/// its rows.
+pub(crate) fn verifies_tokens(
+    conn: &mut PgConnection,
+    registry: &Registry,
+) -> Result<Option<String>, TenantError> {
+    let names: Vec<&str> = registry.tenant_tables().map(|t| t.name).collect();
+    let row: Option<VerifierRow> = diesel::sql_query(
+        "SELECT t.name AS table FROM unnest($1::text[]) WITH ORDINALITY AS t(name, n) \
+         WHERE EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = to_regclass(t.name) \
+                        AND strpos(concat(pg_get_expr(p.polqual, p.polrelid), ' ', \
+                                          pg_get_expr(p.polwithcheck, p.polrelid)), 'tenant_context.') > 0) \
+         ORDER BY t.n LIMIT 1",
+    )
+    .bind::<Array<Text>, _>(names)
+    .get_result(conn)
+    .optional()?;
+    Ok(row.map(|r| r.table))
+}
+
 /// The start-up check: the role cannot bypass row-level security or create objects, and
 /// every registered tenant table exists with RLS enabled and forced.
 pub(crate) fn check_role_and_schema(

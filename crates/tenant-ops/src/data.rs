@@ -58,6 +58,15 @@ pub enum OpsError {
     /// A database error, or a refused access.
     #[error(transparent)]
     Tenant(#[from] TenantError),
+    /// The export read no row of the org in any tenant table: the org id is wrong, or the
+    /// database did not accept the org context. A file of nothing would pass for a backup.
+    #[error(
+        "org {org} has no row in any tenant table as this export reads them: nothing was written. Check the org id; in the signed mode, check that the key is the one the database holds"
+    )]
+    NothingExported {
+        /// The org.
+        org: String,
+    },
 }
 
 /// What an operation did, per table.
@@ -172,6 +181,11 @@ pub fn export(app_url: &str, registry: &'static Registry, org: OrgId) -> Result<
         }
         Ok::<_, OpsError>(data)
     })?;
+    if data.iter().all(|(_, rows)| rows.is_empty()) {
+        return Err(OpsError::NothingExported {
+            org: org.to_string(),
+        });
+    }
     let manifest = Manifest {
         org: org.to_string(),
         exported_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -372,3 +372,46 @@ fn a_restore_with_a_seal_key_takes_only_a_file_sealed_by_it() {
     assert_eq!(receipt.action, "restored");
     assert_eq!((org_state(&db, A), org_state(&db, B)), before);
 }
+
+#[test]
+fn an_export_that_reads_no_row_is_an_error_and_writes_nothing() {
+    let db = example("ops_nothing", 2);
+    let registry = &two_companies::REGISTRY;
+    // A mistyped org id: a file of zero rows would pass for a backup of it.
+    let missing = "00000000-0000-4000-8000-0000000000ff";
+    let err = export(&db.app_url(), registry, org(missing)).unwrap_err();
+    assert!(
+        matches!(&err, OpsError::NothingExported { org } if org == missing),
+        "{err}"
+    );
+    assert!(err.to_string().contains("nothing was written"), "{err}");
+}
+
+#[test]
+fn an_export_of_a_signed_database_without_its_key_is_refused_naming_the_fix() {
+    let db = TestDb::new("ops_signed_no_key");
+    let mut admin = db.admin();
+    for sql in two_companies::SCHEMA_SQL {
+        admin.batch_execute(sql).unwrap();
+    }
+    let options = tenant_schema::RlsOptions {
+        context: tenant_schema::ContextMode::Signed,
+        ..tenant_schema::RlsOptions::default()
+    };
+    admin
+        .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO orgs (id, name) VALUES ('{A}', 'Org a'); \
+             INSERT INTO customers (org_id, name, email) VALUES ('{A}', 'alice', 'a@example.com');"
+        ))
+        .unwrap();
+    // Before, this export read nothing (no token, no rows) and wrote a checksummed file of
+    // zero rows.
+    let err = export(&db.app_url(), &two_companies::REGISTRY, org(A)).unwrap_err();
+    assert!(
+        err.to_string().contains("no context key") && err.to_string().contains("signed_context"),
+        "{err}"
+    );
+}

@@ -551,6 +551,22 @@ fn the_probe_finds_no_hop_and_no_leak_in_the_signed_mode() {
 }
 
 #[test]
+fn a_pool_without_a_key_refuses_a_database_whose_policies_verify_tokens() {
+    let db = signed_db("signed_no_key");
+    // Before the refusal existed, this pool started, read nothing and failed writes with
+    // "new row violates row-level security policy": what a new user meets first.
+    let err = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, TenantError::ContextKey(m)
+            if m.contains("tenant table `orgs`") && m.contains("no context key")
+                && m.contains(".signed_context(")),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_signing_pool_refuses_a_database_without_the_verifier() {
     let db = TestDb::new("signed_missing");
     two_companies::migrate(&db.admin_url()).unwrap();
