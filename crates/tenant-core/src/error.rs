@@ -211,6 +211,16 @@ impl TenantError {
         }
     }
 
+    /// Whether the server no longer has a statement diesel prepared on this connection (SQL
+    /// such as `DEALLOCATE ALL` removed it): every later use of it on the connection fails.
+    pub(crate) fn is_missing_prepared_statement(&self) -> bool {
+        matches!(
+            self,
+            TenantError::Database(DbError { message, .. })
+                if message.starts_with("prepared statement \"") && message.ends_with("\" does not exist")
+        )
+    }
+
     /// Whether this is the "no row" outcome of `get_result`.
     pub fn is_not_found(&self) -> bool {
         matches!(

@@ -10,7 +10,8 @@
 //!   custom settings used to carry data from one transaction to the next, ...), `SET ROLE`
 //!   (`RESET ROLE`), `WITH HOLD` cursors (`CLOSE ALL`), `LISTEN` (`UNLISTEN *`), the values
 //!   `currval`/`lastval` remember (`DISCARD SEQUENCES`), and session advisory locks
-//!   (`pg_advisory_unlock_all()`). Then diesel's own connection settings (`TimeZone` UTC,
+//!   (`pg_advisory_unlock_all()`), and the generator behind `random()` is seeded afresh
+//!   (`setseed`, from the client's random source). Then diesel's own connection settings (`TimeZone` UTC,
 //!   `client_encoding` UTF8) are set again, since `RESET ALL` took them back too.
 //! - **Refused here** (the transaction fails, the pool discards the connection): a temporary
 //!   schema (`pg_my_temp_schema() <> 0`: the session created a temporary object, which would
@@ -56,6 +57,22 @@ const RESET_SESSION: &str = "RESET ALL; RESET ROLE; CLOSE ALL; UNLISTEN *; DISCA
 const CONNECTION_SETTINGS: &str = "set_config('TimeZone', 'UTC', false), \
      set_config('client_encoding', 'UTF8', false), pg_advisory_unlock_all()";
 
+/// `setseed(..)` with a fresh random value: the generator behind `random()` is per backend,
+/// not transactional, and exempt from `RESET ALL`, so without it the next transaction on the
+/// connection would continue the stream the last one used (a seed set by one org predicts
+/// the next org's `random()`, and the values drawn count its rows). In the tail of the
+/// message, past what `pg_stat_activity` shows, where the form hides anything.
+fn reseed() -> String {
+    let bits = u64::from_le_bytes(
+        uuid::Uuid::new_v4().as_bytes()[..8]
+            .try_into()
+            .unwrap_or([0; 8]),
+    );
+    // 53 random bits mapped onto [-1, 1], the range setseed takes.
+    let unit = (bits >> 11) as f64 / (1u64 << 53) as f64;
+    format!("setseed({:.17})", unit * 2.0 - 1.0)
+}
+
 /// How the opening message sets the org: exactly one of these forms.
 #[derive(Clone, Copy)]
 pub(crate) enum Opening<'k> {
@@ -95,19 +112,21 @@ impl Opening<'_> {
         match self {
             // Citus propagates SET LOCAL to its workers, not set_config.
             Opening::SetLocal => format!(
-                "{head}CASE WHEN {} THEN {REFUSE_LEFTOVER} END; SET LOCAL {ORG_SETTING} = '{org_id}'",
-                stale()
+                "{head}CASE WHEN {} THEN {REFUSE_LEFTOVER} END, {}; SET LOCAL {ORG_SETTING} = '{org_id}'",
+                stale(),
+                reseed()
             ),
             Opening::Setting => format!(
-                "{head}set_config('{ORG_SETTING}', {}, true)",
-                refuse_or(&org_id)
+                "{head}set_config('{ORG_SETTING}', {}, true), {}",
+                refuse_or(&org_id),
+                reseed()
             ),
             Opening::HiddenSetting(recorded) => past_recorded_text(
                 &format!(
                     "{head}set_config('{ORG_SETTING}', CASE WHEN {} THEN {REFUSE_LEFTOVER} ELSE ",
                     stale()
                 ),
-                &format!("'{org_id}' END, true)"),
+                &format!("'{org_id}' END, true), {}", reseed()),
                 recorded,
             ),
             Opening::Signed {
@@ -130,7 +149,11 @@ impl Opening<'_> {
                         "{head}set_config('{TOKEN_SETTING}', CASE WHEN {} THEN {REFUSE_LEFTOVER} ELSE ",
                         stale()
                     ),
-                    &format!("'{}' END, true){plain}", key.token(org, backend.pid())),
+                    &format!(
+                        "'{}' END, true){plain}, {}",
+                        key.token(org, backend.pid()),
+                        reseed()
+                    ),
                     backend.recorded_text(),
                 )
             }

@@ -31,6 +31,9 @@ pub struct TenantConnectionManager {
     statement_cache: bool,
     /// Whether the opening message needs the backend (a signed token, a hidden org id).
     read_backend: bool,
+    /// The settings the role and the database give a new session, read when the pool started
+    /// (`None` while it starts): a new connection that finds others is refused.
+    role_settings: Option<String>,
 }
 
 /// Why the manager refused a connection.
@@ -75,6 +78,21 @@ impl r2d2::ManageConnection for TenantConnectionManager {
             // Behind a transaction pooler, a named prepared statement lives on one server
             // connection and the next transaction may run on another: prepare none.
             conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+        }
+        // The application role may change its own defaults (`ALTER ROLE .. SET`, which
+        // PostgreSQL allows any role for itself): they would reach every org through every new
+        // connection, and `RESET ALL` at each opening resets *to* them. Refused instead.
+        if let Some(expected) = &self.role_settings {
+            let now = crate::startup::role_settings(&mut conn)
+                .map_err(|e| ManagerError::Connect(e.to_string()))?;
+            if now != *expected {
+                return Err(ManagerError::Connect(format!(
+                    "the settings new sessions of this role get changed since the pool started \
+                     (from [{expected}] to [{now}]): something ran ALTER ROLE .. SET or ALTER \
+                     DATABASE .. SET; put back what the migration set (ALTER ROLE <role> IN \
+                     DATABASE <db> RESET <setting>) and restart the service"
+                )));
+            }
         }
         // Once per connection, so that a signed token can name its backend without a round
         // trip; not read at all where nothing needs it.
@@ -212,10 +230,11 @@ impl TenantPoolBuilder {
                     .into(),
             ));
         }
-        let manager = TenantConnectionManager {
+        let mut manager = TenantConnectionManager {
             url: self.url,
             statement_cache: self.statement_cache,
             read_backend: self.signing.is_some() || self.hide_org,
+            role_settings: None,
         };
         let mut conn = r2d2::ManageConnection::connect(&manager)
             .map_err(|e| TenantError::Connect(e.to_string()))?;
@@ -239,6 +258,7 @@ impl TenantPoolBuilder {
                 false
             }
         };
+        manager.role_settings = Some(crate::startup::role_settings(&mut conn.conn)?);
         drop(conn);
         let pool = r2d2::Pool::builder()
             .max_size(self.max_size)

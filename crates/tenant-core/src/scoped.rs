@@ -396,6 +396,12 @@ impl<C: ScopedConnection> OrgScoped<C> {
             && !e.is_not_found()
         {
             self.state = TxState::Aborted;
+            if e.is_missing_prepared_statement() {
+                // diesel would send the same name again on every later use: the pool
+                // discards the connection (`has_broken`) instead of handing it to the next org.
+                AnsiTransactionManager::transaction_manager_status_mut(self.conn.pg())
+                    .set_in_error();
+            }
         }
         result
     }

@@ -232,6 +232,28 @@ pub(crate) fn reads_org_setting(
 }
 
 #[derive(QueryableByName)]
+struct SettingsRow {
+    #[diesel(sql_type = Text)]
+    settings: String,
+}
+
+/// What `pg_db_role_setting` gives a new session of the current login role in this database
+/// (the database's, the role's everywhere, the role's here), as one text.
+pub(crate) fn role_settings(conn: &mut PgConnection) -> Result<String, TenantError> {
+    let row: SettingsRow = diesel::sql_query(
+        "SELECT coalesce(string_agg(CASE WHEN s.setrole = 0 THEN 'database' \
+                                         WHEN s.setdatabase = 0 THEN 'role' ELSE 'role here' END \
+                                    || ': ' || array_to_string(s.setconfig, '; '), ' | ' \
+                                    ORDER BY s.setdatabase, s.setrole), '') AS settings \
+         FROM pg_catalog.pg_db_role_setting s \
+         WHERE s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) \
+           AND s.setrole IN (0, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user))",
+    )
+    .get_result(conn)?;
+    Ok(row.settings)
+}
+
+#[derive(QueryableByName)]
 struct VerifierRow {
     #[diesel(sql_type = Text)]
     table: String,

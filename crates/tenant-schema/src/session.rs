@@ -7,7 +7,8 @@
 //! `PUBLIC`, and a temporary table shadows a tenant table of the same name for the rest of the
 //! session, capturing the next org's rows and token), nor a large object (storage that
 //! row-level security does not govern and that every session of the role can read), and both
-//! resolve names on a fixed `search_path` that searches `pg_temp` last. What is left of a
+//! resolve names on a fixed `search_path` that searches `pg_temp` last, and neither can stop
+//! another session (`pg_terminate_backend`, `pg_cancel_backend`). What is left of a
 //! session is undone or refused by the message that opens every scoped transaction
 //! (tenant-core). The pool refuses to start for a role that can still create objects, and the
 //! audit reports each privilege that would allow it.
@@ -32,6 +33,13 @@ pub const LARGE_OBJECT_CREATORS: &[&str] = &[
     "pg_catalog.lo_import(text, oid)",
 ];
 
+/// The functions that stop another backend, revoked from `PUBLIC`: PostgreSQL lets any role
+/// signal the sessions of its own role, so one org's transaction could end another's.
+pub const SESSION_SIGNALS: &[&str] = &[
+    "pg_catalog.pg_terminate_backend(integer, bigint)",
+    "pg_catalog.pg_cancel_backend(integer)",
+];
+
 /// Writes the statements (idempotent).
 pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
     let app = literal(&o.app_role);
@@ -51,7 +59,10 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          END\n\
          $tenant$;\n\
          REVOKE CREATE ON SCHEMA public FROM PUBLIC;\n\
+         REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC;\n\
+         -- Nor may either role stop another session of the same role (another org's transaction).\n\
          REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC;\n",
-        LARGE_OBJECT_CREATORS.join(", ")
+        LARGE_OBJECT_CREATORS.join(", "),
+        SESSION_SIGNALS.join(", ")
     );
 }

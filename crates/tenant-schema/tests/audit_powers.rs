@@ -271,3 +271,67 @@ fn large_objects_without_their_checks_are_an_error() {
         ]
     );
 }
+
+#[test]
+fn a_role_that_can_stop_other_sessions_is_found() {
+    let db = migrated("audit_signal");
+    db.admin()
+        .batch_execute("GRANT EXECUTE ON FUNCTION pg_cancel_backend(integer) TO tenant_app")
+        .unwrap();
+    // What it gives: one session of the role cancels another's statement (another org's).
+    let mut victim = db.connect_as(roles::APP);
+    let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+        "pg_backend_pid()",
+    ))
+    .get_result(&mut victim)
+    .unwrap();
+    let mut app = db.connect_as(roles::APP);
+    assert!(yes(&mut app, &format!("pg_cancel_backend({pid})")));
+    let f = of_rule(run(&db).findings, "role-can-signal");
+    assert_eq!(
+        objects(&f),
+        [(
+            "tenant_app: EXECUTE on function pg_cancel_backend(integer)",
+            Severity::Warning
+        )]
+    );
+}
+
+#[test]
+fn a_role_default_the_application_set_for_itself_is_found() {
+    let db = migrated("audit_role_setting");
+    // The application role itself, as an injection would: PostgreSQL lets any role set its own
+    // defaults.
+    let mut app = db.connect_as(roles::APP);
+    app.batch_execute(
+        "DO $$ BEGIN \
+           EXECUTE format('ALTER ROLE tenant_app IN DATABASE %I SET search_path = information_schema, public', current_database()); \
+           EXECUTE format('ALTER ROLE tenant_app IN DATABASE %I SET work_mem = ''1GB''', current_database()); \
+         END $$",
+    )
+    .unwrap();
+    // What it gives: every new session of the role starts with them.
+    let mut next = db.connect_as(roles::APP);
+    assert!(yes(
+        &mut next,
+        "current_setting('search_path') = 'information_schema, public'"
+    ));
+    let f = of_rule(run(&db).findings, "role-setting");
+    assert_eq!(
+        objects(&f),
+        [
+            (
+                "tenant_app: search_path=information_schema, public",
+                Severity::Error
+            ),
+            ("tenant_app: work_mem=1GB", Severity::Warning),
+        ]
+    );
+    assert_eq!(
+        f[0].fix,
+        format!(
+            "ALTER ROLE tenant_app IN DATABASE {} RESET search_path",
+            db.name()
+        )
+    );
+}

@@ -177,6 +177,14 @@ const KINDS: &[Kind] = &[
         fate: Fate::Refused("permission denied for function lo_from_bytea"),
     },
     Kind {
+        name: "a signal to every other session of the role",
+        setup: "",
+        plant: Plant::Sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = current_user AND pid <> pg_backend_pid()",
+        ),
+        fate: Fate::Refused("permission denied for function pg_terminate_backend"),
+    },
+    Kind {
         name: "an org set at session level",
         setup: "",
         plant: Plant::Sql(
@@ -401,4 +409,94 @@ fn the_pool_refuses_to_start_for_a_role_that_can_create_in_a_schema() {
             && err.contains("REVOKE CREATE ON SCHEMA spy FROM PUBLIC, tenant_app"),
         "{err}"
     );
+}
+
+/// PostgreSQL lets any role change its own defaults (`ALTER ROLE .. SET`): A's transaction
+/// sets the role's search path for this database, and leaves a `PREPARE` so that the opening
+/// discards the connection and the next one is new (it would read the new default, and
+/// `RESET ALL` resets to it). New connections are refused, naming the change, until an
+/// administrator puts it back.
+fn a_role_default_the_application_changes_stops_new_connections(mode: Mode) {
+    let (db, builder) = common::database(mode, "session_state_role_default");
+    let pool = builder
+        .connection_timeout(std::time::Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let (a, _) = org(&pool, "A", "alice");
+    let (b, _) = org(&pool, "B", "bob-secret");
+    let mut s = pool.begin(a).unwrap();
+    s.raw_connection_unchecked("test: the attacker's SQL")
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE format('ALTER ROLE tenant_app IN DATABASE %I \
+               SET search_path = information_schema, pg_catalog, public', current_database()); END $$; \
+             PREPARE spy AS SELECT 1",
+        )
+        .unwrap();
+    s.commit().unwrap();
+    let names = |pool: &TenantPool| {
+        pool.with_org(b, |s| {
+            s.load::<String, _>(s.query(customers::table).select(customers::name))
+        })
+    };
+    let err = names(&pool).unwrap_err().to_string();
+    assert!(
+        err.contains("changed since the pool started") && err.contains("information_schema"),
+        "{mode:?}: {err}"
+    );
+    db.admin()
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE format('ALTER ROLE tenant_app IN DATABASE %I \
+               SET search_path = public, pg_temp', current_database()); END $$",
+        )
+        .unwrap();
+    assert_eq!(names(&pool).unwrap(), vec!["bob-secret".to_owned()]);
+}
+
+#[test]
+fn a_role_default_the_application_changes_stops_new_connections_in_the_setting_mode() {
+    a_role_default_the_application_changes_stops_new_connections(Mode::Setting);
+}
+
+#[test]
+fn a_role_default_the_application_changes_stops_new_connections_in_the_signed_mode() {
+    a_role_default_the_application_changes_stops_new_connections(Mode::Signed);
+}
+
+/// `DEALLOCATE ALL` in A's transaction removes diesel's prepared statements from the session;
+/// diesel would send the same names on every later use, failing every org's transactions on
+/// the connection. The first failure discards the connection instead.
+fn a_deallocated_statement_costs_one_transaction_not_the_connection(mode: Mode) {
+    let (_db, builder) = common::database(mode, "session_state_deallocate");
+    let pool = builder.build().unwrap();
+    let (a, _) = org(&pool, "A", "alice");
+    let (b, _) = org(&pool, "B", "bob-secret");
+    let names = |pool: &TenantPool| {
+        pool.with_org(b, |s| {
+            s.load::<String, _>(s.query(customers::table).select(customers::name))
+        })
+    };
+    assert_eq!(names(&pool).unwrap(), vec!["bob-secret".to_owned()]);
+    let mut s = pool.begin(a).unwrap();
+    s.raw_connection_unchecked("test: the attacker's SQL")
+        .batch_execute("DEALLOCATE ALL")
+        .unwrap();
+    s.commit().unwrap();
+    let err = names(&pool).unwrap_err().to_string();
+    assert!(
+        err.contains("prepared statement") && err.contains("does not exist"),
+        "{mode:?}: {err}"
+    );
+    for _ in 0..3 {
+        assert_eq!(names(&pool).unwrap(), vec!["bob-secret".to_owned()]);
+    }
+}
+
+#[test]
+fn a_deallocated_statement_costs_one_transaction_not_the_connection_in_the_setting_mode() {
+    a_deallocated_statement_costs_one_transaction_not_the_connection(Mode::Setting);
+}
+
+#[test]
+fn a_deallocated_statement_costs_one_transaction_not_the_connection_in_the_signed_mode() {
+    a_deallocated_statement_costs_one_transaction_not_the_connection(Mode::Signed);
 }

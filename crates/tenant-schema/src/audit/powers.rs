@@ -1,7 +1,7 @@
 //! What the application and operator roles can do besides their grants on tables: create
 //! objects (temporary ones included), inherit privileges through role membership, receive
 //! privileges on objects not created yet (default privileges), and read or write every large
-//! object (`lo_compat_privileges`). Each is read from the catalog as a [`RolePower`] and judged
+//! object (`lo_compat_privileges`), stop other sessions of its own role. Each is read from the catalog as a [`RolePower`] and judged
 //! by one rule here.
 //!
 //! Invariant: a power is reported with the statement that takes it away; a rule never reports
@@ -16,12 +16,15 @@ use tenant_lint::Registry;
 use super::{AuditError, AuditOptions, Catalog, Finding, Severity};
 
 /// One power of a role, as the catalog shows it.
+///
+/// `kind` is one of `create`, `signal`, `default-privilege`, `membership`, `setting`,
+/// `lo-compat`.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 pub struct RolePower {
     /// The role (the application or the operator role).
     #[diesel(sql_type = Text)]
     pub role: String,
-    /// `create`, `default-privilege`, `membership` or `lo-compat`.
+    /// What kind of power (see the type's docs).
     #[diesel(sql_type = Text)]
     pub kind: String,
     /// What it holds, e.g. `TEMPORARY on database app`, or the role it is a member of.
@@ -53,6 +56,12 @@ SELECT r.name, 'create', format('EXECUTE on function %s', p.oid::regprocedure), 
    AND p.proname IN ('lo_creat', 'lo_create', 'lo_from_bytea', 'lo_import') \
    AND has_function_privilege(r.oid, p.oid, 'EXECUTE') \
 UNION ALL \
+SELECT r.name, 'signal', format('EXECUTE on function %s', p.oid::regprocedure), \
+       format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC, %I', p.oid::regprocedure, r.name) \
+  FROM r, pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace \
+   AND p.proname IN ('pg_terminate_backend', 'pg_cancel_backend') \
+   AND has_function_privilege(r.oid, p.oid, 'EXECUTE') \
+UNION ALL \
 SELECT r.name, 'default-privilege', \
        format('%s on %s created by %I%s, to %s', a.privilege_type, o.kind, pg_get_userbyid(d.defaclrole), \
               CASE WHEN d.defaclnamespace <> 0 THEN format(' in schema %I', d.defaclnamespace::regnamespace) ELSE '' END, \
@@ -69,6 +78,15 @@ SELECT r.name, 'default-privilege', \
 UNION ALL \
 SELECT r.name, 'membership', m.rolname::text, format('REVOKE %I FROM %I', m.rolname, r.name) \
   FROM r, pg_roles m WHERE m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER') \
+UNION ALL \
+SELECT r.name, 'setting', \
+       c.setting || CASE WHEN s.setdatabase = 0 THEN ' (every database)' ELSE '' END, \
+       format('ALTER ROLE %I%s RESET %s', r.name, \
+              CASE WHEN s.setdatabase = 0 THEN '' ELSE format(' IN DATABASE %I', current_database()) END, \
+              split_part(c.setting, '=', 1)) \
+  FROM r JOIN pg_db_role_setting s ON s.setrole = r.oid \
+   AND s.setdatabase IN (0, (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())), \
+       unnest(s.setconfig) AS c(setting) \
 UNION ALL \
 SELECT r.name, 'lo-compat', 'lo_compat_privileges = on', 'ALTER SYSTEM SET lo_compat_privileges = off' \
   FROM r, pg_settings s WHERE s.name = 'lo_compat_privileges' AND s.setting = 'on' \
@@ -106,6 +124,53 @@ pub(super) fn role_can_create(c: &Catalog, _: &Registry, _: &AuditOptions) -> Ve
                 Severity::Error,
                 p,
                 "the role can create an object, which outlives the transaction that made it: a temporary table shadows a tenant table of the same name for the next user of a pooled connection and captures its rows and token, an object in a schema on the search path can stand in for one the library uses, and a large object is storage row-level security does not govern",
+            )
+        })
+        .collect()
+}
+
+/// Settings a role's session must not start with: they change which names resolve, switch
+/// row-level security off (every query then fails), or load code into every session.
+const DANGEROUS_SETTINGS: &[&str] = &[
+    "search_path",
+    "row_security",
+    "local_preload_libraries",
+    "session_preload_libraries",
+];
+
+/// `role-setting`: defaults a new session of the role starts with (`ALTER ROLE .. SET`), which
+/// the role may set for itself and which `RESET ALL` restores: any but the generated search
+/// path is reported.
+pub(super) fn role_setting(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    let generated = format!("search_path={}", crate::session::ROLE_SEARCH_PATH);
+    powers(c, "setting")
+        .filter(|p| p.what != generated)
+        .map(|p| {
+            let name = p.what.split('=').next().unwrap_or_default();
+            let severe = DANGEROUS_SETTINGS.contains(&name);
+            finding(
+                "role-setting",
+                if severe { Severity::Error } else { Severity::Warning },
+                p,
+                if severe {
+                    "every new session of the role starts with this setting, and each scoped transaction's reset goes back to it: it changes which names resolve, switches row-level security off, or loads code into the session; PostgreSQL lets the role set it for itself (the pool refuses new connections when it changes while it runs)"
+                } else {
+                    "every new session of the role starts with this setting, and each scoped transaction's reset goes back to it; PostgreSQL lets the role set it for itself: review it (the pool refuses new connections when it changes while it runs)"
+                },
+            )
+        })
+        .collect()
+}
+
+/// `role-can-signal`: the role can stop other sessions of its own role.
+pub(super) fn role_can_signal(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    powers(c, "signal")
+        .map(|p| {
+            finding(
+                "role-can-signal",
+                Severity::Warning,
+                p,
+                "PostgreSQL lets a role cancel or terminate every session of its own role: one org's transaction (an injection) can end another org's, or every one the pool holds",
             )
         })
         .collect()

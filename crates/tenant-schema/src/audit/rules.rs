@@ -40,8 +40,10 @@ pub const RULES: &[(&str, Rule)] = &[
     ("unregistered-tenant-table", unregistered_tenant_table),
     ("server-version", server_version),
     ("role-can-create", super::powers::role_can_create),
+    ("role-can-signal", super::powers::role_can_signal),
     ("default-privilege", super::powers::default_privilege),
     ("role-membership", super::powers::role_membership),
+    ("role-setting", super::powers::role_setting),
     ("large-object-compat", super::powers::large_object_compat),
 ];
 
@@ -195,6 +197,11 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "neither the application nor the operator role can create objects, temporary ones and large objects included",
     ),
     (
+        "role-can-signal",
+        "-",
+        "neither role can cancel or terminate another session of its own role",
+    ),
+    (
         "default-privilege",
         "-",
         "no default privilege grants either role rights on objects created later",
@@ -203,6 +210,11 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "role-membership",
         "#2",
         "neither role inherits another role's rights (the library's roles, PostgreSQL's data and file roles)",
+    ),
+    (
+        "role-setting",
+        "-",
+        "neither role starts its sessions with settings other than the generated search path",
     ),
     (
         "large-object-compat",
