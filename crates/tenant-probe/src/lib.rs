@@ -414,6 +414,9 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
         });
         done += 1;
         progress.update(targets.len(), done);
+        for kind in attacks::session_state::KINDS {
+            results.push(session_state_result(pool, a, kind));
+        }
         if options.signing.is_some() {
             results.push(attacks::pool::token_in_activity(
                 pool,
@@ -439,4 +442,48 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
         unseedable: seeded.unseedable,
         results,
     })
+}
+
+/// One session-state attack through the application's pool, as a result.
+fn session_state_result(
+    pool: &dyn PoolUnderTest,
+    a: Uuid,
+    kind: &attacks::session_state::Kind,
+) -> AttackResult {
+    use attacks::session_state::Fate;
+    let (observed, verdict, note) = match attacks::session_state::attack(pool, a, kind) {
+        Ok(Fate::Refused(why)) => (
+            Observed::Refused {
+                sqlstate: "-".into(),
+                message: why,
+            },
+            Verdict::Pass,
+            String::new(),
+        ),
+        Ok(Fate::Discarded) => (Observed::Rows(0), Verdict::Pass, "discarded".into()),
+        Ok(Fate::Undone) => (Observed::Rows(0), Verdict::Pass, "undone".into()),
+        Ok(Fate::Reached(seen)) => (
+            Observed::Rows(1),
+            Verdict::Leak,
+            format!("the next checkout got the same backend, and read {seen:?}"),
+        ),
+        Err(why) => (Observed::NotRun(why), Verdict::NotRun, String::new()),
+    };
+    AttackResult {
+        attack: kind.name.into(),
+        family: Family::Pool.as_str().into(),
+        threat: "#6".into(),
+        table: String::new(),
+        sql: format!(
+            "{}; COMMIT; then, on the next checkout: SELECT {}",
+            kind.plant, kind.observe
+        ),
+        expected: format!(
+            "refused, or the connection discarded, or the state gone at the next checkout ({:?})",
+            kind.gone
+        ),
+        observed,
+        verdict,
+        note,
+    }
 }

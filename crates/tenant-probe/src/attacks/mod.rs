@@ -8,6 +8,7 @@ pub mod oracles;
 pub mod pool;
 pub mod privileges;
 pub mod reads;
+pub mod session_state;
 pub mod side_channels;
 pub mod views;
 pub mod writes;

@@ -23,6 +23,15 @@ pub trait PoolUnderTest {
     /// the reason when the pool or the database refused.
     fn query_in_org(&self, org: Uuid, sql: &str) -> Result<String, String>;
 
+    /// Runs `sql` (one statement of any kind) on a connection checked out of the pool, in a transaction
+    /// with `org` set the way the application sets it, and commits; returns the backend's
+    /// pid. `Err` with the reason when the pool or the database refused (the session-state
+    /// attacks count that as a pass), or when this pool cannot run statements for the probe.
+    fn execute_in_org(&self, org: Uuid, sql: &str) -> Result<String, String> {
+        let _ = (org, sql);
+        Err("this pool cannot run statements for the probe".into())
+    }
+
     /// Opens a transaction with `org` set the way the application sets it, calls `during`
     /// while it sits open (idle), then rolls it back. `Err` when this pool cannot (the
     /// attack that needs it is then reported as not run).
@@ -47,6 +56,22 @@ impl PoolUnderTest for TenantPool {
             );
             let row: Text = diesel::RunQueryDsl::get_result(
                 diesel::sql_query(format!("SELECT ({sql})::text AS value")),
+                raw,
+            )?;
+            Ok::<_, tenant_core::TenantError>(row.value)
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    fn execute_in_org(&self, org: Uuid, sql: &str) -> Result<String, String> {
+        let org = OrgId::try_from(org).map_err(|e| e.to_string())?;
+        self.with_org(org, |s| {
+            let raw = s.raw_connection_unchecked(
+                "tenant-probe: the session-state attacks leave state on a pooled connection as the attacker would",
+            );
+            diesel::RunQueryDsl::execute(diesel::sql_query(sql), raw)?;
+            let row: Text = diesel::RunQueryDsl::get_result(
+                diesel::sql_query("SELECT pg_backend_pid()::text AS value"),
                 raw,
             )?;
             Ok::<_, tenant_core::TenantError>(row.value)
