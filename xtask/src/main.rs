@@ -83,14 +83,18 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
                          break-glass session in one org (logged); SQL from stdin, rows as JSON
   access report --org ORG [--since TIME] --database-url AUDITOR_URL [--out DIR]
                          the postmortem report of every access to one org (Markdown and JSON)
-  org export --org ORG --out FILE --database-url APP_URL [--seal-key-file F]
+  org export --org ORG --out FILE --database-url APP_URL [--seal-key-file F] [--context-key-file F]
   org restore --in FILE [--replace] --database-url APP_URL (--seal-key-file F | --unsealed)
+                         [--context-key-file F]; a signed database needs the service's key:
+                         the file (one line kid:hex), or TENANT_CONTEXT_KEY
   org purge --org ORG --ticket T --reason R --database-url OPERATOR_URL
                          per-org data: export (manifest, checksums), restore (one transaction), purge
   org-bench              export and restore throughput for an org of 100,000 rows
   bench                  what isolation costs: ratios R1-R8 side by side (target/bench/bench.json)
   context-key rotate --database-url ADMIN_URL [--kid KID] [--retire-after MINUTES]
                          a new key for the signed org context; the others stay valid MINUTES more
+  context-key add --database-url ADMIN_URL (--from-file F | --from-env VAR)
+                         add a key the service already has (kid:hex) to another database
   soak [--seconds N] [--threads N] [--fuzz-seconds N] [--sql-cases N]
                          fuzzing of fuzz/ (30 s per target; nightly + cargo-fuzz); then a hundred
                          orgs under mixed load (default 60 s, 16 threads): nothing lost or crossed;

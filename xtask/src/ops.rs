@@ -175,6 +175,20 @@ fn seal_key(file: &str) -> Result<tenant_ops::SealKey, String> {
     tenant_ops::SealKey::from_line(&line).map_err(|e| format!("{file}: {e}"))
 }
 
+/// The service's context key, for a database in the signed mode: from `--context-key-file`
+/// (one line `kid:hex`), else from the environment variable `TENANT_CONTEXT_KEY`, else none.
+fn service_key(
+    o: &std::collections::HashMap<&str, &str>,
+) -> Result<Option<tenant_core::context::ContextKey>, String> {
+    match o.get("--context-key-file") {
+        Some(file) => tenant_core::context::ContextKey::from_file(std::path::Path::new(file))
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        None => tenant_core::context::ContextKey::from_env("TENANT_CONTEXT_KEY")
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// `cargo xtask org export|restore|purge`.
 pub fn org(args: &[&str]) -> Result<(), String> {
     let registry = &two_companies::REGISTRY;
@@ -182,12 +196,23 @@ pub fn org(args: &[&str]) -> Result<(), String> {
         ["export", rest @ ..] => {
             let o = options(
                 rest,
-                &["--org", "--out", "--database-url", "--seal-key-file"],
+                &[
+                    "--org",
+                    "--out",
+                    "--database-url",
+                    "--seal-key-file",
+                    "--context-key-file",
+                ],
                 &[],
             )?;
             let out = required(&o, "--out")?;
-            let export = tenant_ops::export(required(&o, "--database-url")?, registry, org_of(&o)?)
-                .map_err(|e| e.to_string())?;
+            let export = tenant_ops::export(
+                required(&o, "--database-url")?,
+                registry,
+                org_of(&o)?,
+                service_key(&o)?.as_ref(),
+            )
+            .map_err(|e| e.to_string())?;
             let text = match o.get("--seal-key-file") {
                 Some(file) => seal_key(file)?.seal(&export.to_json())?,
                 None => export.to_json(),
@@ -202,19 +227,30 @@ pub fn org(args: &[&str]) -> Result<(), String> {
         ["restore", rest @ ..] => {
             let o = options(
                 rest,
-                &["--in", "--database-url", "--seal-key-file"],
+                &[
+                    "--in",
+                    "--database-url",
+                    "--seal-key-file",
+                    "--context-key-file",
+                ],
                 &["--replace", "--unsealed"],
             )?;
+            let key = service_key(&o)?;
             let seal = restore_seal(&o)?;
             let input = required(&o, "--in")?;
             let text =
                 std::fs::read_to_string(input).map_err(|e| format!("reading {input}: {e}"))?;
             let (url, replace) = (required(&o, "--database-url")?, o.contains_key("--replace"));
             let receipt = match seal {
-                Some(file) => {
-                    tenant_ops::restore_sealed(url, registry, &text, replace, &seal_key(file)?)
-                }
-                None => tenant_ops::restore(url, registry, &text, replace),
+                Some(file) => tenant_ops::restore_sealed(
+                    url,
+                    registry,
+                    &text,
+                    replace,
+                    &seal_key(file)?,
+                    key.as_ref(),
+                ),
+                None => tenant_ops::restore(url, registry, &text, replace, key.as_ref()),
             }
             .map_err(|e| e.to_string())?;
             print!("{}", receipt.render());
@@ -279,7 +315,7 @@ pub fn bench() -> Result<(), String> {
         let mut rows = 0;
         for round in 1..=ROUNDS {
             let start = Instant::now();
-            let export = tenant_ops::export(&app, &two_companies::REGISTRY, org)
+            let export = tenant_ops::export(&app, &two_companies::REGISTRY, org, None)
                 .map_err(|e| e.to_string())?;
             let file = export.to_json();
             let t_export = start.elapsed().as_secs_f64();
@@ -288,15 +324,16 @@ pub fn bench() -> Result<(), String> {
                 .batch_execute("TRUNCATE orgs, customers, deals, proposals, invoices")
                 .map_err(|e| format!("emptying the target: {e}"))?;
             let start = Instant::now();
-            let receipt = tenant_ops::restore(&target_app, &two_companies::REGISTRY, &file, false)
-                .map_err(|e| e.to_string())?;
+            let receipt =
+                tenant_ops::restore(&target_app, &two_companies::REGISTRY, &file, false, None)
+                    .map_err(|e| e.to_string())?;
             let t_restore = start.elapsed().as_secs_f64();
             if receipt.total() as usize != rows {
                 return Err(format!("restored {} rows of {rows}", receipt.total()));
             }
             // Again, replacing what is there: deletes children first, then inserts.
             let start = Instant::now();
-            tenant_ops::restore(&target_app, &two_companies::REGISTRY, &file, true)
+            tenant_ops::restore(&target_app, &two_companies::REGISTRY, &file, true, None)
                 .map_err(|e| e.to_string())?;
             let t_replace = start.elapsed().as_secs_f64();
             rp.push(t_replace);
@@ -335,8 +372,14 @@ pub fn bench() -> Result<(), String> {
 pub fn context_key(args: &[&str]) -> Result<(), String> {
     use diesel::Connection;
     use diesel::connection::SimpleConnection;
+    if let ["add", rest @ ..] = args {
+        return add_context_key(rest);
+    }
     let ["rotate", rest @ ..] = args else {
-        return Err(format!("context-key: expected rotate\n{}", crate::USAGE));
+        return Err(format!(
+            "context-key: expected rotate or add\n{}",
+            crate::USAGE
+        ));
     };
     let o = options(rest, &["--database-url", "--kid", "--retire-after"], &[])?;
     let url = required(&o, "--database-url")?;
@@ -366,6 +409,40 @@ pub fn context_key(args: &[&str]) -> Result<(), String> {
     .map_err(|e| format!("adding the key (the database needs the signed-context migration, and this URL its owner or an administrator): {e}"))?;
     println!("new context key {kid} added; the others stay valid for {minutes} minutes");
     println!("configure the service with: kid = {kid}, key = {hex}");
+    println!("(as one line, for TENANT_CONTEXT_KEY or a key file: {kid}:{hex})");
+    Ok(())
+}
+
+/// `cargo xtask context-key add --database-url ADMIN_URL (--from-file F | --from-env VAR)`:
+/// adds a key the service already has (one line `kid:hex`) to another database, so that one
+/// key serves several. Nothing is retired; the key is checked before anything is written.
+fn add_context_key(args: &[&str]) -> Result<(), String> {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    let o = options(args, &["--database-url", "--from-file", "--from-env"], &[])?;
+    let url = required(&o, "--database-url")?;
+    let text = match (o.get("--from-file"), o.get("--from-env")) {
+        (Some(file), None) => {
+            std::fs::read_to_string(file).map_err(|e| format!("reading {file}: {e}"))?
+        }
+        (None, Some(var)) => std::env::var(var).map_err(|e| format!("{var}: {e}"))?,
+        _ => {
+            return Err(
+                "context-key add: give exactly one of --from-file F and --from-env VAR".into(),
+            );
+        }
+    };
+    // Checks the id, the hex and the length; the error never shows the key.
+    let key = tenant_core::context::ContextKey::parse(&text).map_err(|e| e.to_string())?;
+    let (_, hex) = text.trim().split_once(':').unwrap_or_default();
+    let mut conn = diesel::PgConnection::establish(url).map_err(|e| format!("connecting: {e}"))?;
+    conn.batch_execute(&format!(
+        "SELECT tenant_context.add_key('{}', '\\x{}')",
+        key.kid(),
+        hex.trim()
+    ))
+    .map_err(|e| format!("adding the key (the database needs the signed-context migration, and this URL its owner or an administrator): {e}"))?;
+    println!("context key {} added", key.kid());
     Ok(())
 }
 

@@ -2,21 +2,29 @@
 //! story's database (a fresh one with the migrations on the throwaway cluster, or the one at
 //! `APP_URL`, connecting as the application role). Writes `probe.md`, `probe.json` and
 //! `probe.junit.xml` to DIR (default `target/probe`) and fails on any leak or attack that
-//! could not run.
+//! could not run. A database in the signed mode needs the service's key in
+//! `TENANT_CONTEXT_KEY` (`kid:hex`).
 
 use std::path::PathBuf;
 
 use tenant_core::TenantPool;
 
-/// Runs the probe at `app_url` with the story's registry and a one-connection pool.
+/// Runs the probe at `app_url` with the story's registry and a one-connection pool, signing
+/// with the service's context key where one is configured (`TENANT_CONTEXT_KEY`, `kid:hex`).
 pub fn probe_at(app_url: &str, git_commit: String) -> Result<tenant_probe::Report, String> {
-    let pool = TenantPool::builder(app_url, &two_companies::REGISTRY)
-        .max_size(1)
+    let key = tenant_core::context::ContextKey::from_env("TENANT_CONTEXT_KEY")
+        .map_err(|e| e.to_string())?;
+    let mut builder = TenantPool::builder(app_url, &two_companies::REGISTRY).max_size(1);
+    if let Some(key) = &key {
+        builder = builder.signed_context(key.clone());
+    }
+    let pool = builder
         .build()
         .map_err(|e| format!("building the application's pool: {e}"))?;
     let mut options = tenant_probe::ProbeOptions::new(app_url, &two_companies::REGISTRY);
     options.pool = Some(&pool);
     options.git_commit = git_commit;
+    options.signing = key;
     tenant_probe::run(&options).map_err(|e| e.to_string())
 }
 

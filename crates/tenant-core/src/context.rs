@@ -71,6 +71,59 @@ impl ContextKey {
         Self::new(kid, &bytes)
     }
 
+    /// A key written as `kid:hex`, the form `cargo xtask context-key rotate` prints for a
+    /// service's configuration (surrounding whitespace ignored).
+    ///
+    /// ```
+    /// let key = tenant_core::context::ContextKey::parse(
+    ///     "k1:4242424242424242424242424242424242424242424242424242424242424242",
+    /// )?;
+    /// assert_eq!(key.kid(), "k1");
+    /// # Ok::<(), tenant_core::TenantError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TenantError::ContextKey`] naming what is wrong (no `:`, the id, the hex, the length);
+    /// never the key itself.
+    pub fn parse(text: &str) -> Result<Self, TenantError> {
+        let Some((kid, hex)) = text.trim().split_once(':') else {
+            return Err(TenantError::ContextKey(
+                "a context key is written `kid:hex` (what `cargo xtask context-key rotate` prints); this text has no `:`".into(),
+            ));
+        };
+        Self::from_hex(kid, hex)
+    }
+
+    /// [`parse`](Self::parse) of the environment variable `var`; `None` when it is not set.
+    ///
+    /// # Errors
+    /// [`TenantError::ContextKey`] naming the variable and what is wrong with it.
+    pub fn from_env(var: &str) -> Result<Option<Self>, TenantError> {
+        match std::env::var(var) {
+            Ok(text) => Self::parse(&text)
+                .map(Some)
+                .map_err(|e| TenantError::ContextKey(format!("{var}: {e}"))),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(TenantError::ContextKey(format!(
+                "{var} is not UTF-8 text: write the key as `kid:hex`"
+            ))),
+        }
+    }
+
+    /// [`parse`](Self::parse) of the file at `path` (readable by the service only).
+    ///
+    /// # Errors
+    /// [`TenantError::ContextKey`] naming the file and what is wrong with it.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, TenantError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            TenantError::ContextKey(format!(
+                "reading the context key file {}: {e}",
+                path.display()
+            ))
+        })?;
+        Self::parse(&text).map_err(|e| TenantError::ContextKey(format!("{}: {e}", path.display())))
+    }
+
     /// How long a token stays valid.
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
@@ -241,6 +294,30 @@ pub(crate) fn past_recorded_text(head: &str, tail: &str, recorded: usize) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_read_as_kid_colon_hex_and_a_bad_one_is_named_without_the_secret() {
+        let hex = "42".repeat(32);
+        assert_eq!(
+            ContextKey::parse(&format!(" k1:{hex}\n")).unwrap().kid(),
+            "k1"
+        );
+        let no_colon = ContextKey::parse(&hex).unwrap_err().to_string();
+        assert!(
+            no_colon.contains("kid:hex") && !no_colon.contains(&hex),
+            "{no_colon}"
+        );
+        let short = ContextKey::parse("k1:4242").unwrap_err().to_string();
+        assert!(short.contains("key"), "{short}");
+        let missing = std::path::Path::new("/nonexistent/tenant-key");
+        let err = ContextKey::from_file(missing).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/tenant-key"), "{err}");
+        assert!(
+            ContextKey::from_env("TENANT_TEST_KEY_THAT_IS_NOT_SET")
+                .unwrap()
+                .is_none()
+        );
+    }
 
     #[test]
     fn the_tail_starts_past_the_recorded_text() {

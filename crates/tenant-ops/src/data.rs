@@ -13,6 +13,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use serde_json::Value;
 use tenant_core::admin::CatalogReader;
+use tenant_core::context::ContextKey;
 use tenant_core::operator::{AccessRequest, OperatorSession};
 use tenant_core::{OrgId, TenantError, TenantPool};
 use tenant_lint::Registry;
@@ -153,15 +154,34 @@ fn order_by(t: &TableInfo) -> String {
     }
 }
 
+/// A pool of one connection as the application role, signing with `key` where the database
+/// verifies tokens (without one, such a database refuses the pool, naming the fix).
+fn pool(
+    app_url: &str,
+    registry: &'static Registry,
+    key: Option<&ContextKey>,
+) -> Result<TenantPool, OpsError> {
+    let mut builder = TenantPool::builder(app_url, registry).max_size(1);
+    if let Some(key) = key {
+        builder = builder.signed_context(key.clone());
+    }
+    Ok(builder.build()?)
+}
+
 /// Every row of `org` in every tenant table of `registry`, parents first, read as the
 /// application role at `app_url` with the org's context (row-level security confines it).
 ///
 /// # Errors
 /// A registered table missing, a database error, or a pool that refuses to start.
-pub fn export(app_url: &str, registry: &'static Registry, org: OrgId) -> Result<Export, OpsError> {
+pub fn export(
+    app_url: &str,
+    registry: &'static Registry,
+    org: OrgId,
+    key: Option<&ContextKey>,
+) -> Result<Export, OpsError> {
     let (tables, schema_digest) = tables(app_url, registry)?;
     let order = tenant_probe::seed::parents_first(&tables);
-    let pool = TenantPool::builder(app_url, registry).max_size(1).build()?;
+    let pool = pool(app_url, registry, key)?;
     let data = pool.with_org(org, |s| {
         let raw = s.raw_connection_unchecked(
             "tenant-ops export: every row of the org, as JSON, under its row-level security context",
@@ -216,6 +236,7 @@ pub fn restore(
     registry: &'static Registry,
     file: &str,
     replace: bool,
+    key: Option<&ContextKey>,
 ) -> Result<Receipt, OpsError> {
     let export = Export::parse_and_verify(file).map_err(OpsError::InvalidFile)?;
     let (tables, here) = tables(app_url, registry)?;
@@ -256,7 +277,7 @@ pub fn restore(
             "{name} is not a tenant table of this database: the file can only restore tenant tables"
         )));
     }
-    let pool = TenantPool::builder(app_url, registry).max_size(1).build()?;
+    let pool = pool(app_url, registry, key)?;
     pool.with_org(org, |s| {
         let raw = s.raw_connection_unchecked(
             "tenant-ops restore: one org's rows back from an export, under its row-level security context",
@@ -306,10 +327,11 @@ pub fn restore_sealed(
     registry: &'static Registry,
     file: &str,
     replace: bool,
-    key: &crate::SealKey,
+    seal: &crate::SealKey,
+    key: Option<&ContextKey>,
 ) -> Result<Receipt, OpsError> {
-    key.verify(file).map_err(OpsError::Seal)?;
-    restore(app_url, registry, file, replace)
+    seal.verify(file).map_err(OpsError::Seal)?;
+    restore(app_url, registry, file, replace, key)
 }
 
 /// Deletes every row of `org` from every tenant table, children first, through a break-glass

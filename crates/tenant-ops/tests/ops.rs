@@ -73,7 +73,7 @@ fn export_purge_restore_gives_every_table_back_and_never_touches_the_other_org()
     let (a_before, b_before) = (org_state(&db, A), org_state(&db, B));
     let registry = &two_companies::REGISTRY;
 
-    let exported = export(&db.app_url(), registry, org(A)).unwrap();
+    let exported = export(&db.app_url(), registry, org(A), None).unwrap();
     let file = exported.to_json();
     assert!(!file.contains(B), "the export of A must hold nothing of B");
     let counts: Vec<(&str, usize)> = exported
@@ -140,12 +140,12 @@ fn export_purge_restore_gives_every_table_back_and_never_touches_the_other_org()
     );
     assert!(report.accesses[0].duration_s.is_some_and(|s| s >= 0.0));
 
-    let restored = restore(&db.app_url(), registry, &file, false).unwrap();
+    let restored = restore(&db.app_url(), registry, &file, false, None).unwrap();
     assert_eq!(restored.total(), 81);
     assert_eq!(org_state(&db, A), a_before);
     assert_eq!(org_state(&db, B), b_before);
     // Exporting again gives the same checksums: nothing changed on the way.
-    let again = export(&db.app_url(), registry, org(A)).unwrap();
+    let again = export(&db.app_url(), registry, org(A), None).unwrap();
     assert_eq!(again.manifest.tables, exported.manifest.tables);
 }
 
@@ -153,11 +153,13 @@ fn export_purge_restore_gives_every_table_back_and_never_touches_the_other_org()
 fn a_bad_file_a_different_schema_or_existing_rows_are_refused_with_nothing_written() {
     let db = example("ops_refusals", 3);
     let registry = &two_companies::REGISTRY;
-    let file = export(&db.app_url(), registry, org(A)).unwrap().to_json();
+    let file = export(&db.app_url(), registry, org(A), None)
+        .unwrap()
+        .to_json();
     let a_before = org_state(&db, A);
 
     // The org still has its rows: refused whole, nothing written.
-    let err = restore(&db.app_url(), registry, &file, false).unwrap_err();
+    let err = restore(&db.app_url(), registry, &file, false, None).unwrap_err();
     assert!(
         matches!(&err, OpsError::Conflict { table, rows: 3, .. } if table == "invoices"),
         "{err}"
@@ -167,7 +169,7 @@ fn a_bad_file_a_different_schema_or_existing_rows_are_refused_with_nothing_writt
 
     // A changed value: the checksum catches it.
     let tampered = file.replacen("customer 1", "customer X", 1);
-    let err = restore(&db.app_url(), registry, &tampered, true).unwrap_err();
+    let err = restore(&db.app_url(), registry, &tampered, true, None).unwrap_err();
     assert!(
         matches!(&err, OpsError::InvalidFile(why) if why.contains("customers: the rows do not match")),
         "{err}"
@@ -180,7 +182,7 @@ fn a_bad_file_a_different_schema_or_existing_rows_are_refused_with_nothing_writt
         .admin()
         .batch_execute("ALTER TABLE deals ADD COLUMN probability integer")
         .unwrap();
-    let err = restore(&other.app_url(), registry, &file, true).unwrap_err();
+    let err = restore(&other.app_url(), registry, &file, true, None).unwrap_err();
     assert!(matches!(err, OpsError::SchemaMismatch { .. }), "{err}");
 
     // With --replace, the org's rows become the file's.
@@ -189,7 +191,7 @@ fn a_bad_file_a_different_schema_or_existing_rows_are_refused_with_nothing_writt
             "UPDATE customers SET name = 'renamed' WHERE org_id = '{A}'"
         ))
         .unwrap();
-    let receipt = restore(&db.app_url(), registry, &file, true).unwrap();
+    let receipt = restore(&db.app_url(), registry, &file, true, None).unwrap();
     assert_eq!(receipt.replaced.iter().map(|(_, n)| n).sum::<u64>(), 13);
     assert_eq!(org_state(&db, A), a_before);
 }
@@ -198,12 +200,12 @@ fn a_bad_file_a_different_schema_or_existing_rows_are_refused_with_nothing_writt
 fn an_org_restores_into_another_database_with_the_same_schema() {
     let source = example("ops_source", 5);
     let registry = &two_companies::REGISTRY;
-    let file = export(&source.app_url(), registry, org(A))
+    let file = export(&source.app_url(), registry, org(A), None)
         .unwrap()
         .to_json();
     let target = TestDb::new("ops_target");
     two_companies::migrate(&target.admin_url()).unwrap();
-    restore(&target.app_url(), registry, &file, false).unwrap();
+    restore(&target.app_url(), registry, &file, false, None).unwrap();
     assert_eq!(org_state(&target, A), org_state(&source, A));
     assert!(org_state(&target, B).values().all(|(rows, _)| *rows == 0));
 }
@@ -242,7 +244,7 @@ fn garbage_huge_or_hostile_files_are_refused_by_name_with_nothing_written() {
         (huge.as_str(), "not an export file"),
         (wrong_version, "version 999 is not supported"),
     ] {
-        let err = restore(&db.app_url(), registry, file, true).unwrap_err();
+        let err = restore(&db.app_url(), registry, file, true, None).unwrap_err();
         let message = err.to_string();
         assert!(
             matches!(err, OpsError::InvalidFile(_)) && message.contains(says),
@@ -272,7 +274,9 @@ fn garbage_huge_or_hostile_files_are_refused_by_name_with_nothing_written() {
             app = roles::APP
         ))
         .unwrap();
-    let file = export(&db.app_url(), registry, org(A)).unwrap().to_json();
+    let file = export(&db.app_url(), registry, org(A), None)
+        .unwrap()
+        .to_json();
     let mut doc: serde_json::Value = serde_json::from_str(&file).unwrap();
     let rows = vec![serde_json::json!({"org_id": A, "note": "x\"); DELETE FROM app_notes; --"})];
     doc["manifest"]["tables"]
@@ -283,7 +287,7 @@ fn garbage_huge_or_hostile_files_are_refused_by_name_with_nothing_written() {
             "sha256": tenant_ops::format::rows_digest(&rows),
         }));
     doc["data"]["app_notes"] = serde_json::Value::Array(rows);
-    let err = restore(&db.app_url(), registry, &doc.to_string(), true).unwrap_err();
+    let err = restore(&db.app_url(), registry, &doc.to_string(), true, None).unwrap_err();
     assert!(
         matches!(&err, OpsError::InvalidFile(m) if m.contains("app_notes is not a tenant table")),
         "{err}"
@@ -319,7 +323,7 @@ fn every_operation_and_the_probe_refuse_an_empty_or_hostile_url_by_name() {
                 "{url:?}: {message}"
             );
         };
-        says(export(url, registry, org(A)).unwrap_err().to_string());
+        says(export(url, registry, org(A), None).unwrap_err().to_string());
         says(
             purge(url, registry, org(A), "OPS-1", "a reason long enough")
                 .unwrap_err()
@@ -337,7 +341,9 @@ fn a_restore_with_a_seal_key_takes_only_a_file_sealed_by_it() {
     let db = example("ops_sealed", 2);
     let registry = &two_companies::REGISTRY;
     let key = SealKey::new("ops1", &[0x33; 32]).unwrap();
-    let plain = export(&db.app_url(), registry, org(A)).unwrap().to_json();
+    let plain = export(&db.app_url(), registry, org(A), None)
+        .unwrap()
+        .to_json();
     let sealed = key.seal(&plain).unwrap();
     let before = (org_state(&db, A), org_state(&db, B));
     // A file made for B out of A's export: consistent with its own checksums, so a plain
@@ -360,7 +366,7 @@ fn a_restore_with_a_seal_key_takes_only_a_file_sealed_by_it() {
             "sealed by key \"ops2\", not by key ops1",
         ),
     ] {
-        let err = restore_sealed(&db.app_url(), registry, &file, true, &key).unwrap_err();
+        let err = restore_sealed(&db.app_url(), registry, &file, true, &key, None).unwrap_err();
         assert!(
             matches!(&err, OpsError::Seal(m) if m.contains(says)),
             "{what}: {err}"
@@ -368,7 +374,7 @@ fn a_restore_with_a_seal_key_takes_only_a_file_sealed_by_it() {
     }
     assert_eq!((org_state(&db, A), org_state(&db, B)), before);
     // The sealed file goes back in.
-    let receipt = restore_sealed(&db.app_url(), registry, &sealed, true, &key).unwrap();
+    let receipt = restore_sealed(&db.app_url(), registry, &sealed, true, &key, None).unwrap();
     assert_eq!(receipt.action, "restored");
     assert_eq!((org_state(&db, A), org_state(&db, B)), before);
 }
@@ -379,7 +385,7 @@ fn an_export_that_reads_no_row_is_an_error_and_writes_nothing() {
     let registry = &two_companies::REGISTRY;
     // A mistyped org id: a file of zero rows would pass for a backup of it.
     let missing = "00000000-0000-4000-8000-0000000000ff";
-    let err = export(&db.app_url(), registry, org(missing)).unwrap_err();
+    let err = export(&db.app_url(), registry, org(missing), None).unwrap_err();
     assert!(
         matches!(&err, OpsError::NothingExported { org } if org == missing),
         "{err}"
@@ -407,11 +413,45 @@ fn an_export_of_a_signed_database_without_its_key_is_refused_naming_the_fix() {
              INSERT INTO customers (org_id, name, email) VALUES ('{A}', 'alice', 'a@example.com');"
         ))
         .unwrap();
+    admin
+        .batch_execute(&format!(
+            "SELECT tenant_context.add_key('k1', '\\x{}')",
+            "42".repeat(32)
+        ))
+        .unwrap();
     // Before, this export read nothing (no token, no rows) and wrote a checksummed file of
     // zero rows.
-    let err = export(&db.app_url(), &two_companies::REGISTRY, org(A)).unwrap_err();
+    let err = export(&db.app_url(), &two_companies::REGISTRY, org(A), None).unwrap_err();
     assert!(
         err.to_string().contains("no context key") && err.to_string().contains("signed_context"),
         "{err}"
     );
+    // With the service's key, the round trip works in the signed mode.
+    let key = tenant_core::context::ContextKey::parse(&format!("k1:{}", "42".repeat(32))).unwrap();
+    let exported = export(&db.app_url(), &two_companies::REGISTRY, org(A), Some(&key)).unwrap();
+    let rows: Vec<(&str, usize)> = exported
+        .manifest
+        .tables
+        .iter()
+        .map(|t| (t.name.as_str(), t.rows))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("orgs", 1),
+            ("customers", 1),
+            ("deals", 0),
+            ("proposals", 0),
+            ("invoices", 0)
+        ]
+    );
+    let receipt = restore(
+        &db.app_url(),
+        &two_companies::REGISTRY,
+        &exported.to_json(),
+        true,
+        Some(&key),
+    )
+    .unwrap();
+    assert_eq!(receipt.total(), 2);
 }
