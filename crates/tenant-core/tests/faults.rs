@@ -170,8 +170,10 @@ fn a_deadlock_between_two_writers_is_retried_and_both_commit() {
         move |s, t, attempt| rename(s, t, attempt, 1),
     );
     assert_eq!(renamed, [1, 1]);
-    // PostgreSQL broke the deadlock by rolling one back; that one ran again.
-    assert_eq!(attempts, 3);
+    // PostgreSQL broke the deadlock by rolling one back; that one ran again. (Once, under
+    // the whole suite's load, a fourth attempt was seen: the retry met another retryable
+    // error. Both still committed exactly once, which is what this test is about.)
+    assert!((3..=4).contains(&attempts), "{attempts} attempts");
     // A constraint violation is not retried.
     let mut tried = 0;
     let err = pool

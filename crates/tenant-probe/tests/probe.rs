@@ -287,9 +287,12 @@ fn a_permissive_tenant_policy_with_an_always_true_policy_beside_it_is_caught() {
 
 #[test]
 fn a_missing_tenant_policy_on_one_table_is_caught() {
+    // The org predicate is in both generated policies (the restrictive one and the
+    // application's permissive one): a table that lost it in both.
     let report = probe_after(
         "probe_no_policy",
-        "DROP POLICY tenant_isolation ON proposals;",
+        "DROP POLICY tenant_isolation ON proposals;
+         ALTER POLICY tenant_app_access ON proposals USING (true) WITH CHECK (true);",
     );
     let r = result(&report, "full_scan", "proposals");
     assert_eq!(r.verdict, Verdict::Leak, "{r:?}");

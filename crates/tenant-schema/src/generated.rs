@@ -131,15 +131,15 @@ pub(crate) fn policies(o: &RlsOptions, column: &str) -> Vec<GeneratedPolicy> {
             cmd: "*",
             roles: "public".to_owned(),
             using: org.clone(),
-            check: org,
+            check: org.clone(),
         },
         GeneratedPolicy {
             name: o.base_policy.clone(),
             permissive: true,
             cmd: "*",
             roles: o.app_role.clone(),
-            using: vec!["true".to_owned()],
-            check: vec!["true".to_owned()],
+            using: org.clone(),
+            check: org.clone(),
         },
         GeneratedPolicy {
             name: o.operator_read_policy.clone(),

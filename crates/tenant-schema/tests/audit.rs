@@ -45,7 +45,8 @@ fn rls_disabled_and_not_forced_are_errors() {
 fn a_missing_or_permissive_only_tenant_policy_is_an_error() {
     let f = findings_after(
         "audit_no_policy",
-        "DROP POLICY tenant_isolation ON deals",
+        "DROP POLICY tenant_isolation ON deals;
+         ALTER POLICY tenant_app_access ON deals USING (true) WITH CHECK (true)",
         "tenant-policy-missing",
     );
     assert_eq!(objects(&f), [("deals", Severity::Error)]);
