@@ -31,6 +31,19 @@ pub enum UnsafeConfig {
         /// The login role.
         role: String,
     },
+    /// The login role has CREATEROLE (it can grant itself the table owner's role) or
+    /// REPLICATION (it can copy the whole cluster).
+    #[error(
+        "role `{role}` has {attribute}, which reaches every org's rows around row-level security \
+         (CREATEROLE grants itself the table owner's role; REPLICATION copies the cluster): run \
+         `ALTER ROLE {role} NO{attribute}`"
+    )]
+    PowerfulAttribute {
+        /// The login role.
+        role: String,
+        /// CREATEROLE or REPLICATION.
+        attribute: &'static str,
+    },
     /// The login role is a member of a superuser or BYPASSRLS role (it can `SET ROLE` to it).
     #[error(
         "role `{role}` is a member of `{member_of}`, which is a superuser or has BYPASSRLS; it can \
@@ -137,6 +150,10 @@ struct RoleRow {
     superuser: bool,
     #[diesel(sql_type = Bool)]
     bypassrls: bool,
+    #[diesel(sql_type = Bool)]
+    createrole: bool,
+    #[diesel(sql_type = Bool)]
+    replication: bool,
     #[diesel(sql_type = Text)]
     context: String,
 }
@@ -288,6 +305,7 @@ pub(crate) fn check_role_and_schema(
 ) -> Result<(), TenantError> {
     let me: RoleRow = diesel::sql_query(
         "SELECT current_user::text AS role, r.rolsuper AS superuser, r.rolbypassrls AS bypassrls, \
+                r.rolcreaterole AS createrole, r.rolreplication AS replication, \
                 coalesce(current_setting('tenant.org_id', true), '') AS context \
          FROM pg_roles r WHERE r.rolname = current_user",
     )
@@ -298,6 +316,14 @@ pub(crate) fn check_role_and_schema(
     }
     if me.bypassrls {
         return Err(UnsafeConfig::BypassRls { role }.into());
+    }
+    for (held, attribute) in [
+        (me.createrole, "CREATEROLE"),
+        (me.replication, "REPLICATION"),
+    ] {
+        if held {
+            return Err(UnsafeConfig::PowerfulAttribute { role, attribute }.into());
+        }
     }
     if !me.context.is_empty() {
         return Err(UnsafeConfig::ContextAtConnect {

@@ -362,6 +362,8 @@ fn roles(out: &mut String, o: &RlsOptions) {
          BEGIN\n\
          {create_owner}\
          {create_app}\
+         {create_operator}\
+         {create_auditor}\
          {app_no_bypass}\
          \x20 IF pg_has_role({app}, {owner}, 'MEMBER') THEN\n\
          \x20   RAISE EXCEPTION 'role % is a member of %: the application role must not be able to act as the table owner', {app}, {owner}\n\
@@ -371,6 +373,10 @@ fn roles(out: &mut String, o: &RlsOptions) {
          $$;\n",
         create_owner = create_nologin_role(&o.owner_role),
         create_app = create_nologin_role(&o.app_role),
+        // Created here too (the operator's part creates them again, idempotently): the signed
+        // context's grants, which come first, name the operator role.
+        create_operator = create_nologin_role(&o.operator_role),
+        create_auditor = create_nologin_role(&o.auditor_role),
         app_no_bypass = strip_rls_bypass(&o.app_role),
     );
 }

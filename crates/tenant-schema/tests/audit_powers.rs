@@ -335,3 +335,127 @@ fn a_role_default_the_application_set_for_itself_is_found() {
         )
     );
 }
+
+#[test]
+fn a_generated_signing_function_the_application_may_run_is_an_error() {
+    let db = signed("audit_mac_grant");
+    db.admin()
+        .batch_execute("GRANT EXECUTE ON FUNCTION tenant_context.mac(text, text) TO tenant_app")
+        .unwrap();
+    // What it gives: the MAC of any text under the service's key, so a token for any org.
+    let mut app = db.connect_as(roles::APP);
+    assert!(yes(
+        &mut app,
+        "length(tenant_context.mac('k1', 'v1.00000000-0000-4000-8000-00000000000b.9999999999.0.k1')) = 64"
+    ));
+    let options = AuditOptions {
+        rls: tenant_schema::RlsOptions {
+            context: tenant_schema::ContextMode::Signed,
+            ..tenant_schema::RlsOptions::default()
+        },
+        ..AuditOptions::default()
+    };
+    let f = of_rule(
+        run_as(&db, roles::APP, &options).findings,
+        "generated-function-executable",
+    );
+    assert_eq!(
+        objects(&f),
+        [(
+            "tenant_app: EXECUTE on tenant_context.mac(text,text)",
+            Severity::Error
+        )]
+    );
+}
+
+#[test]
+fn reading_the_servers_files_or_the_statistics_catalog_is_an_error() {
+    let db = migrated("audit_reads_server");
+    let mut admin = db.admin();
+    admin
+        .batch_execute(
+            "GRANT EXECUTE ON FUNCTION pg_read_binary_file(text) TO tenant_app; \
+             GRANT SELECT ON pg_catalog.pg_statistic TO tenant_app; \
+             INSERT INTO orgs (id, name) VALUES ('00000000-0000-4000-8000-00000000000b', 'B'); \
+             INSERT INTO customers (org_id, name, email) \
+               SELECT '00000000-0000-4000-8000-00000000000b', 'bob', 'bob-' || g || '@b.test' FROM generate_series(1, 20) g; \
+             ANALYZE customers;",
+        )
+        .unwrap();
+    // What they give: a file under the data directory (the key table is one), and the most
+    // common values of every org's columns.
+    let mut app = db.connect_as(roles::APP);
+    assert!(yes(
+        &mut app,
+        "length(pg_read_binary_file('PG_VERSION')) > 0"
+    ));
+    assert!(yes(
+        &mut app,
+        "EXISTS (SELECT FROM pg_statistic s WHERE s.starelid = 'customers'::regclass AND s.stavalues1::text LIKE '%bob%')"
+    ));
+    let f = of_rule(run(&db).findings, "role-reads-server");
+    assert_eq!(
+        objects(&f),
+        [
+            (
+                "tenant_app: EXECUTE on function pg_read_binary_file(text)",
+                Severity::Error
+            ),
+            ("tenant_app: SELECT on pg_statistic", Severity::Error),
+        ]
+    );
+}
+
+#[test]
+fn createrole_and_replication_are_errors_and_the_pool_refuses_them() {
+    // Role attributes are cluster-wide: roles of this test's own.
+    let db = migrated("audit_attributes");
+    let (app, login) = ("audit_attr_app", "audit_attr_login");
+    let mut admin = db.admin();
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {app} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             ALTER ROLE {app} CREATEROLE REPLICATION; \
+             DO $$ BEGIN CREATE ROLE {login} LOGIN PASSWORD '{pw}' IN ROLE tenant_app; \
+               EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             ALTER ROLE {login} CREATEROLE;",
+            pw = tenant_testkit::TEST_PASSWORD
+        ))
+        .unwrap();
+    // What CREATEROLE gives (PostgreSQL 15): the table owner's role, granted by itself.
+    admin
+        .batch_execute(&format!(
+            "SET ROLE {app}; GRANT tenant_owner TO {app}; RESET ROLE;"
+        ))
+        .unwrap();
+    assert!(yes(
+        &mut admin,
+        &format!("pg_has_role('{app}', 'tenant_owner', 'MEMBER')")
+    ));
+    admin
+        .batch_execute(&format!("REVOKE tenant_owner FROM {app}"))
+        .unwrap();
+    let options = AuditOptions {
+        rls: tenant_schema::RlsOptions {
+            app_role: app.into(),
+            ..tenant_schema::RlsOptions::default()
+        },
+        ..AuditOptions::default()
+    };
+    let f = of_rule(run_as(&db, roles::APP, &options).findings, "role-attribute");
+    assert_eq!(
+        objects(&f),
+        [
+            (format!("{app}: CREATEROLE").as_str(), Severity::Error),
+            (format!("{app}: REPLICATION").as_str(), Severity::Error),
+        ]
+    );
+    let err = tenant_core::TenantPool::builder(db.url_as(login), &two_companies::REGISTRY)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("has CREATEROLE") && err.contains(&format!("ALTER ROLE {login} NOCREATEROLE")),
+        "{err}"
+    );
+}

@@ -456,3 +456,33 @@ fn the_signed_context_view_binds_to_pg_catalog_whatever_the_migrating_sessions_p
     assert!(!row.depends_on_lookalike, "{}", row.definition);
     assert!(row.definition.contains("sha256"), "{}", row.definition);
 }
+
+#[test]
+fn the_signed_migration_applies_where_none_of_its_roles_exist_yet() {
+    // Every role name new to the cluster: the signed context's grants name the operator role,
+    // so the roles must exist before them (they once came after, hidden by roles the shared
+    // test cluster already had).
+    let db = TestDb::new("schema_fresh_roles");
+    let tag = db.name().replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    let options = RlsOptions {
+        context: tenant_schema::ContextMode::Signed,
+        owner_role: format!("{tag}_owner"),
+        app_role: format!("{tag}_app"),
+        operator_role: format!("{tag}_operator"),
+        auditor_role: format!("{tag}_auditor"),
+        ..RlsOptions::default()
+    };
+    let mut admin = db.admin();
+    for sql in two_companies::SCHEMA_SQL {
+        admin.batch_execute(sql).unwrap();
+    }
+    admin
+        .batch_execute(&generate(&two_companies::REGISTRY, &options).up)
+        .unwrap();
+    let granted: bool = diesel::select(diesel::dsl::sql::<Bool>(&format!(
+        "has_function_privilege('{tag}_operator', 'tenant_context.verified_org()', 'EXECUTE')"
+    )))
+    .get_result(&mut admin)
+    .unwrap();
+    assert!(granted);
+}

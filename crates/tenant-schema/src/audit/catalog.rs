@@ -183,6 +183,9 @@ pub struct Function {
     /// Whether the app role may execute it.
     #[diesel(sql_type = Bool)]
     pub app_can_execute: bool,
+    /// Whether the operator role may execute it.
+    #[diesel(sql_type = Bool)]
+    pub operator_can_execute: bool,
     /// `proconfig` (e.g. `search_path=pg_catalog`), comma-separated.
     #[diesel(sql_type = Text)]
     pub config: String,
@@ -465,12 +468,14 @@ impl Catalog {
                     "SELECT n.nspname::text AS schema, p.oid::regprocedure::text AS name, \
                         p.prosecdef AS security_definer, p.proleakproof AS leakproof, \
                         has_function_privilege($1::name, p.oid, 'EXECUTE') AS app_can_execute, \
+                        coalesce((SELECT has_function_privilege(r.oid, p.oid, 'EXECUTE') \
+                                  FROM pg_roles r WHERE r.rolname = $2), false) AS operator_can_execute, \
                         coalesce(array_to_string(p.proconfig, ','), '') AS config, \
                         pg_get_userbyid(p.proowner)::text AS owner, coalesce(p.prosrc, '') AS source \
                  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
                  WHERE (p.prosecdef OR p.proleakproof) AND {USER_SCHEMAS} ORDER BY 1, 2"
                 ),
-                &[app_role_name(app_role.as_ref())],
+                &[app_role_name(app_role.as_ref()), operator_role],
             )?
         };
         // Same-type operators for B-tree and hash (cross-type ones, date < timestamp, are not

@@ -17,8 +17,8 @@ use super::{AuditError, AuditOptions, Catalog, Finding, Severity};
 
 /// One power of a role, as the catalog shows it.
 ///
-/// `kind` is one of `create`, `signal`, `default-privilege`, `membership`, `setting`,
-/// `lo-compat`.
+/// `kind` is one of `create`, `signal`, `files`, `catalog`, `attribute`, `default-privilege`,
+/// `membership`, `setting`, `lo-compat`.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 pub struct RolePower {
     /// The role (the application or the operator role).
@@ -61,6 +61,26 @@ SELECT r.name, 'signal', format('EXECUTE on function %s', p.oid::regprocedure), 
   FROM r, pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace \
    AND p.proname IN ('pg_terminate_backend', 'pg_cancel_backend') \
    AND has_function_privilege(r.oid, p.oid, 'EXECUTE') \
+UNION ALL \
+SELECT r.name, 'files', format('EXECUTE on function %s', p.oid::regprocedure), \
+       format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC, %I', p.oid::regprocedure, r.name) \
+  FROM r, pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace \
+   AND p.proname IN ('pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', \
+                     'pg_ls_logdir', 'pg_ls_waldir', 'pg_ls_tmpdir', 'pg_ls_archive_statusdir', \
+                     'lo_export', 'lo_import') \
+   AND has_function_privilege(r.oid, p.oid, 'EXECUTE') \
+UNION ALL \
+SELECT r.name, 'catalog', format('SELECT on %s', c.oid::regclass), \
+       format('REVOKE SELECT ON %s FROM PUBLIC, %I', c.oid::regclass, r.name) \
+  FROM r, pg_class c WHERE c.relnamespace = 'pg_catalog'::regnamespace \
+   AND c.relname IN ('pg_statistic', 'pg_statistic_ext_data', 'pg_authid', 'pg_user_mapping') \
+   AND has_table_privilege(r.oid, c.oid, 'SELECT') \
+UNION ALL \
+SELECT r.name, 'attribute', a.attribute, format('ALTER ROLE %I NO%s', r.name, a.attribute) \
+  FROM r JOIN pg_roles ro ON ro.oid = r.oid, \
+       LATERAL (VALUES ('CREATEROLE', ro.rolcreaterole), ('REPLICATION', ro.rolreplication), \
+                       ('CREATEDB', ro.rolcreatedb)) AS a(attribute, held) \
+ WHERE a.held \
 UNION ALL \
 SELECT r.name, 'default-privilege', \
        format('%s on %s created by %I%s, to %s', a.privilege_type, o.kind, pg_get_userbyid(d.defaclrole), \
@@ -160,6 +180,101 @@ pub(super) fn role_setting(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<F
             )
         })
         .collect()
+}
+
+/// `role-reads-server`: the role can read the server's files (the key table's pages, the
+/// server log with the tokens it holds) or the catalogs that hold every org's values
+/// (`pg_statistic`) or secrets.
+pub(super) fn role_reads_server(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    c.role_powers
+        .iter()
+        .filter(|p| p.kind == "files" || p.kind == "catalog")
+        .map(|p| {
+            finding(
+                "role-reads-server",
+                Severity::Error,
+                p,
+                if p.kind == "files" {
+                    "the role reads or lists the server's files: the signed context's key table is a file under the data directory (its pads sign a token for any org), and the server log holds statement texts and tokens"
+                } else {
+                    "the role reads a catalog that row-level security does not govern: pg_statistic holds the most common values of every column of every org, pg_authid the password hashes"
+                },
+            )
+        })
+        .collect()
+}
+
+/// `role-attribute`: the role may create roles (and so grant itself any role, the table
+/// owner's included, then take the membership back), stream the whole cluster (replication),
+/// or create databases.
+pub(super) fn role_attribute(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
+    powers(c, "attribute")
+        .map(|p| {
+            let severe = p.what != "CREATEDB";
+            finding(
+                "role-attribute",
+                if severe { Severity::Error } else { Severity::Warning },
+                p,
+                if p.what == "CREATEROLE" {
+                    "a role with CREATEROLE can grant itself the table owner's role, read the signed context's keys or switch row-level security off, and revoke the membership afterwards"
+                } else if p.what == "REPLICATION" {
+                    "a role with REPLICATION can open a replication connection and copy the whole cluster, every org's rows and the keys included"
+                } else {
+                    "a role with CREATEDB can create databases outside this one's protection: review why it needs it"
+                },
+            )
+        })
+        .collect()
+}
+
+/// `generated-function-executable`: a role may run one of the generated SECURITY DEFINER
+/// functions it was not given: the application only `verified_org()`, the operator only the
+/// access functions and `verified_org()`. `mac`, `sign_for_this_backend` and `add_key` sign a
+/// token for any org; the access functions open an org.
+pub(super) fn generated_function_executable(
+    c: &Catalog,
+    _: &Registry,
+    o: &AuditOptions,
+) -> Vec<Finding> {
+    let generated = crate::generated::functions(&o.rls);
+    let context = crate::context::CONTEXT_SCHEMA;
+    let mut out = Vec::new();
+    for f in c.functions.iter().filter(|f| f.security_definer) {
+        let name = crate::generated::bare_name(&f.name);
+        if !generated
+            .iter()
+            .any(|g| g.schema == f.schema && g.name == name)
+        {
+            continue;
+        }
+        let verified_org = f.schema == context && name == "verified_org";
+        let access = f.schema == o.rls.audit_schema && name != "refuse_change";
+        for (role, may, allowed) in [
+            (&o.rls.app_role, f.app_can_execute, verified_org),
+            (
+                &o.rls.operator_role,
+                f.operator_can_execute,
+                verified_org || access,
+            ),
+        ] {
+            if may && !allowed {
+                out.push(Finding {
+                    rule: "generated-function-executable",
+                    severity: Severity::Error,
+                    // The name as the server prints it under the audit's search path
+                    // (schema-qualified outside `public`).
+                    object: format!("{role}: EXECUTE on {}", f.name),
+                    why: "the role may run a generated SECURITY DEFINER function it was not given: the signed context's functions sign a token for any org (or add a key), the access functions open an org".into(),
+                    fix: format!(
+                        "REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC, {}",
+                        f.name,
+                        crate::pg::ident(role)
+                    ),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// `role-can-signal`: the role can stop other sessions of its own role.

@@ -41,6 +41,12 @@ pub const RULES: &[(&str, Rule)] = &[
     ("server-version", server_version),
     ("role-can-create", super::powers::role_can_create),
     ("role-can-signal", super::powers::role_can_signal),
+    ("role-reads-server", super::powers::role_reads_server),
+    ("role-attribute", super::powers::role_attribute),
+    (
+        "generated-function-executable",
+        super::powers::generated_function_executable,
+    ),
     ("default-privilege", super::powers::default_privilege),
     ("role-membership", super::powers::role_membership),
     ("role-setting", super::powers::role_setting),
@@ -200,6 +206,21 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "role-can-signal",
         "-",
         "neither role can cancel or terminate another session of its own role",
+    ),
+    (
+        "role-reads-server",
+        "-",
+        "neither role reads the server's files or the catalogs that hold every org's values",
+    ),
+    (
+        "role-attribute",
+        "#2",
+        "neither role has CREATEROLE, REPLICATION or CREATEDB",
+    ),
+    (
+        "generated-function-executable",
+        "#5",
+        "each role may run only the generated functions given to it",
     ),
     (
         "default-privilege",
