@@ -17,6 +17,13 @@ fn of_rule(findings: Vec<Finding>, rule: &str) -> Vec<Finding> {
     findings.into_iter().filter(|f| f.rule == rule).collect()
 }
 
+/// The default audit options with `change` made to the generator's options.
+fn audit_options(change: impl FnOnce(&mut tenant_schema::RlsOptions)) -> AuditOptions {
+    let mut options = AuditOptions::default();
+    change(&mut options.rls);
+    options
+}
+
 fn yes(conn: &mut diesel::PgConnection, sql: &str) -> bool {
     diesel::select(diesel::dsl::sql::<Bool>(sql))
         .get_result(conn)
@@ -102,13 +109,7 @@ fn a_column_grant_on_the_signed_contexts_keys_is_an_error_naming_the_columns() {
     .get_result(&mut app)
     .unwrap();
     assert_eq!(pads, 1);
-    let options = AuditOptions {
-        rls: tenant_schema::RlsOptions {
-            context: tenant_schema::ContextMode::Signed,
-            ..tenant_schema::RlsOptions::default()
-        },
-        ..AuditOptions::default()
-    };
+    let options = audit_options(|o| o.context = tenant_schema::ContextMode::Signed);
     let f = of_rule(
         run_as(&db, roles::APP, &options).findings,
         "context-keys-readable",
@@ -222,13 +223,7 @@ fn membership_in_a_data_role_or_a_library_role_is_an_error() {
         &mut admin,
         &format!("has_table_privilege('{app}', 'tenant_audit.access_log', 'SELECT')")
     ));
-    let options = AuditOptions {
-        rls: tenant_schema::RlsOptions {
-            app_role: app.into(),
-            ..tenant_schema::RlsOptions::default()
-        },
-        ..AuditOptions::default()
-    };
+    let options = audit_options(|o| o.app_role = app.into());
     let f = of_rule(
         run_as(&db, roles::APP, &options).findings,
         "role-membership",
@@ -348,13 +343,7 @@ fn a_generated_signing_function_the_application_may_run_is_an_error() {
         &mut app,
         "length(tenant_context.mac('k1', 'v1.00000000-0000-4000-8000-00000000000b.9999999999.0.k1')) = 64"
     ));
-    let options = AuditOptions {
-        rls: tenant_schema::RlsOptions {
-            context: tenant_schema::ContextMode::Signed,
-            ..tenant_schema::RlsOptions::default()
-        },
-        ..AuditOptions::default()
-    };
+    let options = audit_options(|o| o.context = tenant_schema::ContextMode::Signed);
     let f = of_rule(
         run_as(&db, roles::APP, &options).findings,
         "generated-function-executable",
@@ -435,13 +424,7 @@ fn createrole_and_replication_are_errors_and_the_pool_refuses_them() {
     admin
         .batch_execute(&format!("REVOKE tenant_owner FROM {app}"))
         .unwrap();
-    let options = AuditOptions {
-        rls: tenant_schema::RlsOptions {
-            app_role: app.into(),
-            ..tenant_schema::RlsOptions::default()
-        },
-        ..AuditOptions::default()
-    };
+    let options = audit_options(|o| o.app_role = app.into());
     let f = of_rule(run_as(&db, roles::APP, &options).findings, "role-attribute");
     assert_eq!(
         objects(&f),
