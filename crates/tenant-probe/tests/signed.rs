@@ -327,7 +327,7 @@ fn the_audit_passes_the_generated_context_objects_and_reports_changed_ones() {
             ("view-without-security-invoker", view),
             (
                 "security-definer-function",
-                "tenant_context.tenant_context.verified_org()".to_owned()
+                "tenant_context.verified_org()".to_owned()
             ),
         ]
     );

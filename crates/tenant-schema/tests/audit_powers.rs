@@ -442,3 +442,128 @@ fn createrole_and_replication_are_errors_and_the_pool_refuses_them() {
         "{err}"
     );
 }
+
+/// As tenant_app with org A set: the names of the customers `sql` shows.
+fn names_as_app(db: &TestDb, sql: &str) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let mut app = db.connect_as(roles::APP);
+    diesel::Connection::transaction(&mut app, |c| {
+        c.batch_execute(
+            "SELECT set_config('tenant.org_id', '00000000-0000-4000-8000-00000000000a', true)",
+        )?;
+        diesel::sql_query(sql).load::<Name>(c)
+    })
+    .unwrap()
+    .into_iter()
+    .map(|n| n.name)
+    .collect()
+}
+
+/// The story with org A (customer alice) and org B (customer bob-secret).
+fn two_orgs(hint: &str) -> TestDb {
+    let db = migrated(hint);
+    db.admin()
+        .batch_execute(
+            "INSERT INTO orgs (id, name) VALUES ('00000000-0000-4000-8000-00000000000a', 'A'), \
+               ('00000000-0000-4000-8000-00000000000b', 'B'); \
+             INSERT INTO customers (org_id, name, email) VALUES \
+               ('00000000-0000-4000-8000-00000000000a', 'alice', 'a@a.test'), \
+               ('00000000-0000-4000-8000-00000000000b', 'bob-secret', 'b@b.test');",
+        )
+        .unwrap();
+    db
+}
+
+#[test]
+fn a_copy_of_a_tenant_table_under_its_name_in_another_schema_is_an_unregistered_relation() {
+    let db = two_orgs("audit_same_name");
+    db.admin()
+        .batch_execute(
+            "CREATE SCHEMA archive; CREATE TABLE archive.customers AS SELECT * FROM public.customers; \
+             CREATE MATERIALIZED VIEW archive.orgs AS SELECT * FROM public.orgs; \
+             GRANT USAGE ON SCHEMA archive TO tenant_app; \
+             GRANT SELECT ON archive.customers, archive.orgs TO tenant_app;",
+        )
+        .unwrap();
+    // What it gives: B's customers, under a registered name.
+    assert_eq!(
+        names_as_app(&db, "SELECT name FROM archive.customers ORDER BY name"),
+        ["alice", "bob-secret"]
+    );
+    let f = of_rule(run(&db).findings, "unregistered-relation");
+    assert_eq!(
+        objects(&f),
+        [
+            ("archive.customers", Severity::Error),
+            ("archive.orgs", Severity::Error)
+        ]
+    );
+}
+
+#[test]
+fn an_operators_definer_function_and_a_definer_trigger_on_a_tenant_table_are_found() {
+    let db = two_orgs("audit_definer_more");
+    db.admin()
+        .batch_execute(
+            "CREATE SCHEMA ops; GRANT USAGE ON SCHEMA ops TO tenant_operator; \
+             CREATE FUNCTION ops.all_customers() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER \
+               SET search_path = pg_catalog, public AS $$ SELECT name FROM public.customers $$; \
+             REVOKE EXECUTE ON FUNCTION ops.all_customers() FROM PUBLIC; \
+             GRANT EXECUTE ON FUNCTION ops.all_customers() TO tenant_operator; \
+             CREATE FUNCTION ops.copy_names() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER \
+               SET search_path = pg_catalog, public AS $$ BEGIN \
+                 NEW.name := (SELECT string_agg(name, ',' ORDER BY name) FROM public.customers); RETURN NEW; END $$; \
+             REVOKE EXECUTE ON FUNCTION ops.copy_names() FROM PUBLIC; \
+             CREATE TRIGGER copy_names BEFORE INSERT ON public.customers \
+               FOR EACH ROW EXECUTE FUNCTION ops.copy_names();",
+        )
+        .unwrap();
+    // What the trigger gives the application: B's names in a row of A's.
+    assert_eq!(
+        names_as_app(
+            &db,
+            "INSERT INTO customers (org_id, name, email) \
+             VALUES ('00000000-0000-4000-8000-00000000000a', 'x', 'x@a.test') RETURNING name"
+        ),
+        ["alice,bob-secret"]
+    );
+    let f = of_rule(run(&db).findings, "security-definer-function");
+    let objects: Vec<&str> = f.iter().map(|f| f.object.as_str()).collect();
+    assert_eq!(
+        objects,
+        [
+            "public.customers.copy_names (ops.copy_names)",
+            "ops.all_customers()"
+        ],
+        "{f:#?}"
+    );
+}
+
+#[test]
+fn an_org_every_session_of_the_database_starts_with_is_an_error() {
+    let db = two_orgs("audit_database_org");
+    db.admin()
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET tenant.org_id = %L', \
+               current_database(), '00000000-0000-4000-8000-00000000000b'); END $$",
+        )
+        .unwrap();
+    // What it gives: a session that sets no org reads B's rows.
+    let mut app = db.connect_as(roles::APP);
+    assert!(yes(
+        &mut app,
+        "(SELECT string_agg(name, ',') FROM customers) = 'bob-secret'"
+    ));
+    let f = of_rule(run(&db).findings, "role-setting");
+    assert_eq!(
+        objects(&f),
+        [(
+            "every role: tenant.org_id=00000000-0000-4000-8000-00000000000b (this database, every role)",
+            Severity::Error
+        )]
+    );
+}

@@ -108,6 +108,11 @@ SELECT r.name, 'setting', \
    AND s.setdatabase IN (0, (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())), \
        unnest(s.setconfig) AS c(setting) \
 UNION ALL \
+SELECT 'every role', 'setting', c.setting || ' (this database, every role)', \
+       format('ALTER DATABASE %I RESET %s', current_database(), split_part(c.setting, '=', 1)) \
+  FROM pg_db_role_setting s, unnest(s.setconfig) AS c(setting) \
+ WHERE s.setrole = 0 AND s.setdatabase = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()) \
+UNION ALL \
 SELECT r.name, 'lo-compat', 'lo_compat_privileges = on', 'ALTER SYSTEM SET lo_compat_privileges = off' \
   FROM r, pg_settings s WHERE s.name = 'lo_compat_privileges' AND s.setting = 'on' \
 ORDER BY 1, 2, 3";
@@ -165,9 +170,19 @@ pub(super) fn role_setting(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<F
     let generated = format!("search_path={}", crate::session::ROLE_SEARCH_PATH);
     powers(c, "setting")
         .filter(|p| p.what != generated)
+        .filter(|p| {
+            // A database-wide default is only reported when it could matter for isolation
+            // (others, a time zone say, are the database's own business).
+            p.role != "every role" || {
+                let name = p.what.split('=').next().unwrap_or_default();
+                DANGEROUS_SETTINGS.contains(&name) || name.starts_with("tenant.")
+            }
+        })
         .map(|p| {
             let name = p.what.split('=').next().unwrap_or_default();
-            let severe = DANGEROUS_SETTINGS.contains(&name);
+            // An org or token every session starts with: code that forgets to set one works
+            // inside that org.
+            let severe = DANGEROUS_SETTINGS.contains(&name) || name.starts_with("tenant.");
             finding(
                 "role-setting",
                 if severe { Severity::Error } else { Severity::Warning },

@@ -264,8 +264,17 @@ fn relation<'c>(catalog: &'c Catalog, name: &str) -> Option<&'c Relation> {
     catalog
         .relations
         .iter()
-        .find(|r| r.name == name && r.schema == "public")
-        .or_else(|| catalog.relations.iter().find(|r| r.name == name))
+        .find(|r| r.name == name && r.schema == REGISTERED_SCHEMA)
+}
+
+/// The schema registered tables live in (the SQL checker and the generator read a table's
+/// name as `public.<name>`): a relation of a registered name in any other schema is another
+/// relation, and is judged as one.
+const REGISTERED_SCHEMA: &str = "public";
+
+/// Whether `rel` is the relation the registry names (not one of the same name elsewhere).
+fn is_registered(rel: &Relation, r: &Registry) -> bool {
+    rel.schema == REGISTERED_SCHEMA && r.get(&rel.name).is_some()
 }
 
 /// Registered tenant tables present in the database, with their org column.
@@ -1072,27 +1081,66 @@ fn generated_object_changed(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<
     out
 }
 
-fn security_definer_function(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
+fn security_definer_function(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
     let generated = generated_functions(c, o);
     c.functions
         .iter()
-        .filter(|f| f.security_definer && f.app_can_execute)
+        .filter(|f| f.security_definer && (f.app_can_execute || f.operator_can_execute))
         .filter(|f| !generated.iter().any(|g| std::ptr::eq(*g, *f)))
         .map(|f| {
             let fixed_path = f.config.split(',').any(|s| s.starts_with("search_path="));
             finding(
                 "security-definer-function",
                 if fixed_path { Severity::Warning } else { Severity::Error },
-                format!("{}.{}", f.schema, f.name),
+                qualified(f),
                 if fixed_path {
-                    "the application role can run this function with its owner's rights: review that it cannot return another org's rows (THREATS.md #13)"
+                    "the application or operator role can run this function with its owner's rights: review that it cannot return another org's rows (for the operator: without a logged grant) (THREATS.md #13)"
                 } else {
-                    "the application role can run this function with its owner's rights, and it has no fixed search_path, so the caller can redirect what it calls (THREATS.md #13)"
+                    "the application or operator role can run this function with its owner's rights, and it has no fixed search_path, so the caller can redirect what it calls (THREATS.md #13)"
                 },
-                format!("review it; ALTER FUNCTION {}.{} SET search_path = pg_catalog, public; or REVOKE EXECUTE from the application role", f.schema, f.name),
+                format!("review it; ALTER FUNCTION {} SET search_path = pg_catalog, public; or REVOKE EXECUTE from the application and operator roles", qualified(f)),
             )
         })
+        .chain(definer_triggers(c, r))
         .collect()
+}
+
+/// A function's name with its schema, once: the server prints it qualified already where the
+/// audit's search path does not find it.
+fn qualified(f: &crate::audit::catalog::Function) -> String {
+    if f.name.split('(').next().is_some_and(|n| n.contains('.')) {
+        f.name.clone()
+    } else {
+        format!("{}.{}", f.schema, f.name)
+    }
+}
+
+/// Triggers on tenant tables whose function is SECURITY DEFINER: a trigger runs its function
+/// whatever the EXECUTE privilege, on every write of every org, with the function owner's
+/// rights, so it can read other orgs' rows into the row being written.
+fn definer_triggers<'c>(c: &'c Catalog, r: &'c Registry) -> impl Iterator<Item = Finding> + 'c {
+    c.triggers
+        .iter()
+        .filter(|t| {
+            t.table_name
+                .strip_prefix("public.")
+                .is_some_and(|name| is_tenant(r, name))
+        })
+        .filter(move |t| {
+            c.functions.iter().any(|f| {
+                f.security_definer
+                    && format!("{}.{}", f.schema, crate::generated::bare_name(&f.name)) == t.function
+            })
+        })
+        .map(|t| {
+            finding(
+                "security-definer-function",
+                Severity::Error,
+                format!("{}.{} ({})", t.table_name, t.name, t.function),
+                "a trigger on a tenant table runs this SECURITY DEFINER function on every write of every org, whatever its EXECUTE privilege, with its owner's rights: it can copy another org's rows into the row being written (THREATS.md #13)",
+                format!("make {} SECURITY INVOKER, or drop the trigger", t.function),
+            )
+        })
 }
 
 fn index_unusable_under_rls(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
@@ -1207,7 +1255,7 @@ fn unregistered_relation(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Fin
         .iter()
         .filter(|rel| {
             !rel.app_privileges.is_empty()
-                && r.get(&rel.name).is_none()
+                && !is_registered(rel, r)
                 && !partition_of_tenant(rel, r)
                 && !is_signed_context_view(rel, o)
         })
@@ -1230,7 +1278,7 @@ fn unregistered_tenant_table(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec
             matches!(rel.kind.as_str(), "r" | "p")
                 && rel.has_org_column
                 && rel.app_privileges.is_empty()
-                && r.get(&rel.name).is_none()
+                && !is_registered(rel, r)
                 && !partition_of_tenant(rel, r)
         })
         .map(|rel| {
