@@ -1,5 +1,5 @@
 -- The schema of the two-companies story (see examples/two-companies).
--- Conventions (DESIGN.md): uuid keys, `org_id uuid NOT NULL` on every tenant table, every UNIQUE
+-- Conventions (docs/design.md): uuid keys, `org_id uuid NOT NULL` on every tenant table, every UNIQUE
 -- and every foreign key between tenant tables includes org_id. Row-level security is added by
 -- the generated migration that follows this one.
 

@@ -145,7 +145,7 @@ impl CatalogReader {
         // The server prints names (of policies' functions, of views' relations, of functions'
         // signatures) qualified exactly when the session's search path would not find them:
         // one fixed path, whatever the role's or the database's setting, so that the same
-        // configuration always reads the same (THREATS.md's audit compares these texts).
+        // configuration always reads the same (the audit compares these texts).
         Ok(self.conn.build_transaction().read_only().run(|c| {
             use diesel::connection::SimpleConnection;
             c.batch_execute(CANONICAL_SEARCH_PATH)?;

@@ -1,6 +1,6 @@
 //! The signed org context: the token a scoped transaction sets when the database runs the
 //! hardened mode (`tenant_schema::ContextMode::Signed`), so that SQL in the session cannot
-//! switch the org (THREATS.md #5): changing the setting gives no org, and a token needs the
+//! switch the org (docs/threat-model.md #5): changing the setting gives no org, and a token needs the
 //! key, which the application role cannot read.
 //!
 //! Token: `v1.<org>.<expiry>.<pid>.<kid>.<mac>`, `<mac>` the hex HMAC-SHA256 under the key of

@@ -23,7 +23,7 @@
 //! # Ok::<(), TenantError>(())
 //! ```
 //!
-//! Only this crate touches a raw database connection (DESIGN.md invariant 1).
+//! Only this crate touches a raw database connection (docs/design.md invariant 1).
 
 pub mod admin;
 mod columns;
@@ -162,7 +162,7 @@ pub mod __private {
 pub use tenant_lint::{GlobalTable, RegisteredTable, Registry, TenantTable};
 pub use tenant_sqlcheck::Violation;
 
-/// The session setting that carries the org id (DESIGN.md conventions).
+/// The session setting that carries the org id (docs/design.md conventions).
 pub const ORG_SETTING: &str = "tenant.org_id";
 
 /// Opens one plain connection (the break-glass, admin and probe sessions; the pool's check),

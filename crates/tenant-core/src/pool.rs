@@ -149,7 +149,7 @@ impl TenantPoolBuilder {
     /// `pg_stat_activity`: the opening message places it past the part PostgreSQL records
     /// (`track_activity_query_size`), as the signed context always does with its token. In
     /// the default mode an org id seen there tells injected SQL which org to hop to
-    /// (THREATS.md #5); it costs about a kilobyte more per opening message. (The signed
+    /// (docs/threat-model.md #5); it costs about a kilobyte more per opening message. (The signed
     /// context hides its token anyway, and an org id alone is worth nothing there.)
     pub fn hide_org_in_activity(mut self) -> Self {
         self.hide_org = true;

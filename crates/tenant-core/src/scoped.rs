@@ -1,7 +1,7 @@
 //! [`OrgScoped`], the only way to reach tenant rows: a database transaction with the session's
 //! org set transaction-locally.
 //!
-//! Invariant (DESIGN.md 2): an `OrgScoped` exists only after `BEGIN` and
+//! Invariant (docs/design.md invariant 2): an `OrgScoped` exists only after `BEGIN` and
 //! `set_config('tenant.org_id', org, true)` ran, in one simple-query message (one round trip).
 //! The setting is local to the transaction, so it cannot outlive it or reach the next user of a
 //! pooled connection. The handle never exposes the connection: no `Deref`, no `AsMut`.

@@ -338,7 +338,7 @@ fn a_context_changed_inside_a_transaction_is_detected_and_not_committed() {
     let (b, _) = org_with_customer(&pool, "B", "bob");
     let err = pool
         .with_org(a, |s| {
-            // What injected SQL on the raw connection could do (THREATS.md #5).
+            // What injected SQL on the raw connection could do (docs/threat-model.md #5).
             s.raw_connection_unchecked("test: simulate an injected org hop")
                 .batch_execute(&format!("SELECT set_config('tenant.org_id', '{b}', true)"))
                 .unwrap();

@@ -45,7 +45,7 @@ fn a_plain_operator_login_sees_no_tenant_row_even_with_the_org_set_by_hand() {
     .get_result(&mut conn)
     .unwrap();
     assert_eq!(n, 0);
-    // Setting the org by hand, as THREATS.md #5 does for the app, gains an operator nothing:
+    // Setting the org by hand, as docs/threat-model.md #5 does for the app, gains an operator nothing:
     // the permissive policy wants an entered grant.
     let n: i64 = conn
         .transaction(|c| {

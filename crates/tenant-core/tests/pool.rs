@@ -90,7 +90,7 @@ fn a_session_level_org_left_on_a_pooled_connection_is_undone_at_the_next_opening
     let (a, _) = org_with_customer(&pool, "A", "alice");
     let (b, _) = org_with_customer(&pool, "B", "bob");
     // Raw SQL smuggled into a filter sets B's org at session level (is_local = false): it
-    // survives COMMIT, which is THREATS.md #6.
+    // survives COMMIT, which is docs/threat-model.md #6.
     let leak = format!("SELECT set_config('tenant.org_id', '{b}', false)");
     let poisoned_pid = pool
         .with_org(a, |s| {

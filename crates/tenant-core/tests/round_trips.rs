@@ -1,5 +1,5 @@
 //! Setting the org costs no round trip of its own: BEGIN and the transaction-local
-//! `set_config` travel in one simple-query message (DESIGN.md invariant 2).
+//! `set_config` travel in one simple-query message (docs/design.md invariant 2).
 
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -77,7 +77,7 @@ pub struct Plan {
     pub attack: &'static str,
     /// Its family.
     pub family: Family,
-    /// The THREATS.md item it tries.
+    /// The threat-model item it tries (docs/threat-model.md).
     pub threat: &'static str,
     /// The table (or view) attacked; empty for a database-wide attack.
     pub table: String,

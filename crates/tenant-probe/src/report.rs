@@ -75,7 +75,7 @@ pub struct AttackResult {
     pub attack: String,
     /// Its family.
     pub family: String,
-    /// The THREATS.md item.
+    /// The threat-model item (docs/threat-model.md).
     pub threat: String,
     /// The table or view; empty for a database-wide attack.
     pub table: String,
@@ -275,7 +275,7 @@ impl Report {
             for r in rows {
                 let _ = writeln!(
                     md,
-                    "- **{}** on `{}` ({}, THREATS.md {}): {} {}; observed {}{}\n  `{}`",
+                    "- **{}** on `{}` ({}, docs/threat-model.md {}): {} {}; observed {}{}\n  `{}`",
                     r.attack,
                     if r.table.is_empty() {
                         "(database)".to_owned()

@@ -124,7 +124,7 @@ fn sql_in_the_session_cannot_switch_a_signed_org() {
     let b = org_with_customer(&pool, "bob");
     let seen = pool
         .with_org(a, |s| {
-            let raw = s.raw_connection_unchecked("test: the injected statements of THREATS.md #5");
+            let raw = s.raw_connection_unchecked("test: the injected statements of docs/threat-model.md #5");
             let mut seen = vec![count(raw, "SELECT count(*) FROM customers")];
             for hop in [
                 format!("SELECT set_config('tenant.org_id', '{b}', true)"),

@@ -1,4 +1,4 @@
-//! The signed org context (THREATS.md #5 closed): in this mode the policies do not read the
+//! The signed org context (docs/threat-model.md #5 closed): in this mode the policies do not read the
 //! org from a setting any SQL could change, but from a token the service signs with a key the
 //! application role cannot read.
 //!
@@ -30,7 +30,7 @@ use crate::pg::{RlsOptions, ident, literal};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ContextMode {
     /// A transaction-local setting (`tenant.org_id`): simple, and what any SQL in the session
-    /// can change (THREATS.md #5).
+    /// can change (docs/threat-model.md #5).
     #[default]
     Setting,
     /// A token signed by the service (`tenant.org_token`), verified by the database.

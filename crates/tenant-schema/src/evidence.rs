@@ -16,7 +16,7 @@
 //! functions: [{schema, name, security_definer, leakproof, app_can_execute, config[], owner,
 //! source_sha256}], triggers: [{table, name, enabled, timing, function, function_sha256}],
 //! findings: [{rule, severity, object, why, fix}], checks: [{rule, threats, checks,
-//! findings}]}` (`checks` lists every audit rule with the THREATS.md items it covers and its
+//! findings}]}` (`checks` lists every audit rule with the threat-model items it covers and its
 //! number of findings). `checks`, a view's `reads` and `definition_sha256`, a relation's
 //! `grants`, a function's `owner` and `source_sha256`, and `triggers` were added in version 1
 //! without a version change, since readers of version 1 ignore unknown keys; with them a
@@ -187,9 +187,9 @@ fn markdown(
             "signed" =>
                 "**signed**: the policies verify a token the service signs; SQL in a session cannot switch the org",
             "mixed" =>
-                "**mixed**: some policies verify a signed token, others read a setting SQL in a session can change (THREATS.md #5): generate every table's migration in the signed mode",
+                "**mixed**: some policies verify a signed token, others read a setting SQL in a session can change (docs/threat-model.md #5): generate every table's migration in the signed mode",
             _ =>
-                "setting: the policies read `tenant.org_id`, which SQL in a session can change (THREATS.md #5); the signed mode closes this",
+                "setting: the policies read `tenant.org_id`, which SQL in a session can change (docs/threat-model.md #5); the signed mode closes this",
         }
     );
     let _ = writeln!(m, "| Configuration digest | `{digest}` |\n");
@@ -303,7 +303,7 @@ fn markdown(
 
     let _ = writeln!(
         m,
-        "\n## Checks performed\n\nEach rule of the audit, the items of THREATS.md it covers, and its findings here.\n\n| rule | THREATS.md | checks | findings |\n|---|---|---|---|"
+        "\n## Checks performed\n\nEach rule of the audit, the items of the threat model (docs/threat-model.md) it covers, and its findings here.\n\n| rule | threats | checks | findings |\n|---|---|---|---|"
     );
     for (rule, threats, checks) in crate::audit::CHECKS {
         let n = report.findings.iter().filter(|f| f.rule == *rule).count();

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use tenant_lint::{Registry, TableEntry};
 
-/// Names the generated SQL uses; the defaults are DESIGN.md's conventions.
+/// Names the generated SQL uses; the defaults are docs/design.md's conventions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RlsOptions {
     /// The session setting holding the org id (`tenant.org_id`).

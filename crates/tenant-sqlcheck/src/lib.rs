@@ -3,7 +3,7 @@
 //! Used at run time by `tenant-core` on every statement a scoped handle sends (the statement is
 //! rendered by diesel, and the org parameters are the bind positions holding the handle's org),
 //! and meant for compile time in `tenant_sql!` (with `$org` as the org parameter). The rule is
-//! the principle of THREATS.md, applied to one statement: every reference to a registered
+//! the principle of the threat model (docs/threat-model.md), applied to one statement: every reference to a registered
 //! tenant table must be constrained to the org, and nothing may move rows between orgs or
 //! change the session's org.
 //!

@@ -4,7 +4,7 @@
 //! `cargo xtask test` starts a throwaway cluster and sets it. Each [`TestDb`] is its own
 //! database, so tests run in parallel; it is dropped (`WITH (FORCE)`) when the value is.
 //!
-//! This crate is tooling, not library: it uses raw connections freely (DESIGN.md invariant 1
+//! This crate is tooling, not library: it uses raw connections freely (docs/design.md invariant 1
 //! binds the library crates).
 
 #![allow(clippy::expect_used, clippy::panic)]

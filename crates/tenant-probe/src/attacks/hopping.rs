@@ -1,4 +1,4 @@
-//! Org hopping inside A's transaction (THREATS.md #5): `set_config`, `SET LOCAL`, and the
+//! Org hopping inside A's transaction (docs/threat-model.md #5): `set_config`, `SET LOCAL`, and the
 //! one-statement injection that sets B's org in a subquery of the same statement. In the
 //! default configuration the session may change its own setting, so these read B's row: they
 //! are reported as findings (a known limitation until the hardened context mode), not leaks.

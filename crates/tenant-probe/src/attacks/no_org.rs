@@ -1,4 +1,4 @@
-//! Reads and writes with no org set (THREATS.md #4): with the setting emptied inside the
+//! Reads and writes with no org set (docs/threat-model.md #4): with the setting emptied inside the
 //! attacker's transaction (both orgs' rows present), on a fresh connection that never set
 //! one, and on a connection after an earlier scoped transaction ended (the setting is then
 //! `''`, not NULL). Each must see no row and write none.

@@ -1,4 +1,4 @@
-//! What constraint errors tell A about B (THREATS.md #8, #9). A foreign key checks its parent
+//! What constraint errors tell A about B (docs/threat-model.md #8, #9). A foreign key checks its parent
 //! without RLS: a reference from A's row to B's parent row must fail as if the parent did not
 //! exist (23503), which a composite key with the org column guarantees. A unique key checks
 //! every org: A inserting B's values must not collide (23505 would prove B has them), which a

@@ -1,4 +1,4 @@
-//! A context left on a pooled connection (THREATS.md #6): a statement that sets the org at
+//! A context left on a pooled connection (docs/threat-model.md #6): a statement that sets the org at
 //! session level (`set_config(.., false)`) and commits leaves it on the connection; if the
 //! pool hands that connection out again, the next user (a code path that sets no org, or
 //! PgBouncer in transaction mode) runs as B. The attack runs through the application's pool,
@@ -88,7 +88,7 @@ impl PoolUnderTest for TenantPool {
 }
 
 /// The query that finds a signed token (`v1.<org>.<expiry>.<pid>.<kid>.<mac>`) in another
-/// session's statement text: a token found there can be replayed (THREATS.md #5, #20).
+/// session's statement text: a token found there can be replayed (docs/threat-model.md #5, #20).
 pub const TOKEN_IN_ACTIVITY: &str = "SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() \
      AND query ~ 'v1[.][0-9a-f-]{36}[.][0-9]+[.][0-9]+[.][A-Za-z0-9_-]+[.][0-9a-f]{64}'";
 

@@ -1,4 +1,4 @@
-//! Privilege tricks from the application role (THREATS.md #2, #3, #7, #25): being or becoming
+//! Privilege tricks from the application role (docs/threat-model.md #2, #3, #7, #25): being or becoming
 //! a role that bypasses RLS, becoming the table's owner, `SET row_security = off`, disabling
 //! or un-forcing RLS, dropping or adding a policy, and `TRUNCATE` (which ignores RLS). Each
 //! must be refused with 42501, or find nothing to use.

@@ -1,4 +1,4 @@
-//! Reads through views (THREATS.md #11): a view runs with its owner's rights unless it has
+//! Reads through views (docs/threat-model.md #11): a view runs with its owner's rights unless it has
 //! `security_invoker`, so a view owned by a superuser (or a BYPASSRLS role) shows every org.
 //! A materialized view has no RLS at all. Every view the application role can read that has
 //! an org column is read as A: it must show no row of another org.

@@ -1,6 +1,6 @@
 //! Writes from org A at B: an insert with B's org id, an update moving A's row to B,
 //! updates and deletes of B's rows, `INSERT .. SELECT` both ways, `UPDATE .. FROM`, a writable
-//! CTE, `MERGE` and an upsert onto B's key (THREATS.md #24). Each write is followed by a check
+//! CTE, `MERGE` and an upsert onto B's key (docs/threat-model.md #24). Each write is followed by a check
 //! that B's rows of the table are unchanged.
 
 use std::collections::BTreeMap;

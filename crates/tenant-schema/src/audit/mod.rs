@@ -1,5 +1,5 @@
 //! The catalog audit: reads a live database's configuration and reports every way rows could
-//! cross orgs, on the principle of THREATS.md: every relation the application role can reach
+//! cross orgs, on the principle of the threat model (docs/threat-model.md): every relation the application role can reach
 //! is either a registered tenant table whose protection is complete, or a registered global
 //! table; anything else is a finding.
 //!
@@ -61,7 +61,7 @@ pub struct Finding {
 /// What the audit compares the database with.
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
-    /// Role, setting and policy names (DESIGN.md conventions by default).
+    /// Role, setting and policy names (docs/design.md conventions by default).
     pub rls: RlsOptions,
     /// The column name that marks a table as holding tenant data, for finding unregistered
     /// tenant tables.

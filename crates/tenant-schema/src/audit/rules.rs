@@ -53,7 +53,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("large-object-compat", super::powers::large_object_compat),
 ];
 
-/// What each rule checks, and the items of THREATS.md it covers: the evidence lists them, so
+/// What each rule checks, and the items of the threat model (docs/threat-model.md) it covers: the evidence lists them, so
 /// that "no finding" reads as "these were checked and passed". One entry per rule, in
 /// [`RULES`] order (a test keeps them in step).
 pub const CHECKS: &[(&str, &str, &str)] = &[
@@ -333,7 +333,7 @@ fn rls_not_forced(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
                 "rls-not-forced",
                 Severity::Error,
                 t.name,
-                "row-level security is not forced, so the table owner (and anything running as it) sees every org (THREATS.md #1)",
+                "row-level security is not forced, so the table owner (and anything running as it) sees every org (docs/threat-model.md #1)",
                 format!("ALTER TABLE {} FORCE ROW LEVEL SECURITY", t.name),
             )
         })
@@ -374,7 +374,7 @@ fn tenant_policy_missing(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Fin
             Severity::Error,
             t.name,
             if permissive_only {
-                "the org policy is PERMISSIVE: any other permissive policy is ORed with it and widens access beyond the org (THREATS.md #26)"
+                "the org policy is PERMISSIVE: any other permissive policy is ORed with it and widens access beyond the org (docs/threat-model.md #26)"
             } else {
                 "no RESTRICTIVE policy for all commands keys this table's USING and WITH CHECK on the session org"
             },
@@ -416,7 +416,7 @@ fn policy_has_or(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
                     "policy-has-or",
                     Severity::Error,
                     format!("{}.{}", p.table_name, p.name),
-                    "an OR in the tenant policy lets rows through without matching the org: `... IS NULL OR ...` shows every org to a session with no org set (THREATS.md #4)",
+                    "an OR in the tenant policy lets rows through without matching the org: `... IS NULL OR ...` shows every org to a session with no org set (docs/threat-model.md #4)",
                     "key the policy on the org alone: org_id = (SELECT nullif(current_setting('tenant.org_id', true), '')::uuid)",
                 ));
             }
@@ -518,7 +518,7 @@ fn app_role(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
             "app-role",
             Severity::Error,
             role.name.clone(),
-            "a superuser bypasses row-level security (THREATS.md #2)",
+            "a superuser bypasses row-level security (docs/threat-model.md #2)",
             format!("ALTER ROLE {} NOSUPERUSER", role.name),
         ));
     }
@@ -527,7 +527,7 @@ fn app_role(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
             "app-role",
             Severity::Error,
             role.name.clone(),
-            "BYPASSRLS makes row-level security not apply (THREATS.md #2)",
+            "BYPASSRLS makes row-level security not apply (docs/threat-model.md #2)",
             format!("ALTER ROLE {} NOBYPASSRLS", role.name),
         ));
     }
@@ -540,7 +540,7 @@ fn app_role(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
             "app-role",
             Severity::Error,
             format!("{} -> {m}", role.name),
-            "the application role can SET ROLE to a superuser or BYPASSRLS role (THREATS.md #2)",
+            "the application role can SET ROLE to a superuser or BYPASSRLS role (docs/threat-model.md #2)",
             format!("REVOKE {m} FROM {}", role.name),
         ));
     }
@@ -556,7 +556,7 @@ fn app_role_owns_tenant_table(c: &Catalog, r: &Registry, o: &AuditOptions) -> Ve
                 "app-role-owns-tenant-table",
                 Severity::Error,
                 t.name,
-                "the application role owns this table (or is a member of its owner): it can disable RLS or drop its policies (THREATS.md #1, #25)",
+                "the application role owns this table (or is a member of its owner): it can disable RLS or drop its policies (docs/threat-model.md #1, #25)",
                 format!("ALTER TABLE {} OWNER TO {} and make sure {} is not a member of {}", t.name, o.rls.owner_role, o.rls.app_role, rel.owner),
             )
         })
@@ -569,11 +569,11 @@ fn forbidden_privilege(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Findi
         for (privilege, why) in [
             (
                 "TRUNCATE",
-                "TRUNCATE ignores row-level security and empties every org (THREATS.md #7)",
+                "TRUNCATE ignores row-level security and empties every org (docs/threat-model.md #7)",
             ),
             (
                 "REFERENCES",
-                "REFERENCES lets the role add foreign keys that probe other orgs' rows (THREATS.md #8)",
+                "REFERENCES lets the role add foreign keys that probe other orgs' rows (docs/threat-model.md #8)",
             ),
             (
                 "TRIGGER",
@@ -610,7 +610,7 @@ fn unique_without_org(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Findin
                 "unique-without-org",
                 Severity::Warning,
                 format!("{}.{}", t.name, k.name),
-                "a unique key without the org column (a primary key too) is an oracle: a duplicate of another org's value raises 23505, and INSERT ... ON CONFLICT DO NOTHING inserts nothing, which proves the value exists (THREATS.md #9)",
+                "a unique key without the org column (a primary key too) is an oracle: a duplicate of another org's value raises 23505, and INSERT ... ON CONFLICT DO NOTHING inserts nothing, which proves the value exists (docs/threat-model.md #9)",
                 format!("include {col} in the key: UNIQUE ({col}, {})", k.columns.replace(',', ", ")),
             ));
         }
@@ -639,7 +639,7 @@ fn foreign_key_without_org(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<F
                 "foreign-key-without-org",
                 Severity::Error,
                 format!("{}.{}", t.name, k.name),
-                "a foreign key between tenant tables without the org column lets a row reference (and probe, or cascade into) another org's row: foreign-key checks bypass RLS (THREATS.md #8)",
+                "a foreign key between tenant tables without the org column lets a row reference (and probe, or cascade into) another org's row: foreign-key checks bypass RLS (docs/threat-model.md #8)",
                 format!("FOREIGN KEY ({col}, {}) REFERENCES {} ({parent_col}, {}) with UNIQUE ({parent_col}, {}) on the parent", k.columns, k.ref_table, k.ref_columns, k.ref_columns),
             ));
         }
@@ -656,7 +656,7 @@ fn sequence_key(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
                 "sequence-key",
                 Severity::Warning,
                 format!("{}.{} ({})", s.table_name, s.column_name, s.kind),
-                "a sequence shared by all orgs counts other orgs' inserts (THREATS.md #19)",
+                "a sequence shared by all orgs counts other orgs' inserts (docs/threat-model.md #19)",
                 "use uuid keys: DEFAULT gen_random_uuid() or UUIDv7 from the application",
             )
         })
@@ -692,7 +692,7 @@ fn view_without_security_invoker(c: &Catalog, _: &Registry, o: &AuditOptions) ->
                 "view-without-security-invoker",
                 Severity::Error,
                 format!("{}.{}", rel.schema, rel.name),
-                "the view runs with its owner's rights, so row-level security applies to the owner, not the reader: an owner-run view can return every org's rows (THREATS.md #11)",
+                "the view runs with its owner's rights, so row-level security applies to the owner, not the reader: an owner-run view can return every org's rows (docs/threat-model.md #11)",
                 format!("ALTER VIEW {}.{} SET (security_invoker = true)", rel.schema, rel.name),
             )
         })
@@ -999,7 +999,7 @@ fn context_keys_readable(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Fin
         Severity::Error,
         format!("{}.{}", keys.schema, keys.name),
         &format!(
-            "roles other than the key table's owner hold privileges on the signed context's keys ({}): a role that reads them signs a token for any org, one that writes them adds its own key, and SQL in a session can then switch the org again (THREATS.md #5)",
+            "roles other than the key table's owner hold privileges on the signed context's keys ({}): a role that reads them signs a token for any org, one that writes them adds its own key, and SQL in a session can then switch the org again (docs/threat-model.md #5)",
             grants.join(", ")
         ),
         format!(
@@ -1094,9 +1094,9 @@ fn security_definer_function(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec
                 if fixed_path { Severity::Warning } else { Severity::Error },
                 qualified(f),
                 if fixed_path {
-                    "the application or operator role can run this function with its owner's rights: review that it cannot return another org's rows (for the operator: without a logged grant) (THREATS.md #13)"
+                    "the application or operator role can run this function with its owner's rights: review that it cannot return another org's rows (for the operator: without a logged grant) (docs/threat-model.md #13)"
                 } else {
-                    "the application or operator role can run this function with its owner's rights, and it has no fixed search_path, so the caller can redirect what it calls (THREATS.md #13)"
+                    "the application or operator role can run this function with its owner's rights, and it has no fixed search_path, so the caller can redirect what it calls (docs/threat-model.md #13)"
                 },
                 format!("review it; ALTER FUNCTION {} SET search_path = pg_catalog, public; or REVOKE EXECUTE from the application and operator roles", qualified(f)),
             )
@@ -1137,7 +1137,7 @@ fn definer_triggers<'c>(c: &'c Catalog, r: &'c Registry) -> impl Iterator<Item =
                 "security-definer-function",
                 Severity::Error,
                 format!("{}.{} ({})", t.table_name, t.name, t.function),
-                "a trigger on a tenant table runs this SECURITY DEFINER function on every write of every org, whatever its EXECUTE privilege, with its owner's rights: it can copy another org's rows into the row being written (THREATS.md #13)",
+                "a trigger on a tenant table runs this SECURITY DEFINER function on every write of every org, whatever its EXECUTE privilege, with its owner's rights: it can copy another org's rows into the row being written (docs/threat-model.md #13)",
                 format!("make {} SECURITY INVOKER, or drop the trigger", t.function),
             )
         })
@@ -1210,7 +1210,7 @@ fn leakproof_function(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Findin
                 "leakproof-function",
                 Severity::Warning,
                 format!("{}.{}", f.schema, f.name),
-                "LEAKPROOF functions run before row-level security filters; one that can raise or log its input leaks other orgs' values (THREATS.md #10)",
+                "LEAKPROOF functions run before row-level security filters; one that can raise or log its input leaks other orgs' values (docs/threat-model.md #10)",
                 format!("ALTER FUNCTION {}.{} NOT LEAKPROOF unless it provably reveals nothing", f.schema, f.name),
             )
         })
@@ -1293,7 +1293,7 @@ fn unregistered_tenant_table(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec
         .collect()
 }
 
-/// The first release of each major with every RLS fix in THREATS.md #27 (the last,
+/// The first release of each major with every RLS fix in docs/threat-model.md #27 (the last,
 /// CVE-2025-8713, was fixed in 17.6, 16.10, 15.14, 14.19 and 13.22).
 const FIXED_IN: &[(i32, i32)] = &[
     (13, 130_022),
@@ -1318,7 +1318,7 @@ fn server_version(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
         "server-version",
         Severity::Error,
         format!("server {num}"),
-        "this server predates fixes for known row-level-security bypasses (CVE-2019-10130 ... CVE-2025-8713, THREATS.md #27)",
+        "this server predates fixes for known row-level-security bypasses (CVE-2019-10130 ... CVE-2025-8713, docs/threat-model.md #27)",
         if needed == i32::MAX {
             "upgrade to a supported major (13 or newer) at its latest minor".to_owned()
         } else {
