@@ -175,8 +175,11 @@ fn seal_key(file: &str) -> Result<tenant_ops::SealKey, String> {
     tenant_ops::SealKey::from_line(&line).map_err(|e| format!("{file}: {e}"))
 }
 
+/// The environment variable the commands read the service's context key from (`kid:hex`).
+pub const CONTEXT_KEY_VAR: &str = "TENANT_CONTEXT_KEY";
+
 /// The service's context key, for a database in the signed mode: from `--context-key-file`
-/// (one line `kid:hex`), else from the environment variable `TENANT_CONTEXT_KEY`, else none.
+/// (one line `kid:hex`), else from the environment variable [`CONTEXT_KEY_VAR`], else none.
 fn service_key(
     o: &std::collections::HashMap<&str, &str>,
 ) -> Result<Option<tenant_core::context::ContextKey>, String> {
@@ -184,8 +187,9 @@ fn service_key(
         Some(file) => tenant_core::context::ContextKey::from_file(std::path::Path::new(file))
             .map(Some)
             .map_err(|e| e.to_string()),
-        None => tenant_core::context::ContextKey::from_env("TENANT_CONTEXT_KEY")
-            .map_err(|e| e.to_string()),
+        None => {
+            tenant_core::context::ContextKey::from_env(CONTEXT_KEY_VAR).map_err(|e| e.to_string())
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use tenant_core::TenantPool;
 /// Runs the probe at `app_url` with the story's registry and a one-connection pool, signing
 /// with the service's context key where one is configured (`TENANT_CONTEXT_KEY`, `kid:hex`).
 pub fn probe_at(app_url: &str, git_commit: String) -> Result<tenant_probe::Report, String> {
-    let key = tenant_core::context::ContextKey::from_env("TENANT_CONTEXT_KEY")
+    let key = tenant_core::context::ContextKey::from_env(crate::ops::CONTEXT_KEY_VAR)
         .map_err(|e| e.to_string())?;
     let mut builder = TenantPool::builder(app_url, &two_companies::REGISTRY).max_size(1);
     if let Some(key) = &key {

@@ -102,31 +102,23 @@ impl Opening<'_> {
     /// `[0-9a-zA-Z_.-]`: nothing to inject.
     pub(crate) fn message(self, begin: &str, org: OrgId) -> String {
         let head = format!("{begin}; {RESET_SESSION}; SELECT {CONNECTION_SETTINGS}, ");
-        let refuse_or = |value: &str| {
-            format!(
-                "CASE WHEN {} THEN {REFUSE_LEFTOVER} ELSE '{value}' END",
-                stale()
-            )
-        };
+        // The value set only when nothing stale is found: `{guard}'<value>' END`. The hidden
+        // forms split the message after the guard, so that the value is past what other
+        // sessions see.
+        let guard = format!("CASE WHEN {} THEN {REFUSE_LEFTOVER} ELSE ", stale());
         let org_id = org.sql_literal();
+        let seed = reseed();
         match self {
             // Citus propagates SET LOCAL to its workers, not set_config.
-            Opening::SetLocal => format!(
-                "{head}CASE WHEN {} THEN {REFUSE_LEFTOVER} END, {}; SET LOCAL {ORG_SETTING} = '{org_id}'",
-                stale(),
-                reseed()
-            ),
-            Opening::Setting => format!(
-                "{head}set_config('{ORG_SETTING}', {}, true), {}",
-                refuse_or(&org_id),
-                reseed()
-            ),
+            Opening::SetLocal => {
+                format!("{head}{guard}NULL END, {seed}; SET LOCAL {ORG_SETTING} = '{org_id}'")
+            }
+            Opening::Setting => {
+                format!("{head}set_config('{ORG_SETTING}', {guard}'{org_id}' END, true), {seed}")
+            }
             Opening::HiddenSetting(recorded) => past_recorded_text(
-                &format!(
-                    "{head}set_config('{ORG_SETTING}', CASE WHEN {} THEN {REFUSE_LEFTOVER} ELSE ",
-                    stale()
-                ),
-                &format!("'{org_id}' END, true), {}", reseed()),
+                &format!("{head}set_config('{ORG_SETTING}', {guard}"),
+                &format!("'{org_id}' END, true), {seed}"),
                 recorded,
             ),
             Opening::Signed {
@@ -145,14 +137,10 @@ impl Opening<'_> {
                     String::new()
                 };
                 past_recorded_text(
+                    &format!("{head}set_config('{TOKEN_SETTING}', {guard}"),
                     &format!(
-                        "{head}set_config('{TOKEN_SETTING}', CASE WHEN {} THEN {REFUSE_LEFTOVER} ELSE ",
-                        stale()
-                    ),
-                    &format!(
-                        "'{}' END, true){plain}, {}",
-                        key.token(org, backend.pid()),
-                        reseed()
+                        "'{}' END, true){plain}, {seed}",
+                        key.token(org, backend.pid())
                     ),
                     backend.recorded_text(),
                 )

@@ -216,12 +216,6 @@ const CAN_CREATE: &str = "\
          AND has_function_privilege(p.oid, 'EXECUTE') \
     ) t ORDER BY n, privilege LIMIT 1";
 
-#[derive(QueryableByName)]
-struct ReaderRow {
-    #[diesel(sql_type = Bool)]
-    reads: bool,
-}
-
 /// Whether a policy or a column default of a registered tenant table reads the plain org
 /// setting (`tenant.org_id`): a database on its way to the signed mode, where the signed
 /// opening must set the setting as well as the token, or those tables would show no rows.
@@ -233,19 +227,39 @@ pub(crate) fn reads_org_setting(
     conn: &mut PgConnection,
     registry: &Registry,
 ) -> Result<bool, TenantError> {
+    Ok(first_table_reading(conn, registry, ORG_SETTING, true)?.is_some())
+}
+
+#[derive(QueryableByName)]
+struct TableName {
+    #[diesel(sql_type = Text)]
+    table: String,
+}
+
+/// The first registered tenant table (registry order) whose policy, or with `defaults` whose
+/// column default, mentions `needle`, as the server prints them.
+fn first_table_reading(
+    conn: &mut PgConnection,
+    registry: &Registry,
+    needle: &str,
+    defaults: bool,
+) -> Result<Option<String>, TenantError> {
     let names: Vec<&str> = registry.tenant_tables().map(|t| t.name).collect();
-    let row: ReaderRow = diesel::sql_query(
-        "WITH t AS (SELECT to_regclass(n) AS oid FROM unnest($1::text[]) AS n) \
-         SELECT EXISTS (SELECT FROM pg_policy p JOIN t ON p.polrelid = t.oid \
-                         WHERE strpos(concat(pg_get_expr(p.polqual, p.polrelid), ' ', \
-                                             pg_get_expr(p.polwithcheck, p.polrelid)), $2) > 0) \
-             OR EXISTS (SELECT FROM pg_attrdef d JOIN t ON d.adrelid = t.oid \
-                         WHERE strpos(pg_get_expr(d.adbin, d.adrelid), $2) > 0) AS reads",
+    let row: Option<TableName> = diesel::sql_query(
+        "SELECT t.name AS table FROM unnest($1::text[]) WITH ORDINALITY AS t(name, n) \
+         WHERE EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = to_regclass(t.name) \
+                        AND strpos(concat(pg_get_expr(p.polqual, p.polrelid), ' ', \
+                                          pg_get_expr(p.polwithcheck, p.polrelid)), $2) > 0) \
+            OR ($3 AND EXISTS (SELECT FROM pg_attrdef d WHERE d.adrelid = to_regclass(t.name) \
+                                AND strpos(pg_get_expr(d.adbin, d.adrelid), $2) > 0)) \
+         ORDER BY t.n LIMIT 1",
     )
     .bind::<Array<Text>, _>(names)
-    .bind::<Text, _>(ORG_SETTING)
-    .get_result(conn)?;
-    Ok(row.reads)
+    .bind::<Text, _>(needle)
+    .bind::<Bool, _>(defaults)
+    .get_result(conn)
+    .optional()?;
+    Ok(row.map(|r| r.table))
 }
 
 #[derive(QueryableByName)]
@@ -270,12 +284,6 @@ pub(crate) fn role_settings(conn: &mut PgConnection) -> Result<String, TenantErr
     Ok(row.settings)
 }
 
-#[derive(QueryableByName)]
-struct VerifierRow {
-    #[diesel(sql_type = Text)]
-    table: String,
-}
-
 /// The first registered tenant table whose policy reads the signed context's verifier
 /// (`tenant_context.current_org`, or `verified_org()`): a pool without a key would see none of
 /// its rows.
@@ -283,18 +291,7 @@ pub(crate) fn verifies_tokens(
     conn: &mut PgConnection,
     registry: &Registry,
 ) -> Result<Option<String>, TenantError> {
-    let names: Vec<&str> = registry.tenant_tables().map(|t| t.name).collect();
-    let row: Option<VerifierRow> = diesel::sql_query(
-        "SELECT t.name AS table FROM unnest($1::text[]) WITH ORDINALITY AS t(name, n) \
-         WHERE EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = to_regclass(t.name) \
-                        AND strpos(concat(pg_get_expr(p.polqual, p.polrelid), ' ', \
-                                          pg_get_expr(p.polwithcheck, p.polrelid)), 'tenant_context.') > 0) \
-         ORDER BY t.n LIMIT 1",
-    )
-    .bind::<Array<Text>, _>(names)
-    .get_result(conn)
-    .optional()?;
-    Ok(row.map(|r| r.table))
+    first_table_reading(conn, registry, "tenant_context.", false)
 }
 
 /// The start-up check: the role cannot bypass row-level security or create objects, and
