@@ -50,25 +50,18 @@ SELECT r.name, 'create', format('CREATE on schema %I', n.nspname), \
        format('REVOKE CREATE ON SCHEMA %I FROM PUBLIC, %I', n.nspname, r.name) \
   FROM r, pg_namespace n WHERE has_schema_privilege(r.oid, n.oid, 'CREATE') \
 UNION ALL \
-SELECT r.name, 'create', format('EXECUTE on function %s', p.oid::regprocedure), \
+SELECT r.name, f.kind, format('EXECUTE on function %s', p.oid::regprocedure), \
        format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC, %I', p.oid::regprocedure, r.name) \
-  FROM r, pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace \
-   AND p.proname IN ('lo_creat', 'lo_create', 'lo_from_bytea', 'lo_import') \
-   AND has_function_privilege(r.oid, p.oid, 'EXECUTE') \
-UNION ALL \
-SELECT r.name, 'signal', format('EXECUTE on function %s', p.oid::regprocedure), \
-       format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC, %I', p.oid::regprocedure, r.name) \
-  FROM r, pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace \
-   AND p.proname IN ('pg_terminate_backend', 'pg_cancel_backend') \
-   AND has_function_privilege(r.oid, p.oid, 'EXECUTE') \
-UNION ALL \
-SELECT r.name, 'files', format('EXECUTE on function %s', p.oid::regprocedure), \
-       format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC, %I', p.oid::regprocedure, r.name) \
-  FROM r, pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace \
-   AND p.proname IN ('pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', \
-                     'pg_ls_logdir', 'pg_ls_waldir', 'pg_ls_tmpdir', 'pg_ls_archive_statusdir', \
-                     'lo_export', 'lo_import') \
-   AND has_function_privilege(r.oid, p.oid, 'EXECUTE') \
+  FROM r, pg_proc p \
+  JOIN (VALUES ('lo_creat', 'create'), ('lo_create', 'create'), ('lo_from_bytea', 'create'), \
+               ('lo_import', 'create'), \
+               ('pg_terminate_backend', 'signal'), ('pg_cancel_backend', 'signal'), \
+               ('pg_read_file', 'files'), ('pg_read_binary_file', 'files'), ('pg_ls_dir', 'files'), \
+               ('pg_stat_file', 'files'), ('pg_ls_logdir', 'files'), ('pg_ls_waldir', 'files'), \
+               ('pg_ls_tmpdir', 'files'), ('pg_ls_archive_statusdir', 'files'), \
+               ('lo_export', 'files'), ('lo_import', 'files')) AS f(proname, kind) \
+    ON f.proname = p.proname \
+ WHERE p.pronamespace = 'pg_catalog'::regnamespace AND has_function_privilege(r.oid, p.oid, 'EXECUTE') \
 UNION ALL \
 SELECT r.name, 'catalog', format('SELECT on %s', c.oid::regclass), \
        format('REVOKE SELECT ON %s FROM PUBLIC, %I', c.oid::regclass, r.name) \
