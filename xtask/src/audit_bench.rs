@@ -25,7 +25,12 @@ fn registry(n: usize) -> &'static Registry {
     Box::leak(Box::new(Registry::from_entries(entries)))
 }
 
-pub(crate) fn build(admin_url: &str, n: usize) -> Result<(String, &'static Registry), String> {
+/// A database of `n` generated tenant tables with their protection: its admin URL, its
+/// application URL and the registry.
+pub(crate) fn build(
+    admin_url: &str,
+    n: usize,
+) -> Result<(String, String, &'static Registry), String> {
     let db = format!("tenant_audit_bench_{n}");
     let (admin, app) = crate::prepare_story_db(admin_url, &db)?;
     let mut conn = PgConnection::establish(&admin).map_err(|e| e.to_string())?;
@@ -40,7 +45,7 @@ pub(crate) fn build(admin_url: &str, n: usize) -> Result<(String, &'static Regis
             )
         };
         ddl.push_str(&format!(
-            "CREATE TABLE t{i} (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), org_id uuid NOT NULL, body text, UNIQUE (org_id, id){parent});\n"
+            "CREATE TABLE t{i} (id uuid NOT NULL DEFAULT gen_random_uuid(), org_id uuid NOT NULL, body text, PRIMARY KEY (org_id, id){parent});\n"
         ));
     }
     conn.batch_execute(&ddl)
@@ -49,7 +54,7 @@ pub(crate) fn build(admin_url: &str, n: usize) -> Result<(String, &'static Regis
     let migration = tenant_schema::generate(registry, &tenant_schema::RlsOptions::default());
     conn.batch_execute(&migration.up)
         .map_err(|e| format!("applying RLS to {n} tables: {e}"))?;
-    Ok((app, registry))
+    Ok((admin, app, registry))
 }
 
 fn time_audit(app_url: &str, registry: &'static Registry) -> Result<(f64, usize), String> {
@@ -69,8 +74,8 @@ fn time_audit(app_url: &str, registry: &'static Registry) -> Result<(f64, usize)
 /// Runs the measurement.
 pub fn run() -> Result<(), String> {
     crate::with_database(|admin_url| {
-        let (small_url, small) = build(admin_url, 50)?;
-        let (large_url, large) = build(admin_url, 500)?;
+        let (_, small_url, small) = build(admin_url, 50)?;
+        let (_, large_url, large) = build(admin_url, 500)?;
         let (mut s, mut l) = (Vec::new(), Vec::new());
         for round in 1..=ROUNDS {
             let (ts, fs) = time_audit(&small_url, small)?;

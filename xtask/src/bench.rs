@@ -1,8 +1,11 @@
 //! `cargo xtask bench`: what isolation costs, as ratios measured side by side in one run.
 //!
-//! One database, three tables of 1,000,000 rows: `bench_items` (100 orgs, RLS from the
-//! generator), `bench_items_1000` (1,000 orgs, RLS) and `bench_plain` (100 orgs, no RLS: the
-//! baseline a service would have without tenant-safe). Every variant runs in every round,
+//! One database, four tables of 1,000,000 rows: `bench_items_signed` (100 orgs, RLS from the
+//! generator in the default signed mode: what R1, R2, R6 and R7 measure), `bench_items` (100
+//! orgs, RLS in the opt-in plain-setting mode: R8 and R9 compare with it; R3, R4 and R10 use
+//! it, measuring what the mode does not change), `bench_items_1000` (1,000 orgs, plain
+//! setting) and `bench_plain` (100 orgs, no RLS: the baseline a service would have without
+//! tenant-safe). Every variant runs in every round,
 //! interleaved, so drift on this shared machine hits both sides of a ratio alike; each ratio
 //! is reported as the median over rounds with its spread (min to max). Written to
 //! `target/bench/bench.json` too.
@@ -12,7 +15,7 @@ use std::time::Instant;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use tenant_core::{OrgId, TenantPool};
+use tenant_core::{OrgContext, OrgId, TenantPool};
 
 diesel::table! {
     /// 1M rows over 100 orgs, RLS.
@@ -81,15 +84,19 @@ fn setup(admin: &str) -> Result<(), String> {
     .join("\n");
     conn.batch_execute(&ddl)
         .map_err(|e| format!("creating the bench tables: {e}"))?;
-    let migration = tenant_schema::generate(&BENCH, &tenant_schema::RlsOptions::default());
-    conn.batch_execute(&migration.up)
-        .map_err(|e| format!("applying RLS: {e}"))?;
-    let signed = tenant_schema::RlsOptions {
-        context: tenant_schema::ContextMode::Signed,
+    // The plain setting's tables, for the ratios that compare with it (R8, R9) or measure what
+    // does not depend on the context (R3, R4, R5, R10).
+    let plain = tenant_schema::RlsOptions {
+        context: tenant_schema::ContextMode::TrustEveryStatement,
         ..tenant_schema::RlsOptions::default()
     };
-    conn.batch_execute(&tenant_schema::generate(&BENCH_SIGNED, &signed).up)
-        .map_err(|e| format!("applying the signed RLS: {e}"))?;
+    let migration = tenant_schema::generate(&BENCH, &plain);
+    conn.batch_execute(&migration.up)
+        .map_err(|e| format!("applying RLS: {e}"))?;
+    conn.batch_execute(
+        &tenant_schema::generate(&BENCH_SIGNED, &tenant_schema::RlsOptions::default()).up,
+    )
+    .map_err(|e| format!("applying the signed RLS: {e}"))?;
     let hex = tenant_core::context::to_hex(&KEY);
     conn.batch_execute(&format!(
         "SELECT tenant_context.add_key('bench', '\\x{hex}')"
@@ -322,8 +329,15 @@ pub fn measure() -> Result<(), String> {
         let (admin, app) = crate::prepare_story_db(admin_url, "tenant_bench")?;
         println!("setting up 3 x {ROWS} rows ...");
         setup(&admin)?;
-        // The pool's start-up checks vouch for the bench database (role, RLS forced, ...).
-        TenantPool::builder(app.clone(), &BENCH)
+        let context_key =
+            tenant_core::context::ContextKey::new("bench", &KEY).map_err(|e| e.to_string())?;
+        // The pools' start-up checks vouch for the bench database (role, RLS forced, the
+        // tokens verified, ...).
+        TenantPool::builder(app.clone(), &BENCH, OrgContext::TrustEveryStatement)
+            .max_size(1)
+            .build()
+            .map_err(|e| e.to_string())?;
+        TenantPool::builder(app.clone(), &BENCH_SIGNED, &context_key)
             .max_size(1)
             .build()
             .map_err(|e| e.to_string())?;
@@ -333,8 +347,6 @@ pub fn measure() -> Result<(), String> {
             OrgId::try_from(org(0)).map_err(|e| e.to_string())?,
         )?;
         let backend = tenant_core::context::Backend::read(&mut raw).map_err(|e| e.to_string())?;
-        let context_key =
-            tenant_core::context::ContextKey::new("bench", &KEY).map_err(|e| e.to_string())?;
         let mut superuser = PgConnection::establish(&admin).map_err(|e| e.to_string())?;
         let oid = |k: i64| OrgId::try_from(org(k)).map_err(|e| e.to_string());
         let err = |e: diesel::result::Error| e.to_string();
@@ -342,13 +354,13 @@ pub fn measure() -> Result<(), String> {
         let mut ratios = vec![
             Ratio {
                 id: "R1",
-                what: "scoped point lookup / raw transaction, hand-written org filter, no RLS",
+                what: "scoped point lookup (signed context, the default) / raw transaction, hand-written org filter, no RLS",
                 target: ">= 0.90",
                 samples: vec![],
             },
             Ratio {
                 id: "R2",
-                what: "scoped single-query transaction / four round trips (BEGIN, set_config, query, COMMIT)",
+                what: "scoped single-query transaction (signed) / four round trips (BEGIN, set_config of the token, query, COMMIT)",
                 target: ">= 1.20",
                 samples: vec![],
             },
@@ -366,37 +378,37 @@ pub fn measure() -> Result<(), String> {
             },
             Ratio {
                 id: "R5",
-                what: "point lookup, 1,000 orgs / 100 orgs (same rows)",
+                what: "point lookup, 1,000 orgs / 100 orgs (same rows; plain setting)",
                 target: ">= 0.90",
                 samples: vec![],
             },
             Ratio {
                 id: "R6",
-                what: "five queries in one scoped transaction / five in a raw transaction",
+                what: "five queries in one scoped transaction (signed) / five in a raw transaction",
                 target: ">= 0.90",
                 samples: vec![],
             },
             Ratio {
                 id: "R7",
-                what: "scoped single-query transaction / one prepared autocommit query",
+                what: "scoped single-query transaction (signed) / one prepared autocommit query",
                 target: ">= 0.40 (report)",
                 samples: vec![],
             },
             Ratio {
                 id: "R8",
-                what: "scoped point lookup, signed context / unsigned",
+                what: "scoped point lookup, signed context / plain setting (OrgContext::TrustEveryStatement)",
                 target: ">= 0.90",
                 samples: vec![],
             },
             Ratio {
                 id: "R9",
-                what: "five queries in one scoped transaction, signed context / unsigned",
+                what: "five queries in one scoped transaction, signed context / plain setting",
                 target: "report",
                 samples: vec![],
             },
             Ratio {
                 id: "R10",
-                what: "scoped point lookup / plain diesel sending the same three messages (the client's cost)",
+                what: "scoped point lookup / plain diesel sending the same three messages (the client's cost; plain setting)",
                 target: ">= 0.95",
                 samples: vec![],
             },
@@ -410,7 +422,21 @@ pub fn measure() -> Result<(), String> {
             // Every variant runs on the same connection: which backend (and core) serves a
             // connection changed single-query latency by 4x here, more than anything measured.
             let raw_conn = std::cell::RefCell::new(&mut raw);
-            // R1: point lookups, scoped (RLS table) against a raw transaction (no RLS).
+            // The default mode: the signed context (a token in the BEGIN message, verified once
+            // per statement).
+            let signed_lookup = |i: usize| -> Result<(), String> {
+                let (k, id) = key(i, 100);
+                in_signed_scope(&raw_conn, oid(k)?, &context_key, backend, |s| {
+                    s.first::<(uuid::Uuid, i64, String), _>(
+                        s.query(bench_items_signed::table)
+                            .filter(bench_items_signed::id.eq(id)),
+                    )
+                })
+                .map(drop)
+                .map_err(|e| e.to_string())
+            };
+            // R1: point lookups, scoped (signed, RLS) against a raw transaction (no RLS); the
+            // same lookup in the plain setting's mode is R8's other side.
             let scoped_lookup = |i: usize| -> Result<(), String> {
                 let (k, id) = key(i, 100);
                 in_scope(&raw_conn, oid(k)?, |s| {
@@ -438,28 +464,31 @@ pub fn measure() -> Result<(), String> {
             if want(0) {
                 ratios[0]
                     .samples
-                    .push(pair(N, scoped_lookup, plain_lookup)?);
+                    .push(pair(N, signed_lookup, plain_lookup)?);
             }
-            // R2: the naive form, same RLS table and query, four round trips.
+            // R2: the naive form, same RLS table and query, four round trips, signing the org
+            // as the scoped handle does.
             let naive = |i: usize| -> Result<(), String> {
                 let (k, id) = key(i, 100);
                 let mut c = raw_conn.borrow_mut();
                 c.batch_execute("BEGIN").map_err(err)?;
                 c.batch_execute(&format!(
-                    "SELECT set_config('tenant.org_id', '{}', true)",
-                    org(k)
+                    "SELECT set_config('{}', '{}', true)",
+                    tenant_core::context::TOKEN_SETTING,
+                    context_key.token(oid(k)?, backend.pid())
                 ))
                 .map_err(err)?;
-                let _ = bench_items::table
-                    .filter(bench_items::org_id.eq(org(k)))
-                    .filter(bench_items::id.eq(id))
+                let _ = bench_items_signed::table
+                    .filter(bench_items_signed::org_id.eq(org(k)))
+                    .filter(bench_items_signed::id.eq(id))
                     .first::<(uuid::Uuid, i64, String)>(&mut **c)
                     .optional()
-                    .map_err(err)?;
+                    .map_err(err)?
+                    .ok_or_else(|| format!("naive: no row {id} in org {k}"))?;
                 c.batch_execute("COMMIT").map_err(err)
             };
             if want(1) {
-                ratios[1].samples.push(pair(N, scoped_lookup, naive)?);
+                ratios[1].samples.push(pair(N, signed_lookup, naive)?);
             }
             // R7: one prepared autocommit query: the floor round trips set.
             let floor = |i: usize| -> Result<(), String> {
@@ -473,20 +502,8 @@ pub fn measure() -> Result<(), String> {
                     .map_err(err)
             };
             if want(6) {
-                ratios[6].samples.push(pair(N, scoped_lookup, floor)?);
+                ratios[6].samples.push(pair(N, signed_lookup, floor)?);
             }
-            // R8: the signed context (token in the BEGIN message, verified once per statement).
-            let signed_lookup = |i: usize| -> Result<(), String> {
-                let (k, id) = key(i, 100);
-                in_signed_scope(&raw_conn, oid(k)?, &context_key, backend, |s| {
-                    s.first::<(uuid::Uuid, i64, String), _>(
-                        s.query(bench_items_signed::table)
-                            .filter(bench_items_signed::id.eq(id)),
-                    )
-                })
-                .map(drop)
-                .map_err(|e| e.to_string())
-            };
             if want(7) {
                 ratios[7]
                     .samples
@@ -561,11 +578,8 @@ pub fn measure() -> Result<(), String> {
                     })
                     .map_err(err)
             };
-            if want(5) {
-                ratios[5].samples.push(pair(N / 4, five_scoped, five_raw)?);
-            }
-            // R9: the same five in the signed context, which verifies the token once per
-            // statement (the view sits in each statement's policy sub-select).
+            // The same five in the signed context (the default), which verifies the token once
+            // per statement (the view sits in each statement's policy sub-select).
             let five_signed = |i: usize| -> Result<(), String> {
                 let (k, _) = key(i, 100);
                 in_signed_scope(&raw_conn, oid(k)?, &context_key, backend, |s| {
@@ -580,6 +594,9 @@ pub fn measure() -> Result<(), String> {
                 })
                 .map_err(|e| e.to_string())
             };
+            if want(5) {
+                ratios[5].samples.push(pair(N / 4, five_signed, five_raw)?);
+            }
             if want(8) {
                 ratios[8]
                     .samples

@@ -16,6 +16,7 @@ mod audit_bench;
 mod bench;
 mod bouncer;
 mod compile_bench;
+mod context_key;
 mod lint;
 mod ops;
 use tenant_testkit::cluster as pg;
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
         ["org", rest @ ..] => ops::org(rest),
         ["org-bench"] => ops::bench(),
         ["bench"] => bench::run(),
-        ["context-key", rest @ ..] => ops::context_key(rest),
+        ["context-key", rest @ ..] => context_key::context_key(rest),
         ["soak", rest @ ..] => ops::soak(rest),
         ["bench-run"] => bench::measure(),
         ["demo"] => demo(),
@@ -253,10 +254,16 @@ pub(crate) fn prepare_story_db(admin_url: &str, db: &str) -> Result<(String, Str
 fn demo() -> Result<(), String> {
     with_database(|admin_url| {
         let (demo_admin, demo_app) = prepare_story_db(admin_url, "two_companies_demo")?;
+        // The migrations make the signed context's key table; the demo's service signs with a
+        // key made for this run (a service reads its own from its configuration).
+        let applied = two_companies::migrate(&demo_admin).map_err(|e| e.to_string())?;
+        println!("migrations applied: {}", applied.join(", "));
+        let key = context_key::throwaway_key_line(&[&demo_admin])?;
         let status = cargo()
             .args(["run", "--quiet", "--package", "two-companies"])
             .env("ADMIN_DATABASE_URL", demo_admin)
             .env("APP_DATABASE_URL", demo_app)
+            .env(context_key::CONTEXT_KEY_VAR, key)
             .status()
             .map_err(|e| format!("running the demo: {e}"))?;
         status

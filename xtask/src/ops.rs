@@ -20,6 +20,7 @@ use tenant_core::OrgId;
 use tenant_core::operator::{AccessRequest, OperatorSession};
 
 use crate::args::{options, org_of, required};
+use crate::context_key::service_context;
 
 #[derive(diesel::QueryableByName)]
 struct Json {
@@ -175,24 +176,6 @@ fn seal_key(file: &str) -> Result<tenant_ops::SealKey, String> {
     tenant_ops::SealKey::from_line(&line).map_err(|e| format!("{file}: {e}"))
 }
 
-/// The environment variable the commands read the service's context key from (`kid:hex`).
-pub const CONTEXT_KEY_VAR: &str = "TENANT_CONTEXT_KEY";
-
-/// The service's context key, for a database in the signed mode: from `--context-key-file`
-/// (one line `kid:hex`), else from the environment variable [`CONTEXT_KEY_VAR`], else none.
-fn service_key(
-    o: &std::collections::HashMap<&str, &str>,
-) -> Result<Option<tenant_core::context::ContextKey>, String> {
-    match o.get("--context-key-file") {
-        Some(file) => tenant_core::context::ContextKey::from_file(std::path::Path::new(file))
-            .map(Some)
-            .map_err(|e| e.to_string()),
-        None => {
-            tenant_core::context::ContextKey::from_env(CONTEXT_KEY_VAR).map_err(|e| e.to_string())
-        }
-    }
-}
-
 /// `cargo xtask org export|restore|purge`.
 pub fn org(args: &[&str]) -> Result<(), String> {
     let registry = &two_companies::REGISTRY;
@@ -207,14 +190,14 @@ pub fn org(args: &[&str]) -> Result<(), String> {
                     "--seal-key-file",
                     "--context-key-file",
                 ],
-                &[],
+                &["--trust-every-statement"],
             )?;
             let out = required(&o, "--out")?;
             let export = tenant_ops::export(
                 required(&o, "--database-url")?,
                 registry,
                 org_of(&o)?,
-                service_key(&o)?.as_ref(),
+                &service_context(&o)?,
             )
             .map_err(|e| e.to_string())?;
             let text = match o.get("--seal-key-file") {
@@ -237,9 +220,9 @@ pub fn org(args: &[&str]) -> Result<(), String> {
                     "--seal-key-file",
                     "--context-key-file",
                 ],
-                &["--replace", "--unsealed"],
+                &["--replace", "--unsealed", "--trust-every-statement"],
             )?;
-            let key = service_key(&o)?;
+            let context = service_context(&o)?;
             let seal = restore_seal(&o)?;
             let input = required(&o, "--in")?;
             let text =
@@ -252,9 +235,9 @@ pub fn org(args: &[&str]) -> Result<(), String> {
                     &text,
                     replace,
                     &seal_key(file)?,
-                    key.as_ref(),
+                    &context,
                 ),
-                None => tenant_ops::restore(url, registry, &text, replace, key.as_ref()),
+                None => tenant_ops::restore(url, registry, &text, replace, &context),
             }
             .map_err(|e| e.to_string())?;
             print!("{}", receipt.render());
@@ -313,13 +296,17 @@ pub fn bench() -> Result<(), String> {
         let (target_admin, target_app) =
             crate::prepare_story_db(admin_url, "tenant_org_bench_target")?;
         two_companies::migrate(&target_admin).map_err(|e| e.to_string())?;
+        let context = tenant_core::OrgContext::Signed(crate::context_key::throwaway_key(&[
+            &admin,
+            &target_admin,
+        ])?);
         let mut target =
             diesel::PgConnection::establish(&target_admin).map_err(|e| e.to_string())?;
         let (mut ex, mut re, mut rp) = (Vec::new(), Vec::new(), Vec::new());
         let mut rows = 0;
         for round in 1..=ROUNDS {
             let start = Instant::now();
-            let export = tenant_ops::export(&app, &two_companies::REGISTRY, org, None)
+            let export = tenant_ops::export(&app, &two_companies::REGISTRY, org, &context)
                 .map_err(|e| e.to_string())?;
             let file = export.to_json();
             let t_export = start.elapsed().as_secs_f64();
@@ -328,16 +315,21 @@ pub fn bench() -> Result<(), String> {
                 .batch_execute("TRUNCATE orgs, customers, deals, proposals, invoices")
                 .map_err(|e| format!("emptying the target: {e}"))?;
             let start = Instant::now();
-            let receipt =
-                tenant_ops::restore(&target_app, &two_companies::REGISTRY, &file, false, None)
-                    .map_err(|e| e.to_string())?;
+            let receipt = tenant_ops::restore(
+                &target_app,
+                &two_companies::REGISTRY,
+                &file,
+                false,
+                &context,
+            )
+            .map_err(|e| e.to_string())?;
             let t_restore = start.elapsed().as_secs_f64();
             if receipt.total() as usize != rows {
                 return Err(format!("restored {} rows of {rows}", receipt.total()));
             }
             // Again, replacing what is there: deletes children first, then inserts.
             let start = Instant::now();
-            tenant_ops::restore(&target_app, &two_companies::REGISTRY, &file, true, None)
+            tenant_ops::restore(&target_app, &two_companies::REGISTRY, &file, true, &context)
                 .map_err(|e| e.to_string())?;
             let t_replace = start.elapsed().as_secs_f64();
             rp.push(t_replace);
@@ -367,87 +359,6 @@ pub fn bench() -> Result<(), String> {
         println!("| restore / export time | | {:.2} (target <= 3) | |", r / e);
         Ok(())
     })
-}
-
-/// `cargo xtask context-key rotate --database-url ADMIN_URL [--kid KID] [--retire-after MINUTES]`:
-/// a new key for the signed org context. It is added to the database (where only the table
-/// owner reads it) and printed once for the service's configuration; every other key stays
-/// valid for MINUTES more (default 60), so services can move to the new key without a gap.
-pub fn context_key(args: &[&str]) -> Result<(), String> {
-    use diesel::Connection;
-    use diesel::connection::SimpleConnection;
-    if let ["add", rest @ ..] = args {
-        return add_context_key(rest);
-    }
-    let ["rotate", rest @ ..] = args else {
-        return Err(format!(
-            "context-key: expected rotate or add\n{}",
-            crate::USAGE
-        ));
-    };
-    let o = options(rest, &["--database-url", "--kid", "--retire-after"], &[])?;
-    let url = required(&o, "--database-url")?;
-    let minutes: u32 = o
-        .get("--retire-after")
-        .map_or(Ok(60), |m| m.parse())
-        .map_err(|e| format!("--retire-after: {e}"))?;
-    let kid = o.get("--kid").map_or_else(
-        || format!("k{}", chrono::Utc::now().format("%Y%m%d%H%M%S")),
-        |k| (*k).to_owned(),
-    );
-    // 32 bytes from the OS random source (two v4 UUIDs: 244 random bits).
-    let mut key = Vec::with_capacity(32);
-    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let hex = tenant_core::context::to_hex(&key);
-    // Checks the id and the length before anything is written.
-    tenant_core::context::ContextKey::new(&kid, &key).map_err(|e| e.to_string())?;
-    let mut conn = diesel::PgConnection::establish(url).map_err(|e| format!("connecting: {e}"))?;
-    conn.batch_execute(&format!(
-        "BEGIN;
-         SELECT tenant_context.retire_key(kid, now() + interval '{minutes} minutes')
-           FROM tenant_context.keys WHERE retire_after IS NULL OR retire_after > now() + interval '{minutes} minutes';
-         SELECT tenant_context.add_key('{kid}', '\\x{hex}');
-         COMMIT;"
-    ))
-    .map_err(|e| format!("adding the key (the database needs the signed-context migration, and this URL its owner or an administrator): {e}"))?;
-    println!("new context key {kid} added; the others stay valid for {minutes} minutes");
-    println!("configure the service with: kid = {kid}, key = {hex}");
-    println!("(as one line, for TENANT_CONTEXT_KEY or a key file: {kid}:{hex})");
-    Ok(())
-}
-
-/// `cargo xtask context-key add --database-url ADMIN_URL (--from-file F | --from-env VAR)`:
-/// adds a key the service already has (one line `kid:hex`) to another database, so that one
-/// key serves several. Nothing is retired; the key is checked before anything is written.
-fn add_context_key(args: &[&str]) -> Result<(), String> {
-    use diesel::Connection;
-    use diesel::connection::SimpleConnection;
-    let o = options(args, &["--database-url", "--from-file", "--from-env"], &[])?;
-    let url = required(&o, "--database-url")?;
-    let text = match (o.get("--from-file"), o.get("--from-env")) {
-        (Some(file), None) => {
-            std::fs::read_to_string(file).map_err(|e| format!("reading {file}: {e}"))?
-        }
-        (None, Some(var)) => std::env::var(var).map_err(|e| format!("{var}: {e}"))?,
-        _ => {
-            return Err(
-                "context-key add: give exactly one of --from-file F and --from-env VAR".into(),
-            );
-        }
-    };
-    // Checks the id, the hex and the length; the error never shows the key.
-    let key = tenant_core::context::ContextKey::parse(&text).map_err(|e| e.to_string())?;
-    let (_, hex) = text.trim().split_once(':').unwrap_or_default();
-    let mut conn = diesel::PgConnection::establish(url).map_err(|e| format!("connecting: {e}"))?;
-    conn.batch_execute(&format!(
-        "SELECT tenant_context.add_key('{}', '\\x{}')",
-        key.kid(),
-        hex.trim()
-    ))
-    .map_err(|e| format!("adding the key (the database needs the signed-context migration, and this URL its owner or an administrator): {e}"))?;
-    println!("context key {} added", key.kid());
-    Ok(())
 }
 
 /// `cargo xtask soak [--seconds N] [--threads N] [--fuzz-seconds N] [--sql-cases N]`: first a
@@ -547,7 +458,7 @@ mod tests {
             let o = options(
                 args,
                 &["--in", "--database-url", "--seal-key-file"],
-                &["--replace", "--unsealed"],
+                &["--replace", "--unsealed", "--trust-every-statement"],
             )
             .unwrap();
             restore_seal(&o)

@@ -2,29 +2,30 @@
 //! story's database (a fresh one with the migrations on the throwaway cluster, or the one at
 //! `APP_URL`, connecting as the application role). Writes `probe.md`, `probe.json` and
 //! `probe.junit.xml` to DIR (default `target/probe`) and fails on any leak or attack that
-//! could not run. A database in the signed mode needs the service's key in
-//! `TENANT_CONTEXT_KEY` (`kid:hex`).
+//! could not run. With `--database-url`, the probe needs the service's key, the one the
+//! database holds (`--context-key-file F` or `TENANT_CONTEXT_KEY`, `kid:hex`), or
+//! `--trust-every-statement` for a database generated in the plain mode; on the database it
+//! makes itself it adds a fresh key.
 
 use std::path::PathBuf;
 
-use tenant_core::TenantPool;
+use tenant_core::{IntoOrgContext, TenantPool};
 
-/// Runs the probe at `app_url` with the story's registry and a one-connection pool, signing
-/// with the service's context key where one is configured (`TENANT_CONTEXT_KEY`, `kid:hex`).
-pub fn probe_at(app_url: &str, git_commit: String) -> Result<tenant_probe::Report, String> {
-    let key = tenant_core::context::ContextKey::from_env(crate::ops::CONTEXT_KEY_VAR)
-        .map_err(|e| e.to_string())?;
-    let mut builder = TenantPool::builder(app_url, &two_companies::REGISTRY).max_size(1);
-    if let Some(key) = &key {
-        builder = builder.signed_context(key.clone());
-    }
-    let pool = builder
+/// Runs the probe at `app_url` with the story's registry and a one-connection pool, telling
+/// the database the org as `context` says.
+pub fn probe_at(
+    app_url: &str,
+    context: &tenant_core::OrgContext,
+    git_commit: String,
+) -> Result<tenant_probe::Report, String> {
+    let pool = TenantPool::builder(app_url, &two_companies::REGISTRY, context.clone())
+        .max_size(1)
         .build()
         .map_err(|e| format!("building the application's pool: {e}"))?;
-    let mut options = tenant_probe::ProbeOptions::new(app_url, &two_companies::REGISTRY);
+    let mut options =
+        tenant_probe::ProbeOptions::new(app_url, &two_companies::REGISTRY, context.clone());
     options.pool = Some(&pool);
     options.git_commit = git_commit;
-    options.signing = key;
     tenant_probe::run(&options).map_err(|e| e.to_string())
 }
 
@@ -45,18 +46,27 @@ pub fn write(report: &tenant_probe::Report, out: &std::path::Path) -> Result<(),
 
 /// `cargo xtask probe`.
 pub fn run(args: &[&str]) -> Result<(), String> {
-    let o = crate::args::options(args, &["--database-url", "--out"], &[])?;
+    let o = crate::args::options(
+        args,
+        &["--database-url", "--out", "--context-key-file"],
+        &[crate::context_key::TRUST_FLAG],
+    )?;
     let out = o.get("--out").map_or_else(
         || crate::workspace().join("target").join("probe"),
         PathBuf::from,
     );
     let url = o.get("--database-url").copied();
     let report = match url {
-        Some(url) => probe_at(url, crate::git_commit())?,
+        Some(url) => probe_at(
+            url,
+            &crate::context_key::service_context(&o)?,
+            crate::git_commit(),
+        )?,
         None => crate::with_database(|admin_url| {
             let (admin, app) = crate::prepare_story_db(admin_url, "tenant_probe")?;
             two_companies::migrate(&admin).map_err(|e| e.to_string())?;
-            probe_at(&app, crate::git_commit())
+            let key = crate::context_key::throwaway_key(&[&admin])?;
+            probe_at(&app, &key.into_org_context(), crate::git_commit())
         })?,
     };
     write(&report, &out)?;
@@ -89,10 +99,11 @@ pub fn bench() -> Result<(), String> {
     crate::with_database(|admin_url| {
         let (admin, story) = crate::prepare_story_db(admin_url, "tenant_probe_bench")?;
         two_companies::migrate(&admin).map_err(|e| e.to_string())?;
-        let (small_url, small) = crate::audit_bench::build(admin_url, 25)?;
-        let (large_url, large) = crate::audit_bench::build(admin_url, 50)?;
+        let (small_admin, small_url, small) = crate::audit_bench::build(admin_url, 25)?;
+        let (large_admin, large_url, large) = crate::audit_bench::build(admin_url, 50)?;
+        let key = crate::context_key::throwaway_key(&[&admin, &small_admin, &large_admin])?;
         let time = |url: &str, registry: &tenant_lint::Registry| -> Result<(f64, usize), String> {
-            let mut options = tenant_probe::ProbeOptions::new(url, registry);
+            let mut options = tenant_probe::ProbeOptions::new(url, registry, &key);
             options.progress = false;
             let start = std::time::Instant::now();
             let report = tenant_probe::run(&options).map_err(|e| e.to_string())?;

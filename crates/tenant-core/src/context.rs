@@ -1,5 +1,5 @@
 //! The signed org context: the token a scoped transaction sets when the database runs the
-//! hardened mode (`tenant_schema::ContextMode::Signed`), so that SQL in the session cannot
+//! default mode (`tenant_schema::ContextMode::Signed`), so that SQL in the session cannot
 //! switch the org (docs/threat-model.md #5): changing the setting gives no org, and a token needs the
 //! key, which the application role cannot read.
 //!
@@ -108,6 +108,20 @@ impl ContextKey {
                 "{var} is not UTF-8 text: write the key as `kid:hex`"
             ))),
         }
+    }
+
+    /// [`from_env`](Self::from_env), with an unset variable an error: what a service that
+    /// runs in the (default) signed mode reads its key with.
+    ///
+    /// # Errors
+    /// [`TenantError::ContextKey`] naming the variable: unset, or not a key.
+    pub fn require_env(var: &str) -> Result<Self, TenantError> {
+        Self::from_env(var)?.ok_or_else(|| {
+            TenantError::ContextKey(format!(
+                "{var} is not set: set it to the service's context key, `kid:hex` as `cargo xtask \
+                 context-key rotate` prints it (the database must hold the same key)"
+            ))
+        })
     }
 
     /// [`parse`](Self::parse) of the file at `path` (readable by the service only).
@@ -316,6 +330,13 @@ mod tests {
             ContextKey::from_env("TENANT_TEST_KEY_THAT_IS_NOT_SET")
                 .unwrap()
                 .is_none()
+        );
+        let err = ContextKey::require_env("TENANT_TEST_KEY_THAT_IS_NOT_SET")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("TENANT_TEST_KEY_THAT_IS_NOT_SET is not set") && err.contains("kid:hex"),
+            "{err}"
         );
     }
 

@@ -1,7 +1,8 @@
 //! The runtime of tenant-safe: [`OrgId`], [`TenantPool`] and [`OrgScoped`].
 //!
 //! A tenant row is only reachable through an [`OrgScoped`] handle: a transaction in which the
-//! session's org is set (transaction-locally, in the same round trip as `BEGIN`), whose query
+//! session's org is set (transaction-locally, in the same round trip as `BEGIN`, as a token
+//! signed with the service's key that the database verifies; see [`OrgContext`]), whose query
 //! DSL adds the org filter to every statement. Row-level security in the database, generated
 //! by `tenant-schema`, refuses cross-org rows even where the application layer is bypassed.
 //!
@@ -9,9 +10,12 @@
 //! # diesel::table! { invoices (id) { id -> Uuid, org_id -> Uuid, status -> Text } }
 //! # tenant_lint::registry! { pub static REGISTRY; tenant invoices => org_id; }
 //! use diesel::prelude::*;
-//! use tenant_core::{OrgId, TenantPool, TenantError};
+//! use tenant_core::{OrgId, TenantPool, TenantError, context::ContextKey};
 //!
-//! let pool = TenantPool::builder("postgres://tenant_app@localhost/app", &REGISTRY).build()?;
+//! // The service's context key (`kid:hex`, as `cargo xtask context-key rotate` prints it):
+//! // the database verifies the org of every transaction with it.
+//! let key = ContextKey::require_env("TENANT_CONTEXT_KEY")?;
+//! let pool = TenantPool::builder("postgres://tenant_app@localhost/app", &REGISTRY, key).build()?;
 //! let org: OrgId = "0191f5a6-8e1c-7c3a-9d4e-1f2a3b4c5d6e".parse()?;
 //! let overdue = pool.with_org(org, |s| {
 //!     s.load::<uuid::Uuid, _>(
@@ -32,6 +36,7 @@ mod dsl;
 mod error;
 mod opening;
 pub mod operator;
+mod org_context;
 mod org_id;
 mod pool;
 mod raw_sql;
@@ -50,6 +55,7 @@ pub use dsl::{
     ScopedUpdate, ScopedUpdateSource, ScopedWrite, SqlTypeOf,
 };
 pub use error::{DbError, TenantError, Timeout};
+pub use org_context::{IntoOrgContext, OrgContext};
 pub use org_id::{OrgId, OrgIdError};
 pub use pool::{ManagerError, TenantConnectionManager, TenantPool, TenantPoolBuilder};
 pub use raw_sql::TenantSql;
@@ -83,7 +89,8 @@ pub use verify::CheckedStatement;
 ///     number: String,
 /// }
 ///
-/// let pool = TenantPool::builder("postgres://tenant_app@localhost/app", &schema::REGISTRY).build()?;
+/// # let key = tenant_core::context::ContextKey::require_env("TENANT_CONTEXT_KEY")?;
+/// let pool = TenantPool::builder("postgres://tenant_app@localhost/app", &schema::REGISTRY, key).build()?;
 /// let org: OrgId = "0191f5a6-8e1c-7c3a-9d4e-1f2a3b4c5d6e".parse()?;
 /// let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).unwrap_or_default();
 /// let rows: Vec<Overdue> = pool.with_org(org, |s| {

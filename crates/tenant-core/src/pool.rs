@@ -15,6 +15,7 @@ use tenant_lint::Registry;
 
 use crate::context::ContextKey;
 use crate::opening::Opening;
+use crate::org_context::{IntoOrgContext, OrgContext};
 use crate::scoped::{OrgScoped, Pooled};
 use crate::startup::{check_role_and_schema, reads_org_setting, verifies_tokens};
 use crate::verify::{Checks, tables_of};
@@ -148,7 +149,7 @@ impl TenantPoolBuilder {
     /// Keeps the org id out of the statement text other sessions of the role read in
     /// `pg_stat_activity`: the opening message places it past the part PostgreSQL records
     /// (`track_activity_query_size`), as the signed context always does with its token. In
-    /// the default mode an org id seen there tells injected SQL which org to hop to
+    /// the plain mode ([`OrgContext::TrustEveryStatement`]) an org id seen there tells injected SQL which org to hop to
     /// (docs/threat-model.md #5); it costs about a kilobyte more per opening message. (The signed
     /// context hides its token anyway, and an org id alone is worth nothing there.)
     pub fn hide_org_in_activity(mut self) -> Self {
@@ -170,7 +171,9 @@ impl TenantPoolBuilder {
 
     /// Sets the org with `SET LOCAL tenant.org_id = '<org>'` instead of `set_config`: the form
     /// Citus propagates to its workers. Same guarantees otherwise (transaction-local, one
-    /// message with BEGIN, a leftover org refused); not combined with the signed context.
+    /// message with BEGIN, a leftover org refused); only with
+    /// [`OrgContext::TrustEveryStatement`] (the signed context's verifier cannot run on Citus
+    /// workers).
     pub fn set_local_context(mut self) -> Self {
         self.set_local = true;
         self
@@ -183,14 +186,6 @@ impl TenantPoolBuilder {
     /// goes out unnamed (parse, bind and execute in one round trip, as before).
     pub fn prepared_statement_cache(mut self, on: bool) -> Self {
         self.statement_cache = on;
-        self
-    }
-
-    /// Signs every scoped transaction's org with `key` (the hardened mode: the database's
-    /// policies were generated with `ContextMode::Signed` and hold the same key). The pool
-    /// checks at start that the database verifies tokens.
-    pub fn signed_context(mut self, key: ContextKey) -> Self {
-        self.signing = Some(key);
         self
     }
 
@@ -220,13 +215,16 @@ impl TenantPoolBuilder {
     /// one, a missing tenant table, RLS not forced, an org context set by default, a server
     /// recording more statement text than the signed context can hide);
     /// [`TenantError::Connect`] when the database cannot be reached;
-    /// [`TenantError::ContextKey`] with the signed context when the database has no verifier
-    /// or does not accept this service's tokens, or with `set_local_context` too.
+    /// [`TenantError::ContextKey`] with a [`ContextKey`] when the database has no verifier or
+    /// does not accept this service's tokens, or with `set_local_context` too; with
+    /// [`OrgContext::TrustEveryStatement`] when the database's policies verify tokens.
     pub fn build(self) -> Result<TenantPool, TenantError> {
         if self.set_local && self.signing.is_some() {
             return Err(TenantError::ContextKey(
-                "set_local_context() and signed_context() do not combine: the signed context's \
-                 verifier cannot run on Citus workers (docs/scale-out.md); choose one"
+                "set_local_context() needs OrgContext::TrustEveryStatement: it is the Citus \
+                 form of the plain org setting, and the signed context's verifier cannot run on \
+                 Citus workers (docs/scale-out.md); drop set_local_context() to keep the signed \
+                 context"
                     .into(),
             ));
         }
@@ -250,9 +248,10 @@ impl TenantPoolBuilder {
                 if let Some(table) = verifies_tokens(&mut conn.conn, self.registry)? {
                     return Err(TenantError::ContextKey(format!(
                         "the policies of tenant table `{table}` verify a signed org token \
-                         (tenant_context.current_org), and this pool has no context key: build it \
-                         with `.signed_context(ContextKey::new(kid, key)?)`, the key the database \
-                         holds (`cargo xtask context-key rotate` adds one and prints it)"
+                         (tenant_context.current_org), and this pool was built with \
+                         OrgContext::TrustEveryStatement, so it sends no token: pass the service's \
+                         ContextKey to TenantPool::builder instead, the key the database holds \
+                         (`cargo xtask context-key rotate` adds one and prints it)"
                     )));
                 }
                 false
@@ -291,7 +290,13 @@ impl TenantPoolBuilder {
             let mut scoped = pool.begin(org)?;
             let Ok(seen) = scoped.verified_org() else {
                 return Err(TenantError::ContextKey(
-                    "the database has no signed-context verifier (tenant_context.verified_org): generate its migration with ContextMode::Signed".into(),
+                    "the database has no signed-context verifier (tenant_context.verified_org): its \
+                     migrations were generated in the plain mode (ContextMode::TrustEveryStatement). \
+                     Generate them in the default signed mode (`cargo xtask gen` with \
+                     ContextMode::Signed) and add the key, or, if this database is meant to trust \
+                     every statement the application sends, build the pool with \
+                     OrgContext::TrustEveryStatement"
+                        .into(),
                 ));
             };
             scoped.rollback()?;
@@ -322,7 +327,8 @@ impl TenantPoolBuilder {
 /// # tenant_lint::registry! { pub static REGISTRY; tenant invoices => org_id; }
 /// use tenant_core::{OrgId, TenantPool, TenantError};
 ///
-/// let pool = TenantPool::builder("postgres://tenant_app@localhost/app", &REGISTRY).build()?;
+/// # let key = tenant_core::context::ContextKey::require_env("TENANT_CONTEXT_KEY")?;
+/// let pool = TenantPool::builder("postgres://tenant_app@localhost/app", &REGISTRY, key).build()?;
 /// let org: OrgId = "0191f5a6-8e1c-7c3a-9d4e-1f2a3b4c5d6e".parse()?;
 /// let totals: Vec<i64> = pool.with_org(org, |s| {
 ///     s.load(s.query(invoices::table).select(invoices::total_cents))
@@ -346,10 +352,27 @@ pub struct TenantPool {
 
 impl TenantPool {
     /// A builder for a pool connecting to `database_url` (a libpq URL or key=value string) as
-    /// the application role, checked against `registry`.
+    /// the application role, checked against `registry`, telling the database each
+    /// transaction's org as `context` says: the service's [`ContextKey`] (the signed context,
+    /// what the generated migrations verify by default; the database must hold the same key),
+    /// or [`OrgContext::TrustEveryStatement`] for a database generated in the plain mode,
+    /// which trusts every statement the application sends.
+    ///
+    /// ```no_run
+    /// # diesel::table! { invoices (id) { id -> Uuid, org_id -> Uuid } }
+    /// # tenant_lint::registry! { pub static REGISTRY; tenant invoices => org_id; }
+    /// use tenant_core::{TenantPool, context::ContextKey};
+    ///
+    /// let key = ContextKey::require_env("TENANT_CONTEXT_KEY")?;
+    /// let pool = TenantPool::builder("postgres://tenant_app@localhost/app", &REGISTRY, key)
+    ///     .max_size(16)
+    ///     .build()?;
+    /// # Ok::<(), tenant_core::TenantError>(())
+    /// ```
     pub fn builder(
         database_url: impl Into<String>,
         registry: &'static Registry,
+        context: impl IntoOrgContext,
     ) -> TenantPoolBuilder {
         TenantPoolBuilder {
             url: database_url.into(),
@@ -357,7 +380,10 @@ impl TenantPool {
             max_size: 10,
             min_idle: Some(0),
             connection_timeout: Duration::from_secs(10),
-            signing: None,
+            signing: match context.into_org_context() {
+                OrgContext::Signed(key) => Some(key),
+                OrgContext::TrustEveryStatement => None,
+            },
             statement_cache: true,
             set_local: false,
             transaction_pooler: false,

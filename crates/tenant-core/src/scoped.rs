@@ -149,7 +149,7 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
         Self::on_own(conn, org, registry, Opening::SetLocal)
     }
 
-    /// [`begin`](Self::begin) with the signed org context (the hardened mode): the org is
+    /// [`begin`](Self::begin) with the signed org context (the default mode): the org is
     /// set as a token signed with `key` for `backend` (this connection's, read once with
     /// [`Backend::read`](crate::context::Backend::read)), which the database verifies.
     ///

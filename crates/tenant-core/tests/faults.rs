@@ -52,8 +52,8 @@ fn a_backend_killed_mid_transaction_loses_its_writes_and_the_pool_goes_on() {
     let fresh = pool
         .with_org(a, |s| {
             // Read on the raw connection: the checker refuses current_setting in scoped SQL.
-            Ok::<_, TenantError>(common::raw_setting(
-                s.raw_connection_unchecked("test: the org setting of this transaction"),
+            Ok::<_, TenantError>(common::verified_org(
+                s.raw_connection_unchecked("test: the org of this transaction"),
             ))
         })
         .unwrap();
@@ -67,7 +67,7 @@ fn a_backend_killed_mid_transaction_loses_its_writes_and_the_pool_goes_on() {
 #[test]
 fn an_exhausted_pool_times_out_with_an_error_naming_its_size_and_timeout() {
     let (db, _) = setup("fault_exhausted", 1);
-    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY, common::key())
         .max_size(1)
         .connection_timeout(Duration::from_millis(300))
         .build()
@@ -285,8 +285,14 @@ fn an_idle_in_transaction_timeout_loses_the_writes_and_the_pool_replaces_the_con
     );
     // Nothing committed; the next checkout is a new connection with this transaction's org.
     assert_eq!(customer_count(&pool, a), 1);
-    let (_, org) = setting_in_next_transaction(&pool, a, "tenant.org_id");
-    assert_eq!(org, a.to_string());
+    let org = pool
+        .with_org(a, |s| {
+            Ok::<_, TenantError>(common::verified_org(
+                s.raw_connection_unchecked("test: the org of this transaction"),
+            ))
+        })
+        .unwrap();
+    assert_eq!(org, Some(a.to_string()));
 }
 
 #[test]

@@ -60,7 +60,12 @@ fn every_constructor_that_takes_a_url_refuses_a_bad_one_by_name() {
             connect_error(
                 "TenantPool",
                 &url,
-                TenantPool::builder(url.clone(), &two_companies::REGISTRY).build(),
+                TenantPool::builder(
+                    url.clone(),
+                    &two_companies::REGISTRY,
+                    tenant_core::OrgContext::TrustEveryStatement,
+                )
+                .build(),
             ),
             connect_error("CatalogReader", &url, CatalogReader::connect(&url, "test")),
             connect_error(
@@ -209,10 +214,14 @@ fn an_access_request_with_unstorable_or_flooding_text_is_refused_before_it_is_se
 fn a_registry_table_missing_from_the_database_is_named_with_the_fix() {
     // An empty database: every registered table is missing; the pool names the first.
     let db = TestDb::new("hostile_empty_db");
-    let err = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
-        .build()
-        .unwrap_err()
-        .to_string();
+    let err = TenantPool::builder(
+        db.app_url(),
+        &two_companies::REGISTRY,
+        tenant_core::OrgContext::TrustEveryStatement,
+    )
+    .build()
+    .unwrap_err()
+    .to_string();
     assert!(
         err.contains("is in the registry but not in the database")
             && err.contains("run the migrations"),

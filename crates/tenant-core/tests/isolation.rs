@@ -112,10 +112,7 @@ fn inserting_a_row_into_another_org_through_rls_alone_is_refused_with_42501() {
     let (b, _) = org_with_customer(&pool, "B", "bob");
     db.install_sqlstate_probe();
     let mut app = db.connect_as(roles::APP);
-    app.batch_execute(&format!(
-        "BEGIN; SELECT set_config('tenant.org_id', '{a}', true)"
-    ))
-    .unwrap();
+    common::begin_raw(&mut app, a);
     let outcome = try_sql(
         &mut app,
         &format!("INSERT INTO customers (org_id, name, email) VALUES ('{b}', 'mallory', 'm@x')"),
@@ -151,10 +148,7 @@ fn rls_alone_confines_reads_when_the_application_filter_is_missing() {
     let (a, _) = org_with_customer(&pool, "A", "alice");
     let (_b, _) = org_with_customer(&pool, "B", "bob");
     let mut app = db.connect_as(roles::APP);
-    app.batch_execute(&format!(
-        "BEGIN; SELECT set_config('tenant.org_id', '{a}', true)"
-    ))
-    .unwrap();
+    common::begin_raw(&mut app, a);
     let names: Vec<String> = customers::table
         .select(customers::name)
         .load(&mut app)

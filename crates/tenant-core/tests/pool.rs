@@ -119,7 +119,7 @@ fn a_session_level_org_left_on_a_pooled_connection_is_undone_at_the_next_opening
 }
 
 fn refusal(url: String) -> UnsafeConfig {
-    match TenantPool::builder(url, &two_companies::REGISTRY).build() {
+    match TenantPool::builder(url, &two_companies::REGISTRY, common::key()).build() {
         Err(TenantError::UnsafeConfig(reason)) => reason,
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -226,7 +226,7 @@ fn the_pool_refuses_a_tenant_table_without_forced_rls_and_a_missing_one() {
 
     diesel::table! { ghosts (id) { id -> Uuid, org_id -> Uuid } }
     tenant_lint::registry! { static GHOSTS; tenant ghosts => org_id; }
-    let err = TenantPool::builder(db.app_url(), &GHOSTS)
+    let err = TenantPool::builder(db.app_url(), &GHOSTS, common::key())
         .build()
         .unwrap_err();
     assert!(
@@ -260,6 +260,7 @@ fn a_bad_url_is_a_clear_connection_error() {
     let err = TenantPool::builder(
         "postgres://127.0.0.1:1/nowhere?connect_timeout=2",
         &two_companies::REGISTRY,
+        common::key(),
     )
     .build()
     .unwrap_err();
@@ -354,7 +355,7 @@ fn activity_while_open(
 
 #[test]
 fn the_org_id_can_be_kept_out_of_the_text_other_sessions_read() {
-    let (db, pool) = setup("pool_hide_org", 1);
+    let (db, pool) = common::setup_plain("pool_hide_org", 1);
     let (a, _) = org_with_customer(&pool, "A", "alice");
     let (shown, seen) = activity_while_open(&db, &pool, a);
     assert!(
@@ -365,14 +366,18 @@ fn the_org_id_can_be_kept_out_of_the_text_other_sessions_read() {
     );
     assert!(
         shown.contains(&a.to_string()),
-        "by default the org id shows: {shown}"
+        "in the plain mode the org id shows unless hidden: {shown}"
     );
     assert_eq!(seen, 1);
-    let hiding = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
-        .max_size(1)
-        .hide_org_in_activity()
-        .build()
-        .unwrap();
+    let hiding = TenantPool::builder(
+        db.app_url(),
+        &two_companies::REGISTRY,
+        tenant_core::OrgContext::TrustEveryStatement,
+    )
+    .max_size(1)
+    .hide_org_in_activity()
+    .build()
+    .unwrap();
     let (shown, seen) = activity_while_open(&db, &hiding, a);
     assert!(
         shown.starts_with("idle in transaction: BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE, NOT DEFERRABLE; RESET ALL;"),

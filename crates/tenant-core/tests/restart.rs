@@ -27,7 +27,7 @@ impl Drop for Running {
     }
 }
 
-/// Backend pid and org setting of the transaction, and the org ids of the rows it sees.
+/// Backend pid and verified org of the transaction, and the org ids of the rows it sees.
 fn look(
     pool: &TenantPool,
     org: OrgId,
@@ -37,7 +37,7 @@ fn look(
         let pid: i32 =
             diesel::select(diesel::dsl::sql::<Integer>("pg_backend_pid()")).get_result(raw)?;
         let setting: Option<String> = diesel::select(diesel::dsl::sql::<Nullable<Text>>(
-            "current_setting('tenant.org_id', true)",
+            "tenant_context.verified_org()::text",
         ))
         .get_result(raw)?;
         let seen = s.load(s.query(customers::table).select(customers::org_id))?;
@@ -52,11 +52,16 @@ fn after_a_server_restart_the_pool_recovers_with_new_connections_and_no_stale_co
     let cluster = Running(Cluster::named(&root, "tenant-pg-restart").start().unwrap());
     let db = TestDb::on(&cluster.0.url(), "restart");
     two_companies::migrate(&db.admin_url()).unwrap();
-    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
-        .max_size(3)
-        .connection_timeout(Duration::from_millis(1500))
-        .build()
-        .unwrap();
+    db.add_test_context_key();
+    let pool = TenantPool::builder(
+        db.app_url(),
+        &two_companies::REGISTRY,
+        tenant_core::context::ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap(),
+    )
+    .max_size(3)
+    .connection_timeout(Duration::from_millis(1500))
+    .build()
+    .unwrap();
     let orgs: Vec<OrgId> = (0..3).map(|_| OrgId::new_random()).collect();
     for (i, &org) in orgs.iter().enumerate() {
         pool.with_org(org, |s| {

@@ -1,5 +1,7 @@
 //! Setting the org costs no round trip of its own: BEGIN and the transaction-local
-//! `set_config` travel in one simple-query message (docs/design.md invariant 2).
+//! `set_config` travel in one simple-query message (docs/design.md invariant 2). The tests of
+//! the plain opening (`OrgScoped::begin`) run on a database in the plain mode; the signed
+//! opening's message count is checked on the default one.
 
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -8,7 +10,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{org_with_customer, setup};
+use common::{org_with_customer, setup, setup_plain};
 use diesel::connection::{Connection, InstrumentationEvent};
 use tenant_core::OrgScoped;
 use tenant_testkit::roles;
@@ -28,7 +30,7 @@ fn record(conn: &mut diesel::PgConnection) -> Arc<Mutex<Vec<String>>> {
 
 #[test]
 fn a_single_query_scoped_transaction_sends_three_messages_and_the_first_sets_the_org() {
-    let (db, pool) = setup("round_trips", 1);
+    let (db, pool) = setup_plain("round_trips", 1);
     let (org, _) = org_with_customer(&pool, "A", "alice");
     let mut app = db.connect_as(roles::APP);
     let sent = record(&mut app);
@@ -63,6 +65,30 @@ fn a_single_query_scoped_transaction_sends_three_messages_and_the_first_sets_the
     assert_eq!(sent[2], "COMMIT");
 }
 
+#[test]
+fn a_signed_single_query_scoped_transaction_sends_three_messages_too() {
+    let (db, pool) = setup("round_trips_signed", 1);
+    let (org, _) = org_with_customer(&pool, "A", "alice");
+    let mut app = db.connect_as(roles::APP);
+    let backend = tenant_core::context::Backend::read(&mut app).unwrap();
+    let sent = record(&mut app);
+    let key = common::key();
+    let mut s =
+        OrgScoped::begin_signed(&mut app, org, &two_companies::REGISTRY, &key, backend).unwrap();
+    let n: i64 = s.get_result(s.query(customers::table).count()).unwrap();
+    s.commit().unwrap();
+    assert_eq!(n, 1, "the token was verified: the org's row is seen");
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), 3, "BEGIN+token, the query, COMMIT: {sent:#?}");
+    assert!(
+        sent[0].starts_with("BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE, NOT DEFERRABLE;")
+            && sent[0].contains("set_config('tenant.org_token'"),
+        "{}",
+        sent[0]
+    );
+    assert_eq!(sent[2], "COMMIT");
+}
+
 /// The number of statements this session has prepared.
 fn prepared(conn: &mut diesel::PgConnection) -> i64 {
     use diesel::RunQueryDsl;
@@ -76,7 +102,7 @@ fn prepared(conn: &mut diesel::PgConnection) -> i64 {
 
 #[test]
 fn the_prepared_statement_cache_keeps_working_under_org_scoped() {
-    let (db, pool) = setup("stmt_cache", 1);
+    let (db, pool) = setup_plain("stmt_cache", 1);
     let (a, _) = org_with_customer(&pool, "A", "alice");
     let (b, _) = org_with_customer(&pool, "B", "bob");
     let mut app = db.connect_as(roles::APP);
@@ -97,7 +123,7 @@ fn the_prepared_statement_cache_keeps_working_under_org_scoped() {
 #[test]
 fn the_opening_message_undoes_an_org_left_at_session_level() {
     use diesel::connection::SimpleConnection;
-    let (db, pool) = setup("leftover", 1);
+    let (db, pool) = setup_plain("leftover", 1);
     let (a, _) = org_with_customer(&pool, "A", "alice");
     let (b, _) = org_with_customer(&pool, "B", "bob");
     let mut app = db.connect_as(roles::APP);

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use serde_json::Value;
+use tenant_core::OrgContext;
 use tenant_core::admin::CatalogReader;
-use tenant_core::context::ContextKey;
 use tenant_core::operator::{AccessRequest, OperatorSession};
 use tenant_core::{OrgId, TenantError, TenantPool};
 use tenant_lint::Registry;
@@ -154,18 +154,17 @@ fn order_by(t: &TableInfo) -> String {
     }
 }
 
-/// A pool of one connection as the application role, signing with `key` where the database
-/// verifies tokens (without one, such a database refuses the pool, naming the fix).
+/// A pool of one connection as the application role, telling the database the org as
+/// `context` says (the service's key for a database that verifies tokens, the default; a
+/// mismatch refuses the pool, naming the fix).
 fn pool(
     app_url: &str,
     registry: &'static Registry,
-    key: Option<&ContextKey>,
+    context: &OrgContext,
 ) -> Result<TenantPool, OpsError> {
-    let mut builder = TenantPool::builder(app_url, registry).max_size(1);
-    if let Some(key) = key {
-        builder = builder.signed_context(key.clone());
-    }
-    Ok(builder.build()?)
+    Ok(TenantPool::builder(app_url, registry, context.clone())
+        .max_size(1)
+        .build()?)
 }
 
 /// Every row of `org` in every tenant table of `registry`, parents first, read as the
@@ -177,11 +176,11 @@ pub fn export(
     app_url: &str,
     registry: &'static Registry,
     org: OrgId,
-    key: Option<&ContextKey>,
+    context: &OrgContext,
 ) -> Result<Export, OpsError> {
     let (tables, schema_digest) = tables(app_url, registry)?;
     let order = tenant_probe::seed::parents_first(&tables);
-    let pool = pool(app_url, registry, key)?;
+    let pool = pool(app_url, registry, context)?;
     let data = pool.with_org(org, |s| {
         let raw = s.raw_connection_unchecked(
             "tenant-ops export: every row of the org, as JSON, under its row-level security context",
@@ -236,7 +235,7 @@ pub fn restore(
     registry: &'static Registry,
     file: &str,
     replace: bool,
-    key: Option<&ContextKey>,
+    context: &OrgContext,
 ) -> Result<Receipt, OpsError> {
     let export = Export::parse_and_verify(file).map_err(OpsError::InvalidFile)?;
     let (tables, here) = tables(app_url, registry)?;
@@ -277,7 +276,7 @@ pub fn restore(
             "{name} is not a tenant table of this database: the file can only restore tenant tables"
         )));
     }
-    let pool = pool(app_url, registry, key)?;
+    let pool = pool(app_url, registry, context)?;
     pool.with_org(org, |s| {
         let raw = s.raw_connection_unchecked(
             "tenant-ops restore: one org's rows back from an export, under its row-level security context",
@@ -328,10 +327,10 @@ pub fn restore_sealed(
     file: &str,
     replace: bool,
     seal: &crate::SealKey,
-    key: Option<&ContextKey>,
+    context: &OrgContext,
 ) -> Result<Receipt, OpsError> {
     seal.verify(file).map_err(OpsError::Seal)?;
-    restore(app_url, registry, file, replace, key)
+    restore(app_url, registry, file, replace, context)
 }
 
 /// Deletes every row of `org` from every tenant table, children first, through a break-glass

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 
 use diesel::connection::SimpleConnection;
 use diesel::{QueryableByName, RunQueryDsl};
-use tenant_core::OrgId;
+use tenant_core::context::ContextKey;
 use tenant_core::operator::access_log;
+use tenant_core::{OrgContext, OrgId};
 use tenant_ops::{OpsError, export, purge, restore};
 use tenant_testkit::{TestDb, roles};
 
@@ -21,6 +22,7 @@ const B: &str = "00000000-0000-4000-8000-00000000000b";
 fn example(hint: &str, n: usize) -> TestDb {
     let db = TestDb::new(hint);
     two_companies::migrate(&db.admin_url()).unwrap();
+    db.add_test_context_key();
     let mut sql = String::new();
     for (org, tag) in [(A, "a"), (B, "b")] {
         sql.push_str(&format!(
@@ -67,13 +69,18 @@ fn org(id: &str) -> OrgId {
     id.parse().unwrap()
 }
 
+/// The service's org context: the test key, which [`example`] adds to the database.
+fn ctx() -> OrgContext {
+    OrgContext::Signed(ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap())
+}
+
 #[test]
 fn export_purge_restore_gives_every_table_back_and_never_touches_the_other_org() {
     let db = example("ops_roundtrip", 20);
     let (a_before, b_before) = (org_state(&db, A), org_state(&db, B));
     let registry = &two_companies::REGISTRY;
 
-    let exported = export(&db.app_url(), registry, org(A), None).unwrap();
+    let exported = export(&db.app_url(), registry, org(A), &ctx()).unwrap();
     let file = exported.to_json();
     assert!(!file.contains(B), "the export of A must hold nothing of B");
     let counts: Vec<(&str, usize)> = exported
@@ -140,12 +147,12 @@ fn export_purge_restore_gives_every_table_back_and_never_touches_the_other_org()
     );
     assert!(report.accesses[0].duration_s.is_some_and(|s| s >= 0.0));
 
-    let restored = restore(&db.app_url(), registry, &file, false, None).unwrap();
+    let restored = restore(&db.app_url(), registry, &file, false, &ctx()).unwrap();
     assert_eq!(restored.total(), 81);
     assert_eq!(org_state(&db, A), a_before);
     assert_eq!(org_state(&db, B), b_before);
     // Exporting again gives the same checksums: nothing changed on the way.
-    let again = export(&db.app_url(), registry, org(A), None).unwrap();
+    let again = export(&db.app_url(), registry, org(A), &ctx()).unwrap();
     assert_eq!(again.manifest.tables, exported.manifest.tables);
 }
 
@@ -153,13 +160,13 @@ fn export_purge_restore_gives_every_table_back_and_never_touches_the_other_org()
 fn a_bad_file_a_different_schema_or_existing_rows_are_refused_with_nothing_written() {
     let db = example("ops_refusals", 3);
     let registry = &two_companies::REGISTRY;
-    let file = export(&db.app_url(), registry, org(A), None)
+    let file = export(&db.app_url(), registry, org(A), &ctx())
         .unwrap()
         .to_json();
     let a_before = org_state(&db, A);
 
     // The org still has its rows: refused whole, nothing written.
-    let err = restore(&db.app_url(), registry, &file, false, None).unwrap_err();
+    let err = restore(&db.app_url(), registry, &file, false, &ctx()).unwrap_err();
     assert!(
         matches!(&err, OpsError::Conflict { table, rows: 3, .. } if table == "invoices"),
         "{err}"
@@ -169,7 +176,7 @@ fn a_bad_file_a_different_schema_or_existing_rows_are_refused_with_nothing_writt
 
     // A changed value: the checksum catches it.
     let tampered = file.replacen("customer 1", "customer X", 1);
-    let err = restore(&db.app_url(), registry, &tampered, true, None).unwrap_err();
+    let err = restore(&db.app_url(), registry, &tampered, true, &ctx()).unwrap_err();
     assert!(
         matches!(&err, OpsError::InvalidFile(why) if why.contains("customers: the rows do not match")),
         "{err}"
@@ -182,7 +189,7 @@ fn a_bad_file_a_different_schema_or_existing_rows_are_refused_with_nothing_writt
         .admin()
         .batch_execute("ALTER TABLE deals ADD COLUMN probability integer")
         .unwrap();
-    let err = restore(&other.app_url(), registry, &file, true, None).unwrap_err();
+    let err = restore(&other.app_url(), registry, &file, true, &ctx()).unwrap_err();
     assert!(matches!(err, OpsError::SchemaMismatch { .. }), "{err}");
 
     // With --replace, the org's rows become the file's.
@@ -191,7 +198,7 @@ fn a_bad_file_a_different_schema_or_existing_rows_are_refused_with_nothing_writt
             "UPDATE customers SET name = 'renamed' WHERE org_id = '{A}'"
         ))
         .unwrap();
-    let receipt = restore(&db.app_url(), registry, &file, true, None).unwrap();
+    let receipt = restore(&db.app_url(), registry, &file, true, &ctx()).unwrap();
     assert_eq!(receipt.replaced.iter().map(|(_, n)| n).sum::<u64>(), 13);
     assert_eq!(org_state(&db, A), a_before);
 }
@@ -200,12 +207,14 @@ fn a_bad_file_a_different_schema_or_existing_rows_are_refused_with_nothing_writt
 fn an_org_restores_into_another_database_with_the_same_schema() {
     let source = example("ops_source", 5);
     let registry = &two_companies::REGISTRY;
-    let file = export(&source.app_url(), registry, org(A), None)
+    let file = export(&source.app_url(), registry, org(A), &ctx())
         .unwrap()
         .to_json();
     let target = TestDb::new("ops_target");
     two_companies::migrate(&target.admin_url()).unwrap();
-    restore(&target.app_url(), registry, &file, false, None).unwrap();
+    // One service key serves both databases.
+    target.add_test_context_key();
+    restore(&target.app_url(), registry, &file, false, &ctx()).unwrap();
     assert_eq!(org_state(&target, A), org_state(&source, A));
     assert!(org_state(&target, B).values().all(|(rows, _)| *rows == 0));
 }
@@ -244,7 +253,7 @@ fn garbage_huge_or_hostile_files_are_refused_by_name_with_nothing_written() {
         (huge.as_str(), "not an export file"),
         (wrong_version, "version 999 is not supported"),
     ] {
-        let err = restore(&db.app_url(), registry, file, true, None).unwrap_err();
+        let err = restore(&db.app_url(), registry, file, true, &ctx()).unwrap_err();
         let message = err.to_string();
         assert!(
             matches!(err, OpsError::InvalidFile(_)) && message.contains(says),
@@ -274,7 +283,7 @@ fn garbage_huge_or_hostile_files_are_refused_by_name_with_nothing_written() {
             app = roles::APP
         ))
         .unwrap();
-    let file = export(&db.app_url(), registry, org(A), None)
+    let file = export(&db.app_url(), registry, org(A), &ctx())
         .unwrap()
         .to_json();
     let mut doc: serde_json::Value = serde_json::from_str(&file).unwrap();
@@ -287,7 +296,7 @@ fn garbage_huge_or_hostile_files_are_refused_by_name_with_nothing_written() {
             "sha256": tenant_ops::format::rows_digest(&rows),
         }));
     doc["data"]["app_notes"] = serde_json::Value::Array(rows);
-    let err = restore(&db.app_url(), registry, &doc.to_string(), true, None).unwrap_err();
+    let err = restore(&db.app_url(), registry, &doc.to_string(), true, &ctx()).unwrap_err();
     assert!(
         matches!(&err, OpsError::InvalidFile(m) if m.contains("app_notes is not a tenant table")),
         "{err}"
@@ -323,13 +332,17 @@ fn every_operation_and_the_probe_refuse_an_empty_or_hostile_url_by_name() {
                 "{url:?}: {message}"
             );
         };
-        says(export(url, registry, org(A), None).unwrap_err().to_string());
+        says(
+            export(url, registry, org(A), &ctx())
+                .unwrap_err()
+                .to_string(),
+        );
         says(
             purge(url, registry, org(A), "OPS-1", "a reason long enough")
                 .unwrap_err()
                 .to_string(),
         );
-        let mut options = tenant_probe::ProbeOptions::new(url, registry);
+        let mut options = tenant_probe::ProbeOptions::new(url, registry, ctx());
         options.progress = false;
         says(tenant_probe::run(&options).unwrap_err().to_string());
     }
@@ -341,7 +354,7 @@ fn a_restore_with_a_seal_key_takes_only_a_file_sealed_by_it() {
     let db = example("ops_sealed", 2);
     let registry = &two_companies::REGISTRY;
     let key = SealKey::new("ops1", &[0x33; 32]).unwrap();
-    let plain = export(&db.app_url(), registry, org(A), None)
+    let plain = export(&db.app_url(), registry, org(A), &ctx())
         .unwrap()
         .to_json();
     let sealed = key.seal(&plain).unwrap();
@@ -366,7 +379,7 @@ fn a_restore_with_a_seal_key_takes_only_a_file_sealed_by_it() {
             "sealed by key \"ops2\", not by key ops1",
         ),
     ] {
-        let err = restore_sealed(&db.app_url(), registry, &file, true, &key, None).unwrap_err();
+        let err = restore_sealed(&db.app_url(), registry, &file, true, &key, &ctx()).unwrap_err();
         assert!(
             matches!(&err, OpsError::Seal(m) if m.contains(says)),
             "{what}: {err}"
@@ -374,7 +387,7 @@ fn a_restore_with_a_seal_key_takes_only_a_file_sealed_by_it() {
     }
     assert_eq!((org_state(&db, A), org_state(&db, B)), before);
     // The sealed file goes back in.
-    let receipt = restore_sealed(&db.app_url(), registry, &sealed, true, &key, None).unwrap();
+    let receipt = restore_sealed(&db.app_url(), registry, &sealed, true, &key, &ctx()).unwrap();
     assert_eq!(receipt.action, "restored");
     assert_eq!((org_state(&db, A), org_state(&db, B)), before);
 }
@@ -385,7 +398,7 @@ fn an_export_that_reads_no_row_is_an_error_and_writes_nothing() {
     let registry = &two_companies::REGISTRY;
     // A mistyped org id: a file of zero rows would pass for a backup of it.
     let missing = "00000000-0000-4000-8000-0000000000ff";
-    let err = export(&db.app_url(), registry, org(missing), None).unwrap_err();
+    let err = export(&db.app_url(), registry, org(missing), &ctx()).unwrap_err();
     assert!(
         matches!(&err, OpsError::NothingExported { org } if org == missing),
         "{err}"
@@ -421,14 +434,28 @@ fn an_export_of_a_signed_database_without_its_key_is_refused_naming_the_fix() {
         .unwrap();
     // Before, this export read nothing (no token, no rows) and wrote a checksummed file of
     // zero rows.
-    let err = export(&db.app_url(), &two_companies::REGISTRY, org(A), None).unwrap_err();
+    let err = export(
+        &db.app_url(),
+        &two_companies::REGISTRY,
+        org(A),
+        &OrgContext::TrustEveryStatement,
+    )
+    .unwrap_err();
     assert!(
-        err.to_string().contains("no context key") && err.to_string().contains("signed_context"),
+        err.to_string()
+            .contains("OrgContext::TrustEveryStatement, so it sends no token")
+            && err.to_string().contains("pass the service's ContextKey"),
         "{err}"
     );
     // With the service's key, the round trip works in the signed mode.
     let key = tenant_core::context::ContextKey::parse(&format!("k1:{}", "42".repeat(32))).unwrap();
-    let exported = export(&db.app_url(), &two_companies::REGISTRY, org(A), Some(&key)).unwrap();
+    let exported = export(
+        &db.app_url(),
+        &two_companies::REGISTRY,
+        org(A),
+        &OrgContext::Signed(key.clone()),
+    )
+    .unwrap();
     let rows: Vec<(&str, usize)> = exported
         .manifest
         .tables
@@ -450,7 +477,7 @@ fn an_export_of_a_signed_database_without_its_key_is_refused_naming_the_fix() {
         &two_companies::REGISTRY,
         &exported.to_json(),
         true,
-        Some(&key),
+        &OrgContext::Signed(key),
     )
     .unwrap();
     assert_eq!(receipt.total(), 2);

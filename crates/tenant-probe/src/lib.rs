@@ -15,13 +15,17 @@
 //!
 //! ```no_run
 //! # tenant_lint::registry! { pub static REGISTRY; }
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The service's key: the probe sets the org as the service does (a signed token).
+//! let key = tenant_core::context::ContextKey::require_env("TENANT_CONTEXT_KEY")?;
 //! let report = tenant_probe::run(&tenant_probe::ProbeOptions::new(
 //!     "postgres://tenant_app@localhost/app",
 //!     &REGISTRY,
+//!     key,
 //! ))?;
 //! println!("{}", report.summary_line());
 //! std::process::exit(if report.failed() { 1 } else { 0 });
-//! # Ok::<(), tenant_probe::ProbeError>(())
+//! # }
 //! ```
 
 pub mod attack;
@@ -35,8 +39,8 @@ mod sql;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use tenant_core::TenantError;
 use tenant_core::admin::{CatalogReader, ProbeOutcome, ProbeSession};
+use tenant_core::{IntoOrgContext, OrgContext, TenantError};
 use tenant_lint::Registry;
 use uuid::Uuid;
 
@@ -67,6 +71,9 @@ pub enum ProbeError {
     /// The registry has no tenant table.
     #[error("the registry has no tenant table to attack")]
     NothingToAttack,
+    /// The org context the probe was given does not match the database's policies.
+    #[error("{0}")]
+    ContextMismatch(String),
     /// The catalog could not be read.
     #[error("reading the catalog: {0}")]
     Catalog(String),
@@ -95,9 +102,11 @@ pub struct ProbeOptions<'a> {
     pub statement_timeout_ms: u32,
     /// Show a progress line on a terminal.
     pub progress: bool,
-    /// The service's context key, for a database in the signed mode (the probe then sets the
-    /// org as the service does: a token for its own backend).
-    pub signing: Option<tenant_core::context::ContextKey>,
+    /// How the database learns the org, as the service's pool says it: the service's key for
+    /// a database in the (default) signed mode, where the probe sets the org as the service
+    /// does (a token for its own backend); `OrgContext::TrustEveryStatement` for one generated
+    /// in the plain mode, where the hopping attacks are findings.
+    pub context: OrgContext,
 }
 
 impl std::fmt::Debug for ProbeOptions<'_> {
@@ -111,8 +120,10 @@ impl std::fmt::Debug for ProbeOptions<'_> {
 }
 
 impl<'a> ProbeOptions<'a> {
-    /// Probes the database at `app_url` (the application role) for the tables of `registry`.
-    pub fn new(app_url: &str, registry: &'a Registry) -> Self {
+    /// Probes the database at `app_url` (the application role) for the tables of `registry`,
+    /// setting the org as `context` says (the service's `ContextKey`, or
+    /// `OrgContext::TrustEveryStatement` for a database in the plain mode).
+    pub fn new(app_url: &str, registry: &'a Registry, context: impl IntoOrgContext) -> Self {
         Self {
             app_url: app_url.to_owned(),
             registry,
@@ -121,7 +132,7 @@ impl<'a> ProbeOptions<'a> {
             git_commit: "unknown".into(),
             statement_timeout_ms: 30_000,
             progress: true,
-            signing: None,
+            context: context.into_org_context(),
         }
     }
 }
@@ -277,6 +288,36 @@ fn evidence_digest(options: &ProbeOptions<'_>, generated_at: &str) -> Option<Str
     )
 }
 
+/// Refuses a probe whose org context does not match the database's policies: without the
+/// key, a database that verifies tokens would show the probe no row at all and every attack
+/// would pass for the wrong reason; with a key, a database that reads the plain setting is
+/// not the one the service's pool (which refuses it) would run against.
+fn check_context(
+    options: &ProbeOptions<'_>,
+    tables: &[schema::TableInfo],
+) -> Result<(), ProbeError> {
+    let verifying: Vec<&str> = tables
+        .iter()
+        .filter(|t| t.verifies_tokens)
+        .map(|t| t.name.as_str())
+        .collect();
+    match (&options.context, verifying.first()) {
+        (OrgContext::TrustEveryStatement, Some(table)) => Err(ProbeError::ContextMismatch(format!(
+            "the policies of tenant table `{table}` verify a signed org token, and the probe was \
+             given no context key (OrgContext::TrustEveryStatement): give it the service's key \
+             (`TENANT_CONTEXT_KEY=kid:hex` for `cargo xtask probe`), the one the database holds"
+        ))),
+        (OrgContext::Signed(_), None) => Err(ProbeError::ContextMismatch(
+            "the probe was given a context key, and no tenant table's policy verifies a signed \
+             token: the database was generated in the plain mode (ContextMode::TrustEveryStatement). \
+             Probe it without a key (unset TENANT_CONTEXT_KEY; the hopping attacks are then \
+             findings), or generate its migrations in the default signed mode"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Attacks the database of `options` from two synthetic orgs and reports every outcome.
 ///
 /// # Errors
@@ -295,6 +336,7 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
     }
     let views = schema::views(&mut reader, options.registry)?;
     drop(reader);
+    check_context(options, &tables)?;
     let evidence_digest = evidence_digest(options, &generated_at);
 
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
@@ -316,7 +358,11 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
             timeout,
         )?,
     };
-    if let Some(key) = &options.signing {
+    let signing = match &options.context {
+        OrgContext::Signed(key) => Some(key),
+        OrgContext::TrustEveryStatement => None,
+    };
+    if let Some(key) = signing {
         for s in [&mut sessions.main, &mut sessions.fresh, &mut sessions.after] {
             s.sign_with(key.clone());
         }
@@ -366,7 +412,7 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
     let total = per_table.iter().map(Vec::len).sum::<usize>()
         + global.len()
         + usize::from(options.pool.is_some())
-        + usize::from(options.pool.is_some() && options.signing.is_some());
+        + usize::from(options.pool.is_some() && signing.is_some());
     let progress = progress::Progress::new(options.progress, targets.len(), total);
     let mut done = 0;
     for (i, (target, plans)) in targets.iter().zip(&per_table).enumerate() {
@@ -417,7 +463,7 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
         for kind in attacks::session_state::KINDS {
             results.push(session_state_result(pool, a, kind));
         }
-        if options.signing.is_some() {
+        if signing.is_some() {
             results.push(attacks::pool::token_in_activity(
                 pool,
                 &mut sessions.main,

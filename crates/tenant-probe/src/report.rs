@@ -20,7 +20,8 @@ pub enum Verdict {
     Pass,
     /// The attack got at B's data (or an oracle on it): the deployment fails.
     Leak,
-    /// A known limitation of the configuration (org hopping without the hardened context).
+    /// What the configuration gives up by name (org hopping in the opt-in plain mode, which
+    /// trusts every statement).
     Finding,
     /// A side channel, reported as observed, not judged.
     Observed,
@@ -164,7 +165,7 @@ impl Report {
     pub fn summary_line(&self) -> String {
         let s = self.summary();
         format!(
-            "tenant-probe: {} attacks on {} tables: {} pass, {} leaks, {} findings (known limitations), {} observed (side channels), {} not run: {}",
+            "tenant-probe: {} attacks on {} tables: {} pass, {} leaks, {} findings (what the configuration gives up by name), {} observed (side channels), {} not run: {}",
             s.total,
             self.tables.len(),
             s.pass,
@@ -250,9 +251,10 @@ impl Report {
         let _ = writeln!(
             md,
             "Every attack ran as the application role inside one transaction that was rolled back; \
-             nothing was committed. A **leak** fails the deployment; a **finding** is a known \
-             limitation of the configuration (README, known limitations); **observed** is a side \
-             channel PostgreSQL shows by design.\n"
+             nothing was committed. A **leak** fails the deployment; a **finding** is what the \
+             configuration gives up by name (org hopping in the opt-in plain mode, which trusts \
+             every statement; README, known limitations); **observed** is a side channel \
+             PostgreSQL shows by design.\n"
         );
         if !self.unseedable.is_empty() {
             let _ = writeln!(md, "## Tables that could not be seeded\n");
@@ -464,7 +466,7 @@ mod tests {
         let line = report(&[Verdict::Pass, Verdict::Leak]).summary_line();
         assert_eq!(
             line,
-            "tenant-probe: 2 attacks on 1 tables: 1 pass, 1 leaks, 0 findings (known limitations), 0 observed (side channels), 0 not run: FAIL"
+            "tenant-probe: 2 attacks on 1 tables: 1 pass, 1 leaks, 0 findings (what the configuration gives up by name), 0 observed (side channels), 0 not run: FAIL"
         );
     }
 

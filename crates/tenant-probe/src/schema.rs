@@ -88,6 +88,8 @@ struct TableRow {
     owner: String,
     #[diesel(sql_type = Text)]
     policies: String,
+    #[diesel(sql_type = Bool)]
+    verifies_tokens: bool,
 }
 
 /// A registered tenant table as the catalog describes it.
@@ -101,6 +103,9 @@ pub struct TableInfo {
     pub owner: String,
     /// Names of its policies.
     pub policies: Vec<String>,
+    /// Whether a restrictive policy reads the signed context's verified org (the default
+    /// mode), rather than the plain setting alone.
+    pub verifies_tokens: bool,
     /// Columns in order.
     pub columns: Vec<Column>,
     /// Constraints.
@@ -194,7 +199,9 @@ const CONSTRAINTS: &str = "SELECT k.conname::text AS name, k.contype::text AS ki
 const TABLE: &str = "SELECT to_regclass($1) IS NOT NULL AS exists, \
        COALESCE((SELECT pg_get_userbyid(c.relowner)::text FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)), '') AS owner, \
        COALESCE((SELECT string_agg(p.polname::text, ',' ORDER BY p.polname) FROM pg_catalog.pg_policy p \
-                  WHERE p.polrelid = to_regclass($1)), '') AS policies";
+                  WHERE p.polrelid = to_regclass($1)), '') AS policies, \
+       EXISTS (SELECT FROM pg_catalog.pg_policy p WHERE p.polrelid = to_regclass($1) AND NOT p.polpermissive \
+                 AND strpos(pg_get_expr(p.polqual, p.polrelid), 'tenant_context.') > 0) AS verifies_tokens";
 
 const VIEWS: &str = "SELECT format('%I.%I', n.nspname, c.relname) AS name, c.relkind::text AS kind, a.attname::text AS org_column \
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -243,6 +250,7 @@ pub fn tables(
                 .filter(|p| !p.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            verifies_tokens: head.verifies_tokens,
             columns,
             constraints: reader.load(CONSTRAINTS, &[name])?,
         });

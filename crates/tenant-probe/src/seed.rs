@@ -404,6 +404,7 @@ mod tests {
             org_column: "org_id".into(),
             owner: "tenant_owner".into(),
             policies: vec![],
+            verifies_tokens: true,
             columns: vec![column("id", "uuid"), column("org_id", "uuid")],
             constraints: fks
                 .iter()

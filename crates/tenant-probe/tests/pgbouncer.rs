@@ -23,30 +23,37 @@ fn through_bouncer(db: &TestDb) -> String {
     url_for(&base, roles::APP, Some(TEST_PASSWORD), db.name())
 }
 
-fn pool(db: &TestDb, size: u32) -> TenantPool {
-    TenantPool::builder(through_bouncer(db), &two_companies::REGISTRY)
-        .max_size(size)
-        .prepared_statement_cache(false)
-        .build()
-        .unwrap()
+/// A pool in the opt-in plain mode through PgBouncer.
+fn plain_pool(db: &TestDb, size: u32) -> TenantPool {
+    TenantPool::builder(
+        through_bouncer(db),
+        &two_companies::REGISTRY,
+        tenant_core::OrgContext::TrustEveryStatement,
+    )
+    .max_size(size)
+    .prepared_statement_cache(false)
+    .build()
+    .unwrap()
 }
 
 #[test]
-fn sixteen_clients_through_four_server_connections_cross_no_row() {
-    let db = TestDb::new("bouncer_clients");
-    two_companies::migrate(&db.admin_url()).unwrap();
-    sixteen_clients(&db, pool(&db, 16));
+fn sixteen_plain_clients_through_four_server_connections_cross_no_row() {
+    let db = common::plain_story("bouncer_clients");
+    sixteen_clients(&db, plain_pool(&db, 16));
 }
 
 #[test]
 fn sixteen_signed_clients_through_four_server_connections_cross_no_row() {
     let db = common::signed_db("bouncer_signed");
-    let pool = TenantPool::builder(through_bouncer(&db), &two_companies::REGISTRY)
-        .max_size(16)
-        .transaction_pooler()
-        .signed_context(common::key("k1", &common::K1))
-        .build()
-        .unwrap();
+    let pool = TenantPool::builder(
+        through_bouncer(&db),
+        &two_companies::REGISTRY,
+        common::key("k1", &common::K1),
+    )
+    .max_size(16)
+    .transaction_pooler()
+    .build()
+    .unwrap();
     sixteen_clients(&db, pool);
 }
 
@@ -111,11 +118,14 @@ fn sixteen_clients(db: &TestDb, pool: TenantPool) {
 }
 
 #[test]
-fn the_probe_finds_no_leak_through_pgbouncer() {
-    let db = TestDb::new("bouncer_probe");
-    two_companies::migrate(&db.admin_url()).unwrap();
+fn the_probe_finds_no_leak_through_pgbouncer_in_the_plain_mode() {
+    let db = common::plain_story("bouncer_probe");
     let url = through_bouncer(&db);
-    let mut options = tenant_probe::ProbeOptions::new(&url, &two_companies::REGISTRY);
+    let mut options = tenant_probe::ProbeOptions::new(
+        &url,
+        &two_companies::REGISTRY,
+        tenant_core::OrgContext::TrustEveryStatement,
+    );
     options.progress = false;
     let report = tenant_probe::run(&options).unwrap();
     let s = report.summary();

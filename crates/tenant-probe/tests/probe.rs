@@ -5,6 +5,8 @@
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use diesel::connection::SimpleConnection;
@@ -18,8 +20,11 @@ use uuid::Uuid;
 /// The example schema, with committed rows of two real orgs (so "nothing changed" and "no
 /// org sees nothing" are about real data, not an empty database).
 fn example(hint: &str) -> TestDb {
-    let db = TestDb::new(hint);
-    two_companies::migrate(&db.admin_url()).unwrap();
+    example_of(common::story(hint))
+}
+
+/// [`example`]'s rows in `db`.
+fn example_of(db: TestDb) -> TestDb {
     db.admin()
         .batch_execute(
             "INSERT INTO orgs (id, name) VALUES
@@ -38,7 +43,7 @@ fn example(hint: &str) -> TestDb {
 fn probe_with(db: &TestDb, pool: Option<&dyn PoolUnderTest>, seeders: &[(&str, &str)]) -> Report {
     let registry = &two_companies::REGISTRY;
     let url = db.app_url();
-    let mut options = ProbeOptions::new(&url, registry);
+    let mut options = ProbeOptions::new(&url, registry, common::test_key());
     options.pool = pool;
     options.progress = false;
     options.seeders = seeders
@@ -117,7 +122,7 @@ fn state(db: &TestDb) -> BTreeMap<String, TableState> {
 fn the_example_schema_has_no_leak_every_attack_runs_and_nothing_changes() {
     let db = example("probe_clean");
     let before = state(&db);
-    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY, common::test_key())
         .max_size(1)
         .build()
         .unwrap();
@@ -133,6 +138,8 @@ fn the_example_schema_has_no_leak_every_attack_runs_and_nothing_changes() {
     assert!(report.unseedable.is_empty(), "{:?}", report.unseedable);
     let s = report.summary();
     assert_eq!(s.not_run, 0, "{}", report.markdown());
+    // The default (signed) mode: nothing to report by name either.
+    assert_eq!(s.finding, 0, "{}", report.markdown());
     assert!(!report.failed());
     assert_eq!(
         report.tables,
@@ -183,12 +190,12 @@ fn the_example_schema_has_no_leak_every_attack_runs_and_nothing_changes() {
                 "upsert on {table}"
             );
         }
-        // Org hopping works in the default configuration: a finding, not a leak.
+        // Org hopping gets nothing: the policies verify a token the session cannot make.
         for attack in ["set_config_hop", "set_local_hop", "injected_hop"] {
             let r = result(&report, attack, table);
             assert_eq!(
                 (r.verdict, &r.observed),
-                (Verdict::Finding, &Observed::Rows(1)),
+                (Verdict::Pass, &Observed::Rows(0)),
                 "{attack} on {table}"
             );
         }
@@ -536,5 +543,65 @@ fn a_table_the_generator_cannot_fill_is_reported_and_a_seeder_fills_it() {
         "{}\n{:?}",
         seeded.summary_line(),
         leaks(&seeded)
+    );
+}
+
+#[test]
+fn the_plain_mode_reports_every_org_hop_as_a_finding_by_name() {
+    // The opt-in mode that trusts every statement: the hops read B's row, and the report
+    // names them findings (what the mode gives up), not leaks.
+    let db = example_of(common::plain_story("probe_plain"));
+    let url = db.app_url();
+    let mut options = ProbeOptions::new(
+        &url,
+        &two_companies::REGISTRY,
+        tenant_core::OrgContext::TrustEveryStatement,
+    );
+    options.progress = false;
+    let report = tenant_probe::run(&options).unwrap();
+    assert_eq!(leaks(&report), Vec::<(String, String)>::new());
+    for table in &report.tables {
+        for attack in ["set_config_hop", "set_local_hop", "injected_hop"] {
+            let r = result(&report, attack, table);
+            assert_eq!(
+                (r.verdict, &r.observed),
+                (Verdict::Finding, &Observed::Rows(1)),
+                "{attack} on {table}"
+            );
+        }
+    }
+    // Every finding is a hop (the lateral and CTE forms hop where the planner runs the hop
+    // before the scan).
+    assert!(
+        report
+            .with_verdict(Verdict::Finding)
+            .all(|r| r.family == "org-hopping" && r.observed == Observed::Rows(1))
+    );
+}
+
+#[test]
+fn a_probe_whose_context_does_not_match_the_database_refuses_to_run_naming_the_fix() {
+    // Without the key, a signed database shows the probe no row and every attack would pass
+    // for the wrong reason.
+    let signed = common::story("probe_no_key");
+    let url = signed.app_url();
+    let options = ProbeOptions::new(
+        &url,
+        &two_companies::REGISTRY,
+        tenant_core::OrgContext::TrustEveryStatement,
+    );
+    let err = tenant_probe::run(&options).unwrap_err().to_string();
+    assert!(
+        err.contains("verify a signed org token") && err.contains("TENANT_CONTEXT_KEY"),
+        "{err}"
+    );
+    // With a key, a plain database is not the one the service's pool would accept.
+    let plain = common::plain_story("probe_key_plain");
+    let url = plain.app_url();
+    let options = ProbeOptions::new(&url, &two_companies::REGISTRY, common::test_key());
+    let err = tenant_probe::run(&options).unwrap_err().to_string();
+    assert!(
+        err.contains("generated in the plain mode") && err.contains("without a key"),
+        "{err}"
     );
 }

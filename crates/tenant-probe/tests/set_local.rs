@@ -10,14 +10,16 @@ use std::sync::{Arc, Mutex};
 
 use diesel::connection::{Connection, InstrumentationEvent};
 use diesel::prelude::*;
-use tenant_core::{OrgId, OrgScoped, TenantError, TenantPool};
+use tenant_core::{OrgContext, OrgId, OrgScoped, TenantError, TenantPool};
 use tenant_testkit::{TestDb, roles};
 use two_companies::schema::{customers, orgs};
 
-/// The story's schema with the policies in the inline form (no sub-select).
+/// The story's schema with the policies in the inline form (no sub-select), in the plain
+/// mode Citus needs (the signed verifier does not run on its workers).
 fn inline_db(hint: &str) -> TestDb {
     let options = tenant_schema::RlsOptions {
         policy_form: tenant_schema::PolicyForm::Inline,
+        context: tenant_schema::ContextMode::TrustEveryStatement,
         ..tenant_schema::RlsOptions::default()
     };
     common::story_with(hint, &options)
@@ -26,11 +28,15 @@ fn inline_db(hint: &str) -> TestDb {
 #[test]
 fn set_local_scoped_transactions_isolate_orgs_under_inline_policies() {
     let db = inline_db("set_local");
-    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
-        .max_size(2)
-        .set_local_context()
-        .build()
-        .unwrap();
+    let pool = TenantPool::builder(
+        db.app_url(),
+        &two_companies::REGISTRY,
+        OrgContext::TrustEveryStatement,
+    )
+    .max_size(2)
+    .set_local_context()
+    .build()
+    .unwrap();
     let orgs_: Vec<OrgId> = (0..3).map(|_| OrgId::new_random()).collect();
     for (i, &org) in orgs_.iter().enumerate() {
         pool.with_org(org, |s| {
@@ -81,7 +87,11 @@ fn set_local_scoped_transactions_isolate_orgs_under_inline_policies() {
 fn the_probe_finds_no_leak_under_inline_policies() {
     let db = inline_db("set_local_probe");
     let url = db.app_url();
-    let mut options = tenant_probe::ProbeOptions::new(&url, &two_companies::REGISTRY);
+    let mut options = tenant_probe::ProbeOptions::new(
+        &url,
+        &two_companies::REGISTRY,
+        OrgContext::TrustEveryStatement,
+    );
     options.progress = false;
     let report = tenant_probe::run(&options).unwrap();
     let s = report.summary();
@@ -101,4 +111,15 @@ fn the_probe_finds_no_leak_under_inline_policies() {
         .filter(|f| f.rule == "generated-object-changed")
         .collect();
     assert!(changed.is_empty(), "{changed:#?}");
+    // ... and reports what the plain mode gives up, table by table.
+    let trusting: Vec<&str> = audit
+        .findings
+        .iter()
+        .filter(|f| f.rule == "org-context-trusts-every-statement")
+        .map(|f| f.object.as_str())
+        .collect();
+    assert_eq!(
+        trusting,
+        ["customers", "deals", "invoices", "orgs", "proposals"]
+    );
 }

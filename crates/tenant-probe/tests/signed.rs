@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer};
 use tenant_core::context::Backend;
 use tenant_core::operator::{AccessRequest, OperatorSession};
-use tenant_core::{OrgId, TenantError, TenantPool};
+use tenant_core::{OrgContext, OrgId, TenantError, TenantPool};
 use tenant_probe::{ProbeOptions, Verdict};
 use tenant_schema::audit::Severity;
 use tenant_testkit::{TestDb, roles, try_sql};
@@ -27,9 +27,8 @@ fn pool(db: &TestDb) -> TenantPool {
 
 /// A signing pool of at most `size` connections.
 fn pool_of(db: &TestDb, size: u32) -> TenantPool {
-    TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+    TenantPool::builder(db.app_url(), &two_companies::REGISTRY, key("k1", &K1))
         .max_size(size)
-        .signed_context(key("k1", &K1))
         .build()
         .unwrap()
 }
@@ -562,31 +561,35 @@ fn the_probe_finds_no_hop_and_no_leak_in_the_signed_mode() {
 }
 
 #[test]
-fn a_pool_without_a_key_refuses_a_database_whose_policies_verify_tokens() {
+fn a_pool_trusting_every_statement_refuses_a_database_whose_policies_verify_tokens() {
     let db = signed_db("signed_no_key");
     // Before the refusal existed, this pool started, read nothing and failed writes with
     // "new row violates row-level security policy": what a new user meets first.
-    let err = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
-        .build()
-        .unwrap_err();
+    let err = TenantPool::builder(
+        db.app_url(),
+        &two_companies::REGISTRY,
+        OrgContext::TrustEveryStatement,
+    )
+    .build()
+    .unwrap_err();
     assert!(
         matches!(&err, TenantError::ContextKey(m)
-            if m.contains("tenant table `orgs`") && m.contains("no context key")
-                && m.contains(".signed_context(")),
+            if m.contains("tenant table `orgs`") && m.contains("so it sends no token")
+                && m.contains("pass the service's ContextKey to TenantPool::builder")),
         "{err}"
     );
 }
 
 #[test]
 fn a_signing_pool_refuses_a_database_without_the_verifier() {
-    let db = TestDb::new("signed_missing");
-    two_companies::migrate(&db.admin_url()).unwrap();
-    let err = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
-        .signed_context(key("k1", &K1))
+    let db = common::plain_story("signed_missing");
+    let err = TenantPool::builder(db.app_url(), &two_companies::REGISTRY, key("k1", &K1))
         .build()
         .unwrap_err();
     assert!(
-        matches!(&err, TenantError::ContextKey(m) if m.contains("ContextMode::Signed")),
+        matches!(&err, TenantError::ContextKey(m)
+            if m.contains("ContextMode::TrustEveryStatement")
+                && m.contains("OrgContext::TrustEveryStatement")),
         "{err}"
     );
 }
@@ -691,13 +694,17 @@ fn a_token_left_at_session_level_is_undone_at_the_next_begin() {
 
 #[test]
 fn a_pool_refuses_the_signed_and_the_set_local_context_together() {
-    let err = TenantPool::builder("postgres://unused@/db", &two_companies::REGISTRY)
-        .set_local_context()
-        .signed_context(key("k1", &K1))
-        .build()
-        .unwrap_err();
+    let err = TenantPool::builder(
+        "postgres://unused@/db",
+        &two_companies::REGISTRY,
+        key("k1", &K1),
+    )
+    .set_local_context()
+    .build()
+    .unwrap_err();
     assert!(
-        matches!(&err, TenantError::ContextKey(m) if m.contains("do not combine")),
+        matches!(&err, TenantError::ContextKey(m)
+            if m.contains("set_local_context() needs OrgContext::TrustEveryStatement")),
         "{err}"
     );
 }
@@ -706,8 +713,7 @@ fn a_pool_refuses_the_signed_and_the_set_local_context_together() {
 fn a_signing_pool_refuses_a_key_the_database_does_not_hold() {
     let db = signed_db("signed_wrong_key");
     for (kid, secret) in [("k1", &K2), ("k9", &K1)] {
-        let err = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
-            .signed_context(key(kid, secret))
+        let err = TenantPool::builder(db.app_url(), &two_companies::REGISTRY, key(kid, secret))
             .build()
             .unwrap_err();
         assert!(
@@ -719,8 +725,7 @@ fn a_signing_pool_refuses_a_key_the_database_does_not_hold() {
     }
     // The right key starts.
     assert!(
-        TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
-            .signed_context(key("k1", &K1))
+        TenantPool::builder(db.app_url(), &two_companies::REGISTRY, key("k1", &K1))
             .build()
             .is_ok()
     );
@@ -755,9 +760,8 @@ fn the_probe_reports_a_token_left_readable_in_pg_stat_activity_as_a_leak() {
     let db = signed_db("signed_token_text");
     let url = db.app_url();
     let naive = TokenInText { url: url.clone() };
-    let mut options = ProbeOptions::new(&url, &two_companies::REGISTRY);
+    let mut options = ProbeOptions::new(&url, &two_companies::REGISTRY, key("k1", &K1));
     options.progress = false;
-    options.signing = Some(key("k1", &K1));
     options.pool = Some(&naive);
     let report = tenant_probe::run(&options).unwrap();
     let token = report

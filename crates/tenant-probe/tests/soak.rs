@@ -76,24 +76,26 @@ fn threads() -> usize {
 
 #[test]
 fn a_hundred_orgs_under_mixed_load_lose_nothing_and_cross_nothing() {
-    let db = TestDb::new("soak");
-    two_companies::migrate(&db.admin_url()).unwrap();
-    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+    let db = common::story("soak");
+    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY, common::test_key())
         .max_size(threads() as u32)
         .build()
         .unwrap();
-    soak(&db, &pool, "default mode");
+    soak(&db, &pool, "default (signed) mode");
 }
 
 #[test]
-fn a_hundred_orgs_under_mixed_load_in_the_signed_mode_lose_nothing_and_cross_nothing() {
-    let db = common::signed_db("soak_signed");
-    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
-        .max_size(threads() as u32)
-        .signed_context(common::key("k1", &common::K1))
-        .build()
-        .unwrap();
-    soak(&db, &pool, "signed mode");
+fn a_hundred_orgs_under_mixed_load_in_the_plain_mode_lose_nothing_and_cross_nothing() {
+    let db = common::plain_story("soak_plain");
+    let pool = TenantPool::builder(
+        db.app_url(),
+        &two_companies::REGISTRY,
+        tenant_core::OrgContext::TrustEveryStatement,
+    )
+    .max_size(threads() as u32)
+    .build()
+    .unwrap();
+    soak(&db, &pool, "plain mode");
 }
 
 /// The load, the ledger and the checks, for `pool` over `db`.

@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 
 use tenant_lint::Registry;
 
+use crate::context::ContextMode;
 use crate::pg::{Migration, RlsOptions, literal};
 
 /// How a policy reads the org.
@@ -69,7 +70,23 @@ pub fn distribution(registry: &Registry) -> String {
 
 /// The migration for a Citus cluster: the distribution, then the protection with the inline
 /// policy form (whatever form `options` asked for).
-pub fn generate(registry: &Registry, options: &RlsOptions) -> Migration {
+///
+/// # Errors
+/// When `options.context` is not [`ContextMode::TrustEveryStatement`]: the signed context's
+/// verifier reads a key table and a view that Citus does not run on its workers, so a Citus
+/// deployment is the opt-in plain mode, chosen by name (docs/scale-out.md).
+pub fn generate(registry: &Registry, options: &RlsOptions) -> Result<Migration, String> {
+    if options.context != ContextMode::TrustEveryStatement {
+        return Err(format!(
+            "Citus needs the plain org context: the signed context's verifier (the key table and \
+             the view tenant_context.current_org) does not run on Citus workers. Generate with \
+             `RlsOptions {{ context: ContextMode::TrustEveryStatement, .. }}` and build the pool \
+             with `OrgContext::TrustEveryStatement` and `set_local_context()`, knowing that the \
+             database then trusts every statement the application sends to keep its org \
+             (was asked for {:?})",
+            options.context
+        ));
+    }
     let inline = RlsOptions {
         policy_form: PolicyForm::Inline,
         ..options.clone()
@@ -80,7 +97,7 @@ pub fn generate(registry: &Registry, options: &RlsOptions) -> Migration {
     migration
         .down
         .push_str("\n-- The distribution stays: undistributing moves every row back to the coordinator;\n-- do it deliberately with undistribute_table().\n");
-    migration
+    Ok(migration)
 }
 
 #[cfg(test)]
@@ -95,6 +112,15 @@ mod tests {
         global currencies;
         tenant customers => org_id;
         tenant deals => org_id;
+    }
+
+    #[test]
+    fn the_signed_context_is_refused_for_citus_by_name() {
+        let err = generate(&R, &RlsOptions::default()).unwrap_err();
+        assert!(
+            err.contains("ContextMode::TrustEveryStatement") && err.contains("Citus workers"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -114,7 +140,11 @@ mod tests {
 
     #[test]
     fn the_citus_policies_have_no_subquery_and_distribution_comes_first() {
-        let m = generate(&R, &RlsOptions::default());
+        let plain = RlsOptions {
+            context: ContextMode::TrustEveryStatement,
+            ..RlsOptions::default()
+        };
+        let m = generate(&R, &plain).unwrap();
         let policy_lines: Vec<&str> =
             m.up.lines()
                 .filter(|l| l.contains("USING (") || l.contains("WITH CHECK ("))

@@ -29,12 +29,17 @@ use crate::pg::{RlsOptions, ident, literal};
 /// How the policies learn the session's org.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ContextMode {
-    /// A transaction-local setting (`tenant.org_id`): simple, and what any SQL in the session
-    /// can change (docs/threat-model.md #5).
+    /// A token signed by the service (`tenant.org_token`), verified by the database: SQL in a
+    /// session cannot switch its org, so row-level security holds whatever statement the
+    /// application sends (the default).
     #[default]
-    Setting,
-    /// A token signed by the service (`tenant.org_token`), verified by the database.
     Signed,
+    /// The opt-in plain mode: a transaction-local setting (`tenant.org_id`) that the policies
+    /// believe. It trusts every statement the application sends: any statement can set the
+    /// setting to another org (`set_config`, `SET LOCAL`, an injected sub-select) and row-level
+    /// security then shows and changes that org's rows (docs/threat-model.md #5). What Citus
+    /// needs today (`citus::generate`); the audit reports it (`org-context-trusts-every-statement`).
+    TrustEveryStatement,
 }
 
 /// The schema of the signed context's key table and functions.

@@ -137,8 +137,9 @@ pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> 
     }
 }
 
-/// `signed` when the restrictive policies verify a signed token (the hardened mode, where SQL
-/// in a session cannot switch the org), `setting` when they read the plain org setting
+/// `signed` when the restrictive policies verify a signed token (the default mode, where SQL
+/// in a session cannot switch the org), `setting` when they read the plain org setting (the
+/// opt-in mode that trusts every statement)
 /// (`Report::setting`; a restrictive policy of your own reading another setting does not
 /// count), `mixed`
 /// when some do one and some the other (a migration half applied, or tables generated in two
@@ -189,7 +190,7 @@ fn markdown(
             "mixed" =>
                 "**mixed**: some policies verify a signed token, others read a setting SQL in a session can change (docs/threat-model.md #5): generate every table's migration in the signed mode",
             _ =>
-                "setting: the policies read `tenant.org_id`, which SQL in a session can change (docs/threat-model.md #5); the signed mode closes this",
+                "**plain setting, trusting every statement** (the opt-in mode): the policies believe `tenant.org_id`, which any statement of the application role can set to another org, so an injected or mistaken statement reads and writes that org's rows and only the application layer stops it (docs/threat-model.md #5); the default signed mode closes this",
         }
     );
     let _ = writeln!(m, "| Configuration digest | `{digest}` |\n");

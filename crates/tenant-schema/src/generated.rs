@@ -31,7 +31,7 @@ pub(crate) struct GeneratedFunction {
 /// the same in both appears once).
 pub(crate) fn functions(options: &RlsOptions) -> Vec<GeneratedFunction> {
     let mut out: Vec<GeneratedFunction> = Vec::new();
-    for context in [ContextMode::Setting, ContextMode::Signed] {
+    for context in [ContextMode::TrustEveryStatement, ContextMode::Signed] {
         let o = RlsOptions {
             context,
             ..options.clone()

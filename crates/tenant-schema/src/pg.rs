@@ -40,7 +40,8 @@ pub struct RlsOptions {
     pub ticket_pattern: String,
     /// The longest access window, in minutes (240).
     pub max_window_minutes: u32,
-    /// How the policies learn the org: a setting, or a signed token (the hardened mode).
+    /// How the policies learn the org: a token the service signs (the default), or the opt-in
+    /// plain setting that trusts every statement (`ContextMode::TrustEveryStatement`).
     pub context: crate::context::ContextMode,
     /// How the policies read the org: once per statement in a sub-select (PostgreSQL), or
     /// inline (Citus; see `citus::generate`).
@@ -63,7 +64,7 @@ impl Default for RlsOptions {
             owner_lookup_policy: "tenant_owner_lookup".into(),
             ticket_pattern: "^[A-Z][A-Z0-9]*-[0-9]+$".into(),
             max_window_minutes: 240,
-            context: crate::context::ContextMode::Setting,
+            context: crate::context::ContextMode::Signed,
             policy_form: crate::citus::PolicyForm::SubSelect,
         }
     }
@@ -522,7 +523,8 @@ fn undo_table(out: &mut String, t: &TableEntry, o: &RlsOptions) {
                  \x20 -- Only the default this migration set: a default the schema gave stays.\n\
                  \x20 IF EXISTS (SELECT FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum\n\
                  \x20           WHERE d.adrelid = {table_lit}::regclass AND a.attname = {col_lit}\n\
-                 \x20             AND pg_get_expr(d.adbin, d.adrelid) LIKE '%current_setting(''{setting}''%') THEN\n\
+                 \x20             AND (pg_get_expr(d.adbin, d.adrelid) LIKE '%current_setting(''{setting}''%'\n\
+                 \x20                  OR pg_get_expr(d.adbin, d.adrelid) LIKE '%{context}.verified_org()%')) THEN\n\
                  \x20   ALTER TABLE {table} ALTER COLUMN {col} DROP DEFAULT;\n\
                  \x20 END IF;\n\
                  END\n\
@@ -541,6 +543,7 @@ fn undo_table(out: &mut String, t: &TableEntry, o: &RlsOptions) {
                 col_lit = literal(org_column),
                 col = ident(org_column),
                 setting = o.setting.replace('\'', "''"),
+                context = crate::context::CONTEXT_SCHEMA,
                 operator = {
                     let mut s = String::new();
                     crate::operator::table_down(&mut s, t.name, o);
@@ -619,9 +622,18 @@ mod tests {
         generate(&REGISTRY, &RlsOptions::default())
     }
 
+    /// The opt-in plain mode's options.
+    fn plain() -> RlsOptions {
+        RlsOptions {
+            context: crate::context::ContextMode::TrustEveryStatement,
+            ..RlsOptions::default()
+        }
+    }
+
     #[test]
     fn every_tenant_table_gets_rls_enabled_and_forced_and_a_restrictive_policy() {
         let up = migration().up;
+        let plain_up = generate(&REGISTRY, &plain()).up;
         for (table, col) in [("orgs", "id"), ("invoices", "org_id")] {
             assert!(up.contains(&format!(
                 "ALTER TABLE \"{table}\" ENABLE ROW LEVEL SECURITY;"
@@ -629,7 +641,14 @@ mod tests {
             assert!(up.contains(&format!(
                 "ALTER TABLE \"{table}\" FORCE ROW LEVEL SECURITY;"
             )));
+            // The default: the org of the token the service signed, verified once per statement.
             assert!(up.contains(&format!(
+                "CREATE POLICY \"tenant_isolation\" ON \"{table}\" AS RESTRICTIVE FOR ALL TO PUBLIC\n    \
+                 USING (\"{col}\" = (SELECT org FROM tenant_context.current_org))\n    \
+                 WITH CHECK (\"{col}\" = (SELECT org FROM tenant_context.current_org));"
+            )));
+            // The opt-in plain mode: the setting.
+            assert!(plain_up.contains(&format!(
                 "CREATE POLICY \"tenant_isolation\" ON \"{table}\" AS RESTRICTIVE FOR ALL TO PUBLIC\n    \
                  USING (\"{col}\" = (SELECT nullif(current_setting('tenant.org_id', true), '')::uuid))\n    \
                  WITH CHECK (\"{col}\" = (SELECT nullif(current_setting('tenant.org_id', true), '')::uuid));"
@@ -669,12 +688,23 @@ mod tests {
 
     #[test]
     fn the_policy_reads_the_setting_once_per_statement_and_fails_closed_on_empty() {
-        let expr = org_expression(&RlsOptions::default());
         assert_eq!(
-            expr,
+            org_expression(&RlsOptions::default()),
+            "(SELECT org FROM tenant_context.current_org)"
+        );
+        assert_eq!(
+            org_expression(&plain()),
             "(SELECT nullif(current_setting('tenant.org_id', true), '')::uuid)"
         );
-        assert!(!migration().up.contains("IS NULL OR"));
+        // No policy lets rows through when the org is missing.
+        for up in [migration().up, generate(&REGISTRY, &plain()).up] {
+            assert!(
+                up.lines()
+                    .filter(|l| l.contains("USING (") || l.contains("WITH CHECK ("))
+                    .all(|l| !l.contains("IS NULL OR")),
+                "{up}"
+            );
+        }
     }
 
     #[test]
@@ -699,6 +729,9 @@ mod tests {
     fn the_org_column_defaults_to_the_session_org_unless_the_schema_set_a_default() {
         let m = migration();
         assert!(m.up.contains(
+            "ALTER TABLE \"invoices\" ALTER COLUMN \"org_id\" SET DEFAULT tenant_context.verified_org();"
+        ));
+        assert!(generate(&REGISTRY, &plain()).up.contains(
             "ALTER TABLE \"invoices\" ALTER COLUMN \"org_id\" SET DEFAULT (nullif(current_setting('tenant.org_id', true), ''))::uuid;"
         ));
         assert!(m.up.contains("IF NOT EXISTS (SELECT FROM pg_attrdef"));
@@ -706,9 +739,11 @@ mod tests {
             m.down
                 .contains("ALTER TABLE \"invoices\" ALTER COLUMN \"org_id\" DROP DEFAULT;")
         );
+        // Either mode's default, so that a migration between the modes undoes the other's.
         assert!(
             m.down
                 .contains("LIKE '%current_setting(''tenant.org_id''%'")
+                && m.down.contains("LIKE '%tenant_context.verified_org()%'")
         );
     }
 
@@ -745,7 +780,7 @@ mod tests {
         assert_eq!(literal("it's"), "'it''s'");
         let options = RlsOptions {
             setting: "app.o'rg".into(),
-            ..RlsOptions::default()
+            ..plain()
         };
         assert!(org_expression(&options).contains("'app.o''rg'"));
     }

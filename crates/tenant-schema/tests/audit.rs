@@ -170,7 +170,10 @@ fn immutable_and_volatile_policy_helpers_are_found() {
 
 #[test]
 fn an_extra_permissive_policy_is_an_error_and_opens_orgs_without_a_ticket() {
-    let db = migrated("audit_extra_permissive");
+    // Shown in the plain mode, where the operator sets the org by hand: in the default signed
+    // mode the restrictive policy still wants a token the operator gets only with a grant, and
+    // the extra policy widens what a grant allows (a read grant writes, with `FOR ALL`).
+    let db = common::plain_migrated("audit_extra_permissive");
     let org = tenant_core::OrgId::new_random();
     db.admin()
         .batch_execute(&format!(
@@ -522,23 +525,19 @@ fn an_access_log_others_may_write_is_an_error_and_a_forged_entry_would_open_an_o
              GRANT INSERT ON tenant_audit.access_log TO tenant_operator;"
         ))
         .unwrap();
-    // What the grant allows: an operator writes its own 'entered' row, with no ticket and no
-    // grant, and reads the org.
+    // What the grant allows: an operator writes its own 'granted' row, with no ticket and no
+    // request, enters it and reads the org.
     let mut op = db.connect_as(roles::OPERATOR);
     let seen: i64 = diesel::Connection::transaction(&mut op, |c| {
-            c.batch_execute(&format!(
-                "INSERT INTO tenant_audit.access_log (event, target_org, mode, expires_at, xact) \
-                   VALUES ('entered', '{org}', 'read', now() + interval '1 hour', pg_current_xact_id()); \
-                 SELECT set_config('tenant.org_id', '{org}', true);"
-            ))?;
-            diesel::RunQueryDsl::get_result(
-                diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-                    "(SELECT count(*) FROM orgs)",
-                )),
-                c,
-            )
-        })
-        .unwrap();
+        common::forge_grant_and_enter(c, &org.to_string())?;
+        diesel::RunQueryDsl::get_result(
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "(SELECT count(*) FROM orgs)",
+            )),
+            c,
+        )
+    })
+    .unwrap();
     assert_eq!(seen, 1, "the forged entry opened the org");
     let f: Vec<Finding> = run(&db)
         .findings
@@ -886,5 +885,79 @@ fn a_table_name_cannot_add_rows_to_the_evidence() {
         evidence.json.contains("odd|name\\n| forged"),
         "{}",
         evidence.json
+    );
+}
+
+#[test]
+fn the_plain_mode_is_a_warning_on_every_table_saying_what_one_statement_can_do() {
+    let db = common::plain_migrated("audit_plain_mode");
+    let (a, b) = (
+        "00000000-0000-4000-8000-00000000000a",
+        "00000000-0000-4000-8000-00000000000b",
+    );
+    db.admin()
+        .batch_execute(&format!(
+            "INSERT INTO orgs (id, name) VALUES ('{a}', 'A'), ('{b}', 'B');
+             INSERT INTO customers (org_id, name, email) VALUES ('{b}', 'bob-secret', 'b@x');"
+        ))
+        .unwrap();
+    // What the mode allows: a session of org A reads B's rows with one statement.
+    let mut app = db.connect_as(roles::APP);
+    let seen: String = diesel::Connection::transaction(&mut app, |c| {
+        c.batch_execute(&format!("SELECT set_config('tenant.org_id', '{a}', true)"))?;
+        diesel::RunQueryDsl::get_result(
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(&format!(
+                "(SELECT string_agg(c.name, ',') FROM (SELECT set_config('tenant.org_id', '{b}', true)) hop, customers c)"
+            ))),
+            c,
+        )
+    })
+    .unwrap();
+    assert_eq!(seen, "bob-secret");
+    let report = run(&db);
+    let f: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "org-context-trusts-every-statement")
+        .collect();
+    assert_eq!(
+        f.iter()
+            .map(|f| (f.object.as_str(), f.severity))
+            .collect::<Vec<_>>(),
+        [
+            ("customers", Severity::Warning),
+            ("deals", Severity::Warning),
+            ("invoices", Severity::Warning),
+            ("orgs", Severity::Warning),
+            ("proposals", Severity::Warning)
+        ]
+    );
+    assert!(
+        f[0].why
+            .contains("set_config('tenant.org_id', <another org>, true)")
+            && f[0]
+                .why
+                .contains("only the application layer stands between"),
+        "{}",
+        f[0].why
+    );
+    assert!(f[0].fix.contains("ContextMode::Signed"), "{}", f[0].fix);
+    // Nothing else: the plain mode as generated is otherwise clean.
+    assert_eq!(report.findings.len(), 5, "{:#?}", report.findings);
+    // The evidence names the mode and what it gives up.
+    let evidence = tenant_schema::evidence::render(
+        &report,
+        &two_companies::REGISTRY,
+        &tenant_schema::evidence::Provenance {
+            generated_at: "2026-12-05T00:00:00Z".into(),
+            git_commit: "0".into(),
+        },
+    );
+    assert!(
+        evidence
+            .markdown
+            .contains("**plain setting, trusting every statement** (the opt-in mode)"),
+        "{}",
+        evidence.markdown
     );
 }

@@ -137,14 +137,11 @@ fn a_column_grant_on_the_access_log_is_an_error_and_a_forged_entry_would_open_an
              GRANT INSERT (event, target_org, mode, expires_at, xact) ON tenant_audit.access_log TO tenant_operator;"
         ))
         .unwrap();
-    // What the column grant allows: the operator forges its own 'entered' row and reads the org.
+    // What the column grant allows: the operator forges its own 'granted' row, with no ticket
+    // and no request, enters it and reads the org.
     let mut op = db.connect_as(roles::OPERATOR);
     let seen: i64 = diesel::Connection::transaction(&mut op, |c| {
-        c.batch_execute(&format!(
-            "INSERT INTO tenant_audit.access_log (event, target_org, mode, expires_at, xact) \
-               VALUES ('entered', '{org}', 'read', now() + interval '1 hour', pg_current_xact_id()); \
-             SELECT set_config('tenant.org_id', '{org}', true);"
-        ))?;
+        common::forge_grant_and_enter(c, &org.to_string())?;
         diesel::select(diesel::dsl::sql::<BigInt>("(SELECT count(*) FROM orgs)")).get_result(c)
     })
     .unwrap();
@@ -433,7 +430,8 @@ fn createrole_and_replication_are_errors_and_the_pool_refuses_them() {
             (format!("{app}: REPLICATION").as_str(), Severity::Error),
         ]
     );
-    let err = tenant_core::TenantPool::builder(db.url_as(login), &two_companies::REGISTRY)
+    let key = tenant_core::context::ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap();
+    let err = tenant_core::TenantPool::builder(db.url_as(login), &two_companies::REGISTRY, key)
         .build()
         .unwrap_err()
         .to_string();
@@ -451,10 +449,9 @@ fn names_as_app(db: &TestDb, sql: &str) -> Vec<String> {
         name: String,
     }
     let mut app = db.connect_as(roles::APP);
+    let set_a = common::set_org_sql(&mut app, "00000000-0000-4000-8000-00000000000a");
     diesel::Connection::transaction(&mut app, |c| {
-        c.batch_execute(
-            "SELECT set_config('tenant.org_id', '00000000-0000-4000-8000-00000000000a', true)",
-        )?;
+        c.batch_execute(&set_a)?;
         diesel::sql_query(sql).load::<Name>(c)
     })
     .unwrap()
@@ -546,11 +543,14 @@ fn an_operators_definer_function_and_a_definer_trigger_on_a_tenant_table_are_fou
 #[test]
 fn an_org_every_session_of_the_database_starts_with_is_an_error() {
     let db = two_orgs("audit_database_org");
+    // A token for B that names no backend (as behind a transaction pooler), left as the
+    // database's default by someone who once held it.
+    let b = common::token("00000000-0000-4000-8000-00000000000b", 0);
     db.admin()
-        .batch_execute(
-            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET tenant.org_id = %L', \
-               current_database(), '00000000-0000-4000-8000-00000000000b'); END $$",
-        )
+        .batch_execute(&format!(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET tenant.org_token = %L', \
+               current_database(), '{b}'); END $$"
+        ))
         .unwrap();
     // What it gives: a session that sets no org reads B's rows.
     let mut app = db.connect_as(roles::APP);
@@ -562,7 +562,7 @@ fn an_org_every_session_of_the_database_starts_with_is_an_error() {
     assert_eq!(
         objects(&f),
         [(
-            "every role: tenant.org_id=00000000-0000-4000-8000-00000000000b (this database, every role)",
+            format!("every role: tenant.org_token={b} (this database, every role)").as_str(),
             Severity::Error
         )]
     );

@@ -319,7 +319,8 @@ fn the_org_column_defaults_to_the_session_org_and_down_removes_only_that_default
     let mut admin = db.admin();
     assert_eq!(
         default_of(&mut admin, "invoices", "org_id"),
-        "(NULLIF(current_setting('tenant.org_id'::text, true), ''::text))::uuid"
+        "tenant_context.verified_org()",
+        "the org the signed context verifies (the default mode)"
     );
     assert_eq!(
         default_of(&mut admin, "orgs", "id"),

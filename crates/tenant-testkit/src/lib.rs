@@ -20,6 +20,16 @@ use diesel::sql_types::Text;
 /// The password the testkit gives every role it makes LOGIN (tests only).
 pub const TEST_PASSWORD: &str = "tenant-safe-test";
 
+/// The signed org context's key the tests use (`kid:hex` is [`TEST_CONTEXT_KEY`]): a database
+/// whose migrations verify tokens (the default) gets it with [`TestDb::add_test_context_key`],
+/// and a test's pool signs with `ContextKey::parse(TEST_CONTEXT_KEY)`.
+pub const TEST_CONTEXT_KEY_ID: &str = "test";
+/// The secret of [`TEST_CONTEXT_KEY_ID`] (32 bytes, tests only).
+pub const TEST_CONTEXT_KEY_SECRET: [u8; 32] = [0x5a; 32];
+/// The test key as a service configures it (`kid:hex`).
+pub const TEST_CONTEXT_KEY: &str =
+    "test:5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
 /// Login roles the testkit creates for negative tests, each unsafe in one way.
 pub mod roles {
     /// The application role (NOBYPASSRLS, owns nothing).
@@ -229,6 +239,20 @@ impl TestDb {
         PgConnection::establish(&self.admin_url()).expect("admin connection to the test database")
     }
 
+    /// Adds the test context key to the database (which must have the signed context's
+    /// objects: the story's migrations, or any generated in the default mode).
+    pub fn add_test_context_key(&self) {
+        let hex: String = TEST_CONTEXT_KEY_SECRET
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.admin()
+            .batch_execute(&format!(
+                "SELECT tenant_context.add_key('{TEST_CONTEXT_KEY_ID}', '\\x{hex}')"
+            ))
+            .expect("adding the test context key (are the migrations in the signed mode?)");
+    }
+
     /// A raw connection as `role`.
     pub fn connect_as(&self, role: &str) -> PgConnection {
         PgConnection::establish(&self.url_as(role))
@@ -281,6 +305,18 @@ pub fn try_sql(conn: &mut PgConnection, sql: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_test_key_text_is_its_id_and_secret() {
+        let hex: String = super::TEST_CONTEXT_KEY_SECRET
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            super::TEST_CONTEXT_KEY,
+            format!("{}:{hex}", super::TEST_CONTEXT_KEY_ID)
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -1,7 +1,8 @@
 //! The two-companies demo: `cargo xtask demo` runs it against a throwaway cluster.
 //!
-//! Environment: `ADMIN_DATABASE_URL` (runs the migrations, and the final privileged check)
-//! and `APP_DATABASE_URL` (the application role, tenant_app).
+//! Environment: `ADMIN_DATABASE_URL` (runs the migrations, and the final privileged check),
+//! `APP_DATABASE_URL` (the application role, tenant_app) and `TENANT_CONTEXT_KEY` (the
+//! service's context key, `kid:hex`, which the database holds).
 
 #![allow(clippy::print_stdout)]
 
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Uuid as SqlUuid};
+use tenant_core::context::ContextKey;
 use tenant_core::{OrgId, TenantPool};
 use two_companies::story::{self, money};
 
@@ -37,14 +39,19 @@ fn run() -> Result<i64, String> {
     let admin_url = env("ADMIN_DATABASE_URL")?;
     let app_url = env("APP_DATABASE_URL")?;
     let applied = two_companies::migrate(&admin_url).map_err(|e| e.to_string())?;
-    println!("migrations applied: {}", applied.join(", "));
+    if !applied.is_empty() {
+        println!("migrations applied: {}", applied.join(", "));
+    }
+    // The service's context key: the database verifies every transaction's org with it, so no
+    // statement the service sends can switch the org row-level security enforces.
+    let key = ContextKey::require_env("TENANT_CONTEXT_KEY").map_err(|e| e.to_string())?;
 
-    let pool = TenantPool::builder(app_url, &two_companies::REGISTRY)
+    let pool = TenantPool::builder(app_url, &two_companies::REGISTRY, key)
         .max_size(4)
         .build()
         .map_err(|e| e.to_string())?;
     println!(
-        "pool started as the application role; start-up checks passed (not superuser, NOBYPASSRLS, owns no tenant table, no TRUNCATE/REFERENCES/TRIGGER, RLS forced on every tenant table)"
+        "pool started as the application role; start-up checks passed (not superuser, NOBYPASSRLS, owns no tenant table, no TRUNCATE/REFERENCES/TRIGGER, RLS forced on every tenant table, the database verifies this service's signed org tokens)"
     );
 
     let today = Utc::now().date_naive();

@@ -15,7 +15,9 @@ use two_companies::story;
 fn the_twin_and_the_chief_of_staff_see_only_their_own_org() {
     let db = TestDb::new("story");
     two_companies::migrate(&db.admin_url()).unwrap();
-    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+    db.add_test_context_key();
+    let key = tenant_core::context::ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap();
+    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY, key)
         .max_size(4)
         .build()
         .unwrap();

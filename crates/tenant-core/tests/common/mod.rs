@@ -2,21 +2,68 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text};
-use tenant_core::{OrgId, OrgScoped, ScopedConnection, TenantPool};
+use tenant_core::context::ContextKey;
+use tenant_core::{OrgContext, OrgId, OrgScoped, ScopedConnection, TenantPool};
 use tenant_testkit::TestDb;
 use two_companies::schema::{customers, orgs};
 use uuid::Uuid;
 
-/// A migrated database and a pool of at most `max` connections as tenant_app.
-pub fn setup(hint: &str, max: u32) -> (TestDb, TenantPool) {
+/// The test context key (the one [`story`] adds to the database).
+pub fn key() -> ContextKey {
+    ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap()
+}
+
+/// A database with the story's migrations (the default signed mode) and the test key.
+pub fn story(hint: &str) -> TestDb {
     let db = TestDb::new(hint);
     two_companies::migrate(&db.admin_url()).expect("migrations");
-    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY)
+    db.add_test_context_key();
+    db
+}
+
+/// A database with the story's schema protected in the opt-in plain mode, which trusts every
+/// statement (`ContextMode::TrustEveryStatement`), for what only that mode has.
+pub fn plain_story(hint: &str) -> TestDb {
+    let db = TestDb::new(hint);
+    let mut admin = db.admin();
+    for sql in two_companies::SCHEMA_SQL {
+        admin.batch_execute(sql).unwrap();
+    }
+    let options = tenant_schema::RlsOptions {
+        context: tenant_schema::ContextMode::TrustEveryStatement,
+        ..tenant_schema::RlsOptions::default()
+    };
+    admin
+        .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
+        .unwrap();
+    db
+}
+
+/// A migrated database and a pool of at most `max` connections as tenant_app, signing with
+/// the test key.
+pub fn setup(hint: &str, max: u32) -> (TestDb, TenantPool) {
+    let db = story(hint);
+    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY, key())
         .max_size(max)
         .build()
         .expect("pool as tenant_app");
+    (db, pool)
+}
+
+/// [`setup`] in the plain mode ([`plain_story`], `OrgContext::TrustEveryStatement`).
+pub fn setup_plain(hint: &str, max: u32) -> (TestDb, TenantPool) {
+    let db = plain_story(hint);
+    let pool = TenantPool::builder(
+        db.app_url(),
+        &two_companies::REGISTRY,
+        OrgContext::TrustEveryStatement,
+    )
+    .max_size(max)
+    .build()
+    .expect("pool as tenant_app");
     (db, pool)
 }
 
@@ -52,6 +99,30 @@ pub fn backend_pid<C: ScopedConnection>(s: &mut OrgScoped<C>) -> i32 {
 pub fn raw_setting(conn: &mut PgConnection) -> Option<String> {
     diesel::select(diesel::dsl::sql::<diesel::sql_types::Nullable<Text>>(
         "current_setting('tenant.org_id', true)",
+    ))
+    .get_result(conn)
+    .unwrap()
+}
+
+/// Opens a transaction on a raw application-role connection with `org` set as the service
+/// sets it in the default mode: a token signed with the test key for this backend.
+pub fn begin_raw(conn: &mut PgConnection, org: OrgId) {
+    let pid: i32 = diesel::select(diesel::dsl::sql::<Integer>("pg_backend_pid()"))
+        .get_result(conn)
+        .unwrap();
+    conn.batch_execute(&format!(
+        "BEGIN; SELECT set_config('{}', '{}', true)",
+        tenant_core::context::TOKEN_SETTING,
+        key().token(org, pid)
+    ))
+    .unwrap();
+}
+
+/// The org the database verifies for this session (the signed context's), `None` without a
+/// valid token.
+pub fn verified_org(conn: &mut PgConnection) -> Option<String> {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Nullable<Text>>(
+        "tenant_context.verified_org()::text",
     ))
     .get_result(conn)
     .unwrap()

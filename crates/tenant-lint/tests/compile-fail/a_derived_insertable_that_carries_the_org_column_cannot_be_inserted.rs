@@ -17,6 +17,6 @@ fn smuggle(pool: &TenantPool, org: OrgId, rows: &[NewCustomer<'_>]) {
 
 fn main() {
     // A reachable call: the check runs when `insert` is instantiated for this type.
-    let pool = TenantPool::builder("postgres://app@localhost/app", &two_companies::REGISTRY).build().unwrap();
+    let pool = TenantPool::builder("postgres://app@localhost/app", &two_companies::REGISTRY, tenant_core::OrgContext::TrustEveryStatement).build().unwrap();
     smuggle(&pool, OrgId::new_random(), &[]);
 }

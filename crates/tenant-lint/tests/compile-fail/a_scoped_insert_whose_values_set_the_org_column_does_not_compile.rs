@@ -9,6 +9,6 @@ fn smuggle(pool: &TenantPool, org: OrgId, other: uuid::Uuid) {
 
 fn main() {
     // A reachable call: the check runs when `insert` is instantiated for this type.
-    let pool = TenantPool::builder("postgres://app@localhost/app", &two_companies::REGISTRY).build().unwrap();
+    let pool = TenantPool::builder("postgres://app@localhost/app", &two_companies::REGISTRY, tenant_core::OrgContext::TrustEveryStatement).build().unwrap();
     smuggle(&pool, OrgId::new_random(), uuid::Uuid::new_v4());
 }

@@ -14,6 +14,6 @@ fn upsert(pool: &TenantPool, org: OrgId) {
 
 fn main() {
     // A reachable call: the check runs when `on_conflict` is instantiated for this target.
-    let pool = TenantPool::builder("postgres://app@localhost/app", &two_companies::REGISTRY).build().unwrap();
+    let pool = TenantPool::builder("postgres://app@localhost/app", &two_companies::REGISTRY, tenant_core::OrgContext::TrustEveryStatement).build().unwrap();
     upsert(&pool, OrgId::new_random());
 }

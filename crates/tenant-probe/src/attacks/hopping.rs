@@ -1,16 +1,18 @@
 //! Org hopping inside A's transaction (docs/threat-model.md #5): `set_config`, `SET LOCAL`, and the
 //! one-statement injection that sets B's org in a subquery of the same statement. In the
-//! default configuration the session may change its own setting, so these read B's row: they
-//! are reported as findings (a known limitation until the hardened context mode), not leaks.
+//! default signed mode they read nothing (the policies verify a token only the service can
+//! sign). In the opt-in plain mode, which trusts every statement, the session may change its
+//! own setting, so these read B's row: they are reported as findings (what that mode gives up,
+//! by name), not leaks.
 
 use crate::attack::{Accept, Family, Plan, Target};
 use crate::report::Verdict;
 
 const THREAT: &str = "#5";
-const EXPECTED: &str =
-    "0 rows (hardened context); the default configuration lets the session change its org";
+const EXPECTED: &str = "0 rows (the signed context: the policies verify a token only the service can sign); \
+     the opt-in plain mode trusts every statement, so the session can change its org";
 
-/// A hop that reads B's row and, in the default mode, gets it: a finding, not a leak.
+/// A hop that reads B's row and, in the opt-in plain mode, gets it: a finding, not a leak.
 fn hop(attack: &'static str, table: &str, setup: Vec<String>, sql: String) -> Plan {
     Plan::new(attack, Family::OrgHopping, THREAT, table, sql)
         .setup(setup)

@@ -100,6 +100,7 @@ pub(crate) mod fixture {
             org_column: "org_id".into(),
             owner: "tenant_owner".into(),
             policies: vec!["tenant_isolation".into()],
+            verifies_tokens: true,
             columns: vec![
                 column("id", "uuid", true, true),
                 column("org_id", "uuid", true, false),

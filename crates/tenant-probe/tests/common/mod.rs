@@ -1,10 +1,35 @@
-//! Shared setup: the story's schema with its protection generated from other options than
-//! the checked-in migrations use (the signed mode, the inline policy form).
+//! Shared setup: the story's database as its migrations make it (the default signed mode,
+//! with the test key), or with its protection generated from other options (the opt-in plain
+//! mode, the inline policy form, a key of another id).
 
 #![allow(dead_code, clippy::unwrap_used)]
 
 use diesel::connection::SimpleConnection;
 use tenant_testkit::TestDb;
+
+/// The story's migrations (the default signed mode) and the test key.
+pub fn story(hint: &str) -> TestDb {
+    let db = TestDb::new(hint);
+    two_companies::migrate(&db.admin_url()).unwrap();
+    db.add_test_context_key();
+    db
+}
+
+/// The test key (the one [`story`] adds).
+pub fn test_key() -> tenant_core::context::ContextKey {
+    tenant_core::context::ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap()
+}
+
+/// The story's schema protected in the opt-in plain mode, which trusts every statement.
+pub fn plain_story(hint: &str) -> TestDb {
+    story_with(
+        hint,
+        &tenant_schema::RlsOptions {
+            context: tenant_schema::ContextMode::TrustEveryStatement,
+            ..tenant_schema::RlsOptions::default()
+        },
+    )
+}
 
 /// A database with the story's tables and the protection `options` generate.
 pub fn story_with(hint: &str, options: &tenant_schema::RlsOptions) -> TestDb {
@@ -26,11 +51,7 @@ pub const K2: [u8; 32] = [0x17; 32];
 
 /// The story's schema with the policies generated in the signed mode, and key k1.
 pub fn signed_db(hint: &str) -> TestDb {
-    let options = tenant_schema::RlsOptions {
-        context: tenant_schema::ContextMode::Signed,
-        ..tenant_schema::RlsOptions::default()
-    };
-    let db = story_with(hint, &options);
+    let db = story_with(hint, &tenant_schema::RlsOptions::default());
     db.admin()
         .batch_execute(&format!(
             "SELECT tenant_context.add_key('k1', '\\x{}')",
@@ -51,9 +72,9 @@ pub fn signed_probe_finds_nothing(
     url: &str,
     pool: Option<&dyn tenant_probe::PoolUnderTest>,
 ) -> tenant_probe::Report {
-    let mut options = tenant_probe::ProbeOptions::new(url, &two_companies::REGISTRY);
+    let mut options =
+        tenant_probe::ProbeOptions::new(url, &two_companies::REGISTRY, key("k1", &K1));
     options.progress = false;
-    options.signing = Some(key("k1", &K1));
     options.pool = pool;
     let report = tenant_probe::run(&options).unwrap();
     let s = report.summary();

@@ -19,8 +19,10 @@
 //! ```
 
 mod catalog;
+mod context_mode;
 mod powers;
 mod rules;
+mod tables;
 
 pub use catalog::{
     AppRole, Catalog, Constraint, Function, IndexKeys, LeakyIndex, Policy, Relation,

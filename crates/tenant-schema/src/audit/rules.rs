@@ -1,7 +1,8 @@
 //! The audit rules: each a pure function of the catalog snapshot, with a stable id.
 
-use tenant_lint::{Registry, TableEntry};
+use tenant_lint::Registry;
 
+use super::tables::{confines, is_registered, is_tenant, relation, tenant_tables};
 use super::{AuditOptions, Catalog, Finding, Relation, Severity};
 
 type Rule = fn(&Catalog, &Registry, &AuditOptions) -> Vec<Finding>;
@@ -51,6 +52,10 @@ pub const RULES: &[(&str, Rule)] = &[
     ("role-membership", super::powers::role_membership),
     ("role-setting", super::powers::role_setting),
     ("large-object-compat", super::powers::large_object_compat),
+    (
+        super::context_mode::RULE,
+        super::context_mode::org_context_trusts_every_statement,
+    ),
 ];
 
 /// What each rule checks, and the items of the threat model (docs/threat-model.md) it covers: the evidence lists them, so
@@ -242,6 +247,7 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "-",
         "large objects keep their access checks (lo_compat_privileges off)",
     ),
+    super::context_mode::CHECK,
 ];
 
 fn finding(
@@ -258,39 +264,6 @@ fn finding(
         why: why.to_owned(),
         fix: fix.into(),
     }
-}
-
-fn relation<'c>(catalog: &'c Catalog, name: &str) -> Option<&'c Relation> {
-    catalog
-        .relations
-        .iter()
-        .find(|r| r.name == name && r.schema == REGISTERED_SCHEMA)
-}
-
-/// The schema registered tables live in (the SQL checker and the generator read a table's
-/// name as `public.<name>`): a relation of a registered name in any other schema is another
-/// relation, and is judged as one.
-const REGISTERED_SCHEMA: &str = "public";
-
-/// Whether `rel` is the relation the registry names (not one of the same name elsewhere).
-fn is_registered(rel: &Relation, r: &Registry) -> bool {
-    rel.schema == REGISTERED_SCHEMA && r.get(&rel.name).is_some()
-}
-
-/// Registered tenant tables present in the database, with their org column.
-fn tenant_tables<'c>(
-    catalog: &'c Catalog,
-    registry: &Registry,
-) -> Vec<(&'static TableEntry, &'c Relation, &'static str)> {
-    registry
-        .tenant_tables()
-        .filter_map(|t| Some((t, relation(catalog, t.name)?, t.org_column()?)))
-        .collect()
-}
-
-/// Whether `name` is a registered tenant table.
-fn is_tenant(r: &Registry, name: &str) -> bool {
-    r.get(name).is_some_and(|e| e.is_tenant())
 }
 
 fn registered_table_missing(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
@@ -338,15 +311,6 @@ fn rls_not_forced(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
             )
         })
         .collect()
-}
-
-/// Whether a policy expression confines `org_column` to the org setting, or to the org of the
-/// signed context's verified token.
-fn confines(expr: &str, org_column: &str, setting: &str) -> bool {
-    (expr.contains(&format!("current_setting('{setting}'"))
-        || crate::context::reads_verified_org(expr))
-        && (expr.contains(&format!("({org_column} ="))
-            || expr.contains(&format!("{org_column} = ")))
 }
 
 fn tenant_policy_missing(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {

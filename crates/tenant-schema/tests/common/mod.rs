@@ -7,10 +7,67 @@ use tenant_core::admin::CatalogReader;
 use tenant_schema::audit::{AuditOptions, Finding, Report, Severity, audit};
 use tenant_testkit::{TestDb, roles};
 
+/// The story's database as its migrations make it (the default signed mode) with the test key.
 pub fn migrated(hint: &str) -> TestDb {
     let db = TestDb::new(hint);
     two_companies::migrate(&db.admin_url()).unwrap();
+    db.add_test_context_key();
     db
+}
+
+/// The story's schema protected in the opt-in plain mode, which trusts every statement.
+pub fn plain_migrated(hint: &str) -> TestDb {
+    let db = TestDb::new(hint);
+    let mut admin = db.admin();
+    for sql in two_companies::SCHEMA_SQL {
+        admin.batch_execute(sql).unwrap();
+    }
+    let options = tenant_schema::RlsOptions {
+        context: tenant_schema::ContextMode::TrustEveryStatement,
+        ..tenant_schema::RlsOptions::default()
+    };
+    admin
+        .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
+        .unwrap();
+    db
+}
+
+/// The test key's token for `org`, valid in the session of backend `pid` (0: any backend).
+pub fn token(org: &str, pid: i32) -> String {
+    tenant_core::context::ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY)
+        .unwrap()
+        .token(org.parse().unwrap(), pid)
+}
+
+/// The statement that sets `org` in the session of `conn` as the service does (a token signed
+/// with the test key for this backend), for the rest of the transaction.
+pub fn set_org_sql(conn: &mut diesel::PgConnection, org: &str) -> String {
+    use diesel::RunQueryDsl;
+    let pid: i32 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+        "pg_backend_pid()",
+    ))
+    .get_result(conn)
+    .unwrap();
+    format!(
+        "SELECT set_config('tenant.org_token', '{}', true)",
+        token(org, pid)
+    )
+}
+
+/// As the operator: forges a `granted` entry for `org` in the access log (what a grant to
+/// insert into the log allows; no ticket, no request) and enters it as `enter_access` lets
+/// anyone holding a grant, trying the ids (the operator cannot read the log); in the
+/// transaction `conn` is in.
+pub fn forge_grant_and_enter(
+    conn: &mut diesel::PgConnection,
+    org: &str,
+) -> diesel::QueryResult<()> {
+    conn.batch_execute(&format!(
+        "INSERT INTO tenant_audit.access_log (event, target_org, mode, expires_at) \
+           VALUES ('granted', '{org}', 'read', now() + interval '1 hour'); \
+         SELECT count(*) FROM generate_series(1, 200) AS i, LATERAL tenant_audit.enter_access(i) AS e \
+          WHERE e.org = '{org}';"
+    ))
 }
 
 pub fn run_as(db: &TestDb, role: &str, options: &AuditOptions) -> Report {

@@ -12,27 +12,21 @@ use two_companies::schema::{customers, deals, orgs};
 /// One context mode of the database and the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// `tenant.org_id` set by the opening; any SQL could change it.
+    /// The opt-in plain mode: `tenant.org_id` set by the opening, and any SQL could change it.
     Setting,
-    /// A token signed by the service and verified by the database.
+    /// The default: a token signed by the service and verified by the database.
     Signed,
 }
 
-/// The signed mode's key, held by the database as `k1`.
-pub const KEY: [u8; 32] = [0x5a; 32];
-
 /// A database named after `hint` with the story's schema protected in `mode`, and a builder
-/// for a pool of one connection as the application role (signing in the signed mode).
+/// for a pool of one connection as the application role (signing with the test key in the
+/// signed mode, the story's migrations as they are).
 pub fn database(mode: Mode, hint: &str) -> (TestDb, TenantPoolBuilder) {
     let db = TestDb::new(&format!("{hint}_{}", mode.suffix()));
-    let mut builder = TenantPool::builder(db.app_url(), &two_companies::REGISTRY).max_size(1);
-    match mode {
+    let builder = match mode {
         Mode::Setting => {
-            two_companies::migrate(&db.admin_url()).unwrap();
-        }
-        Mode::Signed => {
             let options = tenant_schema::RlsOptions {
-                context: tenant_schema::ContextMode::Signed,
+                context: tenant_schema::ContextMode::TrustEveryStatement,
                 ..tenant_schema::RlsOptions::default()
             };
             let mut admin = db.admin();
@@ -42,17 +36,24 @@ pub fn database(mode: Mode, hint: &str) -> (TestDb, TenantPoolBuilder) {
             admin
                 .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
                 .unwrap();
-            admin
-                .batch_execute(&format!(
-                    "SELECT tenant_context.add_key('k1', '\\x{}')",
-                    tenant_core::context::to_hex(&KEY)
-                ))
-                .unwrap();
-            builder =
-                builder.signed_context(tenant_core::context::ContextKey::new("k1", &KEY).unwrap());
+            TenantPool::builder(
+                db.app_url(),
+                &two_companies::REGISTRY,
+                tenant_core::OrgContext::TrustEveryStatement,
+            )
         }
-    }
-    (db, builder)
+        Mode::Signed => {
+            two_companies::migrate(&db.admin_url()).unwrap();
+            db.add_test_context_key();
+            TenantPool::builder(db.app_url(), &two_companies::REGISTRY, key())
+        }
+    };
+    (db, builder.max_size(1))
+}
+
+/// The test key, which the signed databases hold.
+pub fn key() -> tenant_core::context::ContextKey {
+    tenant_core::context::ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap()
 }
 
 impl Mode {

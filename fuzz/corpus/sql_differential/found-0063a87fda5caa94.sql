@@ -1,0 +1,1 @@
+SELECT t1.email FROM customers t1 WHERE t1.org_id = $1 AND (t1.name::text = 'x' OR t1.name::text <> 'y') AND t1.email IS NOT NULL

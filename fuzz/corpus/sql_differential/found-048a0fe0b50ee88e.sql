@@ -1,0 +1,1 @@
+SELECT t1.code, t2.name FROM currencies t1 LEFT JOIN orgs t2 ON t2.id = $1 WHERE true

@@ -1,0 +1,1 @@
+SELECT d.stage, count(*) AS n FROM deals d JOIN customers c ON c.org_id = d.org_id AND c.org_id = $1 WHERE d.org_id = $1 GROUP BY 1

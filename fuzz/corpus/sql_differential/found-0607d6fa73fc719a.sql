@@ -1,0 +1,1 @@
+SELECT t1.name FROM orgs t1 WHERE t1.id = $1 AND t1.name IS NOT NULL AND true AND EXISTS (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1 AND t2.org_id = $1 AND t2.org_id = $1)

@@ -1,0 +1,1 @@
+SELECT t1.name, t2.email FROM customers t1 JOIN customers t2 ON t2.org_id = t1.org_id AND t2.org_id = $1 WHERE t1.org_id = $1 AND t1.org_id = $1

@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.title FROM deals t1 WHERE t1.org_id = $1 AND length(t1.stage::text) > 1 AND t1.stage IS NOT NULL) SELECT * FROM w

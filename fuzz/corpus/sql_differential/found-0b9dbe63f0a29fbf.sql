@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.name FROM orgs t1 WHERE t1.id = $1 AND t1.id = $1 AND t1.id IN ($1, $2)) SELECT * FROM w

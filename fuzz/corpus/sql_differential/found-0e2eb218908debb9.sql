@@ -1,0 +1,1 @@
+SELECT t1.amount_cents FROM deals t1 WHERE t1.org_id = $1 AND t1.org_id = $1 AND t1.customer_id IS NOT NULL AND t1.id::text IN (SELECT x::text FROM (SELECT t2.id FROM deals t2 WHERE $1 = t2.org_id AND t2.id IS NOT NULL) s(x))

@@ -1,0 +1,1 @@
+UPDATE deals t1 SET stage = 'won' WHERE t1.org_id = $1 AND t1.org_id = $1 AND t1.amount_cents::text <> 'zzz' RETURNING t1.*

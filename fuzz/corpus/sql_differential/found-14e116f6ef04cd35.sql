@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.id, (SELECT count(*) FROM deals t2 WHERE t2.amount_cents > 0 AND t2.org_id = $1) AS n FROM deals t1 WHERE t1.org_id = $1) SELECT * FROM w

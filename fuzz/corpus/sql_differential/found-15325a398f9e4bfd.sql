@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.email FROM customers t1 WHERE t1.org_id = $1) l UNION ALL SELECT r::text AS v FROM (SELECT count(*) AS n FROM customers t2 WHERE t2.org_id = $1 AND org_id = $1 AND (t2.org_id = $1 OR true)) r

@@ -1,0 +1,1 @@
+UPDATE orgs t1 SET name = name || 'u' WHERE t1.id = $1 AND $1 = t1.id AND EXISTS (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1) RETURNING t1.*

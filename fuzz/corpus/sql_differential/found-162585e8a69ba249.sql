@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT count(*) AS n FROM orgs t1 WHERE t1.id = $1 AND (t1.name::text = 'x' OR t1.name::text <> 'y')) s

@@ -1,0 +1,1 @@
+SELECT t1.email, t2.name FROM customers t1 JOIN currencies t2 ON true WHERE t1.org_id = $1 AND org_id = $1 AND org_id = $1

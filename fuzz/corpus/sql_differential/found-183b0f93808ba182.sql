@@ -1,0 +1,1 @@
+SELECT t1.amount_cents, count(*) AS n FROM deals t1 WHERE $1 = t1.org_id GROUP BY 1

@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT t1.name, t2.code FROM orgs t1, currencies t2 WHERE t1.id = $1 AND true) s

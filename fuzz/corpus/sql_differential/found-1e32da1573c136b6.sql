@@ -1,0 +1,1 @@
+DELETE FROM deals t1 WHERE t1.org_id = $1 AND (t1.title::text = 'x' OR t1.title::text <> 'y') AND t1.org_id IS NOT NULL RETURNING t1.title

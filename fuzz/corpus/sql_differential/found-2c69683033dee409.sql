@@ -1,0 +1,1 @@
+SELECT t1.id FROM deals t1 WHERE t1.org_id = $1 AND lower(t1.customer_id::text) <> 'zzz' AND t1.org_id = $1

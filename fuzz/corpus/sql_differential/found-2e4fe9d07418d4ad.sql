@@ -1,0 +1,1 @@
+SELECT t1.title FROM deals t1 WHERE t1.org_id = $1 AND t1.org_id = $1 AND t1.id IS NOT NULL

@@ -1,0 +1,1 @@
+UPDATE customers t1 SET name = name || 'u' WHERE t1.org_id = $1 AND (t1.org_id = $1 OR true) AND t1.id::text LIKE '%1%' RETURNING t1.*

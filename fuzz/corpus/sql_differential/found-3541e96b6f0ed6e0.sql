@@ -1,0 +1,1 @@
+DELETE FROM deals t1 WHERE t1.org_id = $1 AND length(t1.stage::text) > 1 AND t1.org_id = $1 AND t1.customer_id IN (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1 AND t2.id::text <> 'zzz' AND t2.name IS NOT NULL) RETURNING t1.title

@@ -1,0 +1,1 @@
+WITH w AS (SELECT count(*) AS n FROM deals t1 CROSS JOIN currencies t2 WHERE t1.org_id = $1) SELECT * FROM w

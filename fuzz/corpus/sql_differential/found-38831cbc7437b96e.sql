@@ -1,0 +1,1 @@
+DELETE FROM deals t1 WHERE t1.org_id = $1 AND t1.org_id = $1 AND length(t1.title::text) > 1 RETURNING t1.title

@@ -1,0 +1,1 @@
+SELECT t1.stage FROM deals t1 WHERE t1.org_id = $1 AND t1.org_id IN ($1, $2) AND t1.id::text IN (SELECT x::text FROM (SELECT t2.id FROM deals t2 WHERE t2.org_id = $1) s(x))

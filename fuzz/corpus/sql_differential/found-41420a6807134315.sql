@@ -1,0 +1,1 @@
+UPDATE deals d SET stage = 'won' FROM customers c WHERE d.customer_id = c.id AND d.org_id = $1 AND c.org_id = $1 RETURNING d.title, d.stage

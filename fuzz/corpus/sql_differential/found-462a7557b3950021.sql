@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.code FROM currencies t1 WHERE t1.name::text LIKE '%1%') l UNION SELECT r::text AS v FROM (SELECT t2.name, t3.name FROM orgs t2 CROSS JOIN currencies t3 WHERE t2.id = $1 AND t2.name::text <> 'zzz') r

@@ -1,0 +1,1 @@
+SELECT t1.stage, t2.title FROM deals t1 JOIN deals t2 ON t2.org_id = t1.org_id AND t2.org_id = $1 WHERE t1.org_id = $1 AND $1 = t1.org_id AND abs(length(btrim(t1.title::text))) >= 0

@@ -1,0 +1,1 @@
+SELECT t1.email, t2.title FROM customers t1 LEFT JOIN deals t2 ON t2.org_id = t1.org_id AND t2.org_id = $1 WHERE t1.org_id = $1 AND t1.org_id = $1

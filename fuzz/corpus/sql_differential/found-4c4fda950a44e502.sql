@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.id FROM deals t1 WHERE t1.org_id = $1 AND (t1.id::text = 'x' OR t1.id::text <> 'y') AND t1.customer_id::text LIKE '%1%') SELECT * FROM w

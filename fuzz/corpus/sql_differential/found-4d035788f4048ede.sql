@@ -1,0 +1,1 @@
+DELETE FROM deals t1 WHERE t1.org_id = $1 AND EXISTS (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1 AND t2.id::text LIKE '%1%') RETURNING t1.title

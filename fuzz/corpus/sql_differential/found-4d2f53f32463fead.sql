@@ -1,0 +1,1 @@
+SELECT t1.id, t2.name FROM deals t1 CROSS JOIN currencies t2 WHERE t1.org_id = $1 AND t1.org_id = $1

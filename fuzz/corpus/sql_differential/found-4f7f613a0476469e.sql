@@ -1,0 +1,1 @@
+SELECT t1.id, t2.stage FROM customers t1 LEFT JOIN deals t2 ON t2.org_id = $1 WHERE t1.org_id = $1 AND t1.org_id = $1 AND t1.name IS NOT NULL

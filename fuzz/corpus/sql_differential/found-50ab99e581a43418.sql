@@ -1,0 +1,1 @@
+SELECT t1.amount_cents, t2.name FROM deals t1, customers t2 WHERE t1.org_id = $1 AND t1.org_id = $1 AND t1.org_id = $1 AND t2.org_id = $1

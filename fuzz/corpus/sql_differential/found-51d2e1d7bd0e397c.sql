@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT t1.stage, t3.name FROM deals t1, currencies t3 WHERE t1.org_id = $1 AND EXISTS (SELECT t2.id FROM deals t2 WHERE t2.org_id = $1) AND true) s

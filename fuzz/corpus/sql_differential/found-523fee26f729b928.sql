@@ -1,0 +1,1 @@
+INSERT INTO customers (org_id, name, email) VALUES ($1, 'new', 'c1@x') ON CONFLICT (org_id, email) DO UPDATE SET name = excluded.name RETURNING org_id, name, email

@@ -1,0 +1,1 @@
+SELECT count(*) AS n FROM customers t1 LEFT JOIN currencies t2 ON length(t2.name::text) > 1 WHERE t1.org_id = $1 AND t1.id::text <> 'zzz' AND t1.id::text <> 'zzz'

@@ -1,0 +1,1 @@
+SELECT count(*) AS n FROM customers t1 WHERE t1.org_id = $1 AND length(t1.email::text) > 1 AND EXISTS (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1)

@@ -1,0 +1,1 @@
+INSERT INTO customers (org_id, name, email) SELECT $1, t1.name || 'i', t1.email || 'i' FROM customers t1 WHERE t1.org_id = $1 AND t1.org_id = $1 RETURNING org_id, name, email

@@ -1,0 +1,1 @@
+SELECT t1.code, t2.customer_id FROM currencies t1, deals t2 WHERE t1.name::text <> 'zzz' AND length(t1.name::text) > 1 AND t2.org_id = $1

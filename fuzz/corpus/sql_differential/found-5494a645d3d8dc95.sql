@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT count(*) AS n FROM deals t1 WHERE t1.org_id = $1 AND t1.customer_id::text LIKE '%1%') s

@@ -1,0 +1,1 @@
+DELETE FROM deals t1 WHERE t1.org_id = $1 AND $1 = t1.org_id RETURNING t1.title

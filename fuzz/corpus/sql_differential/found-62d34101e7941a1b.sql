@@ -1,0 +1,1 @@
+DELETE FROM deals t1 WHERE t1.org_id = $1 AND t1.title::text LIKE '%1%' AND t1.amount_cents::text LIKE '%1%' RETURNING t1.title

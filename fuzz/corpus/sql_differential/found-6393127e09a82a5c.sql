@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.name, t2.title FROM orgs t1, deals t2 WHERE t1.id = $1 AND true AND t1.name IS NOT NULL AND t2.org_id = $1 AND t2.org_id <> $1 AND (t2.stage::text = 'x' OR t2.stage::text <> 'y')) l UNION ALL SELECT r::text AS v FROM (SELECT t3.id FROM customers t3 WHERE t3.org_id = $1) r

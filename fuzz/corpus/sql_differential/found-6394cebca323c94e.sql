@@ -1,0 +1,1 @@
+DELETE FROM deals t1 WHERE t1.org_id = $1 AND md5(t1.customer_id::text) IS NOT NULL AND (t1.stage::text = 'x' OR t1.stage::text <> 'y') RETURNING t1.title

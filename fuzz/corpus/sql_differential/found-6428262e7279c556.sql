@@ -1,0 +1,1 @@
+INSERT INTO customers (org_id, name, email) VALUES ($1, 'new', 'new@x') RETURNING org_id, name, email

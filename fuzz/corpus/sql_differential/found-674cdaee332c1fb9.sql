@@ -1,0 +1,1 @@
+UPDATE deals t1 SET title = title || 'u', amount_cents = amount_cents + 1 WHERE t1.org_id = $1 AND t1.org_id IS NOT NULL AND length(t1.title::text) > 1 RETURNING t1.*

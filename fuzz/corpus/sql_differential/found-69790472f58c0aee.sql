@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.name, (SELECT count(*) FROM deals t2 WHERE t2.amount_cents > 0 AND t2.org_id = $1) AS n FROM orgs t1 WHERE t1.id = $1) l UNION ALL SELECT r::text AS v FROM (SELECT t3.customer_id FROM deals t3 WHERE t3.org_id = $1 AND t3.amount_cents::text LIKE '%1%') r

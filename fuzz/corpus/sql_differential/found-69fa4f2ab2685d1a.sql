@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.name FROM orgs t1 WHERE t1.id = $1 AND (t1.name::text = 'x' OR t1.name::text <> 'y')) l UNION ALL SELECT r::text AS v FROM (SELECT t2.code, t4.id FROM currencies t2 LEFT JOIN deals t4 ON t4.org_id = $1 WHERE t2.code::text LIKE '%1%' AND EXISTS (SELECT t3.id FROM customers t3 WHERE t3.org_id = $1)) r

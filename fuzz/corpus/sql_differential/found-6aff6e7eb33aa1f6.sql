@@ -1,0 +1,1 @@
+UPDATE deals t1 SET stage = 'won' WHERE t1.org_id = $1 AND (t1.org_id = $1 OR true) AND t1.org_id IS NOT NULL AND EXISTS (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1 AND (t2.id::text = 'x' OR t2.id::text <> 'y')) RETURNING t1.*

@@ -1,0 +1,1 @@
+SELECT t1.email FROM customers t1 WHERE t1.org_id = $1 AND length(t1.email::text) > 1 AND t1.org_id = $1

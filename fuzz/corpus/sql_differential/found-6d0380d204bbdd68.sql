@@ -1,0 +1,1 @@
+SELECT t1.name FROM orgs t1 WHERE $1 = t1.id AND (t1.name::text = 'x' OR t1.name::text <> 'y')

@@ -1,0 +1,1 @@
+SELECT c.name, (SELECT count(*) FROM deals d WHERE d.customer_id = c.id AND d.org_id = $1) AS n FROM customers c WHERE c.org_id = $1

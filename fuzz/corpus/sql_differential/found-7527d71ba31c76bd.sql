@@ -1,0 +1,1 @@
+UPDATE deals t1 SET stage = 'won' WHERE t1.org_id = $1 AND t1.stage IS NOT NULL AND t1.org_id = $1 RETURNING t1.*

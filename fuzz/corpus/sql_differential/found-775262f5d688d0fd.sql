@@ -1,0 +1,1 @@
+SELECT count(*) AS n FROM currencies t1, customers t2 WHERE true AND t2.org_id = $1

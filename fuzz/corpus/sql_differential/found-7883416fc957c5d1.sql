@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.customer_id FROM deals t1 WHERE t1.org_id = $1) SELECT * FROM w

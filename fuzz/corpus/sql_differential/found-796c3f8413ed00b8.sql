@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.id FROM deals t1 WHERE t1.org_id = $1 AND true AND t1.org_id = $2) l UNION ALL SELECT r::text AS v FROM (SELECT count(*) AS n FROM deals t2 WHERE t2.org_id = $1) r

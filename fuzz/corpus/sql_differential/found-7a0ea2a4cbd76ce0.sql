@@ -1,0 +1,1 @@
+DELETE FROM deals t1 WHERE t1.org_id = $1 AND t1.org_id = $1 AND t1.customer_id::text <> 'zzz' RETURNING t1.title

@@ -1,0 +1,1 @@
+UPDATE customers t1 SET name = name || 'u' WHERE t1.org_id = $1 AND t1.org_id IN ($1, $2) RETURNING t1.*

@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT t1.stage, t2.code FROM deals t1 JOIN currencies t2 ON t2.code IS NOT NULL WHERE t1.org_id = $1) s

@@ -1,0 +1,1 @@
+SELECT t1.code, t2.title, (SELECT count(*) FROM deals t3 WHERE t3.amount_cents > 0 AND t3.org_id = $1) AS n FROM currencies t1, deals t2 WHERE true AND t2.org_id = $1

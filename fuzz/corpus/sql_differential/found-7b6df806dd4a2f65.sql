@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.customer_id FROM deals t1 WHERE t1.org_id = $1 AND t1.customer_id IN (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1 AND true AND length(t2.name::text) > 1)) l UNION ALL SELECT r::text AS v FROM (SELECT count(*) AS n FROM customers t3 WHERE t3.org_id = $1 AND length(t3.name::text) > 1) r

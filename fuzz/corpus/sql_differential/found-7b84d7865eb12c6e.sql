@@ -1,0 +1,1 @@
+SELECT count(*) AS n FROM deals t1 WHERE t1.org_id = $1 AND true AND t1.id::text IN (SELECT x::text FROM (SELECT t2.id FROM deals t2 WHERE t2.org_id = $1 AND t2.org_id IS NOT NULL AND t2.customer_id IN (SELECT t3.id FROM customers t3 WHERE t3.org_id = $1 AND t3.org_id = $1 AND org_id = $1)) s(x))

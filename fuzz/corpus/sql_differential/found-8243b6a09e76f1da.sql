@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT c.email FROM customers c WHERE c.org_id = $1) l UNION SELECT r::text AS v FROM (SELECT cur.code FROM currencies cur) r

@@ -1,0 +1,1 @@
+SELECT t1.customer_id, (SELECT count(*) FROM deals t2 WHERE t2.amount_cents > 0 AND t2.org_id = $1) AS n FROM deals t1 WHERE t1.org_id = $1 AND t1.org_id = $1

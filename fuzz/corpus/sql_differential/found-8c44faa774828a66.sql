@@ -1,0 +1,1 @@
+DELETE FROM deals t1 WHERE t1.org_id = $1 AND t1.customer_id IS NOT NULL AND t1.id::text IN (SELECT x::text FROM (SELECT t2.id FROM deals t2 WHERE t2.org_id = $1) s(x)) RETURNING t1.title

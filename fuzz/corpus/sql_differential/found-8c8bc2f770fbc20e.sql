@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.stage FROM deals t1 WHERE t1.org_id = $1 AND coalesce(upper(t1.title::text), '') <> 'zzz' AND t1.org_id IN ($1, $2)) SELECT * FROM w

@@ -1,0 +1,1 @@
+DELETE FROM deals t1 WHERE t1.org_id = $1 AND t1.id::text <> 'zzz' AND length(t1.customer_id::text) > 1 AND EXISTS (SELECT t2.id FROM deals t2 WHERE t2.org_id = $1) RETURNING t1.title

@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.customer_id FROM deals t1 WHERE t1.org_id = $1) l UNION SELECT r::text AS v FROM (SELECT t2.code FROM currencies t2 WHERE t2.code::text LIKE '%1%') r

@@ -1,0 +1,1 @@
+SELECT t1.id, t2.name FROM deals t1 LEFT JOIN currencies t2 ON true WHERE t1.org_id = $1 AND (t1.stage::text = 'x' OR t1.stage::text <> 'y')

@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.name, t2.amount_cents FROM currencies t1, deals t2 WHERE true AND length(t1.code::text) > 1 AND t2.org_id = $1 AND t2.org_id = $1) SELECT * FROM w

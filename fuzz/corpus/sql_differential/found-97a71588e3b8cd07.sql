@@ -1,0 +1,1 @@
+SELECT t1.name, t2.name FROM orgs t1, customers t2 WHERE t1.id = $1 AND t1.id = $1 AND md5(t1.name::text) IS NOT NULL AND t2.org_id = $1

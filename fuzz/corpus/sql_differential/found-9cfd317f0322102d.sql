@@ -1,0 +1,1 @@
+SELECT t1.name, count(*) AS n FROM customers t1 WHERE t1.org_id = $1 AND length(t1.name::text) > 1 AND t1.name::text <> 'zzz' GROUP BY 1

@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT t1.stage FROM deals t1 WHERE t1.org_id = $1) s

@@ -1,0 +1,1 @@
+SELECT t1.email, count(*) AS n FROM customers t1 WHERE t1.org_id = $1 AND true GROUP BY 1

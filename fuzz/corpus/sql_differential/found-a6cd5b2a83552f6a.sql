@@ -1,0 +1,1 @@
+SELECT t1.amount_cents FROM deals t1 WHERE t1.org_id = $1 AND t1.org_id IN ($1, $2) AND length(t1.title::text) > 1

@@ -1,0 +1,1 @@
+SELECT t1.id, (SELECT count(*) FROM deals t3 WHERE t3.amount_cents > 0 AND t3.org_id = $1) AS n FROM deals t1 WHERE org_id = $1 AND EXISTS (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1)

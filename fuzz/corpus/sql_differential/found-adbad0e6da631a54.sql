@@ -1,0 +1,1 @@
+SELECT t1.stage, t3.id, (SELECT count(*) FROM deals t4 WHERE t4.amount_cents > 0 AND t4.org_id = $1) AS n FROM deals t1, deals t3 WHERE t1.org_id = $1 AND t1.id::text IN (SELECT x::text FROM (SELECT t2.id FROM deals t2 WHERE t2.org_id = $1) s(x)) AND t3.org_id = $1

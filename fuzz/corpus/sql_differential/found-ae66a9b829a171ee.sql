@@ -1,0 +1,1 @@
+SELECT t1.name FROM customers t1 WHERE t1.org_id = $1 AND true AND EXISTS (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1)

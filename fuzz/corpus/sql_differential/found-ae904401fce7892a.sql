@@ -1,0 +1,1 @@
+SELECT t1.amount_cents FROM deals t1 WHERE t1.org_id = $1 AND length(t1.customer_id::text) > 1 AND md5(t1.title::text) IS NOT NULL

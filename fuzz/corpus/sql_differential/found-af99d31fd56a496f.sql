@@ -1,0 +1,1 @@
+SELECT t1.name, t2.email FROM orgs t1 JOIN customers t2 ON t2.org_id = t1.id AND t2.org_id = $1 WHERE t1.id = $1 AND t1.name IS NOT NULL

@@ -1,0 +1,1 @@
+UPDATE customers t1 SET name = name || 'u' WHERE t1.org_id = $1 AND org_id = $1 AND t1.id::text IN (SELECT x::text FROM (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1) s(x)) RETURNING t1.*

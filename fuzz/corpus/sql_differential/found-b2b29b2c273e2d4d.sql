@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.id FROM deals t1 WHERE t1.org_id = $1) l EXCEPT SELECT r::text AS v FROM (SELECT t2.name FROM orgs t2 WHERE t2.id = $1 AND EXISTS (SELECT t3.id FROM deals t3 WHERE t3.org_id = $1 AND t3.org_id = $1 AND t3.stage IS NOT NULL)) r

@@ -1,0 +1,1 @@
+UPDATE deals t1 SET title = title || 'u', amount_cents = amount_cents + 1 FROM customers t3 WHERE t1.customer_id = t3.id AND t1.org_id = $1 AND t1.id::text LIKE '%1%' AND t1.customer_id IN (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1) AND t3.org_id = $1 RETURNING t1.title, t1.stage

@@ -1,0 +1,1 @@
+SELECT t1.amount_cents FROM deals t1 WHERE t1.org_id = $1 AND t1.stage IS NOT NULL AND EXISTS (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1 AND t2.org_id IN ($1, $2) AND (t2.name::text = 'x' OR t2.name::text <> 'y') AND t2.id::text IN (SELECT x::text FROM (SELECT t3.id FROM customers t3 WHERE t3.org_id = $1 AND t3.org_id IS NOT NULL AND t3.id::text LIKE '%1%') s(x)))

@@ -1,0 +1,1 @@
+SELECT t1.amount_cents FROM deals t1 WHERE t1.org_id = $1

@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.name FROM orgs t1 WHERE t1.id = $1 AND (t1.name::text = 'x' OR t1.name::text <> 'y')) SELECT * FROM w

@@ -1,0 +1,1 @@
+UPDATE deals t1 SET stage = 'won' FROM customers t2 WHERE t1.customer_id = t2.id AND t1.org_id = $1 AND t1.customer_id::text <> 'zzz' AND t1.org_id IN ($1, $2) AND t2.org_id = $1 RETURNING t1.title, t1.stage

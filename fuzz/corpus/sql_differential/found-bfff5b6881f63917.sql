@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.name, (SELECT count(*) FROM deals t2 WHERE t2.amount_cents > 0 AND t2.org_id = $1) AS n FROM currencies t1 WHERE (t1.name::text = 'x' OR t1.name::text <> 'y')) SELECT * FROM w

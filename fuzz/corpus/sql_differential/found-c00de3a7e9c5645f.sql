@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.name FROM orgs t1 WHERE t1.id = $1 AND t1.id = $1) l UNION SELECT r::text AS v FROM (SELECT t2.amount_cents FROM deals t2 WHERE t2.org_id = $1) r

@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.name FROM currencies t1 WHERE EXISTS (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1 AND t2.org_id = $1 AND true)) SELECT * FROM w

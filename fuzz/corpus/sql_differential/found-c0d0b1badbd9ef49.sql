@@ -1,0 +1,1 @@
+SELECT t1.name FROM customers t1 WHERE t1.org_id = $1 AND t1.name IS NOT NULL AND t1.org_id = $1

@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT t1.title FROM deals t1 WHERE t1.org_id = $1 AND (t1.customer_id::text = 'x' OR t1.customer_id::text <> 'y') AND t1.org_id IN ($1, $2)) s

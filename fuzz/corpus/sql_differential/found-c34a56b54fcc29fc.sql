@@ -1,0 +1,1 @@
+SELECT t1.name FROM orgs t1 WHERE t1.id = $1 AND coalesce(upper(t1.name::text), '') <> 'zzz'

@@ -1,0 +1,1 @@
+UPDATE orgs t1 SET name = name || 'u' WHERE t1.id = $1 AND t1.name IS NOT NULL AND t1.id = $1 RETURNING t1.*

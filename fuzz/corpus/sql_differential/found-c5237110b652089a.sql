@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.customer_id FROM deals t1 WHERE t1.org_id = $1 AND t1.org_id = $1 AND t1.org_id = $1) l EXCEPT SELECT r::text AS v FROM (SELECT t2.name, (SELECT count(*) FROM deals t3 WHERE t3.amount_cents > 0 AND t3.org_id = $1) AS n FROM orgs t2 WHERE t2.id = $1 AND true AND id = $1) r

@@ -1,0 +1,1 @@
+SELECT count(*) AS n FROM customers t1 LEFT JOIN orgs t2 ON $1 = t2.id WHERE t1.org_id = $1

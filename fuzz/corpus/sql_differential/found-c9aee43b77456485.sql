@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.id FROM customers t1 WHERE t1.name::text LIKE '%1%' AND org_id = $1) SELECT * FROM w

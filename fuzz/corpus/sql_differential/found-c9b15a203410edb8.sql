@@ -1,0 +1,1 @@
+SELECT t1.email, t2.customer_id FROM customers t1, deals t2 WHERE t1.org_id = $1 AND (t1.email::text = 'x' OR t1.email::text <> 'y') AND t1.id::text LIKE '%1%' AND t2.org_id = $1 AND true AND t2.org_id = $1

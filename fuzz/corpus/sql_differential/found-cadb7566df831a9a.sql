@@ -1,0 +1,1 @@
+SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name <> $2::text

@@ -1,0 +1,1 @@
+UPDATE deals t1 SET stage = 'won' WHERE abs(length(btrim(t1.title::text))) >= 0 AND t1.org_id = $1 RETURNING t1.*

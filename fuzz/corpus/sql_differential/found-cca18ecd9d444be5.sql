@@ -1,0 +1,1 @@
+DELETE FROM deals d WHERE d.org_id = $1 AND d.customer_id IN (SELECT c.id FROM customers c WHERE c.org_id = $1 AND c.name = 'c1') RETURNING d.title

@@ -1,0 +1,1 @@
+UPDATE deals t1 SET stage = 'won' WHERE t1.org_id = $1 AND (t1.title::text = 'x' OR t1.title::text <> 'y') AND t1.id::text LIKE '%1%' RETURNING t1.*

@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.code FROM currencies t1 WHERE EXISTS (SELECT t2.id FROM deals t2 WHERE t2.org_id = $1 AND (t2.amount_cents::text = 'x' OR t2.amount_cents::text <> 'y') AND t2.customer_id IS NOT NULL)) SELECT * FROM w

@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.id, (SELECT count(*) FROM deals t2 WHERE t2.amount_cents > 0 AND t2.org_id = $1) AS n FROM customers t1 WHERE t1.org_id = $1 AND t1.org_id IN ($1, $2)) l UNION SELECT r::text AS v FROM (SELECT t3.title FROM deals t3 WHERE t3.org_id = $1 AND $1 = t3.org_id) r

@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.customer_id FROM deals t1 WHERE t1.org_id = $1 AND t1.amount_cents::text <> 'zzz' AND EXISTS (SELECT t2.id FROM deals t2 WHERE t2.org_id = $1)) SELECT * FROM w

@@ -1,0 +1,1 @@
+SELECT t1.id FROM customers t1 WHERE t1.org_id = $1 AND t1.org_id IS NOT NULL

@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.title FROM deals t1 WHERE t1.org_id = $1) l UNION ALL SELECT r::text AS v FROM (SELECT count(*) AS n FROM orgs t2 WHERE t2.id = $1 AND id = $1) r

@@ -1,0 +1,1 @@
+SELECT t1.code, (SELECT count(*) FROM deals t2 WHERE t2.amount_cents > 0 AND t2.org_id = $1) AS n FROM currencies t1 WHERE true

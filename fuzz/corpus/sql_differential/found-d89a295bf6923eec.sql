@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT count(*) AS n FROM customers t1 WHERE t1.org_id = $1 AND t1.id::text <> 'zzz') l UNION ALL SELECT r::text AS v FROM (SELECT t2.customer_id FROM deals t2 WHERE t2.org_id = $1) r

@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.stage FROM deals t1 WHERE t1.org_id = $1 AND t1.org_id = $1 AND true) l EXCEPT SELECT r::text AS v FROM (SELECT t2.customer_id, (SELECT count(*) FROM deals t3 WHERE t3.amount_cents > 0 AND t3.org_id = $1) AS n FROM deals t2 WHERE t2.org_id = $1 AND t2.org_id IS NOT NULL AND t2.title::text <> 'zzz') r

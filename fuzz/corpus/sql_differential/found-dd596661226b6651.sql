@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.title, count(*) AS n FROM deals t1 WHERE t1.org_id = $1 GROUP BY 1) SELECT * FROM w

@@ -1,0 +1,1 @@
+SELECT count(*) AS n FROM deals t1 WHERE t1.org_id = $1 AND t1.org_id = $1 AND t1.org_id IN ($1, $2) AND EXISTS (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1 AND length(t2.name::text) > 1 AND t2.name::text <> 'zzz')

@@ -1,0 +1,1 @@
+SELECT t1.stage FROM deals t1 WHERE t1.org_id = $1 AND (t1.customer_id::text = 'x' OR t1.customer_id::text <> 'y')

@@ -1,0 +1,1 @@
+SELECT t1.title, t2.name FROM deals t1 JOIN customers t2 ON $1 = t2.org_id WHERE t1.org_id = $1

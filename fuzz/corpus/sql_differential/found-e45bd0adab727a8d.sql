@@ -1,0 +1,1 @@
+SELECT t1.amount_cents, t2.code FROM deals t1, currencies t2 WHERE t1.org_id = $1 AND lower(t1.amount_cents::text) <> 'zzz' AND t2.name IS NOT NULL

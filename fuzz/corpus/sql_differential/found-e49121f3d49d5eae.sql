@@ -1,0 +1,1 @@
+SELECT t1.name, t2.customer_id FROM orgs t1, deals t2 WHERE t1.id = $1 AND t2.org_id = $1 AND t2.customer_id::text <> 'zzz' AND true

@@ -1,0 +1,1 @@
+SELECT t1.customer_id, t2.amount_cents FROM deals t1, deals t2 WHERE t1.org_id = $1 AND t2.org_id = $1 AND t2.title IS NOT NULL

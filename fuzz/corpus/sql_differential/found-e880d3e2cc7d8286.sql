@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.name, count(*) AS n FROM orgs t1 WHERE t1.id = $1 AND t1.id::text IN (SELECT x::text FROM (SELECT t2.id FROM customers t2 WHERE t2.org_id = $1) s(x)) GROUP BY 1) l UNION ALL SELECT r::text AS v FROM (SELECT t3.amount_cents FROM deals t3 WHERE t3.org_id = $1 AND length(t3.customer_id::text) > 1 AND (t3.org_id = $1 OR true)) r

@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT count(*) AS n FROM deals t1 JOIN deals t2 ON t2.org_id = $1 WHERE t1.org_id = $1) s

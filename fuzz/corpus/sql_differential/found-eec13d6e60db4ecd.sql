@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT t1.stage, count(*) AS n FROM deals t1 WHERE t1.org_id = $1 AND org_id = $1 GROUP BY 1) s

@@ -1,0 +1,1 @@
+DELETE FROM deals t1 WHERE t1.org_id = $1 AND true AND (t1.org_id = $1 OR true) RETURNING t1.title

@@ -1,0 +1,1 @@
+UPDATE deals t1 SET title = title || 'u', amount_cents = amount_cents + 1 WHERE t1.org_id = $1 AND (t1.stage::text = 'x' OR t1.stage::text <> 'y') AND t1.stage IS NOT NULL RETURNING t1.*

@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT t1.title, t2.amount_cents FROM deals t1, deals t2 WHERE t1.org_id = $1 AND t1.title::text LIKE '%1%' AND t1.org_id = $1 AND t2.org_id = $1 AND t2.org_id IS NOT NULL) s

@@ -1,0 +1,1 @@
+SELECT t1.stage FROM deals t1 WHERE t1.org_id = $1 AND true AND (t1.title::text = 'x' OR t1.title::text <> 'y')

@@ -1,0 +1,1 @@
+SELECT t1.customer_id FROM deals t1 WHERE $1 = t1.org_id AND t1.title::text <> 'zzz'

@@ -1,0 +1,1 @@
+SELECT l::text AS v FROM (SELECT t1.id FROM customers t1 WHERE t1.org_id = $1) l EXCEPT SELECT r::text AS v FROM (SELECT t2.name FROM orgs t2 WHERE t2.id = $1 AND t2.id::text IN (SELECT x::text FROM (SELECT t3.id FROM deals t3 WHERE t3.org_id = $1 AND t3.org_id IS NOT NULL) s(x))) r

@@ -1,0 +1,1 @@
+WITH w AS (SELECT d.title FROM deals d WHERE d.org_id = $1 AND d.amount_cents > 100) SELECT * FROM w

@@ -1,0 +1,1 @@
+SELECT t1.customer_id FROM deals t1 WHERE t1.org_id = $1 AND t1.org_id = $1 AND t1.stage::text <> 'zzz'

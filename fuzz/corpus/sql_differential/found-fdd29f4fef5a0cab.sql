@@ -1,0 +1,1 @@
+WITH w AS (SELECT t1.amount_cents FROM deals t1 WHERE t1.org_id = $1 AND t1.org_id = $1 AND t1.org_id IS NOT NULL) SELECT * FROM w
