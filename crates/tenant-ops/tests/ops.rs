@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use diesel::connection::SimpleConnection;
 use diesel::{QueryableByName, RunQueryDsl};
-use tenant_core::context::ContextKey;
 use tenant_core::operator::access_log;
 use tenant_core::{OrgContext, OrgId};
 use tenant_ops::{OpsError, export, purge, restore};
@@ -20,9 +19,7 @@ const B: &str = "00000000-0000-4000-8000-00000000000b";
 
 /// The example schema with `n` customers, deals, proposals and invoices for each of A and B.
 fn example(hint: &str, n: usize) -> TestDb {
-    let db = TestDb::new(hint);
-    two_companies::migrate(&db.admin_url()).unwrap();
-    db.add_test_context_key();
+    let db = tenant_testkit::story::signed(hint);
     let mut sql = String::new();
     for (org, tag) in [(A, "a"), (B, "b")] {
         sql.push_str(&format!(
@@ -71,7 +68,7 @@ fn org(id: &str) -> OrgId {
 
 /// The service's org context: the test key, which [`example`] adds to the database.
 fn ctx() -> OrgContext {
-    OrgContext::Signed(ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap())
+    OrgContext::Signed(tenant_testkit::story::test_key())
 }
 
 #[test]
@@ -408,28 +405,11 @@ fn an_export_that_reads_no_row_is_an_error_and_writes_nothing() {
 
 #[test]
 fn an_export_of_a_signed_database_without_its_key_is_refused_naming_the_fix() {
-    let db = TestDb::new("ops_signed_no_key");
-    let mut admin = db.admin();
-    for sql in two_companies::SCHEMA_SQL {
-        admin.batch_execute(sql).unwrap();
-    }
-    let options = tenant_schema::RlsOptions {
-        context: tenant_schema::ContextMode::Signed,
-        ..tenant_schema::RlsOptions::default()
-    };
-    admin
-        .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
-        .unwrap();
-    admin
+    let db = tenant_testkit::story::signed("ops_signed_no_key");
+    db.admin()
         .batch_execute(&format!(
             "INSERT INTO orgs (id, name) VALUES ('{A}', 'Org a'); \
              INSERT INTO customers (org_id, name, email) VALUES ('{A}', 'alice', 'a@example.com');"
-        ))
-        .unwrap();
-    admin
-        .batch_execute(&format!(
-            "SELECT tenant_context.add_key('k1', '\\x{}')",
-            "42".repeat(32)
         ))
         .unwrap();
     // Before, this export read nothing (no token, no rows) and wrote a checksummed file of
@@ -448,7 +428,7 @@ fn an_export_of_a_signed_database_without_its_key_is_refused_naming_the_fix() {
         "{err}"
     );
     // With the service's key, the round trip works in the signed mode.
-    let key = tenant_core::context::ContextKey::parse(&format!("k1:{}", "42".repeat(32))).unwrap();
+    let key = tenant_testkit::story::test_key();
     let exported = export(
         &db.app_url(),
         &two_companies::REGISTRY,

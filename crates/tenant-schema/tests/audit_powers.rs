@@ -75,21 +75,10 @@ fn a_role_that_can_create_objects_is_an_error_for_each_way_it_can() {
     );
 }
 
-/// The story's schema protected in the signed mode, with one key.
+/// The story's schema protected in the signed mode, with one key, `k1`.
 fn signed(hint: &str) -> TestDb {
-    let db = TestDb::new(hint);
-    let mut admin = db.admin();
-    for sql in two_companies::SCHEMA_SQL {
-        admin.batch_execute(sql).unwrap();
-    }
-    let options = tenant_schema::RlsOptions {
-        context: tenant_schema::ContextMode::Signed,
-        ..tenant_schema::RlsOptions::default()
-    };
-    admin
-        .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
-        .unwrap();
-    admin
+    let db = tenant_testkit::story::with(hint, &tenant_schema::RlsOptions::default());
+    db.admin()
         .batch_execute("SELECT tenant_context.add_key('k1', '\\x4242424242424242424242424242424242424242424242424242424242424242')")
         .unwrap();
     db

@@ -10,6 +10,8 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 pub mod cluster;
+#[cfg(feature = "story")]
+pub mod story;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -7,20 +7,20 @@
 use chrono::NaiveDate;
 use diesel::prelude::*;
 use tenant_core::TenantPool;
-use tenant_testkit::TestDb;
 use two_companies::schema::{deals, invoices, proposals};
 use two_companies::story;
 
 #[test]
 fn the_twin_and_the_chief_of_staff_see_only_their_own_org() {
-    let db = TestDb::new("story");
-    two_companies::migrate(&db.admin_url()).unwrap();
-    db.add_test_context_key();
-    let key = tenant_core::context::ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap();
-    let pool = TenantPool::builder(db.app_url(), &two_companies::REGISTRY, key)
-        .max_size(4)
-        .build()
-        .unwrap();
+    let db = tenant_testkit::story::signed("story");
+    let pool = TenantPool::builder(
+        db.app_url(),
+        &two_companies::REGISTRY,
+        tenant_testkit::story::test_key(),
+    )
+    .max_size(4)
+    .build()
+    .unwrap();
     let today = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
     let northwind = story::seed_org(&pool, "Northwind", 0, today).unwrap();
     let globex = story::seed_org(&pool, "Globex", 1, today).unwrap();

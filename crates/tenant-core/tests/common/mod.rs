@@ -1,46 +1,22 @@
 //! Shared setup: a migrated database of its own and a pool as the application role.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text};
-use tenant_core::context::ContextKey;
 use tenant_core::{OrgContext, OrgId, OrgScoped, ScopedConnection, TenantPool};
 use tenant_testkit::TestDb;
 use two_companies::schema::{customers, orgs};
 use uuid::Uuid;
 
-/// The test context key (the one [`story`] adds to the database).
-pub fn key() -> ContextKey {
-    ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap()
-}
-
-/// A database with the story's migrations (the default signed mode) and the test key.
-pub fn story(hint: &str) -> TestDb {
-    let db = TestDb::new(hint);
-    two_companies::migrate(&db.admin_url()).expect("migrations");
-    db.add_test_context_key();
-    db
-}
-
-/// A database with the story's schema protected in the opt-in plain mode, which trusts every
-/// statement (`ContextMode::TrustEveryStatement`), for what only that mode has.
-pub fn plain_story(hint: &str) -> TestDb {
-    let db = TestDb::new(hint);
-    let mut admin = db.admin();
-    for sql in two_companies::SCHEMA_SQL {
-        admin.batch_execute(sql).unwrap();
-    }
-    let options = tenant_schema::RlsOptions {
-        context: tenant_schema::ContextMode::TrustEveryStatement,
-        ..tenant_schema::RlsOptions::default()
-    };
-    admin
-        .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
-        .unwrap();
-    db
-}
+pub use tenant_testkit::story::{plain as plain_story, signed as story, test_key as key};
 
 /// A migrated database and a pool of at most `max` connections as tenant_app, signing with
 /// the test key.

@@ -2,47 +2,14 @@
 //! with the test key), or with its protection generated from other options (the opt-in plain
 //! mode, the inline policy form, a key of another id).
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 use diesel::connection::SimpleConnection;
 use tenant_testkit::TestDb;
 
-/// The story's migrations (the default signed mode) and the test key.
-pub fn story(hint: &str) -> TestDb {
-    let db = TestDb::new(hint);
-    two_companies::migrate(&db.admin_url()).unwrap();
-    db.add_test_context_key();
-    db
-}
-
-/// The test key (the one [`story`] adds).
-pub fn test_key() -> tenant_core::context::ContextKey {
-    tenant_core::context::ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap()
-}
-
-/// The story's schema protected in the opt-in plain mode, which trusts every statement.
-pub fn plain_story(hint: &str) -> TestDb {
-    story_with(
-        hint,
-        &tenant_schema::RlsOptions {
-            context: tenant_schema::ContextMode::TrustEveryStatement,
-            ..tenant_schema::RlsOptions::default()
-        },
-    )
-}
-
-/// A database with the story's tables and the protection `options` generate.
-pub fn story_with(hint: &str, options: &tenant_schema::RlsOptions) -> TestDb {
-    let db = TestDb::new(hint);
-    let mut admin = db.admin();
-    for sql in two_companies::SCHEMA_SQL {
-        admin.batch_execute(sql).unwrap();
-    }
-    admin
-        .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, options).up)
-        .unwrap();
-    db
-}
+pub use tenant_testkit::story::{
+    plain as plain_story, signed as story, test_key, with as story_with,
+};
 
 /// The key the signed-mode databases hold as `k1`.
 pub const K1: [u8; 32] = [0x42; 32];

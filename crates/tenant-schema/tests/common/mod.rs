@@ -1,42 +1,17 @@
 //! The audit tests' set-up: the story's database, an audit of it, the findings of one rule.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 use diesel::connection::SimpleConnection;
 use tenant_core::admin::CatalogReader;
 use tenant_schema::audit::{AuditOptions, Finding, Report, Severity, audit};
 use tenant_testkit::{TestDb, roles};
 
-/// The story's database as its migrations make it (the default signed mode) with the test key.
-pub fn migrated(hint: &str) -> TestDb {
-    let db = TestDb::new(hint);
-    two_companies::migrate(&db.admin_url()).unwrap();
-    db.add_test_context_key();
-    db
-}
-
-/// The story's schema protected in the opt-in plain mode, which trusts every statement.
-pub fn plain_migrated(hint: &str) -> TestDb {
-    let db = TestDb::new(hint);
-    let mut admin = db.admin();
-    for sql in two_companies::SCHEMA_SQL {
-        admin.batch_execute(sql).unwrap();
-    }
-    let options = tenant_schema::RlsOptions {
-        context: tenant_schema::ContextMode::TrustEveryStatement,
-        ..tenant_schema::RlsOptions::default()
-    };
-    admin
-        .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
-        .unwrap();
-    db
-}
+pub use tenant_testkit::story::{plain as plain_migrated, signed as migrated};
 
 /// The test key's token for `org`, valid in the session of backend `pid` (0: any backend).
 pub fn token(org: &str, pid: i32) -> String {
-    tenant_core::context::ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY)
-        .unwrap()
-        .token(org.parse().unwrap(), pid)
+    tenant_testkit::story::test_key().token(org.parse().unwrap(), pid)
 }
 
 /// The statement that sets `org` in the session of `conn` as the service does (a token signed

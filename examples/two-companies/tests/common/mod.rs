@@ -3,7 +3,6 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use tenant_core::{OrgId, TenantPool, TenantPoolBuilder};
 use tenant_testkit::TestDb;
@@ -22,30 +21,21 @@ pub enum Mode {
 /// for a pool of one connection as the application role (signing with the test key in the
 /// signed mode, the story's migrations as they are).
 pub fn database(mode: Mode, hint: &str) -> (TestDb, TenantPoolBuilder) {
-    let db = TestDb::new(&format!("{hint}_{}", mode.suffix()));
-    let builder = match mode {
+    let name = format!("{hint}_{}", mode.suffix());
+    let (db, builder) = match mode {
         Mode::Setting => {
-            let options = tenant_schema::RlsOptions {
-                context: tenant_schema::ContextMode::TrustEveryStatement,
-                ..tenant_schema::RlsOptions::default()
-            };
-            let mut admin = db.admin();
-            for sql in two_companies::SCHEMA_SQL {
-                admin.batch_execute(sql).unwrap();
-            }
-            admin
-                .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, &options).up)
-                .unwrap();
-            TenantPool::builder(
+            let db = tenant_testkit::story::plain(&name);
+            let builder = TenantPool::builder(
                 db.app_url(),
                 &two_companies::REGISTRY,
                 tenant_core::OrgContext::TrustEveryStatement,
-            )
+            );
+            (db, builder)
         }
         Mode::Signed => {
-            two_companies::migrate(&db.admin_url()).unwrap();
-            db.add_test_context_key();
-            TenantPool::builder(db.app_url(), &two_companies::REGISTRY, key())
+            let db = tenant_testkit::story::signed(&name);
+            let builder = TenantPool::builder(db.app_url(), &two_companies::REGISTRY, key());
+            (db, builder)
         }
     };
     (db, builder.max_size(1))
@@ -53,7 +43,7 @@ pub fn database(mode: Mode, hint: &str) -> (TestDb, TenantPoolBuilder) {
 
 /// The test key, which the signed databases hold.
 pub fn key() -> tenant_core::context::ContextKey {
-    tenant_core::context::ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap()
+    tenant_testkit::story::test_key()
 }
 
 impl Mode {

@@ -1,0 +1,59 @@
+//! The example's database (the two-companies story) in either org context mode, with the
+//! test key where it signs: what the test suites of several crates start from (feature
+//! `story`).
+
+use diesel::connection::SimpleConnection;
+use tenant_core::context::ContextKey;
+
+use crate::{TEST_CONTEXT_KEY, TestDb};
+
+/// The test key as a service holds it (the one [`signed`] adds to the database).
+///
+/// # Panics
+/// Never: the test key is a valid key (a unit test of the testkit parses it).
+pub fn test_key() -> ContextKey {
+    ContextKey::parse(TEST_CONTEXT_KEY).expect("the test key parses")
+}
+
+/// The story's migrations as they are (the default signed mode) and the test key.
+///
+/// # Panics
+/// When a migration fails.
+pub fn signed(hint: &str) -> TestDb {
+    let db = TestDb::new(hint);
+    two_companies::migrate(&db.admin_url()).expect("the story's migrations");
+    db.add_test_context_key();
+    db
+}
+
+/// The story's schema with the protection `options` generate (another context mode, the
+/// inline policy form, other names), and no key.
+///
+/// # Panics
+/// When the schema or the generated migration does not apply.
+pub fn with(hint: &str, options: &tenant_schema::RlsOptions) -> TestDb {
+    let db = TestDb::new(hint);
+    let mut admin = db.admin();
+    for sql in two_companies::SCHEMA_SQL {
+        admin.batch_execute(sql).expect("the story's schema");
+    }
+    admin
+        .batch_execute(&tenant_schema::generate(&two_companies::REGISTRY, options).up)
+        .expect("the generated protection");
+    db
+}
+
+/// The story's schema protected in the opt-in plain mode, which trusts every statement
+/// (`ContextMode::TrustEveryStatement`).
+///
+/// # Panics
+/// As [`with`].
+pub fn plain(hint: &str) -> TestDb {
+    with(
+        hint,
+        &tenant_schema::RlsOptions {
+            context: tenant_schema::ContextMode::TrustEveryStatement,
+            ..tenant_schema::RlsOptions::default()
+        },
+    )
+}
