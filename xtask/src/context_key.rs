@@ -57,25 +57,88 @@ fn random_secret() -> Vec<u8> {
 
 /// Adds key `kid` with secret `hex` to the database at `admin_url` (its owner or an
 /// administrator), first retiring every other key `retire_minutes` from now when given, in one
-/// transaction.
+/// transaction. The secret travels as a bound parameter, never in the statement text (which
+/// the server logs with any failing statement, and with every statement under
+/// `log_statement = all`), and what would fail is checked first; where the session may (a
+/// superuser), it turns statement and parameter logging off for itself.
 fn install(
     admin_url: &str,
     kid: &str,
     hex: &str,
     retire_minutes: Option<u32>,
 ) -> Result<(), String> {
-    let retire = retire_minutes.map_or_else(String::new, |minutes| {
-        format!(
-            "SELECT tenant_context.retire_key(kid, now() + interval '{minutes} minutes')
-               FROM tenant_context.keys WHERE retire_after IS NULL OR retire_after > now() + interval '{minutes} minutes';"
-        )
-    });
     let mut conn =
         diesel::PgConnection::establish(admin_url).map_err(|e| format!("connecting: {e}"))?;
-    conn.batch_execute(&format!(
-        "BEGIN; {retire} SELECT tenant_context.add_key('{kid}', '\\x{hex}'); COMMIT;"
-    ))
-    .map_err(|e| format!("adding the key (the database needs the signed-context migration, and this URL its owner or an administrator): {e}"))
+    install_on(&mut conn, kid, hex, retire_minutes)
+}
+
+/// [`install`] on an open connection.
+fn install_on(
+    conn: &mut diesel::PgConnection,
+    kid: &str,
+    hex: &str,
+    retire_minutes: Option<u32>,
+) -> Result<(), String> {
+    use diesel::RunQueryDsl;
+    let secret = tenant_core::context::hex_bytes("the key", hex)?;
+    for quiet in [
+        "SET log_statement = 'none'",
+        "SET log_min_duration_statement = -1",
+        "SET log_parameter_max_length = 0",
+        "SET log_parameter_max_length_on_error = 0",
+    ] {
+        // Refused to a role that is not a superuser: then the defaults hold, under which a
+        // statement that succeeds is not logged, and a failing one without its parameters.
+        let _ = conn.batch_execute(quiet);
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Yes {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        yes: bool,
+    }
+    let verifier: Yes = diesel::sql_query(
+        "SELECT to_regprocedure('tenant_context.add_key(text, bytea)') IS NOT NULL AS yes",
+    )
+    .get_result(conn)
+    .map_err(|e| format!("reading the database's catalog: {e}"))?;
+    if !verifier.yes {
+        return Err(
+            "the database has no signed-context objects (tenant_context.add_key): apply the \
+             migrations generated in the signed mode first"
+                .into(),
+        );
+    }
+    // A role that may not read the key table cannot tell; add_key refuses a taken id anyway.
+    let taken = diesel::sql_query(
+        "SELECT EXISTS (SELECT FROM tenant_context.keys k WHERE k.kid = $1) AS yes",
+    )
+    .bind::<diesel::sql_types::Text, _>(kid)
+    .get_result::<Yes>(conn)
+    .is_ok_and(|t| t.yes);
+    if taken {
+        return Err(format!(
+            "the database already holds a key {kid}: give another --kid (keys are never replaced)"
+        ));
+    }
+    conn.transaction(|c| {
+        if let Some(minutes) = retire_minutes {
+            diesel::sql_query(
+                "SELECT tenant_context.retire_key(kid, now() + make_interval(mins => $1)) \
+                   FROM tenant_context.keys \
+                  WHERE retire_after IS NULL OR retire_after > now() + make_interval(mins => $1)",
+            )
+            .bind::<diesel::sql_types::Integer, _>(i32::try_from(minutes).unwrap_or(i32::MAX))
+            .execute(c)?;
+        }
+        diesel::sql_query("SELECT tenant_context.add_key($1, $2)")
+            .bind::<diesel::sql_types::Text, _>(kid)
+            .bind::<diesel::sql_types::Binary, _>(&secret)
+            .execute(c)
+    })
+    .map(drop)
+    .map_err(|e: diesel::result::Error| {
+        format!("adding the key (this URL needs the key table's owner or an administrator): {e}")
+    })
 }
 
 /// A new random key `kid`: the key and its `kid:hex` line. Checks the id before anything is
@@ -153,7 +216,13 @@ fn add_context_key(args: &[&str]) -> Result<(), String> {
         (Some(file), None) => {
             std::fs::read_to_string(file).map_err(|e| format!("reading {file}: {e}"))?
         }
-        (None, Some(var)) => std::env::var(var).map_err(|e| format!("{var}: {e}"))?,
+        // The error never shows the variable's value (a key, or most of one).
+        (None, Some(var)) => std::env::var(var).map_err(|e| match e {
+            std::env::VarError::NotPresent => format!("{var} is not set"),
+            std::env::VarError::NotUnicode(_) => {
+                format!("{var} is not UTF-8 text: write the key as one line kid:hex")
+            }
+        })?,
         _ => {
             return Err(
                 "context-key add: give exactly one of --from-file F and --from-env VAR".into(),
@@ -171,6 +240,40 @@ fn add_context_key(args: &[&str]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_never_travels_in_statement_text_and_a_taken_id_is_refused_before_it_is_sent() {
+        use diesel::connection::InstrumentationEvent;
+        let db = tenant_testkit::TestDb::new("xtask_key_install");
+        two_companies::migrate(&db.admin_url()).unwrap();
+        let mut conn = db.admin();
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = std::sync::Arc::clone(&sent);
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::StartQuery { query, .. } = event {
+                sink.lock().unwrap().push(query.to_string());
+            }
+        });
+        let hex = "c3".repeat(32);
+        install_on(&mut conn, "k1", &hex, Some(60)).unwrap();
+        let err = install_on(&mut conn, "k1", &hex, None).unwrap_err();
+        assert!(err.contains("already holds a key k1"), "{err}");
+        let sent = sent.lock().unwrap();
+        assert!(
+            sent.iter()
+                .any(|q| q.contains("tenant_context.add_key($1, $2)"))
+        );
+        assert!(
+            sent.iter().all(|q| !q.contains(&hex[..16])),
+            "the key in a statement's text: {sent:#?}"
+        );
+        // And it works: a token signed with it verifies.
+        let key = ContextKey::parse(&format!("k1:{hex}")).unwrap();
+        let pool = tenant_core::TenantPool::builder(db.app_url(), &two_companies::REGISTRY, key)
+            .max_size(1)
+            .build();
+        assert!(pool.is_ok(), "{:?}", pool.err());
+    }
 
     #[test]
     fn the_plain_mode_is_only_by_name_and_never_beside_a_key() {

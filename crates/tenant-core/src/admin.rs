@@ -300,14 +300,40 @@ impl ProbeSession {
             (Some(key), Some(org)) => key.token(org, self.pid),
             _ => String::new(),
         };
-        self.try_sql(
-            &format!(
-                "SELECT set_config('{}', '{value}', true), set_config('{}', '{token}', true)",
-                crate::ORG_SETTING,
-                crate::context::TOKEN_SETTING
-            ),
-            false,
-        )
+        // Bound, not in the text: other sessions of the role read the text of this one's
+        // statement in `pg_stat_activity`, and a token there is good on this backend until it
+        // expires. In a savepoint of its own, so that a refusal leaves the transaction usable.
+        use diesel::connection::SimpleConnection;
+        use diesel::sql_types::Text;
+        self.conn.batch_execute("SAVEPOINT tenant_probe_org")?;
+        let set = diesel::RunQueryDsl::execute(
+            diesel::sql_query("SELECT set_config($1, $2, true), set_config($3, $4, true)")
+                .bind::<Text, _>(crate::ORG_SETTING)
+                .bind::<Text, _>(&value)
+                .bind::<Text, _>(crate::context::TOKEN_SETTING)
+                .bind::<Text, _>(&token),
+            &mut self.conn,
+        );
+        match set {
+            Ok(_) => {
+                self.conn
+                    .batch_execute("RELEASE SAVEPOINT tenant_probe_org")?;
+                Ok(ProbeOutcome::Ran {
+                    rows: 1,
+                    first_row: None,
+                })
+            }
+            Err(diesel::result::Error::DatabaseError(_, info)) => {
+                self.conn.batch_execute(
+                    "ROLLBACK TO SAVEPOINT tenant_probe_org; RELEASE SAVEPOINT tenant_probe_org",
+                )?;
+                Ok(ProbeOutcome::Refused {
+                    sqlstate: "-".into(),
+                    message: info.message().to_owned(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn begin(&mut self) -> Result<(), TenantError> {

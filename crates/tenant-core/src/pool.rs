@@ -17,7 +17,9 @@ use crate::context::ContextKey;
 use crate::opening::Opening;
 use crate::org_context::{IntoOrgContext, OrgContext};
 use crate::scoped::{OrgScoped, Pooled};
-use crate::startup::{check_role_and_schema, reads_org_setting, verifies_tokens};
+use crate::startup::{
+    check_role_and_schema, reads_org_setting, trusts_org_setting, verifies_tokens,
+};
 use crate::verify::{Checks, tables_of};
 use crate::{Isolation, OrgId, TenantError};
 
@@ -241,7 +243,23 @@ impl TenantPoolBuilder {
             backend.check_recorded_text()?;
         }
         let signed_org_setting = match self.signing {
-            Some(_) => reads_org_setting(&mut conn.conn, self.registry)?,
+            Some(_) => {
+                // A key for a database whose policies still believe the plain setting (the
+                // plain mode, or the signed migration rolled back): the service would believe
+                // no statement can switch its org, and one can. Refused.
+                if let Some(table) = trusts_org_setting(&mut conn.conn, self.registry)? {
+                    return Err(TenantError::ContextKey(format!(
+                        "the policies of tenant table `{table}` read the plain setting \
+                         tenant.org_id, which any statement can set: the database trusts every \
+                         statement there (generated in the plain mode, or its signed migration \
+                         rolled back). Apply the signed migration (`cargo xtask gen` with \
+                         ContextMode::Signed), or, if the database is meant to trust every \
+                         statement, build the pool with OrgContext::TrustEveryStatement"
+                    )));
+                }
+                // A column default that still reads the setting gets it next to the token.
+                reads_org_setting(&mut conn.conn, self.registry)?
+            }
             None => {
                 // Without a key, a table whose policy verifies tokens would show no rows and
                 // refuse every write with a misleading message: refused here instead.

@@ -217,12 +217,14 @@ const CAN_CREATE: &str = "\
     ) t ORDER BY n, privilege LIMIT 1";
 
 /// Whether a policy or a column default of a registered tenant table reads the plain org
-/// setting (`tenant.org_id`): a database on its way to the signed mode, where the signed
-/// opening must set the setting as well as the token, or those tables would show no rows.
-/// Where nothing reads it, the signed opening leaves it unset (cheaper, and nothing that SQL
-/// in the session could change is trusted anywhere). Read once, at start-up: a pool built
-/// before a table's migration changes mode is rebuilt to follow it (until then, a table
-/// switched back to the setting shows no rows; nothing crosses).
+/// setting (`tenant.org_id`). A pool with a key refuses a policy that does
+/// ([`trusts_org_setting`]), so what is left is a column default from before the signed
+/// mode: the signed opening then sets the setting as well as the token, or an insert relying
+/// on that default would find no org. Where nothing reads it, the signed opening leaves it
+/// unset (cheaper, and nothing that SQL in the session could change is trusted anywhere).
+/// Read once, at start-up: a pool built before a table's migration changes mode is rebuilt to
+/// follow it (until then, a table switched back to the setting shows no rows; nothing
+/// crosses).
 pub(crate) fn reads_org_setting(
     conn: &mut PgConnection,
     registry: &Registry,
@@ -282,6 +284,15 @@ pub(crate) fn role_settings(conn: &mut PgConnection) -> Result<String, TenantErr
     )
     .get_result(conn)?;
     Ok(row.settings)
+}
+
+/// The first registered tenant table whose policy (not a column default) reads the plain org
+/// setting: what a pool with a key refuses.
+pub(crate) fn trusts_org_setting(
+    conn: &mut PgConnection,
+    registry: &Registry,
+) -> Result<Option<String>, TenantError> {
+    first_table_reading(conn, registry, ORG_SETTING, false)
 }
 
 /// The first registered tenant table whose policy reads the signed context's verifier

@@ -91,3 +91,45 @@ fn the_application_role_cannot_write_a_global_table() {
         "42501 permission denied for table currencies"
     );
 }
+
+#[test]
+fn the_probe_sessions_token_never_shows_in_the_text_other_sessions_read() {
+    let db = common::story("admin_probe_token");
+    let mut probe =
+        tenant_core::admin::ProbeSession::connect(&db.app_url(), "test: the probe's token", 5000)
+            .unwrap();
+    probe.sign_with(common::key());
+    let org = tenant_core::OrgId::new_random();
+    assert!(matches!(
+        probe.set_org(Some(org)).unwrap(),
+        tenant_core::admin::ProbeOutcome::Ran { .. }
+    ));
+    // What another session of the role reads while the probe's transaction is open: the text
+    // of its last statements (before, the one that set the token, with the token in it).
+    let seen: Vec<String> = diesel::sql_query(
+        "SELECT query AS text FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .load::<Text>(&mut db.connect_as(roles::APP))
+    .unwrap()
+    .into_iter()
+    .map(|t| t.text)
+    .collect();
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|q| !q.contains("v1.")), "{seen:#?}");
+    // And the org is set: the token verifies.
+    assert!(matches!(
+        probe
+            .try_sql(
+                "SELECT 1 FROM tenant_context.current_org WHERE org IS NOT NULL",
+                true
+            )
+            .unwrap(),
+        tenant_core::admin::ProbeOutcome::Ran { rows: 1, .. }
+    ));
+}
+
+#[derive(QueryableByName)]
+struct Text {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    text: String,
+}

@@ -189,6 +189,9 @@ pub struct Target<'a> {
     pub outside: &'a HashMap<String, Row>,
     /// `server_version_num`.
     pub server_version: i32,
+    /// In the signed mode, the id of the key the probe signs with (a forged token names it);
+    /// `None` in the opt-in plain mode, where a hop that works is what the mode gives up.
+    pub signed_kid: Option<&'a str>,
 }
 
 impl Target<'_> {

@@ -398,6 +398,7 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
             b_rows: &seeded.b,
             outside: &outside,
             server_version: server.version_num,
+            signed_kid: signing.map(|k| k.kid()),
         })
         .collect();
     let per_table: Vec<Vec<Plan>> = targets.iter().map(attacks::on_table).collect();

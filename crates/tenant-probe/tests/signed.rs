@@ -366,6 +366,74 @@ fn a_verifier_view_that_no_longer_checks_the_mac_is_found_by_its_text() {
 }
 
 #[test]
+fn a_verifier_view_regrouped_or_calling_a_look_alike_is_found_by_its_text_and_what_it_calls() {
+    // Two rewrites that keep every word of the generated view: its WHERE regrouped so that an
+    // active key needs no MAC, and `encode` taken from a look-alike in the context's schema
+    // that returns the token's own MAC. Both print as the generated text once brackets or the
+    // schema are left out; both take a forged token.
+    let token = "current_setting('tenant.org_token', true)";
+    let part = |n: u8| format!("split_part({token}, '.', {n})");
+    let mac = format!(
+        "encode(sha256(k.opad || sha256(k.ipad || convert_to(\"left\"({token}, -65), 'UTF8'))), 'hex')"
+    );
+    let view = |wher: &str, mac_fn: &str| {
+        format!(
+            "CREATE OR REPLACE VIEW tenant_context.current_org WITH (security_barrier) AS \
+             WITH k AS (SELECT keys.kid, keys.ipad, keys.opad, keys.retire_after FROM tenant_context.keys) \
+             SELECT CASE WHEN {p3}::double precision > date_part('epoch', clock_timestamp()) \
+                          AND {p4} = ANY (ARRAY['0', pg_backend_pid()::text]) THEN {p2}::uuid ELSE NULL::uuid END AS org \
+               FROM k WHERE {}",
+            wher.replace("MAC", mac_fn),
+            p2 = part(2),
+            p3 = part(3),
+            p4 = part(4),
+        )
+    };
+    let regrouped = view(
+        &format!(
+            "(k.kid = {p5} AND k.retire_after IS NULL) OR (k.retire_after > clock_timestamp() AND MAC = {p6})",
+            p5 = part(5),
+            p6 = part(6)
+        ),
+        &mac,
+    );
+    let look_alike = format!(
+        "CREATE FUNCTION tenant_context.encode(bytea, text) RETURNS text LANGUAGE sql STABLE \
+           AS $$ SELECT split_part(current_setting('tenant.org_token', true), '.', 6) $$; \
+         ALTER FUNCTION tenant_context.encode(bytea, text) OWNER TO tenant_owner; {}",
+        view(
+            &format!(
+                "k.kid = {p5} AND (k.retire_after IS NULL OR k.retire_after > clock_timestamp()) AND MAC = {p6}",
+                p5 = part(5),
+                p6 = part(6)
+            ),
+            &mac.replace("encode(", "tenant_context.encode("),
+        )
+    );
+    for (hint, rewrite) in [
+        ("signed_view_regrouped", regrouped),
+        ("signed_view_look_alike", look_alike),
+    ] {
+        let db = signed_db(hint);
+        let a = org_with_customer(&pool(&db), "alice");
+        db.admin().batch_execute(&rewrite).unwrap();
+        let forged = format!("v1.{a}.9999999999.0.k1.{}", "0".repeat(64));
+        assert_eq!(
+            customers_seen_with_token(&mut db.connect_as(roles::APP), &forged),
+            1,
+            "{hint}: the changed view takes a forged token"
+        );
+        let changed: Vec<String> = audit_of(&db.app_url())
+            .findings
+            .iter()
+            .filter(|f| f.rule == "generated-object-changed" && f.severity == Severity::Error)
+            .map(|f| f.object.clone())
+            .collect();
+        assert_eq!(changed, ["tenant_context.current_org"], "{hint}");
+    }
+}
+
+#[test]
 fn a_key_table_another_role_may_read_is_an_error() {
     let db = signed_db("signed_keys_grant");
     let rule = |db: &TestDb| {
@@ -438,7 +506,7 @@ fn plain_setting(pool: &TenantPool, org: OrgId) -> Option<String> {
 }
 
 #[test]
-fn a_signed_pool_sets_the_plain_setting_only_while_a_table_still_reads_it() {
+fn a_signed_pool_sets_the_plain_setting_only_for_a_default_and_refuses_a_policy_that_reads_it() {
     let db = signed_db("signed_plain_setting");
     // Every table verifies tokens: the opening sets the token alone, and the org's rows show.
     let pool = pool(&db);
@@ -477,18 +545,36 @@ fn a_signed_pool_sets_the_plain_setting_only_while_a_table_still_reads_it() {
         0
     );
     own.rollback().unwrap();
-    // One table's policy back on the plain setting (a database on its way to the signed
-    // mode): a pool built now sets both, and that table shows the org's rows, and only them.
+    // A column default still on the plain setting (from before the signed mode): a pool
+    // built now sets both, and an insert relying on the default lands in the org.
+    db.admin()
+        .batch_execute(
+            "ALTER TABLE customers ALTER COLUMN org_id SET DEFAULT (nullif(current_setting('tenant.org_id', true), ''))::uuid",
+        )
+        .unwrap();
+    let rebuilt = pool_of(&db, 2);
+    assert_eq!(plain_setting(&rebuilt, a), Some(a.to_string()));
+    assert_eq!(customers_of(&rebuilt, a), ["alice"]);
+    assert_eq!(customers_of(&rebuilt, b), ["bob"]);
+    // One table's policy back on the plain setting (the signed migration rolled back): the
+    // pool built before reads no rows there (nothing crosses), and a pool with the key
+    // refuses to start, naming the table: the service would believe no statement can switch
+    // its org, and one could.
     customers_back_on_the_plain_setting(&db);
     assert_eq!(
         customers_of(&pool, a),
         Vec::<String>::new(),
         "the pool built before the change reads no rows from that table (nothing crosses)"
     );
-    let rebuilt = pool_of(&db, 2);
-    assert_eq!(plain_setting(&rebuilt, a), Some(a.to_string()));
-    assert_eq!(customers_of(&rebuilt, a), ["alice"]);
-    assert_eq!(customers_of(&rebuilt, b), ["bob"]);
+    let err = TenantPool::builder(db.app_url(), &two_companies::REGISTRY, key("k1", &K1))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, TenantError::ContextKey(m)
+            if m.contains("tenant table `customers` read the plain setting")
+                && m.contains("OrgContext::TrustEveryStatement")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -556,8 +642,40 @@ fn the_probe_finds_no_hop_and_no_leak_in_the_signed_mode() {
         .iter()
         .filter(|r| r.family == "org-hopping")
         .collect();
-    assert_eq!(hops.len(), 6 * report.tables.len());
+    assert_eq!(hops.len(), 7 * report.tables.len());
     assert!(hops.iter().all(|r| r.verdict == Verdict::Pass));
+}
+
+#[test]
+fn a_hop_that_works_in_a_signed_database_fails_the_probe_as_a_leak() {
+    // Policies changed by hand so that the setting decides where a token is missing: the
+    // service holds a key and believes no statement can switch its org. Before, the probe
+    // called these hops findings and passed.
+    let db = signed_db("signed_probe_fallback");
+    let plain = "(SELECT nullif(current_setting('tenant.org_id', true), '')::uuid)";
+    let fallback = "COALESCE((SELECT org FROM tenant_context.current_org), nullif(current_setting('tenant.' || 'org_id', true), '')::uuid)";
+    db.admin()
+        .batch_execute(&format!(
+            "DROP POLICY tenant_isolation ON customers;
+             CREATE POLICY org_guard ON customers AS RESTRICTIVE FOR ALL
+               USING (org_id = {fallback}) WITH CHECK (org_id = {fallback});
+             ALTER POLICY tenant_app_access ON customers USING (org_id = {plain}) WITH CHECK (org_id = {plain});"
+        ))
+        .unwrap();
+    let mut options = ProbeOptions::new(&db.app_url(), &two_companies::REGISTRY, key("k1", &K1));
+    options.progress = false;
+    let report = tenant_probe::run(&options).unwrap();
+    let leaks: Vec<(&str, &str)> = report
+        .with_verdict(Verdict::Leak)
+        .map(|r| (r.attack.as_str(), r.table.as_str()))
+        .collect();
+    assert_eq!(
+        leaks,
+        [("emptied_token_hop", "customers")],
+        "{}",
+        report.markdown()
+    );
+    assert!(report.failed());
 }
 
 #[test]
@@ -588,7 +706,7 @@ fn a_signing_pool_refuses_a_database_without_the_verifier() {
         .unwrap_err();
     assert!(
         matches!(&err, TenantError::ContextKey(m)
-            if m.contains("ContextMode::TrustEveryStatement")
+            if m.contains("tenant table `orgs` read the plain setting")
                 && m.contains("OrgContext::TrustEveryStatement")),
         "{err}"
     );

@@ -137,23 +137,14 @@ pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> 
     }
 }
 
-/// `signed` when the restrictive policies verify a signed token (the default mode, where SQL
-/// in a session cannot switch the org), `setting` when they read the plain org setting (the
-/// opt-in mode that trusts every statement)
-/// (`Report::setting`; a restrictive policy of your own reading another setting does not
-/// count), `mixed`
-/// when some do one and some the other (a migration half applied, or tables generated in two
-/// modes: the setting's weakness holds for those tables).
+/// `signed` when the tenant tables' restrictive policies verify a signed token and no policy of
+/// theirs reads a setting (the default mode, where SQL in a session cannot switch the org),
+/// `setting` when none verifies a token (the opt-in mode that trusts every statement), `mixed`
+/// when both (a policy changed by hand, a migration rolled back in part: the setting's weakness
+/// holds where it is read); in USING and WITH CHECK alike, on partitions too
+/// ([`crate::audit::org_context`]).
 pub fn context_mode(report: &Report) -> &'static str {
-    let restrictive = || report.catalog.policies.iter().filter(|p| !p.permissive);
-    let signed = restrictive().any(|p| crate::context::reads_verified_org(&p.using_expr));
-    let reads = format!("current_setting({}", crate::pg::literal(&report.setting));
-    let setting = restrictive().any(|p| p.using_expr.contains(&reads));
-    match (signed, setting) {
-        (true, true) => "mixed",
-        (true, false) => "signed",
-        _ => "setting",
-    }
+    report.org_context
 }
 
 fn markdown(

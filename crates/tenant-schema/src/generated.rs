@@ -99,6 +99,25 @@ pub(crate) struct GeneratedPolicy {
     pub check: Vec<String>,
 }
 
+/// The org policy's expression as the server prints it, by mode: the plain setting's forms
+/// (sub-select, inline), then the signed context's.
+pub(crate) fn org_forms(o: &RlsOptions, column: &str) -> [Vec<String>; 2] {
+    let col = printed_ident(column);
+    let setting = crate::pg::literal(&o.setting);
+    let inline_org = format!("(NULLIF(current_setting({setting}::text, true), ''::text))::uuid");
+    [
+        vec![
+            format!("({col} = ( SELECT {inline_org} AS \"nullif\"))"),
+            format!("({col} = {inline_org})"),
+        ],
+        vec![format!(
+            "({col} = ( SELECT {view}.org FROM {schema}.{view}))",
+            view = crate::context::ORG_VIEW,
+            schema = crate::context::CONTEXT_SCHEMA
+        )],
+    ]
+}
+
 /// The policies the generator writes on a tenant table whose org column is `column`, as the
 /// server prints them back (the audit compares with `normalized_printed_text`). The org policy
 /// reads the org in the sub-select form, the inline form (Citus) or the signed form; the
@@ -106,17 +125,7 @@ pub(crate) struct GeneratedPolicy {
 /// generated in each of them (the story, the signed story, the inline form) and finds nothing.
 pub(crate) fn policies(o: &RlsOptions, column: &str) -> Vec<GeneratedPolicy> {
     let col = printed_ident(column);
-    let setting = crate::pg::literal(&o.setting);
-    let inline_org = format!("(NULLIF(current_setting({setting}::text, true), ''::text))::uuid");
-    let org = vec![
-        format!("({col} = ( SELECT {inline_org} AS \"nullif\"))"),
-        format!("({col} = {inline_org})"),
-        format!(
-            "({col} = ( SELECT {view}.org FROM {schema}.{view}))",
-            view = crate::context::ORG_VIEW,
-            schema = crate::context::CONTEXT_SCHEMA
-        ),
-    ];
+    let org = org_forms(o, column).concat();
     let granted = |write: bool| {
         let audit = printed_ident(&o.audit_schema);
         vec![

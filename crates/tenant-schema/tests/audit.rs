@@ -961,3 +961,140 @@ fn the_plain_mode_is_a_warning_on_every_table_saying_what_one_statement_can_do()
         evidence.markdown
     );
 }
+
+/// On `customers`: B's customer `bob`, as seen by org A's session after a statement that empties
+/// the token and sets B in the plain setting.
+fn bob_through_a_hop(db: &TestDb) -> String {
+    let (a, b) = (
+        "00000000-0000-4000-8000-00000000000a",
+        "00000000-0000-4000-8000-00000000000b",
+    );
+    let mut app = db.connect_as(roles::APP);
+    let set_a = common::set_org_sql(&mut app, a);
+    diesel::Connection::transaction(&mut app, |c| {
+        c.batch_execute(&set_a)?;
+        diesel::RunQueryDsl::get_result(
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(&format!(
+                "(SELECT (SELECT coalesce(string_agg(name, ','), '') FROM customers) FROM \
+                   (SELECT set_config('tenant.org_token', '', true), set_config('tenant.org_id', '{b}', true) OFFSET 0) h)"
+            ))),
+            c,
+        )
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_hand_made_org_policy_that_lets_a_statement_choose_the_org_is_an_error_in_every_form() {
+    let signed = "(SELECT org FROM tenant_context.current_org)";
+    let plain = "(SELECT nullif(current_setting('tenant.org_id', true), '')::uuid)";
+    let cases = [
+        // A fallback to the setting in place of the generated policy.
+        (
+            "audit_fallback",
+            format!(
+                "DROP POLICY tenant_isolation ON customers;
+                 CREATE POLICY org_guard ON customers AS RESTRICTIVE FOR ALL
+                   USING (org_id = COALESCE({signed}, nullif(current_setting('tenant.' || 'org_id', true), '')::uuid))
+                   WITH CHECK (org_id = COALESCE({signed}, nullif(current_setting('tenant.' || 'org_id', true), '')::uuid));
+                 ALTER POLICY tenant_app_access ON customers USING (org_id = {plain}) WITH CHECK (org_id = {plain});"
+            ),
+            true,
+        ),
+        // The setting, with the token's presence as an extra condition.
+        (
+            "audit_and_exists",
+            format!(
+                "DROP POLICY tenant_isolation ON customers;
+                 CREATE POLICY org_guard ON customers AS RESTRICTIVE FOR ALL
+                   USING (org_id = {plain} AND EXISTS (SELECT FROM tenant_context.current_org))
+                   WITH CHECK (org_id = {plain} AND EXISTS (SELECT FROM tenant_context.current_org));
+                 ALTER POLICY tenant_app_access ON customers USING (org_id = {plain}) WITH CHECK (org_id = {plain});"
+            ),
+            false,
+        ),
+        // The generated policy bound to another role, the application's left on the setting.
+        (
+            "audit_other_role",
+            format!(
+                "ALTER POLICY tenant_isolation ON customers TO tenant_operator;
+                 ALTER POLICY tenant_app_access ON customers USING (org_id = {plain}) WITH CHECK (org_id = {plain});"
+            ),
+            false,
+        ),
+        // The generated USING with a WITH CHECK of the plain form: writes trust the setting.
+        (
+            "audit_check_plain",
+            format!(
+                "ALTER POLICY tenant_isolation ON customers WITH CHECK (org_id = {plain});
+                 ALTER POLICY tenant_app_access ON customers WITH CHECK (org_id = {plain});"
+            ),
+            false,
+        ),
+    ];
+    for (hint, sql, shown) in cases {
+        let db = migrated(hint);
+        db.admin()
+            .batch_execute(
+                "INSERT INTO orgs (id, name) VALUES
+                   ('00000000-0000-4000-8000-00000000000a', 'A'), ('00000000-0000-4000-8000-00000000000b', 'B');
+                 INSERT INTO customers (org_id, name, email) VALUES
+                   ('00000000-0000-4000-8000-00000000000b', 'bob', 'b@x');",
+            )
+            .unwrap();
+        db.admin().batch_execute(&sql).unwrap();
+        if shown {
+            // What it gives: org A's session reads B's customer with one statement.
+            assert_eq!(bob_through_a_hop(&db), "bob", "{hint}");
+        }
+        let report = run(&db);
+        let missing: Vec<(&str, Severity)> = report
+            .findings
+            .iter()
+            .filter(|f| f.rule == "tenant-policy-missing")
+            .map(|f| (f.object.as_str(), f.severity))
+            .collect();
+        assert_eq!(
+            missing,
+            [("customers", Severity::Error)],
+            "{hint}: {:#?}",
+            report.findings
+        );
+        assert_ne!(report.org_context, "signed", "{hint}");
+    }
+}
+
+#[test]
+fn a_partition_on_the_plain_setting_in_a_signed_database_is_an_error() {
+    diesel::table! { notes (id) { id -> Uuid, org_id -> Uuid } }
+    tenant_lint::registry! { static NOTES; tenant notes => org_id; }
+    let db = TestDb::new("audit_partition_plain");
+    let plain = "(SELECT nullif(current_setting('tenant.org_id', true), '')::uuid)";
+    db.admin()
+        .batch_execute(
+            "CREATE TABLE notes (org_id uuid NOT NULL, id uuid NOT NULL, body text, PRIMARY KEY (org_id, id))
+               PARTITION BY HASH (org_id);
+             CREATE TABLE notes_p0 PARTITION OF notes FOR VALUES WITH (MODULUS 1, REMAINDER 0);",
+        )
+        .unwrap();
+    // The signed protection on the table and its partition, then the partition's put back on
+    // the setting (as a fix text of the plain mode would have it).
+    db.admin()
+        .batch_execute(&tenant_schema::generate(&NOTES, &tenant_schema::RlsOptions::default()).up)
+        .unwrap();
+    db.admin()
+        .batch_execute(&format!(
+            "ALTER POLICY tenant_isolation ON notes_p0 USING (org_id = {plain}) WITH CHECK (org_id = {plain});
+             ALTER POLICY tenant_app_access ON notes_p0 USING (org_id = {plain}) WITH CHECK (org_id = {plain});"
+        ))
+        .unwrap();
+    let mut reader = CatalogReader::connect(&db.app_url(), "test: audit").unwrap();
+    let report = audit(&mut reader, &NOTES, &AuditOptions::default()).unwrap();
+    let f: Vec<(&str, Severity)> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "org-context-trusts-every-statement")
+        .map(|f| (f.object.as_str(), f.severity))
+        .collect();
+    assert_eq!(f, [("notes_p0", Severity::Error)], "{:#?}", report.findings);
+}

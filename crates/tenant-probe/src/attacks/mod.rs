@@ -165,6 +165,7 @@ pub(crate) mod fixture {
                 b_rows: &self.b_rows,
                 outside: &self.outside,
                 server_version: 170_000,
+                signed_kid: None,
             }
         }
     }

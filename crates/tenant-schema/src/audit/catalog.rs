@@ -74,8 +74,9 @@ pub struct Relation {
     /// For a partition, the table at the root of its partition tree; empty otherwise.
     #[diesel(sql_type = Text)]
     pub partition_root: String,
-    /// For a view, the relations its definition reads (`schema.name`, comma-separated, sorted);
-    /// empty otherwise.
+    /// For a view, the relations its definition reads (`schema.name`), and the functions and
+    /// operators it calls from outside `pg_catalog` (`function schema.name(args)`, `operator
+    /// ...`), comma-separated, sorted; empty otherwise.
     #[diesel(sql_type = Text)]
     pub reads: String,
     /// For a view or materialized view, its definition as the server prints it; empty
@@ -377,13 +378,29 @@ impl Catalog {
                                     AND NOT a.attisdropped) AS has_org_column, \
                             coalesce((SELECT r.relname::text FROM pg_class r \
                                       WHERE c.relispartition AND r.oid = pg_partition_root(c.oid)), '') AS partition_root, \
-                            coalesce((SELECT string_agg(DISTINCT rn.nspname || '.' || rc.relname, ',') \
-                                      FROM pg_rewrite rw \
-                                      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid \
-                                       AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> c.oid \
-                                      JOIN pg_class rc ON rc.oid = d.refobjid \
-                                      JOIN pg_namespace rn ON rn.oid = rc.relnamespace \
-                                      WHERE rw.ev_class = c.oid), '') AS reads, \
+                            coalesce((SELECT string_agg(DISTINCT dep.name, ',' ORDER BY dep.name) FROM ( \
+                                        SELECT rn.nspname || '.' || rc.relname AS name \
+                                        FROM pg_rewrite rw \
+                                        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid \
+                                         AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> c.oid \
+                                        JOIN pg_class rc ON rc.oid = d.refobjid \
+                                        JOIN pg_namespace rn ON rn.oid = rc.relnamespace \
+                                        WHERE rw.ev_class = c.oid \
+                                        UNION ALL \
+                                        SELECT 'function ' || d.refobjid::regprocedure::text \
+                                        FROM pg_rewrite rw \
+                                        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid \
+                                         AND d.refclassid = 'pg_proc'::regclass \
+                                        JOIN pg_proc fp ON fp.oid = d.refobjid \
+                                        WHERE rw.ev_class = c.oid AND fp.pronamespace <> 'pg_catalog'::regnamespace \
+                                        UNION ALL \
+                                        SELECT 'operator ' || d.refobjid::regoperator::text \
+                                        FROM pg_rewrite rw \
+                                        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid \
+                                         AND d.refclassid = 'pg_operator'::regclass \
+                                        JOIN pg_operator op ON op.oid = d.refobjid \
+                                        WHERE rw.ev_class = c.oid AND op.oprnamespace <> 'pg_catalog'::regnamespace \
+                                      ) dep), '') AS reads, \
                             CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) ELSE '' END AS definition, \
                             coalesce((SELECT string_agg(g.grant_text, ',' ORDER BY g.grant_text) FROM ( \
                                         SELECT CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee)::text END \
@@ -407,7 +424,7 @@ impl Catalog {
             &format!(
                 "SELECT c.relname::text AS table_name, p.polname::text AS name, p.polpermissive AS permissive, \
                         p.polcmd::text AS cmd, \
-                        CASE WHEN p.polroles = '{{0}}' THEN 'public' ELSE \
+                        CASE WHEN 0::oid = ANY (p.polroles) THEN 'public' ELSE \
                           (SELECT string_agg(r.rolname::text, ',' ORDER BY r.rolname) FROM pg_roles r \
                            WHERE r.oid = ANY (p.polroles)) END AS roles, \
                         coalesce(pg_get_expr(p.polqual, p.polrelid), '') AS using_expr, \

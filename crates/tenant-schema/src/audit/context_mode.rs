@@ -1,13 +1,19 @@
-//! Rule `org-context-trusts-every-statement`: a tenant table whose policies believe the plain
-//! org setting (the opt-in `ContextMode::TrustEveryStatement`) rather than a token the service
-//! signed. Row-level security then holds only while every statement the application sends is
-//! the one it meant to send: any statement can set the setting to another org, and the
-//! policies follow (docs/threat-model.md #5). A warning, not an error: the mode is a choice a
-//! deployment makes by name (Citus needs it today), and the evidence must say what it gives up.
+//! Rule `org-context-trusts-every-statement`: a tenant table (or a partition of one) whose
+//! org policy reads a setting, which any statement of the session can set. In the opt-in plain
+//! mode (`ContextMode::TrustEveryStatement`) that is the design, and a warning says what it
+//! gives up: row-level security holds only while every statement the application sends is the
+//! one it meant to send (docs/threat-model.md #5). In a database whose policies otherwise
+//! verify signed tokens it is an error: the service is given a key and believes no statement
+//! can switch its org there. The org policy is judged by its form (`tables::org_policy`): a
+//! hand-written one that mixes the modes (a fallback to the setting, a WITH CHECK of the other
+//! form) is no generated policy at all, and `tenant-policy-missing` reports the table; other
+//! policies can only narrow what the restrictive org policy lets through.
+//!
+//! The same reading gives the evidence its "Org context" line ([`org_context`]).
 
 use tenant_lint::Registry;
 
-use super::tables::{confines, tenant_tables};
+use super::tables::{OrgPolicy, org_policy_of, partition_of_tenant, tenant_tables};
 use super::{AuditOptions, Catalog, Finding, Severity};
 
 /// The rule's id.
@@ -17,55 +23,101 @@ pub(super) const RULE: &str = "org-context-trusts-every-statement";
 pub(super) const CHECK: (&str, &str, &str) = (
     RULE,
     "#5",
-    "every tenant table's policies verify the org of a token the service signs, so no statement the application sends can switch its org",
+    "every tenant table and partition is confined by the signed org policy, so no statement the application sends can switch its org (the opt-in plain mode: a warning per table)",
 );
 
-/// One warning per tenant table confined by the plain setting and not by a verified token.
+/// The tenant tables and their partitions, with their org column: the relations whose
+/// policies confine rows to an org.
+fn judged<'c>(c: &'c Catalog, r: &Registry) -> Vec<(&'c str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = tenant_tables(c, r)
+        .into_iter()
+        .map(|(_, rel, col)| (rel.name.as_str(), col))
+        .collect();
+    out.extend(
+        c.relations
+            .iter()
+            .filter(|rel| partition_of_tenant(rel, r))
+            .filter_map(|rel| {
+                let col = r.get(&rel.partition_root)?.org_column()?;
+                Some((rel.name.as_str(), col))
+            }),
+    );
+    out
+}
+
+/// How the database's tenant policies learn the org: `signed` when every tenant table and
+/// partition has the generated org policy in the signed form, `setting` when none has,
+/// `mixed` otherwise (the setting's weakness holds where the signed form is missing).
+pub fn org_context(c: &Catalog, r: &Registry, o: &AuditOptions) -> &'static str {
+    let forms: Vec<Option<OrgPolicy>> = judged(c, r)
+        .into_iter()
+        .map(|(name, col)| org_policy_of(c, name, col, o))
+        .collect();
+    let signed = forms
+        .iter()
+        .filter(|f| **f == Some(OrgPolicy::Signed))
+        .count();
+    if signed == 0 {
+        "setting"
+    } else if signed == forms.len() {
+        "signed"
+    } else {
+        "mixed"
+    }
+}
+
+/// One finding per tenant table or partition whose org policy is the plain setting's: a
+/// warning in the plain mode, an error where the database otherwise verifies tokens. (A table
+/// with no generated org policy at all is `tenant-policy-missing`'s.)
 pub(super) fn org_context_trusts_every_statement(
     c: &Catalog,
     r: &Registry,
     o: &AuditOptions,
 ) -> Vec<Finding> {
+    let signed_elsewhere = org_context(c, r, o) != "setting";
     let mut out = Vec::new();
-    for (t, _, col) in tenant_tables(c, r) {
-        let restrictive = || {
-            c.policies
-                .iter()
-                .filter(|p| p.table_name == t.name && !p.permissive && p.cmd == "*")
-        };
-        let verified = restrictive().any(|p| {
-            crate::context::reads_verified_org(&p.using_expr)
-                && crate::context::reads_verified_org(&p.check_expr)
-                && confines(&p.using_expr, col, &o.rls.setting)
-                && confines(&p.check_expr, col, &o.rls.setting)
-        });
-        let plain = restrictive().any(|p| {
-            confines(&p.using_expr, col, &o.rls.setting)
-                && confines(&p.check_expr, col, &o.rls.setting)
-        });
-        // Without any confining policy, `tenant-policy-missing` reports the table.
-        if verified || !plain {
+    for (table, col) in judged(c, r) {
+        if org_policy_of(c, table, col, o) != Some(OrgPolicy::Setting) {
             continue;
         }
-        out.push(Finding {
-            rule: RULE,
-            severity: Severity::Warning,
-            object: t.name.to_owned(),
-            why: format!(
-                "the policies confine this table to the plain setting {setting}, which they \
-                 believe whatever set it: one statement of the application role (an injection, a \
-                 bug in raw SQL) can run `set_config('{setting}', <another org>, true)` or `SET \
-                 LOCAL`, also inside a sub-select of the statement that reads, and row-level \
-                 security then shows, changes and inserts that org's rows; only the application \
-                 layer stands between such a statement and every org (docs/threat-model.md #5)",
-                setting = o.rls.setting
-            ),
-            fix:
-                "generate the migration in the default signed mode (ContextMode::Signed), add the \
-                  service's key to the database (`cargo xtask context-key add` or `rotate`) and \
-                  build the pool with that ContextKey; keep this mode only where the signed \
-                  context cannot run (Citus workers) and say so in the deployment's risk register"
+        let setting = &o.rls.setting;
+        out.push(if signed_elsewhere {
+            Finding {
+                rule: RULE,
+                severity: Severity::Error,
+                object: table.to_owned(),
+                why: format!(
+                    "the database verifies signed org tokens, and yet this table's org policy reads \
+                     the setting {setting}: one statement of the application role that sets it \
+                     (`set_config`, `SET LOCAL`, inside a sub-select of the statement that reads) \
+                     reaches another org's rows here, while the service, holding a key, believes \
+                     no statement can (docs/threat-model.md #5)"
+                ),
+                fix: "apply the generated signed migration again (`cargo xtask gen` writes one when \
+                      the policies differ), so that every org policy compares with \
+                      (SELECT org FROM tenant_context.current_org)"
                     .into(),
+            }
+        } else {
+            Finding {
+                rule: RULE,
+                severity: Severity::Warning,
+                object: table.to_owned(),
+                why: format!(
+                    "the org policy of this table believes the setting {setting} whatever set it: \
+                     one statement of the application role (an injection, a bug in raw SQL) can \
+                     run `set_config('{setting}', <another org>, true)` or `SET LOCAL`, also \
+                     inside a sub-select of the statement that reads, and row-level security then \
+                     shows, changes and inserts that org's rows; only the application layer \
+                     stands between such a statement and every org (docs/threat-model.md #5)"
+                ),
+                fix: "generate the migration in the default signed mode (ContextMode::Signed), add \
+                      the service's key to the database (`cargo xtask context-key add` or \
+                      `rotate`) and build the pool with that ContextKey; keep this mode only \
+                      where the signed context cannot run (Citus workers) and say so in the \
+                      deployment's risk register"
+                    .into(),
+            }
         });
     }
     out

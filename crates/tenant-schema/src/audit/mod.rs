@@ -28,6 +28,7 @@ pub use catalog::{
     AppRole, Catalog, Constraint, Function, IndexKeys, LeakyIndex, Policy, Relation,
     SequenceColumn, Server, Trigger,
 };
+pub use context_mode::org_context;
 pub use powers::RolePower;
 pub use rules::{CHECKS, RULES};
 use tenant_core::TenantError;
@@ -86,9 +87,11 @@ pub struct Report {
     pub catalog: Catalog,
     /// Findings, errors first, then by rule and object.
     pub findings: Vec<Finding>,
-    /// The org setting's name the audit was told (`RlsOptions::setting`), for the evidence
-    /// to say which context mode the policies use.
+    /// The org setting's name the audit was told (`RlsOptions::setting`).
     pub setting: String,
+    /// How the tenant policies learn the org, judged by the org policies' forms: `signed`,
+    /// `setting` (the opt-in plain mode) or `mixed` ([`org_context`]).
+    pub org_context: &'static str,
 }
 
 impl Report {
@@ -131,6 +134,7 @@ pub fn audit(
     )?;
     let findings = check(&catalog, registry, options);
     Ok(Report {
+        org_context: org_context(&catalog, registry, options),
         catalog,
         findings,
         setting: options.rls.setting.clone(),

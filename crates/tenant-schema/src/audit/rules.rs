@@ -2,7 +2,9 @@
 
 use tenant_lint::Registry;
 
-use super::tables::{confines, is_registered, is_tenant, relation, tenant_tables};
+use super::tables::{
+    confines, is_registered, is_tenant, org_policy_of, partition_of_tenant, relation, tenant_tables,
+};
 use super::{AuditOptions, Catalog, Finding, Relation, Severity};
 
 type Rule = fn(&Catalog, &Registry, &AuditOptions) -> Vec<Finding>;
@@ -316,33 +318,34 @@ fn rls_not_forced(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
 fn tenant_policy_missing(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
     let mut out = Vec::new();
     for (t, _, col) in tenant_tables(c, r) {
+        // The generated org policy, in a form the generator writes, binding the application
+        // role: anything else, however close, is a policy the audit cannot vouch for.
+        if org_policy_of(c, t.name, col, o).is_some() {
+            continue;
+        }
         let on_table: Vec<_> = c
             .policies
             .iter()
             .filter(|p| p.table_name == t.name)
             .collect();
-        let restrictive = on_table.iter().any(|p| {
-            !p.permissive
-                && p.cmd == "*"
-                && confines(&p.using_expr, col, &o.rls.setting)
-                && confines(&p.check_expr, col, &o.rls.setting)
-        });
-        if restrictive {
-            continue;
-        }
         let permissive_only = on_table
             .iter()
             .any(|p| p.permissive && confines(&p.using_expr, col, &o.rls.setting));
+        let hand_written = on_table
+            .iter()
+            .any(|p| !p.permissive && confines(&p.using_expr, col, &o.rls.setting));
         out.push(finding(
             "tenant-policy-missing",
             Severity::Error,
             t.name,
-            if permissive_only {
+            if permissive_only && !hand_written {
                 "the org policy is PERMISSIVE: any other permissive policy is ORed with it and widens access beyond the org (docs/threat-model.md #26)"
+            } else if hand_written {
+                "a RESTRICTIVE policy names the org, but none is the generated org policy (its form exactly, for all commands, binding the application role): a policy of one's own can let rows through without the org (`... IS NOT FALSE` passes a session with no org, a fallback to a setting lets one statement choose the org, `TO` another role leaves the application unbound)"
             } else {
                 "no RESTRICTIVE policy for all commands keys this table's USING and WITH CHECK on the session org"
             },
-            "apply the generated migration: CREATE POLICY ... AS RESTRICTIVE FOR ALL USING (org = <setting>) WITH CHECK (org = <setting>)",
+            "apply the generated migration: CREATE POLICY ... AS RESTRICTIVE FOR ALL USING (org = <the session org>) WITH CHECK (org = <the session org>), in the form the generator writes",
         ));
     }
     out
@@ -752,8 +755,8 @@ fn signed_view_against_generated<'c>(
     if view.reads != format!("{}.keys", crate::context::CONTEXT_SCHEMA) {
         d.push("what it reads");
     }
-    if crate::context::normalized_printed_text(&view.definition)
-        != crate::context::normalized_printed_text(&crate::context::view_query())
+    if crate::context::normalized_view_text(&view.definition)
+        != crate::context::normalized_view_text(&crate::context::view_query())
     {
         d.push("definition");
     }
@@ -1181,20 +1184,13 @@ fn leakproof_function(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Findin
         .collect()
 }
 
-/// Whether `rel` is a partition of a registered tenant table (covered by `partition-not-protected`).
-fn partition_of_tenant(rel: &Relation, r: &Registry) -> bool {
-    !rel.partition_root.is_empty() && is_tenant(r, &rel.partition_root)
-}
-
 fn partition_not_protected(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
     c.relations
         .iter()
         .filter(|rel| partition_of_tenant(rel, r))
         .filter(|rel| {
             let col = r.get(&rel.partition_root).and_then(|e| e.org_column()).unwrap_or_default();
-            let restrictive = c.policies.iter().any(|p| {
-                p.table_name == rel.name && !p.permissive && confines(&p.using_expr, col, &o.rls.setting)
-            });
+            let restrictive = org_policy_of(c, &rel.name, col, o).is_some();
             !(rel.rls && rel.forced && restrictive)
         })
         .map(|rel| {
