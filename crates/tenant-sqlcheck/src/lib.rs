@@ -46,7 +46,8 @@
 //! (tables, functions, requirements) → `allowlist` (built-in functions by safety) →
 //! `functions` (the function policy) → `expressions` (expression kinds, operators, casts,
 //! FROM items) → `scope` (which references are confined) → `writes` (UPDATE, DELETE,
-//! INSERT) → `verdict` (the walk and the final pass; `check`, `requirements`,
+//! INSERT) → `server_reading` (PostgreSQL's own parser must find no name the walk did not
+//! judge) → `verdict` (the walk and the final pass; `check`, `requirements`,
 //! `check_global_write`) → `catalog` (`check_catalog_only`).
 
 mod allowlist;
@@ -60,6 +61,7 @@ mod parse;
 mod pglex;
 mod registry;
 mod scope;
+mod server_reading;
 mod verdict;
 mod violation;
 mod writes;

@@ -45,6 +45,28 @@ pub fn requirements(
     run_checker(sql, &Tables::symbolic(), is_org_param, false)
 }
 
+/// The walk alone, without the server's reading: what the evaluation of the two parsers
+/// compares with.
+#[cfg(test)]
+pub(crate) fn walk_only(
+    sql: &str,
+    tables: &Tables,
+    is_org_param: &dyn Fn(&str) -> bool,
+) -> Result<(), Violation> {
+    let statement = parse_one(sql)?;
+    dml_only(&statement)?;
+    let mut checker = Checker::new(
+        tables,
+        is_org_param,
+        false,
+        table_function_names(&statement),
+    );
+    if let ControlFlow::Break(v) = statement.visit(&mut checker) {
+        return Err(v);
+    }
+    confirm(&checker.seen, checker.verified)
+}
+
 fn run_checker(
     sql: &str,
     tables: &Tables,
@@ -65,6 +87,7 @@ fn run_checker(
         return Err(v);
     }
     confirm(&checker.seen, checker.verified)?;
+    crate::server_reading::agrees(sql, &statement, tables)?;
     Ok(checker.requirements)
 }
 

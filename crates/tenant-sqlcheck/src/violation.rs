@@ -134,6 +134,14 @@ pub enum Violation {
          rewrite it with plain expressions, or use the query DSL"
     )]
     UnsupportedExpression(String),
+    /// PostgreSQL's own parser reads a name in the statement that the check's parser did not:
+    /// the check judged another statement than the server would run.
+    #[error(
+        "the check and PostgreSQL's parser read the statement differently ({0}): the check \
+         cannot vouch for what the server would run; write the names plainly (no escapes), or \
+         use the query DSL"
+    )]
+    ParserDisagreement(String),
 }
 
 #[cfg(test)]
