@@ -440,6 +440,26 @@ fn test() -> Result<(), String> {
             "cargo test --workspace (unit, integration, compile-fail, doctests)",
             tests,
         )?;
+        // The handle's bookkeeping (savepoint depth, state) again in the release profile,
+        // where integer overflow wraps instead of panicking.
+        let mut release = cargo();
+        release
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "tenant-core",
+                "--test",
+                "pool",
+                "--",
+                "savepoint",
+                "panic",
+            ])
+            .env("DATABASE_URL", url);
+        run(
+            "the handle's bookkeeping tests in the release profile",
+            release,
+        )?;
         // The PgBouncer tests run only through the PgBouncer started here.
         let bouncer = bouncer::Bouncer::start(url)?;
         let mut through = cargo();

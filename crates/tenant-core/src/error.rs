@@ -40,6 +40,16 @@ pub enum TenantError {
          query from the handle that runs it"
     )]
     OrgMismatch,
+    /// The handle a savepoint's closure was given was swapped or replaced with another
+    /// (`std::mem::swap`, `std::mem::replace`): the savepoint was left open on the handle it
+    /// was opened on, which then refuses to commit, and nothing was sent on the other.
+    #[error(
+        "the handle given to a savepoint's closure was swapped or replaced with another handle: \
+         the savepoint stays open on the handle it was opened on, which will refuse to commit \
+         (nothing of it is committed), and the other handle was not touched; use the handle the \
+         closure is given, never exchange it"
+    )]
+    HandleSwapped,
     /// A statement failed earlier in this transaction, so the database aborted it; the handle
     /// refuses to commit (PostgreSQL would silently roll back) and rolls back instead.
     #[error(

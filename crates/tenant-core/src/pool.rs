@@ -132,6 +132,17 @@ pub(crate) fn session_org_setting(conn: &mut PgConnection) -> Result<Option<Stri
     Ok((!value.is_empty()).then_some(value))
 }
 
+/// The org the signed context verifies for this session (`tenant_context.verified_org()`),
+/// `None` without a valid token.
+pub(crate) fn session_verified_org(conn: &mut PgConnection) -> Result<Option<String>, TenantError> {
+    let value: Option<String> =
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Nullable<Text>>(
+            "tenant_context.verified_org()::text",
+        ))
+        .get_result(conn)?;
+    Ok(value)
+}
+
 /// Builds a [`TenantPool`]; see [`TenantPool::builder`].
 #[derive(Debug)]
 pub struct TenantPoolBuilder {

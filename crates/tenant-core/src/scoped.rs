@@ -16,7 +16,7 @@ use diesel::{PgConnection, QueryResult};
 use tenant_lint::Registry;
 
 use crate::opening::{LEFTOVER, Opening};
-use crate::pool::{TenantConnectionManager, session_org_setting};
+use crate::pool::{TenantConnectionManager, session_org_setting, session_verified_org};
 use crate::verify::{CheckedStatement, Checks, tables_of, verify};
 use crate::{OrgId, TenantError};
 
@@ -111,7 +111,15 @@ pub struct OrgScoped<C: ScopedConnection> {
     tables: Arc<Checks>,
     /// Open savepoints above the transaction itself.
     savepoints: u32,
+    /// This handle, among all handles of the process: a savepoint whose closure swapped the
+    /// handle it was given with another finds another id afterwards.
+    id: u64,
+    /// Whether the org travels as a signed token (what `verify_context` reads back).
+    signed: bool,
 }
+
+/// The next handle's id.
+static NEXT_HANDLE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl<C: ScopedConnection> std::fmt::Debug for OrgScoped<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -154,9 +162,8 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
     /// [`Backend::read`](crate::context::Backend::read)), which the database verifies.
     ///
     /// Only the token is set, not `tenant.org_id`: for a database whose tenant tables all
-    /// verify tokens. A [`TenantPool`](crate::TenantPool) with
-    /// [`signed_context`](crate::TenantPoolBuilder::signed_context) finds out at start-up
-    /// whether some table still reads the plain setting, and then sets both.
+    /// verify tokens. A [`TenantPool`](crate::TenantPool) given a key finds out at start-up
+    /// whether some column default still reads the plain setting, and then sets both.
     ///
     /// # Errors
     /// As [`begin`](Self::begin), and
@@ -205,6 +212,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
         // transaction may have left in the session, and the transaction-local org travel
         // together (`opening.rs`). A connection the check refuses never runs a statement.
         let sql = opening.message(isolation.begin(), org);
+        let signed = matches!(opening, Opening::Signed { .. });
         if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn.pg(), &sql) {
             // The server may be inside an aborted transaction block, or the connection dead:
             // leave it in no state diesel would reuse, so the pool drops it on return.
@@ -223,6 +231,8 @@ impl<C: ScopedConnection> OrgScoped<C> {
             state: TxState::Open,
             tables,
             savepoints: 0,
+            id: NEXT_HANDLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            signed,
         })
     }
 
@@ -271,7 +281,11 @@ impl<C: ScopedConnection> OrgScoped<C> {
     /// [`TenantError::NoOrgContext`] when the setting is gone, [`TenantError::OrgContextChanged`]
     /// when it names another value.
     pub fn verify_context(&mut self) -> Result<(), TenantError> {
-        let setting = self.run(self.org, session_org_setting)?;
+        let setting = if self.signed {
+            self.run(self.org, session_verified_org)?
+        } else {
+            self.run(self.org, session_org_setting)?
+        };
         match setting {
             Some(v) if v == self.org.sql_literal() => Ok(()),
             None => {
@@ -346,7 +360,8 @@ impl<C: ScopedConnection> OrgScoped<C> {
             return Err(TenantError::TransactionAborted.into());
         }
         AnsiTransactionManager::begin_transaction(self.conn.pg()).map_err(TenantError::from)?;
-        self.savepoints += 1;
+        self.savepoints = self.savepoints.saturating_add(1);
+        let id = self.id;
         // A panic in `f` caught by the caller must not leave a handle that can commit: the
         // savepoint is still open, and a COMMIT now would only release it (the transaction
         // would be rolled back when the pool discards the connection, after `commit()` said
@@ -355,10 +370,19 @@ impl<C: ScopedConnection> OrgScoped<C> {
         let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
             Ok(result) => result,
             Err(panic) => {
-                self.state = TxState::Aborted;
+                if self.id == id {
+                    self.state = TxState::Aborted;
+                }
                 std::panic::resume_unwind(panic)
             }
         };
+        // `f` swapped the handle with another: the closing steps would release or roll back
+        // a savepoint of this transaction on the other's connection (a COMMIT of its whole
+        // transaction, where it had none open). The other is left as it is; this one, wherever
+        // the closure put it, still counts the open savepoint, so its commit refuses.
+        if self.id != id {
+            return Err(TenantError::HandleSwapped.into());
+        }
         self.savepoints = self.savepoints.saturating_sub(1);
         let failed_inside = self.state == TxState::Aborted;
         match result {

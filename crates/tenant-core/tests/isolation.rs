@@ -327,7 +327,8 @@ fn an_unscoped_boxed_subquery_inside_a_scoped_filter_is_refused_before_it_is_sen
 
 #[test]
 fn a_context_changed_inside_a_transaction_is_detected_and_not_committed() {
-    let (_db, pool) = setup("hop_detect", 1);
+    // The plain mode, where the setting is the org: a hop changes what RLS enforces.
+    let (_db, pool) = common::setup_plain("hop_detect", 1);
     let (a, _) = org_with_customer(&pool, "A", "alice");
     let (b, _) = org_with_customer(&pool, "B", "bob");
     let err = pool
@@ -340,6 +341,36 @@ fn a_context_changed_inside_a_transaction_is_detected_and_not_committed() {
         })
         .unwrap_err();
     assert!(matches!(err, TenantError::OrgContextChanged), "{err:?}");
+}
+
+#[test]
+fn in_the_signed_mode_verify_context_reads_the_org_the_database_verifies() {
+    let (_db, pool) = setup("verify_signed", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let (b, _) = org_with_customer(&pool, "B", "bob");
+    // The token alone carries the org (the setting is not set): the check reads the verified
+    // org, and a hop of the setting changes nothing it or RLS reads.
+    let names = pool
+        .with_org(a, |s| {
+            s.verify_context()?;
+            s.raw_connection_unchecked("test: simulate an injected org hop")
+                .batch_execute(&format!("SELECT set_config('tenant.org_id', '{b}', true)"))
+                .unwrap();
+            s.verify_context()?;
+            s.load::<String, _>(s.query(customers::table).select(customers::name))
+        })
+        .unwrap();
+    assert_eq!(names, ["alice"]);
+    // The token emptied: no org, and the transaction is not committed.
+    let err = pool
+        .with_org(a, |s| {
+            s.raw_connection_unchecked("test: simulate an injected token change")
+                .batch_execute("SELECT set_config('tenant.org_token', '', true)")
+                .unwrap();
+            s.verify_context()
+        })
+        .unwrap_err();
+    assert!(matches!(err, TenantError::NoOrgContext), "{err:?}");
 }
 
 #[test]

@@ -85,6 +85,52 @@ fn the_pool_reuses_a_clean_connection_after_commit_and_rollback_and_discards_it_
 }
 
 #[test]
+fn a_handle_swapped_inside_a_savepoint_is_refused_and_neither_transaction_lies() {
+    let (db, pool) = setup("savepoint_swap", 2);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let (b, _) = org_with_customer(&pool, "B", "bob");
+    let customer = |name: &str| {
+        (
+            customers::name.eq(name.to_owned()),
+            customers::email.eq(format!("{name}@example.com")),
+        )
+    };
+    let mut first = pool.begin(a).unwrap();
+    let mut second = pool.begin(b).unwrap();
+    second
+        .execute(second.insert(customers::table, customer("bob2")))
+        .unwrap();
+    let swapped: Result<(), TenantError> = first.savepoint(|s| {
+        s.execute(s.insert(customers::table, customer("carol")))?;
+        std::mem::swap(s, &mut second);
+        Ok(())
+    });
+    assert!(
+        matches!(swapped, Err(TenantError::HandleSwapped)),
+        "{swapped:?}"
+    );
+    let committed = |name: &str| -> i64 {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+            "(SELECT count(*) FROM customers WHERE name = '{name}')"
+        )))
+        .get_result(&mut db.admin())
+        .unwrap()
+    };
+    // Before: the savepoint's closing steps committed the other handle's whole transaction.
+    assert_eq!(committed("bob2"), 0, "B's transaction is still its own");
+    // The variables now hold each other's handles: A's, with the savepoint open, refuses to
+    // commit; B's commits what it did, and only that.
+    let (a_handle, b_handle) = (second, first);
+    assert_eq!(a_handle.org(), a);
+    assert!(matches!(
+        a_handle.commit(),
+        Err(TenantError::TransactionAborted)
+    ));
+    b_handle.commit().unwrap();
+    assert_eq!((committed("carol"), committed("bob2")), (0, 1));
+}
+
+#[test]
 fn a_session_level_org_left_on_a_pooled_connection_is_undone_at_the_next_opening() {
     let (db, pool) = setup("session_level", 1);
     let (a, _) = org_with_customer(&pool, "A", "alice");
