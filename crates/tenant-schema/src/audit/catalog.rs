@@ -75,8 +75,10 @@ pub struct Relation {
     #[diesel(sql_type = Text)]
     pub partition_root: String,
     /// For a view, the relations its definition reads (`schema.name`), and the functions and
-    /// operators it calls from outside `pg_catalog` (`function schema.name(args)`, `operator
-    /// ...`), comma-separated, sorted; empty otherwise.
+    /// operators it calls that are not built into the server (oid 16384 and up, wherever they
+    /// live: a superuser can put a function into `pg_catalog`, and a cast runs one), as
+    /// `function schema.name(args)` and `operator ...`, comma-separated, sorted; empty
+    /// otherwise.
     #[diesel(sql_type = Text)]
     pub reads: String,
     /// For a view or materialized view, its definition as the server prints it; empty
@@ -223,6 +225,8 @@ pub struct Catalog {
     pub triggers: Vec<Trigger>,
     /// What the application and operator roles can do besides their grants on tables.
     pub role_powers: Vec<super::powers::RolePower>,
+    /// Rewrite rules on tables of user schemas.
+    pub rewrite_rules: Vec<super::code::RewriteRule>,
 }
 
 /// A trigger on a table of a user schema (not an internal one, like a foreign key's).
@@ -313,6 +317,7 @@ impl Catalog {
             index_keys: Vec::new(),
             triggers: Vec::new(),
             role_powers: Vec::new(),
+            rewrite_rules: Vec::new(),
         }
     }
 
@@ -392,14 +397,14 @@ impl Catalog {
                                         JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid \
                                          AND d.refclassid = 'pg_proc'::regclass \
                                         JOIN pg_proc fp ON fp.oid = d.refobjid \
-                                        WHERE rw.ev_class = c.oid AND fp.pronamespace <> 'pg_catalog'::regnamespace \
+                                        WHERE rw.ev_class = c.oid AND fp.oid >= 16384 \
                                         UNION ALL \
                                         SELECT 'operator ' || d.refobjid::regoperator::text \
                                         FROM pg_rewrite rw \
                                         JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid \
                                          AND d.refclassid = 'pg_operator'::regclass \
                                         JOIN pg_operator op ON op.oid = d.refobjid \
-                                        WHERE rw.ev_class = c.oid AND op.oprnamespace <> 'pg_catalog'::regnamespace \
+                                        WHERE rw.ev_class = c.oid AND op.oid >= 16384 \
                                       ) dep), '') AS reads, \
                             CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) ELSE '' END AS definition, \
                             coalesce((SELECT string_agg(g.grant_text, ',' ORDER BY g.grant_text) FROM ( \
@@ -422,7 +427,8 @@ impl Catalog {
         };
         let policies = reader.load::<Policy>(
             &format!(
-                "SELECT c.relname::text AS table_name, p.polname::text AS name, p.polpermissive AS permissive, \
+                "SELECT CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname::text || '.' || c.relname::text END AS table_name, \
+                        p.polname::text AS name, p.polpermissive AS permissive, \
                         p.polcmd::text AS cmd, \
                         CASE WHEN 0::oid = ANY (p.polroles) THEN 'public' ELSE \
                           (SELECT string_agg(r.rolname::text, ',' ORDER BY r.rolname) FROM pg_roles r \
@@ -557,6 +563,7 @@ impl Catalog {
         )?;
         let role_powers =
             super::powers::read(reader, &[app_role_name(app_role.as_ref()), operator_role])?;
+        let rewrite_rules = super::code::read(reader)?;
         Ok(Self {
             server,
             app_role,
@@ -569,6 +576,7 @@ impl Catalog {
             index_keys,
             triggers,
             role_powers,
+            rewrite_rules,
         })
     }
 }

@@ -13,7 +13,7 @@
 
 use tenant_lint::Registry;
 
-use super::tables::{OrgPolicy, org_policy_of, partition_of_tenant, tenant_tables};
+use super::tables::{OrgPolicy, org_policy_of, partition_of_tenant, policy_table, tenant_tables};
 use super::{AuditOptions, Catalog, Finding, Severity};
 
 /// The rule's id.
@@ -28,10 +28,10 @@ pub(super) const CHECK: (&str, &str, &str) = (
 
 /// The tenant tables and their partitions, with their org column: the relations whose
 /// policies confine rows to an org.
-fn judged<'c>(c: &'c Catalog, r: &Registry) -> Vec<(&'c str, &'static str)> {
-    let mut out: Vec<(&str, &str)> = tenant_tables(c, r)
+fn judged(c: &Catalog, r: &Registry) -> Vec<(String, &'static str)> {
+    let mut out: Vec<(String, &str)> = tenant_tables(c, r)
         .into_iter()
-        .map(|(_, rel, col)| (rel.name.as_str(), col))
+        .map(|(_, rel, col)| (rel.name.clone(), col))
         .collect();
     out.extend(
         c.relations
@@ -39,7 +39,7 @@ fn judged<'c>(c: &'c Catalog, r: &Registry) -> Vec<(&'c str, &'static str)> {
             .filter(|rel| partition_of_tenant(rel, r))
             .filter_map(|rel| {
                 let col = r.get(&rel.partition_root)?.org_column()?;
-                Some((rel.name.as_str(), col))
+                Some((policy_table(rel), col))
             }),
     );
     out
@@ -51,7 +51,7 @@ fn judged<'c>(c: &'c Catalog, r: &Registry) -> Vec<(&'c str, &'static str)> {
 pub fn org_context(c: &Catalog, r: &Registry, o: &AuditOptions) -> &'static str {
     let forms: Vec<Option<OrgPolicy>> = judged(c, r)
         .into_iter()
-        .map(|(name, col)| org_policy_of(c, name, col, o))
+        .map(|(name, col)| org_policy_of(c, &name, col, o))
         .collect();
     let signed = forms
         .iter()
@@ -77,7 +77,7 @@ pub(super) fn org_context_trusts_every_statement(
     let signed_elsewhere = org_context(c, r, o) != "setting";
     let mut out = Vec::new();
     for (table, col) in judged(c, r) {
-        if org_policy_of(c, table, col, o) != Some(OrgPolicy::Setting) {
+        if org_policy_of(c, &table, col, o) != Some(OrgPolicy::Setting) {
             continue;
         }
         let setting = &o.rls.setting;
@@ -85,7 +85,7 @@ pub(super) fn org_context_trusts_every_statement(
             Finding {
                 rule: RULE,
                 severity: Severity::Error,
-                object: table.to_owned(),
+                object: table.clone(),
                 why: format!(
                     "the database verifies signed org tokens, and yet this table's org policy reads \
                      the setting {setting}: one statement of the application role that sets it \
@@ -102,7 +102,7 @@ pub(super) fn org_context_trusts_every_statement(
             Finding {
                 rule: RULE,
                 severity: Severity::Warning,
-                object: table.to_owned(),
+                object: table.clone(),
                 why: format!(
                     "the org policy of this table believes the setting {setting} whatever set it: \
                      one statement of the application role (an injection, a bug in raw SQL) can \

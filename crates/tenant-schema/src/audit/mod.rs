@@ -19,6 +19,7 @@
 //! ```
 
 mod catalog;
+mod code;
 mod context_mode;
 mod powers;
 mod rules;
@@ -28,6 +29,7 @@ pub use catalog::{
     AppRole, Catalog, Constraint, Function, IndexKeys, LeakyIndex, Policy, Relation,
     SequenceColumn, Server, Trigger,
 };
+pub use code::RewriteRule;
 pub use context_mode::org_context;
 pub use powers::RolePower;
 pub use rules::{CHECKS, RULES};

@@ -3,7 +3,8 @@
 use tenant_lint::Registry;
 
 use super::tables::{
-    confines, is_registered, is_tenant, org_policy_of, partition_of_tenant, relation, tenant_tables,
+    confines, is_registered, is_tenant, org_policy_of, partition_of_tenant, policy_table, relation,
+    tenant_tables,
 };
 use super::{AuditOptions, Catalog, Finding, Relation, Severity};
 
@@ -58,6 +59,8 @@ pub const RULES: &[(&str, Rule)] = &[
         super::context_mode::RULE,
         super::context_mode::org_context_trusts_every_statement,
     ),
+    ("code-on-tenant-table", super::code::code_on_tenant_table),
+    ("global-table-writable", super::code::global_table_writable),
 ];
 
 /// What each rule checks, and the items of the threat model (docs/threat-model.md) it covers: the evidence lists them, so
@@ -250,6 +253,16 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "large objects keep their access checks (lo_compat_privileges off)",
     ),
     super::context_mode::CHECK,
+    (
+        "code-on-tenant-table",
+        "#13",
+        "no rewrite rule on a tenant table or partition; every trigger on one is listed for review",
+    ),
+    (
+        "global-table-writable",
+        "-",
+        "the application role only reads global tables (writes go through the admin path)",
+    ),
 ];
 
 fn finding(
@@ -444,10 +457,16 @@ fn policy_function_volatility(c: &Catalog, _: &Registry, _: &AuditOptions) -> Ve
 }
 
 fn unexpected_permissive_policy(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    let partitions: Vec<String> = c
+        .relations
+        .iter()
+        .filter(|rel| partition_of_tenant(rel, r))
+        .map(policy_table)
+        .collect();
     c.policies
         .iter()
         .filter(|p| {
-            is_tenant(r, &p.table_name)
+            (is_tenant(r, &p.table_name) || partitions.contains(&p.table_name))
                 && p.permissive
                 && ![
                     &o.rls.base_policy,
@@ -1056,6 +1075,23 @@ fn security_definer_function(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec
         .filter(|f| !generated.iter().any(|g| std::ptr::eq(*g, *f)))
         .map(|f| {
             let fixed_path = f.config.split(',').any(|s| s.starts_with("search_path="));
+            // A function of one's own that reaches the signed context's keys and signing
+            // functions, or the access log, with its owner's rights: a token for any org, or
+            // an org opened without a ticket, for whoever may run it.
+            let library = [crate::context::CONTEXT_SCHEMA, o.rls.audit_schema.as_str()]
+                .into_iter()
+                .find(|s| f.source.contains(&format!("{s}.")));
+            if let Some(schema) = library {
+                return finding(
+                    "security-definer-function",
+                    Severity::Error,
+                    qualified(f),
+                    &format!(
+                        "the application or operator role can run this function with its owner's rights, and it reaches {schema} (the signed context's keys and signing functions, or the access log): it can sign a token for any org, or open an org without a ticket, for its caller (docs/threat-model.md #5, #13)"
+                    ),
+                    format!("REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC, the application and operator roles; or drop it", qualified(f)),
+                );
+            }
             finding(
                 "security-definer-function",
                 if fixed_path { Severity::Warning } else { Severity::Error },
@@ -1088,11 +1124,7 @@ fn qualified(f: &crate::audit::catalog::Function) -> String {
 fn definer_triggers<'c>(c: &'c Catalog, r: &'c Registry) -> impl Iterator<Item = Finding> + 'c {
     c.triggers
         .iter()
-        .filter(|t| {
-            t.table_name
-                .strip_prefix("public.")
-                .is_some_and(|name| is_tenant(r, name))
-        })
+        .filter(|t| super::code::on_tenant(c, r, &t.table_name))
         .filter(move |t| {
             c.functions.iter().any(|f| {
                 f.security_definer
@@ -1190,7 +1222,7 @@ fn partition_not_protected(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<F
         .filter(|rel| partition_of_tenant(rel, r))
         .filter(|rel| {
             let col = r.get(&rel.partition_root).and_then(|e| e.org_column()).unwrap_or_default();
-            let restrictive = org_policy_of(c, &rel.name, col, o).is_some();
+            let restrictive = org_policy_of(c, &policy_table(rel), col, o).is_some();
             !(rel.rls && rel.forced && restrictive)
         })
         .map(|rel| {

@@ -48,6 +48,17 @@ pub(super) fn confines(expr: &str, org_column: &str, setting: &str) -> bool {
             || expr.contains(&format!("{org_column} = ")))
 }
 
+/// How the catalog names `rel` in `Policy::table_name` and the rules' objects: bare in
+/// `public`, `schema.name` elsewhere (a relation of the same name in another schema is another
+/// relation, with policies of its own).
+pub(super) fn policy_table(rel: &Relation) -> String {
+    if rel.schema == REGISTERED_SCHEMA {
+        rel.name.clone()
+    } else {
+        format!("{}.{}", rel.schema, rel.name)
+    }
+}
+
 /// Whether `rel` is a partition (at any depth) of a registered tenant table.
 pub(super) fn partition_of_tenant(rel: &Relation, r: &Registry) -> bool {
     !rel.partition_root.is_empty() && is_tenant(r, &rel.partition_root)
