@@ -53,6 +53,16 @@ fn as_a(db: &TestDb, before: &str, sql: &str) -> String {
     .v
 }
 
+/// Org B's session of the application role adds the customer `name` (`name@b.example`).
+fn insert_as_b(db: &TestDb, name: &str) {
+    let mut app = db.connect_as(roles::APP);
+    let set_b = set_org_sql(&mut app, B);
+    app.batch_execute(&format!(
+        "BEGIN; {set_b}; INSERT INTO customers (org_id, name, email) VALUES ('{B}', '{name}', '{name}@b.example'); COMMIT"
+    ))
+    .unwrap();
+}
+
 fn of(findings: &[Finding], rule: &str) -> Vec<(String, Severity)> {
     findings
         .iter()
@@ -71,12 +81,7 @@ fn a_rule_that_copies_rows_into_a_global_table_is_an_error() {
         )
         .unwrap();
     // B's next customer, through the rule, where A reads it (the rule runs as the owner).
-    let mut app = db.connect_as(roles::APP);
-    let set_b = set_org_sql(&mut app, B);
-    app.batch_execute(&format!(
-        "BEGIN; {set_b}; INSERT INTO customers (org_id, name, email) VALUES ('{B}', 'carol', 'carol@b.example'); COMMIT"
-    ))
-    .unwrap();
+    insert_as_b(&db, "carol");
     assert_eq!(
         as_a(&db, "", "SELECT name FROM currencies WHERE code = 'CAR'"),
         "carol@b.example"
@@ -101,12 +106,7 @@ fn a_trigger_that_writes_a_global_table_the_app_may_write_is_found_twice() {
              CREATE TRIGGER copy_email AFTER INSERT ON customers FOR EACH ROW EXECUTE FUNCTION public.copy_email();",
         )
         .unwrap();
-    let mut app = db.connect_as(roles::APP);
-    let set_b = set_org_sql(&mut app, B);
-    app.batch_execute(&format!(
-        "BEGIN; {set_b}; INSERT INTO customers (org_id, name, email) VALUES ('{B}', 'dave', 'dave@b.example'); COMMIT"
-    ))
-    .unwrap();
+    insert_as_b(&db, "dave");
     assert_eq!(
         as_a(&db, "", "SELECT name FROM currencies WHERE code = 'DAV'"),
         "dave@b.example"
