@@ -78,28 +78,35 @@ fn an_entered_grant_reads_one_org_only_and_every_step_is_logged() {
         ),
         0
     );
-    // Hopping to B inside the session: the grant is for A, so B stays invisible.
-    assert_eq!(
-        count(
-            &mut s,
-            &format!(
-                "SELECT count(*) AS n FROM (SELECT set_config('tenant.org_id', '{b}', true)) h, customers c WHERE c.org_id::text = '{b}'"
-            )
-        ),
-        0
+    // Hopping to B inside the session, or reading a table by name through a function: the
+    // scoped path's function policy refuses both before they are sent (the grant is for A, and
+    // a plain login shows what the policies do with a hop: nothing).
+    let hop = format!(
+        "SELECT count(*) AS n FROM (SELECT set_config('tenant.org_id', '{b}', true)) h, customers c WHERE c.org_id::text = '{b}'"
     );
+    assert!(matches!(
+        s.load::<N>(&hop),
+        Err(TenantError::Unscoped(
+            tenant_core::Violation::ChangesSessionSetting(_)
+        ))
+    ));
+    assert!(matches!(
+        s.load::<N>("SELECT length(query_to_xml('SELECT * FROM tenant_audit.access_log', true, true, '')::text)::bigint AS n"),
+        Err(TenantError::Unscoped(tenant_core::Violation::UnsafeFunction { .. }))
+    ));
+    assert_eq!(count(&mut s, "SELECT count(*) AS n FROM customers"), 1);
     // Read-only: refused here, and by the policies for SQL that tries anyway.
     assert!(matches!(
         s.execute("DELETE FROM customers"),
         Err(TenantError::AccessRefused(_))
     ));
-    assert_eq!(
-        count(
-            &mut s,
-            "WITH d AS (DELETE FROM customers RETURNING 1) SELECT count(*) AS n FROM d"
-        ),
-        0
-    );
+    // A write hidden in a query is refused before it is sent (the policies would let it
+    // delete nothing: `writes_need_a_write_grant_and_stay_in_the_org`).
+    assert!(matches!(
+        s.load::<N>("WITH d AS (DELETE FROM customers RETURNING 1) SELECT count(*) AS n FROM d"),
+        Err(TenantError::Unscoped(_))
+    ));
+    assert_eq!(count(&mut s, "SELECT count(*) AS n FROM customers"), 1);
     let grant = s.grant();
     s.close().unwrap();
 
