@@ -74,6 +74,18 @@ pub enum ProbeError {
     /// The org context the probe was given does not match the database's policies.
     #[error("{0}")]
     ContextMismatch(String),
+    /// A seeder is not an INSERT into its table that the scoped path's function policy
+    /// accepts.
+    #[error(
+        "the seeder for table `{table}` is refused: {why}. A seeder is one `INSERT INTO {table} \
+         ... RETURNING *` with `$org` where the org goes, calling only functions known to be safe"
+    )]
+    Seeder {
+        /// The table.
+        table: String,
+        /// What is wrong.
+        why: String,
+    },
     /// The catalog could not be read.
     #[error("reading the catalog: {0}")]
     Catalog(String),
@@ -288,6 +300,42 @@ fn evidence_digest(options: &ProbeOptions<'_>, generated_at: &str) -> Option<Str
     )
 }
 
+/// Refuses a seeder (user input run as the application role) that is not one INSERT into its
+/// own table, or that the scoped path's function policy would refuse (`set_config`, a function
+/// that reads a table by name or runs SQL text, one not known to be safe).
+fn check_seeders(seeders: &HashMap<String, String>) -> Result<(), ProbeError> {
+    use tenant_sqlcheck::Requirement;
+    for (table, sql) in seeders {
+        let refused = |why: String| ProbeError::Seeder {
+            table: table.clone(),
+            why,
+        };
+        let requirements = tenant_sqlcheck::requirements(sql, &|p| p == "$org")
+            .map_err(|v| refused(v.to_string()))?;
+        if let Some(name) = requirements.iter().find_map(|r| match r {
+            Requirement::Function { name } => Some(name),
+            _ => None,
+        }) {
+            return Err(refused(format!(
+                "it calls `{name}`, which is not known to be safe"
+            )));
+        }
+        let inserts: Vec<&str> = requirements
+            .iter()
+            .filter_map(|r| match r {
+                Requirement::Insert { table, .. } => Some(table.as_str()),
+                _ => None,
+            })
+            .collect();
+        if inserts != [table.as_str()] {
+            return Err(refused(format!(
+                "it inserts into {inserts:?}, not into `{table}` alone"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a probe whose org context does not match the database's policies: without the
 /// key, a database that verifies tokens would show the probe no row at all and every attack
 /// would pass for the wrong reason; with a key, a database that reads the plain setting is
@@ -325,6 +373,7 @@ fn check_context(
 /// org column missing, a session that fails. An attack that succeeds is not an error: it is a
 /// [`Verdict::Leak`] in the report.
 pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
+    check_seeders(&options.seeders)?;
     let started = Instant::now();
     let generated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut reader =

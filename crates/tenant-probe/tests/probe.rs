@@ -605,3 +605,35 @@ fn a_probe_whose_context_does_not_match_the_database_refuses_to_run_naming_the_f
         "{err}"
     );
 }
+
+#[test]
+fn a_seeder_that_is_not_one_insert_into_its_table_or_calls_an_unsafe_function_is_refused() {
+    let db = example("probe_bad_seeder");
+    let url = db.app_url();
+    for (table, seeder, says) in [
+        (
+            "customers",
+            "INSERT INTO customers (org_id, name, email) VALUES ($org, current_setting('tenant.org_token'), 'x@example.com') RETURNING *",
+            "current_setting",
+        ),
+        (
+            "customers",
+            "INSERT INTO customers (org_id, name, email) SELECT $org, set_config('tenant.org_id', '00000000-0000-4000-8000-00000000000b', true), 'y@example.com' RETURNING *",
+            "set_config",
+        ),
+        (
+            "customers",
+            "INSERT INTO deals (org_id, customer_id, title, amount_cents, currency, stage) VALUES ($org, gen_random_uuid(), 't', 1, 'EUR', 'open') RETURNING *",
+            "not into `customers` alone",
+        ),
+    ] {
+        let mut options = ProbeOptions::new(&url, &two_companies::REGISTRY, common::test_key());
+        options.progress = false;
+        options.seeders = [(table.to_owned(), seeder.to_owned())].into();
+        let err = tenant_probe::run(&options).unwrap_err().to_string();
+        assert!(
+            err.contains("the seeder for table `customers` is refused") && err.contains(says),
+            "{seeder}: {err}"
+        );
+    }
+}
