@@ -454,6 +454,7 @@ fn test() -> Result<(), String> {
                 "--",
                 "savepoint",
                 "panic",
+                "swapped",
             ])
             .env("DATABASE_URL", url);
         run(

@@ -40,14 +40,15 @@ pub enum TenantError {
          query from the handle that runs it"
     )]
     OrgMismatch,
-    /// The handle a savepoint's closure was given was swapped or replaced with another
-    /// (`std::mem::swap`, `std::mem::replace`): the savepoint was left open on the handle it
-    /// was opened on, which then refuses to commit, and nothing was sent on the other.
+    /// The handle a savepoint's (or `with_org`'s) closure was given was swapped or replaced with
+    /// another (`std::mem::swap`, `std::mem::replace`): nothing was committed for either; the
+    /// savepoint was left open on the handle it was opened on, which then refuses to commit,
+    /// and `with_org` rolled back the handle it found in its place.
     #[error(
-        "the handle given to a savepoint's closure was swapped or replaced with another handle: \
-         the savepoint stays open on the handle it was opened on, which will refuse to commit \
-         (nothing of it is committed), and the other handle was not touched; use the handle the \
-         closure is given, never exchange it"
+        "the handle given to a closure (savepoint, with_org) was swapped or replaced with another \
+         handle: nothing was committed for either (a savepoint stays open on the handle it was \
+         opened on, which refuses to commit; with_org rolled back the handle it found in its \
+         place); use the handle the closure is given, never exchange it"
     )]
     HandleSwapped,
     /// A statement failed earlier in this transaction, so the database aborted it; the handle

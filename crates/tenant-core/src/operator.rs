@@ -379,6 +379,27 @@ pub fn access_log(
 fn operator_sql(sql: &str) -> Result<(), TenantError> {
     let requirements =
         tenant_sqlcheck::requirements(sql, &|_| false).map_err(TenantError::Unscoped)?;
+    // The server's own relations (`pg_settings`, whose UPDATE is `set_config`;
+    // `pg_stat_activity`, which shows other sessions' statements), readable by every role
+    // without a grant: the break-glass session reads and writes the service's tables only.
+    use tenant_sqlcheck::Requirement as R;
+    if let Some(table) = requirements.iter().find_map(|r| match r {
+        R::Read { table, .. }
+        | R::Write { table, .. }
+        | R::Insert { table, .. }
+        | R::ConflictTarget { table, .. }
+            if table.starts_with("pg_") || table.contains('.') =>
+        {
+            Some(table)
+        }
+        _ => None,
+    }) {
+        return Err(TenantError::Unscoped(
+            tenant_sqlcheck::Violation::UnregisteredTable {
+                table: table.clone(),
+            },
+        ));
+    }
     match requirements.into_iter().find_map(|r| match r {
         tenant_sqlcheck::Requirement::Function { name } => Some(name),
         _ => None,

@@ -520,7 +520,15 @@ impl TenantPool {
         E: From<TenantError>,
     {
         let mut scoped = self.begin_isolated(org, isolation)?;
-        let value = f(&mut scoped)?;
+        let id = scoped.id();
+        let value = f(&mut scoped);
+        // `f` swapped the handle it was given with another: committing what is here now would
+        // commit the other's transaction as this one's. It is rolled back (dropped), and the
+        // one this call opened is wherever `f` put it, uncommitted.
+        if scoped.id() != id {
+            return Err(TenantError::HandleSwapped.into());
+        }
+        let value = value?;
         scoped.commit()?;
         Ok(value)
     }

@@ -241,6 +241,11 @@ impl<C: ScopedConnection> OrgScoped<C> {
         self.org
     }
 
+    /// This handle's process-unique id (what tells a swapped handle).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Commits the transaction.
     ///
     /// # Errors

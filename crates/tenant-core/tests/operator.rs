@@ -100,6 +100,23 @@ fn an_entered_grant_reads_one_org_only_and_every_step_is_logged() {
         s.execute("DELETE FROM customers"),
         Err(TenantError::AccessRefused(_))
     ));
+    // The server's own relations: `UPDATE pg_settings` is `set_config` (it would lift the
+    // window's statement timeout), `pg_stat_activity` shows other sessions' statements.
+    for sql in [
+        "UPDATE pg_settings SET setting = '0' WHERE name = 'statement_timeout' RETURNING 1 AS n",
+        "SELECT count(*) AS n FROM pg_stat_activity",
+        "SELECT count(*) AS n FROM pg_settings WHERE name LIKE 'tenant.%'",
+    ] {
+        assert!(
+            matches!(
+                s.load::<N>(sql),
+                Err(TenantError::Unscoped(
+                    tenant_core::Violation::UnregisteredTable { .. }
+                ))
+            ),
+            "{sql}"
+        );
+    }
     // A write hidden in a query is refused before it is sent (the policies would let it
     // delete nothing: `writes_need_a_write_grant_and_stay_in_the_org`).
     assert!(matches!(

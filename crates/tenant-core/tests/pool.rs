@@ -131,6 +131,45 @@ fn a_handle_swapped_inside_a_savepoint_is_refused_and_neither_transaction_lies()
 }
 
 #[test]
+fn a_handle_swapped_inside_with_org_is_refused_and_neither_transaction_commits() {
+    let (db, pool) = setup("with_org_swap", 2);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let (b, _) = org_with_customer(&pool, "B", "bob");
+    let customer = |name: &str| {
+        (
+            customers::name.eq(name.to_owned()),
+            customers::email.eq(format!("{name}@example.com")),
+        )
+    };
+    let mut second = pool.begin(b).unwrap();
+    second
+        .execute(second.insert(customers::table, customer("swap_b1")))
+        .unwrap();
+    let swapped: Result<(), TenantError> = pool.with_org(a, |s| {
+        s.execute(s.insert(customers::table, customer("swap_a1")))?;
+        std::mem::swap(s, &mut second);
+        Ok(())
+    });
+    assert!(
+        matches!(swapped, Err(TenantError::HandleSwapped)),
+        "{swapped:?}"
+    );
+    let committed = |name: &str| -> i64 {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+            "(SELECT count(*) FROM customers WHERE name = '{name}')"
+        )))
+        .get_result(&mut db.admin())
+        .unwrap()
+    };
+    // Before: with_org committed B's transaction as A's, and said Ok.
+    assert_eq!((committed("swap_a1"), committed("swap_b1")), (0, 0));
+    // `second` now holds the handle with_org opened, for A, still uncommitted.
+    assert_eq!(second.org(), a);
+    second.rollback().unwrap();
+    assert_eq!(committed("swap_a1"), 0);
+}
+
+#[test]
 fn a_session_level_org_left_on_a_pooled_connection_is_undone_at_the_next_opening() {
     let (db, pool) = setup("session_level", 1);
     let (a, _) = org_with_customer(&pool, "A", "alice");

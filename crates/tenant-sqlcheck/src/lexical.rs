@@ -121,6 +121,19 @@ pub(crate) fn same_tokens_as_postgresql(sql: &str) -> Result<(), Violation> {
 /// The rules for one token on its own.
 fn token(token: &Token) -> Result<(), Violation> {
     let refuse = |what: String| Err(Violation::UnsupportedExpression(what));
+    // PostgreSQL cuts every identifier to 63 bytes (NAMEDATALEN - 1): two names that differ
+    // only after that are one name to the server and two to the check (a qualifier the check
+    // takes for an unknown table is the alias of a FROM function, and `alias.f` the call
+    // `f(alias)`).
+    if let Token::Word(w) = token
+        && w.value.len() > 63
+    {
+        return refuse(format!(
+            "a name of {} bytes (PostgreSQL cuts names to 63 bytes, so the server would read \
+             another name than the check); use a shorter one",
+            w.value.len()
+        ));
+    }
     match token {
         Token::Word(w) if w.quote_style.is_none() => {
             let lower = w.value.to_ascii_lowercase();
@@ -267,6 +280,35 @@ impl LineStarts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_longer_than_postgresql_keeps_is_refused() {
+        let q = "q".repeat(63);
+        // To the server `{q}y` and `{q}x` are both `{q}`: the alias of the FROM function,
+        // and `{q}y.ts_stat` the call `ts_stat({q})`.
+        let sql = format!(
+            "SELECT {q}y.ts_stat::text AS t FROM unnest(ARRAY[$2::text]) AS {q}x WHERE $1::uuid IS NOT NULL"
+        );
+        assert!(
+            matches!(crate::story::run(&sql), Err(Violation::UnsupportedExpression(m)) if m.contains("cuts names to 63 bytes")),
+            "{:?}",
+            crate::story::run(&sql)
+        );
+        let quoted =
+            format!("SELECT \"{q}y\".id FROM customers AS \"{q}x\" WHERE \"{q}x\".org_id = $1");
+        assert!(matches!(
+            crate::story::run(&quoted),
+            Err(Violation::UnsupportedExpression(_))
+        ));
+        // 63 bytes are kept whole.
+        let alias = "c".repeat(63);
+        assert_eq!(
+            crate::story::run(&format!(
+                "SELECT {alias}.name FROM customers {alias} WHERE {alias}.org_id = $1"
+            )),
+            Ok(())
+        );
+    }
     use crate::story::run;
 
     fn refused(sql: &str) -> bool {

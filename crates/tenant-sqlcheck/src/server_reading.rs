@@ -44,6 +44,27 @@ impl Names {
     }
 }
 
+/// The `pg_catalog` functions PostgreSQL's grammar calls for SQL syntax that read only their
+/// arguments (`EXTRACT`, `OVERLAY`, `POSITION`, `SUBSTRING`, `TRIM`, `AT TIME ZONE`, `COLLATION
+/// FOR`, `NORMALIZE`, `IS NORMALIZED`, `OVERLAPS`, `LIKE/SIMILAR ... ESCAPE`).
+const SAFE_SQL_SYNTAX: &[&str] = &[
+    "pg_catalog.extract",
+    "pg_catalog.date_part",
+    "pg_catalog.overlay",
+    "pg_catalog.position",
+    "pg_catalog.substring",
+    "pg_catalog.btrim",
+    "pg_catalog.ltrim",
+    "pg_catalog.rtrim",
+    "pg_catalog.timezone",
+    "pg_catalog.pg_collation_for",
+    "pg_catalog.normalize",
+    "pg_catalog.is_normalized",
+    "pg_catalog.overlaps",
+    "pg_catalog.like_escape",
+    "pg_catalog.similar_to_escape",
+];
+
 /// `sql` with the compile-time org placeholder `$org` (which PostgreSQL's grammar does not
 /// have) written as a numbered parameter, `$65535`: only where `$org` is a whole word (a
 /// dollar-quote tag `$org$` becomes unparsable, and is refused).
@@ -89,9 +110,7 @@ fn server_names(sql: &str) -> Result<Names, Violation> {
                         .join("."),
                 );
             }
-            // A call the grammar writes for SQL syntax (`EXTRACT(.. FROM ..)`, `TRIM`,
-            // `AT TIME ZONE`, ...) names a `pg_catalog` function no escape can change.
-            NodeRef::FuncCall(f) if f.funcformat != CoercionForm::CoerceSqlSyntax as i32 => {
+            NodeRef::FuncCall(f) => {
                 let parts: Vec<&str> = f
                     .funcname
                     .iter()
@@ -100,7 +119,31 @@ fn server_names(sql: &str) -> Result<Names, Violation> {
                         _ => None,
                     })
                     .collect();
-                names.function(parts.join("."));
+                let name = parts.join(".");
+                // A call the grammar writes for SQL syntax (`EXTRACT(.. FROM ..)`, `TRIM`,
+                // `AT TIME ZONE`, ...) names a `pg_catalog` function no escape can change;
+                // the ones known to read only their arguments are left out, any other
+                // (`SYSTEM_USER`, on servers that have it) must be one the walk saw.
+                let sql_syntax = f.funcformat == CoercionForm::CoerceSqlSyntax as i32;
+                if !(sql_syntax && SAFE_SQL_SYNTAX.contains(&name.as_str())) {
+                    names.function(name);
+                }
+            }
+            // `CURRENT_ROLE`, `CURRENT_SCHEMA`, ...: session state the walk reads as a column
+            // name. The clock's values (`CURRENT_TIMESTAMP`, ...) are left out.
+            NodeRef::SqlvalueFunction(f) => {
+                use pg_query::protobuf::SqlValueFunctionOp as Op;
+                let session = [
+                    (Op::SvfopCurrentRole, "current_role"),
+                    (Op::SvfopCurrentUser, "current_user"),
+                    (Op::SvfopUser, "user"),
+                    (Op::SvfopSessionUser, "session_user"),
+                    (Op::SvfopCurrentCatalog, "current_catalog"),
+                    (Op::SvfopCurrentSchema, "current_schema"),
+                ];
+                if let Some((_, name)) = session.iter().find(|(op, _)| *op as i32 == f.op) {
+                    names.function((*name).to_owned());
+                }
             }
             NodeRef::CommonTableExpr(c) => names.ctes.push(c.ctename.clone()),
             _ => {}
@@ -267,6 +310,23 @@ mod tests {
             agrees(sql, &statement, &tables()),
             Err(Violation::ParserDisagreement(m)) if m.contains("`pg_sleep`")
         ));
+        // Session state the walk read as column names.
+        for sql in [
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name = current_role",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name = current_schema",
+        ] {
+            assert!(
+                matches!(run(sql), Err(Violation::ParserDisagreement(_))),
+                "{sql}: {:?}",
+                run(sql)
+            );
+        }
+        assert_eq!(
+            run(
+                "SELECT c.name, CURRENT_TIMESTAMP, extract(year FROM now()) FROM customers c WHERE c.org_id = $1"
+            ),
+            Ok(())
+        );
         assert!(matches!(
             agrees("SELECT 1; SELECT 2", &statement, &tables()),
             Err(Violation::StatementCount(2))
