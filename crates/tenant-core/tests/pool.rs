@@ -89,19 +89,13 @@ fn a_handle_swapped_inside_a_savepoint_is_refused_and_neither_transaction_lies()
     let (db, pool) = setup("savepoint_swap", 2);
     let (a, _) = org_with_customer(&pool, "A", "alice");
     let (b, _) = org_with_customer(&pool, "B", "bob");
-    let customer = |name: &str| {
-        (
-            customers::name.eq(name.to_owned()),
-            customers::email.eq(format!("{name}@example.com")),
-        )
-    };
     let mut first = pool.begin(a).unwrap();
     let mut second = pool.begin(b).unwrap();
     second
-        .execute(second.insert(customers::table, customer("bob2")))
+        .execute(second.insert(customers::table, common::customer("bob2")))
         .unwrap();
     let swapped: Result<(), TenantError> = first.savepoint(|s| {
-        s.execute(s.insert(customers::table, customer("carol")))?;
+        s.execute(s.insert(customers::table, common::customer("carol")))?;
         std::mem::swap(s, &mut second);
         Ok(())
     });
@@ -109,15 +103,12 @@ fn a_handle_swapped_inside_a_savepoint_is_refused_and_neither_transaction_lies()
         matches!(swapped, Err(TenantError::HandleSwapped)),
         "{swapped:?}"
     );
-    let committed = |name: &str| -> i64 {
-        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
-            "(SELECT count(*) FROM customers WHERE name = '{name}')"
-        )))
-        .get_result(&mut db.admin())
-        .unwrap()
-    };
     // Before: the savepoint's closing steps committed the other handle's whole transaction.
-    assert_eq!(committed("bob2"), 0, "B's transaction is still its own");
+    assert_eq!(
+        common::committed(&db, "bob2"),
+        0,
+        "B's transaction is still its own"
+    );
     // The variables now hold each other's handles: A's, with the savepoint open, refuses to
     // commit; B's commits what it did, and only that.
     let (a_handle, b_handle) = (second, first);
@@ -127,7 +118,13 @@ fn a_handle_swapped_inside_a_savepoint_is_refused_and_neither_transaction_lies()
         Err(TenantError::TransactionAborted)
     ));
     b_handle.commit().unwrap();
-    assert_eq!((committed("carol"), committed("bob2")), (0, 1));
+    assert_eq!(
+        (
+            common::committed(&db, "carol"),
+            common::committed(&db, "bob2")
+        ),
+        (0, 1)
+    );
 }
 
 #[test]
@@ -135,18 +132,12 @@ fn a_handle_swapped_inside_with_org_is_refused_and_neither_transaction_commits()
     let (db, pool) = setup("with_org_swap", 2);
     let (a, _) = org_with_customer(&pool, "A", "alice");
     let (b, _) = org_with_customer(&pool, "B", "bob");
-    let customer = |name: &str| {
-        (
-            customers::name.eq(name.to_owned()),
-            customers::email.eq(format!("{name}@example.com")),
-        )
-    };
     let mut second = pool.begin(b).unwrap();
     second
-        .execute(second.insert(customers::table, customer("swap_b1")))
+        .execute(second.insert(customers::table, common::customer("swap_b1")))
         .unwrap();
     let swapped: Result<(), TenantError> = pool.with_org(a, |s| {
-        s.execute(s.insert(customers::table, customer("swap_a1")))?;
+        s.execute(s.insert(customers::table, common::customer("swap_a1")))?;
         std::mem::swap(s, &mut second);
         Ok(())
     });
@@ -154,19 +145,18 @@ fn a_handle_swapped_inside_with_org_is_refused_and_neither_transaction_commits()
         matches!(swapped, Err(TenantError::HandleSwapped)),
         "{swapped:?}"
     );
-    let committed = |name: &str| -> i64 {
-        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
-            "(SELECT count(*) FROM customers WHERE name = '{name}')"
-        )))
-        .get_result(&mut db.admin())
-        .unwrap()
-    };
     // Before: with_org committed B's transaction as A's, and said Ok.
-    assert_eq!((committed("swap_a1"), committed("swap_b1")), (0, 0));
+    assert_eq!(
+        (
+            common::committed(&db, "swap_a1"),
+            common::committed(&db, "swap_b1")
+        ),
+        (0, 0)
+    );
     // `second` now holds the handle with_org opened, for A, still uncommitted.
     assert_eq!(second.org(), a);
     second.rollback().unwrap();
-    assert_eq!(committed("swap_a1"), 0);
+    assert_eq!(common::committed(&db, "swap_a1"), 0);
 }
 
 #[test]

@@ -53,18 +53,7 @@ pub(crate) fn walk_only(
     tables: &Tables,
     is_org_param: &dyn Fn(&str) -> bool,
 ) -> Result<(), Violation> {
-    let statement = parse_one(sql)?;
-    dml_only(&statement)?;
-    let mut checker = Checker::new(
-        tables,
-        is_org_param,
-        false,
-        table_function_names(&statement),
-    );
-    if let ControlFlow::Break(v) = statement.visit(&mut checker) {
-        return Err(v);
-    }
-    confirm(&checker.seen, checker.verified)
+    walk(sql, tables, is_org_param, false).map(drop)
 }
 
 fn run_checker(
@@ -73,6 +62,18 @@ fn run_checker(
     is_org_param: &dyn Fn(&str) -> bool,
     global_writes: bool,
 ) -> Result<Vec<Requirement>, Violation> {
+    let (statement, requirements) = walk(sql, tables, is_org_param, global_writes)?;
+    crate::server_reading::agrees(sql, &statement, tables)?;
+    Ok(requirements)
+}
+
+/// Parses `sql`, walks it and confirms every reference: the statement and what it requires.
+fn walk(
+    sql: &str,
+    tables: &Tables,
+    is_org_param: &dyn Fn(&str) -> bool,
+    global_writes: bool,
+) -> Result<(sqlparser::ast::Statement, Vec<Requirement>), Violation> {
     let statement = parse_one(sql)?;
     dml_only(&statement)?;
     // CTE names are derived tables whose own queries are checked where they are defined; the
@@ -87,8 +88,7 @@ fn run_checker(
         return Err(v);
     }
     confirm(&checker.seen, checker.verified)?;
-    crate::server_reading::agrees(sql, &statement, tables)?;
-    Ok(checker.requirements)
+    Ok((statement, checker.requirements))
 }
 
 /// Every reference the visitor saw must have been confirmed by a scope check (each

@@ -103,3 +103,25 @@ pub fn verified_org(conn: &mut PgConnection) -> Option<String> {
     .get_result(conn)
     .unwrap()
 }
+
+/// The values of a new customer `name` (`name@example.com`), for a scoped insert.
+pub fn customer(
+    name: &str,
+) -> (
+    diesel::dsl::Eq<customers::name, String>,
+    diesel::dsl::Eq<customers::email, String>,
+) {
+    (
+        customers::name.eq(name.to_owned()),
+        customers::email.eq(format!("{name}@example.com")),
+    )
+}
+
+/// How many customers named `name` are committed, counted by the admin (no RLS).
+pub fn committed(db: &TestDb, name: &str) -> i64 {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "(SELECT count(*) FROM customers WHERE name = '{name}')"
+    )))
+    .get_result(&mut db.admin())
+    .unwrap()
+}
