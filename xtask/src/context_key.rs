@@ -55,7 +55,7 @@ fn random_secret() -> Vec<u8> {
     key
 }
 
-/// Adds key `kid` with secret `hex` to the database at `admin_url` (its owner or an
+/// Adds key `kid` with `secret` to the database at `admin_url` (its owner or an
 /// administrator), first retiring every other key `retire_minutes` from now when given, in one
 /// transaction. The secret travels as a bound parameter, never in the statement text (which
 /// the server logs with any failing statement, and with every statement under
@@ -64,23 +64,22 @@ fn random_secret() -> Vec<u8> {
 fn install(
     admin_url: &str,
     kid: &str,
-    hex: &str,
+    secret: &[u8],
     retire_minutes: Option<u32>,
 ) -> Result<(), String> {
     let mut conn =
         diesel::PgConnection::establish(admin_url).map_err(|e| format!("connecting: {e}"))?;
-    install_on(&mut conn, kid, hex, retire_minutes)
+    install_on(&mut conn, kid, secret, retire_minutes)
 }
 
 /// [`install`] on an open connection.
 fn install_on(
     conn: &mut diesel::PgConnection,
     kid: &str,
-    hex: &str,
+    secret: &[u8],
     retire_minutes: Option<u32>,
 ) -> Result<(), String> {
     use diesel::RunQueryDsl;
-    let secret = tenant_core::context::hex_bytes("the key", hex)?;
     for quiet in [
         "SET log_statement = 'none'",
         "SET log_min_duration_statement = -1",
@@ -132,7 +131,7 @@ fn install_on(
         }
         diesel::sql_query("SELECT tenant_context.add_key($1, $2)")
             .bind::<diesel::sql_types::Text, _>(kid)
-            .bind::<diesel::sql_types::Binary, _>(&secret)
+            .bind::<diesel::sql_types::Binary, _>(secret)
             .execute(c)
     })
     .map(drop)
@@ -141,35 +140,40 @@ fn install_on(
     })
 }
 
-/// A new random key `kid`: the key and its `kid:hex` line. Checks the id before anything is
-/// written anywhere.
-fn new_key(kid: &str) -> Result<(ContextKey, String), String> {
+/// A new random secret for key `kid`, the id checked before anything is written anywhere.
+fn new_key(kid: &str) -> Result<Vec<u8>, String> {
     let secret = random_secret();
-    let key = ContextKey::new(kid, &secret).map_err(|e| e.to_string())?;
-    Ok((
-        key,
-        format!("{kid}:{}", tenant_core::context::to_hex(&secret)),
-    ))
+    ContextKey::new(kid, &secret).map_err(|e| e.to_string())?;
+    Ok(secret)
+}
+
+/// A key as a service configures it: one line `kid:hex`.
+fn key_line(kid: &str, secret: &[u8]) -> String {
+    format!("{kid}:{}", tenant_core::context::to_hex(secret))
 }
 
 /// A fresh key, added to each story database a command made itself (the demo, the probe and
 /// the benches without `--database-url`), which is thrown away with it.
-pub fn throwaway_key(admin_urls: &[&str]) -> Result<ContextKey, String> {
-    throwaway_key_line(admin_urls)
-        .and_then(|line| ContextKey::parse(&line).map_err(|e| e.to_string()))
+fn throwaway(admin_urls: &[&str]) -> Result<(String, Vec<u8>), String> {
+    let kid = format!("xtask{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+    let secret = new_key(&kid)?;
+    for url in admin_urls {
+        install(url, &kid, &secret, None)?;
+    }
+    Ok((kid, secret))
 }
 
-/// [`throwaway_key`] as its `kid:hex` line, for a process started with it in
+/// [`throwaway`]'s key.
+pub fn throwaway_key(admin_urls: &[&str]) -> Result<ContextKey, String> {
+    let (kid, secret) = throwaway(admin_urls)?;
+    ContextKey::new(&kid, &secret).map_err(|e| e.to_string())
+}
+
+/// [`throwaway`]'s key as its `kid:hex` line, for a process started with it in
 /// [`CONTEXT_KEY_VAR`].
 pub fn throwaway_key_line(admin_urls: &[&str]) -> Result<String, String> {
-    let kid = format!("xtask{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
-    let (key, line) = new_key(&kid)?;
-    let hex = line.split_once(':').map(|(_, h)| h).unwrap_or_default();
-    for url in admin_urls {
-        install(url, &kid, hex, None)?;
-    }
-    drop(key);
-    Ok(line)
+    let (kid, secret) = throwaway(admin_urls)?;
+    Ok(key_line(&kid, &secret))
 }
 
 /// `cargo xtask context-key rotate --database-url ADMIN_URL [--kid KID] [--retire-after MINUTES]`:
@@ -197,12 +201,15 @@ pub fn context_key(args: &[&str]) -> Result<(), String> {
         || format!("k{}", chrono::Utc::now().format("%Y%m%d%H%M%S")),
         |k| (*k).to_owned(),
     );
-    let (_, line) = new_key(&kid)?;
-    let hex = line.split_once(':').map(|(_, h)| h).unwrap_or_default();
-    install(url, &kid, hex, Some(minutes))?;
+    let secret = new_key(&kid)?;
+    install(url, &kid, &secret, Some(minutes))?;
+    let hex = tenant_core::context::to_hex(&secret);
     println!("new context key {kid} added; the others stay valid for {minutes} minutes");
     println!("configure the service with: kid = {kid}, key = {hex}");
-    println!("(as one line, for {CONTEXT_KEY_VAR} or a key file: {line})");
+    println!(
+        "(as one line, for {CONTEXT_KEY_VAR} or a key file: {})",
+        key_line(&kid, &secret)
+    );
     Ok(())
 }
 
@@ -232,7 +239,8 @@ fn add_context_key(args: &[&str]) -> Result<(), String> {
     // Checks the id, the hex and the length; the error never shows the key.
     let key = ContextKey::parse(&text).map_err(|e| e.to_string())?;
     let (_, hex) = text.trim().split_once(':').unwrap_or_default();
-    install(url, key.kid(), hex.trim(), None)?;
+    let secret = tenant_core::context::hex_bytes("the key", hex.trim())?;
+    install(url, key.kid(), &secret, None)?;
     println!("context key {} added", key.kid());
     Ok(())
 }
@@ -254,9 +262,10 @@ mod tests {
                 sink.lock().unwrap().push(query.to_string());
             }
         });
-        let hex = "c3".repeat(32);
-        install_on(&mut conn, "k1", &hex, Some(60)).unwrap();
-        let err = install_on(&mut conn, "k1", &hex, None).unwrap_err();
+        let secret = [0xc3; 32];
+        let hex = tenant_core::context::to_hex(&secret);
+        install_on(&mut conn, "k1", &secret, Some(60)).unwrap();
+        let err = install_on(&mut conn, "k1", &secret, None).unwrap_err();
         assert!(err.contains("already holds a key k1"), "{err}");
         let sent = sent.lock().unwrap();
         assert!(

@@ -134,13 +134,13 @@ pub(crate) fn session_org_setting(conn: &mut PgConnection) -> Result<Option<Stri
 
 /// The org the signed context verifies for this session (`tenant_context.verified_org()`),
 /// `None` without a valid token.
-pub(crate) fn session_verified_org(conn: &mut PgConnection) -> Result<Option<String>, TenantError> {
-    let value: Option<String> =
-        diesel::select(diesel::dsl::sql::<diesel::sql_types::Nullable<Text>>(
-            "tenant_context.verified_org()::text",
-        ))
-        .get_result(conn)?;
-    Ok(value)
+pub(crate) fn session_verified_org(
+    conn: &mut PgConnection,
+) -> Result<Option<uuid::Uuid>, TenantError> {
+    Ok(diesel::select(diesel::dsl::sql::<
+        diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
+    >("tenant_context.verified_org()"))
+    .get_result(conn)?)
 }
 
 /// Builds a [`TenantPool`]; see [`TenantPool::builder`].

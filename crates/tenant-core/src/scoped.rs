@@ -288,6 +288,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
     pub fn verify_context(&mut self) -> Result<(), TenantError> {
         let setting = if self.signed {
             self.run(self.org, session_verified_org)?
+                .map(|org| org.hyphenated().to_string())
         } else {
             self.run(self.org, session_org_setting)?
         };
@@ -342,12 +343,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
     /// The org the database's signed-context verifier sees in this transaction (the pool's
     /// start-up check that the database accepts the service's tokens).
     pub(crate) fn verified_org(&mut self) -> Result<Option<uuid::Uuid>, TenantError> {
-        Ok(diesel::RunQueryDsl::get_result(
-            diesel::select(diesel::dsl::sql::<
-                diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
-            >("tenant_context.verified_org()")),
-            self.conn.pg(),
-        )?)
+        session_verified_org(self.conn.pg())
     }
 
     /// Runs `f` in a savepoint: on `Err` (or a statement that failed inside) only the work since

@@ -428,14 +428,7 @@ fn an_export_of_a_signed_database_without_its_key_is_refused_naming_the_fix() {
         "{err}"
     );
     // With the service's key, the round trip works in the signed mode.
-    let key = tenant_testkit::story::test_key();
-    let exported = export(
-        &db.app_url(),
-        &two_companies::REGISTRY,
-        org(A),
-        &OrgContext::Signed(key.clone()),
-    )
-    .unwrap();
+    let exported = export(&db.app_url(), &two_companies::REGISTRY, org(A), &ctx()).unwrap();
     let rows: Vec<(&str, usize)> = exported
         .manifest
         .tables
@@ -457,7 +450,7 @@ fn an_export_of_a_signed_database_without_its_key_is_refused_naming_the_fix() {
         &two_companies::REGISTRY,
         &exported.to_json(),
         true,
-        &OrgContext::Signed(key),
+        &ctx(),
     )
     .unwrap();
     assert_eq!(receipt.total(), 2);

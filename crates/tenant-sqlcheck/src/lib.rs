@@ -71,5 +71,5 @@ mod story;
 
 pub use catalog::check_catalog_only;
 pub use registry::{Requirement, Tables};
-pub use verdict::{check, check_global_write, requirements};
+pub use verdict::{check, check_global_write, requirements, requirements_with_builtins_only};
 pub use violation::Violation;

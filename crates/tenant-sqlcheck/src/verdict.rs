@@ -45,6 +45,27 @@ pub fn requirements(
     run_checker(sql, &Tables::symbolic(), is_org_param, false)
 }
 
+/// [`requirements`] with no function registered: for SQL a person gives (the break-glass
+/// session, the probe's seeders), which may call the built-ins known to be safe and nothing
+/// else.
+///
+/// # Errors
+/// The structural violation, or [`Violation::UnknownFunction`] for the first function that
+/// is not such a built-in.
+pub fn requirements_with_builtins_only(
+    sql: &str,
+    is_org_param: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Requirement>, Violation> {
+    let requirements = requirements(sql, is_org_param)?;
+    match requirements.iter().find_map(|r| match r {
+        Requirement::Function { name } => Some(name.clone()),
+        _ => None,
+    }) {
+        Some(name) => Err(Violation::UnknownFunction { name }),
+        None => Ok(requirements),
+    }
+}
+
 /// The walk alone, without the server's reading: what the evaluation of the two parsers
 /// compares with.
 #[cfg(test)]

@@ -63,6 +63,15 @@ pub(super) fn on_tenant(c: &Catalog, r: &Registry, qualified: &str) -> bool {
     })
 }
 
+/// Whether trigger `t` runs a SECURITY DEFINER function (those are
+/// `security-definer-function`'s: an error).
+pub(super) fn runs_definer(c: &Catalog, t: &super::Trigger) -> bool {
+    c.functions.iter().any(|f| {
+        f.security_definer
+            && format!("{}.{}", f.schema, crate::generated::bare_name(&f.name)) == t.function
+    })
+}
+
 /// Rule `code-on-tenant-table`.
 pub(super) fn code_on_tenant_table(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<Finding> {
     let rules = c
@@ -79,16 +88,10 @@ pub(super) fn code_on_tenant_table(c: &Catalog, r: &Registry, _: &AuditOptions) 
                 rule.name, rule.table_name
             ),
         });
-    let definer = |t: &super::Trigger| {
-        c.functions.iter().any(|f| {
-            f.security_definer
-                && format!("{}.{}", f.schema, crate::generated::bare_name(&f.name)) == t.function
-        })
-    };
     let triggers = c
         .triggers
         .iter()
-        .filter(|t| on_tenant(c, r, &t.table_name) && !definer(t))
+        .filter(|t| on_tenant(c, r, &t.table_name) && !runs_definer(c, t))
         .map(|t| Finding {
             rule: "code-on-tenant-table",
             severity: Severity::Warning,

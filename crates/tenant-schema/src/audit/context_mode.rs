@@ -49,13 +49,25 @@ fn judged(c: &Catalog, r: &Registry) -> Vec<(String, &'static str)> {
 /// partition has the generated org policy in the signed form, `setting` when none has,
 /// `mixed` otherwise (the setting's weakness holds where the signed form is missing).
 pub fn org_context(c: &Catalog, r: &Registry, o: &AuditOptions) -> &'static str {
-    let forms: Vec<Option<OrgPolicy>> = judged(c, r)
+    mode(&forms(c, r, o))
+}
+
+/// Each tenant table and partition with the form of its generated org policy, if any.
+fn forms(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec<(String, Option<OrgPolicy>)> {
+    judged(c, r)
         .into_iter()
-        .map(|(name, col)| org_policy_of(c, &name, col, o))
-        .collect();
+        .map(|(name, col)| {
+            let form = org_policy_of(c, &name, col, o);
+            (name, form)
+        })
+        .collect()
+}
+
+/// [`org_context`] of `forms`.
+fn mode(forms: &[(String, Option<OrgPolicy>)]) -> &'static str {
     let signed = forms
         .iter()
-        .filter(|f| **f == Some(OrgPolicy::Signed))
+        .filter(|(_, f)| *f == Some(OrgPolicy::Signed))
         .count();
     if signed == 0 {
         "setting"
@@ -74,10 +86,11 @@ pub(super) fn org_context_trusts_every_statement(
     r: &Registry,
     o: &AuditOptions,
 ) -> Vec<Finding> {
-    let signed_elsewhere = org_context(c, r, o) != "setting";
+    let forms = forms(c, r, o);
+    let signed_elsewhere = mode(&forms) != "setting";
     let mut out = Vec::new();
-    for (table, col) in judged(c, r) {
-        if org_policy_of(c, &table, col, o) != Some(OrgPolicy::Setting) {
+    for (table, form) in forms {
+        if form != Some(OrgPolicy::Setting) {
             continue;
         }
         let setting = &o.rls.setting;

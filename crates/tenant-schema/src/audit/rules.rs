@@ -1125,12 +1125,7 @@ fn definer_triggers<'c>(c: &'c Catalog, r: &'c Registry) -> impl Iterator<Item =
     c.triggers
         .iter()
         .filter(|t| super::code::on_tenant(c, r, &t.table_name))
-        .filter(move |t| {
-            c.functions.iter().any(|f| {
-                f.security_definer
-                    && format!("{}.{}", f.schema, crate::generated::bare_name(&f.name)) == t.function
-            })
-        })
+        .filter(move |t| super::code::runs_definer(c, t))
         .map(|t| {
             finding(
                 "security-definer-function",
