@@ -47,7 +47,8 @@
 //! `functions` (the function policy) → `expressions` (expression kinds, operators, casts,
 //! FROM items) → `scope` (which references are confined) → `writes` (UPDATE, DELETE,
 //! INSERT) → `server_reading` (PostgreSQL's own parser must find no name the walk did not
-//! judge) → `verdict` (the walk and the final pass; `check`, `requirements`,
+//! judge) → `server_tree` (and must build the same tree from the text as from the walk's
+//! reading written back fully parenthesized) → `verdict` (the walk and the final pass; `check`, `requirements`,
 //! `check_global_write`) → `catalog` (`check_catalog_only`).
 
 mod allowlist;
@@ -62,6 +63,7 @@ mod pglex;
 mod registry;
 mod scope;
 mod server_reading;
+mod server_tree;
 mod verdict;
 mod violation;
 mod writes;

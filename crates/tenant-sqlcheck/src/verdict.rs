@@ -85,6 +85,7 @@ fn run_checker(
 ) -> Result<Vec<Requirement>, Violation> {
     let (statement, requirements) = walk(sql, tables, is_org_param, global_writes)?;
     crate::server_reading::agrees(sql, &statement, tables)?;
+    crate::server_tree::same_tree(sql, &statement)?;
     Ok(requirements)
 }
 
