@@ -311,12 +311,19 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Whether `e` is an org parameter (possibly cast).
+    /// Whether `e` is an org parameter, bare or under one cast (`$1::uuid`).
+    ///
+    /// No more: a chain of casts makes the org predicate cost more to the planner than a
+    /// conjunct beside it, which PostgreSQL then evaluates first, on every org's rows, where
+    /// its errors show their values (`$1::text::xml::text::xml::text::uuid`, `text` to `xml`
+    /// being a stable cast the planner does not fold, and `c.name::int4` beside it failing
+    /// on another org's name with the name in the message). Bare or cast once, the org
+    /// predicate is one operator, as cheap as a conjunct can be.
     pub(crate) fn is_param(&self, e: &Expr) -> bool {
+        let placeholder = |e: &Expr| matches!(strip(e), Expr::Value(v) if matches!(&v.value, Value::Placeholder(p) if (self.is_org_param)(p)));
         match strip(e) {
-            Expr::Value(v) => matches!(&v.value, Value::Placeholder(p) if (self.is_org_param)(p)),
-            Expr::Cast { expr, .. } => self.is_param(expr),
-            _ => false,
+            Expr::Cast { expr, .. } => placeholder(expr),
+            other => placeholder(other),
         }
     }
 }
@@ -638,5 +645,41 @@ mod tests {
             ),
             missing("i")
         );
+    }
+}
+
+#[cfg(test)]
+mod org_parameter_tests {
+    use crate::Violation;
+    use crate::story::tables;
+
+    fn run(sql: &str) -> Result<(), Violation> {
+        crate::check(sql, &tables(), &|p: &str| p == "$1")
+    }
+
+    #[test]
+    fn the_org_parameter_is_bare_or_cast_once() {
+        for sql in [
+            "SELECT c.name FROM customers c WHERE c.org_id = $1",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1::uuid",
+            "SELECT c.name FROM customers c WHERE ($1)::uuid = c.org_id",
+        ] {
+            assert_eq!(run(sql), Ok(()), "{sql}");
+        }
+        // A chain of casts made the org predicate the costliest conjunct, evaluated last on
+        // every org's rows: the red team's statement, whose error message carried org B's
+        // customer's name.
+        for sql in [
+            "SELECT c.name FROM customers c WHERE (CASE WHEN c.org_id = $2 THEN c.name::int4 ELSE 0 END) = 0 \
+             AND c.org_id = $1::text::xml::text::xml::text::xml::text::xml::text::xml::text::uuid",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1::text::uuid",
+            "SELECT c.name FROM customers c WHERE c.org_id = CAST(CAST($1 AS text) AS uuid)",
+        ] {
+            assert_eq!(
+                run(sql),
+                Err(Violation::MissingOrgPredicate { table: "c".into() }),
+                "{sql}"
+            );
+        }
     }
 }
