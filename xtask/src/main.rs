@@ -97,7 +97,8 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   context-key add --database-url ADMIN_URL (--from-file F | --from-env VAR)
                          add a key the service already has (kid:hex) to another database
   soak [--seconds N] [--threads N] [--fuzz-seconds N] [--sql-cases N]
-                         fuzzing of fuzz/ (30 s per target; nightly + cargo-fuzz); then a hundred
+                         fuzzing of fuzz/ (30 s per target, the checker against the server among
+                         them; installs nightly + cargo-fuzz if missing); then a hundred
                          orgs under mixed load (default 60 s, 16 threads): nothing lost or crossed;
                          then the SQL checker's differential test on N statements (default 20000)
   demo                   run the two-companies story (uses DATABASE_URL if set)

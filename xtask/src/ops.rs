@@ -362,11 +362,13 @@ pub fn bench() -> Result<(), String> {
 }
 
 /// `cargo xtask soak [--seconds N] [--threads N] [--fuzz-seconds N] [--sql-cases N]`: first a
-/// bounded fuzzing campaign on each target in `fuzz/` (default 30 s each; 0 skips it; needs
-/// the nightly toolchain and cargo-fuzz), growing the corpus there; then, against the
-/// throwaway cluster (or DATABASE_URL), in a release build: the soak test for longer (default
-/// 60 s, 16 threads), and the differential test of the SQL checker with `--sql-cases`
-/// generated statements (default 20,000) from a fresh seed, plus both corpora.
+/// bounded fuzzing campaign on each target in `fuzz/` (default 30 s each; 0 skips it; the
+/// nightly toolchain and cargo-fuzz are installed when missing), growing the corpus there (`sql_differential`, the
+/// checker against the server, runs against the throwaway cluster or DATABASE_URL, and its
+/// corpus is minimized afterwards); then, against the same server, in a release build: the
+/// soak test for longer (default 60 s, 16 threads), and the differential test of the SQL
+/// checker with `--sql-cases` generated statements (default 20,000) from a fresh seed, plus
+/// the corpora.
 pub fn soak(args: &[&str]) -> Result<(), String> {
     let o = options(
         args,
@@ -384,28 +386,35 @@ pub fn soak(args: &[&str]) -> Result<(), String> {
         .map_or(Ok(20_000), |s| s.parse())
         .map_err(|e| format!("--sql-cases: {e}"))?;
     if fuzz_seconds > 0 {
+        ensure_cargo_fuzz()?;
         for target in ["org_id", "sql_check"] {
-            let status = std::process::Command::new("cargo")
-                .args(["+nightly", "fuzz", "run", target, "--"])
-                .arg(format!("-max_total_time={fuzz_seconds}"))
-                .current_dir(crate::workspace().join("fuzz"))
-                .status()
-                .map_err(|e| {
-                    format!(
-                        "running cargo fuzz (install it: cargo +nightly install cargo-fuzz): {e}"
-                    )
-                })?;
-            if !status.success() {
-                return Err(format!(
-                    "fuzz target {target} failed: the crashing input is in fuzz/artifacts/{target}/"
-                ));
-            }
+            fuzz(target, &[], fuzz_seconds, None)?;
         }
     }
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
     crate::with_database(|url| {
+        if fuzz_seconds > 0 {
+            // The checker against the server: new inputs go to the minimized corpus (made
+            // minimal again afterwards), the regression statements are read as seeds.
+            fuzz(
+                "sql_differential",
+                &["corpus/sql_differential_min", "corpus/sql_differential"],
+                fuzz_seconds,
+                Some(url),
+            )?;
+            let status = std::process::Command::new("cargo")
+                .args(["+nightly", "fuzz", "cmin", "-s", "none", "sql_differential"])
+                .arg("corpus/sql_differential_min")
+                .env("DATABASE_URL", url)
+                .current_dir(crate::workspace().join("fuzz"))
+                .status()
+                .map_err(|e| format!("running cargo fuzz cmin: {e}"))?;
+            if !status.success() {
+                return Err("minimizing fuzz/corpus/sql_differential_min failed".into());
+            }
+        }
         for (package, test, what, hint) in [
             (
                 "tenant-probe",
@@ -446,6 +455,77 @@ pub fn soak(args: &[&str]) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+/// Installs what fuzzing needs when it is missing: the nightly toolchain (rustup) and
+/// cargo-fuzz.
+fn ensure_cargo_fuzz() -> Result<(), String> {
+    let works = |args: &[&str]| {
+        std::process::Command::new("cargo")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let install = |program: &str, args: &[&str], what: &str| -> Result<(), String> {
+        println!("installing {what} (fuzzing needs it)");
+        let status = std::process::Command::new(program)
+            .args(args)
+            .status()
+            .map_err(|e| format!("installing {what}: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "installing {what} failed; install it by hand, or skip fuzzing with --fuzz-seconds 0"
+            ))
+        }
+    };
+    if !works(&["+nightly", "--version"]) {
+        install(
+            "rustup",
+            &["toolchain", "install", "nightly", "--profile", "minimal"],
+            "the nightly toolchain",
+        )?;
+    }
+    if !works(&["+nightly", "fuzz", "--version"]) {
+        install(
+            "cargo",
+            &["+nightly", "install", "cargo-fuzz", "--locked"],
+            "cargo-fuzz",
+        )?;
+    }
+    Ok(())
+}
+
+/// One bounded campaign of the fuzz target `target` (`corpora`: its corpus directories under
+/// `fuzz/`, new inputs to the first; none: the default), with `DATABASE_URL` = `url` when
+/// given (a target that needs the server: built without a sanitizer, as the C library it
+/// links and the server are not what it fuzzes).
+fn fuzz(target: &str, corpora: &[&str], seconds: u32, url: Option<&str>) -> Result<(), String> {
+    let mut command = std::process::Command::new("cargo");
+    command.args(["+nightly", "fuzz", "run"]);
+    if let Some(url) = url {
+        command.args(["-s", "none"]).env("DATABASE_URL", url);
+    }
+    let status = command
+        .arg(target)
+        .args(corpora)
+        .arg("--")
+        .arg(format!("-max_total_time={seconds}"))
+        .current_dir(crate::workspace().join("fuzz"))
+        .status()
+        .map_err(|e| {
+            format!("running cargo fuzz (install it: cargo +nightly install cargo-fuzz): {e}")
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "fuzz target {target} failed: its output above names the statement; the input is in fuzz/artifacts/{target}/"
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 pub mod cluster;
+#[cfg(feature = "differential")]
+pub mod differential;
 #[cfg(feature = "story")]
 pub mod story;
 
