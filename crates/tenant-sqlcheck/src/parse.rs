@@ -12,6 +12,76 @@ use sqlparser::tokenizer::Token;
 
 use crate::violation::Violation;
 
+/// How deep expressions and queries may nest for sqlparser (its default is 50): a debug
+/// build's parse of fifty unary `+` overflowed a 2 MB thread stack (a test thread's, a tokio
+/// worker's) and aborted the process. A deeper statement is refused.
+const RECURSION_LIMIT: usize = 30;
+
+/// How deep PostgreSQL's tree of a statement may be (nodes below the statement). Some forms
+/// nest in sqlparser without counting towards its limit (thirty `NOT`s overflowed a 2 MB
+/// stack in a debug build's parse, twenty-two did not, and PostgreSQL's tree of those is 26
+/// deep), so the depth is measured on PostgreSQL's tree, before sqlparser runs. The
+/// repository's corpora of ordinary statements reach 13; sub-queries take three levels each.
+const MAX_TREE_DEPTH: i32 = 26;
+
+/// Refuses `sql` when its PostgreSQL tree is deeper than [`MAX_TREE_DEPTH`]; when
+/// PostgreSQL's parser refuses the text (which a later stage refuses too, after sqlparser's
+/// own message), when its nesting as the tokens show it (open parentheses, plus a run of
+/// `NOT`s and prefix operators) is.
+fn shallow_enough(sql: &str) -> Result<(), Violation> {
+    let depth = match pg_query::parse(
+        &crate::server_reading::numbered(sql),
+        pg_query::ParserOptions::DEFAULT,
+    ) {
+        Ok(parsed) => parsed
+            .protobuf
+            .nodes()
+            .iter()
+            .map(|n| n.1)
+            .max()
+            .unwrap_or(0),
+        Err(_) => token_nesting(sql),
+    };
+    if depth > MAX_TREE_DEPTH {
+        return Err(Violation::Unparsable(format!(
+            "the statement nests {depth} levels deep, more than the {MAX_TREE_DEPTH} the check \
+             reads (recursion limit): name the inner parts with WITH, or split the statement"
+        )));
+    }
+    Ok(())
+}
+
+/// The nesting the tokens of `sql` show: at each token, the parentheses open plus the length
+/// of the run of `NOT`s and operators it ends.
+fn token_nesting(sql: &str) -> i32 {
+    use sqlparser::keywords::Keyword;
+    let Ok(tokens) = sqlparser::tokenizer::Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize()
+    else {
+        return 0;
+    };
+    let (mut open, mut run, mut max) = (0i32, 0i32, 0i32);
+    for token in tokens {
+        match token {
+            Token::Whitespace(_) => continue,
+            Token::LParen => open += 1,
+            Token::RParen => open = open.saturating_sub(1),
+            Token::Word(w) if w.keyword == Keyword::NOT => run += 1,
+            Token::Plus
+            | Token::Minus
+            | Token::Tilde
+            | Token::ExclamationMark
+            | Token::AtSign
+            | Token::Sharp
+            | Token::Caret
+            | Token::Ampersand
+            | Token::Pipe => run += 1,
+            _ => run = 0,
+        }
+        max = max.max(open.saturating_add(run));
+    }
+    max
+}
+
 /// Parses `sql` as PostgreSQL and returns its only statement.
 ///
 /// The parser must use up every token: `Parser::parse_sql` stops without an error at an
@@ -20,8 +90,32 @@ use crate::violation::Violation;
 /// so one statement is parsed and then nothing but `;` may follow.
 pub(crate) fn parse_one(sql: &str) -> Result<Statement, Violation> {
     crate::lexical::same_tokens_as_postgresql(sql)?;
+    shallow_enough(sql)?;
+    // sqlparser's recursion takes far more stack per level than its limit accounts for in a
+    // debug build (twenty nested parentheses in a FROM overflowed a 2 MB thread stack and
+    // aborted the process): the parse runs on a thread of its own with room to spare.
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("tenant-sqlcheck-parse".into())
+            .stack_size(PARSE_STACK)
+            .spawn_scoped(scope, || parse_with_sqlparser(sql))
+            .map_err(|e| Violation::Unparsable(format!("cannot start the parse: {e}")))?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(Violation::Unparsable(
+                    "the parser failed on this text; simplify the statement".into(),
+                ))
+            })
+    })
+}
+
+/// The stack of the thread sqlparser parses on.
+const PARSE_STACK: usize = 64 << 20;
+
+fn parse_with_sqlparser(sql: &str) -> Result<Statement, Violation> {
     let unparsable = |e: sqlparser::parser::ParserError| Violation::Unparsable(e.to_string());
     let mut parser = Parser::new(&PostgreSqlDialect {})
+        .with_recursion_limit(RECURSION_LIMIT)
         .try_with_sql(sql)
         .map_err(unparsable)?;
     if parser.peek_token().token == Token::EOF {
@@ -270,5 +364,64 @@ mod tests {
             fold_name(&name_of("LOWER\u{212A}")),
             Some(vec!["lower\u{212A}".into()])
         );
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use crate::Violation;
+
+    /// `check` of `sql` on a thread with a 2 MB stack (a test thread's, a tokio worker's):
+    /// an overflow aborts the whole process, so this returns only if it fits.
+    fn check_on_small_stack(sql: String) -> Result<(), Violation> {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || crate::check(&sql, &crate::story::tables(), &|p: &str| p == "$1"))
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    #[test]
+    fn deeply_nested_statements_fit_in_a_two_megabyte_stack() {
+        let scoped = |expr: &str| {
+            format!("SELECT c.name FROM customers c WHERE c.org_id = $1 AND {expr} IS NOT NULL")
+        };
+        let shapes: [(&str, fn(usize) -> String); 4] = [
+            ("unary plus", |n| format!("{}1", "+".repeat(n))),
+            ("parentheses", |n| {
+                format!("{}1{}", "(".repeat(n), ")".repeat(n))
+            }),
+            ("negations", |n| format!("{}true", "NOT ".repeat(n))),
+            ("sub-queries", |n| {
+                format!("{}1{}", "(SELECT ".repeat(n), ")".repeat(n))
+            }),
+        ];
+        for (what, shape) in shapes {
+            // Deep, and a text PostgreSQL's parser refuses: measured on the tokens.
+            assert!(
+                matches!(
+                    check_on_small_stack(format!("SELECT {} FROM WHERE", shape(500))),
+                    Err(Violation::Unparsable(m)) if m.contains("levels deep") || m.contains("recursion limit")
+                ),
+                "{what}"
+            );
+            // Just under the limit: checked to the end, every stage (both parsers, the walk,
+            // the tree written back and compared) on the small stack.
+            let under =
+                check_on_small_stack(scoped(&shape(if what == "sub-queries" { 6 } else { 22 })));
+            assert!(
+                !matches!(&under, Err(Violation::Unparsable(m)) if m.contains("recursion limit")),
+                "{what}: {under:?}"
+            );
+            // Far over it: refused, not a crash.
+            assert!(
+                matches!(
+                    check_on_small_stack(scoped(&shape(500))),
+                    Err(Violation::Unparsable(m)) if m.contains("levels deep") || m.contains("recursion limit")
+                ),
+                "{what}"
+            );
+        }
     }
 }
