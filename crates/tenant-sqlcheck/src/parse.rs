@@ -387,7 +387,8 @@ mod depth_tests {
         let scoped = |expr: &str| {
             format!("SELECT c.name FROM customers c WHERE c.org_id = $1 AND {expr} IS NOT NULL")
         };
-        let shapes: [(&str, fn(usize) -> String); 4] = [
+        type Shape = (&'static str, fn(usize) -> String);
+        let shapes: [Shape; 4] = [
             ("unary plus", |n| format!("{}1", "+".repeat(n))),
             ("parentheses", |n| {
                 format!("{}1{}", "(".repeat(n), ")".repeat(n))
