@@ -198,3 +198,42 @@ fn every_statement_the_checker_accepts_reads_and_writes_only_the_session_org() {
         );
     }
 }
+
+#[test]
+fn a_condition_that_can_fail_before_the_org_predicate_is_refused_and_would_have_leaked() {
+    use diesel::connection::SimpleConnection;
+    let mut h = Harness::new("sql_differential_order");
+    // Org A's names parse as years, the other orgs' do not; every scan is sequential (as
+    // for a large share of a table), where PostgreSQL orders the filter's conditions by cost.
+    let mut admin = h.db().admin();
+    admin
+        .batch_execute(&format!(
+            "UPDATE customers SET name = '2024' WHERE org_id = '{}';
+             ALTER DATABASE \"{}\" SET enable_indexscan = off;
+             ALTER DATABASE \"{}\" SET enable_bitmapscan = off;",
+            h.a,
+            h.db().name(),
+            h.db().name()
+        ))
+        .unwrap();
+    let mut h = h.reconnect();
+    let leaking = "SELECT c.name FROM customers c WHERE c.org_id = $1 AND to_date(c.name, 'YYYY') IS NOT NULL";
+    // The application layer alone (RLS bypassed): the condition meets another org's row
+    // first, and fails on it (`22007`, whose message quotes the name).
+    assert!(
+        h.differs(leaking)
+            .is_some_and(|d| d.contains("bypassing RLS:\nERROR 22007")),
+        "{:?}",
+        h.differs(leaking)
+    );
+    // The checker refuses it before it is sent; the fenced form passes and stays confined.
+    assert!(matches!(
+        check(leaking, &tables(), &is_org),
+        Err(tenant_sqlcheck::Violation::MayRunBeforeOrgPredicate { .. })
+    ));
+    let fenced = "SELECT s.name FROM (SELECT c.name FROM customers c WHERE c.org_id = $1 OFFSET 0) s \
+                  WHERE to_date(s.name, 'YYYY') IS NOT NULL";
+    assert_eq!(check(fenced, &tables(), &is_org), Ok(()));
+    assert_eq!(h.differs(fenced), None);
+    assert!(h.run_as_app(fenced).rows.contains("2024"));
+}

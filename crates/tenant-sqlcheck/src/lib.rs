@@ -58,6 +58,7 @@ mod expressions;
 mod functions;
 mod lexical;
 mod notation;
+mod order;
 mod parse;
 mod pglex;
 mod registry;

@@ -93,24 +93,21 @@ pub(crate) fn parse_one(sql: &str) -> Result<Statement, Violation> {
     shallow_enough(sql)?;
     // sqlparser's recursion takes far more stack per level than its limit accounts for in a
     // debug build (twenty nested parentheses in a FROM overflowed a 2 MB thread stack and
-    // aborted the process): the parse runs on a thread of its own with room to spare.
-    std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("tenant-sqlcheck-parse".into())
-            .stack_size(PARSE_STACK)
-            .spawn_scoped(scope, || parse_with_sqlparser(sql))
-            .map_err(|e| Violation::Unparsable(format!("cannot start the parse: {e}")))?
-            .join()
-            .unwrap_or_else(|_| {
-                Err(Violation::Unparsable(
-                    "the parser failed on this text; simplify the statement".into(),
-                ))
-            })
-    })
+    // aborted the process): with less than the red zone left, the parse runs on a stack of
+    // its own (`stacker` maps one for the call).
+    stacker::maybe_grow(RED_ZONE, PARSE_STACK, || parse_with_sqlparser(sql))
 }
 
-/// The stack of the thread sqlparser parses on.
-const PARSE_STACK: usize = 64 << 20;
+/// The stack a parse may need at the limits above, with room to spare: measured by
+/// `deeply_nested_statements_fit_in_a_two_megabyte_stack` in both profiles.
+const RED_ZONE: usize = if cfg!(debug_assertions) {
+    8 << 20
+} else {
+    512 << 10
+};
+
+/// The stack a parse runs on when the caller's has less than [`RED_ZONE`] left.
+const PARSE_STACK: usize = 32 << 20;
 
 fn parse_with_sqlparser(sql: &str) -> Result<Statement, Violation> {
     let unparsable = |e: sqlparser::parser::ParserError| Violation::Unparsable(e.to_string());
@@ -382,6 +379,19 @@ mod depth_tests {
             .unwrap()
     }
 
+    /// `parse_one` of `sql` on a thread with just over the red zone of stack, where the
+    /// parse runs in place: the red zone must hold the deepest parse the limits allow.
+    fn parse_in_the_red_zone(sql: String) {
+        std::thread::Builder::new()
+            .stack_size(super::RED_ZONE + (64 << 10))
+            .spawn(move || {
+                let _ = super::parse_one(&sql);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
     #[test]
     fn deeply_nested_statements_fit_in_a_two_megabyte_stack() {
         let scoped = |expr: &str| {
@@ -415,6 +425,14 @@ mod depth_tests {
                 !matches!(&under, Err(Violation::Unparsable(m)) if m.contains("recursion limit")),
                 "{what}: {under:?}"
             );
+            for depth in [22, 30, 60] {
+                parse_in_the_red_zone(scoped(&shape(depth)));
+                parse_in_the_red_zone(format!(
+                    "SELECT x FROM {}t{}",
+                    "(".repeat(depth),
+                    ")".repeat(depth)
+                ));
+            }
             // Far over it: refused, not a crash.
             assert!(
                 matches!(

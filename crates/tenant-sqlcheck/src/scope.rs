@@ -42,6 +42,8 @@ pub(crate) struct Checker<'a> {
     pub(crate) verified: Vec<String>,
     /// Symbolic mode: what each reference needs from the registry.
     pub(crate) requirements: Vec<Requirement>,
+    /// The first condition that may run before the org predicate (`order`).
+    pub(crate) order: Option<Violation>,
 }
 
 /// `name` as written, its parts folded and joined with dots (for messages).
@@ -101,6 +103,7 @@ impl<'a> Checker<'a> {
             seen: Vec::new(),
             verified: Vec::new(),
             requirements: Vec::new(),
+            order: None,
         }
     }
 
@@ -153,6 +156,14 @@ impl<'a> Checker<'a> {
         }
         let where_conjuncts: Vec<&Expr> = selection.map(conjuncts).unwrap_or_default();
         let single = count == 1;
+        // A CTE is never fenced by its name: the registry's kind, not `kind_of`.
+        let global = |name: &ObjectName| matches!(self.tables.kind(name), Kind::Global);
+        if self.order.is_none()
+            && let Err(v) = crate::order::check(from, selection, &global)
+        {
+            // Reported once the walk is done: a refusal of the statement's forms comes first.
+            self.order = Some(v);
+        }
         // What can confine an entry: the WHERE, which sees every name of the FROM but hidden
         // ones, and the ON conjuncts of the joins whose inputs it is in (`collect`).
         if self.tables.is_symbolic() {

@@ -110,6 +110,9 @@ fn walk(
         return Err(v);
     }
     confirm(&checker.seen, checker.verified)?;
+    if let Some(v) = checker.order {
+        return Err(v);
+    }
     Ok((statement, checker.requirements))
 }
 

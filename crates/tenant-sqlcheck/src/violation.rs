@@ -142,6 +142,20 @@ pub enum Violation {
          use the query DSL"
     )]
     ParserDisagreement(String),
+    /// A condition that can fail on a row and that PostgreSQL may evaluate before the org
+    /// predicate, on other orgs' rows.
+    #[error(
+        "the condition `{condition}` can fail on a row, and PostgreSQL may evaluate it before the \
+         org predicate, on other orgs' rows (it runs a scan's conditions cheapest first, and \
+         this one costs no more than the org predicate), where its error would show what the row \
+         holds: filter a sub-query that confines the table first and that PostgreSQL keeps apart, \
+         `FROM (SELECT .. FROM t WHERE t.org_id = $org OFFSET 0) AS t WHERE ..`, or compare the \
+         column as it is"
+    )]
+    MayRunBeforeOrgPredicate {
+        /// The condition, as the check read it.
+        condition: String,
+    },
 }
 
 #[cfg(test)]

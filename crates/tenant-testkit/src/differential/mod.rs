@@ -188,6 +188,15 @@ impl Harness {
         Self::new(hint)
     }
 
+    /// The same database and orgs on new connections (which see settings changed since).
+    pub fn reconnect(self) -> Self {
+        Self {
+            app: self.db.connect_as(roles::APP),
+            bypass: self.db.connect_as(roles::BYPASSRLS),
+            ..self
+        }
+    }
+
     /// The database.
     pub fn db(&self) -> &TestDb {
         &self.db
