@@ -202,7 +202,7 @@ fn every_statement_the_checker_accepts_reads_and_writes_only_the_session_org() {
 #[test]
 fn a_condition_that_can_fail_before_the_org_predicate_is_refused_and_would_have_leaked() {
     use diesel::connection::SimpleConnection;
-    let mut h = Harness::new("sql_differential_order");
+    let h = Harness::new("sql_differential_order");
     // Org A's names parse as years, the other orgs' do not; every scan is sequential (as
     // for a large share of a table), where PostgreSQL orders the filter's conditions by cost.
     let mut admin = h.db().admin();
