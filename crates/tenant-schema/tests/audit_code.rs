@@ -272,3 +272,37 @@ fn a_definer_helper_that_signs_tokens_for_the_app_is_an_error() {
     assert_eq!(f[0].severity, Severity::Error);
     assert!(f[0].why.contains("reaches tenant_context"), "{}", f[0].why);
 }
+
+#[test]
+fn a_function_the_application_may_call_on_a_tenant_row_is_an_error() {
+    let db = two_orgs("audit_row_function");
+    db.admin()
+        .batch_execute(
+            "CREATE FUNCTION public.card(customers) RETURNS text LANGUAGE sql
+               AS $$ SELECT $1.name || ' <' || $1.email || '>' $$;
+             CREATE FUNCTION public.anything(anyelement) RETURNS text LANGUAGE sql
+               AS $$ SELECT 'any' $$;
+             CREATE FUNCTION public.on_text(text) RETURNS text LANGUAGE sql AS $$ SELECT $1 $$;",
+        )
+        .unwrap();
+    // What it gives: `c.card` reads like a column and is the call `card(c)`, which the SQL
+    // checker would refuse written as a call (an unregistered function).
+    assert_eq!(
+        as_a(&db, "", "SELECT c.card FROM customers c"),
+        "alice <alice@a.example>"
+    );
+    assert_eq!(as_a(&db, "", "SELECT c.anything FROM customers c"), "any");
+    assert_eq!(
+        of(&run(&db).findings, "function-on-tenant-row"),
+        vec![
+            ("public.anything(anyelement)".to_owned(), Severity::Error),
+            ("public.card(customers)".to_owned(), Severity::Error),
+        ]
+    );
+    db.admin()
+        .batch_execute(
+            "REVOKE EXECUTE ON FUNCTION public.card(customers), public.anything(anyelement) FROM PUBLIC",
+        )
+        .unwrap();
+    assert_eq!(of(&run(&db).findings, "function-on-tenant-row"), vec![]);
+}

@@ -227,6 +227,8 @@ pub struct Catalog {
     pub role_powers: Vec<super::powers::RolePower>,
     /// Rewrite rules on tables of user schemas.
     pub rewrite_rules: Vec<super::code::RewriteRule>,
+    /// Functions the application role may call on a whole row (`t.f`).
+    pub row_functions: Vec<super::row_functions::RowFunction>,
 }
 
 /// A trigger on a table of a user schema (not an internal one, like a foreign key's).
@@ -318,6 +320,7 @@ impl Catalog {
             triggers: Vec::new(),
             role_powers: Vec::new(),
             rewrite_rules: Vec::new(),
+            row_functions: Vec::new(),
         }
     }
 
@@ -564,6 +567,7 @@ impl Catalog {
         let role_powers =
             super::powers::read(reader, &[app_role_name(app_role.as_ref()), operator_role])?;
         let rewrite_rules = super::code::read(reader)?;
+        let row_functions = super::row_functions::read(reader, app_role_name(app_role.as_ref()))?;
         Ok(Self {
             server,
             app_role,
@@ -577,6 +581,7 @@ impl Catalog {
             triggers,
             role_powers,
             rewrite_rules,
+            row_functions,
         })
     }
 }

@@ -22,6 +22,7 @@ mod catalog;
 mod code;
 mod context_mode;
 mod powers;
+mod row_functions;
 mod rules;
 mod tables;
 
@@ -32,6 +33,7 @@ pub use catalog::{
 pub use code::RewriteRule;
 pub use context_mode::org_context;
 pub use powers::RolePower;
+pub use row_functions::RowFunction;
 pub use rules::{CHECKS, RULES};
 use tenant_core::TenantError;
 use tenant_core::admin::CatalogReader;

@@ -61,6 +61,10 @@ pub const RULES: &[(&str, Rule)] = &[
     ),
     ("code-on-tenant-table", super::code::code_on_tenant_table),
     ("global-table-writable", super::code::global_table_writable),
+    (
+        "function-on-tenant-row",
+        super::row_functions::function_on_tenant_row,
+    ),
 ];
 
 /// What each rule checks, and the items of the threat model (docs/threat-model.md) it covers: the evidence lists them, so
@@ -262,6 +266,11 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "global-table-writable",
         "-",
         "the application role only reads global tables (writes go through the admin path)",
+    ),
+    (
+        "function-on-tenant-row",
+        "#28",
+        "no function of a user schema the application role may call on a tenant table's whole row (`t.f`, which the SQL checker reads as a column) unless registered",
     ),
 ];
 
