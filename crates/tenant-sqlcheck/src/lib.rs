@@ -45,7 +45,8 @@
 //! `violation` (the refusals) → `parse` (one statement of a known kind) → `registry`
 //! (tables, functions, requirements) → `allowlist` (built-in functions by safety) →
 //! `functions` (the function policy) → `expressions` (expression kinds, operators, casts,
-//! FROM items) → `scope` (which references are confined) → `writes` (UPDATE, DELETE,
+//! FROM items) → `order` (nothing that can fail runs before the org predicate) → `scope`
+//! (which references are confined) → `writes` (UPDATE, DELETE,
 //! INSERT) → `server_reading` (PostgreSQL's own parser must find no name the walk did not
 //! judge) → `server_tree` (and must build the same tree from the text as from the walk's
 //! reading written back fully parenthesized) → `verdict` (the walk and the final pass; `check`, `requirements`,

@@ -30,7 +30,6 @@ use sqlparser::ast::{
 };
 
 use crate::parse::{fold_name, ident};
-use crate::scope::{conjuncts, strip};
 use crate::violation::Violation;
 
 /// Refuses a WHERE or ON condition of the scope `from` that can fail on a row and may run
@@ -68,6 +67,30 @@ pub(crate) fn check(
         }
     }
     Ok(())
+}
+
+/// Splits `a AND b AND (c AND d)` into its conjuncts; anything under OR/NOT stays whole.
+pub(crate) fn conjuncts(e: &Expr) -> Vec<&Expr> {
+    match strip(e) {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let mut v = conjuncts(left);
+            v.extend(conjuncts(right));
+            v
+        }
+        other => vec![other],
+    }
+}
+
+/// `e` without its parentheses.
+pub(crate) fn strip(e: &Expr) -> &Expr {
+    match e {
+        Expr::Nested(inner) => strip(inner),
+        other => other,
+    }
 }
 
 /// The relations of one FROM, as far as the planner may merge them into the scan of a tenant

@@ -12,6 +12,29 @@ use sqlparser::tokenizer::Token;
 
 use crate::violation::Violation;
 
+/// `sql` with the compile-time org placeholder `$org` (which PostgreSQL's grammar does not
+/// have) written as a numbered parameter, `$65535`: only where `$org` is a whole word (a
+/// dollar-quote tag `$org$` becomes unparsable, and is refused).
+pub(crate) fn numbered(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains("$org") {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find("$org") {
+        let after = &rest[at + 4..];
+        let whole = !after
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        out.push_str(&rest[..at]);
+        out.push_str(if whole { "$65535" } else { "$org" });
+        rest = after;
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 /// How deep expressions and queries may nest for sqlparser (its default is 50): a debug
 /// build's parse of fifty unary `+` overflowed a 2 MB thread stack (a test thread's, a tokio
 /// worker's) and aborted the process. A deeper statement is refused.
@@ -29,10 +52,7 @@ const MAX_TREE_DEPTH: i32 = 26;
 /// own message), when its nesting as the tokens show it (open parentheses, plus a run of
 /// `NOT`s and prefix operators) is.
 fn shallow_enough(sql: &str) -> Result<(), Violation> {
-    let depth = match pg_query::parse(
-        &crate::server_reading::numbered(sql),
-        pg_query::ParserOptions::DEFAULT,
-    ) {
+    let depth = match pg_query::parse(&numbered(sql), pg_query::ParserOptions::DEFAULT) {
         Ok(parsed) => parsed
             .protobuf
             .nodes()

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 
 use crate::ctes::CteScopes;
 use crate::functions::Policy;
+use crate::order::{conjuncts, strip};
 use crate::parse::{ident, last_ident};
 use crate::registry::{Kind, Requirement, Tables};
 use crate::violation::Violation;
@@ -336,30 +337,6 @@ impl<'a> Checker<'a> {
             Expr::Cast { expr, .. } => placeholder(expr),
             other => placeholder(other),
         }
-    }
-}
-
-/// Splits `a AND b AND (c AND d)` into its conjuncts; anything under OR/NOT stays whole.
-pub(crate) fn conjuncts(e: &Expr) -> Vec<&Expr> {
-    match strip(e) {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            let mut v = conjuncts(left);
-            v.extend(conjuncts(right));
-            v
-        }
-        other => vec![other],
-    }
-}
-
-/// `e` without its parentheses.
-pub(crate) fn strip(e: &Expr) -> &Expr {
-    match e {
-        Expr::Nested(inner) => strip(inner),
-        other => other,
     }
 }
 

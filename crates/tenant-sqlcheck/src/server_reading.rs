@@ -21,7 +21,7 @@ use pg_query::NodeRef;
 use pg_query::protobuf::CoercionForm;
 use sqlparser::ast::{Expr, ObjectName, Statement, TableFactor, Visit, Visitor};
 
-use crate::parse::fold_name;
+use crate::parse::{fold_name, numbered};
 use crate::registry::{Kind, Tables};
 use crate::violation::Violation;
 
@@ -64,29 +64,6 @@ const SAFE_SQL_SYNTAX: &[&str] = &[
     "pg_catalog.like_escape",
     "pg_catalog.similar_to_escape",
 ];
-
-/// `sql` with the compile-time org placeholder `$org` (which PostgreSQL's grammar does not
-/// have) written as a numbered parameter, `$65535`: only where `$org` is a whole word (a
-/// dollar-quote tag `$org$` becomes unparsable, and is refused).
-pub(crate) fn numbered(sql: &str) -> std::borrow::Cow<'_, str> {
-    if !sql.contains("$org") {
-        return std::borrow::Cow::Borrowed(sql);
-    }
-    let mut out = String::with_capacity(sql.len());
-    let mut rest = sql;
-    while let Some(at) = rest.find("$org") {
-        let after = &rest[at + 4..];
-        let whole = !after
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_alphanumeric() || c == '_');
-        out.push_str(&rest[..at]);
-        out.push_str(if whole { "$65535" } else { "$org" });
-        rest = after;
-    }
-    out.push_str(rest);
-    std::borrow::Cow::Owned(out)
-}
 
 /// What PostgreSQL's parser finds in `sql`.
 fn server_names(sql: &str) -> Result<Names, Violation> {

@@ -21,7 +21,7 @@ use sqlparser::ast::{
     AccessExpr, Expr, FunctionArg, FunctionArguments, Statement, Value, VisitMut, VisitorMut,
 };
 
-use crate::server_reading::numbered;
+use crate::parse::numbered;
 use crate::violation::Violation;
 
 /// `statement` written back with every expression in parentheses (but where PostgreSQL's
