@@ -76,6 +76,14 @@ fn the_harness_sees_a_statement_that_reads_or_writes_another_org() {
         "rows of another org changed"
     );
     assert!(seen(&mut h, "SELECT count(*) FROM deals").starts_with("under RLS:"));
+    // An error only another org's row raises: org A's names are years.
+    assert!(
+        seen(
+            &mut h,
+            "SELECT c.name FROM customers c WHERE to_date(c.name, 'YYYY') IS NOT NULL"
+        )
+        .ends_with("bypassing RLS:\nERROR 22007")
+    );
     for confined in [
         "SELECT c.name FROM customers c WHERE c.org_id = $1",
         "UPDATE deals d SET title = 'x' WHERE d.org_id = $1 RETURNING d.title",

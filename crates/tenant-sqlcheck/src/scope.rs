@@ -45,6 +45,14 @@ pub(crate) struct Checker<'a> {
     pub(crate) requirements: Vec<Requirement>,
     /// The first condition that may run before the org predicate (`order`).
     pub(crate) order: Option<Violation>,
+    /// The CTEs visible at this point of the walk, innermost last, and how many each open
+    /// query added.
+    pub(crate) cte_definitions: Vec<crate::order::CteDefinition>,
+    pub(crate) cte_frames: Vec<usize>,
+    /// How many queries the walk is inside, and how many the statement's top level is (a
+    /// SELECT or INSERT's query is one; an UPDATE or DELETE is none).
+    pub(crate) depth: usize,
+    pub(crate) top_depth: usize,
 }
 
 /// `name` as written, its parts folded and joined with dots (for messages).
@@ -105,6 +113,10 @@ impl<'a> Checker<'a> {
             verified: Vec::new(),
             requirements: Vec::new(),
             order: None,
+            cte_definitions: Vec::new(),
+            cte_frames: Vec::new(),
+            depth: 0,
+            top_depth: 1,
         }
     }
 
@@ -149,6 +161,7 @@ impl<'a> Checker<'a> {
         &mut self,
         from: &[&TableWithJoins],
         selection: Option<&Expr>,
+        having: Option<&Expr>,
     ) -> ControlFlow<Violation> {
         let mut entries: Vec<ScopeEntry<'_>> = Vec::new();
         let mut count = 0usize;
@@ -159,8 +172,15 @@ impl<'a> Checker<'a> {
         let single = count == 1;
         // A CTE is never fenced by its name: the registry's kind, not `kind_of`.
         let global = |name: &ObjectName| matches!(self.tables.kind(name), Kind::Global);
+        let level = crate::order::Conditions {
+            from,
+            selection,
+            having,
+            ctes: &self.cte_definitions,
+            nested: self.depth > self.top_depth,
+        };
         if self.order.is_none()
-            && let Err(v) = crate::order::check(from, selection, &global)
+            && let Err(v) = crate::order::check(&level, &global)
         {
             // Reported once the walk is done: a refusal of the statement's forms comes first.
             self.order = Some(v);
@@ -321,6 +341,26 @@ impl<'a> Checker<'a> {
             Expr::Identifier(id) if single => Some(ident(id)),
             _ => None,
         }
+    }
+
+    /// Refuses the org parameter cast to a type other than `uuid`: a parameter sent without a
+    /// type takes the type its uses give it, and as `text` the org predicate `org_id = $1::uuid`
+    /// becomes a conversion PostgreSQL evaluates after cheaper conditions, on every org's rows
+    /// (with a generic plan; the library sends the org typed, as `uuid`).
+    pub(crate) fn org_parameter_type(&self, e: &Expr) -> ControlFlow<Violation> {
+        if let Expr::Cast {
+            expr, data_type, ..
+        } = e
+            && matches!(strip(expr), Expr::Value(v) if matches!(&v.value, Value::Placeholder(p) if (self.is_org_param)(p)))
+            && !matches!(data_type, sqlparser::ast::DataType::Uuid)
+        {
+            return ControlFlow::Break(Violation::UnsupportedExpression(format!(
+                "the org parameter cast to `{data_type}`: it is a uuid, and a use as another type \
+                 can make PostgreSQL take it for that type, and the org predicate for a conversion \
+                 it evaluates last; write `$org` bare or `$org::uuid`"
+            )));
+        }
+        ControlFlow::Continue(())
     }
 
     /// Whether `e` is an org parameter, bare or under one cast (`$1::uuid`).

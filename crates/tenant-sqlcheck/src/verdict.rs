@@ -146,6 +146,10 @@ impl Visitor for Checker<'_> {
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Violation> {
         self.ctes.enter(query);
+        let definitions = crate::order::definitions(query);
+        self.cte_frames.push(definitions.len());
+        self.cte_definitions.extend(definitions);
+        self.depth += 1;
         flow(supported_body(&query.body))?;
         // Other dialects' parts of a query, which PostgreSQL does not have.
         use sqlparser::ast::{LimitClause, OrderByKind};
@@ -186,6 +190,10 @@ impl Visitor for Checker<'_> {
 
     fn post_visit_query(&mut self, query: &Query) -> ControlFlow<Violation> {
         self.ctes.leave(query);
+        let added = self.cte_frames.pop().unwrap_or(0);
+        self.cte_definitions
+            .truncate(self.cte_definitions.len().saturating_sub(added));
+        self.depth = self.depth.saturating_sub(1);
         ControlFlow::Continue(())
     }
 
@@ -216,7 +224,7 @@ impl Visitor for Checker<'_> {
             )));
         }
         let from: Vec<&TableWithJoins> = select.from.iter().collect();
-        self.check_scope(&from, select.selection.as_ref())
+        self.check_scope(&from, select.selection.as_ref(), select.having.as_ref())
     }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Violation> {
@@ -231,10 +239,15 @@ impl Visitor for Checker<'_> {
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Violation> {
         self.qualified_name(expr)?;
+        self.org_parameter_type(expr)?;
         flow(self.policy.expr(expr, &mut self.requirements))
     }
 
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Violation> {
+        // An UPDATE or DELETE is no query: its own WHERE is the top level.
+        if self.depth == 0 && matches!(statement, Statement::Update(_) | Statement::Delete(_)) {
+            self.top_depth = 0;
+        }
         match statement {
             Statement::Update(update) => self.check_update(update),
             Statement::Delete(delete) => self.check_delete(delete),

@@ -93,7 +93,7 @@ impl Checker<'_> {
                 "UPDATE of something other than a table".into(),
             ));
         }
-        self.check_scope(&from, update.selection.as_ref())
+        self.check_scope(&from, update.selection.as_ref(), None)
     }
 
     /// Checks a DELETE: no global table written, rows confined.
@@ -147,7 +147,7 @@ impl Checker<'_> {
         if let Some(using) = &delete.using {
             from.extend(using.iter());
         }
-        self.check_scope(&from, delete.selection.as_ref())
+        self.check_scope(&from, delete.selection.as_ref(), None)
     }
 
     /// Symbolic mode: which columns hold the org in every row, and what an upsert assigns.

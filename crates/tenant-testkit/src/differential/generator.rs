@@ -147,12 +147,19 @@ impl Gen {
         if self.rng.chance(12) {
             return self.call(alias, col);
         }
-        match self.rng.below(6) {
+        match self.rng.below(10) {
             0 => "true".into(),
             1 => format!("{alias}.{col} IS NOT NULL"),
             2 => format!("{alias}.{col}::text <> 'zzz'"),
             3 => format!("{alias}.{col}::text LIKE '%1%'"),
             4 => format!("({alias}.{col}::text = 'x' OR {alias}.{col}::text <> 'y')"),
+            // Conditions that fail on another org's values and not on org A's (the harness
+            // gives A names and titles that are years and numbers): if PostgreSQL evaluates
+            // one before the org predicate, the bypassing run fails where RLS's does not.
+            5 => format!("to_date({alias}.{col}::text, 'YYYY') IS NOT NULL"),
+            6 => format!("coalesce(to_date({alias}.{col}::text, 'YYYY')) IS NOT NULL"),
+            7 => format!("{alias}.{col}::text::int8 > 0"),
+            8 => format!("(length({alias}.{col}::text) / (length({alias}.{col}::text) - 2)) > -9"),
             _ => format!("length({alias}.{col}::text) > 1"),
         }
     }

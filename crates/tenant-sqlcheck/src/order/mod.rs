@@ -26,40 +26,63 @@
 
 use sqlparser::ast::{
     BinaryOperator, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, InTarget,
-    JoinConstraint, JoinOperator, ObjectName, TableFactor, TableWithJoins, UnaryOperator,
+    ObjectName, TableWithJoins, UnaryOperator,
 };
 
-use crate::parse::{fold_name, ident};
+use crate::parse::fold_name;
 use crate::violation::Violation;
 
-/// Refuses a WHERE or ON condition of the scope `from` that can fail on a row and may run
-/// before the org predicate. `global` says whether a relation name is a global table.
+mod relations;
+
+pub(crate) use relations::{CteDefinition, definitions};
+
+use relations::{Scope, UNTRACED};
+
+/// The WHERE, ON and HAVING conditions of one query level, and where it is.
+pub(crate) struct Conditions<'q> {
+    /// The FROM.
+    pub(crate) from: &'q [&'q TableWithJoins],
+    /// The WHERE.
+    pub(crate) selection: Option<&'q Expr>,
+    /// The HAVING (PostgreSQL moves a condition without an aggregate into the WHERE).
+    pub(crate) having: Option<&'q Expr>,
+    /// The CTEs visible here, innermost last.
+    pub(crate) ctes: &'q [CteDefinition],
+    /// Whether this is a sub-query, whose conditions may read an outer query's columns (and
+    /// be pulled up into the outer scan with it).
+    pub(crate) nested: bool,
+}
+
+/// Refuses a condition of `level` that can fail on a row and may run before the org
+/// predicate. `global` says whether a relation name is a global table.
 pub(crate) fn check(
-    from: &[&TableWithJoins],
-    selection: Option<&Expr>,
+    level: &Conditions<'_>,
     global: &dyn Fn(&ObjectName) -> bool,
 ) -> Result<(), Violation> {
-    let mut scope = Scope::default();
-    let mut conditions: Vec<&Expr> = selection.map(conjuncts).unwrap_or_default();
-    for twj in from {
-        scope.add(twj, global, &mut conditions);
-    }
-    if !scope.any_unfenced {
-        return Ok(());
-    }
+    let mut conditions: Vec<&Expr> = level.selection.map(conjuncts).unwrap_or_default();
+    let scope = Scope::new(level.from, level.ctes, global, &mut conditions);
+    let having: Vec<&Expr> = level
+        .having
+        .map(conjuncts)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| !aggregates(c))
+        .collect();
+    conditions.extend(having);
     for condition in conditions {
-        if !scope.may_read_unfenced(condition) {
+        if !scope.may_read_unfenced(condition, level.nested) {
             continue;
         }
         for leaf in leaves(condition) {
+            let expanded = scope.expand(leaf);
             // A cast that can fail converts (a binary-compatible one cannot fail, and costs
             // nothing): when only casts can fail, one of them costs an operator.
-            let cost = if can_fail(leaf, false) {
-                min_cost(leaf)
+            let cost = if can_fail(&expanded, false) {
+                min_cost(&expanded)
             } else {
-                min_cost(leaf) + 1
+                min_cost(&expanded) + 1
             };
-            if has_column(leaf) && can_fail(leaf, true) && cost < 2 {
+            if has_column(&expanded) && can_fail(&expanded, true) && cost < 2 {
                 return Err(Violation::MayRunBeforeOrgPredicate {
                     condition: leaf.to_string(),
                 });
@@ -67,6 +90,42 @@ pub(crate) fn check(
         }
     }
     Ok(())
+}
+
+/// Aggregate functions: a HAVING condition that calls one stays after the aggregation.
+const AGGREGATES: &[&str] = &[
+    "array_agg",
+    "avg",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "bool_and",
+    "bool_or",
+    "count",
+    "every",
+    "json_agg",
+    "json_object_agg",
+    "jsonb_agg",
+    "jsonb_object_agg",
+    "max",
+    "min",
+    "string_agg",
+    "sum",
+];
+
+/// Whether `e` calls an aggregate.
+fn aggregates(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_expressions(e, |e| {
+        if let Expr::Function(f) = e
+            && fold_name(&f.name)
+                .is_some_and(|p| p.len() == 1 && AGGREGATES.contains(&p[0].as_str()))
+        {
+            found = true;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    found
 }
 
 /// Splits `a AND b AND (c AND d)` into its conjuncts; anything under OR/NOT stays whole.
@@ -90,116 +149,6 @@ pub(crate) fn strip(e: &Expr) -> &Expr {
     match e {
         Expr::Nested(inner) => strip(inner),
         other => other,
-    }
-}
-
-/// The relations of one FROM, as far as the planner may merge them into the scan of a tenant
-/// table's rows.
-#[derive(Default)]
-struct Scope {
-    /// The qualifiers of the relations outside the rule (global tables, fenced sub-queries,
-    /// table functions).
-    fenced: Vec<String>,
-    /// Whether any relation may carry a tenant table's rows into this scope's conditions.
-    any_unfenced: bool,
-}
-
-impl Scope {
-    /// Adds the relations of `twj`, and the ON conditions of its joins to `conditions`.
-    fn add<'e>(
-        &mut self,
-        twj: &'e TableWithJoins,
-        kind: &dyn Fn(&ObjectName) -> bool,
-        conditions: &mut Vec<&'e Expr>,
-    ) {
-        self.factor(&twj.relation, kind, conditions);
-        for join in &twj.joins {
-            self.factor(&join.relation, kind, conditions);
-            let constraint = match &join.join_operator {
-                JoinOperator::Join(c)
-                | JoinOperator::Inner(c)
-                | JoinOperator::Left(c)
-                | JoinOperator::LeftOuter(c)
-                | JoinOperator::Right(c)
-                | JoinOperator::RightOuter(c)
-                | JoinOperator::FullOuter(c)
-                | JoinOperator::CrossJoin(c) => Some(c),
-                _ => None,
-            };
-            if let Some(JoinConstraint::On(on)) = constraint {
-                conditions.extend(conjuncts(on));
-            }
-        }
-    }
-
-    fn factor<'e>(
-        &mut self,
-        factor: &'e TableFactor,
-        kind: &dyn Fn(&ObjectName) -> bool,
-        conditions: &mut Vec<&'e Expr>,
-    ) {
-        match factor {
-            TableFactor::Table {
-                name,
-                alias,
-                args: None,
-                ..
-            } => {
-                if kind(name) {
-                    let qualifier = alias.as_ref().map_or_else(
-                        || {
-                            fold_name(name)
-                                .and_then(|p| p.last().cloned())
-                                .unwrap_or_default()
-                        },
-                        |a| ident(&a.name),
-                    );
-                    self.fenced.push(qualifier);
-                } else {
-                    // A tenant table, or a CTE (merged into the query unless MATERIALIZED).
-                    self.any_unfenced = true;
-                }
-            }
-            TableFactor::Derived {
-                subquery, alias, ..
-            } if subquery.limit_clause.is_some() || subquery.fetch.is_some() => {
-                if let Some(alias) = alias {
-                    self.fenced.push(ident(&alias.name));
-                }
-            }
-            TableFactor::Table { alias, .. }
-            | TableFactor::Function { alias, .. }
-            | TableFactor::UNNEST { alias, .. } => {
-                if let Some(alias) = alias {
-                    self.fenced.push(ident(&alias.name));
-                }
-            }
-            TableFactor::NestedJoin {
-                table_with_joins, ..
-            } => self.add(table_with_joins, kind, conditions),
-            _ => self.any_unfenced = true,
-        }
-    }
-
-    /// Whether `condition` may read a column of an unfenced relation: it names a column
-    /// whose qualifier is not a fenced relation's, or one without a qualifier.
-    fn may_read_unfenced(&self, condition: &Expr) -> bool {
-        let mut reads = false;
-        let _ = sqlparser::ast::visit_expressions(condition, |e| {
-            match e {
-                Expr::Identifier(_) => reads = true,
-                Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
-                    let qualifier = ident(&parts[parts.len() - 2]);
-                    if !self.fenced.contains(&qualifier) {
-                        reads = true;
-                    }
-                }
-                Expr::CompoundIdentifier(_) | Expr::CompoundFieldAccess { .. } => reads = true,
-                _ => {}
-            }
-            std::ops::ControlFlow::<()>::Continue(())
-        });
-        reads
     }
 }
 
@@ -270,7 +219,8 @@ fn can_fail(e: &Expr, casts_fail: bool) -> bool {
     }
     let all = |xs: &[&Expr]| xs.iter().any(|x| can_fail(x));
     match e {
-        Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Value(_) => false,
+        Expr::Identifier(id) => id.value == UNTRACED,
+        Expr::CompoundIdentifier(_) | Expr::Value(_) => false,
         Expr::Nested(inner)
         | Expr::IsNull(inner)
         | Expr::IsNotNull(inner)
@@ -481,7 +431,11 @@ fn min_cost(e: &Expr) -> u32 {
         Expr::AnyOp { left, right, .. } | Expr::AllOp { left, right, .. } => {
             1 + sum(&[left, right])
         }
-        Expr::Function(f) => 1 + arguments(&f.args).iter().map(|a| min_cost(a)).sum::<u32>(),
+        // COALESCE is no call to PostgreSQL's cost model: it charges only the arguments.
+        Expr::Function(f) => {
+            let free = fold_name(&f.name).is_some_and(|p| p.len() == 1 && p[0] == "coalesce");
+            u32::from(!free) + arguments(&f.args).iter().map(|a| min_cost(a)).sum::<u32>()
+        }
         Expr::Case {
             operand,
             conditions,
@@ -544,6 +498,41 @@ mod tests {
     }
 
     #[test]
+    fn the_second_red_team_passs_conditions_are_refused() {
+        // Each made PostgreSQL 15 fail on another org's row with the row's value in the
+        // message (RLS bypassed, sequential scans).
+        for sql in [
+            // HAVING without an aggregate: moved into the WHERE.
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 GROUP BY c.id HAVING encode('\\x00'::bytea, c.name) IS NOT NULL",
+            // COALESCE costs nothing to the planner.
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND coalesce(encode('\\x00'::bytea, c.name)) IS NOT NULL",
+            "SELECT d.title FROM deals d WHERE d.org_id = $1 AND coalesce(d.amount_cents::int4) IS NOT NULL",
+            // A merged sub-query's or CTE's column is what it computes.
+            "SELECT s.id FROM (SELECT c.id, encode('\\x00'::bytea, c.name) AS x FROM customers c WHERE c.org_id = $1) s WHERE s.x IS NOT NULL",
+            "WITH w AS (SELECT c.id, encode('\\x00'::bytea, c.name) AS x FROM customers c WHERE c.org_id = $1) SELECT w.id FROM w WHERE w.x IS NOT NULL",
+            "SELECT s.x FROM (SELECT DISTINCT to_date(c.name, 'YYYY') AS x FROM customers c WHERE c.org_id = $1) s WHERE s.x IS NOT NULL",
+            // ... through an alias's column list, `*`, an unqualified name, nesting.
+            "SELECT s.y FROM (SELECT c.id, to_date(c.name, 'YYYY') FROM customers c WHERE c.org_id = $1) AS s(x, y) WHERE s.y IS NOT NULL",
+            "SELECT * FROM (SELECT * FROM (SELECT to_date(c.name, 'YYYY') AS x FROM customers c WHERE c.org_id = $1) s2) s WHERE x IS NOT NULL",
+            "WITH w(v) AS (SELECT to_date(c.name, 'YYYY') FROM customers c WHERE c.org_id = $1) SELECT w.v FROM w WHERE w.v IS NOT NULL",
+            // A set operation's columns cannot be traced: PostgreSQL pushes the condition into
+            // each arm.
+            "SELECT u.x FROM (SELECT c.name AS x FROM customers c WHERE c.org_id = $1 UNION ALL SELECT d.title FROM deals d WHERE d.org_id = $1) u WHERE to_date(u.x, 'YYYY') IS NOT NULL",
+            // A sub-query's condition on an outer column, pulled up with it.
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND EXISTS (SELECT 1 WHERE encode('\\x00'::bytea, c.name) IS NOT NULL)",
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND EXISTS (SELECT 1 FROM currencies cur WHERE encode('\\x00'::bytea, c.name) IS NOT NULL)",
+        ] {
+            assert!(refused(sql), "{sql}: {:?}", run(sql));
+        }
+        // The org parameter taken for another type elsewhere: with a generic plan and an
+        // untyped parameter, the org predicate became a conversion and ran last.
+        assert!(matches!(
+            run("SELECT c.name, $1::text FROM customers c WHERE c.org_id = $1::uuid AND c.name::int4 > 0"),
+            Err(Violation::UnsupportedExpression(m)) if m.contains("the org parameter cast to `TEXT`")
+        ));
+    }
+
+    #[test]
     fn conditions_that_cannot_fail_or_cost_more_pass() {
         for sql in [
             "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name = $2",
@@ -560,6 +549,13 @@ mod tests {
             "SELECT s.name FROM (SELECT c.name FROM customers c WHERE c.org_id = $1 OFFSET 0) s WHERE to_date(s.name, 'YYYY') IS NOT NULL",
             // A global table's rows are every org's anyway.
             "SELECT c.name FROM customers c, currencies cur WHERE c.org_id = $1 AND to_date(cur.name, 'YYYY') IS NOT NULL",
+            // A merged relation's plain columns are plain; a computed one that cannot fail or
+            // costs two operators passes; a MATERIALIZED CTE is fenced.
+            "WITH w AS (SELECT c.id, lower(c.name) AS n FROM customers c WHERE c.org_id = $1) SELECT w.id FROM w WHERE w.id = $2 AND w.n = $3 AND w.n IS NOT NULL",
+            "SELECT s.t FROM (SELECT d.title AS t, d.amount_cents * 2 AS a FROM deals d WHERE d.org_id = $1) s WHERE s.a > 4",
+            "WITH w AS MATERIALIZED (SELECT to_date(c.name, 'YYYY') AS x FROM customers c WHERE c.org_id = $1) SELECT w.x FROM w WHERE w.x IS NOT NULL",
+            "SELECT count(*) FROM deals d WHERE d.org_id = $1 GROUP BY d.stage HAVING sum(d.amount_cents) > 100 AND d.stage <> 'lost'",
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT c.name FROM customers c, r WHERE c.org_id = $1 AND r.n = 2",
             // A condition with no column is the same for every row.
             "SELECT c.name FROM customers c WHERE c.org_id = $1 AND to_date($2, 'YYYY') IS NOT NULL",
         ] {

@@ -1,0 +1,338 @@
+//! The relations of a scope as the evaluation-order rule sees them, and what a column of a
+//! sub-query or CTE stands for once PostgreSQL merges it into the outer query.
+//!
+//! PostgreSQL pulls a sub-query or CTE up into the query that reads it, or pushes the outer
+//! query's conditions down into it, unless it has `LIMIT`/`OFFSET` (or the CTE is
+//! `MATERIALIZED`): the outer `s.x IS NOT NULL` then runs as `<what x is> IS NOT NULL`, in the
+//! scan of the table below. So before a condition is judged, each column of such a relation
+//! is replaced by its defining expression ([`Scope::expand`]), through any depth of nesting,
+//! `*`, and column alias lists; a column the rule cannot trace (a set operation's, one past
+//! the depth limit) becomes [`UNTRACED`], which counts as able to fail and costing nothing.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    CteAsMaterialized, Expr, Ident, JoinOperator, ObjectName, Query, SelectItem, SetExpr,
+    TableAlias, TableFactor, TableWithJoins, visit_expressions_mut,
+};
+
+use crate::parse::{fold_name, ident};
+
+/// The name of the stand-in for a column whose expression the rule cannot trace (no real
+/// column can have it: it starts with a control character).
+pub(super) const UNTRACED: &str = "\u{1}untraced";
+
+/// How deep sub-queries are followed before a column counts as untraced.
+const MAX_DEPTH: usize = 16;
+
+/// A CTE visible to the statement: its name, its query, and whether it is `MATERIALIZED`
+/// (never merged into the query that reads it).
+pub(crate) struct CteDefinition {
+    name: String,
+    query: Query,
+    /// The column names of `WITH w(a, b) AS ..`.
+    columns: Vec<String>,
+    materialized: bool,
+}
+
+/// What a relation of a scope is to the rule.
+enum Relation<'q> {
+    /// Its rows never meet a tenant table's scan before its own filters ran: a global table,
+    /// a sub-query with `LIMIT`/`OFFSET`, a table function, a materialized CTE.
+    Fenced,
+    /// A table (a tenant table, or one the registry does not know).
+    Base,
+    /// A sub-query or CTE the planner may merge: its query, and its alias's column names.
+    Merged(&'q Query, Vec<String>),
+}
+
+/// The relations of one FROM, by qualifier.
+pub(super) struct Scope<'q> {
+    relations: Vec<(String, Relation<'q>)>,
+    ctes: &'q [CteDefinition],
+    global: &'q dyn Fn(&ObjectName) -> bool,
+}
+
+impl<'q> Scope<'q> {
+    /// The scope of `from`, where `global` says which names are global tables and `ctes` are
+    /// the CTEs visible (innermost last). The ON conditions of its joins go to `conditions`.
+    pub(super) fn new(
+        from: &[&'q TableWithJoins],
+        ctes: &'q [CteDefinition],
+        global: &'q dyn Fn(&ObjectName) -> bool,
+        conditions: &mut Vec<&'q Expr>,
+    ) -> Self {
+        let mut scope = Self {
+            relations: Vec::new(),
+            ctes,
+            global,
+        };
+        for twj in from {
+            scope.add(twj, conditions);
+        }
+        scope
+    }
+
+    fn add(&mut self, twj: &'q TableWithJoins, conditions: &mut Vec<&'q Expr>) {
+        self.factor(&twj.relation, conditions);
+        for join in &twj.joins {
+            self.factor(&join.relation, conditions);
+            let constraint = match &join.join_operator {
+                JoinOperator::Join(c)
+                | JoinOperator::Inner(c)
+                | JoinOperator::Left(c)
+                | JoinOperator::LeftOuter(c)
+                | JoinOperator::Right(c)
+                | JoinOperator::RightOuter(c)
+                | JoinOperator::FullOuter(c)
+                | JoinOperator::CrossJoin(c) => Some(c),
+                _ => None,
+            };
+            if let Some(sqlparser::ast::JoinConstraint::On(on)) = constraint {
+                conditions.extend(super::conjuncts(on));
+            }
+        }
+    }
+
+    fn factor(&mut self, factor: &'q TableFactor, conditions: &mut Vec<&'q Expr>) {
+        let named = |alias: &Option<TableAlias>, default: String| {
+            alias.as_ref().map_or(default, |a| ident(&a.name))
+        };
+        let columns = |alias: &Option<TableAlias>| {
+            alias
+                .as_ref()
+                .map(|a| a.columns.iter().map(|c| ident(&c.name)).collect())
+                .unwrap_or_default()
+        };
+        match factor {
+            TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } => {
+                let bare = fold_name(name)
+                    .and_then(|p| p.last().cloned())
+                    .unwrap_or_default();
+                let qualifier = named(alias, bare.clone());
+                let cte = (name.0.len() == 1)
+                    .then(|| self.ctes.iter().rev().find(|c| c.name == bare))
+                    .flatten();
+                let relation = match cte {
+                    Some(c) if c.materialized || fenced(&c.query) => Relation::Fenced,
+                    Some(c) => {
+                        let names: Vec<String> = columns(alias);
+                        Relation::Merged(
+                            &c.query,
+                            if names.is_empty() {
+                                c.columns.clone()
+                            } else {
+                                names
+                            },
+                        )
+                    }
+                    None if (self.global)(name) => Relation::Fenced,
+                    None => Relation::Base,
+                };
+                self.relations.push((qualifier, relation));
+            }
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                let relation = if fenced(subquery) {
+                    Relation::Fenced
+                } else {
+                    Relation::Merged(subquery, columns(alias))
+                };
+                self.relations.push((named(alias, String::new()), relation));
+            }
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => self.add(table_with_joins, conditions),
+            TableFactor::Table { alias, .. }
+            | TableFactor::Function { alias, .. }
+            | TableFactor::UNNEST { alias, .. } => {
+                self.relations
+                    .push((named(alias, String::new()), Relation::Fenced));
+            }
+            _ => self.relations.push((String::new(), Relation::Base)),
+        }
+    }
+
+    /// Whether a relation of the scope may carry a tenant table's rows into it.
+    pub(super) fn any_unfenced(&self) -> bool {
+        self.relations
+            .iter()
+            .any(|(_, r)| !matches!(r, Relation::Fenced))
+    }
+
+    /// Whether `condition` may read a column of a relation that is not fenced: one of this
+    /// scope's, or, with `nested`, one of an outer query's (a qualifier not of this scope, or
+    /// a column without one).
+    pub(super) fn may_read_unfenced(&self, condition: &Expr, nested: bool) -> bool {
+        let mut reads = false;
+        let _ = sqlparser::ast::visit_expressions(condition, |e| {
+            match e {
+                Expr::Identifier(_) => reads |= nested || self.any_unfenced(),
+                Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                    let qualifier = ident(&parts[parts.len() - 2]);
+                    reads |= match self.relations.iter().find(|(q, _)| *q == qualifier) {
+                        Some((_, r)) => !matches!(r, Relation::Fenced),
+                        None => true,
+                    };
+                }
+                Expr::CompoundIdentifier(_) | Expr::CompoundFieldAccess { .. } => reads = true,
+                _ => {}
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        reads
+    }
+
+    /// `expr` with every column of a merged sub-query or CTE replaced by what it stands for.
+    pub(super) fn expand(&self, expr: &Expr) -> Expr {
+        self.expand_at(expr, 0)
+    }
+
+    fn expand_at(&self, expr: &Expr, depth: usize) -> Expr {
+        let mut out = expr.clone();
+        let _ = visit_expressions_mut(&mut out, |e| {
+            if let Some(definition) = self.definition(e, depth) {
+                *e = definition;
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        out
+    }
+
+    /// What the column reference `e` stands for, if it is a column of a merged relation.
+    fn definition(&self, e: &Expr, depth: usize) -> Option<Expr> {
+        match e {
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                let qualifier = ident(&parts[parts.len() - 2]);
+                let column = ident(&parts[parts.len() - 1]);
+                match self.relations.iter().find(|(q, _)| *q == qualifier) {
+                    Some((_, Relation::Merged(query, names))) => {
+                        Some(self.column_of(query, names, &column, depth))
+                    }
+                    _ => None,
+                }
+            }
+            Expr::Identifier(id) => {
+                let column = ident(id);
+                // The first merged relation that has the column explicitly (a base table
+                // beside it may have it too: then PostgreSQL refuses the ambiguity).
+                self.relations.iter().find_map(|(_, r)| match r {
+                    Relation::Merged(query, names) => {
+                        let found = self.column_of(query, names, &column, depth);
+                        (found != Expr::Identifier(id.clone())).then_some(found)
+                    }
+                    _ => None,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// What column `column` of the merged relation `query` (its alias naming the columns
+    /// `names` by position) stands for: its expression, expanded in the sub-query's own scope;
+    /// the bare column when it is one of a table's; [`UNTRACED`] when the rule cannot tell.
+    fn column_of(&self, query: &Query, names: &[String], column: &str, depth: usize) -> Expr {
+        let untraced = || Expr::Identifier(Ident::new(UNTRACED));
+        if depth >= MAX_DEPTH {
+            return untraced();
+        }
+        let select = match body(query) {
+            Some(SetExpr::Select(select)) => select,
+            // Constant rows: the same whatever the scan.
+            Some(SetExpr::Values(_)) => return Expr::Identifier(Ident::new(column)),
+            _ => return untraced(),
+        };
+        let mut conditions = Vec::new();
+        let from: Vec<&TableWithJoins> = select.from.iter().collect();
+        let inner = Scope::new(&from, self.ctes, self.global, &mut conditions);
+        // By position, through the alias's column list.
+        let position = names.iter().position(|n| n == column);
+        let mut at = 0usize;
+        for item in &select.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    let name = match item {
+                        SelectItem::ExprWithAlias { alias, .. } => ident(alias),
+                        _ => output_name(e),
+                    };
+                    let matches = match position {
+                        Some(p) => p == at,
+                        None => name == column,
+                    };
+                    if matches {
+                        return inner.expand_at(e, depth + 1);
+                    }
+                    at += 1;
+                }
+                // Past a `*`, positions are unknown.
+                SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                    if position.is_some() {
+                        return untraced();
+                    }
+                    let through =
+                        inner.definition(&Expr::Identifier(Ident::new(column)), depth + 1);
+                    if let Some(found) = through {
+                        return found;
+                    }
+                }
+                _ => return untraced(),
+            }
+        }
+        Expr::Identifier(Ident::new(column))
+    }
+}
+
+/// The body of `query`, through parentheses.
+fn body(query: &Query) -> Option<&SetExpr> {
+    let mut body = query.body.as_ref();
+    while let SetExpr::Query(q) = body {
+        if fenced(q) {
+            return None;
+        }
+        body = q.body.as_ref();
+    }
+    Some(body)
+}
+
+/// Whether PostgreSQL keeps `query` apart from the query that reads it: `LIMIT`, `OFFSET` or
+/// `FETCH` stop it from being merged, and conditions from being pushed into it.
+fn fenced(query: &Query) -> bool {
+    query.limit_clause.is_some() || query.fetch.is_some()
+}
+
+/// The name PostgreSQL gives an output column written without an alias: the column's for a
+/// column, the function's for a call, the inner expression's through a cast.
+fn output_name(e: &Expr) -> String {
+    match e {
+        Expr::Identifier(id) => ident(id),
+        Expr::CompoundIdentifier(parts) => parts.last().map(ident).unwrap_or_default(),
+        Expr::Function(f) => fold_name(&f.name)
+            .and_then(|p| p.last().cloned())
+            .unwrap_or_default(),
+        Expr::Cast { expr, .. } | Expr::Nested(expr) => output_name(expr),
+        Expr::Case { .. } => "case".into(),
+        _ => "?column?".into(),
+    }
+}
+
+/// The CTEs `query` declares, for the relations of its body. A recursive one is never merged.
+pub(crate) fn definitions(query: &Query) -> Vec<CteDefinition> {
+    query
+        .with
+        .iter()
+        .flat_map(|w| w.cte_tables.iter().map(move |c| (w.recursive, c)))
+        .map(|(recursive, c)| CteDefinition {
+            name: ident(&c.alias.name),
+            query: c.query.as_ref().clone(),
+            columns: c.alias.columns.iter().map(|c| ident(&c.name)).collect(),
+            materialized: recursive
+                || matches!(c.materialized, Some(CteAsMaterialized::Materialized)),
+        })
+        .collect()
+}
