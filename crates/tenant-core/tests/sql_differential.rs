@@ -127,6 +127,7 @@ fn every_statement_the_checker_accepts_reads_and_writes_only_the_session_org() {
     // How strict the checker is: of the generated statements it refuses (up to 300), how many
     // did leak, and how many were confined after all (refused to fail closed).
     let (mut refused_leaking, mut refused_confined) = (0, 0);
+    let (mut order_leaking, mut order_confined) = (0, 0);
     // Generated statements calling a function the checker must refuse, and accepted ones
     // calling a function it allows.
     let (mut refused_calls, mut allowed_calls) = (0, 0);
@@ -150,6 +151,20 @@ fn every_statement_the_checker_accepts_reads_and_writes_only_the_session_org() {
             continue;
         }
         if verdict.is_err() {
+            // The evaluation-order rule alone: how often what it refuses would have failed
+            // on another org's row (the rest it refuses to be safe, counting costs from below).
+            if name.starts_with("generated")
+                && matches!(
+                    verdict,
+                    Err(tenant_sqlcheck::Violation::MayRunBeforeOrgPredicate { .. })
+                )
+            {
+                if h.differs(sql).is_some() {
+                    order_leaking += 1;
+                } else {
+                    order_confined += 1;
+                }
+            }
             if name.starts_with("generated") && refused_leaking + refused_confined < 300 {
                 if h.differs(sql).is_some() {
                     refused_leaking += 1;
@@ -187,6 +202,11 @@ fn every_statement_the_checker_accepts_reads_and_writes_only_the_session_org() {
     );
     println!(
         "{refused_calls} called a refused function, {allowed_calls} accepted ones an allowed one"
+    );
+    println!(
+        "the evaluation-order rule refused {} generated statements: {order_leaking} failed on another \
+         org's row when run anyway, {order_confined} did not",
+        order_leaking + order_confined
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     if cases > 0 {
