@@ -441,27 +441,39 @@ fn test() -> Result<(), String> {
             "cargo test --workspace (unit, integration, compile-fail, doctests)",
             tests,
         )?;
-        // The handle's bookkeeping (savepoint depth, state) again in the release profile,
-        // where integer overflow wraps instead of panicking.
-        let mut release = cargo();
-        release
-            .args([
-                "test",
-                "--release",
-                "-p",
+        // What depends on the profile, again in release: the handle's bookkeeping (savepoint
+        // depth, state), where integer overflow wraps instead of panicking, and the checker's
+        // stack (its red zone is smaller in release).
+        for (package, test, filters, what) in [
+            (
                 "tenant-core",
-                "--test",
-                "pool",
-                "--",
-                "savepoint",
-                "panic",
-                "swapped",
-            ])
-            .env("DATABASE_URL", url);
-        run(
-            "the handle's bookkeeping tests in the release profile",
-            release,
-        )?;
+                Some("pool"),
+                &["savepoint", "panic", "swapped"][..],
+                "the handle's bookkeeping tests in the release profile",
+            ),
+            (
+                "tenant-core",
+                Some("shapes"),
+                &["savepoint"][..],
+                "the savepoint tests of the scoped shapes in the release profile",
+            ),
+            (
+                "tenant-sqlcheck",
+                None,
+                &["deeply_nested"][..],
+                "the checker's stack test in the release profile",
+            ),
+        ] {
+            let mut release = cargo();
+            release.args(["test", "--release", "-p", package]);
+            if let Some(test) = test {
+                release.args(["--test", test]);
+            } else {
+                release.arg("--lib");
+            }
+            release.arg("--").args(filters).env("DATABASE_URL", url);
+            run(what, release)?;
+        }
         // The PgBouncer tests run only through the PgBouncer started here.
         let bouncer = bouncer::Bouncer::start(url)?;
         let mut through = cargo();

@@ -53,6 +53,10 @@ pub(crate) struct Checker<'a> {
     /// SELECT or INSERT's query is one; an UPDATE or DELETE is none).
     pub(crate) depth: usize,
     pub(crate) top_depth: usize,
+    /// The merged sub-queries and CTEs of the queries the walk is inside, and how many each
+    /// SELECT, UPDATE or DELETE added (popped after it).
+    pub(crate) outer_relations: Vec<crate::order::OuterRelation>,
+    pub(crate) outer_frames: Vec<usize>,
 }
 
 /// `name` as written, its parts folded and joined with dots (for messages).
@@ -117,6 +121,8 @@ impl<'a> Checker<'a> {
             cte_frames: Vec::new(),
             depth: 0,
             top_depth: 1,
+            outer_relations: Vec::new(),
+            outer_frames: Vec::new(),
         }
     }
 
@@ -178,13 +184,17 @@ impl<'a> Checker<'a> {
             having,
             ctes: &self.cte_definitions,
             nested: self.depth > self.top_depth,
+            outer: &self.outer_relations,
         };
+        let (verdict, merged) = crate::order::check(&level, &global);
         if self.order.is_none()
-            && let Err(v) = crate::order::check(&level, &global)
+            && let Err(v) = verdict
         {
             // Reported once the walk is done: a refusal of the statement's forms comes first.
             self.order = Some(v);
         }
+        self.outer_frames.push(merged.len());
+        self.outer_relations.extend(merged);
         // What can confine an entry: the WHERE, which sees every name of the FROM but hidden
         // ones, and the ON conjuncts of the joins whose inputs it is in (`collect`).
         if self.tables.is_symbolic() {
@@ -215,6 +225,14 @@ impl<'a> Checker<'a> {
             self.verified.push(entry.table.clone());
         }
         ControlFlow::Continue(())
+    }
+
+    /// After the SELECT, UPDATE or DELETE whose scope [`check_scope`](Self::check_scope)
+    /// checked: its merged relations go out of reach.
+    pub(crate) fn leave_scope(&mut self) {
+        let added = self.outer_frames.pop().unwrap_or(0);
+        self.outer_relations
+            .truncate(self.outer_relations.len().saturating_sub(added));
     }
 
     /// Adds the tables of `twj` to the scope, and to each the ON conjuncts that confine it.

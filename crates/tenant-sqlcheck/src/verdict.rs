@@ -243,6 +243,18 @@ impl Visitor for Checker<'_> {
         flow(self.policy.expr(expr, &mut self.requirements))
     }
 
+    fn post_visit_select(&mut self, _: &Select) -> ControlFlow<Violation> {
+        self.leave_scope();
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Violation> {
+        if matches!(statement, Statement::Update(_) | Statement::Delete(_)) {
+            self.leave_scope();
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<Violation> {
         // An UPDATE or DELETE is no query: its own WHERE is the top level.
         if self.depth == 0 && matches!(statement, Statement::Update(_) | Statement::Delete(_)) {

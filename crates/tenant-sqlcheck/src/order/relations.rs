@@ -46,10 +46,20 @@ enum Relation<'q> {
     Merged(&'q Query, Vec<String>),
 }
 
+/// A merged sub-query or CTE of an enclosing query, which a sub-query's conditions may read
+/// (and which PostgreSQL may pull up together with them).
+pub(crate) struct OuterRelation {
+    qualifier: String,
+    query: Query,
+    names: Vec<String>,
+}
+
 /// The relations of one FROM, by qualifier.
 pub(super) struct Scope<'q> {
     relations: Vec<(String, Relation<'q>)>,
     ctes: &'q [CteDefinition],
+    /// The merged relations of the enclosing queries, innermost last.
+    outer: &'q [OuterRelation],
     global: &'q dyn Fn(&ObjectName) -> bool,
 }
 
@@ -59,12 +69,14 @@ impl<'q> Scope<'q> {
     pub(super) fn new(
         from: &[&'q TableWithJoins],
         ctes: &'q [CteDefinition],
+        outer: &'q [OuterRelation],
         global: &'q dyn Fn(&ObjectName) -> bool,
         conditions: &mut Vec<&'q Expr>,
     ) -> Self {
         let mut scope = Self {
             relations: Vec::new(),
             ctes,
+            outer,
             global,
         };
         for twj in from {
@@ -159,6 +171,21 @@ impl<'q> Scope<'q> {
         }
     }
 
+    /// This scope's merged relations, for the sub-queries inside it.
+    pub(super) fn merged(&self) -> Vec<OuterRelation> {
+        self.relations
+            .iter()
+            .filter_map(|(qualifier, r)| match r {
+                Relation::Merged(query, names) => Some(OuterRelation {
+                    qualifier: qualifier.clone(),
+                    query: (*query).clone(),
+                    names: names.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether a relation of the scope may carry a tenant table's rows into it.
     pub(super) fn any_unfenced(&self) -> bool {
         self.relations
@@ -205,7 +232,8 @@ impl<'q> Scope<'q> {
         out
     }
 
-    /// What the column reference `e` stands for, if it is a column of a merged relation.
+    /// What the column reference `e` stands for, if it is a column of a merged relation of
+    /// this scope or, past this scope's own relations, of an enclosing one.
     fn definition(&self, e: &Expr, depth: usize) -> Option<Expr> {
         match e {
             Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
@@ -215,19 +243,33 @@ impl<'q> Scope<'q> {
                     Some((_, Relation::Merged(query, names))) => {
                         Some(self.column_of(query, names, &column, depth))
                     }
-                    _ => None,
+                    Some(_) => None,
+                    None => self
+                        .outer
+                        .iter()
+                        .rev()
+                        .find(|o| o.qualifier == qualifier)
+                        .map(|o| self.column_of(&o.query, &o.names, &column, depth)),
                 }
             }
             Expr::Identifier(id) => {
                 let column = ident(id);
+                let plain = Expr::Identifier(id.clone());
                 // The first merged relation that has the column explicitly (a base table
-                // beside it may have it too: then PostgreSQL refuses the ambiguity).
-                self.relations.iter().find_map(|(_, r)| match r {
-                    Relation::Merged(query, names) => {
-                        let found = self.column_of(query, names, &column, depth);
-                        (found != Expr::Identifier(id.clone())).then_some(found)
-                    }
+                // beside it may have it too: then PostgreSQL refuses the ambiguity), this
+                // scope's first, then the enclosing ones'.
+                let own = self.relations.iter().filter_map(|(_, r)| match r {
+                    Relation::Merged(query, names) => Some((*query, names.as_slice())),
                     _ => None,
+                });
+                let outer = self
+                    .outer
+                    .iter()
+                    .rev()
+                    .map(|o| (&o.query, o.names.as_slice()));
+                own.chain(outer).find_map(|(query, names)| {
+                    let found = self.column_of(query, names, &column, depth);
+                    (found != plain && !is_untraced(&found)).then_some(found)
                 })
             }
             _ => None,
@@ -250,7 +292,8 @@ impl<'q> Scope<'q> {
         };
         let mut conditions = Vec::new();
         let from: Vec<&TableWithJoins> = select.from.iter().collect();
-        let inner = Scope::new(&from, self.ctes, self.global, &mut conditions);
+        let inner = Scope::new(&from, self.ctes, self.outer, self.global, &mut conditions);
+        let mut wildcard = false;
         // By position, through the alias's column list.
         let position = names.iter().position(|n| n == column);
         let mut at = 0usize;
@@ -275,6 +318,7 @@ impl<'q> Scope<'q> {
                     if position.is_some() {
                         return untraced();
                     }
+                    wildcard = true;
                     let through =
                         inner.definition(&Expr::Identifier(Ident::new(column)), depth + 1);
                     if let Some(found) = through {
@@ -284,8 +328,20 @@ impl<'q> Scope<'q> {
                 _ => return untraced(),
             }
         }
-        Expr::Identifier(Ident::new(column))
+        // Through `*`, a table's column; otherwise a name the rule does not give the output
+        // column as PostgreSQL does (`ARRAY[..]` is `array` to it, a cast of a CASE the type's
+        // name): untraced.
+        if wildcard {
+            Expr::Identifier(Ident::new(column))
+        } else {
+            untraced()
+        }
     }
+}
+
+/// Whether `e` is the stand-in for an untraced column.
+fn is_untraced(e: &Expr) -> bool {
+    matches!(e, Expr::Identifier(id) if id.value == UNTRACED)
 }
 
 /// The body of `query`, through parentheses.
