@@ -306,3 +306,59 @@ fn a_function_the_application_may_call_on_a_tenant_row_is_an_error() {
         .unwrap();
     assert_eq!(of(&run(&db).findings, "function-on-tenant-row"), vec![]);
 }
+
+#[test]
+fn a_function_declared_cheaper_than_one_operator_is_a_warning() {
+    let db = two_orgs("audit_function_cost");
+    db.admin()
+        .batch_execute(
+            "CREATE FUNCTION public.year_of(text) RETURNS date LANGUAGE plpgsql IMMUTABLE COST 0.01
+               AS $$ BEGIN RETURN to_date($1, 'YYYY'); END $$;
+             CREATE FUNCTION public.tidy(text) RETURNS text LANGUAGE plpgsql IMMUTABLE COST 0.01
+               AS $$ BEGIN RETURN btrim($1); END $$;",
+        )
+        .unwrap();
+    // What it gives: two calls, which the checker counts as two operators, cost PostgreSQL
+    // 0.02; without RLS (the application layer alone) it evaluates them before the org
+    // predicate, on B's row too.
+    let plan: Vec<String> = {
+        // A sequential scan, as for an org with a large share of the table.
+        let mut admin = db.admin();
+        admin
+            .batch_execute("SET enable_indexscan = off; SET enable_bitmapscan = off")
+            .unwrap();
+        #[derive(diesel::QueryableByName)]
+        struct Line {
+            #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+            line: String,
+        }
+        diesel::sql_query(format!(
+            "EXPLAIN (COSTS OFF) SELECT c.name FROM customers c
+              WHERE c.org_id = '{A}' AND year_of(tidy(c.name)) IS NOT NULL"
+        ))
+        .load::<Line>(&mut admin)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .collect()
+    };
+    assert!(
+        plan.iter().any(|l| l
+            .trim_start()
+            .starts_with("Filter: ((year_of(tidy(name)) IS NOT NULL) AND (org_id =")),
+        "{plan:?}"
+    );
+    assert_eq!(
+        of(&run(&db).findings, "function-cost-below-one"),
+        vec![
+            ("public.tidy(text)".to_owned(), Severity::Warning),
+            ("public.year_of(text)".to_owned(), Severity::Warning),
+        ]
+    );
+    db.admin()
+        .batch_execute(
+            "ALTER FUNCTION public.year_of(text) COST 1; ALTER FUNCTION public.tidy(text) COST 1",
+        )
+        .unwrap();
+    assert_eq!(of(&run(&db).findings, "function-cost-below-one"), vec![]);
+}

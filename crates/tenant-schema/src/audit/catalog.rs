@@ -229,6 +229,8 @@ pub struct Catalog {
     pub rewrite_rules: Vec<super::code::RewriteRule>,
     /// Functions the application role may call on a whole row (`t.f`).
     pub row_functions: Vec<super::row_functions::RowFunction>,
+    /// Functions the application role may run that are declared cheaper than one operator.
+    pub cheap_functions: Vec<super::function_cost::CheapFunction>,
 }
 
 /// A trigger on a table of a user schema (not an internal one, like a foreign key's).
@@ -321,6 +323,7 @@ impl Catalog {
             role_powers: Vec::new(),
             rewrite_rules: Vec::new(),
             row_functions: Vec::new(),
+            cheap_functions: Vec::new(),
         }
     }
 
@@ -568,6 +571,7 @@ impl Catalog {
             super::powers::read(reader, &[app_role_name(app_role.as_ref()), operator_role])?;
         let rewrite_rules = super::code::read(reader)?;
         let row_functions = super::row_functions::read(reader, app_role_name(app_role.as_ref()))?;
+        let cheap_functions = super::function_cost::read(reader, app_role_name(app_role.as_ref()))?;
         Ok(Self {
             server,
             app_role,
@@ -582,6 +586,7 @@ impl Catalog {
             role_powers,
             rewrite_rules,
             row_functions,
+            cheap_functions,
         })
     }
 }

@@ -21,6 +21,7 @@
 mod catalog;
 mod code;
 mod context_mode;
+mod function_cost;
 mod powers;
 mod row_functions;
 mod rules;
@@ -32,6 +33,7 @@ pub use catalog::{
 };
 pub use code::RewriteRule;
 pub use context_mode::org_context;
+pub use function_cost::CheapFunction;
 pub use powers::RolePower;
 pub use row_functions::RowFunction;
 pub use rules::{CHECKS, RULES};

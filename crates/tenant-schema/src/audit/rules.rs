@@ -65,6 +65,10 @@ pub const RULES: &[(&str, Rule)] = &[
         "function-on-tenant-row",
         super::row_functions::function_on_tenant_row,
     ),
+    (
+        "function-cost-below-one",
+        super::function_cost::function_cost_below_one,
+    ),
 ];
 
 /// What each rule checks, and the items of the threat model (docs/threat-model.md) it covers: the evidence lists them, so
@@ -271,6 +275,11 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "function-on-tenant-row",
         "#28",
         "no function of a user schema the application role may call on a tenant table's whole row (`t.f`, which the SQL checker reads as a column) unless registered",
+    ),
+    (
+        "function-cost-below-one",
+        "#34",
+        "no function the application role may run is declared cheaper than one operator (the SQL checker's evaluation-order rule counts each call as one at least)",
     ),
 ];
 
