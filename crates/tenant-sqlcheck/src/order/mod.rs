@@ -184,7 +184,7 @@ fn leaves(condition: &Expr) -> Vec<&Expr> {
 }
 
 /// Whether `e` names a column (anywhere in it, sub-queries included).
-fn has_column(e: &Expr) -> bool {
+pub(super) fn has_column(e: &Expr) -> bool {
     let mut found = false;
     let _ = sqlparser::ast::visit_expressions(e, |e| {
         if matches!(
@@ -248,7 +248,9 @@ fn can_fail(e: &Expr, casts_fail: bool) -> bool {
         } => can_fail(expr),
         Expr::BinaryOp { left, op, right } => match operator(op) {
             Operator::CannotFail => all(&[left, right]),
-            Operator::FailsOnItsPattern => has_column(right) || can_fail(left),
+            Operator::FailsOnItsPattern => {
+                has_column(right) || ends_with_escape(right) || can_fail(left)
+            }
             Operator::MayFail => true,
         },
         Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => all(&[a, b]),
@@ -289,11 +291,27 @@ fn can_fail(e: &Expr, casts_fail: bool) -> bool {
                     | BinaryOperator::GtEq
             ) || all(&[left, right])
         }
-        // `LIKE`'s errors come from the pattern: one that is no column's fails for every row
-        // or none.
-        Expr::Like { expr, pattern, .. }
-        | Expr::ILike { expr, pattern, .. }
-        | Expr::SimilarTo { expr, pattern, .. } => has_column(pattern) || can_fail(expr),
+        // `LIKE` fails on a pattern ending with its escape character, and only on the rows
+        // that match what comes before it: a literal pattern that does not end so cannot
+        // fail. (A pattern sent as a parameter is the service's value; see the README.)
+        Expr::Like {
+            expr,
+            pattern,
+            escape_char,
+            ..
+        }
+        | Expr::ILike {
+            expr,
+            pattern,
+            escape_char,
+            ..
+        } => {
+            escape_char.is_some()
+                || ends_with_escape(pattern)
+                || has_column(pattern)
+                || can_fail(expr)
+        }
+        Expr::SimilarTo { expr, pattern, .. } => has_column(pattern) || can_fail(expr),
         // To text, a value never fails to convert; to anything else it may.
         Expr::Cast {
             expr, data_type, ..
@@ -329,6 +347,24 @@ fn can_fail(e: &Expr, casts_fail: bool) -> bool {
         }
         _ => true,
     }
+}
+
+/// Whether the literal `pattern` ends with the default escape character `\`, unescaped
+/// (an odd run of them).
+fn ends_with_escape(pattern: &Expr) -> bool {
+    let text = match strip(pattern) {
+        Expr::Value(v) => match &v.value {
+            sqlparser::ast::Value::SingleQuotedString(s)
+            | sqlparser::ast::Value::EscapedStringLiteral(s)
+            | sqlparser::ast::Value::DollarQuotedString(sqlparser::ast::DollarQuotedString {
+                value: s,
+                ..
+            }) => s.as_str(),
+            _ => return false,
+        },
+        _ => return false,
+    };
+    text.chars().rev().take_while(|c| *c == '\\').count() % 2 == 1
 }
 
 /// How a binary operator may fail, beyond what its operands do.
@@ -432,9 +468,16 @@ fn min_cost(e: &Expr) -> u32 {
         Expr::BinaryOp {
             left, op, right, ..
         } => {
-            u32::from(!matches!(op, BinaryOperator::And | BinaryOperator::Or)) + sum(&[left, right])
+            // `b = true` folds to `b`.
+            let folds = matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq)
+                && [left, right].iter().any(|x| {
+                    matches!(strip(x), Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Boolean(_)))
+                });
+            u32::from(!matches!(op, BinaryOperator::And | BinaryOperator::Or) && !folds)
+                + sum(&[left, right])
         }
-        Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => 1 + sum(&[a, b]),
+        // `x IS DISTINCT FROM NULL` is `x IS NOT NULL` to the parser: no operator.
+        Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => sum(&[a, b]),
         // An IN list or ANY/ALL is an array operation PostgreSQL charges by the array's
         // estimated length (half an operator per element: nothing for an empty array).
         Expr::In {
@@ -452,22 +495,30 @@ fn min_cost(e: &Expr) -> u32 {
         // Function syntax that is no call to PostgreSQL (COALESCE, ROW, GREATEST, LEAST,
         // NULLIF are nodes of their own): only the arguments count.
         Expr::Function(f) => {
+            // Constant folding drops COALESCE's arguments after a constant: of such syntax,
+            // only the cheapest argument counts.
             let free = fold_name(&f.name)
                 .is_some_and(|p| p.len() == 1 && SYNTAX_NOT_CALLS.contains(&p[0].as_str()));
-            u32::from(!free) + arguments(&f.args).iter().map(|a| min_cost(a)).sum::<u32>()
+            let args = arguments(&f.args);
+            if free {
+                args.iter().map(|a| min_cost(a)).min().unwrap_or(0)
+            } else {
+                1 + args.iter().map(|a| min_cost(a)).sum::<u32>()
+            }
         }
         Expr::Case {
-            operand,
+            operand: _,
             conditions,
             else_result,
             ..
         } => {
-            operand.as_deref().map_or(0, min_cost)
-                + conditions
-                    .iter()
-                    .map(|w| min_cost(&w.condition) + min_cost(&w.result))
-                    .sum::<u32>()
-                + else_result.as_deref().map_or(0, min_cost)
+            // Constant conditions fold the CASE to one of its results: count the cheapest.
+            conditions
+                .iter()
+                .map(|w| min_cost(&w.result))
+                .chain(else_result.as_deref().map(min_cost))
+                .min()
+                .unwrap_or(0)
         }
         _ => 0,
     };
@@ -577,6 +628,33 @@ mod tests {
     }
 
     #[test]
+    fn the_fourth_red_team_passs_conditions_are_refused() {
+        for sql in [
+            // A literal LIKE pattern ending with the escape character fails on the rows that
+            // match its prefix: an oracle on another org's names.
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name LIKE 'Secret\\'",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name ILIKE 'secret\\'",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name ~~ 'Secret\\'",
+            // Constant folding leaves less than the rule counted.
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND CASE WHEN true THEN to_date(c.name, 'US') ELSE to_date(lower(c.name), 'US') END IS NOT NULL",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND CASE 1 WHEN 1 THEN to_date(c.name, 'US') ELSE to_date(lower(c.name), 'US') END IS NOT NULL",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND coalesce(to_date(c.name, 'US'), DATE '2020-01-01', to_date(lower(c.name), 'US')) IS NOT NULL",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND to_date(c.name, 'US') IS DISTINCT FROM NULL",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND to_date(c.name, 'US') IS NOT DISTINCT FROM NULL",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND (to_date(c.name, 'US') IS NOT NULL) = true",
+            // A CTE declared inside a sub-query or CTE.
+            "SELECT s.x FROM (WITH w AS (SELECT to_date(c.name, 'US') AS x FROM customers c WHERE c.org_id = $1) SELECT w.x FROM w) s WHERE s.x IS NOT NULL",
+            "WITH v AS (WITH w AS (SELECT to_date(c.name, 'US') AS x FROM customers c WHERE c.org_id = $1) SELECT w.x FROM w) SELECT v.x FROM v WHERE v.x IS NOT NULL",
+            // A CTE of a WITH RECURSIVE list that does not read itself is merged.
+            "WITH RECURSIVE w AS (SELECT c.name FROM customers c WHERE c.org_id = $1) SELECT w.name FROM w WHERE to_date(w.name, 'US') IS NOT NULL",
+            // LATERAL VALUES read the row they are pulled up into.
+            "SELECT v.x FROM customers c CROSS JOIN LATERAL (VALUES (to_date(c.name, 'US'))) v(x) WHERE c.org_id = $1 AND v.x IS NOT NULL",
+        ] {
+            assert!(refused(sql), "{sql}: {:?}", run(sql));
+        }
+    }
+
+    #[test]
     fn conditions_that_cannot_fail_or_cost_more_pass() {
         for sql in [
             "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name = $2",
@@ -604,6 +682,10 @@ mod tests {
             // column.
             "SELECT c.name FROM customers c WHERE c.org_id = $1 AND EXISTS (SELECT 1 FROM deals d WHERE d.org_id = $1 AND d.customer_id = c.id AND d.amount_cents > 10)",
             "SELECT s.id FROM (SELECT c.id, c.name FROM customers c WHERE c.org_id = $1) s WHERE EXISTS (SELECT 1 FROM deals d WHERE d.org_id = $1 AND d.customer_id = s.id)",
+            // LIKE with a literal pattern that does not end with the escape character, or with
+            // an escaped one; constant VALUES rows.
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name LIKE 'a\\%' AND c.name LIKE 'x\\\\'",
+            "SELECT c.name FROM customers c, (VALUES (1), (2)) v(n) WHERE c.org_id = $1 AND v.n > 1",
             // A condition with no column is the same for every row.
             "SELECT c.name FROM customers c WHERE c.org_id = $1 AND to_date($2, 'YYYY') IS NOT NULL",
         ] {

@@ -284,18 +284,46 @@ impl<'q> Scope<'q> {
         if depth >= MAX_DEPTH {
             return untraced();
         }
+        let position = names.iter().position(|n| n == column);
         let select = match body(query) {
             Some(SetExpr::Select(select)) => select,
-            // Constant rows: the same whatever the scan.
-            Some(SetExpr::Values(_)) => return Expr::Identifier(Ident::new(column)),
+            // Rows written out: constants are the same whatever the scan, but a row may read
+            // a LATERAL column (`LATERAL (VALUES (f(c.x))) v(x)`), and one row is pulled up.
+            Some(SetExpr::Values(values)) => {
+                return match (values.rows.as_slice(), position) {
+                    (_, _)
+                        if values
+                            .rows
+                            .iter()
+                            .flat_map(|r| &r.content)
+                            .all(|e| !super::has_column(e)) =>
+                    {
+                        Expr::Identifier(Ident::new(column))
+                    }
+                    ([row], Some(p)) => row
+                        .content
+                        .get(p)
+                        .map_or_else(untraced, |e| self.expand_at(e, depth + 1)),
+                    _ => untraced(),
+                };
+            }
             _ => return untraced(),
+        };
+        // The sub-query's own CTEs, inside it, after the enclosing ones.
+        let mut ctes: Vec<CteDefinition> = Vec::new();
+        let own = definitions(query);
+        let visible: &[CteDefinition] = if own.is_empty() {
+            self.ctes
+        } else {
+            ctes.extend(self.ctes.iter().map(CteDefinition::clone_definition));
+            ctes.extend(own);
+            &ctes
         };
         let mut conditions = Vec::new();
         let from: Vec<&TableWithJoins> = select.from.iter().collect();
-        let inner = Scope::new(&from, self.ctes, self.outer, self.global, &mut conditions);
+        let inner = Scope::new(&from, visible, self.outer, self.global, &mut conditions);
         let mut wildcard = false;
         // By position, through the alias's column list.
-        let position = names.iter().position(|n| n == column);
         let mut at = 0usize;
         for item in &select.projection {
             match item {
@@ -377,18 +405,49 @@ fn output_name(e: &Expr) -> String {
     }
 }
 
-/// The CTEs `query` declares, for the relations of its body. A recursive one is never merged.
+/// The CTEs `query` declares, for the relations of its body. One that reads itself (in a
+/// `WITH RECURSIVE`) is never merged; the others of such a list are.
 pub(crate) fn definitions(query: &Query) -> Vec<CteDefinition> {
     query
         .with
         .iter()
         .flat_map(|w| w.cte_tables.iter().map(move |c| (w.recursive, c)))
-        .map(|(recursive, c)| CteDefinition {
-            name: ident(&c.alias.name),
-            query: c.query.as_ref().clone(),
-            columns: c.alias.columns.iter().map(|c| ident(&c.name)).collect(),
-            materialized: recursive
-                || matches!(c.materialized, Some(CteAsMaterialized::Materialized)),
+        .map(|(recursive, c)| {
+            let name = ident(&c.alias.name);
+            let reads_itself = recursive && reads_relation(&c.query, &name);
+            CteDefinition {
+                query: c.query.as_ref().clone(),
+                columns: c.alias.columns.iter().map(|c| ident(&c.name)).collect(),
+                materialized: reads_itself
+                    || matches!(c.materialized, Some(CteAsMaterialized::Materialized)),
+                name,
+            }
         })
         .collect()
+}
+
+/// Whether `query` names the relation `name` (unqualified) anywhere.
+fn reads_relation(query: &Query, name: &str) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_relations(query, |relation| {
+        if relation.0.len() == 1
+            && fold_name(relation).is_some_and(|p| p.last().is_some_and(|n| n == name))
+        {
+            found = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
+}
+
+impl CteDefinition {
+    /// A copy, for a scope that adds a sub-query's own CTEs after the enclosing ones.
+    fn clone_definition(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            query: self.query.clone(),
+            columns: self.columns.clone(),
+            materialized: self.materialized,
+        }
+    }
 }
