@@ -139,6 +139,31 @@ impl<ST> CheckedStatement<ST> {
 /// PostgreSQL's type oid of `uuid`.
 const UUID_OID: u32 = 2950;
 
+/// PostgreSQL's type oids of text binds: `text`, `varchar`, `bpchar`, `name`.
+const TEXT_OIDS: [u32; 4] = [25, 1043, 1042, 19];
+
+impl<ST> CheckedStatement<ST> {
+    /// The placeholders (`$n`) of the text binds that end with the escape character `\`
+    /// (an odd run of them): as a `LIKE` pattern, one fails on exactly the rows that match
+    /// what comes before it, and PostgreSQL may test another org's rows with it before the
+    /// org predicate (the application layer alone; RLS filters first).
+    fn escape_ended_texts(&self) -> Vec<String> {
+        self.binds
+            .binds
+            .iter()
+            .zip(&self.binds.metadata)
+            .enumerate()
+            .filter(|(_, (bytes, meta))| {
+                meta.oid().is_ok_and(|oid| TEXT_OIDS.contains(&oid))
+                    && bytes.as_deref().is_some_and(|b| {
+                        b.iter().rev().take_while(|c| **c == b'\\').count() % 2 == 1
+                    })
+            })
+            .map(|(i, _)| format!("${}", i + 1))
+            .collect()
+    }
+}
+
 impl<ST> QueryFragment<Pg> for CheckedStatement<ST> {
     fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         if !self.safe_to_cache {
@@ -196,7 +221,21 @@ pub(crate) fn verify<ST>(
             outcome
         }
     };
-    outcome.map_err(TenantError::Unscoped)
+    outcome.map_err(TenantError::Unscoped)?;
+    // Rare, so looked at only when a text bind ends with the escape character.
+    let escape_ended = statement.escape_ended_texts();
+    if !escape_ended.is_empty()
+        && let Some(param) = tenant_sqlcheck::pattern_parameters(&statement.sql)
+            .into_iter()
+            .find(|p| escape_ended.contains(p))
+    {
+        return Err(TenantError::Unscoped(Violation::MayRunBeforeOrgPredicate {
+            condition: format!(
+                "a LIKE pattern ({param}) ending with the escape character `\\`, which fails on the rows that match what comes before it; escape it (`\\\\`)"
+            ),
+        }));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -402,3 +402,29 @@ fn errors_carry_no_bound_values() {
         .unwrap_err();
     assert!(!err.to_string().contains("secret-token"), "{err}");
 }
+
+#[test]
+fn a_like_pattern_ending_with_the_escape_character_is_refused_before_it_is_sent() {
+    let (_db, pool) = setup("like_escape_refused", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    // Such a pattern fails on exactly the rows that match what comes before it, and PostgreSQL
+    // may test other orgs' rows with it before the org predicate when RLS is bypassed: an
+    // oracle on their names, one prefix at a time. The check sees the bind's value.
+    let search = |pattern: &'static str| {
+        pool.with_org(a, |s| {
+            s.load::<Uuid, _>(
+                s.query(customers::table)
+                    .filter(customers::name.like(pattern))
+                    .select(customers::id),
+            )
+        })
+    };
+    let err = search("ali\\").unwrap_err();
+    assert!(
+        matches!(&err, TenantError::Unscoped(tenant_core::Violation::MayRunBeforeOrgPredicate { condition }) if condition.starts_with("a LIKE pattern ($2) ending with the escape character")),
+        "{err:?}"
+    );
+    // An escaped backslash, and ordinary patterns, pass.
+    assert_eq!(search("ali\\\\").unwrap().len(), 0);
+    assert_eq!(search("ali%").unwrap().len(), 1);
+}

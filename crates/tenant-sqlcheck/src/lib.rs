@@ -74,6 +74,7 @@ mod writes;
 mod story;
 
 pub use catalog::check_catalog_only;
+pub use order::pattern_parameters;
 pub use registry::{Requirement, Tables};
 pub use verdict::{check, check_global_write, requirements, requirements_with_builtins_only};
 pub use violation::Violation;

@@ -103,6 +103,52 @@ fn judge<'q>(
     Ok(())
 }
 
+/// The placeholders (`$2`, ...) that appear in a pattern of `LIKE`, `ILIKE`, `SIMILAR TO` or
+/// their operators (`~~`, ...) in `sql`: a caller that knows their values refuses one that
+/// ends with the escape character `\\`, which fails on the rows that match the pattern's
+/// prefix, and which PostgreSQL may test before the org predicate. Empty when `sql` does not
+/// parse (the check refuses it anyway).
+///
+/// ```
+/// assert_eq!(
+///     tenant_sqlcheck::pattern_parameters("SELECT 1 FROM t WHERE t.a LIKE $2 AND t.b ~~* lower($3) AND t.c = $4"),
+///     vec!["$2".to_owned(), "$3".to_owned()]
+/// );
+/// ```
+pub fn pattern_parameters(sql: &str) -> Vec<String> {
+    let Ok(statement) = crate::parse::parse_one(sql) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = Vec::new();
+    let mut collect = |pattern: &Expr| {
+        let _ = sqlparser::ast::visit_expressions(pattern, |e| {
+            if let Expr::Value(v) = e
+                && let sqlparser::ast::Value::Placeholder(p) = &v.value
+            {
+                found.push(p.clone());
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    };
+    let _ = sqlparser::ast::visit_expressions(&statement, |e| {
+        match e {
+            Expr::Like { pattern, .. }
+            | Expr::ILike { pattern, .. }
+            | Expr::SimilarTo { pattern, .. } => collect(pattern),
+            Expr::BinaryOp { op, right, .. }
+                if matches!(operator(op), Operator::FailsOnItsPattern) =>
+            {
+                collect(right);
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    found.sort();
+    found.dedup();
+    found
+}
+
 /// Aggregate functions: a HAVING condition that calls one stays after the aggregation.
 const AGGREGATES: &[&str] = &[
     "array_agg",
