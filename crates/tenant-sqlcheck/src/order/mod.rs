@@ -395,6 +395,23 @@ fn can_fail(e: &Expr, casts_fail: bool) -> bool {
     }
 }
 
+/// `e` with every cast and parenthesis taken off (a cast may be no conversion at all), for
+/// telling two sides the planner may take for the same expression.
+fn without_casts(e: &Expr) -> Expr {
+    let mut out = e.clone();
+    let _ = sqlparser::ast::visit_expressions_mut(&mut out, |x| {
+        while let Expr::Cast { expr, .. } | Expr::Nested(expr) = x {
+            let inner = std::mem::replace(
+                expr.as_mut(),
+                Expr::Value(sqlparser::ast::Value::Null.into()),
+            );
+            *x = inner;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out
+}
+
 /// Whether the literal `pattern` ends with the default escape character `\`, unescaped
 /// (an odd run of them).
 fn ends_with_escape(pattern: &Expr) -> bool {
@@ -514,6 +531,12 @@ fn min_cost(e: &Expr) -> u32 {
         Expr::BinaryOp {
             left, op, right, ..
         } => {
+            // `x = x` is `x IS NOT NULL` to the planner (and `NOT (x <> x)` becomes it).
+            if matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq)
+                && without_casts(left) == without_casts(right)
+            {
+                return min_cost(left).min(2);
+            }
             // `b = true` folds to `b`.
             let folds = matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq)
                 && [left, right].iter().any(|x| {
@@ -530,7 +553,16 @@ fn min_cost(e: &Expr) -> u32 {
             expr,
             target: InTarget::List(list),
             ..
-        } => min_cost(expr) + list.iter().map(min_cost).sum::<u32>(),
+        } => {
+            // `x IN (x)` is `x = x`, then `x IS NOT NULL`.
+            if let [only] = list.as_slice()
+                && without_casts(only) == without_casts(expr)
+            {
+                min_cost(expr)
+            } else {
+                min_cost(expr) + list.iter().map(min_cost).sum::<u32>()
+            }
+        }
         Expr::Between {
             expr, low, high, ..
         } => 1 + sum(&[expr, low, high]),
@@ -695,6 +727,26 @@ mod tests {
             "WITH RECURSIVE w AS (SELECT c.name FROM customers c WHERE c.org_id = $1) SELECT w.name FROM w WHERE to_date(w.name, 'US') IS NOT NULL",
             // LATERAL VALUES read the row they are pulled up into.
             "SELECT v.x FROM customers c CROSS JOIN LATERAL (VALUES (to_date(c.name, 'US'))) v(x) WHERE c.org_id = $1 AND v.x IS NOT NULL",
+        ] {
+            assert!(refused(sql), "{sql}: {:?}", run(sql));
+        }
+    }
+
+    #[test]
+    fn the_fifth_red_team_passs_conditions_are_refused() {
+        for sql in [
+            // `x = x` is `x IS NOT NULL` to the planner.
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND to_date(c.name, 'US') = to_date(c.name, 'US')",
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND to_date(c.name, 'US') IN (to_date(c.name, 'US'))",
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND NOT (to_date(c.name, 'US') <> to_date(c.name, 'US'))",
+            "SELECT d.id FROM deals d WHERE d.org_id = $1 AND d.amount_cents::int4 = d.amount_cents::int4",
+            // A whole row of a merged sub-query or CTE: split into one test per column.
+            "SELECT s.id FROM (SELECT c.id, to_date(c.name, 'US') AS x FROM customers c WHERE c.org_id = $1) s WHERE s IS NOT NULL",
+            "SELECT s.id FROM (SELECT c.id, to_date(c.name, 'US') AS x FROM customers c WHERE c.org_id = $1) s WHERE s.* IS NOT NULL",
+            "WITH w AS (SELECT c.id, to_date(c.name, 'US') AS x FROM customers c WHERE c.org_id = $1) SELECT w.id FROM w WHERE w IS NOT NULL",
+            // Whole rows compared: dissimilar column types fail on the values.
+            "SELECT s.id FROM (SELECT c.name, c.id FROM customers c WHERE c.org_id = $1) s WHERE s < ROW('SecretBobCorp'::text, 1)",
+            "SELECT d.title FROM deals d WHERE d.org_id = $1 AND d <= ROW(1::bigint, 1)",
         ] {
             assert!(refused(sql), "{sql}: {:?}", run(sql));
         }

@@ -208,7 +208,9 @@ impl<'q> Scope<'q> {
                         None => true,
                     };
                 }
-                Expr::CompoundIdentifier(_) | Expr::CompoundFieldAccess { .. } => reads = true,
+                Expr::CompoundIdentifier(_)
+                | Expr::CompoundFieldAccess { .. }
+                | Expr::QualifiedWildcard(..) => reads = true,
                 _ => {}
             }
             ControlFlow::<()>::Continue(())
@@ -251,6 +253,19 @@ impl<'q> Scope<'q> {
                         .find(|o| o.qualifier == qualifier)
                         .map(|o| self.column_of(&o.query, &o.names, &column, depth)),
                 }
+            }
+            // A whole row (`s`, `s.*`): merged, it is the row of what each column computes,
+            // and PostgreSQL splits a test of it into one per column; compared, rows of
+            // dissimilar column types fail on the values. Untraced.
+            Expr::QualifiedWildcard(..) => Some(Expr::Identifier(Ident::new(UNTRACED))),
+            Expr::Identifier(id)
+                if {
+                    let name = ident(id);
+                    self.relations.iter().any(|(q, _)| *q == name)
+                        || self.outer.iter().any(|o| o.qualifier == name)
+                } =>
+            {
+                Some(Expr::Identifier(Ident::new(UNTRACED)))
             }
             Expr::Identifier(id) => {
                 let column = ident(id);
