@@ -235,8 +235,13 @@ pub(super) fn has_column(e: &Expr) -> bool {
     let _ = sqlparser::ast::visit_expressions(e, |e| {
         if matches!(
             e,
-            Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::CompoundFieldAccess { .. }
-        ) {
+            Expr::Identifier(_)
+                | Expr::CompoundIdentifier(_)
+                | Expr::CompoundFieldAccess { .. }
+                | Expr::QualifiedWildcard(..)
+        ) || matches!(e, Expr::Function(f) if matches!(&f.args, FunctionArguments::List(l)
+                if l.args.iter().any(|a| matches!(a, FunctionArg::Unnamed(FunctionArgExpr::QualifiedWildcard(_))))))
+        {
             found = true;
         }
         std::ops::ControlFlow::<()>::Continue(())
@@ -395,6 +400,72 @@ fn can_fail(e: &Expr, casts_fail: bool) -> bool {
     }
 }
 
+/// The columns `e` reads, by name alone (lowercased, without qualifiers), sorted.
+fn columns_read(e: &Expr) -> Vec<String> {
+    let mut out = Vec::new();
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        match x {
+            Expr::Identifier(id) => out.push(id.value.to_lowercase()),
+            Expr::CompoundIdentifier(parts) => {
+                if let Some(last) = parts.last() {
+                    out.push(last.value.to_lowercase());
+                }
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether `e` may be a boolean, which an equality with a constant folds away: anything but
+/// what is known to be something else (arithmetic, text, a cast to another type, a call of a
+/// built-in that returns no boolean).
+fn may_be_boolean(e: &Expr) -> bool {
+    match strip(e) {
+        Expr::BinaryOp { op, .. } => !matches!(
+            op,
+            BinaryOperator::Plus
+                | BinaryOperator::Minus
+                | BinaryOperator::Multiply
+                | BinaryOperator::Divide
+                | BinaryOperator::Modulo
+                | BinaryOperator::StringConcat
+        ),
+        Expr::Cast { data_type, .. } => matches!(data_type, DataType::Bool | DataType::Boolean),
+        Expr::Function(f) => !fold_name(&f.name)
+            .is_some_and(|p| p.last().is_some_and(|n| NOT_BOOLEAN.contains(&n.as_str()))),
+        Expr::Value(_) | Expr::TypedString(_) => false,
+        _ => true,
+    }
+}
+
+/// Built-ins that return no boolean (an equality of one with a constant stays an operator).
+const NOT_BOOLEAN: &[&str] = &[
+    "abs",
+    "btrim",
+    "ceil",
+    "ceiling",
+    "char_length",
+    "date_part",
+    "date_trunc",
+    "floor",
+    "length",
+    "lower",
+    "ltrim",
+    "md5",
+    "round",
+    "rtrim",
+    "to_char",
+    "to_date",
+    "to_number",
+    "to_timestamp",
+    "trunc",
+    "upper",
+];
+
 /// `e` with every cast and parenthesis taken off (a cast may be no conversion at all), for
 /// telling two sides the planner may take for the same expression.
 fn without_casts(e: &Expr) -> Expr {
@@ -531,17 +602,21 @@ fn min_cost(e: &Expr) -> u32 {
         Expr::BinaryOp {
             left, op, right, ..
         } => {
-            // `x = x` is `x IS NOT NULL` to the planner (and `NOT (x <> x)` becomes it).
-            if matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq)
-                && without_casts(left) == without_casts(right)
-            {
-                return min_cost(left).min(2);
+            let equality = matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq);
+            // `x = x` is `x IS NOT NULL` to the planner (and `NOT (x <> x)` becomes it), however
+            // differently the two sides are spelled: two sides that read the same columns count
+            // as one.
+            if equality {
+                let (l, r) = (columns_read(left), columns_read(right));
+                if !l.is_empty() && l == r {
+                    return min_cost(left).min(min_cost(right)).min(2);
+                }
             }
-            // `b = true` folds to `b`.
-            let folds = matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq)
-                && [left, right].iter().any(|x| {
-                    matches!(strip(x), Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Boolean(_)))
-                });
+            // `b = true` folds to `b`, and so does `b = 't'`, `b = $2` in a custom plan, ...:
+            // an equality of something that may be boolean with a constant counts nothing.
+            let folds = equality
+                && ((!has_column(left) && may_be_boolean(right))
+                    || (!has_column(right) && may_be_boolean(left)));
             u32::from(!matches!(op, BinaryOperator::And | BinaryOperator::Or) && !folds)
                 + sum(&[left, right])
         }
@@ -747,6 +822,38 @@ mod tests {
             // Whole rows compared: dissimilar column types fail on the values.
             "SELECT s.id FROM (SELECT c.name, c.id FROM customers c WHERE c.org_id = $1) s WHERE s < ROW('SecretBobCorp'::text, 1)",
             "SELECT d.title FROM deals d WHERE d.org_id = $1 AND d <= ROW(1::bigint, 1)",
+        ] {
+            assert!(refused(sql), "{sql}: {:?}", run(sql));
+        }
+    }
+
+    #[test]
+    fn the_sixth_red_team_passs_conditions_are_refused() {
+        for sql in [
+            // `x = x` spelled two ways.
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND TO_DATE(c.name, 'YYYY') = to_date(c.name, 'YYYY')",
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND pg_catalog.to_date(c.name, 'YYYY') = to_date(c.name, 'YYYY')",
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND to_date(name, 'YYYY') = to_date(c.name, 'YYYY')",
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND to_date(c.name, 'YYYY') = to_date(c.name, 'YY' || 'YY')",
+            "SELECT d.id FROM deals d WHERE d.org_id = $1 AND d.amount_cents::int4 = CAST(amount_cents AS int4)",
+            "UPDATE deals d SET stage = 'won' FROM customers c WHERE d.org_id = $1 AND c.org_id = $1 AND d.customer_id = c.id AND TO_DATE(c.name, 'YYYY') = to_date(c.name, 'YYYY')",
+            "INSERT INTO deals (org_id, title) SELECT $1, c.name FROM customers c WHERE c.org_id = $1 AND TO_DATE(c.name, 'YYYY') = to_date(c.name, 'YYYY')",
+            // A boolean compared with a constant spelled otherwise than `true`.
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND (to_date(c.name, 'YYYY') IS NOT NULL) = 't'",
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND (to_date(c.name, 'YYYY') IS NOT NULL) = 't'::bool",
+            "SELECT d.id FROM deals d WHERE d.org_id = $1 AND (d.amount_cents::int4 IS NULL) <> 'on'",
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND (to_date(c.name, 'YYYY') IS NOT NULL) = $2",
+            // An alias column list shorter than the columns, with a name used twice.
+            "SELECT s.q FROM (SELECT c.name AS y, to_date(c.name, 'YYYY') AS y FROM customers c WHERE c.org_id = $1) s(q) WHERE s.y IS NOT NULL",
+            "WITH w(q) AS (SELECT c.name AS y, to_date(c.name, 'YYYY') AS y FROM customers c WHERE c.org_id = $1) SELECT w.q FROM w WHERE w.y IS NOT NULL",
+            // An output name the rule cannot be sure of (COLLATE, a cast of a CASE).
+            "SELECT s.id FROM (SELECT c.id, c.name COLLATE \"C\", to_date(c.name, 'YYYY') AS \"?column?\" FROM customers c WHERE c.org_id = $1) s WHERE s.\"?column?\" IS NOT NULL",
+            "SELECT s.id FROM (SELECT c.id, (CASE WHEN c.id IS NOT NULL THEN c.name END)::text, to_date(c.name, 'YYYY') AS \"case\" FROM customers c WHERE c.org_id = $1) s WHERE s.\"case\" IS NOT NULL",
+            // `f(s.*)` is the field `s.f`.
+            "SELECT s.id FROM (SELECT c.id, to_date(c.name, 'YYYY') AS lower FROM customers c WHERE c.org_id = $1) s WHERE lower(s.*) IS NOT NULL",
+            "WITH w AS (SELECT c.id, to_date(c.name, 'YYYY') AS upper FROM customers c WHERE c.org_id = $1) SELECT w.id FROM w WHERE upper(w.*) IS NOT NULL",
+            // A parenthesized join's alias.
+            "SELECT j.x FROM ((SELECT c.id, to_date(c.name, 'YYYY') AS x FROM customers c WHERE c.org_id = $1) s CROSS JOIN currencies cur) AS j WHERE j.x IS NOT NULL",
         ] {
             assert!(refused(sql), "{sql}: {:?}", run(sql));
         }

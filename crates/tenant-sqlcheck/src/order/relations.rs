@@ -44,6 +44,9 @@ enum Relation<'q> {
     Base,
     /// A sub-query or CTE the planner may merge: its query, and its alias's column names.
     Merged(&'q Query, Vec<String>),
+    /// A parenthesized join with an alias: its columns are the joined relations', which the
+    /// rule does not trace.
+    Untraced,
 }
 
 /// A merged sub-query or CTE of an enclosing query, which a sub-query's conditions may read
@@ -159,8 +162,15 @@ impl<'q> Scope<'q> {
                 self.relations.push((named(alias, String::new()), relation));
             }
             TableFactor::NestedJoin {
-                table_with_joins, ..
-            } => self.add(table_with_joins, conditions),
+                table_with_joins,
+                alias,
+            } => {
+                if let Some(alias) = alias {
+                    self.relations
+                        .push((ident(&alias.name), Relation::Untraced));
+                }
+                self.add(table_with_joins, conditions);
+            }
             TableFactor::Table { alias, .. }
             | TableFactor::Function { alias, .. }
             | TableFactor::UNNEST { alias, .. } => {
@@ -211,6 +221,7 @@ impl<'q> Scope<'q> {
                 Expr::CompoundIdentifier(_)
                 | Expr::CompoundFieldAccess { .. }
                 | Expr::QualifiedWildcard(..) => reads = true,
+                Expr::Function(f) if has_row_argument(f) => reads = true,
                 _ => {}
             }
             ControlFlow::<()>::Continue(())
@@ -245,6 +256,7 @@ impl<'q> Scope<'q> {
                     Some((_, Relation::Merged(query, names))) => {
                         Some(self.column_of(query, names, &column, depth))
                     }
+                    Some((_, Relation::Untraced)) => Some(Expr::Identifier(Ident::new(UNTRACED))),
                     Some(_) => None,
                     None => self
                         .outer
@@ -253,6 +265,10 @@ impl<'q> Scope<'q> {
                         .find(|o| o.qualifier == qualifier)
                         .map(|o| self.column_of(&o.query, &o.names, &column, depth)),
                 }
+            }
+            // `f(s.*)` is the field `s.f` when `s` has one: untraced.
+            Expr::Function(f) if has_row_argument(f) => {
+                Some(Expr::Identifier(Ident::new(UNTRACED)))
             }
             // A whole row (`s`, `s.*`): merged, it is the row of what each column computes,
             // and PostgreSQL splits a test of it into one per column; compared, rows of
@@ -337,49 +353,65 @@ impl<'q> Scope<'q> {
         let mut conditions = Vec::new();
         let from: Vec<&TableWithJoins> = select.from.iter().collect();
         let inner = Scope::new(&from, visible, self.outer, self.global, &mut conditions);
-        let mut wildcard = false;
-        // By position, through the alias's column list.
+        // By position through the alias's column list; past it, by name among the columns
+        // the list does not rename. A name that matches twice, or that the rule cannot be sure
+        // of, is untraced.
+        let renamed = names.len();
         let mut at = 0usize;
+        let mut matched: Vec<Expr> = Vec::new();
+        let mut unsure = false;
+        let mut wildcard = false;
         for item in &select.projection {
             match item {
                 SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                    let name = match item {
-                        SelectItem::ExprWithAlias { alias, .. } => ident(alias),
-                        _ => output_name(e),
-                    };
-                    let matches = match position {
-                        Some(p) => p == at,
-                        None => name == column,
-                    };
-                    if matches {
+                    if position == Some(at) {
                         return inner.expand_at(e, depth + 1);
+                    }
+                    if position.is_none() && at >= renamed {
+                        let name = match item {
+                            SelectItem::ExprWithAlias { alias, .. } => Some(ident(alias)),
+                            _ => output_name(e),
+                        };
+                        match name {
+                            Some(n) if n == column => matched.push(inner.expand_at(e, depth + 1)),
+                            Some(_) => {}
+                            None => unsure = true,
+                        }
                     }
                     at += 1;
                 }
                 // Past a `*`, positions are unknown.
                 SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
-                    if position.is_some() {
+                    if position.is_some() || renamed > 0 {
                         return untraced();
                     }
                     wildcard = true;
-                    let through =
-                        inner.definition(&Expr::Identifier(Ident::new(column)), depth + 1);
-                    if let Some(found) = through {
-                        return found;
+                    if let Some(found) =
+                        inner.definition(&Expr::Identifier(Ident::new(column)), depth + 1)
+                    {
+                        matched.push(found);
                     }
                 }
                 _ => return untraced(),
             }
         }
-        // Through `*`, a table's column; otherwise a name the rule does not give the output
-        // column as PostgreSQL does (`ARRAY[..]` is `array` to it, a cast of a CASE the type's
-        // name): untraced.
-        if wildcard {
-            Expr::Identifier(Ident::new(column))
-        } else {
-            untraced()
+        match (matched.len(), position) {
+            (_, Some(_)) => untraced(),
+            (1, None) => matched.remove(0),
+            // Through `*`, a table's column, when every named column's name is sure.
+            (0, None) if wildcard && !unsure => Expr::Identifier(Ident::new(column)),
+            _ => untraced(),
         }
     }
+}
+
+/// Whether a call has a whole row (`s.*`) among its arguments (`count(*)` has none).
+fn has_row_argument(f: &sqlparser::ast::Function) -> bool {
+    use sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    matches!(&f.args, FunctionArguments::List(list) if list.args.iter().any(|a| matches!(
+        a,
+        FunctionArg::Unnamed(FunctionArgExpr::QualifiedWildcard(_))
+    )))
 }
 
 /// Whether `e` is the stand-in for an untraced column.
@@ -405,18 +437,20 @@ fn fenced(query: &Query) -> bool {
     query.limit_clause.is_some() || query.fetch.is_some()
 }
 
-/// The name PostgreSQL gives an output column written without an alias: the column's for a
-/// column, the function's for a call, the inner expression's through a cast.
-fn output_name(e: &Expr) -> String {
+/// The name PostgreSQL gives an output column written without an alias, where the rule is sure
+/// of it: the column's for a column, the function's for a call, the operand's through a cast,
+/// `case`, `array`. `None` for the rest.
+fn output_name(e: &Expr) -> Option<String> {
     match e {
-        Expr::Identifier(id) => ident(id),
-        Expr::CompoundIdentifier(parts) => parts.last().map(ident).unwrap_or_default(),
-        Expr::Function(f) => fold_name(&f.name)
-            .and_then(|p| p.last().cloned())
-            .unwrap_or_default(),
+        Expr::Identifier(id) => Some(ident(id)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(ident),
+        Expr::Function(f) => fold_name(&f.name).and_then(|p| p.last().cloned()),
+        // A cast takes its operand's name, or else the type's, which the rule does not spell
+        // as PostgreSQL does.
         Expr::Cast { expr, .. } | Expr::Nested(expr) => output_name(expr),
-        Expr::Case { .. } => "case".into(),
-        _ => "?column?".into(),
+        Expr::Case { .. } => Some("case".into()),
+        Expr::Array(_) => Some("array".into()),
+        _ => None,
     }
 }
 
