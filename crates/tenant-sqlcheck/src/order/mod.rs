@@ -72,14 +72,10 @@ fn judge<'q>(
     mut conditions: Vec<&'q Expr>,
     level: &Conditions<'q>,
 ) -> Result<(), Violation> {
-    let having: Vec<&Expr> = level
-        .having
-        .map(conjuncts)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| !aggregates(c))
-        .collect();
-    conditions.extend(having);
+    // Every HAVING conjunct: one without an aggregate of this level (an outer query's is a
+    // constant here) moves into the WHERE; one with its own stays after the aggregation,
+    // where judging it only refuses more.
+    conditions.extend(level.having.map(conjuncts).unwrap_or_default());
     for condition in conditions {
         if !scope.may_read_unfenced(condition, level.nested) {
             continue;
@@ -146,42 +142,6 @@ pub fn pattern_parameters(sql: &str) -> Vec<String> {
     });
     found.sort();
     found.dedup();
-    found
-}
-
-/// Aggregate functions: a HAVING condition that calls one stays after the aggregation.
-const AGGREGATES: &[&str] = &[
-    "array_agg",
-    "avg",
-    "bit_and",
-    "bit_or",
-    "bit_xor",
-    "bool_and",
-    "bool_or",
-    "count",
-    "every",
-    "json_agg",
-    "json_object_agg",
-    "jsonb_agg",
-    "jsonb_object_agg",
-    "max",
-    "min",
-    "string_agg",
-    "sum",
-];
-
-/// Whether `e` calls an aggregate.
-fn aggregates(e: &Expr) -> bool {
-    let mut found = false;
-    let _ = sqlparser::ast::visit_expressions(e, |e| {
-        if let Expr::Function(f) = e
-            && fold_name(&f.name)
-                .is_some_and(|p| p.len() == 1 && AGGREGATES.contains(&p[0].as_str()))
-        {
-            found = true;
-        }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
     found
 }
 
@@ -258,14 +218,11 @@ const CANNOT_FAIL: &[&str] = &[
     "coalesce",
     "concat",
     "concat_ws",
-    "greatest",
     "initcap",
-    "least",
     "length",
     "lower",
     "ltrim",
     "md5",
-    "nullif",
     "octet_length",
     "rtrim",
     "upper",
@@ -298,18 +255,27 @@ fn can_fail(e: &Expr, casts_fail: bool) -> bool {
             expr,
         } => can_fail(expr),
         Expr::BinaryOp { left, op, right } => match operator(op) {
-            Operator::CannotFail => all(&[left, right]),
+            Operator::CannotFail => {
+                compares_as_container(left) || compares_as_container(right) || all(&[left, right])
+            }
             Operator::FailsOnItsPattern => {
                 has_column(right) || ends_with_escape(right) || can_fail(left)
             }
             Operator::MayFail => true,
         },
-        Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => all(&[a, b]),
+        Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
+            compares_as_container(a) || compares_as_container(b) || all(&[a, b])
+        }
         Expr::In {
             expr,
             target: InTarget::List(list),
             ..
-        } => can_fail(expr) || list.iter().any(&can_fail),
+        } => {
+            compares_as_container(expr)
+                || list.iter().any(compares_as_container)
+                || can_fail(expr)
+                || list.iter().any(&can_fail)
+        }
         Expr::Between {
             expr, low, high, ..
         } => all(&[expr, low, high]),
@@ -340,7 +306,9 @@ fn can_fail(e: &Expr, casts_fail: bool) -> bool {
                     | BinaryOperator::LtEq
                     | BinaryOperator::Gt
                     | BinaryOperator::GtEq
-            ) || all(&[left, right])
+            ) || compares_as_container(left)
+                || compares_as_container(right)
+                || all(&[left, right])
         }
         // `LIKE` fails on a pattern ending with its escape character, and only on the rows
         // that match what comes before it: a literal pattern that does not end so cannot
@@ -490,15 +458,48 @@ fn ends_with_escape(pattern: &Expr) -> bool {
         Expr::Value(v) => match &v.value {
             sqlparser::ast::Value::SingleQuotedString(s)
             | sqlparser::ast::Value::EscapedStringLiteral(s)
+            | sqlparser::ast::Value::NationalStringLiteral(s)
             | sqlparser::ast::Value::DollarQuotedString(sqlparser::ast::DollarQuotedString {
                 value: s,
                 ..
             }) => s.as_str(),
-            _ => return false,
+            // A parameter's value is judged where it is known (the scoped handle).
+            sqlparser::ast::Value::Placeholder(_) => return false,
+            _ => return true,
         },
-        _ => return false,
+        // A pattern built by an expression (a cast, a concatenation) is folded to a literal
+        // the rule does not see: it may end with the escape character.
+        _ => return true,
     };
     text.chars().rev().take_while(|c| *c == '\\').count() % 2 == 1
+}
+
+/// Whether `e` builds or converts to a value whose comparison may fail whatever its operands
+/// hold: an array or a row (PostgreSQL looks the element type's equality or ordering up
+/// when it compares, and `json`, `point`, `xml` have none), or a column the rule cannot
+/// trace.
+fn compares_as_container(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = sqlparser::ast::visit_expressions(e, |x| {
+        match x {
+            Expr::Array(_) | Expr::Tuple(_) => found = true,
+            Expr::Cast { data_type, .. }
+                if matches!(data_type, DataType::Array(_))
+                    || data_type.to_string().ends_with("]") =>
+            {
+                found = true;
+            }
+            Expr::Function(f)
+                if fold_name(&f.name).is_some_and(|p| p.len() == 1 && p[0] == "row") =>
+            {
+                found = true;
+            }
+            Expr::Identifier(id) if id.value == UNTRACED => found = true,
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    found
 }
 
 /// How a binary operator may fail, beyond what its operands do.
@@ -854,6 +855,25 @@ mod tests {
             "WITH w AS (SELECT c.id, to_date(c.name, 'YYYY') AS upper FROM customers c WHERE c.org_id = $1) SELECT w.id FROM w WHERE upper(w.*) IS NOT NULL",
             // A parenthesized join's alias.
             "SELECT j.x FROM ((SELECT c.id, to_date(c.name, 'YYYY') AS x FROM customers c WHERE c.org_id = $1) s CROSS JOIN currencies cur) AS j WHERE j.x IS NOT NULL",
+        ] {
+            assert!(refused(sql), "{sql}: {:?}", run(sql));
+        }
+    }
+
+    #[test]
+    fn the_seventh_red_team_passs_conditions_are_refused() {
+        for sql in [
+            // A sub-query's HAVING on an outer query's aggregate (a constant to it) moves
+            // into the sub-query's WHERE.
+            "SELECT count(d.id), (SELECT c.name FROM customers c WHERE c.org_id = $1 GROUP BY c.name HAVING count(d.id) IS NULL OR to_date(c.name, 'YYYY') IS NOT NULL) FROM deals d WHERE d.org_id = $1",
+            // Arrays of a type with no equality or ordering fail when compared.
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND CASE WHEN c.email IS NULL THEN NULL ELSE '{1}'::json[] END @> '{1}'::json[]",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND CASE WHEN c.email IS NULL THEN NULL ELSE '{1}'::json[] END = '{1}'::json[]",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND greatest(CASE WHEN c.email IS NULL THEN NULL ELSE '{1}'::json[] END, '{1}'::json[]) IS NOT NULL",
+            // A LIKE pattern folded from an expression.
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name LIKE 'Secret\\'::text",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name LIKE 'Secret' || '\\'",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name LIKE N'Secret\\'",
         ] {
             assert!(refused(sql), "{sql}: {:?}", run(sql));
         }
