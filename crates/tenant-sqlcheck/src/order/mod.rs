@@ -549,6 +549,25 @@ fn operator(op: &BinaryOperator) -> Operator {
     }
 }
 
+/// Type names PostgreSQL reads as a cast when called with one argument (`date(x)`).
+const TYPE_NAMED_CALLS: &[&str] = &[
+    "bool",
+    "date",
+    "float4",
+    "float8",
+    "int2",
+    "int4",
+    "int8",
+    "interval",
+    "numeric",
+    "text",
+    "time",
+    "timestamp",
+    "timestamptz",
+    "timetz",
+    "varchar",
+];
+
 /// Names written like calls that PostgreSQL's grammar turns into nodes of their own, which its
 /// cost model may charge nothing for.
 const SYNTAX_NOT_CALLS: &[&str] = &["coalesce", "greatest", "least", "nullif", "row"];
@@ -654,7 +673,14 @@ fn min_cost(e: &Expr) -> u32 {
             let free = fold_name(&f.name)
                 .is_some_and(|p| p.len() == 1 && SYNTAX_NOT_CALLS.contains(&p[0].as_str()));
             let args = arguments(&f.args);
-            if free {
+            // `date(x)` and the like are casts to PostgreSQL (no function of that name), and
+            // one of a value already of the type is nothing at all.
+            let cast = fold_name(&f.name)
+                .is_some_and(|p| p.len() == 1 && TYPE_NAMED_CALLS.contains(&p[0].as_str()))
+                && args.len() == 1;
+            if cast {
+                args.iter().map(|a| min_cost(a)).sum::<u32>()
+            } else if free {
                 args.iter().map(|a| min_cost(a)).min().unwrap_or(0)
             } else {
                 1 + args.iter().map(|a| min_cost(a)).sum::<u32>()
@@ -874,6 +900,19 @@ mod tests {
             "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name LIKE 'Secret\\'::text",
             "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name LIKE 'Secret' || '\\'",
             "SELECT c.name FROM customers c WHERE c.org_id = $1 AND c.name LIKE N'Secret\\'",
+        ] {
+            assert!(refused(sql), "{sql}: {:?}", run(sql));
+        }
+    }
+
+    #[test]
+    fn the_eighth_red_team_passs_conditions_are_refused() {
+        for sql in [
+            // `date(x)` is a cast, and of a date nothing.
+            "SELECT c.id FROM customers c WHERE c.org_id = $1 AND date(to_date(c.name, 'YYYY')) IS NOT NULL",
+            // A nested WITH of the same name hides the outer CTE: it does not read itself.
+            "WITH RECURSIVE w AS (SELECT c.name FROM customers c WHERE c.org_id = $1 AND EXISTS (WITH w AS (SELECT 1) SELECT 1 FROM w)) SELECT w.name FROM w WHERE to_date(w.name, 'YYYY') IS NOT NULL",
+            "WITH RECURSIVE w AS (WITH w AS (SELECT 1 AS one) SELECT c.name FROM customers c, w WHERE c.org_id = $1) SELECT w.name FROM w WHERE to_date(w.name, 'YYYY') IS NOT NULL",
         ] {
             assert!(refused(sql), "{sql}: {:?}", run(sql));
         }

@@ -475,18 +475,49 @@ pub(crate) fn definitions(query: &Query) -> Vec<CteDefinition> {
         .collect()
 }
 
-/// Whether `query` names the relation `name` (unqualified) anywhere.
+/// Whether `query` names the relation `name` (unqualified) where it means the CTE being
+/// defined: not inside a query whose own WITH declares `name` again (that one hides it). In
+/// doubt it says no, which keeps the CTE counted as merged: the rule then refuses more.
 fn reads_relation(query: &Query, name: &str) -> bool {
-    let mut found = false;
-    let _ = sqlparser::ast::visit_relations(query, |relation| {
-        if relation.0.len() == 1
-            && fold_name(relation).is_some_and(|p| p.last().is_some_and(|n| n == name))
-        {
-            found = true;
+    use sqlparser::ast::{Visit, Visitor};
+    struct ReadsItself<'n> {
+        name: &'n str,
+        /// For each query the walk is inside: whether its WITH declares the name again.
+        hidden: Vec<bool>,
+        found: bool,
+    }
+    impl Visitor for ReadsItself<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            let declares = query.with.as_ref().is_some_and(|w| {
+                w.cte_tables
+                    .iter()
+                    .any(|c| ident(&c.alias.name) == self.name)
+            });
+            self.hidden.push(declares);
+            ControlFlow::Continue(())
         }
-        ControlFlow::<()>::Continue(())
-    });
-    found
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.hidden.pop();
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+            if relation.0.len() == 1
+                && fold_name(relation).is_some_and(|p| p.last().is_some_and(|n| n == self.name))
+                && !self.hidden.iter().any(|h| *h)
+            {
+                self.found = true;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut visitor = ReadsItself {
+        name,
+        hidden: Vec::new(),
+        found: false,
+    };
+    let _ = query.visit(&mut visitor);
+    visitor.found
 }
 
 impl CteDefinition {
