@@ -122,15 +122,19 @@ impl<ST> CheckedStatement<ST> {
     /// (a `bytea`, say) is not the org.
     fn org_positions(&self, org: OrgId) -> Vec<usize> {
         let org_bytes = org.as_uuid();
+        self.positions(|bytes, oid| {
+            bytes == org_bytes.as_bytes().as_slice() && oid == Some(UUID_OID)
+        })
+    }
+
+    /// The 1-based positions of the (non-NULL) binds whose bytes and type oid satisfy `keep`.
+    fn positions(&self, keep: impl Fn(&[u8], Option<u32>) -> bool) -> Vec<usize> {
         self.binds
             .binds
             .iter()
             .zip(&self.binds.metadata)
             .enumerate()
-            .filter(|(_, (bytes, meta))| {
-                bytes.as_deref() == Some(org_bytes.as_bytes().as_slice())
-                    && meta.oid().ok() == Some(UUID_OID)
-            })
+            .filter(|(_, (bytes, meta))| bytes.as_deref().is_some_and(|b| keep(b, meta.oid().ok())))
             .map(|(i, _)| i + 1)
             .collect()
     }
@@ -148,19 +152,13 @@ impl<ST> CheckedStatement<ST> {
     /// what comes before it, and PostgreSQL may test another org's rows with it before the
     /// org predicate (the application layer alone; RLS filters first).
     fn escape_ended_texts(&self) -> Vec<String> {
-        self.binds
-            .binds
-            .iter()
-            .zip(&self.binds.metadata)
-            .enumerate()
-            .filter(|(_, (bytes, meta))| {
-                meta.oid().is_ok_and(|oid| TEXT_OIDS.contains(&oid))
-                    && bytes.as_deref().is_some_and(|b| {
-                        b.iter().rev().take_while(|c| **c == b'\\').count() % 2 == 1
-                    })
-            })
-            .map(|(i, _)| format!("${}", i + 1))
-            .collect()
+        self.positions(|bytes, oid| {
+            oid.is_some_and(|oid| TEXT_OIDS.contains(&oid))
+                && bytes.iter().rev().take_while(|c| **c == b'\\').count() % 2 == 1
+        })
+        .into_iter()
+        .map(|i| format!("${i}"))
+        .collect()
     }
 }
 
