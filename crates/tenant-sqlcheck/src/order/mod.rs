@@ -483,9 +483,12 @@ fn compares_as_container(e: &Expr) -> bool {
     let _ = sqlparser::ast::visit_expressions(e, |x| {
         match x {
             Expr::Array(_) | Expr::Tuple(_) => found = true,
+            // An array type may also be written by its own name (`_json`).
             Expr::Cast { data_type, .. }
                 if matches!(data_type, DataType::Array(_))
-                    || data_type.to_string().ends_with("]") =>
+                    || data_type.to_string().ends_with("]")
+                    || matches!(data_type, DataType::Custom(name, _)
+                        if name.0.last().is_some_and(|p| p.to_string().trim_matches('"').starts_with('_'))) =>
             {
                 found = true;
             }
@@ -910,10 +913,13 @@ mod tests {
     }
 
     #[test]
-    fn the_eighth_red_team_passs_conditions_are_refused() {
+    fn the_eighth_and_ninth_red_team_passs_conditions_are_refused() {
         for sql in [
             // `date(x)` is a cast, and of a date nothing.
             "SELECT c.id FROM customers c WHERE c.org_id = $1 AND date(to_date(c.name, 'YYYY')) IS NOT NULL",
+            // An array type written by its own name.
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND CASE WHEN c.email IS NULL THEN NULL ELSE '{1}'::_json END = '{1}'::_json",
+            "SELECT c.name FROM customers c WHERE c.org_id = $1 AND CASE WHEN c.email IS NULL THEN NULL ELSE '{1}'::pg_catalog._json END IN ('{1}'::_json)",
             // A nested WITH of the same name hides the outer CTE: it does not read itself.
             "WITH RECURSIVE w AS (SELECT c.name FROM customers c WHERE c.org_id = $1 AND EXISTS (WITH w AS (SELECT 1) SELECT 1 FROM w)) SELECT w.name FROM w WHERE to_date(w.name, 'YYYY') IS NOT NULL",
             "WITH RECURSIVE w AS (WITH w AS (SELECT 1 AS one) SELECT c.name FROM customers c, w WHERE c.org_id = $1) SELECT w.name FROM w WHERE to_date(w.name, 'YYYY') IS NOT NULL",
