@@ -47,12 +47,21 @@ const RECURSION_LIMIT: usize = 30;
 /// repository's corpora of ordinary statements reach 13; sub-queries take three levels each.
 const MAX_TREE_DEPTH: i32 = 26;
 
-/// Refuses `sql` when its PostgreSQL tree is deeper than [`MAX_TREE_DEPTH`]; when
-/// PostgreSQL's parser refuses the text (which a later stage refuses too, after sqlparser's
-/// own message), when its nesting as the tokens show it (open parentheses, plus a run of
-/// `NOT`s and prefix operators) is.
-fn shallow_enough(sql: &str) -> Result<(), Violation> {
-    let depth = match pg_query::parse(&numbered(sql), pg_query::ParserOptions::DEFAULT) {
+/// PostgreSQL's parse of `sql` (its `$org` written as a numbered parameter), or the parser's
+/// refusal: read once per check, by the depth limit here and by the server's reading and tree.
+pub(crate) type ServerParse = Result<pg_query::ParseResult, String>;
+
+/// PostgreSQL's parse of `sql`.
+pub(crate) fn server_parse(sql: &str) -> ServerParse {
+    pg_query::parse(&numbered(sql), pg_query::ParserOptions::DEFAULT).map_err(|e| e.to_string())
+}
+
+/// Refuses `sql` (whose PostgreSQL parse is `server`) when its PostgreSQL tree is deeper than
+/// [`MAX_TREE_DEPTH`]; when PostgreSQL's parser refuses the text (which a later stage refuses
+/// too, after sqlparser's own message), when its nesting as the tokens show it (open
+/// parentheses, plus a run of `NOT`s and prefix operators) is.
+fn shallow_enough(sql: &str, server: &ServerParse) -> Result<(), Violation> {
+    let depth = match server {
         Ok(parsed) => parsed
             .protobuf
             .nodes()
@@ -109,13 +118,20 @@ fn token_nesting(sql: &str) -> i32 {
 /// `SELECT c.name` to it, and `c.name AS "end"` from every row of `customers` to the server),
 /// so one statement is parsed and then nothing but `;` may follow.
 pub(crate) fn parse_one(sql: &str) -> Result<Statement, Violation> {
+    parse_both(sql).map(|(statement, _)| statement)
+}
+
+/// [`parse_one`], and PostgreSQL's parse of the same text, which the later stages read.
+pub(crate) fn parse_both(sql: &str) -> Result<(Statement, ServerParse), Violation> {
     crate::lexical::same_tokens_as_postgresql(sql)?;
-    shallow_enough(sql)?;
+    let server = server_parse(sql);
+    shallow_enough(sql, &server)?;
     // sqlparser's recursion takes far more stack per level than its limit accounts for in a
     // debug build (twenty nested parentheses in a FROM overflowed a 2 MB thread stack and
     // aborted the process): with less than the red zone left, the parse runs on a stack of
     // its own (`stacker` maps one for the call).
-    stacker::maybe_grow(RED_ZONE, PARSE_STACK, || parse_with_sqlparser(sql))
+    let statement = stacker::maybe_grow(RED_ZONE, PARSE_STACK, || parse_with_sqlparser(sql))?;
+    Ok((statement, server))
 }
 
 /// The stack a parse may need at the limits above, with room to spare: measured by

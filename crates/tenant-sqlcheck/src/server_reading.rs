@@ -21,7 +21,7 @@ use pg_query::NodeRef;
 use pg_query::protobuf::CoercionForm;
 use sqlparser::ast::{Expr, ObjectName, Statement, TableFactor, Visit, Visitor};
 
-use crate::parse::{fold_name, numbered};
+use crate::parse::{ServerParse, fold_name};
 use crate::registry::{Kind, Tables};
 use crate::violation::Violation;
 
@@ -65,10 +65,10 @@ const SAFE_SQL_SYNTAX: &[&str] = &[
     "pg_catalog.similar_to_escape",
 ];
 
-/// What PostgreSQL's parser finds in `sql`.
-fn server_names(sql: &str) -> Result<Names, Violation> {
-    let sql = numbered(sql);
-    let parsed = pg_query::parse(&sql, pg_query::ParserOptions::DEFAULT)
+/// What PostgreSQL's parser found (`server`, its parse of the statement).
+fn server_names(server: &ServerParse) -> Result<Names, Violation> {
+    let parsed = server
+        .as_ref()
         .map_err(|e| Violation::Unparsable(format!("PostgreSQL's parser refuses it: {e}")))?;
     if parsed.protobuf.stmts.len() != 1 {
         return Err(Violation::StatementCount(parsed.protobuf.stmts.len()));
@@ -181,11 +181,15 @@ impl Visitor for Collector {
     }
 }
 
-/// Refuses `statement` (`sqlparser`'s reading of `sql`) unless PostgreSQL's parser finds no
-/// relation or function in `sql` that `sqlparser` did not, and, with the registry known, no
-/// CTE named like a registered table.
-pub(crate) fn agrees(sql: &str, statement: &Statement, tables: &Tables) -> Result<(), Violation> {
-    let server = server_names(sql)?;
+/// Refuses `statement` (`sqlparser`'s reading of a text whose PostgreSQL parse is `server`)
+/// unless PostgreSQL's parser finds no relation or function in the text that `sqlparser` did
+/// not, and, with the registry known, no CTE named like a registered table.
+pub(crate) fn agrees(
+    server: &ServerParse,
+    statement: &Statement,
+    tables: &Tables,
+) -> Result<(), Violation> {
+    let server = server_names(server)?;
     let mut collector = Collector(Names::default());
     let _ = statement.visit(&mut collector);
     let ours = collector.0;
@@ -255,7 +259,11 @@ mod tests {
         ] {
             assert_eq!(run(sql), Ok(()), "{sql}");
             let statement = crate::parse::parse_one(sql).unwrap();
-            assert_eq!(agrees(sql, &statement, &tables()), Ok(()), "{sql}");
+            assert_eq!(
+                agrees(&crate::parse::server_parse(sql), &statement, &tables()),
+                Ok(()),
+                "{sql}"
+            );
         }
     }
 
@@ -264,11 +272,18 @@ mod tests {
         let sql = "WITH customers AS (SELECT 1 AS id) SELECT id FROM customers";
         let statement = crate::parse::parse_one(sql).unwrap();
         assert!(
-            matches!(agrees(sql, &statement, &tables()), Err(Violation::UnsupportedExpression(m)) if m.contains("a CTE named `customers`")),
+            matches!(agrees(&crate::parse::server_parse(sql), &statement, &tables()), Err(Violation::UnsupportedExpression(m)) if m.contains("a CTE named `customers`")),
         );
         // Not in symbolic mode (compile time): the run-time check, which knows the registry,
         // refuses it before it is sent.
-        assert_eq!(agrees(sql, &statement, &Tables::symbolic()), Ok(()));
+        assert_eq!(
+            agrees(
+                &crate::parse::server_parse(sql),
+                &statement,
+                &Tables::symbolic()
+            ),
+            Ok(())
+        );
     }
 
     #[test]
@@ -279,12 +294,12 @@ mod tests {
             crate::parse::parse_one("SELECT c.name FROM customers c WHERE c.org_id = $1").unwrap();
         let sql = "SELECT c.name FROM customers c, deals d WHERE c.org_id = $1";
         assert!(matches!(
-            agrees(sql, &statement, &tables()),
+            agrees(&crate::parse::server_parse(sql), &statement, &tables()),
             Err(Violation::ParserDisagreement(m)) if m.contains("`deals` 1 time(s) where the check read it 0")
         ));
         let sql = "SELECT pg_sleep(1) FROM customers c WHERE c.org_id = $1";
         assert!(matches!(
-            agrees(sql, &statement, &tables()),
+            agrees(&crate::parse::server_parse(sql), &statement, &tables()),
             Err(Violation::ParserDisagreement(m)) if m.contains("`pg_sleep`")
         ));
         // Session state the walk read as column names.
@@ -305,11 +320,15 @@ mod tests {
             Ok(())
         );
         assert!(matches!(
-            agrees("SELECT 1; SELECT 2", &statement, &tables()),
+            agrees(
+                &crate::parse::server_parse("SELECT 1; SELECT 2"),
+                &statement,
+                &tables()
+            ),
             Err(Violation::StatementCount(2))
         ));
         assert!(matches!(
-            agrees("SELEC 1", &statement, &tables()),
+            agrees(&crate::parse::server_parse("SELEC 1"), &statement, &tables()),
             Err(Violation::Unparsable(m)) if m.starts_with("PostgreSQL's parser refuses it")
         ));
     }
@@ -353,9 +372,10 @@ mod evaluation {
                 continue;
             }
             approved += 1;
-            if let Err(v) = agrees(&sql, &statement, &tables) {
+            let server = crate::parse::server_parse(&sql);
+            if let Err(v) = agrees(&server, &statement, &tables) {
                 refused_now.push((sql, v));
-            } else if let Err(v) = crate::server_tree::same_tree(&sql, &statement) {
+            } else if let Err(v) = crate::server_tree::same_tree(&server, &statement) {
                 tree_refused.push((sql, v));
             }
         }

@@ -21,7 +21,7 @@ use sqlparser::ast::{
     AccessExpr, Expr, FunctionArg, FunctionArguments, Statement, Value, VisitMut, VisitorMut,
 };
 
-use crate::parse::numbered;
+use crate::parse::{ServerParse, server_parse};
 use crate::violation::Violation;
 
 /// `statement` written back with every expression in parentheses (but where PostgreSQL's
@@ -83,11 +83,10 @@ fn unwrap(expr: &mut Expr) {
     }
 }
 
-/// PostgreSQL's raw tree of `sql`, every node and field of it but where in the text each
+/// PostgreSQL's raw tree (`server`, its parse of a text), every node and field of it but where in the text each
 /// node was (`location` and `*_location`, `stmt_len`, `*list_start`, `*list_end`).
-fn server_tree(sql: &str) -> Result<String, String> {
-    let parsed = pg_query::parse(&numbered(sql), pg_query::ParserOptions::DEFAULT)
-        .map_err(|e| e.to_string())?;
+fn server_tree(server: &ServerParse) -> Result<String, String> {
+    let parsed = server.as_ref().map_err(String::clone)?;
     Ok(without_locations(&format!("{:?}", parsed.protobuf)))
 }
 
@@ -109,13 +108,14 @@ fn without_locations(tree: &str) -> String {
     out
 }
 
-/// Refuses `statement` (`sqlparser`'s reading of `sql`) unless PostgreSQL's parser reads the
-/// same tree in `sql` as in `statement` written back with every expression parenthesized.
-pub(crate) fn same_tree(sql: &str, statement: &Statement) -> Result<(), Violation> {
-    let server = server_tree(sql)
+/// Refuses `statement` (`sqlparser`'s reading of a text whose PostgreSQL parse is `server`)
+/// unless PostgreSQL's parser reads the same tree in the text as in `statement` written back
+/// with every expression parenthesized.
+pub(crate) fn same_tree(server: &ServerParse, statement: &Statement) -> Result<(), Violation> {
+    let server = server_tree(server)
         .map_err(|e| Violation::Unparsable(format!("PostgreSQL's parser refuses it: {e}")))?;
     let written = parenthesized(statement);
-    let ours = server_tree(&written).map_err(|e| {
+    let ours = server_tree(&server_parse(&written)).map_err(|e| {
         Violation::ParserDisagreement(format!(
             "the check's reading, written back as `{written}`, is not SQL to PostgreSQL ({e})"
         ))
@@ -152,12 +152,15 @@ mod tests {
             "SELECT (c.name) FROM customers c WHERE (((c.org_id) = ($1)) AND ((-((2) ^ (2))) = (4)))"
         );
         assert!(matches!(
-            same_tree(sql, &sqlparser_reading(sql)),
+            same_tree(&server_parse(sql), &sqlparser_reading(sql)),
             Err(Violation::ParserDisagreement(m)) if m.starts_with("PostgreSQL reads the statement as")
         ));
         // Written as the server reads it, it is the same tree.
         let sql = "SELECT c.name FROM customers c WHERE c.org_id = $1 AND (- 2) ^ 2 = 4";
-        assert_eq!(same_tree(sql, &sqlparser_reading(sql)), Ok(()));
+        assert_eq!(
+            same_tree(&server_parse(sql), &sqlparser_reading(sql)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -171,7 +174,11 @@ mod tests {
             "SELECT c.name FROM customers c WHERE c.org_id = $1::uuid AND c.id::text COLLATE \"C\" = 'x'",
             "UPDATE deals d SET title = d.title || 'x' WHERE d.org_id = $1 RETURNING d.title",
         ] {
-            assert_eq!(same_tree(sql, &sqlparser_reading(sql)), Ok(()), "{sql}");
+            assert_eq!(
+                same_tree(&server_parse(sql), &sqlparser_reading(sql)),
+                Ok(()),
+                "{sql}"
+            );
         }
     }
 
@@ -183,11 +190,11 @@ mod tests {
         //    `set_config(..)` to the server.
         let sql = r#"SELECT c.name FROM customers c WHERE c.org_id = $1 AND U&"\0073et_config"('tenant.org_id', $2, true) IS NOT NULL"#;
         assert!(matches!(
-            same_tree(sql, &sqlparser_reading(sql)),
+            same_tree(&server_parse(sql), &sqlparser_reading(sql)),
             Err(Violation::ParserDisagreement(_))
         ));
         assert!(matches!(
-            crate::server_reading::agrees(sql, &sqlparser_reading(sql), &crate::story::tables()),
+            crate::server_reading::agrees(&server_parse(sql), &sqlparser_reading(sql), &crate::story::tables()),
             Err(Violation::ParserDisagreement(m)) if m.contains("`set_config`")
         ));
         // 2. A function in FROM: what one parser takes for a relation, the other for a call.
@@ -197,7 +204,7 @@ mod tests {
             "SELECT s.* FROM customers c, generate_series(1, 2) s WHERE c.org_id = $1",
         );
         assert!(matches!(
-            same_tree(sql, &other),
+            same_tree(&server_parse(sql), &other),
             Err(Violation::ParserDisagreement(_))
         ));
         // 3. A CTE scope: `customers` declared in an inner scope, read in the outer one where

@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 use sqlparser::ast::{Expr, Query, Select, Statement, TableFactor, TableWithJoins, Visit, Visitor};
 
 use crate::notation::table_function_names;
-use crate::parse::{dml_only, parse_one, supported_body};
+use crate::parse::{ServerParse, dml_only, parse_both, supported_body};
 use crate::registry::{Requirement, Tables};
 use crate::scope::Checker;
 use crate::violation::Violation;
@@ -83,9 +83,9 @@ fn run_checker(
     is_org_param: &dyn Fn(&str) -> bool,
     global_writes: bool,
 ) -> Result<Vec<Requirement>, Violation> {
-    let (statement, requirements) = walk(sql, tables, is_org_param, global_writes)?;
-    crate::server_reading::agrees(sql, &statement, tables)?;
-    crate::server_tree::same_tree(sql, &statement)?;
+    let (statement, server, requirements) = walk(sql, tables, is_org_param, global_writes)?;
+    crate::server_reading::agrees(&server, &statement, tables)?;
+    crate::server_tree::same_tree(&server, &statement)?;
     Ok(requirements)
 }
 
@@ -95,8 +95,8 @@ fn walk(
     tables: &Tables,
     is_org_param: &dyn Fn(&str) -> bool,
     global_writes: bool,
-) -> Result<(sqlparser::ast::Statement, Vec<Requirement>), Violation> {
-    let statement = parse_one(sql)?;
+) -> Result<(sqlparser::ast::Statement, ServerParse, Vec<Requirement>), Violation> {
+    let (statement, server) = parse_both(sql)?;
     dml_only(&statement)?;
     // CTE names are derived tables whose own queries are checked where they are defined; the
     // walk tracks where each is visible.
@@ -113,7 +113,7 @@ fn walk(
     if let Some(v) = checker.order {
         return Err(v);
     }
-    Ok((statement, checker.requirements))
+    Ok((statement, server, checker.requirements))
 }
 
 /// Every reference the visitor saw must have been confirmed by a scope check (each
