@@ -27,6 +27,7 @@ const MAX_DEPTH: usize = 16;
 
 /// A CTE visible to the statement: its name, its query, and whether it is `MATERIALIZED`
 /// (never merged into the query that reads it).
+#[derive(Clone)]
 pub(crate) struct CteDefinition {
     name: String,
     query: Query,
@@ -346,7 +347,7 @@ impl<'q> Scope<'q> {
         let visible: &[CteDefinition] = if own.is_empty() {
             self.ctes
         } else {
-            ctes.extend(self.ctes.iter().map(CteDefinition::clone_definition));
+            ctes.extend(self.ctes.iter().cloned());
             ctes.extend(own);
             &ctes
         };
@@ -518,16 +519,4 @@ fn reads_relation(query: &Query, name: &str) -> bool {
     };
     let _ = query.visit(&mut visitor);
     visitor.found
-}
-
-impl CteDefinition {
-    /// A copy, for a scope that adds a sub-query's own CTEs after the enclosing ones.
-    fn clone_definition(&self) -> Self {
-        Self {
-            name: self.name.clone(),
-            query: self.query.clone(),
-            columns: self.columns.clone(),
-            materialized: self.materialized,
-        }
-    }
 }
