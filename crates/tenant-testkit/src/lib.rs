@@ -185,19 +185,9 @@ impl TestDb {
         let mut admin = PgConnection::establish(&base)
             .unwrap_or_else(|e| panic!("cannot connect with the admin URL: {e}"));
         ensure_roles(&mut admin);
-        let clean: String = hint
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .take(30)
-            .collect();
         let name = format!(
-            "ts_{clean}_{}_{}",
+            "{}_{}_{}",
+            database_prefix(hint),
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
@@ -288,11 +278,54 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Ok(mut admin) = PgConnection::establish(&self.base) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ));
+            let _ = drop_database(&mut admin, &self.name);
         }
+    }
+}
+
+/// `ts_` and `hint` made a database name: lowercase ASCII letters, digits and `_`, 30 at most.
+fn database_prefix(hint: &str) -> String {
+    let clean: String = hint
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(30)
+        .collect();
+    format!("ts_{clean}")
+}
+
+fn drop_database(admin: &mut PgConnection, name: &str) -> QueryResult<()> {
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+}
+
+/// Drops the databases that [`TestDb::new`] made for `hint` in processes that ended without
+/// dropping them (a fuzzer ends without dropping its statics), on the server of
+/// `DATABASE_URL`.
+///
+/// # Panics
+/// When the server cannot be reached or a database cannot be dropped.
+pub fn drop_leftovers(hint: &str) {
+    #[derive(QueryableByName)]
+    struct Leftover {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let mut admin = PgConnection::establish(&admin_url())
+        .unwrap_or_else(|e| panic!("cannot connect with the admin URL: {e}"));
+    // `_` is a wildcard to LIKE: escaped, the prefix matches itself.
+    let pattern = format!("{}_", database_prefix(hint)).replace('_', "\\_") + "%";
+    let leftovers =
+        diesel::sql_query("SELECT datname::text AS name FROM pg_database WHERE datname LIKE $1")
+            .bind::<Text, _>(pattern)
+            .load::<Leftover>(&mut admin)
+            .expect("listing leftover databases");
+    for leftover in leftovers {
+        drop_database(&mut admin, &leftover.name).expect("dropping a leftover database");
     }
 }
 
@@ -309,6 +342,28 @@ pub fn try_sql(conn: &mut PgConnection, sql: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn leftovers_of_a_hint_are_dropped_and_no_other_database() {
+        use diesel::prelude::*;
+        let exists = |name: &str| -> bool {
+            let mut admin = diesel::PgConnection::establish(&super::admin_url()).unwrap();
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+                "EXISTS (SELECT FROM pg_database WHERE datname = '{name}')"
+            )))
+            .get_result(&mut admin)
+            .unwrap()
+        };
+        // A process that ends without dropping its database (a fuzzer's static).
+        let left = super::TestDb::new("leftover_probe");
+        let left_name = left.name().to_owned();
+        std::mem::forget(left);
+        // A hint that differs where the other has `_`, which LIKE takes for any character.
+        let near = super::TestDb::new("leftoverXprobe");
+        super::drop_leftovers("leftover_probe");
+        assert!(!exists(&left_name));
+        assert!(exists(near.name()), "{}", near.name());
+    }
+
     #[test]
     fn the_test_key_text_is_its_id_and_secret() {
         let hex: String = super::TEST_CONTEXT_KEY_SECRET

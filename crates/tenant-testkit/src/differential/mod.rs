@@ -182,21 +182,7 @@ impl Harness {
     /// # Panics
     /// As [`new`](Self::new).
     pub fn for_fuzzing(hint: &str) -> Self {
-        let mut admin = PgConnection::establish(&crate::admin_url())
-            .unwrap_or_else(|e| panic!("cannot connect with the admin URL: {e}"));
-        let leftovers: Vec<String> = diesel::sql_query(format!(
-            "SELECT datname AS name FROM pg_database WHERE datname LIKE 'ts\\_{hint}\\_%'"
-        ))
-        .load::<Leftover>(&mut admin)
-        .expect("listing leftover databases")
-        .into_iter()
-        .map(|l| l.name)
-        .collect();
-        for name in leftovers {
-            admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .expect("dropping a leftover database");
-        }
+        crate::drop_leftovers(hint);
         Self::new(hint)
     }
 
@@ -260,12 +246,6 @@ impl Harness {
             )
         })
     }
-}
-
-#[derive(QueryableByName)]
-struct Leftover {
-    #[diesel(sql_type = Text)]
-    name: String,
 }
 
 /// `sql` for org A, in a transaction rolled back afterwards, on `conn`.
