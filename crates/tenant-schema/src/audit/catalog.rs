@@ -7,7 +7,8 @@ use tenant_core::admin::CatalogReader;
 
 use super::AuditError;
 
-const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+/// The SQL condition on `n.nspname` (a `pg_namespace n`) that keeps the user schemas.
+pub(super) const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
 
 /// The server.

@@ -12,6 +12,7 @@ use diesel::sql_types::{Double, Text};
 use tenant_core::admin::CatalogReader;
 use tenant_lint::Registry;
 
+use super::catalog::USER_SCHEMAS;
 use super::{AuditError, AuditOptions, Catalog, Finding, Severity};
 
 /// A function of a user schema the application role may run, declared cheaper than one
@@ -37,14 +38,15 @@ pub(super) fn read(
         return Ok(Vec::new());
     }
     Ok(reader.load::<CheapFunction>(
-        "SELECT n.nspname::text || '.' || p.oid::regprocedure::text AS name, \
+        &format!(
+            "SELECT n.nspname::text || '.' || p.oid::regprocedure::text AS name, \
                 p.procost::float8 AS cost \
            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
-          WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
-            AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
+          WHERE {USER_SCHEMAS} \
             AND p.prokind = 'f' AND p.procost < 1 \
             AND has_function_privilege($1::name, p.oid, 'EXECUTE') \
-          ORDER BY 1",
+          ORDER BY 1"
+        ),
         &[app_role],
     )?)
 }

@@ -15,6 +15,7 @@ use diesel::sql_types::Text;
 use tenant_core::admin::CatalogReader;
 use tenant_lint::Registry;
 
+use super::catalog::USER_SCHEMAS;
 use super::code::on_tenant;
 use super::{AuditError, AuditOptions, Catalog, Finding, Severity};
 
@@ -51,20 +52,21 @@ pub(super) fn read(
         return Ok(Vec::new());
     }
     Ok(reader.load::<RowFunction>(
-        "SELECT n.nspname::text AS schema, p.oid::regprocedure::text AS name, \
+        &format!(
+            "SELECT n.nspname::text AS schema, p.oid::regprocedure::text AS name, \
                 p.proname::text AS bare_name, format_type(t.oid, NULL) AS argument, \
                 coalesce(tn.nspname::text || '.' || tc.relname::text, '') AS row_of \
            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
            JOIN pg_type t ON t.oid = p.proargtypes[0] \
            LEFT JOIN pg_class tc ON tc.oid = t.typrelid \
            LEFT JOIN pg_namespace tn ON tn.oid = tc.relnamespace \
-          WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
-            AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
+          WHERE {USER_SCHEMAS} \
             AND p.prokind = 'f' AND p.pronargs >= 1 AND p.pronargs - p.pronargdefaults <= 1 \
             AND (t.typrelid <> 0 OR (t.typtype = 'p' AND t.typname IN \
                  ('record', 'any', 'anyelement', 'anycompatible', 'anynonarray', 'anycompatiblenonarray'))) \
             AND has_function_privilege($1::name, p.oid, 'EXECUTE') \
-          ORDER BY 1, 2",
+          ORDER BY 1, 2"
+        ),
         &[app_role],
     )?)
 }
