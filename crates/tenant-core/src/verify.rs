@@ -127,6 +127,20 @@ impl<ST> CheckedStatement<ST> {
         })
     }
 
+    /// The placeholders (`$n`) of the text binds that end with the escape character `\`
+    /// (an odd run of them): as a `LIKE` pattern, one fails on exactly the rows that match
+    /// what comes before it, and PostgreSQL may test another org's rows with it before the
+    /// org predicate (the application layer alone; RLS filters first).
+    fn escape_ended_texts(&self) -> Vec<String> {
+        self.positions(|bytes, oid| {
+            oid.is_some_and(|oid| TEXT_OIDS.contains(&oid))
+                && bytes.iter().rev().take_while(|c| **c == b'\\').count() % 2 == 1
+        })
+        .into_iter()
+        .map(|i| format!("${i}"))
+        .collect()
+    }
+
     /// The 1-based positions of the (non-NULL) binds whose bytes and type oid satisfy `keep`.
     fn positions(&self, keep: impl Fn(&[u8], Option<u32>) -> bool) -> Vec<usize> {
         self.binds
@@ -145,22 +159,6 @@ const UUID_OID: u32 = 2950;
 
 /// PostgreSQL's type oids of text binds: `text`, `varchar`, `bpchar`, `name`.
 const TEXT_OIDS: [u32; 4] = [25, 1043, 1042, 19];
-
-impl<ST> CheckedStatement<ST> {
-    /// The placeholders (`$n`) of the text binds that end with the escape character `\`
-    /// (an odd run of them): as a `LIKE` pattern, one fails on exactly the rows that match
-    /// what comes before it, and PostgreSQL may test another org's rows with it before the
-    /// org predicate (the application layer alone; RLS filters first).
-    fn escape_ended_texts(&self) -> Vec<String> {
-        self.positions(|bytes, oid| {
-            oid.is_some_and(|oid| TEXT_OIDS.contains(&oid))
-                && bytes.iter().rev().take_while(|c| **c == b'\\').count() % 2 == 1
-        })
-        .into_iter()
-        .map(|i| format!("${i}"))
-        .collect()
-    }
-}
 
 impl<ST> QueryFragment<Pg> for CheckedStatement<ST> {
     fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
