@@ -2,6 +2,7 @@
 //!
 //! - `pg start|stop|status`: a throwaway PostgreSQL cluster from the local binaries, under
 //!   `target/tenant-pg`, listening only on a unix socket.
+//! - `citus start|stop|status`: a throwaway Citus cluster, a coordinator and two workers.
 //! - `gen`: regenerates the RLS migration from the story's registry.
 //! - `demo`: the two-companies story end to end.
 //! - `probe`: the leak probe against the story's database; `probe-bench`: its cost per table.
@@ -15,6 +16,7 @@ mod args;
 mod audit_bench;
 mod bench;
 mod bouncer;
+mod citus;
 mod compile_bench;
 mod context_key;
 mod lint;
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
             .map(|c| println!("{}", c.url())),
         ["pg", "stop"] => pg::Cluster::at(&workspace()).stop(),
         ["pg", "status"] => pg::Cluster::at(&workspace()).status(),
+        ["citus", rest @ ..] => citus::command(rest),
         ["gen"] => gen_migration(),
         ["lint"] => lint::run(&workspace()),
         ["compile-bench"] => compile_bench::run(),
@@ -67,6 +70,9 @@ fn main() -> ExitCode {
 
 pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   pg start|stop|status   throwaway PostgreSQL cluster under target/tenant-pg
+  citus start|stop|status
+                         throwaway Citus cluster (a coordinator and two workers on localhost)
+                         under target/tenant-citus-*; builds Citus first when it is missing
   gen                    write a migration for what changed in the registry since the last one
   lint                   list every escape-hatch use with its reason; fail on one without
   compile-bench          clean-build time of the example vs the same story in plain diesel
@@ -417,6 +423,8 @@ fn run(step: &str, mut cmd: Command) -> Result<(), String> {
 }
 
 fn test() -> Result<(), String> {
+    // Before any server starts: building Citus may upgrade the PostgreSQL packages.
+    citus::ensure_installed()?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run("cargo fmt --check", fmt)?;
@@ -484,6 +492,7 @@ fn test() -> Result<(), String> {
         run(
             "the isolation tests and the probe through PgBouncer (transaction mode)",
             through,
-        )
+        )?;
+        citus::run_tests()
     })
 }

@@ -244,6 +244,8 @@ pub struct ProbeSession {
     /// The server process of the current transaction.
     pid: i32,
     signing: Option<crate::context::ContextKey>,
+    /// Set the org with `SET LOCAL` (Citus), not `set_config`.
+    set_local: bool,
     statement_timeout_ms: u32,
 }
 
@@ -273,6 +275,7 @@ impl ProbeSession {
             reason,
             pid: 0,
             signing: None,
+            set_local: false,
             statement_timeout_ms,
         };
         session.begin()?;
@@ -289,8 +292,18 @@ impl ProbeSession {
         self.signing = Some(key);
     }
 
+    /// Sets the org with `SET LOCAL tenant.org_id = '<org>'` from now on, as a pool built with
+    /// `set_local_context()` does (Citus sends `SET LOCAL` on to its workers, not
+    /// `set_config`).
+    pub fn set_local_context(&mut self) {
+        self.set_local = true;
+    }
+
     /// Sets the org for the rest of the transaction (or savepoint), as the library does:
     /// the setting, and with a key the signed token for this backend; `None` empties both.
+    /// With [`set_local_context`](Self::set_local_context), `SET LOCAL` in a DO block of its
+    /// own and no savepoint (Citus forgets a SET LOCAL made in a released savepoint, so the
+    /// workers it connects to later would not get the org).
     ///
     /// # Errors
     /// A database error when the session failed; the outcome says whether it was refused.
@@ -305,6 +318,17 @@ impl ProbeSession {
         // expires. In a savepoint of its own, so that a refusal leaves the transaction usable.
         use diesel::connection::SimpleConnection;
         use diesel::sql_types::Text;
+        if self.set_local {
+            // The value is an org id we formatted (hex digits and dashes) or empty.
+            self.conn.batch_execute(&format!(
+                "DO $$BEGIN SET LOCAL {} = '{value}'; END$$",
+                crate::ORG_SETTING
+            ))?;
+            return Ok(ProbeOutcome::Ran {
+                rows: 1,
+                first_row: None,
+            });
+        }
         self.conn.batch_execute("SAVEPOINT tenant_probe_org")?;
         let set = diesel::RunQueryDsl::execute(
             diesel::sql_query("SELECT set_config($1, $2, true), set_config($3, $4, true)")

@@ -51,6 +51,10 @@ fn stale() -> String {
 /// What the opening undoes first (see the module docs). `BEGIN` itself names every
 /// characteristic of the transaction, since the session defaults apply at `BEGIN`.
 const RESET_SESSION: &str = "RESET ALL; RESET ROLE; CLOSE ALL; UNLISTEN *; DISCARD SEQUENCES";
+/// The settings part of [`RESET_SESSION`] (what Citus sends on to its workers).
+const RESET_SETTINGS: &str = "RESET ALL; RESET ROLE";
+/// The rest of [`RESET_SESSION`].
+const RESET_OBJECTS: &str = "CLOSE ALL; UNLISTEN *; DISCARD SEQUENCES";
 
 /// diesel's connection settings, which `RESET ALL` took back to the role's defaults, and the
 /// session advisory locks.
@@ -109,10 +113,15 @@ impl Opening<'_> {
         let org_id = org.sql_literal();
         let seed = reseed();
         match self {
-            // Citus propagates SET LOCAL to its workers, not set_config.
-            Opening::SetLocal => {
-                format!("{head}{guard}NULL END, {seed}; SET LOCAL {ORG_SETTING} = '{org_id}'")
-            }
+            // Citus sends SET LOCAL (not set_config) on to its workers, and every RESET, as
+            // the text of the query that ran it: for a statement of this message, the whole
+            // message. In DO blocks, the text it sends is the statement's own, so that the
+            // workers run the resets and the org, and nothing else of the opening.
+            Opening::SetLocal => format!(
+                "{begin}; DO $$BEGIN {RESET_SETTINGS}; END$$; {RESET_OBJECTS}; \
+                 SELECT {CONNECTION_SETTINGS}, {guard}NULL END, {seed}; \
+                 DO $$BEGIN SET LOCAL {ORG_SETTING} = '{org_id}'; END$$"
+            ),
             Opening::Setting => {
                 format!("{head}set_config('{ORG_SETTING}', {guard}'{org_id}' END, true), {seed}")
             }
@@ -166,6 +175,40 @@ mod tests {
     }
 
     #[test]
+    fn the_reset_parts_make_the_whole_reset() {
+        assert_eq!(RESET_SESSION, format!("{RESET_SETTINGS}; {RESET_OBJECTS}"));
+    }
+
+    /// Citus sends a top-level SET LOCAL or RESET on to the workers as the text of the whole
+    /// message: in the Citus form, each is alone in a DO block.
+    #[test]
+    fn the_citus_form_runs_every_set_and_reset_in_a_do_block_of_its_own() {
+        let org: OrgId = "7f9c2ad8-4c49-4f6c-9d0e-3c5b0d8a1e21".parse().unwrap();
+        let m = Opening::SetLocal.message("BEGIN", org);
+        let outside_do: String = m
+            .split("DO $$")
+            .enumerate()
+            .map(|(i, part)| {
+                if i == 0 {
+                    part
+                } else {
+                    part.split_once("END$$").map_or("", |(_, rest)| rest)
+                }
+            })
+            .collect();
+        assert!(
+            !outside_do.contains("RESET") && !outside_do.contains("SET LOCAL"),
+            "{m}"
+        );
+        assert!(
+            m.ends_with(&format!(
+                "DO $$BEGIN SET LOCAL tenant.org_id = '{org}'; END$$"
+            )),
+            "{m}"
+        );
+    }
+
+    #[test]
     fn every_form_resets_then_checks_and_sets_the_org_last() {
         let org: OrgId = "7f9c2ad8-4c49-4f6c-9d0e-3c5b0d8a1e21".parse().unwrap();
         let key = ContextKey::new("k1", &[7; 32]).unwrap();
@@ -188,7 +231,11 @@ mod tests {
                 .rfind("'7f9c2ad8")
                 .or_else(|| m.rfind("'v1."))
                 .unwrap_or(0);
-            assert!(m.starts_with("BEGIN; RESET ALL;"), "{m}");
+            assert!(
+                m.starts_with("BEGIN; RESET ALL;")
+                    || m.starts_with("BEGIN; DO $$BEGIN RESET ALL; RESET ROLE; END$$;"),
+                "{m}"
+            );
             assert!(reset < settings && settings < check && check < set, "{m}");
         }
     }

@@ -192,6 +192,9 @@ pub struct Target<'a> {
     /// In the signed mode, the id of the key the probe signs with (a forged token names it);
     /// `None` in the opt-in plain mode, where a hop that works is what the mode gives up.
     pub signed_kid: Option<&'a str>,
+    /// The service sets the org with `SET LOCAL` (a Citus coordinator sends that, not
+    /// `set_config`, on to its workers): the attacks empty it that way too.
+    pub set_local: bool,
 }
 
 impl Target<'_> {

@@ -119,6 +119,10 @@ pub struct ProbeOptions<'a> {
     /// does (a token for its own backend); `OrgContext::TrustEveryStatement` for one generated
     /// in the plain mode, where the hopping attacks are findings.
     pub context: OrgContext,
+    /// Set the org with `SET LOCAL`, as a pool built with `set_local_context()` does: a Citus
+    /// cluster's coordinator sends `SET LOCAL` on to its workers, not `set_config`. Plain
+    /// context only.
+    pub set_local: bool,
 }
 
 impl std::fmt::Debug for ProbeOptions<'_> {
@@ -145,6 +149,7 @@ impl<'a> ProbeOptions<'a> {
             statement_timeout_ms: 30_000,
             progress: true,
             context: context.into_org_context(),
+            set_local: false,
         }
     }
 }
@@ -154,6 +159,9 @@ struct Sessions {
     main: ProbeSession,
     fresh: ProbeSession,
     after: ProbeSession,
+    /// The database is a Citus coordinator: refusals of what it does not support on
+    /// distributed tables are recorded as such.
+    citus: bool,
 }
 
 impl Sessions {
@@ -205,6 +213,7 @@ fn execute(
     b: Uuid,
     baseline: Option<&str>,
 ) -> Result<AttackResult, ProbeError> {
+    let citus = sessions.citus;
     let s = sessions.get(plan.session);
     s.savepoint()?;
     if plan.session == Session::Main {
@@ -234,6 +243,15 @@ fn execute(
         }
     }
     s.rollback_to_savepoint()?;
+    // Citus refusing what it does not support on distributed tables: nothing was read or
+    // written, and no application can run the statement there either.
+    let refused_by_citus = !held
+        && citus
+        && note.is_empty()
+        && matches!(&outcome, ProbeOutcome::Refused { sqlstate, message }
+            if !plan.failing_refusals.contains(&sqlstate.as_str())
+                && (sqlstate == "0A000"
+                    || (sqlstate == "XX000" && message.contains("not") && message.contains("supported"))));
     // A refusal nobody expected, where the attack was meant to run: the probe cannot tell
     // whether isolation held, so the attack counts as not run (which fails the run too).
     let unexpected_refusal = !held
@@ -251,7 +269,9 @@ fn execute(
         && matches!(&outcome, ProbeOutcome::Refused { sqlstate, .. }
             if (sqlstate == "23514" || sqlstate == "23502" || sqlstate.starts_with("22"))
                 && !plan.failing_refusals.contains(&sqlstate.as_str()));
-    if invalid_row {
+    if refused_by_citus {
+        note = "Citus does not support this statement on distributed tables".into();
+    } else if invalid_row {
         note = "the row the probe built broke a constraint of the table: register a seeder whose row satisfies it".into();
     } else if unexpected_refusal {
         note = "refused in a way the attack did not expect: it did not run as designed".into();
@@ -268,6 +288,8 @@ fn execute(
         observed: observed(&outcome),
         verdict: if held {
             Verdict::Pass
+        } else if refused_by_citus {
+            Verdict::Refused
         } else if unexpected_refusal || invalid_row {
             Verdict::NotRun
         } else {
@@ -398,6 +420,7 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
             "tenant-probe: a connection after a scoped transaction ended",
             timeout,
         )?,
+        citus: server.citus,
     };
     let signing = match &options.context {
         OrgContext::Signed(key) => Some(key),
@@ -406,6 +429,18 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
     if let Some(key) = signing {
         for s in [&mut sessions.main, &mut sessions.fresh, &mut sessions.after] {
             s.sign_with(key.clone());
+        }
+    }
+    if options.set_local {
+        if signing.is_some() {
+            return Err(ProbeError::Session(
+                "set_local needs OrgContext::TrustEveryStatement: SET LOCAL is the Citus form of \
+                 the plain org setting; a database in the signed mode is probed with its key"
+                    .into(),
+            ));
+        }
+        for s in [&mut sessions.main, &mut sessions.fresh, &mut sessions.after] {
+            s.set_local_context();
         }
     }
     // The "after" connection had a scoped transaction that ended: its setting is now ''.
@@ -440,6 +475,7 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
             outside: &outside,
             server_version: server.version_num,
             signed_kid: signing.map(|k| k.kid()),
+            set_local: options.set_local,
         })
         .collect();
     let per_table: Vec<Vec<Plan>> = targets.iter().map(attacks::on_table).collect();

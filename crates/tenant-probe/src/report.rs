@@ -27,6 +27,11 @@ pub enum Verdict {
     Observed,
     /// The attack could not run (a table that could not be seeded, a session failure).
     NotRun,
+    /// A Citus coordinator refused the statement as a feature it does not support on
+    /// distributed tables (SQLSTATE 0A000, or XX000 "not supported"): it read and wrote
+    /// nothing, and no application can run it there either. Recorded with the refusal, not
+    /// a failure.
+    Refused,
 }
 
 impl Verdict {
@@ -38,6 +43,7 @@ impl Verdict {
             Verdict::Finding => "finding",
             Verdict::Observed => "observed",
             Verdict::NotRun => "NOT RUN",
+            Verdict::Refused => "refused by Citus",
         }
     }
 }
@@ -107,6 +113,8 @@ pub struct Summary {
     pub observed: usize,
     /// Could not run.
     pub not_run: usize,
+    /// Refused by Citus as not supported on distributed tables.
+    pub refused: usize,
 }
 
 /// A probe run.
@@ -150,6 +158,7 @@ impl Report {
                 Verdict::Finding => s.finding += 1,
                 Verdict::Observed => s.observed += 1,
                 Verdict::NotRun => s.not_run += 1,
+                Verdict::Refused => s.refused += 1,
             }
         }
         s
@@ -165,7 +174,7 @@ impl Report {
     pub fn summary_line(&self) -> String {
         let s = self.summary();
         format!(
-            "tenant-probe: {} attacks on {} tables: {} pass, {} leaks, {} findings (what the configuration gives up by name), {} observed (side channels), {} not run: {}",
+            "tenant-probe: {} attacks on {} tables: {} pass, {} leaks, {} findings (what the configuration gives up by name), {} observed (side channels), {} not run{}: {}",
             s.total,
             self.tables.len(),
             s.pass,
@@ -173,6 +182,7 @@ impl Report {
             s.finding,
             s.observed,
             s.not_run,
+            refused_part(s.refused),
             if self.failed() { "FAIL" } else { "PASS" }
         )
     }
@@ -198,7 +208,7 @@ impl Report {
             "unseedable": self.unseedable.iter().map(|(t, why)| json!({"table": t, "reason": why})).collect::<Vec<_>>(),
             "summary": {
                 "total": s.total, "pass": s.pass, "leak": s.leak, "finding": s.finding,
-                "observed": s.observed, "not_run": s.not_run,
+                "observed": s.observed, "not_run": s.not_run, "refused_by_citus": s.refused,
             },
             "verdict": if self.failed() { "fail" } else { "pass" },
             "results": self.results.iter().map(|r| {
@@ -213,6 +223,7 @@ impl Report {
                     "verdict": match r.verdict {
                         Verdict::Pass => "pass", Verdict::Leak => "leak", Verdict::Finding => "finding",
                         Verdict::Observed => "observed", Verdict::NotRun => "not_run",
+                        Verdict::Refused => "refused_by_citus",
                     },
                     "note": r.note,
                 })
@@ -245,8 +256,13 @@ impl Report {
         let _ = writeln!(md, "| tables | {} |", md_cell(&self.tables.join(", ")));
         let _ = writeln!(
             md,
-            "| verdicts | {} pass, {} leak, {} finding, {} observed, {} not run |\n",
-            s.pass, s.leak, s.finding, s.observed, s.not_run
+            "| verdicts | {} pass, {} leak, {} finding, {} observed, {} not run{} |\n",
+            s.pass,
+            s.leak,
+            s.finding,
+            s.observed,
+            s.not_run,
+            refused_part(s.refused)
         );
         let _ = writeln!(
             md,
@@ -268,6 +284,10 @@ impl Report {
             ("Not run", Verdict::NotRun),
             ("Findings", Verdict::Finding),
             ("Observed side channels", Verdict::Observed),
+            (
+                "Refused by Citus (not supported on distributed tables)",
+                Verdict::Refused,
+            ),
         ] {
             let rows: Vec<&AttackResult> = self.with_verdict(v).collect();
             if rows.is_empty() {
@@ -393,7 +413,7 @@ impl Report {
                         xml(&detail)
                     );
                 }
-                Verdict::Finding | Verdict::Observed => {
+                Verdict::Finding | Verdict::Observed | Verdict::Refused => {
                     let _ = write!(
                         x,
                         "<system-out>{}: {}</system-out>",
@@ -423,6 +443,15 @@ fn xml(s: &str) -> String {
             c => c.to_string(),
         })
         .collect()
+}
+
+/// `, N refused by Citus` when any was (nothing on PostgreSQL, where none is).
+fn refused_part(refused: usize) -> String {
+    if refused == 0 {
+        String::new()
+    } else {
+        format!(", {refused} refused by Citus")
+    }
 }
 
 #[cfg(test)]

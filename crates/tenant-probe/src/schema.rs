@@ -169,6 +169,9 @@ pub struct ServerInfo {
     /// `current_user`.
     #[diesel(sql_type = Text)]
     pub role: String,
+    /// Whether the database has the Citus extension (a coordinator or a worker).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub citus: bool,
 }
 
 const COLUMNS: &str = "SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS ty, \
@@ -211,7 +214,8 @@ const VIEWS: &str = "SELECT format('%I.%I', n.nspname, c.relname) AS name, c.rel
  ORDER BY 1";
 
 const SERVER: &str = "SELECT current_setting('server_version_num')::int AS version_num, version() AS version, \
-       current_user::text AS role";
+       current_user::text AS role, \
+       EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus";
 
 /// Reads what the probe needs about every tenant table of `registry`. A registered table
 /// missing from the database is an error naming it.

@@ -1,5 +1,5 @@
-//! The SET LOCAL context mode with the inline policy form: what the Citus target uses, run end
-//! to end on plain PostgreSQL (Citus itself cannot be installed here; docs/scale-out.md).
+//! The SET LOCAL context mode with the inline policy form, what the Citus target uses, on plain
+//! PostgreSQL (the same on a real cluster: `tests/citus.rs`).
 
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -77,7 +77,10 @@ fn set_local_scoped_transactions_isolate_orgs_under_inline_policies() {
     let sent = sent.lock().unwrap();
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert!(
-        sent[0].ends_with(&format!("SET LOCAL tenant.org_id = '{}'", orgs_[0])),
+        sent[0].ends_with(&format!(
+            "DO $$BEGIN SET LOCAL tenant.org_id = '{}'; END$$",
+            orgs_[0]
+        )),
         "{}",
         sent[0]
     );

@@ -1,81 +1,53 @@
-//! The scale-out target: Citus, distributed by org. What Citus asks of the generated SQL
-//! (docs/scale-out.md says what was verified here and what was not):
+//! The scale-out target: Citus, every tenant table distributed by its org column. What Citus
+//! asks of the generated SQL, as measured on a coordinator and two workers (Citus 13.2;
+//! docs/scale-out.md):
 //!
-//! - policies on distributed tables may not contain subqueries, so the org is read inline:
+//! - policies on distributed tables may not contain sub-queries, so the org is read inline:
 //!   `org_id = nullif(current_setting('tenant.org_id', true), '')::uuid` (a per-row cast on
 //!   plain PostgreSQL, which is why it is not the default there);
 //! - only `SET LOCAL` reaches the workers (`citus.propagate_set_commands = local`), so the
 //!   library sets the org with `SET LOCAL tenant.org_id = '<org>'`
 //!   (`TenantPoolBuilder::set_local_context`);
-//! - tenant tables are distributed by their org column and colocated with the first one, so a
-//!   query filtered by org (the scoped DSL always filters) routes to one shard; global tables
-//!   become reference tables, which every tenant table may reference.
+//! - a table cannot be distributed while a local table references it or it references a local
+//!   table: the migration sets aside the foreign keys of every table it distributes, distributes,
+//!   and puts them back as they were (`pg_get_constraintdef`), one connection per node
+//!   (`citus.multi_shard_modify_mode = sequential`, which foreign keys to reference tables need
+//!   in a transaction);
+//! - Citus refuses to alter a distribution column, so the org column's default goes on before
+//!   the distribution and stays (as the distribution does) when the protection is undone;
+//! - tenant tables are colocated with the first one, so a query filtered by org (the scoped DSL
+//!   always filters) routes to one shard, and joins and foreign keys between them stay on it;
+//!   global tables become reference tables, which every tenant table may reference.
 //!
-//! [`generate`] writes the distribution first (parents before children, in registry order:
-//! Citus wants referenced tables distributed before the tables that reference them), then
-//! the same protection as for PostgreSQL with the inline policy form.
+//! - Citus 13.2 sends the text of the query that ran an `ALTER TABLE` (owner, row-level
+//!   security), a `DROP POLICY` or a `SET LOCAL` on a distributed table on to the workers as
+//!   it is: a migration sent as one query (as diesel sends it) fails there ("cannot insert
+//!   multiple commands into a prepared statement"). Every statement of the Citus migration
+//!   that is not a `DO` block or a `SELECT` runs in a `DO` block of its own
+//!   ([`statementwise`]), whose statements Citus sends alone.
+//!
+//! Each table's [`Fragment`] distributes it (once: a distributed table is left as it is) and
+//! then protects it as on PostgreSQL with the inline policy form, so [`incremental`] works as
+//! the PostgreSQL target's does. The distribution is never undone by a migration:
+//! undistributing moves every row back to the coordinator (`undistribute_table()`, by hand).
 
 use std::fmt::Write as _;
 
-use tenant_lint::Registry;
+use tenant_lint::{Registry, TableEntry};
 
-use crate::context::ContextMode;
-use crate::pg::{Migration, RlsOptions, literal};
+pub use crate::options::PolicyForm;
+use crate::options::{ContextMode, RlsOptions};
+use crate::sql::{HEADER, Migration, ident, literal, statements};
+use crate::table::{Fragment, OrgDefault, fragment, org_default_up};
 
-/// How a policy reads the org.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PolicyForm {
-    /// Once per statement, in a sub-select (PostgreSQL; about 1.1x of no RLS on a scan).
-    #[default]
-    SubSelect,
-    /// Inline, with no sub-select (what Citus accepts on distributed tables).
-    Inline,
-}
-
-/// The org expression of the inline form.
-pub(crate) fn inline_org_expression(options: &RlsOptions) -> String {
-    format!(
-        "nullif(current_setting({}, true), '')::uuid",
-        literal(&options.setting)
-    )
-}
-
-/// `create_distributed_table` for every tenant table (colocated with the first) and
-/// `create_reference_table` for every global table, in registry order.
-pub fn distribution(registry: &Registry) -> String {
-    let mut out = String::from(
-        "\n-- Citus: tenant tables distributed by their org column and colocated, global tables\n\
-         -- as reference tables. Referenced tables come first (registry order).\n",
-    );
-    let mut first: Option<&str> = None;
-    for t in registry.tables() {
-        match t.org_column() {
-            Some(org) => {
-                let colocate = first.map_or_else(|| "'default'".to_owned(), literal);
-                let _ = writeln!(
-                    out,
-                    "SELECT create_distributed_table({}, {}, colocate_with => {colocate});",
-                    literal(t.name),
-                    literal(org)
-                );
-                first.get_or_insert(t.name);
-            }
-            None => {
-                let _ = writeln!(out, "SELECT create_reference_table({});", literal(t.name));
-            }
-        }
-    }
-    out
-}
-
-/// The migration for a Citus cluster: the distribution, then the protection with the inline
-/// policy form (whatever form `options` asked for).
+/// `options` as Citus needs them: the inline policy form; refused, naming the reason, unless
+/// the context is the plain mode.
 ///
 /// # Errors
 /// When `options.context` is not [`ContextMode::TrustEveryStatement`]: the signed context's
 /// verifier reads a key table and a view that Citus does not run on its workers, so a Citus
 /// deployment is the opt-in plain mode, chosen by name (docs/scale-out.md).
-pub fn generate(registry: &Registry, options: &RlsOptions) -> Result<Migration, String> {
+pub fn target_options(options: &RlsOptions) -> Result<RlsOptions, String> {
     if options.context != ContextMode::TrustEveryStatement {
         return Err(format!(
             "Citus needs the plain org context: the signed context's verifier (the key table and \
@@ -87,17 +59,255 @@ pub fn generate(registry: &Registry, options: &RlsOptions) -> Result<Migration, 
             options.context
         ));
     }
-    let inline = RlsOptions {
+    Ok(RlsOptions {
         policy_form: PolicyForm::Inline,
         ..options.clone()
+    })
+}
+
+/// One [`Fragment`] per table of `registry`, in registry order: the table's distribution, then
+/// its protection with the inline policy form.
+///
+/// # Errors
+/// As [`target_options`].
+pub fn fragments(registry: &Registry, options: &RlsOptions) -> Result<Vec<Fragment>, String> {
+    let options = target_options(options)?;
+    let first_tenant = registry
+        .tables()
+        .find_map(|t| t.org_column().map(|_| t.name));
+    Ok(registry
+        .tables()
+        .map(|table| {
+            let protection = fragment(table, &options, OrgDefault::Untouched);
+            let (up, down) = (statementwise(&protection.up), statementwise(&protection.down));
+            Fragment {
+                table: protection.table,
+                // Protected first, then distributed: the shards are created with the table's
+                // owner, row-level security, policies and grants. (Changing the owner of a
+                // table distributed earlier in the same transaction fails on Citus 13.2 when
+                // the migration is sent as one query: Citus forwards the whole query text.)
+                up: up + &distribute(table, first_tenant, &options),
+                down: down
+                    + "\n-- The distribution stays (undistribute_table() moves every row back to the coordinator).\n",
+            }
+        })
+        .collect())
+}
+
+/// `sql` with every statement that is not a `DO` block or a `SELECT` in a `DO` block of its
+/// own, so that Citus sends that statement, and not the text of the whole query it came in,
+/// on to the workers. Comments stay outside; applying it twice changes nothing.
+pub fn statementwise(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() * 2);
+    let mut rest = sql;
+    for statement in statements(sql) {
+        rest = &rest[statement.len()..];
+        // The comment and blank lines before the statement stay as they are.
+        let mut body_at = 0;
+        for line in statement.split_inclusive('\n') {
+            let t = line.trim_start();
+            if t.is_empty() || t.starts_with("--") {
+                body_at += line.len();
+            } else {
+                break;
+            }
+        }
+        let (comments, body) = statement.split_at(body_at.min(statement.len()));
+        out.push_str(comments);
+        let head = body.trim_start();
+        let keep = ["DO ", "DO\n", "SELECT ", "SELECT\n"].iter().any(|k| {
+            head.get(..k.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(k))
+        });
+        if keep || head.is_empty() {
+            out.push_str(body);
+        } else {
+            let _ = write!(out, "DO $citus$BEGIN {head} END$citus$;");
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The statement that distributes `t` unless it is already: a tenant table by its org column
+/// (its org default set first), colocated with `first_tenant` (the first of them gets a
+/// colocation group of its own), a global table as a reference table.
+fn distribute(t: &TableEntry, first_tenant: Option<&str>, o: &RlsOptions) -> String {
+    let table = literal(&ident(t.name));
+    let (what, steps) = match t.org_column() {
+        Some(org_column) => {
+            let colocate = match first_tenant {
+                Some(first) if first != t.name => literal(&ident(first)),
+                _ => literal("none"),
+            };
+            let default = org_default_up(t.name, org_column, o)
+                .lines()
+                .filter(|l| !matches!(l.trim(), "DO $$" | "BEGIN" | "END" | "$$;"))
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>();
+            (
+                format!(
+                    "{} distributed by {}, colocated with {}",
+                    t.name,
+                    org_column,
+                    first_tenant.unwrap_or(t.name)
+                ),
+                format!(
+                    "{default}\x20   PERFORM create_distributed_table({table}, {}, colocate_with => {colocate});\n",
+                    literal(org_column)
+                ),
+            )
+        }
+        None => (
+            format!("{} as a reference table (a copy on every node)", t.name),
+            format!("\x20   PERFORM create_reference_table({table});\n"),
+        ),
     };
-    let mut migration = crate::pg::generate(registry, &inline);
-    let header_end = migration.up.find("\n\n").map_or(0, |i| i + 1);
-    migration.up.insert_str(header_end, &distribution(registry));
-    migration
-        .down
-        .push_str("\n-- The distribution stays: undistributing moves every row back to the coordinator;\n-- do it deliberately with undistribute_table().\n");
-    Ok(migration)
+    format!(
+        "\n-- Citus: {what}, once.\n\
+         DO $$\n\
+         BEGIN\n\
+         \x20 IF NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = {table}::regclass) THEN\n\
+         {steps}\
+         \x20   -- The rows were copied to the shards; the coordinator's local copy goes.\n\
+         \x20   PERFORM truncate_local_data_after_distributing_table({table});\n\
+         \x20 END IF;\n\
+         END\n\
+         $$;\n"
+    )
+}
+
+/// The temporary table holding the foreign keys set aside while tables are distributed.
+const SET_ASIDE: &str = "tenant_citus_foreign_keys";
+
+/// Sets aside every foreign key from or to a table of `registry` that is not distributed yet
+/// (Citus distributes no table that a local table references or that references one).
+fn set_aside_foreign_keys(registry: &Registry) -> String {
+    let tables = registry
+        .tables()
+        .map(|t| literal(&ident(t.name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "\n-- Citus distributes no table that a local table references or that references a local\n\
+         -- table: the foreign keys of the tables not distributed yet are set aside here and put back,\n\
+         -- as they were, once every table is distributed. Foreign keys to reference tables need one\n\
+         -- connection per node in a transaction (set at the top of the migration).\n\
+         DROP TABLE IF EXISTS pg_temp.{SET_ASIDE};\n\
+         CREATE TEMPORARY TABLE {SET_ASIDE} AS\n\
+         \x20 SELECT c.conrelid::regclass AS relation, c.conname::text AS name, pg_get_constraintdef(c.oid) AS definition\n\
+         \x20 FROM pg_constraint c\n\
+         \x20 WHERE c.contype = 'f'\n\
+         \x20   AND (c.conrelid = ANY (ARRAY[{tables}]::regclass[]) OR c.confrelid = ANY (ARRAY[{tables}]::regclass[]))\n\
+         \x20   AND NOT (c.conrelid IN (SELECT logicalrelid FROM pg_dist_partition)\n\
+         \x20            AND c.confrelid IN (SELECT logicalrelid FROM pg_dist_partition));\n\
+         DO $$\n\
+         DECLARE k record;\n\
+         BEGIN\n\
+         \x20 FOR k IN SELECT * FROM pg_temp.{SET_ASIDE} LOOP\n\
+         \x20   EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', k.relation, k.name);\n\
+         \x20 END LOOP;\n\
+         END\n\
+         $$;\n"
+    )
+}
+
+/// Puts back the foreign keys [`set_aside_foreign_keys`] set aside.
+fn restore_foreign_keys() -> String {
+    format!(
+        "\n-- The foreign keys set aside for the distribution, back as they were.\n\
+         DO $$\n\
+         DECLARE k record;\n\
+         BEGIN\n\
+         \x20 FOR k IN SELECT * FROM pg_temp.{SET_ASIDE} LOOP\n\
+         \x20   EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', k.relation, k.name, k.definition);\n\
+         \x20 END LOOP;\n\
+         END\n\
+         $$;\n\
+         DROP TABLE pg_temp.{SET_ASIDE};\n"
+    )
+}
+
+/// `sql` with what follows `prefix` (which `sql` starts with) between the foreign keys'
+/// set-aside and their restoring, when it distributes a table; else `sql` as it is.
+fn wrap(sql: &str, prefix: &str, registry: &Registry) -> String {
+    if !sql.contains("PERFORM create_") {
+        return sql.to_owned();
+    }
+    let body = sql.strip_prefix(prefix).unwrap_or(sql);
+    let head = if sql.len() == body.len() { "" } else { prefix };
+    format!(
+        "{head}{}{body}{}",
+        set_aside_foreign_keys(registry),
+        restore_foreign_keys()
+    )
+}
+
+/// The first statement of every Citus migration: one connection per node for the whole
+/// transaction. DDL on a table after parallel DDL on a colocated one, and foreign keys to
+/// reference tables, need it. `set_config`, not `SET LOCAL`: with
+/// `citus.propagate_set_commands = local`, Citus sends a `SET LOCAL`'s query text on to the
+/// workers, and this setting only concerns the coordinator.
+const SEQUENTIAL: &str = "\n-- One connection per node for the whole migration: Citus needs it for DDL on colocated\n\
+     -- tables and for foreign keys to reference tables in one transaction.\n\
+     SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true);\n";
+
+/// `sql` (a migration beginning with `prefix`) with [`SEQUENTIAL`] after `prefix`.
+fn sequential(sql: &str, prefix: &str) -> String {
+    match sql.strip_prefix(prefix) {
+        Some(body) => format!("{prefix}{SEQUENTIAL}{body}"),
+        None => format!("{SEQUENTIAL}{sql}"),
+    }
+}
+
+/// The migration made of `parts` (what [`generate`] writes for `registry`).
+pub fn assemble(registry: &Registry, parts: &[Fragment], options: &RlsOptions) -> Migration {
+    let m = crate::pg::assemble(parts, options);
+    Migration {
+        up: statementwise(&sequential(
+            &wrap(&m.up, &crate::pg::shared_objects(options), registry),
+            HEADER,
+        )),
+        down: statementwise(&sequential(&wrap(&m.down, HEADER, registry), HEADER)),
+    }
+}
+
+/// The migration for a Citus cluster: the shared objects, then each table distributed and
+/// protected with the inline policy form, between the foreign keys' set-aside and restoring.
+///
+/// # Errors
+/// As [`target_options`].
+pub fn generate(registry: &Registry, options: &RlsOptions) -> Result<Migration, String> {
+    let options = target_options(options)?;
+    Ok(assemble(
+        registry,
+        &fragments(registry, &options)?,
+        &options,
+    ))
+}
+
+/// The migration from the state `previous` (a manifest's fragments) to `registry`'s: tables
+/// that joined are distributed and protected, changed ones protected anew, those that left
+/// lose their protection (their distribution stays). `None` when nothing changed.
+///
+/// # Errors
+/// As [`target_options`].
+pub fn incremental(
+    registry: &Registry,
+    previous: &[Fragment],
+    options: &RlsOptions,
+) -> Result<Option<Migration>, String> {
+    let options = target_options(options)?;
+    let current = fragments(registry, &options)?;
+    Ok(
+        crate::pg::incremental(previous, &current, &options).map(|m| Migration {
+            up: statementwise(&sequential(
+                &wrap(&m.up, &crate::pg::shared_objects(&options), registry),
+                HEADER,
+            )),
+            down: statementwise(&sequential(&wrap(&m.down, HEADER, registry), HEADER)),
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -123,28 +333,91 @@ mod tests {
         );
     }
 
+    fn plain() -> RlsOptions {
+        RlsOptions {
+            context: ContextMode::TrustEveryStatement,
+            ..RlsOptions::default()
+        }
+    }
+
     #[test]
     fn tenant_tables_are_colocated_with_the_first_and_globals_are_reference_tables() {
+        let up = generate(&R, &plain()).unwrap().up;
         assert_eq!(
-            distribution(&R)
-                .lines()
-                .filter(|l| l.starts_with("SELECT"))
+            up.lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("PERFORM create_"))
                 .collect::<Vec<_>>(),
             [
-                "SELECT create_reference_table('currencies');",
-                "SELECT create_distributed_table('customers', 'org_id', colocate_with => 'default');",
-                "SELECT create_distributed_table('deals', 'org_id', colocate_with => 'customers');",
+                "PERFORM create_reference_table('\"currencies\"');",
+                "PERFORM create_distributed_table('\"customers\"', 'org_id', colocate_with => 'none');",
+                "PERFORM create_distributed_table('\"deals\"', 'org_id', colocate_with => '\"customers\"');",
             ]
         );
     }
 
     #[test]
-    fn the_citus_policies_have_no_subquery_and_distribution_comes_first() {
+    fn foreign_keys_are_set_aside_before_the_first_distribution_and_restored_after_the_last() {
+        let m = generate(&R, &plain()).unwrap();
+        let aside = m.up.find("DROP CONSTRAINT").unwrap();
+        let restored = m.up.rfind("ADD CONSTRAINT").unwrap();
+        let first = m.up.find("PERFORM create_").unwrap();
+        let last = m.up.rfind("PERFORM create_").unwrap();
+        assert!(aside < first && last < restored);
+        // The undo distributes nothing, so it sets no foreign key aside.
+        assert!(!m.down.contains("CONSTRAINT"), "{}", m.down);
+        for sql in [&m.up, &m.down] {
+            assert!(sql.starts_with(&format!("{HEADER}{SEQUENTIAL}")), "{sql}");
+        }
+    }
+
+    #[test]
+    fn every_statement_but_do_blocks_and_selects_runs_in_a_do_block_of_its_own() {
+        let m = generate(&R, &plain()).unwrap();
+        for sql in [&m.up, &m.down] {
+            for statement in statements(sql) {
+                let head = statement
+                    .lines()
+                    .map(str::trim_start)
+                    .find(|l| !l.is_empty() && !l.starts_with("--"))
+                    .unwrap_or("");
+                assert!(
+                    head.starts_with("DO ") || head.starts_with("SELECT "),
+                    "{statement}"
+                );
+            }
+        }
+        assert_eq!(
+            statementwise(&m.up),
+            m.up,
+            "applying it twice changes nothing"
+        );
+        assert_eq!(
+            statementwise("-- why\nALTER TABLE t OWNER TO o;\nSELECT 1;\n"),
+            "-- why\nDO $citus$BEGIN ALTER TABLE t OWNER TO o; END$citus$;\nSELECT 1;\n"
+        );
+    }
+
+    #[test]
+    fn the_org_default_goes_on_before_the_distribution_and_no_undo_alters_the_org_column() {
+        let m = generate(&R, &plain()).unwrap();
+        let default =
+            m.up.find("ALTER TABLE \"deals\" ALTER COLUMN \"org_id\" SET DEFAULT")
+                .unwrap();
+        let distributed = m.up.find("create_distributed_table('\"deals\"'").unwrap();
+        assert!(default < distributed);
+        assert_eq!(m.up.matches("ALTER COLUMN").count(), 2, "{}", m.up);
+        assert!(!m.down.contains("ALTER COLUMN"), "{}", m.down);
+    }
+
+    #[test]
+    fn the_citus_policies_have_no_subquery_and_each_table_is_protected_before_it_is_distributed() {
         let plain = RlsOptions {
             context: ContextMode::TrustEveryStatement,
             ..RlsOptions::default()
         };
         let m = generate(&R, &plain).unwrap();
+        assert!(m.up.contains("AS RESTRICTIVE"));
         let policy_lines: Vec<&str> =
             m.up.lines()
                 .filter(|l| l.contains("USING (") || l.contains("WITH CHECK ("))
@@ -156,8 +429,11 @@ mod tests {
         {
             assert!(!l.contains("SELECT"), "a sub-select in a Citus policy: {l}");
         }
-        let distributed = m.up.find("create_distributed_table").unwrap_or(usize::MAX);
-        let protected = m.up.find("ENABLE ROW LEVEL SECURITY").unwrap_or(0);
-        assert!(distributed < protected);
+        // The shards are created with the table's protection.
+        let protected =
+            m.up.find("ALTER TABLE \"deals\" ENABLE ROW LEVEL SECURITY")
+                .unwrap();
+        let distributed = m.up.find("create_distributed_table('\"deals\"'").unwrap();
+        assert!(protected < distributed);
     }
 }

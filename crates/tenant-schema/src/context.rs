@@ -24,23 +24,9 @@
 
 use std::fmt::Write as _;
 
-use crate::pg::{RlsOptions, ident, literal};
-
-/// How the policies learn the session's org.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ContextMode {
-    /// A token signed by the service (`tenant.org_token`), verified by the database: SQL in a
-    /// session cannot switch its org, so row-level security holds whatever statement the
-    /// application sends (the default).
-    #[default]
-    Signed,
-    /// The opt-in plain mode: a transaction-local setting (`tenant.org_id`) that the policies
-    /// believe. It trusts every statement the application sends: any statement can set the
-    /// setting to another org (`set_config`, `SET LOCAL`, an injected sub-select) and row-level
-    /// security then shows and changes that org's rows (docs/threat-model.md #5). What Citus
-    /// needs today (`citus::generate`); the audit reports it (`org-context-trusts-every-statement`).
-    TrustEveryStatement,
-}
+pub use crate::options::ContextMode;
+use crate::options::RlsOptions;
+use crate::sql::{ident, literal};
 
 /// The schema of the signed context's key table and functions.
 pub const CONTEXT_SCHEMA: &str = "tenant_context";
@@ -238,7 +224,7 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          END\n\
          $fn$;\n"
     );
-    crate::pg::own_functions(
+    crate::sql::own_functions(
         out,
         s,
         &owner,

@@ -9,8 +9,7 @@
 //! compares each function of a generated name with what this version generates, in either
 //! context mode (some bodies differ between them).
 
-use crate::context::ContextMode;
-use crate::pg::RlsOptions;
+use crate::options::{ContextMode, RlsOptions};
 
 /// One generated function, as `pg_proc` holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +102,7 @@ pub(crate) struct GeneratedPolicy {
 /// (sub-select, inline), then the signed context's.
 pub(crate) fn org_forms(o: &RlsOptions, column: &str) -> [Vec<String>; 2] {
     let col = printed_ident(column);
-    let setting = crate::pg::literal(&o.setting);
+    let setting = crate::sql::literal(&o.setting);
     let inline_org = format!("(NULLIF(current_setting({setting}::text, true), ''::text))::uuid");
     [
         vec![
@@ -191,11 +190,11 @@ fn printed_ident(name: &str) -> String {
     if bare {
         name.to_owned()
     } else {
-        crate::pg::ident(name)
+        crate::sql::ident(name)
     }
 }
 
-/// An identifier as the generator writes it (`crate::pg::ident`), as the catalog holds it.
+/// An identifier as the generator writes it (`crate::sql::ident`), as the catalog holds it.
 fn unquote(ident: &str) -> String {
     ident
         .strip_prefix('"')

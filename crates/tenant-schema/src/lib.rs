@@ -28,8 +28,11 @@ pub mod context;
 pub mod evidence;
 mod generated;
 mod operator;
+pub mod options;
 pub mod pg;
 pub mod session;
+mod sql;
+mod table;
 
 pub use citus::PolicyForm;
 pub use context::ContextMode;

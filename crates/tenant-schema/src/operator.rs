@@ -25,7 +25,8 @@
 
 use std::fmt::Write as _;
 
-use crate::pg::{RlsOptions, create_nologin_role, ident, literal, strip_rls_bypass};
+use crate::options::{PolicyForm, RlsOptions};
+use crate::sql::{create_nologin_role, ident, literal, strip_rls_bypass};
 
 /// The shared objects: role, schema, log, functions (idempotent; never dropped by `down`: the
 /// log is evidence).
@@ -207,7 +208,7 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
         pattern = literal(&o.ticket_pattern),
         max = o.max_window_minutes,
     );
-    crate::pg::own_functions(
+    crate::sql::own_functions(
         out,
         &schema,
         &owner,
@@ -244,8 +245,8 @@ pub(crate) fn table_up(out: &mut String, table: &str, org_column: &str, o: &RlsO
     );
     // Once per statement in a sub-select; inline where the policy form says so (Citus).
     let granted = |write: bool| match o.policy_form {
-        crate::citus::PolicyForm::SubSelect => format!("(SELECT {schema}.granted_org({write}))"),
-        crate::citus::PolicyForm::Inline => format!("{schema}.granted_org({write})"),
+        PolicyForm::SubSelect => format!("(SELECT {schema}.granted_org({write}))"),
+        PolicyForm::Inline => format!("{schema}.granted_org({write})"),
     };
     let (granted_read, granted_write) = (granted(false), granted(true));
     let _ = write!(

@@ -18,7 +18,8 @@
 
 use std::fmt::Write as _;
 
-use crate::pg::{RlsOptions, literal};
+use crate::options::RlsOptions;
+use crate::sql::literal;
 
 /// The search path both roles get in this database: tables in `public`, temporary relations
 /// (which neither role can create) after them.

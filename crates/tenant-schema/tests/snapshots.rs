@@ -28,8 +28,8 @@ fn the_shared_objects_of_the_signed_context() {
     insta::assert_snapshot!("signed_shared_sql", tenant_schema::shared_objects(&options));
 }
 
-/// The Citus target cannot be run here (no Citus on these machines): its DDL is reviewed as a
-/// snapshot (docs/scale-out.md).
+/// The Citus target's DDL, as a reviewer reads it (it runs on a real cluster in
+/// `tests/citus.rs`).
 #[test]
 fn the_citus_migration_for_the_story() {
     let plain = RlsOptions {

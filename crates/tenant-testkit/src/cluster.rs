@@ -17,6 +17,8 @@ use std::process::Command;
 pub struct Cluster {
     dir: PathBuf,
     bin: Option<PathBuf>,
+    /// Server settings after the defaults (`-c name=value`; a later one wins).
+    settings: Vec<String>,
 }
 
 const INSTALL_HINT: &str = "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or under \
@@ -43,7 +45,28 @@ impl Cluster {
         Self {
             dir,
             bin: find_bindir(std::env::var_os("PATH"), Path::new("/usr/lib/postgresql")),
+            settings: Vec::new(),
         }
+    }
+
+    /// This cluster with server setting `name = value` after the defaults (which it overrides).
+    /// Values are passed on the server's command line: letters, digits, `_`, `.`, `,`, `*`
+    /// and `-` only.
+    #[must_use]
+    pub fn with_setting(mut self, name: &str, value: &str) -> Self {
+        self.settings.push(format!("-c {name}={value}"));
+        self
+    }
+
+    /// The directory of the server binaries, when they were found.
+    pub fn bindir(&self) -> Option<&Path> {
+        self.bin.as_deref()
+    }
+
+    /// The port the server listens on (its socket's name; on TCP too when `listen_addresses`
+    /// was set), once it was started.
+    pub fn listen_port(&self) -> Option<u16> {
+        self.port()
     }
 
     fn data(&self) -> PathBuf {
@@ -136,11 +159,15 @@ impl Cluster {
             .map_err(|e| e.to_string())?;
         // shared_buffers holds the bench's four tables of 1M rows (about 650 MB), which
         // `cargo xtask bench` loads before it measures; the server only touches what it uses.
-        let options = format!(
+        let mut options = format!(
             "-k {} -p {port} -c listen_addresses='' -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=200 -c lc_messages=C -c shared_buffers=1GB",
             sock.display()
         );
+        for setting in &self.settings {
+            options.push(' ');
+            options.push_str(setting);
+        }
         let mut ctl = self.tool("pg_ctl")?;
         ctl.arg("-D")
             .arg(self.data())
@@ -324,6 +351,7 @@ mod tests {
         let cluster = Cluster {
             dir: empty.join("c"),
             bin: find_bindir(Some(empty.clone().into()), &empty),
+            settings: Vec::new(),
         };
         let err = cluster.start().err().unwrap();
         assert!(err.contains("apt-get install postgresql"), "{err}");

@@ -9,6 +9,7 @@
 
 #![allow(clippy::expect_used, clippy::panic)]
 
+pub mod citus;
 pub mod cluster;
 #[cfg(feature = "differential")]
 pub mod differential;

@@ -57,3 +57,33 @@ pub fn plain(hint: &str) -> TestDb {
         },
     )
 }
+
+/// The options of the story on Citus: the plain context (the only one Citus takes).
+pub fn citus_options() -> tenant_schema::RlsOptions {
+    tenant_schema::RlsOptions {
+        context: tenant_schema::ContextMode::TrustEveryStatement,
+        ..tenant_schema::RlsOptions::default()
+    }
+}
+
+/// The story's schema on a fresh database of the Citus cluster (`TENANT_CITUS_URL`), with the
+/// generated Citus migration applied in one transaction, as diesel applies a migration.
+///
+/// # Panics
+/// When the schema or the generated migration does not apply.
+pub fn citus(hint: &str) -> crate::citus::CitusDb {
+    use diesel::Connection as _;
+    let db = crate::citus::CitusDb::new(hint);
+    let mut admin = db.admin();
+    for sql in two_companies::SCHEMA_SQL {
+        admin.batch_execute(sql).expect("the story's schema");
+    }
+    let migration = tenant_schema::citus::generate(&two_companies::REGISTRY, &citus_options())
+        .expect("the Citus migration");
+    // The migrations of two databases change the same roles on every node.
+    let _one = crate::citus::one_setup_at_a_time();
+    admin
+        .transaction(|c| c.batch_execute(&migration.up))
+        .expect("the generated Citus migration");
+    db
+}

@@ -166,6 +166,7 @@ pub(crate) mod fixture {
                 outside: &self.outside,
                 server_version: 170_000,
                 signed_kid: None,
+                set_local: false,
             }
         }
     }

@@ -13,10 +13,16 @@ const THREAT: &str = "#4";
 /// The no-org attacks on `t`.
 pub fn plans(t: &Target<'_>) -> Vec<Plan> {
     let (name, table) = (t.name(), t.table.name.as_str());
-    // Both the setting and, for the signed mode, the token.
-    let empty =
+    // Both the setting and, for the signed mode, the token; with SET LOCAL too where the
+    // service sets the org that way (Citus's workers learn the org only from SET LOCAL, in a
+    // DO block so that they get that statement alone).
+    let mut empty = vec![
         "SELECT set_config('tenant.org_id', '', true), set_config('tenant.org_token', '', true)"
-            .to_owned();
+            .to_owned(),
+    ];
+    if t.set_local {
+        empty.push("DO $$BEGIN SET LOCAL tenant.org_id = ''; END$$".to_owned());
+    }
     let none = vec![Accept::Rows(0), Accept::Sqlstate("22P02")];
     let mut out = vec![
         Plan::new(
@@ -26,7 +32,7 @@ pub fn plans(t: &Target<'_>) -> Vec<Plan> {
             table,
             format!("SELECT 1 FROM {name}"),
         )
-        .setup(vec![empty.clone()])
+        .setup(empty.clone())
         .accept(none.clone(), "0 rows, or refused: 22P02"),
         Plan::new(
             "fresh_connection_read",
@@ -59,7 +65,7 @@ pub fn plans(t: &Target<'_>) -> Vec<Plan> {
                 table,
                 insert.clone(),
             )
-            .setup(vec![empty])
+            .setup(empty)
             .no_rows()
             .accept(refused.clone(), words),
         );

@@ -276,7 +276,7 @@ pub(super) fn generated_function_executable(
                     fix: format!(
                         "REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC, {}",
                         f.name,
-                        crate::pg::ident(role)
+                        crate::sql::ident(role)
                     ),
                 });
             }

@@ -918,11 +918,11 @@ fn column_revokes(table: &str, grants: &[&str]) -> String {
             let role = if role == "public" {
                 "PUBLIC".to_owned()
             } else {
-                crate::pg::ident(role)
+                crate::sql::ident(role)
             };
             Some(format!(
                 "; REVOKE ALL ({}) ON {table} FROM {role}",
-                crate::pg::ident(column)
+                crate::sql::ident(column)
             ))
         })
         .collect::<std::collections::BTreeSet<_>>()
@@ -940,7 +940,7 @@ fn grantees(grants: &[&str]) -> String {
             if r == "public" {
                 "PUBLIC".to_owned()
             } else {
-                crate::pg::ident(r)
+                crate::sql::ident(r)
             }
         })
         .collect::<Vec<_>>()
@@ -1201,10 +1201,10 @@ fn foreign_key_without_index(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec
                 "no index starts with this foreign key's columns, so deleting or re-keying a row of the referenced table scans this table (all of the org's rows) once per row: purging or restoring an org becomes quadratic (100,000 rows: 32 s without, 4.8 s with, README)",
                 format!(
                     "CREATE INDEX ON {} ({})",
-                    crate::pg::ident(&k.table_name),
+                    crate::sql::ident(&k.table_name),
                     k.columns
                         .split(',')
-                        .map(crate::pg::ident)
+                        .map(crate::sql::ident)
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),

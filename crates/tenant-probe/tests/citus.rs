@@ -1,0 +1,427 @@
+//! The application layer and the database layer on a real Citus cluster: a coordinator and
+//! two workers (`cargo xtask test` starts it and sets `TENANT_CITUS_URL` and
+//! `TENANT_CITUS_WORKER_URLS`), the story's schema distributed by org with the generated
+//! Citus migration.
+
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use tenant_core::{OrgContext, OrgId, TenantError, TenantPool};
+use tenant_testkit::citus::CitusDb;
+use tenant_testkit::{roles, story};
+use two_companies::schema::{customers, deals, orgs};
+
+/// The service's pool on the coordinator: the plain context, set with SET LOCAL.
+fn pool(db: &CitusDb) -> TenantPool {
+    TenantPool::builder(
+        db.app_url(),
+        &two_companies::REGISTRY,
+        OrgContext::TrustEveryStatement,
+    )
+    .max_size(2)
+    .set_local_context()
+    .build()
+    .unwrap()
+}
+
+/// Org `org` with `n` customers, each with one deal.
+fn seed(pool: &TenantPool, org: OrgId, n: usize) {
+    pool.with_org(org, |s| {
+        s.execute(s.insert(orgs::table, orgs::name.eq(format!("org {org}"))))?;
+        for i in 0..n {
+            let id: uuid::Uuid = s.get_result(
+                s.insert(
+                    customers::table,
+                    (
+                        customers::name.eq(format!("c{i}")),
+                        customers::email.eq(format!("{i}@{org}")),
+                    ),
+                )
+                .returning(customers::id),
+            )?;
+            s.execute(s.insert(
+                deals::table,
+                (
+                    deals::customer_id.eq(id),
+                    deals::title.eq(format!("deal {i}")),
+                    deals::amount_cents.eq(100 * i as i64),
+                    deals::currency.eq("EUR"),
+                    deals::stage.eq("open"),
+                ),
+            ))?;
+        }
+        Ok::<_, TenantError>(())
+    })
+    .unwrap();
+}
+
+/// Citus's counters of this database on the coordinator: queries run on one shard, on several.
+fn routing_counters(db: &CitusDb) -> (i64, i64) {
+    #[derive(QueryableByName)]
+    struct Counters {
+        #[diesel(sql_type = BigInt)]
+        single: i64,
+        #[diesel(sql_type = BigInt)]
+        multi: i64,
+    }
+    let c: Counters = diesel::sql_query(
+        "SELECT query_execution_single_shard AS single, query_execution_multi_shard AS multi
+         FROM citus_stat_counters WHERE name = current_database()",
+    )
+    .get_result(&mut db.admin())
+    .unwrap();
+    (c.single, c.multi)
+}
+
+/// `EXPLAIN` of a scoped statement's own SQL (from `debug_sql`, its uuid binds written as
+/// literals), run in the scoped transaction.
+fn explain(conn: &mut PgConnection, debug_sql: &str) -> String {
+    let (sql, binds) = debug_sql.split_once(" -- binds: ").unwrap();
+    let binds: Vec<&str> = binds
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(", ")
+        .collect();
+    let mut sql = sql.to_owned();
+    // $10 before $1.
+    for (i, bind) in binds.iter().enumerate().rev() {
+        let value = if bind.len() == 36 && bind.chars().filter(|c| *c == '-').count() == 4 {
+            format!("'{bind}'::uuid")
+        } else if bind.parse::<i64>().is_ok() {
+            bind.to_string()
+        } else {
+            format!("'{}'", bind.trim_matches('"').replace('\'', "''"))
+        };
+        sql = sql.replace(&format!("${}", i + 1), &value);
+    }
+    #[derive(QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    diesel::sql_query(format!("EXPLAIN {sql}"))
+        .load::<Line>(conn)
+        .unwrap_or_else(|e| panic!("EXPLAIN {sql}: {e}"))
+        .into_iter()
+        .map(|l| l.line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn every_scoped_statement_runs_on_one_shard_of_one_node() {
+    let db = story::citus("citus_routing");
+    let pool = pool(&db);
+    let (a, b) = (OrgId::new_random(), OrgId::new_random());
+    seed(&pool, a, 3);
+    seed(&pool, b, 2);
+    let before = routing_counters(&db);
+    // Reads, a join between colocated tables, scoped sub-queries, writes: eight statements.
+    let statements = pool
+        .with_org(a, |s| {
+            let names: Vec<String> = s.load(s.query(customers::table).select(customers::name))?;
+            assert_eq!(names.len(), 3);
+            let joined: Vec<(String, String)> = s.load(
+                s.query(deals::table)
+                    .inner_join(customers::table)
+                    .select((deals::title, customers::name)),
+            )?;
+            assert_eq!(joined.len(), 3);
+            let named_c0 = s
+                .query(customers::table)
+                .filter(customers::name.eq("c0"))
+                .select(customers::id);
+            let of_c0: Vec<String> = s.load(
+                s.query(deals::table)
+                    .filter(deals::customer_id.eq_any(named_c0.into_subquery()))
+                    .select(deals::title),
+            )?;
+            assert_eq!(of_c0, ["deal 0"]);
+            let has_deal = s
+                .query(deals::table)
+                .filter(deals::customer_id.eq(customers::id));
+            let with_deals: i64 = s.get_result(
+                s.query(customers::table)
+                    .filter(has_deal.select(deals::id).into_subquery().exists())
+                    .count(),
+            )?;
+            assert_eq!(with_deals, 3);
+            let updated = s.execute(
+                s.update(deals::table)
+                    .filter(deals::title.eq("deal 1"))
+                    .set(deals::stage.eq("won")),
+            )?;
+            assert_eq!(updated, 1);
+            let deleted = s.execute(s.delete(deals::table).filter(deals::title.eq("deal 2")))?;
+            assert_eq!(deleted, 1);
+            let n: i64 = s.get_result(s.query(deals::table).count())?;
+            assert_eq!(n, 2);
+            let won: i64 =
+                s.get_result(s.query(deals::table).filter(deals::stage.eq("won")).count())?;
+            assert_eq!(won, 1);
+            Ok::<_, TenantError>(8)
+        })
+        .unwrap();
+    let after = routing_counters(&db);
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (statements, 0),
+        "(single-shard, multi-shard) queries of the scoped workload"
+    );
+
+    // The plan of each shape names one task, on one node.
+    pool.with_org(a, |s| {
+        let join = s
+            .query(deals::table)
+            .inner_join(customers::table)
+            .select((deals::title, customers::name))
+            .debug_sql();
+        let named_c0 = s
+            .query(customers::table)
+            .filter(customers::name.eq("c0"))
+            .select(customers::id);
+        let sub = s
+            .query(deals::table)
+            .filter(deals::customer_id.eq_any(named_c0.into_subquery()))
+            .select(deals::title)
+            .debug_sql();
+        let conn = s.raw_connection_unchecked("test: EXPLAIN the scoped statements' own SQL");
+        for sql in [join, sub] {
+            let plan = explain(conn, &sql);
+            assert!(plan.contains("Task Count: 1"), "{sql}\n{plan}");
+            assert_eq!(plan.matches("Node: host=").count(), 1, "{plan}");
+        }
+        Ok::<_, TenantError>(())
+    })
+    .unwrap();
+}
+
+/// `count(*)` of `table` on `conn`.
+fn count(conn: &mut PgConnection, sql: &str) -> i64 {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    diesel::sql_query(sql)
+        .get_result::<N>(conn)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .n
+}
+
+#[test]
+fn the_org_reaches_the_workers_and_without_it_no_node_shows_a_row() {
+    let db = story::citus("citus_context");
+    let pool = pool(&db);
+    let (a, b) = (OrgId::new_random(), OrgId::new_random());
+    seed(&pool, a, 3);
+    seed(&pool, b, 2);
+    // The scoped path: the workers answer with the org's rows only.
+    let seen: Vec<uuid::Uuid> = pool
+        .with_org(a, |s| {
+            s.load(s.query(customers::table).select(customers::org_id))
+        })
+        .unwrap();
+    assert_eq!(seen, vec![a.as_uuid(); 3]);
+
+    // Any SQL as the application role on the coordinator: no org, no row on any worker.
+    let mut app = PgConnection::establish(&db.app_url()).unwrap();
+    assert_eq!(count(&mut app, "SELECT count(*) AS n FROM customers"), 0);
+    assert_eq!(
+        count(
+            &mut app,
+            &format!("SELECT count(*) AS n FROM customers WHERE org_id = '{a}'")
+        ),
+        0
+    );
+    // With org A set, B's rows stay out, whether the query routes to B's shard or fans out.
+    app.batch_execute(&format!(
+        "BEGIN; {}",
+        tenant_testkit::citus::set_local_org(a)
+    ))
+    .unwrap();
+    assert_eq!(
+        count(
+            &mut app,
+            &format!("SELECT count(*) AS n FROM customers WHERE org_id = '{b}'")
+        ),
+        0
+    );
+    assert_eq!(count(&mut app, "SELECT count(*) AS n FROM customers"), 3);
+    assert_eq!(count(&mut app, "SELECT count(*) AS n FROM deals"), 3);
+    app.batch_execute("ROLLBACK").unwrap();
+
+    // On the workers themselves, as the application role: the distributed table and every
+    // shard of it show nothing without an org, and only the org's rows with one.
+    let mut total_a = 0;
+    for url in db.worker_urls_as(roles::APP) {
+        let mut w = PgConnection::establish(&url).unwrap();
+        assert_eq!(count(&mut w, "SELECT count(*) AS n FROM customers"), 0);
+        for shard in shards_of(&db, &url, "customers") {
+            let sql = format!("SELECT count(*) AS n FROM {shard}");
+            assert_eq!(count(&mut w, &sql), 0, "{shard} without an org");
+            w.batch_execute(&format!(
+                "BEGIN; {}",
+                tenant_testkit::citus::set_local_org(a)
+            ))
+            .unwrap();
+            total_a += count(&mut w, &sql);
+            assert_eq!(
+                count(
+                    &mut w,
+                    &format!("SELECT count(*) AS n FROM {shard} WHERE org_id <> '{a}'")
+                ),
+                0
+            );
+            w.batch_execute("ROLLBACK").unwrap();
+        }
+    }
+    assert_eq!(total_a, 3, "A's rows, found shard by shard on the workers");
+}
+
+/// The shards of `table` placed on the worker at `url` (the admin reads the placements).
+fn shards_of(db: &CitusDb, worker_app_url: &str, table: &str) -> Vec<String> {
+    #[derive(QueryableByName)]
+    struct Shard {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let port = worker_app_url
+        .split("port=")
+        .nth(1)
+        .and_then(|p| p.split('&').next())
+        .unwrap();
+    diesel::sql_query(format!(
+        "SELECT shard_name(logicalrelid, shardid)::text AS name
+         FROM pg_dist_shard JOIN pg_dist_placement USING (shardid)
+         JOIN pg_dist_node USING (groupid)
+         WHERE logicalrelid = '{table}'::regclass AND nodeport = {port}"
+    ))
+    .load::<Shard>(&mut db.admin())
+    .unwrap()
+    .into_iter()
+    .map(|s| s.name)
+    .collect()
+}
+
+/// What the coordinator logged of the commands it sent to the workers (`issuing ...` lines,
+/// `citus.log_remote_commands`), read by the admin from the server log.
+fn issued_commands(db: &CitusDb) -> Vec<String> {
+    #[derive(QueryableByName)]
+    struct Log {
+        #[diesel(sql_type = Text)]
+        text: String,
+    }
+    let log: Log = diesel::sql_query(
+        "SELECT pg_read_file(current_setting('data_directory') || '/../server.log') AS text",
+    )
+    .get_result(&mut db.admin())
+    .unwrap();
+    log.text
+        .lines()
+        .filter_map(|l| l.split_once("issuing ").map(|(_, c)| c.to_owned()))
+        .collect()
+}
+
+/// Citus sends a SET LOCAL or RESET on to the workers as the text of the query that ran it;
+/// the opening message runs each in a DO block of its own, so that the workers get the org
+/// and the resets and nothing else of it.
+#[test]
+fn the_workers_get_the_org_and_the_resets_and_nothing_else_of_the_opening() {
+    let db = story::citus("citus_opening");
+    db.admin()
+        .batch_execute(&format!(
+            "ALTER ROLE {app} IN DATABASE \"{name}\" SET citus.log_remote_commands = on;
+             ALTER ROLE {app} IN DATABASE \"{name}\" SET log_min_messages = notice;",
+            app = roles::APP,
+            name = db.name()
+        ))
+        .unwrap();
+    let pool = pool(&db);
+    let org = OrgId::new_random();
+    seed(&pool, org, 1);
+    let issued = issued_commands(&db);
+    let with_org: Vec<&String> = issued
+        .iter()
+        .filter(|c| c.contains(&org.to_string()))
+        .collect();
+    assert!(
+        with_org
+            .iter()
+            .any(|c| c.contains(&format!("SET LOCAL tenant.org_id = '{org}'"))),
+        "{with_org:#?}"
+    );
+    for c in &with_org {
+        for opening_only in ["TimeZone", "pg_my_temp_schema", "setseed", "UNLISTEN"] {
+            assert!(!c.contains(opening_only), "sent to a worker: {c}");
+        }
+    }
+
+    // The behaviour worked around: a SET LOCAL at the top level of a message goes to the
+    // workers with the whole message.
+    let mut app = PgConnection::establish(&db.app_url()).unwrap();
+    app.batch_execute(&format!(
+        "BEGIN; SELECT 'top-level-marker'; SET LOCAL tenant.org_id = '{org}'"
+    ))
+    .unwrap();
+    assert_eq!(count(&mut app, "SELECT count(*) AS n FROM customers"), 1);
+    app.batch_execute("ROLLBACK").unwrap();
+    assert!(
+        issued_commands(&db)
+            .iter()
+            .any(|c| c.contains("SELECT 'top-level-marker'")),
+        "Citus no longer forwards the whole message: the DO blocks may be unneeded"
+    );
+}
+
+/// The leak probe against the coordinator, setting the org as the service does (SET LOCAL):
+/// no attack reads or writes the other org, and every attack ran (one Citus refuses is a
+/// refusal in the report, not a skip).
+#[test]
+fn the_probe_finds_no_leak_on_the_cluster() {
+    let db = story::citus("citus_probe");
+    let url = db.app_url();
+    let mut options = tenant_probe::ProbeOptions::new(
+        &url,
+        &two_companies::REGISTRY,
+        OrgContext::TrustEveryStatement,
+    );
+    options.progress = false;
+    options.set_local = true;
+    let report = tenant_probe::run(&options).unwrap();
+    let s = report.summary();
+    assert_eq!((s.leak, s.not_run), (0, 0), "{}", report.markdown());
+    assert!(!report.failed());
+    // What Citus refuses on every tenant table, each with its own refusal: recorded, and
+    // known here by name, so that a Citus that starts running one shows up.
+    let mut refused: Vec<(String, String)> = report
+        .with_verdict(tenant_probe::Verdict::Refused)
+        .map(|r| (r.attack.clone(), r.observed.to_string()))
+        .collect();
+    refused.sort();
+    refused.dedup();
+    let names: Vec<&str> = refused.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "insert_select_into_b",
+            "merge_delete",
+            "merge_update",
+            "self_join",
+            "update_moving_row_to_b"
+        ],
+        "{refused:#?}"
+    );
+    assert_eq!(s.refused, 5 * 5, "five attacks on each of the five tables");
+    for (attack, observed) in &refused {
+        assert!(
+            observed.starts_with("refused: 0A000") || observed.starts_with("refused: XX000"),
+            "{attack}: {observed}"
+        );
+    }
+    // The plain mode's findings: org hopping with SET LOCAL, on every table.
+    assert_eq!(s.finding, 5, "{}", report.markdown());
+}
