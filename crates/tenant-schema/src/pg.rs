@@ -1,6 +1,6 @@
 //! The PostgreSQL 15+ target: a migration is the shared objects (roles, the signed context's
 //! functions, the access log, the session defaults) followed by every table's fragment
-//! ([`crate::table`]); [`incremental`] writes only what changed since a manifest, and
+//! (`table.rs`); [`incremental`] writes only what changed since a manifest, and
 //! [`shared_refresh`] what changed in the shared objects. [`crate::citus`] builds on this.
 //!
 //! Layers (no file imports one above it): `options` < `sql` < `context`, `operator`,
