@@ -213,3 +213,177 @@ fn nothing_cites_a_file_outside_the_repository() {
         .collect();
     assert!(citing.is_empty(), "{citing:#?}");
 }
+
+/// The modules of the crate whose sources are in `src`, each with the modules of the same
+/// crate its code names (`crate::a::b`, `use crate::{a, b::c}`, `super::x`), outside
+/// comments and outside its `#[cfg(test)] mod tests`.
+fn module_references(src: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let module_of = |file: &Path| -> Vec<String> {
+        let rel = file.strip_prefix(src).unwrap().with_extension("");
+        let mut parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if matches!(
+            parts.last().map(String::as_str),
+            Some("mod" | "lib" | "main")
+        ) {
+            parts.pop();
+        }
+        parts
+    };
+    let modules: Vec<Vec<String>> = files.iter().map(|f| module_of(f)).collect();
+    let known = |path: &[String]| -> Option<String> {
+        // The longest prefix of `path` that is a module file.
+        (0..=path.len())
+            .rev()
+            .map(|n| &path[..n])
+            .find(|p| modules.iter().any(|m| m.as_slice() == *p))
+            .map(|p| p.join("::"))
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for (file, module) in files.iter().zip(&modules) {
+        let text = std::fs::read_to_string(file).unwrap();
+        let text = text
+            .split("#[cfg(test)]\nmod tests")
+            .next()
+            .unwrap_or_default();
+        let code: String = text
+            .lines()
+            .map(|l| match l.find("//") {
+                // A comment, unless the `//` is in a string (a URL).
+                Some(i) if !l[..i].contains('"') => &l[..i],
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut refs = Vec::new();
+        let word = |s: &str| -> Vec<String> {
+            s.split("::")
+                .map(|p| {
+                    p.chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect::<String>()
+                })
+                .take_while(|p| !p.is_empty())
+                .collect()
+        };
+        for (i, _) in code.match_indices("crate::") {
+            if code[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                continue; // `tenant_crate::`, not `crate::`
+            }
+            let rest = &code[i + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let inner = &group[..group.find('}').unwrap_or(group.len())];
+                refs.extend(inner.split(',').map(|p| word(p.trim())));
+            } else {
+                refs.push(word(rest));
+            }
+        }
+        for (i, _) in code.match_indices("super::") {
+            if code[..i].ends_with("super::") {
+                continue;
+            }
+            let parent = &module[..module.len().saturating_sub(1)];
+            let mut path = parent.to_vec();
+            path.extend(word(&code[i + "super::".len()..]));
+            refs.push(path);
+        }
+        let me = module.join("::");
+        let mut targets: Vec<String> = refs
+            .iter()
+            .filter_map(|r| known(r))
+            // The module itself and its ancestors (the facades that declare it) are not
+            // imports between files.
+            .filter(|t| *t != me && !(t.is_empty() || me.starts_with(&format!("{t}::"))))
+            .collect();
+        targets.sort();
+        targets.dedup();
+        out.insert(me, targets);
+    }
+    out
+}
+
+/// A circle in `graph`, if there is one.
+fn circle(graph: &std::collections::BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &std::collections::BTreeMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut c = path[at..].to_vec();
+            c.push(node.to_owned());
+            return Some(c);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(c) = visit(next, graph, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|n| visit(n, graph, &mut Vec::new(), &mut done))
+}
+
+/// No two files of a crate import each other, directly or around a circle: each crate's
+/// modules are layered (a module may use its ancestors, the facades that declare it).
+#[test]
+fn no_file_imports_a_file_that_imports_it() {
+    let mut sources = Vec::new();
+    for dir in ["crates", "examples"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let src = entry.unwrap().path().join("src");
+            if src.is_dir() {
+                sources.push(src);
+            }
+        }
+    }
+    sources.push(root().join("xtask/src"));
+    let circles: Vec<String> = sources
+        .iter()
+        .filter_map(|src| {
+            circle(&module_references(src))
+                .map(|c| format!("{}: {}", src.display(), c.join(" -> ")))
+        })
+        .collect();
+    assert!(circles.is_empty(), "{circles:#?}");
+}
+
+#[test]
+fn the_circle_check_sees_a_circle_through_crate_paths_groups_and_super() {
+    let dir = std::env::temp_dir().join(format!("tidy-circle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("m")).unwrap();
+    std::fs::write(dir.join("lib.rs"), "//! x\nmod a;\nmod m;\npub use a::A;\n").unwrap();
+    std::fs::write(dir.join("a.rs"), "//! x\nuse crate::{m::b::B, a::A};\n").unwrap();
+    std::fs::write(dir.join("m/mod.rs"), "//! x\nmod b;\n").unwrap();
+    std::fs::write(
+        dir.join("m/b.rs"),
+        "//! see crate::nothing\n// crate::a in a comment\nfn f() { super::c::g() }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("m/c.rs"), "//! x\nfn g() { crate::a::f() }\n").unwrap();
+    let graph = module_references(&dir);
+    assert_eq!(graph["a"], ["m::b"]);
+    assert_eq!(graph["m::b"], ["m::c"]);
+    assert_eq!(
+        circle(&graph),
+        Some(vec!["a".into(), "m::b".into(), "m::c".into(), "a".into()])
+    );
+    std::fs::remove_file(dir.join("m/c.rs")).unwrap();
+    assert_eq!(circle(&module_references(&dir)), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}

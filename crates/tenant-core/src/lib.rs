@@ -34,6 +34,7 @@ mod columns;
 pub mod context;
 mod dsl;
 mod error;
+mod manager;
 mod opening;
 pub mod operator;
 mod org_context;
@@ -55,9 +56,10 @@ pub use dsl::{
     ScopedUpdate, ScopedUpdateSource, ScopedWrite, SqlTypeOf,
 };
 pub use error::{DbError, TenantError, Timeout};
+pub use manager::{ManagerError, TenantConnectionManager};
 pub use org_context::{IntoOrgContext, OrgContext};
 pub use org_id::{OrgId, OrgIdError};
-pub use pool::{ManagerError, TenantConnectionManager, TenantPool, TenantPoolBuilder};
+pub use pool::{TenantPool, TenantPoolBuilder};
 pub use raw_sql::TenantSql;
 pub use scoped::{Isolation, OrgScoped, Pooled, ScopedConnection};
 pub use startup::UnsafeConfig;

@@ -15,8 +15,8 @@ use diesel::result::Error as DieselError;
 use diesel::{PgConnection, QueryResult};
 use tenant_lint::Registry;
 
+use crate::manager::{TenantConnectionManager, session_org_setting, session_verified_org};
 use crate::opening::{LEFTOVER, Opening};
-use crate::pool::{TenantConnectionManager, session_org_setting, session_verified_org};
 use crate::verify::{CheckedStatement, Checks, tables_of, verify};
 use crate::{OrgId, TenantError};
 

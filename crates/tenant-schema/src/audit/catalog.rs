@@ -5,11 +5,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Bool, Integer, Text};
 use tenant_core::admin::CatalogReader;
 
-use super::AuditError;
-
-/// The SQL condition on `n.nspname` (a `pg_namespace n`) that keeps the user schemas.
-pub(super) const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
-     AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
+use super::{AuditError, USER_SCHEMAS};
 
 /// The server.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]

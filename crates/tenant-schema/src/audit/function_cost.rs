@@ -12,7 +12,7 @@ use diesel::sql_types::{Double, Text};
 use tenant_core::admin::CatalogReader;
 use tenant_lint::Registry;
 
-use super::catalog::USER_SCHEMAS;
+use super::USER_SCHEMAS;
 use super::{AuditError, AuditOptions, Catalog, Finding, Severity};
 
 /// A function of a user schema the application role may run, declared cheaper than one

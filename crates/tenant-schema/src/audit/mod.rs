@@ -27,6 +27,11 @@ mod row_functions;
 mod rules;
 mod tables;
 
+/// The SQL condition on `n.nspname` (a `pg_namespace n`) that keeps the user schemas (the
+/// catalog reads of `catalog.rs`, `row_functions.rs` and `function_cost.rs` share it).
+const USER_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
+
 pub use catalog::{
     AppRole, Catalog, Constraint, Function, IndexKeys, LeakyIndex, Policy, Relation,
     SequenceColumn, Server, Trigger,

@@ -15,7 +15,7 @@ use diesel::sql_types::Text;
 use tenant_core::admin::CatalogReader;
 use tenant_lint::Registry;
 
-use super::catalog::USER_SCHEMAS;
+use super::USER_SCHEMAS;
 use super::code::on_tenant;
 use super::{AuditError, AuditOptions, Catalog, Finding, Severity};
 
