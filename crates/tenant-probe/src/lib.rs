@@ -123,6 +123,10 @@ pub struct ProbeOptions<'a> {
     /// cluster's coordinator sends `SET LOCAL` on to its workers, not `set_config`. Plain
     /// context only.
     pub set_local: bool,
+    /// The attacker's and the victim's org ids, for a run that must be reproduced (a Citus
+    /// test places the victim's shards on a chosen node); by default two fresh random ids.
+    /// Neither may exist in the database.
+    pub orgs: Option<(Uuid, Uuid)>,
 }
 
 impl std::fmt::Debug for ProbeOptions<'_> {
@@ -150,6 +154,7 @@ impl<'a> ProbeOptions<'a> {
             progress: true,
             context: context.into_org_context(),
             set_local: false,
+            orgs: None,
         }
     }
 }
@@ -402,7 +407,14 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
     check_context(options, &tables)?;
     let evidence_digest = evidence_digest(options, &generated_at);
 
-    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let (a, b) = options
+        .orgs
+        .unwrap_or_else(|| (Uuid::new_v4(), Uuid::new_v4()));
+    if a == b {
+        return Err(ProbeError::Session(
+            "the attacker's and the victim's orgs are the same id: give two".into(),
+        ));
+    }
     let timeout = options.statement_timeout_ms;
     let mut sessions = Sessions {
         main: ProbeSession::connect(

@@ -425,3 +425,79 @@ fn the_probe_finds_no_leak_on_the_cluster() {
     // The plain mode's findings: org hopping with SET LOCAL, on every table.
     assert_eq!(s.finding, 5, "{}", report.markdown());
 }
+
+/// The same probe against each worker, where any role that can connect may query the
+/// distributed tables: Citus 13.2 runs an `INSERT ... SELECT` whose target shard is on the
+/// node itself through a local copy that skips the WITH CHECK of the policies, so org A writes
+/// a row into org B (through the coordinator, which holds no tenant shard, the same statement
+/// is refused: 0A000). Exactly that, on every table, and nothing else: the deployment must
+/// keep the application role off the workers (docs/scale-out.md), and this test fails the day
+/// Citus changes it.
+#[test]
+fn through_a_worker_the_probe_finds_that_insert_select_into_another_org_skips_the_check() {
+    let db = story::citus("citus_probe_workers");
+    let workers = db.worker_urls_as(roles::APP);
+    let ports: Vec<String> = workers
+        .iter()
+        .map(|u| {
+            u.split("port=")
+                .nth(1)
+                .unwrap()
+                .split('&')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for (url, port) in workers.iter().zip(&ports) {
+        for victim_here in [true, false] {
+            // A victim whose (colocated) shards are on this worker, or on the other.
+            let b = std::iter::repeat_with(uuid::Uuid::new_v4)
+                .find(|b| (org_node(&db, *b) == *port) == victim_here)
+                .unwrap();
+            let mut options = tenant_probe::ProbeOptions::new(
+                url,
+                &two_companies::REGISTRY,
+                OrgContext::TrustEveryStatement,
+            );
+            options.progress = false;
+            options.set_local = true;
+            options.orgs = Some((uuid::Uuid::new_v4(), b));
+            let report = tenant_probe::run(&options).unwrap();
+            assert_eq!(report.summary().not_run, 0, "{url}\n{}", report.markdown());
+            let mut leaks: Vec<(&str, &str)> = report
+                .with_verdict(tenant_probe::Verdict::Leak)
+                .map(|r| (r.attack.as_str(), r.table.as_str()))
+                .collect();
+            leaks.sort_unstable();
+            if victim_here {
+                assert_eq!(
+                    leaks,
+                    ["customers", "deals", "invoices", "orgs", "proposals"]
+                        .map(|t| ("insert_select_into_b", t)),
+                    "Citus no longer skips the check through a worker? {url}"
+                );
+            } else {
+                assert_eq!(leaks, [], "{url}\n{}", report.markdown());
+            }
+        }
+    }
+}
+
+/// The port of the worker holding org `org`'s shard of `orgs` (and, colocated, of every
+/// tenant table).
+fn org_node(db: &CitusDb, org: uuid::Uuid) -> String {
+    #[derive(QueryableByName)]
+    struct Port {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        port: i32,
+    }
+    diesel::sql_query(format!(
+        "SELECT n.nodeport AS port FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
+         WHERE p.shardid = get_shard_id_for_distribution_column('orgs', '{org}'::uuid)"
+    ))
+    .get_result::<Port>(&mut db.admin())
+    .unwrap()
+    .port
+    .to_string()
+}

@@ -15,6 +15,14 @@
 //!   in a transaction);
 //! - Citus refuses to alter a distribution column, so the org column's default goes on before
 //!   the distribution and stays (as the distribution does) when the protection is undone;
+//! - Citus recreates every policy on its shards and on the workers' copies of the table as a
+//!   *permissive* one (it drops `AS RESTRICTIVE`, whether the policy came before the
+//!   distribution or after). The coordinator applies its own policies before it plans, but a
+//!   query sent to a worker meets only the worker's: a restrictive org policy `TO PUBLIC`
+//!   would there let every role with a table grant read the org it names in the setting. The
+//!   Citus form binds it to the application role, whose permissive policy has the same
+//!   predicate, so the degraded copy changes nothing; the cluster audit
+//!   (`audit::cluster`) judges each worker's policies by what they let each role do;
 //! - tenant tables are colocated with the first one, so a query filtered by org (the scoped DSL
 //!   always filters) routes to one shard, and joins and foreign keys between them stay on it;
 //!   global tables become reference tables, which every tenant table may reference.
@@ -38,7 +46,7 @@ use tenant_lint::{Registry, TableEntry};
 pub use crate::options::PolicyForm;
 use crate::options::{ContextMode, RlsOptions};
 use crate::sql::{HEADER, Migration, ident, literal, statements};
-use crate::table::{Fragment, OrgDefault, fragment, org_default_up};
+use crate::table::{Fragment, OrgDefault, RestrictiveTo, Shape, fragment, org_default_up};
 
 /// `options` as Citus needs them: the inline policy form; refused, naming the reason, unless
 /// the context is the plain mode.
@@ -65,6 +73,14 @@ pub fn target_options(options: &RlsOptions) -> Result<RlsOptions, String> {
     })
 }
 
+/// What the Citus target asks of each table's fragment: the org default is set before the
+/// distribution (Citus refuses to alter a distribution column after), and the restrictive org
+/// policy binds the application role only (Citus recreates it on the shards as permissive).
+const CITUS: Shape = Shape {
+    org_default: OrgDefault::Untouched,
+    restrictive_to: RestrictiveTo::AppRole,
+};
+
 /// One [`Fragment`] per table of `registry`, in registry order: the table's distribution, then
 /// its protection with the inline policy form.
 ///
@@ -78,15 +94,14 @@ pub fn fragments(registry: &Registry, options: &RlsOptions) -> Result<Vec<Fragme
     Ok(registry
         .tables()
         .map(|table| {
-            let protection = fragment(table, &options, OrgDefault::Untouched);
+            let protection = fragment(table, &options, CITUS);
             let (up, down) = (statementwise(&protection.up), statementwise(&protection.down));
             Fragment {
                 table: protection.table,
-                // Protected first, then distributed: the shards are created with the table's
-                // owner, row-level security, policies and grants. (Changing the owner of a
-                // table distributed earlier in the same transaction fails on Citus 13.2 when
-                // the migration is sent as one query: Citus forwards the whole query text.)
-                up: up + &distribute(table, first_tenant, &options),
+                // Distributed first, then protected: Citus 13.2 builds a shard's policies
+                // from the table's as permissive ones (it drops AS RESTRICTIVE), while a
+                // CREATE POLICY on a distributed table reaches every shard as written.
+                up: distribute(table, first_tenant, &options) + &up,
                 down: down
                     + "\n-- The distribution stays (undistribute_table() moves every row back to the coordinator).\n",
             }
@@ -252,11 +267,33 @@ const SEQUENTIAL: &str = "\n-- One connection per node for the whole migration: 
      -- tables and for foreign keys to reference tables in one transaction.\n\
      SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true);\n";
 
-/// `sql` (a migration beginning with `prefix`) with [`SEQUENTIAL`] after `prefix`.
-fn sequential(sql: &str, prefix: &str) -> String {
+/// Citus creates views of its metadata in the `public` schema, readable by every role:
+/// `citus_tables` (every distributed table's name, size and shard count) and `citus_schemas`.
+/// The application needs none of it; the audit reports an owner-run view it can read.
+const CITUS_VIEWS: &str = "\n-- Citus's views of its metadata in the public schema (every distributed table's name,\n\
+     -- size and shard count) are readable by every role: the application needs none of it.\n\
+     DO $$\n\
+     BEGIN\n\
+     \x20 IF to_regclass('public.citus_tables') IS NOT NULL THEN\n\
+     \x20   REVOKE ALL ON public.citus_tables FROM PUBLIC;\n\
+     \x20 END IF;\n\
+     \x20 IF to_regclass('public.citus_schemas') IS NOT NULL THEN\n\
+     \x20   REVOKE ALL ON public.citus_schemas FROM PUBLIC;\n\
+     \x20 END IF;\n\
+     END\n\
+     $$;\n";
+
+/// `sql` (a migration beginning with `prefix`) with [`SEQUENTIAL`] after `prefix`, and in an
+/// `up`, [`CITUS_VIEWS`].
+fn sequential(sql: &str, prefix: &str, up: bool) -> String {
+    let first = if up {
+        format!("{SEQUENTIAL}{CITUS_VIEWS}")
+    } else {
+        SEQUENTIAL.to_owned()
+    };
     match sql.strip_prefix(prefix) {
-        Some(body) => format!("{prefix}{SEQUENTIAL}{body}"),
-        None => format!("{SEQUENTIAL}{sql}"),
+        Some(body) => format!("{prefix}{first}{body}"),
+        None => format!("{first}{sql}"),
     }
 }
 
@@ -267,8 +304,9 @@ pub fn assemble(registry: &Registry, parts: &[Fragment], options: &RlsOptions) -
         up: statementwise(&sequential(
             &wrap(&m.up, &crate::pg::shared_objects(options), registry),
             HEADER,
+            true,
         )),
-        down: statementwise(&sequential(&wrap(&m.down, HEADER, registry), HEADER)),
+        down: statementwise(&sequential(&wrap(&m.down, HEADER, registry), HEADER, false)),
     }
 }
 
@@ -304,8 +342,9 @@ pub fn incremental(
             up: statementwise(&sequential(
                 &wrap(&m.up, &crate::pg::shared_objects(&options), registry),
                 HEADER,
+                true,
             )),
-            down: statementwise(&sequential(&wrap(&m.down, HEADER, registry), HEADER)),
+            down: statementwise(&sequential(&wrap(&m.down, HEADER, registry), HEADER, false)),
         }),
     )
 }
@@ -366,9 +405,8 @@ mod tests {
         assert!(aside < first && last < restored);
         // The undo distributes nothing, so it sets no foreign key aside.
         assert!(!m.down.contains("CONSTRAINT"), "{}", m.down);
-        for sql in [&m.up, &m.down] {
-            assert!(sql.starts_with(&format!("{HEADER}{SEQUENTIAL}")), "{sql}");
-        }
+        assert!(m.up.starts_with(&format!("{HEADER}{SEQUENTIAL}{CITUS_VIEWS}")));
+        assert!(m.down.starts_with(&format!("{HEADER}{SEQUENTIAL}")));
     }
 
     #[test]
@@ -411,7 +449,7 @@ mod tests {
     }
 
     #[test]
-    fn the_citus_policies_have_no_subquery_and_each_table_is_protected_before_it_is_distributed() {
+    fn the_citus_policies_have_no_subquery_and_each_table_is_distributed_before_it_is_protected() {
         let plain = RlsOptions {
             context: ContextMode::TrustEveryStatement,
             ..RlsOptions::default()
@@ -429,11 +467,18 @@ mod tests {
         {
             assert!(!l.contains("SELECT"), "a sub-select in a Citus policy: {l}");
         }
-        // The shards are created with the table's protection.
+        // The table is distributed, then protected: ALTER TABLE and CREATE POLICY on the
+        // distributed table reach every shard.
         let protected =
             m.up.find("ALTER TABLE \"deals\" ENABLE ROW LEVEL SECURITY")
                 .unwrap();
         let distributed = m.up.find("create_distributed_table('\"deals\"'").unwrap();
-        assert!(protected < distributed);
+        assert!(distributed < protected);
+        // The restrictive org policy binds the application role only: Citus recreates it on
+        // the shards as permissive, which TO PUBLIC would turn into access for every role.
+        assert!(m.up.contains(
+            "CREATE POLICY \"tenant_isolation\" ON \"deals\" AS RESTRICTIVE FOR ALL TO \"tenant_app\""
+        ));
+        assert!(!m.up.contains("AS RESTRICTIVE FOR ALL TO PUBLIC"));
     }
 }

@@ -90,8 +90,8 @@ pub(crate) struct GeneratedPolicy {
     pub permissive: bool,
     /// `polcmd`: `*` all, `r` select.
     pub cmd: &'static str,
-    /// The roles, as the catalog reader joins them (`public` for all).
-    pub roles: String,
+    /// The roles, as the catalog reader joins them (`public` for all), each accepted form.
+    pub roles: Vec<String>,
     /// USING as `pg_get_expr` prints it, each accepted form.
     pub using: Vec<String>,
     /// WITH CHECK likewise (empty: none).
@@ -137,7 +137,9 @@ pub(crate) fn policies(o: &RlsOptions, column: &str) -> Vec<GeneratedPolicy> {
             name: o.policy.clone(),
             permissive: false,
             cmd: "*",
-            roles: "public".to_owned(),
+            // Every role on PostgreSQL; the application role on Citus, which recreates the
+            // policy on its shards as permissive (`citus.rs`).
+            roles: vec!["public".to_owned(), o.app_role.clone()],
             using: org.clone(),
             check: org.clone(),
         },
@@ -145,7 +147,7 @@ pub(crate) fn policies(o: &RlsOptions, column: &str) -> Vec<GeneratedPolicy> {
             name: o.base_policy.clone(),
             permissive: true,
             cmd: "*",
-            roles: o.app_role.clone(),
+            roles: vec![o.app_role.clone()],
             using: org.clone(),
             check: org.clone(),
         },
@@ -153,7 +155,7 @@ pub(crate) fn policies(o: &RlsOptions, column: &str) -> Vec<GeneratedPolicy> {
             name: o.operator_read_policy.clone(),
             permissive: true,
             cmd: "r",
-            roles: o.operator_role.clone(),
+            roles: vec![o.operator_role.clone()],
             using: granted(false),
             check: vec![String::new()],
         },
@@ -161,7 +163,7 @@ pub(crate) fn policies(o: &RlsOptions, column: &str) -> Vec<GeneratedPolicy> {
             name: o.operator_write_policy.clone(),
             permissive: true,
             cmd: "*",
-            roles: o.operator_role.clone(),
+            roles: vec![o.operator_role.clone()],
             using: granted(true),
             check: granted(true),
         },
@@ -169,7 +171,7 @@ pub(crate) fn policies(o: &RlsOptions, column: &str) -> Vec<GeneratedPolicy> {
             name: o.owner_lookup_policy.clone(),
             permissive: true,
             cmd: "r",
-            roles: o.owner_role.clone(),
+            roles: vec![o.owner_role.clone()],
             using: vec!["true".to_owned()],
             check: vec![String::new()],
         },

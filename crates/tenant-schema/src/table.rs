@@ -68,7 +68,7 @@ pub struct Fragment {
 pub fn fragments(registry: &Registry, options: &RlsOptions) -> Vec<Fragment> {
     registry
         .tables()
-        .map(|table| fragment(table, options, OrgDefault::Managed))
+        .map(|table| fragment(table, options, Shape::POSTGRES))
         .collect()
 }
 
@@ -82,19 +82,50 @@ pub(crate) enum OrgDefault {
     Untouched,
 }
 
+/// Whom the restrictive org policy binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RestrictiveTo {
+    /// Every role (`TO PUBLIC`): whatever role reads the table is confined to the org.
+    Everyone,
+    /// The application role only. Citus 13.2 recreates every policy on its shards as a
+    /// permissive one (it drops `AS RESTRICTIVE`); a permissive `TO PUBLIC` org policy would
+    /// then let any role with a table grant, the operator's included, read the org it names
+    /// in the setting. Bound to the application role, which has a permissive policy with the
+    /// same predicate, the degraded copy changes no role's access.
+    AppRole,
+}
+
+/// How a target wants a table's fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// Whether the fragment manages the org column's default.
+    pub org_default: OrgDefault,
+    /// Whom the restrictive org policy binds.
+    pub restrictive_to: RestrictiveTo,
+}
+
+impl Shape {
+    /// What the PostgreSQL target writes.
+    pub(crate) const POSTGRES: Shape = Shape {
+        org_default: OrgDefault::Managed,
+        restrictive_to: RestrictiveTo::Everyone,
+    };
+}
+
 /// The fragment of one table.
-pub(crate) fn fragment(table: &TableEntry, options: &RlsOptions, default: OrgDefault) -> Fragment {
+pub(crate) fn fragment(table: &TableEntry, options: &RlsOptions, shape: Shape) -> Fragment {
+    let default = shape.org_default;
     let mut up = String::new();
     let mut down = String::new();
     match table.org_column() {
         Some(org_column) => {
-            tenant_table(&mut up, table, org_column, options);
+            tenant_table(&mut up, table, org_column, options, shape.restrictive_to);
             if default == OrgDefault::Managed {
                 up.push_str(&org_default_up(table.name, org_column, options));
             }
             org_index(&mut up, table, org_column);
             crate::operator::table_up(&mut up, table.name, org_column, options);
-            partitions_up(&mut up, table, org_column, options);
+            partitions_up(&mut up, table, org_column, options, shape.restrictive_to);
             partitions_down(&mut down, table, options);
             if default == OrgDefault::Managed {
                 org_default_down(&mut down, table.name, org_column, options);
@@ -157,7 +188,22 @@ fn org_default_down(out: &mut String, table: &str, org_column: &str, o: &RlsOpti
     );
 }
 
-fn tenant_table(out: &mut String, t: &TableEntry, org_column: &str, o: &RlsOptions) {
+/// The role list of the restrictive org policy.
+fn restrictive_roles(to: RestrictiveTo, o: &RlsOptions) -> String {
+    match to {
+        RestrictiveTo::Everyone => "PUBLIC".into(),
+        RestrictiveTo::AppRole => ident(&o.app_role),
+    }
+}
+
+fn tenant_table(
+    out: &mut String,
+    t: &TableEntry,
+    org_column: &str,
+    o: &RlsOptions,
+    to: RestrictiveTo,
+) {
+    let restrictive_to = restrictive_roles(to, o);
     let table = ident(t.name);
     let col = ident(org_column);
     let owner = ident(&o.owner_role);
@@ -172,7 +218,7 @@ fn tenant_table(out: &mut String, t: &TableEntry, org_column: &str, o: &RlsOptio
          ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n\
          ALTER TABLE {table} FORCE ROW LEVEL SECURITY;\n\
          DROP POLICY IF EXISTS {policy} ON {table};\n\
-         CREATE POLICY {policy} ON {table} AS RESTRICTIVE FOR ALL TO PUBLIC\n\
+         CREATE POLICY {policy} ON {table} AS RESTRICTIVE FOR ALL TO {restrictive_to}\n\
          \x20   USING ({col} = {expr})\n\
          \x20   WITH CHECK ({col} = {expr});\n\
          DROP POLICY IF EXISTS {base} ON {table};\n\
@@ -221,7 +267,18 @@ fn partitions_of(table: &str) -> String {
 /// Partitions get the parent's protection: a partition queried directly uses its own RLS
 /// settings, not the parent's. They are reached only through the parent: no direct grants.
 /// Partitions created after this migration are not covered; the audit reports them.
-fn partitions_up(out: &mut String, t: &TableEntry, org_column: &str, o: &RlsOptions) {
+fn partitions_up(
+    out: &mut String,
+    t: &TableEntry,
+    org_column: &str,
+    o: &RlsOptions,
+    to: RestrictiveTo,
+) {
+    // Inside format()'s template, which is itself a string literal: quotes doubled, and `%`
+    // doubled for format().
+    let restrictive_to = restrictive_roles(to, o)
+        .replace('\'', "''")
+        .replace('%', "%%");
     let predicate = format!("{} = {}", ident(org_column), org_expression(o));
     let _ = write!(
         out,
@@ -233,7 +290,7 @@ fn partitions_up(out: &mut String, t: &TableEntry, org_column: &str, o: &RlsOpti
          \x20   EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', part);\n\
          \x20   EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', part);\n\
          \x20   EXECUTE format('DROP POLICY IF EXISTS %I ON %s', {policy}, part);\n\
-         \x20   EXECUTE format('CREATE POLICY %I ON %s AS RESTRICTIVE FOR ALL TO PUBLIC USING (%s) WITH CHECK (%s)', {policy}, part, {predicate}, {predicate});\n\
+         \x20   EXECUTE format('CREATE POLICY %I ON %s AS RESTRICTIVE FOR ALL TO {restrictive_to} USING (%s) WITH CHECK (%s)', {policy}, part, {predicate}, {predicate});\n\
          \x20   EXECUTE format('DROP POLICY IF EXISTS %I ON %s', {base}, part);\n\
          \x20   EXECUTE format('CREATE POLICY %I ON %s AS PERMISSIVE FOR ALL TO %I USING (%s) WITH CHECK (%s)', {base}, part, {app}, {predicate}, {predicate});\n\
          \x20   EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', part);\n\

@@ -267,3 +267,193 @@ fn a_table_that_joins_the_registry_is_distributed_and_protected_by_an_incrementa
     }
     assert_every_shard_protected(&db, &TENANT_TABLES);
 }
+
+fn audit_cluster(db: &CitusDb) -> tenant_schema::audit::Report {
+    let mut reader = tenant_core::admin::CatalogReader::connect(
+        &db.app_url(),
+        "test: audit of the Citus cluster",
+    )
+    .unwrap();
+    tenant_schema::audit::cluster::audit_cluster(
+        &mut reader,
+        &db.app_url(),
+        &two_companies::REGISTRY,
+        &tenant_schema::audit::AuditOptions {
+            rls: story::citus_options(),
+            ..tenant_schema::audit::AuditOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_audit_reads_every_worker_and_a_shard_that_lost_its_protection_is_an_error() {
+    let db = story::citus("citus_audit");
+    let report = audit_cluster(&db);
+    let errors: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == tenant_schema::audit::Severity::Error)
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+
+    // Someone changes two shards on the second worker by hand.
+    let worker = &db.worker_admin_urls()[1];
+    let port = worker
+        .split("port=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let node = format!("localhost:{port}");
+    let customers = shards(&db, "customers")
+        .into_iter()
+        .map(|s| s.name)
+        .find(|name| shard_is_on(&db, name, port))
+        .unwrap();
+    let deals = shards(&db, "deals")
+        .into_iter()
+        .map(|s| s.name)
+        .find(|name| shard_is_on(&db, name, port))
+        .unwrap();
+    PgConnection::establish(worker)
+        .unwrap()
+        .batch_execute(&format!(
+            "SET citus.enable_manual_changes_to_shards = on;
+             DROP POLICY tenant_isolation ON {customers};
+             ALTER TABLE {deals} NO FORCE ROW LEVEL SECURITY;
+             GRANT TRUNCATE ON {deals} TO tenant_app;"
+        ))
+        .unwrap();
+    let report = audit_cluster(&db);
+    let found: Vec<(&str, &str, &str)> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == tenant_schema::audit::Severity::Error)
+        .map(|f| (f.rule, f.object.as_str(), f.why.as_str()))
+        .collect();
+    assert_eq!(found.len(), 2, "{found:#?}");
+    let customers_finding = format!("{customers} on {node}");
+    let deals_finding = format!("{deals} on {node}");
+    assert!(
+        found
+            .iter()
+            .any(|(rule, object, why)| *rule == "shard-not-protected"
+                && *object == customers_finding
+                && why.contains("policy tenant_isolation missing")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(rule, object, why)| *rule == "shard-not-protected"
+                && *object == deals_finding
+                && why.contains("row-level security forced: false")
+                && why.contains("TRUNCATE")),
+        "{found:#?}"
+    );
+}
+
+/// Whether shard `name` is placed on the worker listening on `port`.
+fn shard_is_on(db: &CitusDb, name: &str, port: &str) -> bool {
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let shardid = name.rsplit('_').next().unwrap();
+    diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
+         WHERE p.shardid = {shardid} AND n.nodeport = {port}"
+    ))
+    .get_result::<N>(&mut db.admin())
+    .unwrap()
+    .n == 1
+}
+
+/// Citus 13.2 recreates every policy on its shards as a permissive one. The PostgreSQL form of
+/// the org policy (restrictive, for every role) would then give any role with a table grant
+/// the org it names in the setting. The Citus form binds the application role only, and the
+/// audit reports the other.
+#[test]
+fn a_role_with_a_table_grant_reads_no_org_on_the_workers_and_the_audit_reports_the_form_that_would_let_it()
+ {
+    use tenant_testkit::{citus::set_local_org, roles};
+    let db = story::citus("citus_operator_hop");
+    let b = uuid::Uuid::new_v4();
+    let mut app = PgConnection::establish(&db.app_url()).unwrap();
+    app.batch_execute(&format!(
+        "BEGIN; {};
+         INSERT INTO orgs (id, name) VALUES ('{b}', 'victim');
+         INSERT INTO customers (name, email) VALUES ('secret', 's@b');
+         COMMIT;",
+        set_local_org(b)
+    ))
+    .unwrap();
+    // A reporting role someone granted SELECT, with no policy of its own.
+    db.admin()
+        .batch_execute(&format!("GRANT SELECT ON customers TO {}", roles::PLAIN))
+        .unwrap();
+    // The coordinator applies its own (restrictive) policies before it plans; on a worker,
+    // where any role can connect and query the table, only the worker's copies apply.
+    let reporter_reads = || -> Vec<i64> {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut seen = Vec::new();
+        for url in db.worker_urls_as(roles::PLAIN) {
+            let mut op = PgConnection::establish(&url).unwrap();
+            op.batch_execute(&format!("BEGIN; {}", set_local_org(b)))
+                .unwrap();
+            seen.push(
+                diesel::sql_query("SELECT count(*) AS n FROM customers")
+                    .get_result::<N>(&mut op)
+                    .unwrap()
+                    .n,
+            );
+            op.batch_execute("ROLLBACK").unwrap();
+        }
+        seen
+    };
+    assert_eq!(reporter_reads(), [0, 0], "the generated Citus form");
+
+    // The PostgreSQL form of the org policy on one table, created on the coordinator.
+    let mut admin = db.admin();
+    admin
+        .batch_execute("DROP POLICY tenant_isolation ON customers")
+        .unwrap();
+    admin
+        .batch_execute(
+            "CREATE POLICY tenant_isolation ON customers AS RESTRICTIVE FOR ALL TO PUBLIC
+             USING (org_id = nullif(current_setting('tenant.org_id', true), '')::uuid)
+             WITH CHECK (org_id = nullif(current_setting('tenant.org_id', true), '')::uuid)",
+        )
+        .unwrap();
+    // From either worker, the query reaches every shard: B's row, once each.
+    assert_eq!(
+        reporter_reads(),
+        [1, 1],
+        "Citus made the policy permissive on the shards"
+    );
+    let report = audit_cluster(&db);
+    let widened: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "shard-not-protected")
+        .map(|f| f.why.as_str())
+        .collect();
+    // Every shard of customers on both workers, and the workers' own copies of the table.
+    assert_eq!(widened.len(), 34, "{widened:#?}");
+    for why in &widened {
+        assert!(
+            why.contains("for tenant_operator, SELECT rows pass when any of")
+                && why.contains(
+                    "for any other role, SELECT rows pass when [(org_id = (NULLIF(current_setting('tenant.org_id'::text, true), ''::text))::uuid)] (on the coordinator: no row)"
+                ),
+            "{why}"
+        );
+    }
+}

@@ -19,6 +19,7 @@
 //! ```
 
 mod catalog;
+pub mod cluster;
 mod code;
 mod context_mode;
 mod function_cost;
@@ -129,6 +130,9 @@ pub enum AuditError {
     /// A catalog query that always returns a row returned none.
     #[error("the catalog returned no {0}; is this a PostgreSQL server?")]
     Empty(&'static str),
+    /// The cluster's nodes cannot be reached from what the audit was given.
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// Reads the catalog through `reader` and checks it against `registry`.

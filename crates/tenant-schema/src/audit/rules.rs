@@ -827,7 +827,7 @@ fn policies_against_generated<'c>(
             if p.cmd != g.cmd {
                 d.push("command");
             }
-            if p.roles != g.roles {
+            if !g.roles.contains(&p.roles) {
                 d.push("roles");
             }
             if !same(&p.using_expr, &g.using) {

@@ -1,0 +1,593 @@
+//! The audit of a Citus cluster: the coordinator's catalog as on PostgreSQL ([`super::audit`]),
+//! and every worker's, where the policies run. On each worker, every shard of every
+//! registered table placed there, and the table's own copy of the metadata, must be protected
+//! as the table is on the coordinator: owner, row-level security enabled and forced, the same
+//! policies (name, kind, command, roles, expressions) and the same privileges for the
+//! application role; and the application role must not bypass row-level security there. A
+//! worker that cannot be read is a finding, never a silent skip.
+//!
+//! The workers are found in the coordinator's `pg_dist_node` and read as the same role, with
+//! the URL's host and port replaced (`worker_urls`), and with Citus's hiding of shards from
+//! the catalog turned off for the session (`citus.override_table_visibility`).
+
+use std::collections::BTreeMap;
+
+use diesel::QueryableByName;
+use diesel::sql_types::{Bool, Integer, Text};
+use tenant_core::admin::CatalogReader;
+use tenant_lint::Registry;
+
+use super::{AuditError, AuditOptions, Finding, Report, Severity};
+
+/// What the cluster audit adds to the audit's rules, for the evidence: rule id, threat-model
+/// item, what is checked.
+pub const CLUSTER_CHECKS: &[(&str, &str, &str)] = &[
+    (
+        "worker-unreachable",
+        "#35",
+        "every worker of the cluster was read",
+    ),
+    (
+        "worker-app-role",
+        "#2",
+        "the application role exists on every worker and bypasses row-level security on none",
+    ),
+    (
+        "shard-missing",
+        "#35",
+        "every shard placed on a worker is there",
+    ),
+    (
+        "shard-not-protected",
+        "#1, #26, #35",
+        "every shard on every worker has its table's owner, row-level security enabled and forced, the same policies and the same application privileges as the table on the coordinator",
+    ),
+];
+
+/// Whether the database behind `reader` is a Citus coordinator with workers.
+///
+/// # Errors
+/// When the catalog cannot be read.
+pub fn is_citus(reader: &mut CatalogReader) -> Result<bool, AuditError> {
+    #[derive(QueryableByName)]
+    struct Flag {
+        #[diesel(sql_type = Bool)]
+        citus: bool,
+    }
+    Ok(reader
+        .load::<Flag>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus",
+            &[],
+        )?
+        .first()
+        .is_some_and(|f| f.citus))
+}
+
+/// The URLs of the workers registered with the coordinator behind `coordinator`: `app_url`
+/// (the coordinator's, as the same role) with each worker's host and port, and the option that
+/// shows Citus's shards in the catalog.
+///
+/// # Errors
+/// When the node table cannot be read, or `app_url` is not a `postgres://` URL.
+pub fn worker_urls(
+    coordinator: &mut CatalogReader,
+    app_url: &str,
+) -> Result<Vec<(String, String)>, AuditError> {
+    #[derive(QueryableByName)]
+    struct Node {
+        #[diesel(sql_type = Text)]
+        host: String,
+        #[diesel(sql_type = Integer)]
+        port: i32,
+    }
+    let nodes = coordinator.load::<Node>(
+        "SELECT nodename::text AS host, nodeport AS port FROM pg_catalog.pg_dist_node \
+         WHERE groupid <> 0 AND noderole = 'primary' AND isactive ORDER BY 1, 2",
+        &[],
+    )?;
+    nodes
+        .iter()
+        .map(|n| {
+            let node = format!("{}:{}", n.host, n.port);
+            worker_url(app_url, &n.host, n.port)
+                .map(|url| (node.clone(), url))
+                .ok_or_else(|| {
+                    AuditError::Cluster(format!(
+                        "cannot make a URL for worker {node} from the coordinator's URL: give a \
+                         postgres:// URL"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// `app_url` pointed at `host:port`, with the shards visible in the catalog.
+fn worker_url(app_url: &str, host: &str, port: i32) -> Option<String> {
+    let mut url = url::Url::parse(app_url).ok()?;
+    if !matches!(url.scheme(), "postgres" | "postgresql") {
+        return None;
+    }
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !matches!(k.as_ref(), "host" | "hostaddr" | "port" | "options"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.set_host(Some(host)).ok()?;
+    url.set_port(u16::try_from(port).ok()).ok()?;
+    // Percent-encoded, spaces as %20: libpq reads `+` in a URL as a plus sign.
+    let query = kept
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain([("options", "-c citus.override_table_visibility=off")])
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    url.set_query(Some(&query));
+    Some(url.to_string())
+}
+
+/// `s` with every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`) as `%XX`.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A shard (or the table's own copy) on a worker, and its protection.
+#[derive(Debug, Clone, QueryableByName)]
+struct Placed {
+    /// The registered table it belongs to.
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    /// The relation on the worker (empty when the shard is not there).
+    #[diesel(sql_type = Text)]
+    relation: String,
+    #[diesel(sql_type = Text)]
+    owner: String,
+    #[diesel(sql_type = Bool)]
+    rls: bool,
+    #[diesel(sql_type = Bool)]
+    forced: bool,
+    #[diesel(sql_type = Text)]
+    app_privileges: String,
+    /// Its policies, one per line: `name|permissive|cmd|roles|using|check`.
+    #[diesel(sql_type = Text)]
+    policies: String,
+}
+
+/// The policies of relation `c`, one per line, sorted: what two relations must share.
+const POLICY_LINES: &str = "coalesce((SELECT string_agg(p.polname::text || '|' || p.polpermissive::text || '|' || \
+       p.polcmd::text || '|' || CASE WHEN 0::oid = ANY (p.polroles) THEN 'public' ELSE \
+       (SELECT string_agg(r.rolname::text, ',' ORDER BY r.rolname) FROM pg_catalog.pg_roles r \
+        WHERE r.oid = ANY (p.polroles)) END || '|' || \
+       coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') || '|' || \
+       coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), ''), E'\\n' ORDER BY p.polname) \
+     FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid), '')";
+
+/// The application role's privileges on relation `c`, as the audit lists them.
+const APP_PRIVILEGES: &str = "concat_ws(',', \
+       CASE WHEN has_table_privilege($1::name, c.oid, 'SELECT') THEN 'SELECT' END, \
+       CASE WHEN has_table_privilege($1::name, c.oid, 'INSERT') THEN 'INSERT' END, \
+       CASE WHEN has_table_privilege($1::name, c.oid, 'UPDATE') THEN 'UPDATE' END, \
+       CASE WHEN has_table_privilege($1::name, c.oid, 'DELETE') THEN 'DELETE' END, \
+       CASE WHEN has_table_privilege($1::name, c.oid, 'TRUNCATE') THEN 'TRUNCATE' END, \
+       CASE WHEN has_table_privilege($1::name, c.oid, 'REFERENCES') THEN 'REFERENCES' END, \
+       CASE WHEN has_table_privilege($1::name, c.oid, 'TRIGGER') THEN 'TRIGGER' END)";
+
+/// The registered tables, on the node behind `reader`, as the coordinator's own: each with its
+/// protection (the coordinator's reference).
+fn tables_here(reader: &mut CatalogReader, app_role: &str) -> Result<Vec<Placed>, AuditError> {
+    Ok(reader.load::<Placed>(
+        &format!(
+            "SELECT c.relname::text AS table_name, c.relname::text AS relation, \
+                    pg_catalog.pg_get_userbyid(c.relowner)::text AS owner, \
+                    c.relrowsecurity AS rls, c.relforcerowsecurity AS forced, \
+                    {APP_PRIVILEGES} AS app_privileges, {POLICY_LINES} AS policies \
+             FROM pg_catalog.pg_dist_partition d JOIN pg_catalog.pg_class c ON c.oid = d.logicalrelid \
+             ORDER BY 1"
+        ),
+        &[app_role],
+    )?)
+}
+
+/// The shards placed on the worker behind `reader`, each with its protection; a placement
+/// whose relation is not there has an empty `relation`.
+fn shards_here(reader: &mut CatalogReader, app_role: &str) -> Result<Vec<Placed>, AuditError> {
+    Ok(reader.load::<Placed>(
+        &format!(
+            "SELECT t.relname::text AS table_name, coalesce(c.relname::text, '') AS relation, \
+                    coalesce(pg_catalog.pg_get_userbyid(c.relowner)::text, '') AS owner, \
+                    coalesce(c.relrowsecurity, false) AS rls, \
+                    coalesce(c.relforcerowsecurity, false) AS forced, \
+                    CASE WHEN c.oid IS NULL THEN '' ELSE {APP_PRIVILEGES} END AS app_privileges, \
+                    CASE WHEN c.oid IS NULL THEN '' ELSE {POLICY_LINES} END AS policies \
+             FROM pg_catalog.pg_dist_shard s \
+             JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid \
+             JOIN pg_catalog.pg_class t ON t.oid = s.logicalrelid \
+             LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = t.relnamespace \
+                  AND c.relname::text = t.relname::text || '_' || s.shardid::text \
+             WHERE p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group) \
+             ORDER BY 1, 2"
+        ),
+        &[app_role],
+    )?)
+}
+
+/// Whether the application role bypasses row-level security on the node (`None`: no such
+/// role there).
+fn app_role_bypasses(
+    reader: &mut CatalogReader,
+    app_role: &str,
+) -> Result<Option<bool>, AuditError> {
+    #[derive(QueryableByName)]
+    struct Role {
+        #[diesel(sql_type = Bool)]
+        bypasses: bool,
+    }
+    Ok(reader
+        .load::<Role>(
+            "SELECT (rolsuper OR rolbypassrls) AS bypasses FROM pg_catalog.pg_roles WHERE rolname = $1",
+            &[app_role],
+        )?
+        .first()
+        .map(|r| r.bypasses))
+}
+
+/// The audit of the coordinator behind `coordinator` (reached at `app_url`) and of every
+/// worker registered with it. On a database without Citus, the plain audit.
+///
+/// # Errors
+/// When the coordinator's catalog cannot be read. A worker that cannot be reached or read is
+/// a finding (`worker-unreachable`), not an error.
+pub fn audit_cluster(
+    coordinator: &mut CatalogReader,
+    app_url: &str,
+    registry: &Registry,
+    options: &AuditOptions,
+) -> Result<Report, AuditError> {
+    let mut report = super::audit(coordinator, registry, options)?;
+    if !is_citus(coordinator)? {
+        return Ok(report);
+    }
+    let app = options.rls.app_role.as_str();
+    let registered: Vec<&str> = registry.tables().map(|t| t.name).collect();
+    let reference: BTreeMap<String, Placed> = tables_here(coordinator, app)?
+        .into_iter()
+        .filter(|t| registered.contains(&t.table_name.as_str()))
+        .map(|t| (t.table_name.clone(), t))
+        .collect();
+    for (node, url) in worker_urls(coordinator, app_url)? {
+        let read = CatalogReader::connect(&url, "tenant-schema: audit of a Citus worker")
+            .map_err(AuditError::from)
+            .and_then(|mut worker| {
+                Ok((
+                    app_role_bypasses(&mut worker, app)?,
+                    tables_here(&mut worker, app)?,
+                    shards_here(&mut worker, app)?,
+                ))
+            });
+        let (bypasses, tables, shards) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                report.findings.push(Finding {
+                    rule: "worker-unreachable",
+                    severity: Severity::Error,
+                    object: node.clone(),
+                    why: format!(
+                        "the worker could not be read ({e}): its shards' protection is unknown, \
+                         and it evaluates the policies of the rows it holds"
+                    ),
+                    fix: "make the worker reachable with the application role's credentials from \
+                          where the audit runs, and audit again"
+                        .into(),
+                });
+                continue;
+            }
+        };
+        match bypasses {
+            Some(false) => {}
+            found => report.findings.push(Finding {
+                rule: "worker-app-role",
+                severity: Severity::Error,
+                object: format!("{app} on {node}"),
+                why: match found {
+                    None => "the application role does not exist on this worker".into(),
+                    _ => "the application role is SUPERUSER or BYPASSRLS on this worker: every \
+                          query it runs there reads past every policy"
+                        .into(),
+                },
+                fix: format!(
+                    "create or alter the role on the coordinator (Citus propagates roles): \
+                     ALTER ROLE {app} NOSUPERUSER NOBYPASSRLS"
+                ),
+            }),
+        }
+        for placed in tables.iter().chain(&shards) {
+            let Some(table) = reference.get(&placed.table_name) else {
+                continue;
+            };
+            if placed.relation.is_empty() {
+                report.findings.push(Finding {
+                    rule: "shard-missing",
+                    severity: Severity::Error,
+                    object: format!("a shard of {} on {node}", placed.table_name),
+                    why: "the node table places a shard on this worker that is not there: \
+                          queries routed to it fail, and what replaced it is unknown"
+                        .into(),
+                    fix: "repair the placement (citus_copy_shard_placement from a healthy \
+                          replica, or restore the shard) and audit again"
+                        .into(),
+                });
+                continue;
+            }
+            let differs = differences(table, placed);
+            if !differs.is_empty() {
+                report.findings.push(Finding {
+                    rule: "shard-not-protected",
+                    severity: Severity::Error,
+                    object: format!("{} on {node}", placed.relation),
+                    why: format!(
+                        "this worker evaluates the policies of {}'s rows it holds, and its copy \
+                         is not protected as the table is on the coordinator: {}",
+                        placed.table_name,
+                        differs.join("; ")
+                    ),
+                    fix: format!(
+                        "apply the generated Citus migration's fragment of {} again on the \
+                         coordinator (it propagates to every shard); never change a shard on a \
+                         worker by hand",
+                        placed.table_name
+                    ),
+                });
+            }
+        }
+    }
+    report
+        .findings
+        .sort_by(|a, b| (a.severity, a.rule, &a.object).cmp(&(b.severity, b.rule, &b.object)));
+    Ok(report)
+}
+
+/// How `placed` differs from `table`, the coordinator's.
+fn differences(table: &Placed, placed: &Placed) -> Vec<String> {
+    let mut out = Vec::new();
+    if placed.owner != table.owner {
+        out.push(format!("owner {} (not {})", placed.owner, table.owner));
+    }
+    if placed.rls != table.rls {
+        out.push(format!("row-level security enabled: {}", placed.rls));
+    }
+    if placed.forced != table.forced {
+        out.push(format!("row-level security forced: {}", placed.forced));
+    }
+    if placed.app_privileges != table.app_privileges {
+        out.push(format!(
+            "application role's privileges [{}] (not [{}])",
+            placed.app_privileges, table.app_privileges
+        ));
+    }
+    let (want, have) = (policies(&table.policies), policies(&placed.policies));
+    for w in &want {
+        match have.iter().find(|h| h.name == w.name) {
+            None => out.push(format!("policy {} missing", w.name)),
+            // Citus 13.2 recreates a restrictive policy on its shards as a permissive one:
+            // the same policy otherwise, judged by what it lets each role do (below).
+            Some(h) if h == w || (!w.permissive && h.permissive && h.same_but_kind(w)) => {}
+            Some(_) => out.push(format!("policy {} changed", w.name)),
+        }
+    }
+    for h in have
+        .iter()
+        .filter(|h| !want.iter().any(|w| w.name == h.name))
+    {
+        out.push(format!("policy {} that the table does not have", h.name));
+    }
+    // What each role may do, by the policies together: a restrictive policy turned permissive
+    // is harmless only where it lets no role do more (or less) than before.
+    let mut roles: Vec<&str> = want
+        .iter()
+        .chain(&have)
+        .flat_map(|p| p.roles.iter().map(String::as_str))
+        .filter(|r| *r != "public")
+        .collect();
+    roles.sort_unstable();
+    roles.dedup();
+    roles.push("any other role");
+    for role in roles {
+        let mut changed = Vec::new();
+        for (cmd, word) in [
+            ('r', "SELECT"),
+            ('a', "INSERT"),
+            ('w', "UPDATE"),
+            ('d', "DELETE"),
+        ] {
+            let (c, w) = (rule_for(&want, role, cmd), rule_for(&have, role, cmd));
+            if c != w {
+                changed.push(format!(
+                    "{word} rows pass when {w} (on the coordinator: {c})"
+                ));
+            }
+        }
+        if !changed.is_empty() {
+            out.push(format!("for {role}, {}", changed.join(", ")));
+        }
+    }
+    out
+}
+
+/// One policy, as `POLICY_LINES` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pol {
+    name: String,
+    permissive: bool,
+    cmd: char,
+    roles: Vec<String>,
+    using: String,
+    check: String,
+}
+
+impl Pol {
+    fn same_but_kind(&self, other: &Pol) -> bool {
+        (&self.name, self.cmd, &self.roles, &self.using, &self.check)
+            == (
+                &other.name,
+                other.cmd,
+                &other.roles,
+                &other.using,
+                &other.check,
+            )
+    }
+
+    fn applies(&self, role: &str, cmd: char) -> bool {
+        (self.cmd == '*' || self.cmd == cmd)
+            && self.roles.iter().any(|r| r == "public" || r == role)
+    }
+
+    /// The condition rows meet for `cmd`: WITH CHECK for an insert (USING where it has
+    /// none), USING otherwise.
+    fn condition(&self, cmd: char) -> &str {
+        if cmd == 'a' && !self.check.is_empty() {
+            &self.check
+        } else {
+            &self.using
+        }
+    }
+}
+
+fn policies(lines: &str) -> Vec<Pol> {
+    lines
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.splitn(6, '|').collect();
+            let [name, permissive, cmd, roles, using, check] = f.as_slice() else {
+                return None;
+            };
+            Some(Pol {
+                name: (*name).to_owned(),
+                permissive: *permissive == "true",
+                cmd: cmd.chars().next().unwrap_or('*'),
+                roles: roles.split(',').map(str::to_owned).collect(),
+                using: (*using).to_owned(),
+                check: (*check).to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// What rows of command `cmd` must meet for `role` under `policies`: every restrictive
+/// condition and one of the permissive ones, written so that equal meanings compare equal
+/// (a restrictive condition that equals the only permissive one adds nothing).
+fn rule_for(policies: &[Pol], role: &str, cmd: char) -> String {
+    let pick = |permissive: bool| -> Vec<&str> {
+        let mut v: Vec<&str> = policies
+            .iter()
+            .filter(|p| p.permissive == permissive && p.applies(role, cmd))
+            .map(|p| p.condition(cmd))
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let (all, any) = (pick(false), pick(true));
+    match any.as_slice() {
+        [] => "no row".into(),
+        [one] if all.iter().all(|a| a == one) => format!("[{one}]"),
+        _ if all.is_empty() => format!("any of [{}]", any.join("] or [")),
+        _ => format!(
+            "all of [{}] and any of [{}]",
+            all.join("] and ["),
+            any.join("] or [")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placed(policies: &str) -> Placed {
+        Placed {
+            table_name: "deals".into(),
+            relation: "deals_102008".into(),
+            owner: "tenant_owner".into(),
+            rls: true,
+            forced: true,
+            app_privileges: "SELECT,INSERT,UPDATE,DELETE".into(),
+            policies: policies.into(),
+        }
+    }
+
+    const APP: &str = "tenant_isolation|false|*|tenant_app|org = s|org = s\n\
+                       tenant_app_access|true|*|tenant_app|org = s|org = s\n\
+                       tenant_operator_read|true|r|tenant_operator|org = g|";
+
+    #[test]
+    fn a_shard_differs_by_owner_flags_privileges_and_each_policy() {
+        let table = placed(APP);
+        assert!(differences(&table, &placed(&table.policies)).is_empty());
+        let mut shard = placed(
+            "tenant_app_access|true|*|tenant_app|org = s OR true|org = s\n\
+             tenant_operator_read|true|r|tenant_operator|org = g|\n\
+             extra|true|*|public|true|true",
+        );
+        shard.forced = false;
+        shard.app_privileges.push_str(",TRUNCATE");
+        let d = differences(&table, &shard);
+        assert_eq!(
+            d[..5],
+            [
+                "row-level security forced: false",
+                "application role's privileges [SELECT,INSERT,UPDATE,DELETE,TRUNCATE] (not [SELECT,INSERT,UPDATE,DELETE])",
+                "policy tenant_isolation missing",
+                "policy tenant_app_access changed",
+                "policy extra that the table does not have",
+            ]
+        );
+        assert!(d[5].starts_with("for tenant_app, SELECT rows pass when any of [org = s OR true] or [true] (on the coordinator: [org = s])"), "{}", d[5]);
+    }
+
+    /// What Citus 13.2 does to every shard: the restrictive policy comes back permissive.
+    #[test]
+    fn a_restrictive_policy_turned_permissive_is_reported_only_where_it_widens_a_role() {
+        let degraded = APP.replacen("tenant_isolation|false", "tenant_isolation|true", 1);
+        assert!(differences(&placed(APP), &placed(&degraded)).is_empty());
+        // The same policy bound to every role: the operator may now read the org it sets.
+        let public = APP.replacen(
+            "|tenant_app|org = s|org = s\n",
+            "|public|org = s|org = s\n",
+            1,
+        );
+        let d = differences(
+            &placed(&public),
+            &placed(&public.replacen("tenant_isolation|false", "tenant_isolation|true", 1)),
+        );
+        assert_eq!(
+            d,
+            [
+                "for tenant_operator, SELECT rows pass when any of [org = g] or [org = s] (on the coordinator: all of [org = s] and any of [org = g]), INSERT rows pass when [org = s] (on the coordinator: no row), UPDATE rows pass when [org = s] (on the coordinator: no row), DELETE rows pass when [org = s] (on the coordinator: no row)",
+                "for any other role, SELECT rows pass when [org = s] (on the coordinator: no row), INSERT rows pass when [org = s] (on the coordinator: no row), UPDATE rows pass when [org = s] (on the coordinator: no row), DELETE rows pass when [org = s] (on the coordinator: no row)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_worker_url_keeps_the_role_and_database_and_shows_the_shards() {
+        let url = worker_url(
+            "postgres:///app?host=%2Ftmp%2Fsock&port=5432&user=tenant_app&password=pw",
+            "10.0.0.7",
+            5433,
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            "postgres://10.0.0.7:5433/app?user=tenant_app&password=pw&options=-c%20citus.override_table_visibility%3Doff"
+        );
+        assert_eq!(worker_url("host=/tmp user=x", "h", 1), None);
+    }
+}
