@@ -501,3 +501,99 @@ fn org_node(db: &CitusDb, org: uuid::Uuid) -> String {
     .port
     .to_string()
 }
+
+/// With a tenant shard on the coordinator, the service's own statements reach Citus's local
+/// copy: an `INSERT ... SELECT` into the org whose shard is there skips the WITH CHECK. The
+/// probe through the coordinator finds it, and the cluster audit names the tables.
+#[test]
+fn a_tenant_shard_on_the_coordinator_is_a_leak_the_probe_finds_and_the_audit_names() {
+    #[derive(QueryableByName)]
+    struct Int {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        v: i64,
+    }
+    let db = story::citus("citus_coordinator_shard");
+    let mut admin = db.admin();
+    let int = |admin: &mut PgConnection, sql: &str| -> i64 {
+        diesel::sql_query(sql)
+            .get_result::<Int>(admin)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .v
+    };
+    let coordinator = int(&mut admin, "SELECT current_setting('port')::bigint AS v");
+    let b = uuid::Uuid::new_v4();
+    let shard = int(
+        &mut admin,
+        &format!("SELECT get_shard_id_for_distribution_column('orgs', '{b}'::uuid) AS v"),
+    );
+    let from: i64 = org_node(&db, b).parse().unwrap();
+    admin
+        .batch_execute(&format!(
+            "SELECT citus_set_node_property('localhost', {coordinator}, 'shouldhaveshards', true)"
+        ))
+        .unwrap();
+    // Citus moves a shard over a connection as the table's owner, which the migration makes
+    // NOLOGIN and without CREATE on the schema: the move needs both for its duration.
+    admin
+        .batch_execute("ALTER ROLE tenant_owner LOGIN")
+        .unwrap();
+    admin
+        .batch_execute("GRANT CREATE ON SCHEMA public TO tenant_owner")
+        .unwrap();
+    let moved = admin.batch_execute(&format!(
+        "SELECT citus_move_shard_placement({shard}, 'localhost', {from}, 'localhost', \
+         {coordinator}, shard_transfer_mode => 'block_writes')"
+    ));
+    admin
+        .batch_execute("REVOKE CREATE ON SCHEMA public FROM tenant_owner")
+        .unwrap();
+    admin
+        .batch_execute("ALTER ROLE tenant_owner NOLOGIN")
+        .unwrap();
+    moved.unwrap();
+
+    let mut options = tenant_probe::ProbeOptions::new(
+        &db.app_url(),
+        &two_companies::REGISTRY,
+        OrgContext::TrustEveryStatement,
+    );
+    options.progress = false;
+    options.set_local = true;
+    options.orgs = Some((uuid::Uuid::new_v4(), b));
+    let report = tenant_probe::run(&options).unwrap();
+    let mut leaks: Vec<(&str, &str)> = report
+        .with_verdict(tenant_probe::Verdict::Leak)
+        .map(|r| (r.attack.as_str(), r.table.as_str()))
+        .collect();
+    leaks.sort_unstable();
+    assert_eq!(
+        leaks,
+        ["customers", "deals", "invoices", "orgs", "proposals"]
+            .map(|t| ("insert_select_into_b", t)),
+        "{}",
+        report.markdown()
+    );
+
+    let mut reader =
+        tenant_core::admin::CatalogReader::connect(&db.app_url(), "test: cluster audit").unwrap();
+    let audit = tenant_schema::audit::cluster::audit_cluster(
+        &mut reader,
+        &db.app_url(),
+        &two_companies::REGISTRY,
+        &tenant_schema::audit::AuditOptions {
+            rls: story::citus_options(),
+            ..tenant_schema::audit::AuditOptions::default()
+        },
+    )
+    .unwrap();
+    let named: Vec<&str> = audit
+        .findings
+        .iter()
+        .filter(|f| f.rule == "coordinator-holds-tenant-shards")
+        .map(|f| f.object.as_str())
+        .collect();
+    assert_eq!(
+        named,
+        ["customers", "deals", "invoices", "orgs", "proposals"]
+    );
+}

@@ -64,6 +64,20 @@ fn severity(s: Severity) -> &'static str {
     }
 }
 
+/// The checks a report's audit performed: the audit's rules, and on a Citus cluster the
+/// cluster audit's too.
+fn checks(
+    report: &Report,
+) -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    let cluster: &'static [(&'static str, &'static str, &'static str)] =
+        if report.workers.is_empty() {
+            &[]
+        } else {
+            crate::audit::cluster::CLUSTER_CHECKS
+        };
+    crate::audit::CHECKS.iter().chain(cluster)
+}
+
 /// Renders the evidence of `report`.
 pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> Evidence {
     let c = &report.catalog;
@@ -110,11 +124,16 @@ pub fn render(report: &Report, registry: &Registry, provenance: &Provenance) -> 
         "findings": report.findings.iter().map(|f| json!({
             "rule": f.rule, "severity": severity(f.severity), "object": f.object, "why": f.why, "fix": f.fix,
         })).collect::<Vec<_>>(),
-        "checks": crate::audit::CHECKS.iter().map(|(rule, threats, checks)| json!({
+        "checks": checks(report).map(|(rule, threats, checks)| json!({
             "rule": rule, "threats": threats, "checks": checks,
             "findings": report.findings.iter().filter(|f| f.rule == *rule).count(),
         })).collect::<Vec<_>>(),
     });
+    if !report.workers.is_empty()
+        && let Value::Object(map) = &mut doc
+    {
+        map.insert("citus_workers".into(), json!(report.workers));
+    }
     let configuration = serde_json::to_string_pretty(&doc).unwrap_or_default();
     let configuration_digest = sha256_hex(configuration.as_bytes());
     if let Value::Object(map) = &mut doc {
@@ -184,6 +203,13 @@ fn markdown(
                 "**plain setting, trusting every statement** (the opt-in mode): the policies believe `tenant.org_id`, which any statement of the application role can set to another org, so an injected or mistaken statement reads and writes that org's rows and only the application layer stops it (docs/threat-model.md #5); the default signed mode closes this",
         }
     );
+    if !report.workers.is_empty() {
+        let _ = writeln!(
+            m,
+            "| Citus workers audited | {} (every shard placed on each, against the coordinator's table) |",
+            md_cell(&report.workers.join(", "))
+        );
+    }
     let _ = writeln!(m, "| Configuration digest | `{digest}` |\n");
     let _ = writeln!(
         m,
@@ -297,7 +323,7 @@ fn markdown(
         m,
         "\n## Checks performed\n\nEach rule of the audit, the items of the threat model (docs/threat-model.md) it covers, and its findings here.\n\n| rule | threats | checks | findings |\n|---|---|---|---|"
     );
-    for (rule, threats, checks) in crate::audit::CHECKS {
+    for (rule, threats, checks) in checks(report) {
         let n = report.findings.iter().filter(|f| f.rule == *rule).count();
         let _ = writeln!(m, "| `{rule}` | {threats} | {checks} | {n} |");
     }

@@ -457,3 +457,27 @@ fn a_role_with_a_table_grant_reads_no_org_on_the_workers_and_the_audit_reports_t
         );
     }
 }
+
+/// The evidence of a cluster audit names the workers it read and lists the cluster's checks.
+#[test]
+fn the_evidence_of_a_cluster_names_the_workers_and_the_cluster_checks() {
+    let db = story::citus("citus_evidence");
+    let report = audit_cluster(&db);
+    assert_eq!(report.workers.len(), 2, "{:?}", report.workers);
+    let evidence = tenant_schema::evidence::render(
+        &report,
+        &two_companies::REGISTRY,
+        &tenant_schema::evidence::Provenance {
+            generated_at: "2026-12-05T00:00:00Z".into(),
+            git_commit: "test".into(),
+        },
+    );
+    for worker in &report.workers {
+        assert!(evidence.markdown.contains(worker.as_str()), "{worker}");
+    }
+    for (rule, _, _) in tenant_schema::audit::cluster::CLUSTER_CHECKS {
+        assert!(evidence.markdown.contains(&format!("| `{rule}` |")), "{rule}");
+        assert!(evidence.json.contains(&format!("\"rule\": \"{rule}\"")), "{rule}");
+    }
+    assert!(evidence.json.contains("\"verdict\": \"pass\""), "{}", evidence.markdown);
+}

@@ -28,6 +28,11 @@ pub const CLUSTER_CHECKS: &[(&str, &str, &str)] = &[
         "every worker of the cluster was read",
     ),
     (
+        "coordinator-holds-tenant-shards",
+        "#35",
+        "the coordinator, where the application's statements arrive, holds no shard of a tenant table",
+    ),
+    (
         "worker-app-role",
         "#2",
         "the application role exists on every worker and bypasses row-level security on none",
@@ -219,6 +224,27 @@ fn shards_here(reader: &mut CatalogReader, app_role: &str) -> Result<Vec<Placed>
     )?)
 }
 
+/// The hash-distributed tables with a shard placed on the coordinator (group 0).
+fn tenant_shards_on_coordinator(reader: &mut CatalogReader) -> Result<Vec<String>, AuditError> {
+    #[derive(QueryableByName)]
+    struct Table {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    Ok(reader
+        .load::<Table>(
+            "SELECT DISTINCT t.relname::text AS name FROM pg_catalog.pg_dist_placement p \
+             JOIN pg_catalog.pg_dist_shard s ON s.shardid = p.shardid \
+             JOIN pg_catalog.pg_dist_partition d ON d.logicalrelid = s.logicalrelid \
+             JOIN pg_catalog.pg_class t ON t.oid = s.logicalrelid \
+             WHERE p.groupid = 0 AND d.partmethod = 'h' ORDER BY 1",
+            &[],
+        )?
+        .into_iter()
+        .map(|t| t.name)
+        .collect())
+}
+
 /// Whether the application role bypasses row-level security on the node (`None`: no such
 /// role there).
 fn app_role_bypasses(
@@ -262,6 +288,26 @@ pub fn audit_cluster(
         .filter(|t| registered.contains(&t.table_name.as_str()))
         .map(|t| (t.table_name.clone(), t))
         .collect();
+    for table in tenant_shards_on_coordinator(coordinator)?
+        .into_iter()
+        .filter(|t| registry.tenant_tables().any(|r| r.name == t.as_str()))
+    {
+        report.findings.push(Finding {
+            rule: "coordinator-holds-tenant-shards",
+            severity: Severity::Error,
+            object: table.clone(),
+            why: format!(
+                "the coordinator holds shards of {table}: an INSERT ... SELECT the application \
+                 sends whose target shard is on the coordinator goes through Citus's local copy, \
+                 which skips the policies' WITH CHECK, so one statement writes into another org \
+                 (docs/threat-model.md #35)"
+            ),
+            fix: "move the shards to the workers and keep them there: SELECT \
+                  citus_set_node_property('<coordinator host>', <port>, 'shouldhaveshards', false); \
+                  SELECT citus_drain_node('<coordinator host>', <port>)"
+                .into(),
+        });
+    }
     for (node, url) in worker_urls(coordinator, app_url)? {
         let read = CatalogReader::connect(&url, "tenant-schema: audit of a Citus worker")
             .map_err(AuditError::from)
@@ -273,7 +319,10 @@ pub fn audit_cluster(
                 ))
             });
         let (bypasses, tables, shards) = match read {
-            Ok(r) => r,
+            Ok(r) => {
+                report.workers.push(node.clone());
+                r
+            }
             Err(e) => {
                 report.findings.push(Finding {
                     rule: "worker-unreachable",

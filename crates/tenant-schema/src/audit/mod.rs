@@ -104,6 +104,9 @@ pub struct Report {
     /// How the tenant policies learn the org, judged by the org policies' forms: `signed`,
     /// `setting` (the opt-in plain mode) or `mixed` ([`org_context`]).
     pub org_context: &'static str,
+    /// The Citus workers the cluster audit read (`host:port`; [`cluster::audit_cluster`]),
+    /// empty for a single server.
+    pub workers: Vec<String>,
 }
 
 impl Report {
@@ -153,6 +156,7 @@ pub fn audit(
         catalog,
         findings,
         setting: options.rls.setting.clone(),
+        workers: Vec::new(),
     })
 }
 
