@@ -89,6 +89,8 @@ pub(crate) fn run_tests() -> Result<(), String> {
             "tenant-schema",
             "-p",
             "tenant-probe",
+            "-p",
+            "tenant-ops",
             "--test",
             "citus",
         ])

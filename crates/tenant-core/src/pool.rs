@@ -127,7 +127,18 @@ impl TenantPoolBuilder {
         };
         let mut conn = r2d2::ManageConnection::connect(&manager)
             .map_err(|e| TenantError::Connect(e.to_string()))?;
-        check_role_and_schema(&mut conn.conn, self.registry)?;
+        let database = check_role_and_schema(&mut conn.conn, self.registry)?;
+        if database.citus && !self.set_local {
+            // Without it the workers never learn the org: every scoped statement would find
+            // no row and every write would be refused, with nothing saying why.
+            return Err(TenantError::ContextKey(
+                "this database is a Citus coordinator, whose workers learn the org only from \
+                 SET LOCAL: build the pool with OrgContext::TrustEveryStatement and \
+                 .set_local_context() (the signed context's verifier does not run on Citus \
+                 workers; docs/scale-out.md)"
+                    .into(),
+            ));
+        }
         if let Some(backend) = conn.backend {
             backend.check_recorded_text()?;
         }

@@ -156,6 +156,8 @@ struct RoleRow {
     replication: bool,
     #[diesel(sql_type = Text)]
     context: String,
+    #[diesel(sql_type = Bool)]
+    citus: bool,
 }
 
 #[derive(QueryableByName)]
@@ -305,16 +307,25 @@ pub(crate) fn verifies_tokens(
     first_table_reading(conn, registry, "tenant_context.", false)
 }
 
+/// What the start-up check learned about the database.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Database {
+    /// It has the Citus extension (a coordinator): its workers learn the org only from
+    /// `SET LOCAL`.
+    pub citus: bool,
+}
+
 /// The start-up check: the role cannot bypass row-level security or create objects, and
 /// every registered tenant table exists with RLS enabled and forced.
 pub(crate) fn check_role_and_schema(
     conn: &mut PgConnection,
     registry: &Registry,
-) -> Result<(), TenantError> {
+) -> Result<Database, TenantError> {
     let me: RoleRow = diesel::sql_query(
         "SELECT current_user::text AS role, r.rolsuper AS superuser, r.rolbypassrls AS bypassrls, \
                 r.rolcreaterole AS createrole, r.rolreplication AS replication, \
-                coalesce(current_setting('tenant.org_id', true), '') AS context \
+                coalesce(current_setting('tenant.org_id', true), '') AS context, \
+                EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') AS citus \
          FROM pg_roles r WHERE r.rolname = current_user",
     )
     .get_result(conn)?;
@@ -404,5 +415,5 @@ pub(crate) fn check_role_and_schema(
         }
         .into());
     }
-    Ok(())
+    Ok(Database { citus: me.citus })
 }

@@ -142,6 +142,20 @@ fn tables(url: &str, registry: &Registry) -> Result<(Vec<TableInfo>, String), Op
     Ok((tables, sha256_hex(text.as_bytes())))
 }
 
+/// The names of `table`'s columns that a restore writes (not generated ones), in table order.
+fn column_names(tables: &[TableInfo], table: &str) -> Vec<String> {
+    tables
+        .iter()
+        .filter(|t| t.name == table)
+        .flat_map(|t| {
+            t.columns
+                .iter()
+                .filter(|c| !c.generated)
+                .map(|c| c.name.clone())
+        })
+        .collect()
+}
+
 fn order_by(t: &TableInfo) -> String {
     let pk = t.primary_key();
     if pk.is_empty() {
@@ -156,16 +170,28 @@ fn order_by(t: &TableInfo) -> String {
 
 /// A pool of one connection as the application role, telling the database the org as
 /// `context` says (the service's key for a database that verifies tokens, the default; a
-/// mismatch refuses the pool, naming the fix).
+/// mismatch refuses the pool, naming the fix), and whether the database is a Citus
+/// coordinator (whose workers learn the org only from SET LOCAL, which the pool then uses).
 fn pool(
     app_url: &str,
     registry: &'static Registry,
     context: &OrgContext,
-) -> Result<TenantPool, OpsError> {
-    Ok(TenantPool::builder(app_url, registry, context.clone())
-        .max_size(1)
-        .build()?)
+) -> Result<(TenantPool, bool), OpsError> {
+    let builder = TenantPool::builder(app_url, registry, context.clone()).max_size(1);
+    let mut reader = CatalogReader::connect(app_url, "tenant-ops: is the database Citus")?;
+    let citus = tenant_schema::audit::cluster::is_citus(&mut reader)
+        .map_err(|e| OpsError::Tenant(TenantError::Pool(e.to_string())))?;
+    let pool = if citus {
+        builder.set_local_context()
+    } else {
+        builder
+    }
+    .build()?;
+    Ok((pool, citus))
 }
+
+/// The rows of a restore per statement on Citus.
+const CITUS_BATCH: usize = 500;
 
 /// Every row of `org` in every tenant table of `registry`, parents first, read as the
 /// application role at `app_url` with the org's context (row-level security confines it).
@@ -180,7 +206,7 @@ pub fn export(
 ) -> Result<Export, OpsError> {
     let (tables, schema_digest) = tables(app_url, registry)?;
     let order = tenant_probe::seed::parents_first(&tables);
-    let pool = pool(app_url, registry, context)?;
+    let (pool, _) = pool(app_url, registry, context)?;
     let data = pool.with_org(org, |s| {
         let raw = s.raw_connection_unchecked(
             "tenant-ops export: every row of the org, as JSON, under its row-level security context",
@@ -276,7 +302,7 @@ pub fn restore(
             "{name} is not a tenant table of this database: the file can only restore tenant tables"
         )));
     }
-    let pool = pool(app_url, registry, context)?;
+    let (pool, citus) = pool(app_url, registry, context)?;
     pool.with_org(org, |s| {
         let raw = s.raw_connection_unchecked(
             "tenant-ops restore: one org's rows back from an export, under its row-level security context",
@@ -303,13 +329,40 @@ pub fn restore(
                 .get(name.as_str())
                 .ok_or_else(|| OpsError::InvalidFile(format!("{name} is not a tenant table of this database")))?
                 .join(", ");
-            let n = diesel::sql_query(format!(
-                "INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM json_populate_recordset(NULL::{t}, $1::json)",
-                t = ident(name)
-            ))
-            .bind::<Text, _>(serde_json::to_string(rows).unwrap_or_default())
-            .execute(raw)
-            .map_err(TenantError::from)?;
+            let n = if citus {
+                // Citus runs INSERT ... SELECT into a distributed table as a COPY, which it
+                // refuses under row-level security: plain INSERT ... VALUES instead, the
+                // values written as literals by the server from the same JSON.
+                let mut n = 0;
+                for chunk in rows.chunks(CITUS_BATCH) {
+                    let insert: TextRow = diesel::sql_query(format!(
+                        "SELECT format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE VALUES %s', $2::text, $4::text, \
+                         string_agg('(' || (SELECT string_agg(quote_nullable(v), ', ' ORDER BY k) \
+                                            FROM json_each_text(to_json(r)) WITH ORDINALITY AS e(c, v, k) \
+                                            WHERE c = ANY ($3::text[])) || ')', ', ')) AS value \
+                         FROM json_populate_recordset(NULL::{t}, $1::json) r",
+                        t = ident(name)
+                    ))
+                    .bind::<Text, _>(serde_json::to_string(chunk).unwrap_or_default())
+                    .bind::<Text, _>(ident(name))
+                    .bind::<diesel::sql_types::Array<Text>, _>(column_names(&tables, name))
+                    .bind::<Text, _>(&cols)
+                    .get_result(raw)
+                    .map_err(TenantError::from)?;
+                    n += diesel::sql_query(insert.value)
+                        .execute(raw)
+                        .map_err(TenantError::from)?;
+                }
+                n
+            } else {
+                diesel::sql_query(format!(
+                    "INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM json_populate_recordset(NULL::{t}, $1::json)",
+                    t = ident(name)
+                ))
+                .bind::<Text, _>(serde_json::to_string(rows).unwrap_or_default())
+                .execute(raw)
+                .map_err(TenantError::from)?
+            };
             restored.push((name.clone(), n as u64));
         }
         Ok(Receipt { org: org.to_string(), action: "restored".into(), tables: restored, replaced })

@@ -476,8 +476,18 @@ fn the_evidence_of_a_cluster_names_the_workers_and_the_cluster_checks() {
         assert!(evidence.markdown.contains(worker.as_str()), "{worker}");
     }
     for (rule, _, _) in tenant_schema::audit::cluster::CLUSTER_CHECKS {
-        assert!(evidence.markdown.contains(&format!("| `{rule}` |")), "{rule}");
-        assert!(evidence.json.contains(&format!("\"rule\": \"{rule}\"")), "{rule}");
+        assert!(
+            evidence.markdown.contains(&format!("| `{rule}` |")),
+            "{rule}"
+        );
+        assert!(
+            evidence.json.contains(&format!("\"rule\": \"{rule}\"")),
+            "{rule}"
+        );
     }
-    assert!(evidence.json.contains("\"verdict\": \"pass\""), "{}", evidence.markdown);
+    assert!(
+        evidence.json.contains("\"verdict\": \"pass\""),
+        "{}",
+        evidence.markdown
+    );
 }
