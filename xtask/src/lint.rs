@@ -2,8 +2,9 @@
 //!
 //! The escape hatches are the APIs that reach past the scoped layer: `raw_connection_unchecked`
 //! (the raw connection under a scoped transaction), `GlobalWriter::connect` (writes to global
-//! tables), `CatalogReader::connect` (catalog reads for audits) and `ProbeSession::connect`
-//! (the leak probe's attacker, arbitrary SQL in a transaction that is never committed). Each
+//! tables), `CatalogReader::connect` (catalog reads for audits), `ProbeSession::connect`
+//! (the leak probe's attacker, arbitrary SQL in a transaction that is never committed) and
+//! `ClusterAdmin::connect` (Citus shard operations as the cluster's admin). Each
 //! takes a written reason; a use whose reason is not a non-empty string literal fails the lint. This is the "code review" half of the application layer, as a tool.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ const HATCHES: &[(&str, usize)] = &[
     ("GlobalWriter::connect(", 2),
     ("CatalogReader::connect(", 1),
     ("ProbeSession::connect(", 1),
+    ("ClusterAdmin::connect(", 1),
 ];
 
 /// One use of an escape hatch.

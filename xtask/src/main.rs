@@ -96,6 +96,9 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
                          the file (one line kid:hex), or TENANT_CONTEXT_KEY
   org purge --org ORG --ticket T --reason R --database-url OPERATOR_URL
                          per-org data: export (manifest, checksums), restore (one transaction), purge
+  org isolate --org ORG --database-url CITUS_ADMIN_URL
+                         on a Citus cluster: the org moves to shards of its own (every tenant
+                         table, colocated); refused for an org without rows
   org-bench              export and restore throughput for an org of 100,000 rows
   bench                  what isolation costs: ratios R1-R8 side by side (target/bench/bench.json)
   context-key rotate --database-url ADMIN_URL [--kid KID] [--retire-after MINUTES]

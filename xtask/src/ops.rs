@@ -176,7 +176,7 @@ fn seal_key(file: &str) -> Result<tenant_ops::SealKey, String> {
     tenant_ops::SealKey::from_line(&line).map_err(|e| format!("{file}: {e}"))
 }
 
-/// `cargo xtask org export|restore|purge`.
+/// `cargo xtask org export|restore|purge|isolate`.
 pub fn org(args: &[&str]) -> Result<(), String> {
     let registry = &two_companies::REGISTRY;
     match args {
@@ -261,8 +261,16 @@ pub fn org(args: &[&str]) -> Result<(), String> {
             println!("logged in the access log with the ticket");
             Ok(())
         }
+        ["isolate", rest @ ..] => {
+            let o = options(rest, &["--org", "--database-url"], &[])?;
+            let isolated =
+                tenant_ops::isolate(required(&o, "--database-url")?, registry, org_of(&o)?)
+                    .map_err(|e| e.to_string())?;
+            print!("{}", isolated.render());
+            Ok(())
+        }
         _ => Err(format!(
-            "org: expected export, restore or purge\n{}",
+            "org: expected export, restore, purge or isolate\n{}",
             crate::USAGE
         )),
     }

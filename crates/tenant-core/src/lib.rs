@@ -30,6 +30,7 @@
 //! Only this crate touches a raw database connection (docs/design.md invariant 1).
 
 pub mod admin;
+pub mod cluster;
 mod columns;
 pub mod context;
 mod dsl;

@@ -59,6 +59,10 @@ pub enum OpsError {
     /// A database error, or a refused access.
     #[error(transparent)]
     Tenant(#[from] TenantError),
+    /// The operation does not apply here (an org isolated on a database without Citus, an
+    /// org with no rows): nothing was done.
+    #[error("{0}")]
+    Refused(String),
     /// The export read no row of the org in any tenant table: the org id is wrong, or the
     /// database did not accept the org context. A file of nothing would pass for a backup.
     #[error(

@@ -13,6 +13,7 @@
 
 pub mod data;
 pub mod format;
+pub mod isolate;
 pub mod report;
 pub mod seal;
 
@@ -20,4 +21,5 @@ pub use report::{Access, AccessReport};
 
 pub use data::{OpsError, Receipt, export, purge, restore, restore_sealed};
 pub use format::{Export, Manifest, TableManifest};
+pub use isolate::{Isolated, isolate};
 pub use seal::SealKey;

@@ -118,3 +118,130 @@ fn a_pool_without_set_local_is_refused_on_a_coordinator_naming_the_fix() {
         "{err}"
     );
 }
+
+/// `(single-shard, multi-shard)` query executions Citus counted in this database.
+fn routing_counters(db: &CitusDb) -> (i64, i64) {
+    #[derive(QueryableByName)]
+    struct C {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        single: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        multi: i64,
+    }
+    let c: C = diesel::sql_query(
+        "SELECT query_execution_single_shard AS single, query_execution_multi_shard AS multi
+         FROM citus_stat_counters WHERE name = current_database()",
+    )
+    .get_result(&mut db.admin())
+    .unwrap();
+    (c.single, c.multi)
+}
+
+/// `(rows, rows of another org than `org`)` in shard `shard` of `table`, read by the admin on
+/// the worker that holds it.
+fn shard_rows(db: &CitusDb, table: &str, column: &str, shard: i64, org: OrgId) -> (i64, i64) {
+    #[derive(QueryableByName)]
+    struct Port {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        port: i32,
+    }
+    #[derive(QueryableByName)]
+    struct Rows {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        all: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        others: i64,
+    }
+    let port = diesel::sql_query(format!(
+        "SELECT n.nodeport AS port FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
+         WHERE p.shardid = {shard}"
+    ))
+    .get_result::<Port>(&mut db.admin())
+    .unwrap()
+    .port;
+    let url = db
+        .worker_admin_urls()
+        .into_iter()
+        .find(|u| u.contains(&format!("port={port}")))
+        .unwrap();
+    let mut worker = diesel::PgConnection::establish(&url).unwrap();
+    let r: Rows = diesel::sql_query(format!(
+        "SELECT count(*) AS all, count(*) FILTER (WHERE {column} <> '{org}') AS others FROM {table}_{shard}"
+    ))
+    .get_result(&mut worker)
+    .unwrap();
+    (r.all, r.others)
+}
+
+#[test]
+fn an_isolated_org_has_shards_of_its_own_and_its_scoped_queries_still_run_on_one() {
+    let db = story::citus("citus_isolate");
+    let (a, b) = (OrgId::new_random(), OrgId::new_random());
+    seed(&db, a, 10);
+    seed(&db, b, 5);
+    let (a_before, b_before) = (org_state(&db, a), org_state(&db, b));
+    let registry = &two_companies::REGISTRY;
+
+    let isolated = tenant_ops::isolate(&db.admin_url(), registry, a).unwrap();
+    let tables: Vec<&str> = isolated.shards.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        tables,
+        ["orgs", "customers", "deals", "proposals", "invoices"]
+    );
+    for (table, shard) in &isolated.shards {
+        let column = if table == "orgs" { "id" } else { "org_id" };
+        let (all, others) = shard_rows(&db, table, column, *shard, a);
+        assert_eq!(others, 0, "{table}: shard {shard} holds another org's rows");
+        assert_eq!(
+            all,
+            a_before[table.as_str()].0,
+            "{table}: every row of A is in its shard"
+        );
+    }
+    assert_eq!(org_state(&db, a), a_before, "A's rows unchanged");
+    assert_eq!(org_state(&db, b), b_before, "B's rows unchanged");
+
+    // The org's scoped statements still run on one shard each, and see only its rows.
+    let pool =
+        tenant_core::TenantPool::builder(db.app_url(), registry, OrgContext::TrustEveryStatement)
+            .set_local_context()
+            .max_size(1)
+            .build()
+            .unwrap();
+    let before = routing_counters(&db);
+    let (customers, deals): (Vec<uuid::Uuid>, i64) = pool
+        .with_org(a, |s| {
+            use two_companies::schema::{customers, deals};
+            let c = s.load(s.query(customers::table).select(customers::org_id))?;
+            let d = s.get_result(s.query(deals::table).inner_join(customers::table).count())?;
+            Ok::<_, tenant_core::TenantError>((c, d))
+        })
+        .unwrap();
+    let after = routing_counters(&db);
+    assert_eq!(customers, vec![a.as_uuid(); 10]);
+    assert_eq!(deals, 10);
+    assert_eq!((after.0 - before.0, after.1 - before.1), (2, 0));
+
+    // The new shards are protected as the tables are.
+    let mut reader =
+        tenant_core::admin::CatalogReader::connect(&db.app_url(), "test: audit after isolate")
+            .unwrap();
+    let audit = tenant_schema::audit::cluster::audit_cluster(
+        &mut reader,
+        &db.app_url(),
+        registry,
+        &tenant_schema::audit::AuditOptions {
+            rls: story::citus_options(),
+            ..tenant_schema::audit::AuditOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(audit.error_count(), 0, "{:#?}", audit.findings);
+
+    // An org without rows, and one isolated already, are refused.
+    let nobody = tenant_ops::isolate(&db.admin_url(), registry, OrgId::new_random())
+        .unwrap_err()
+        .to_string();
+    assert!(nobody.contains("has no row in orgs"), "{nobody}");
+    assert!(tenant_ops::isolate(&db.admin_url(), registry, a).is_err());
+}
