@@ -244,7 +244,7 @@ fn without_seed(message: &str) -> String {
 
 /// Runs `a` and `b` `n` times each, alternating in batches of 10 so that whatever else the
 /// machine does hits both alike; returns rate(a) / rate(b).
-fn pair(
+pub(crate) fn pair(
     n: usize,
     mut a: impl FnMut(usize) -> Result<(), String>,
     mut b: impl FnMut(usize) -> Result<(), String>,

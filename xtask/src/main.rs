@@ -17,6 +17,7 @@ mod audit_bench;
 mod bench;
 mod bouncer;
 mod citus;
+mod citus_bench;
 mod compile_bench;
 mod context_key;
 mod lint;
@@ -73,6 +74,8 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   citus start|stop|status
                          throwaway Citus cluster (a coordinator and two workers on localhost)
                          under target/tenant-citus-*; builds Citus first when it is missing
+  citus bench            R11: a scoped point lookup through the Citus coordinator / the same
+                         lookup as the cluster's admin without RLS, and the round trips of each
   gen                    write a migration for what changed in the registry since the last one
   lint                   list every escape-hatch use with its reason; fail on one without
   compile-bench          clean-build time of the example vs the same story in plain diesel

@@ -244,11 +244,19 @@ impl CitusDb {
     /// # Panics
     /// When the cluster cannot be reached or a step fails.
     pub fn new(hint: &str) -> Self {
+        Self::on(&coordinator_url(), worker_urls_from_env(), hint)
+    }
+
+    /// [`new`](Self::new) on the cluster of coordinator admin URL `coordinator` and workers'
+    /// admin URLs `workers` (a command that started the cluster itself).
+    ///
+    /// # Panics
+    /// When the cluster cannot be reached or a step fails.
+    pub fn on(coordinator: &str, workers: Vec<String>, hint: &str) -> Self {
         let _one = one_setup_at_a_time();
-        let coordinator = coordinator_url();
+        let coordinator = coordinator.to_owned();
         let mut admin = PgConnection::establish(&coordinator)
             .unwrap_or_else(|e| panic!("cannot connect to the Citus coordinator: {e}"));
-        let workers = worker_urls_from_env();
         // Roles made on the coordinator's `postgres` database (which has the extension and the
         // workers) reach every worker.
         crate::ensure_roles(&mut admin);
