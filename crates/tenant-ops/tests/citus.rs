@@ -245,3 +245,37 @@ fn an_isolated_org_has_shards_of_its_own_and_its_scoped_queries_still_run_on_one
     assert!(nobody.contains("has no row in orgs"), "{nobody}");
     assert!(tenant_ops::isolate(&db.admin_url(), registry, a).is_err());
 }
+
+/// Break-glass access (and purge, which goes through it) does not work on Citus yet: refused
+/// by name before anything is requested or logged.
+#[test]
+fn purge_and_break_glass_access_are_refused_on_the_cluster_with_nothing_logged() {
+    let db = story::citus("citus_purge_refused");
+    let a = OrgId::new_random();
+    seed(&db, a, 2);
+    let before = org_state(&db, a);
+    let err = tenant_ops::purge(
+        &db.url_as(tenant_testkit::roles::OPERATOR),
+        &two_companies::REGISTRY,
+        a,
+        "OPS-1",
+        "customer asked to be deleted",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("does not work on a Citus cluster yet")
+            && err.contains("nothing was requested"),
+        "{err}"
+    );
+    assert_eq!(org_state(&db, a), before);
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let logged: N = diesel::sql_query("SELECT count(*) AS n FROM tenant_audit.access_log")
+        .get_result(&mut db.admin())
+        .unwrap();
+    assert_eq!(logged.n, 0);
+}
