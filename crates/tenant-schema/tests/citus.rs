@@ -491,3 +491,72 @@ fn the_evidence_of_a_cluster_names_the_workers_and_the_cluster_checks() {
         evidence.markdown
     );
 }
+
+/// An application role that bypasses row-level security is a finding on every worker where it
+/// does, besides the coordinator's own finding.
+#[test]
+fn an_application_role_that_bypasses_rls_is_a_finding_on_each_worker() {
+    let db = story::citus("citus_worker_role");
+    let mut reader = tenant_core::admin::CatalogReader::connect(
+        &db.url_as(tenant_testkit::roles::BYPASSRLS),
+        "test: audit as a role that bypasses RLS",
+    )
+    .unwrap();
+    let report = tenant_schema::audit::cluster::audit_cluster(
+        &mut reader,
+        &db.url_as(tenant_testkit::roles::BYPASSRLS),
+        &two_companies::REGISTRY,
+        &tenant_schema::audit::AuditOptions {
+            rls: tenant_schema::RlsOptions {
+                app_role: tenant_testkit::roles::BYPASSRLS.into(),
+                ..story::citus_options()
+            },
+            ..tenant_schema::audit::AuditOptions::default()
+        },
+    )
+    .unwrap();
+    let on_workers: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "worker-app-role")
+        .map(|f| f.why.as_str())
+        .collect();
+    assert_eq!(on_workers.len(), 2, "{:#?}", report.findings);
+    assert!(
+        on_workers
+            .iter()
+            .all(|w| w.contains("BYPASSRLS on this worker"))
+    );
+}
+
+/// A worker the audit cannot read is a finding, never a silent skip.
+#[test]
+fn a_worker_the_audit_cannot_read_is_an_error_finding() {
+    let db = story::citus("citus_worker_unreachable");
+    let mut reader =
+        tenant_core::admin::CatalogReader::connect(&db.app_url(), "test: cluster audit").unwrap();
+    // The workers are reached as the URL's role: one that may not log in.
+    let report = tenant_schema::audit::cluster::audit_cluster(
+        &mut reader,
+        &db.url_as("tenant_owner"),
+        &two_companies::REGISTRY,
+        &tenant_schema::audit::AuditOptions {
+            rls: story::citus_options(),
+            ..tenant_schema::audit::AuditOptions::default()
+        },
+    )
+    .unwrap();
+    let unreachable: Vec<&tenant_schema::audit::Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.rule == "worker-unreachable")
+        .collect();
+    assert_eq!(unreachable.len(), 2, "{:#?}", report.findings);
+    assert!(
+        unreachable
+            .iter()
+            .all(|f| f.severity == tenant_schema::audit::Severity::Error
+                && f.why.contains("not permitted to log in"))
+    );
+    assert!(report.workers.is_empty());
+}
