@@ -21,8 +21,6 @@ pub(crate) fn command(args: &[&str]) -> Result<(), String> {
             }
         }),
         ["stop"] => CitusCluster::at(&workspace()).stop(),
-        ["bench"] => crate::citus_bench::run(),
-        ["bench-run"] => crate::citus_bench::measure_on_cluster(),
         ["status"] => CitusCluster::at(&workspace()).status(),
         _ => Err(crate::USAGE.to_owned()),
     }

@@ -40,6 +40,8 @@ fn main() -> ExitCode {
             .map(|c| println!("{}", c.url())),
         ["pg", "stop"] => pg::Cluster::at(&workspace()).stop(),
         ["pg", "status"] => pg::Cluster::at(&workspace()).status(),
+        ["citus", "bench"] => citus_bench::run(),
+        ["citus", "bench-run"] => citus_bench::measure_on_cluster(),
         ["citus", rest @ ..] => citus::command(rest),
         ["gen"] => gen_migration(),
         ["lint"] => lint::run(&workspace()),

@@ -26,6 +26,7 @@ mod function_cost;
 mod powers;
 mod row_functions;
 mod rules;
+mod shard_protection;
 mod tables;
 
 /// The SQL condition on `n.nspname` (a `pg_namespace n`) that keeps the user schemas (the
