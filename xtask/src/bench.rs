@@ -305,22 +305,23 @@ struct Ratio {
 /// `cargo xtask bench`: builds and runs the measurement with optimizations (a debug build
 /// would measure the client's unoptimized code, not isolation).
 pub fn run() -> Result<(), String> {
+    in_release(&["bench-run"])
+}
+
+/// Runs `cargo xtask <args>` as a release build: a benchmark measures isolation, not the
+/// client's unoptimized code.
+pub(crate) fn in_release(args: &[&str]) -> Result<(), String> {
     let status = crate::cargo()
-        .args([
-            "run",
-            "--release",
-            "--quiet",
-            "--package",
-            "xtask",
-            "--",
-            "bench-run",
-        ])
+        .args(["run", "--release", "--quiet", "--package", "xtask", "--"])
+        .args(args)
         .status()
         .map_err(|e| format!("running the release build: {e}"))?;
-    status
-        .success()
-        .then_some(())
-        .ok_or_else(|| "the benchmark failed".to_owned())
+    status.success().then_some(()).ok_or_else(|| {
+        format!(
+            "the release build of `cargo xtask {}` failed",
+            args.join(" ")
+        )
+    })
 }
 
 /// The measurement itself (`cargo xtask bench-run`, in a release build).

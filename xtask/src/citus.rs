@@ -75,33 +75,42 @@ fn build_script() -> Option<PathBuf> {
     beside.is_file().then_some(beside)
 }
 
-/// The Citus tests (`--test citus` of the crates that have one) against the cluster: one this
-/// command starts and removes afterwards, or the one `cargo xtask citus start` left running.
-pub(crate) fn run_tests() -> Result<(), String> {
-    let cluster = CitusCluster::at(&workspace());
-    let was_running = cluster.running();
+/// Runs `f` on the Citus cluster: the one `cargo xtask citus start` left running, or one
+/// started for it and removed afterwards whatever `f` returns.
+pub(crate) fn with_cluster<T>(
+    f: impl FnOnce(&CitusCluster) -> Result<T, String>,
+) -> Result<T, String> {
+    let was_running = CitusCluster::at(&workspace()).running();
     let cluster = start()?;
-    let mut tests = crate::cargo();
-    tests
-        .args([
-            "test",
-            "-p",
-            "tenant-schema",
-            "-p",
-            "tenant-probe",
-            "-p",
-            "tenant-ops",
-            "--test",
-            "citus",
-        ])
-        .env("TENANT_CITUS_URL", cluster.url())
-        .env("TENANT_CITUS_WORKER_URLS", cluster.worker_urls().join(","));
-    let result = crate::run("the Citus tests (a coordinator and two workers)", tests);
+    let result = f(&cluster);
     let stopped = if was_running {
         Ok(())
     } else {
         cluster.stop_and_remove()
     };
-    result?;
-    stopped
+    let value = result?;
+    stopped?;
+    Ok(value)
+}
+
+/// The Citus tests (`--test citus` of the crates that have one) against the cluster.
+pub(crate) fn run_tests() -> Result<(), String> {
+    with_cluster(|cluster| {
+        let mut tests = crate::cargo();
+        tests
+            .args([
+                "test",
+                "-p",
+                "tenant-schema",
+                "-p",
+                "tenant-probe",
+                "-p",
+                "tenant-ops",
+                "--test",
+                "citus",
+            ])
+            .env("TENANT_CITUS_URL", cluster.url())
+            .env("TENANT_CITUS_WORKER_URLS", cluster.worker_urls().join(","));
+        crate::run("the Citus tests (a coordinator and two workers)", tests)
+    })
 }

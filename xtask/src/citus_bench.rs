@@ -68,39 +68,13 @@ impl Sent {
 /// `cargo xtask citus bench`: builds and runs the measurement with optimizations (a debug
 /// build would measure the client's unoptimized code, the SQL checker's above all).
 pub(crate) fn run() -> Result<(), String> {
-    let status = crate::cargo()
-        .args([
-            "run",
-            "--release",
-            "--quiet",
-            "--package",
-            "xtask",
-            "--",
-            "citus",
-            "bench-run",
-        ])
-        .status()
-        .map_err(|e| format!("running the release build: {e}"))?;
-    status
-        .success()
-        .then_some(())
-        .ok_or_else(|| "the Citus benchmark failed".to_owned())
+    crate::bench::in_release(&["citus", "bench-run"])
 }
 
 /// The measurement itself (`cargo xtask citus bench-run`, in a release build), on the
 /// cluster `cargo xtask citus start` left running or on one of its own.
 pub(crate) fn measure_on_cluster() -> Result<(), String> {
-    let cluster = tenant_testkit::citus::CitusCluster::at(&crate::workspace());
-    let was_running = cluster.running();
-    let cluster = crate::citus::start()?;
-    let result = measure(&cluster);
-    let stopped = if was_running {
-        Ok(())
-    } else {
-        cluster.stop_and_remove()
-    };
-    result?;
-    stopped
+    crate::citus::with_cluster(measure)
 }
 
 fn measure(cluster: &tenant_testkit::citus::CitusCluster) -> Result<(), String> {

@@ -119,24 +119,6 @@ fn a_pool_without_set_local_is_refused_on_a_coordinator_naming_the_fix() {
     );
 }
 
-/// `(single-shard, multi-shard)` query executions Citus counted in this database.
-fn routing_counters(db: &CitusDb) -> (i64, i64) {
-    #[derive(QueryableByName)]
-    struct C {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        single: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        multi: i64,
-    }
-    let c: C = diesel::sql_query(
-        "SELECT query_execution_single_shard AS single, query_execution_multi_shard AS multi
-         FROM citus_stat_counters WHERE name = current_database()",
-    )
-    .get_result(&mut db.admin())
-    .unwrap();
-    (c.single, c.multi)
-}
-
 /// `(rows, rows of another org than `org`)` in shard `shard` of `table`, read by the admin on
 /// the worker that holds it.
 fn shard_rows(db: &CitusDb, table: &str, column: &str, shard: i64, org: OrgId) -> (i64, i64) {
@@ -208,7 +190,7 @@ fn an_isolated_org_has_shards_of_its_own_and_its_scoped_queries_still_run_on_one
             .max_size(1)
             .build()
             .unwrap();
-    let before = routing_counters(&db);
+    let before = db.routing_counters();
     let (customers, deals): (Vec<uuid::Uuid>, i64) = pool
         .with_org(a, |s| {
             use two_companies::schema::{customers, deals};
@@ -217,25 +199,13 @@ fn an_isolated_org_has_shards_of_its_own_and_its_scoped_queries_still_run_on_one
             Ok::<_, tenant_core::TenantError>((c, d))
         })
         .unwrap();
-    let after = routing_counters(&db);
+    let after = db.routing_counters();
     assert_eq!(customers, vec![a.as_uuid(); 10]);
     assert_eq!(deals, 10);
     assert_eq!((after.0 - before.0, after.1 - before.1), (2, 0));
 
     // The new shards are protected as the tables are.
-    let mut reader =
-        tenant_core::admin::CatalogReader::connect(&db.app_url(), "test: audit after isolate")
-            .unwrap();
-    let audit = tenant_schema::audit::cluster::audit_cluster(
-        &mut reader,
-        &db.app_url(),
-        registry,
-        &tenant_schema::audit::AuditOptions {
-            rls: story::citus_options(),
-            ..tenant_schema::audit::AuditOptions::default()
-        },
-    )
-    .unwrap();
+    let audit = story::audit_cluster(&db);
     assert_eq!(audit.error_count(), 0, "{:#?}", audit.findings);
 
     // An org without rows, and one isolated already, are refused.

@@ -58,24 +58,6 @@ fn seed(pool: &TenantPool, org: OrgId, n: usize) {
     .unwrap();
 }
 
-/// Citus's counters of this database on the coordinator: queries run on one shard, on several.
-fn routing_counters(db: &CitusDb) -> (i64, i64) {
-    #[derive(QueryableByName)]
-    struct Counters {
-        #[diesel(sql_type = BigInt)]
-        single: i64,
-        #[diesel(sql_type = BigInt)]
-        multi: i64,
-    }
-    let c: Counters = diesel::sql_query(
-        "SELECT query_execution_single_shard AS single, query_execution_multi_shard AS multi
-         FROM citus_stat_counters WHERE name = current_database()",
-    )
-    .get_result(&mut db.admin())
-    .unwrap();
-    (c.single, c.multi)
-}
-
 /// `EXPLAIN` of a scoped statement's own SQL (from `debug_sql`, its uuid binds written as
 /// literals), run in the scoped transaction.
 fn explain(conn: &mut PgConnection, debug_sql: &str) -> String {
@@ -118,7 +100,7 @@ fn every_scoped_statement_runs_on_one_shard_of_one_node() {
     let (a, b) = (OrgId::new_random(), OrgId::new_random());
     seed(&pool, a, 3);
     seed(&pool, b, 2);
-    let before = routing_counters(&db);
+    let before = db.routing_counters();
     // Reads, a join between colocated tables, scoped sub-queries, writes: eight statements.
     let statements = pool
         .with_org(a, |s| {
@@ -165,7 +147,7 @@ fn every_scoped_statement_runs_on_one_shard_of_one_node() {
             Ok::<_, TenantError>(8)
         })
         .unwrap();
-    let after = routing_counters(&db);
+    let after = db.routing_counters();
     assert_eq!(
         (after.0 - before.0, after.1 - before.1),
         (statements, 0),
@@ -574,18 +556,7 @@ fn a_tenant_shard_on_the_coordinator_is_a_leak_the_probe_finds_and_the_audit_nam
         report.markdown()
     );
 
-    let mut reader =
-        tenant_core::admin::CatalogReader::connect(&db.app_url(), "test: cluster audit").unwrap();
-    let audit = tenant_schema::audit::cluster::audit_cluster(
-        &mut reader,
-        &db.app_url(),
-        &two_companies::REGISTRY,
-        &tenant_schema::audit::AuditOptions {
-            rls: story::citus_options(),
-            ..tenant_schema::audit::AuditOptions::default()
-        },
-    )
-    .unwrap();
+    let audit = story::audit_cluster(&db);
     let named: Vec<&str> = audit
         .findings
         .iter()

@@ -268,28 +268,10 @@ fn a_table_that_joins_the_registry_is_distributed_and_protected_by_an_incrementa
     assert_every_shard_protected(&db, &TENANT_TABLES);
 }
 
-fn audit_cluster(db: &CitusDb) -> tenant_schema::audit::Report {
-    let mut reader = tenant_core::admin::CatalogReader::connect(
-        &db.app_url(),
-        "test: audit of the Citus cluster",
-    )
-    .unwrap();
-    tenant_schema::audit::cluster::audit_cluster(
-        &mut reader,
-        &db.app_url(),
-        &two_companies::REGISTRY,
-        &tenant_schema::audit::AuditOptions {
-            rls: story::citus_options(),
-            ..tenant_schema::audit::AuditOptions::default()
-        },
-    )
-    .unwrap()
-}
-
 #[test]
 fn the_audit_reads_every_worker_and_a_shard_that_lost_its_protection_is_an_error() {
     let db = story::citus("citus_audit");
-    let report = audit_cluster(&db);
+    let report = story::audit_cluster(&db);
     let errors: Vec<_> = report
         .findings
         .iter()
@@ -326,7 +308,7 @@ fn the_audit_reads_every_worker_and_a_shard_that_lost_its_protection_is_an_error
              GRANT TRUNCATE ON {deals} TO tenant_app;"
         ))
         .unwrap();
-    let report = audit_cluster(&db);
+    let report = story::audit_cluster(&db);
     let found: Vec<(&str, &str, &str)> = report
         .findings
         .iter()
@@ -438,7 +420,7 @@ fn a_role_with_a_table_grant_reads_no_org_on_the_workers_and_the_audit_reports_t
         [1, 1],
         "Citus made the policy permissive on the shards"
     );
-    let report = audit_cluster(&db);
+    let report = story::audit_cluster(&db);
     let widened: Vec<&str> = report
         .findings
         .iter()
@@ -462,7 +444,7 @@ fn a_role_with_a_table_grant_reads_no_org_on_the_workers_and_the_audit_reports_t
 #[test]
 fn the_evidence_of_a_cluster_names_the_workers_and_the_cluster_checks() {
     let db = story::citus("citus_evidence");
-    let report = audit_cluster(&db);
+    let report = story::audit_cluster(&db);
     assert_eq!(report.workers.len(), 2, "{:?}", report.workers);
     let evidence = tenant_schema::evidence::render(
         &report,

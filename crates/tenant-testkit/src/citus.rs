@@ -340,6 +340,25 @@ impl CitusDb {
             .collect()
     }
 
+    /// `(single-shard, multi-shard)` query executions Citus counted in this database on the
+    /// coordinator (`citus_stat_counters`; the cluster runs with `citus.enable_stat_counters`).
+    pub fn routing_counters(&self) -> (i64, i64) {
+        #[derive(QueryableByName)]
+        struct Counters {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            single: i64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            multi: i64,
+        }
+        let c: Counters = diesel::sql_query(
+            "SELECT query_execution_single_shard AS single, query_execution_multi_shard AS multi \
+             FROM citus_stat_counters WHERE name = current_database()",
+        )
+        .get_result(&mut self.admin())
+        .expect("reading citus_stat_counters");
+        (c.single, c.multi)
+    }
+
     /// The workers' URLs of this database as `role`.
     pub fn worker_urls_as(&self, role: &str) -> Vec<String> {
         self.workers

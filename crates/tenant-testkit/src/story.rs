@@ -87,3 +87,24 @@ pub fn citus(hint: &str) -> crate::citus::CitusDb {
         .expect("the generated Citus migration");
     db
 }
+
+/// The cluster audit (`tenant_schema::audit::cluster`) of `db`, as the application role, with
+/// the story's Citus options.
+///
+/// # Panics
+/// When the coordinator's catalog cannot be read.
+pub fn audit_cluster(db: &crate::citus::CitusDb) -> tenant_schema::audit::Report {
+    let mut reader =
+        tenant_core::admin::CatalogReader::connect(&db.app_url(), "test: cluster audit")
+            .expect("a catalog reader on the coordinator");
+    tenant_schema::audit::cluster::audit_cluster(
+        &mut reader,
+        &db.app_url(),
+        &two_companies::REGISTRY,
+        &tenant_schema::audit::AuditOptions {
+            rls: citus_options(),
+            ..tenant_schema::audit::AuditOptions::default()
+        },
+    )
+    .expect("the cluster audit")
+}
