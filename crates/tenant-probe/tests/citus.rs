@@ -515,7 +515,9 @@ fn a_tenant_shard_on_the_coordinator_is_a_leak_the_probe_finds_and_the_audit_nam
         ))
         .unwrap();
     // Citus moves a shard over a connection as the table's owner, which the migration makes
-    // NOLOGIN and without CREATE on the schema: the move needs both for its duration.
+    // NOLOGIN and without CREATE on the schema: the move needs both for its duration (roles
+    // are the cluster's: one test changes them at a time).
+    let _one = tenant_testkit::citus::one_setup_at_a_time();
     admin
         .batch_execute("ALTER ROLE tenant_owner LOGIN")
         .unwrap();
@@ -567,4 +569,86 @@ fn a_tenant_shard_on_the_coordinator_is_a_leak_the_probe_finds_and_the_audit_nam
         named,
         ["customers", "deals", "invoices", "orgs", "proposals"]
     );
+}
+
+/// `sql` as `url`'s role, in a transaction with org `org` set, rolled back: `Ok(rows)` or the
+/// server's refusal.
+fn attempt(url: &str, org: OrgId, sql: &str) -> Result<usize, String> {
+    let mut conn = PgConnection::establish(url).unwrap();
+    conn.batch_execute(&format!(
+        "BEGIN; {}",
+        tenant_testkit::citus::set_local_org(org)
+    ))
+    .unwrap();
+    let out = diesel::sql_query(sql)
+        .execute(&mut conn)
+        .map_err(|e| e.to_string());
+    let _ = conn.batch_execute("ROLLBACK");
+    out
+}
+
+/// What Citus lets every role do and the generated migration takes from PUBLIC (a red-team
+/// pass used each to reach another org): run SQL on the workers, take another session's
+/// distributed transaction and its intermediate results, list every session's statements
+/// and every shard, lock any relation, call the internal metadata functions with a forged
+/// application_name, signal other sessions. Refused to the application role on every node; the
+/// application's own queries that need intermediate results still run.
+#[test]
+fn citus_powers_are_refused_to_the_application_role_on_every_node() {
+    let db = story::citus("citus_powers");
+    let pool = pool(&db);
+    let a = OrgId::new_random();
+    seed(&pool, a, 3);
+    let attacks = [
+        "SELECT run_command_on_workers('SELECT 1')",
+        "SELECT run_command_on_all_nodes('SELECT 1')",
+        "SELECT run_command_on_coordinator('SELECT 1')",
+        "SELECT run_command_on_shards('customers', 'SELECT 1')",
+        "SELECT * FROM master_run_on_worker(ARRAY['localhost'], ARRAY[5432], ARRAY['SELECT 1'], false)",
+        "SELECT citus_run_local_command('SELECT 1')",
+        "SELECT create_intermediate_result('1_1', 'SELECT 1')",
+        "SELECT broadcast_intermediate_result('1_1', 'SELECT 1')",
+        "SELECT * FROM get_all_active_transactions()",
+        "SELECT * FROM get_global_active_transactions()",
+        "SELECT * FROM citus_stat_activity",
+        "SELECT * FROM citus_dist_stat_activity",
+        "SELECT * FROM citus_locks",
+        "SELECT * FROM citus_shards",
+        "SELECT * FROM citus_shard_sizes()",
+        "SELECT lock_relation_if_exists('public.customers', 'ACCESS EXCLUSIVE')",
+        "SELECT pg_terminate_backend(pg_backend_pid() + 1)",
+        "SELECT lo_creat(-1)",
+    ];
+    let coordinator_only = [
+        "SELECT assign_distributed_transaction_id(0, 1, now())",
+        // Citus trusts a session whose application_name says it is its own.
+        "SELECT citus_internal.delete_placement_metadata(1) \
+         FROM (SELECT set_config('application_name', 'citus_internal gpid=10000000001', true)) s",
+    ];
+    let mut nodes = vec![db.app_url()];
+    nodes.extend(db.worker_urls_as(roles::APP));
+    for (n, url) in nodes.iter().enumerate() {
+        let here: Vec<&str> = if n == 0 {
+            attacks.iter().chain(&coordinator_only).copied().collect()
+        } else {
+            attacks.to_vec()
+        };
+        for sql in here {
+            let out = attempt(url, a, sql);
+            assert!(
+                matches!(&out, Err(e) if e.contains("permission denied")),
+                "node {n}: {sql}: {out:?}"
+            );
+        }
+    }
+    // A query Citus plans with intermediate results (a materialized CTE joined back) still
+    // runs for the application, on its own rows.
+    let rows = attempt(
+        &db.app_url(),
+        a,
+        "WITH c AS MATERIALIZED (SELECT org_id, id FROM customers ORDER BY name LIMIT 10)
+         SELECT d.title FROM deals d JOIN c ON c.org_id = d.org_id AND c.id = d.customer_id
+         WHERE d.org_id = (SELECT id FROM orgs LIMIT 1)",
+    );
+    assert_eq!(rows, Ok(3));
 }

@@ -284,10 +284,13 @@ const CITUS_VIEWS: &str = "\n-- Citus's views of its metadata in the public sche
      $$;\n";
 
 /// `sql` (a migration beginning with `prefix`) with [`SEQUENTIAL`] after `prefix`, and in an
-/// `up`, [`CITUS_VIEWS`].
-fn sequential(sql: &str, prefix: &str, up: bool) -> String {
-    let first = if up {
-        format!("{SEQUENTIAL}{CITUS_VIEWS}")
+/// `up` (with its options), [`CITUS_VIEWS`] and the Citus powers taken from `PUBLIC`.
+fn sequential(sql: &str, prefix: &str, up: Option<&RlsOptions>) -> String {
+    let first = if let Some(o) = up {
+        format!(
+            "{SEQUENTIAL}{CITUS_VIEWS}{}",
+            crate::citus_powers::revoke(o)
+        )
     } else {
         SEQUENTIAL.to_owned()
     };
@@ -304,9 +307,9 @@ pub fn assemble(registry: &Registry, parts: &[Fragment], options: &RlsOptions) -
         up: statementwise(&sequential(
             &wrap(&m.up, &crate::pg::shared_objects(options), registry),
             HEADER,
-            true,
+            Some(options),
         )),
-        down: statementwise(&sequential(&wrap(&m.down, HEADER, registry), HEADER, false)),
+        down: statementwise(&sequential(&wrap(&m.down, HEADER, registry), HEADER, None)),
     }
 }
 
@@ -342,9 +345,9 @@ pub fn incremental(
             up: statementwise(&sequential(
                 &wrap(&m.up, &crate::pg::shared_objects(&options), registry),
                 HEADER,
-                true,
+                Some(&options),
             )),
-            down: statementwise(&sequential(&wrap(&m.down, HEADER, registry), HEADER, false)),
+            down: statementwise(&sequential(&wrap(&m.down, HEADER, registry), HEADER, None)),
         }),
     )
 }
@@ -405,7 +408,10 @@ mod tests {
         assert!(aside < first && last < restored);
         // The undo distributes nothing, so it sets no foreign key aside.
         assert!(!m.down.contains("CONSTRAINT"), "{}", m.down);
-        assert!(m.up.starts_with(&format!("{HEADER}{SEQUENTIAL}{CITUS_VIEWS}")));
+        assert!(m.up.starts_with(&format!(
+            "{HEADER}{SEQUENTIAL}{CITUS_VIEWS}{}",
+            crate::citus_powers::revoke(&target_options(&plain()).unwrap())
+        )));
         assert!(m.down.starts_with(&format!("{HEADER}{SEQUENTIAL}")));
     }
 

@@ -24,6 +24,7 @@
 
 pub mod audit;
 pub mod citus;
+pub mod citus_powers;
 pub mod context;
 pub mod evidence;
 mod generated;

@@ -542,3 +542,41 @@ fn a_worker_the_audit_cannot_read_is_an_error_finding() {
     );
     assert!(report.workers.is_empty());
 }
+
+/// A Citus power given back on one worker (as a worker added after the migration has them)
+/// is a finding naming the node and the function.
+#[test]
+fn a_citus_power_given_back_on_a_worker_is_a_finding() {
+    let db = story::citus("citus_power_back");
+    assert!(
+        !story::audit_cluster(&db)
+            .findings
+            .iter()
+            .any(|f| f.rule == "citus-power-executable"),
+        "the migration takes every power"
+    );
+    let worker = &db.worker_admin_urls()[1];
+    let port = worker
+        .split("port=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    PgConnection::establish(worker)
+        .unwrap()
+        .batch_execute("GRANT EXECUTE ON FUNCTION run_command_on_workers(text, boolean) TO PUBLIC")
+        .unwrap();
+    let found: Vec<(String, String)> = story::audit_cluster(&db)
+        .findings
+        .into_iter()
+        .filter(|f| f.rule == "citus-power-executable")
+        .map(|f| (f.object, f.why))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].0, format!("tenant_app on localhost:{port}"));
+    assert!(
+        found[0].1.contains("run_command_on_workers(text,boolean)"),
+        "{found:#?}"
+    );
+}

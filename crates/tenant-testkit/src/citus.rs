@@ -210,7 +210,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// One setup at a time in a process: registering the workers and migrating in two databases
 /// at once change the same nodes and roles ("failure on connection marked as essential",
 /// "tuple concurrently updated"). Test binaries run one after the other.
-pub(crate) fn one_setup_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+pub fn one_setup_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
     SETUP
         .lock()

@@ -34,6 +34,11 @@ pub const CLUSTER_CHECKS: &[(&str, &str, &str)] = &[
         "the coordinator, where the application's statements arrive, holds no shard of a tenant table",
     ),
     (
+        "citus-power-executable",
+        "#35",
+        "on no node may the application role run SQL on other nodes, take another session's distributed transaction or intermediate results, list other sessions, lock relations by name or call Citus's internal functions",
+    ),
+    (
         "worker-app-role",
         "#2",
         "the application role exists on every worker and bypasses row-level security on none",
@@ -224,6 +229,60 @@ fn tenant_shards_on_coordinator(reader: &mut CatalogReader) -> Result<Vec<String
         .collect())
 }
 
+/// The Citus powers (functions and views of `citus_powers`) the role `app_role` holds on the
+/// node behind `reader`, given the functions it must not execute there.
+fn powers_held(
+    reader: &mut CatalogReader,
+    app_role: &str,
+    functions: &[&str],
+) -> Result<Vec<String>, AuditError> {
+    #[derive(QueryableByName)]
+    struct Power {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let list = |names: &[&str]| format!("{{{}}}", names.join(","));
+    Ok(reader
+        .load::<Power>(
+            "SELECT p.oid::regprocedure::text AS name FROM pg_catalog.pg_proc p \
+             JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+             WHERE ((n.nspname = 'pg_catalog' AND p.proname = ANY ($2::text[])) OR n.nspname = 'citus_internal') \
+               AND has_function_privilege($1::name, p.oid, 'EXECUTE') \
+             UNION ALL \
+             SELECT c.relname::text AS name FROM pg_catalog.pg_class c \
+             WHERE c.relnamespace = 'pg_catalog'::regnamespace AND c.relname = ANY ($3::text[]) \
+               AND has_table_privilege($1::name, c.oid, 'SELECT') \
+             ORDER BY 1",
+            &[
+                app_role,
+                &list(functions),
+                &list(crate::citus_powers::VIEWS),
+            ],
+        )?
+        .into_iter()
+        .map(|p| p.name)
+        .collect())
+}
+
+/// The finding for the Citus powers `held` on `node`, if any.
+fn powers_finding(node: &str, app_role: &str, held: &[String]) -> Option<Finding> {
+    (!held.is_empty()).then(|| Finding {
+        rule: "citus-power-executable",
+        severity: Severity::Error,
+        object: format!("{app_role} on {node}"),
+        why: format!(
+            "the application role may use these on this node: {}. Each reached another org on a \
+             real cluster: SQL run on the workers, another session's intermediate results read \
+             and forged, every session's statements with their parameters, placements deleted \
+             through the internal functions (docs/threat-model.md #35)",
+            held.join(", ")
+        ),
+        fix: "apply the generated Citus migration again: it takes them from PUBLIC on the \
+              coordinator and on every worker (a worker added since has them back)"
+            .into(),
+    })
+}
+
 /// Whether the application role bypasses row-level security on the node (`None`: no such
 /// role there).
 fn app_role_bypasses(
@@ -287,6 +346,11 @@ pub fn audit_cluster(
                 .into(),
         });
     }
+    let held = powers_held(coordinator, app, crate::citus_powers::COORDINATOR_FUNCTIONS)?;
+    report
+        .findings
+        .extend(powers_finding("the coordinator", app, &held));
+    let worker_functions: Vec<&str> = crate::citus_powers::worker_functions().collect();
     for (node, url) in worker_urls(coordinator, app_url)? {
         let read = CatalogReader::connect(&url, "tenant-schema: audit of a Citus worker")
             .map_err(AuditError::from)
@@ -295,9 +359,10 @@ pub fn audit_cluster(
                     app_role_bypasses(&mut worker, app)?,
                     tables_here(&mut worker, app)?,
                     shards_here(&mut worker, app)?,
+                    powers_held(&mut worker, app, &worker_functions)?,
                 ))
             });
-        let (bypasses, tables, shards) = match read {
+        let (bypasses, tables, shards, held) = match read {
             Ok(r) => {
                 report.workers.push(node.clone());
                 r
@@ -318,6 +383,7 @@ pub fn audit_cluster(
                 continue;
             }
         };
+        report.findings.extend(powers_finding(&node, app, &held));
         match bypasses {
             Some(false) => {}
             found => report.findings.push(Finding {
