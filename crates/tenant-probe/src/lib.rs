@@ -501,6 +501,9 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
         .map(|v| attacks::views::plan(v, &Target::lit(a)))
         .collect();
     global.extend(attacks::privileges::database());
+    if server.citus {
+        global.extend(attacks::citus::database());
+    }
     if let Some(first) = targets.first() {
         global.extend(attacks::side_channels::database(&first.name()));
     }

@@ -406,6 +406,20 @@ fn the_probe_finds_no_leak_on_the_cluster() {
     }
     // The plain mode's findings: org hopping with SET LOCAL, on every table.
     assert_eq!(s.finding, 5, "{}", report.markdown());
+    // Citus's powers, each tried and refused.
+    let powers: Vec<&tenant_probe::AttackResult> = report
+        .results
+        .iter()
+        .filter(|r| r.threat == "#37")
+        .collect();
+    assert_eq!(powers.len(), 15);
+    assert!(
+        powers
+            .iter()
+            .all(|r| r.verdict == tenant_probe::Verdict::Pass),
+        "{}",
+        report.markdown()
+    );
 }
 
 /// The same probe against each worker, where any role that can connect may query the

@@ -2,6 +2,7 @@
 //! their seeded rows) into the [`Plan`]s it tries; an attack that does not apply to a table
 //! (no foreign key to misuse, no key to look up) is not planned for it.
 
+pub mod citus;
 pub mod hopping;
 pub mod no_org;
 pub mod oracles;
