@@ -632,6 +632,11 @@ fn citus_powers_are_refused_to_the_application_role_on_every_node() {
         "SELECT lock_relation_if_exists('public.customers', 'ACCESS EXCLUSIVE')",
         "SELECT pg_terminate_backend(pg_backend_pid() + 1)",
         "SELECT lo_creat(-1)",
+        "SELECT citus_update_shard_statistics(1)",
+        "SELECT citus_total_relation_size('customers')",
+        "SELECT * FROM citus_stat_counters",
+        "SELECT * FROM pg_dist_transaction",
+        "SELECT * FROM worker_partition_query_result('p', 'SELECT 1', 0, 'hash', '{-2147483648}', '{2147483647}', true, true, true)",
     ];
     let coordinator_only = [
         "SELECT assign_distributed_transaction_id(0, 1, now())",
@@ -654,6 +659,22 @@ fn citus_powers_are_refused_to_the_application_role_on_every_node() {
                 "node {n}: {sql}: {out:?}"
             );
         }
+    }
+    // A function call in a query routed to a worker runs there, as the caller, on a
+    // connection Citus counts as its own: what the workers refuse is refused that way too.
+    let b = OrgId::new_random();
+    for (n, sql) in [
+        "SELECT count(*), (SELECT count(*) FROM pg_stat_get_activity(NULL)) FROM customers WHERE org_id = '{b}'",
+        "SELECT count(*), (SELECT count(*) FROM citus_internal_update_placement_metadata(0, 0, 0)) FROM customers WHERE org_id = '{b}'",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out = attempt(&db.app_url(), a, &sql.replace("{b}", &b.to_string()));
+        assert!(
+            matches!(&out, Err(e) if e.contains("permission denied")),
+            "pushed down {n}: {out:?}"
+        );
     }
     // A query Citus plans with intermediate results (a materialized CTE joined back) still
     // runs for the application, on its own rows.

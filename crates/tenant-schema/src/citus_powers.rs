@@ -19,9 +19,15 @@
 //!   `citus_locks`, `citus_lock_waits`), and every shard's size (`citus_shards`,
 //!   `citus_shard_sizes`), which is one org's size where an org has its shard to itself;
 //! - lock any relation by name (`lock_relation_if_exists`);
-//! - call Citus's internal metadata functions (schema `citus_internal`), which trust a session
-//!   whose `application_name` says it is Citus's own: a role set it and deleted another org's
-//!   shard placement.
+//! - call Citus's internal metadata functions (schema `citus_internal`, and their older names
+//!   `pg_catalog.citus_internal_*`), which trust a session whose `application_name` says it is
+//!   Citus's own: a role set it and deleted another org's shard placement; and a query the
+//!   coordinator pushes to a worker runs its function calls there on a connection Citus counts
+//!   as its own;
+//! - run a nested distributed `INSERT ... SELECT` on a worker from inside a pushed-down query
+//!   (`worker_partition_query_result` in `worker_save_query_explain_analyze`), or read every
+//!   session's statements there (`pg_stat_get_activity`, workers only), update and read shard
+//!   sizes, unmark distributed objects.
 //!
 //! The session revokes of [`crate::session`] (large objects, signals to other sessions) are
 //! applied on the workers too: Citus does not propagate privileges on `pg_catalog` functions.
@@ -44,7 +50,26 @@ pub const COORDINATOR_FUNCTIONS: &[&str] = &[
     "get_global_active_transactions",
     "lock_relation_if_exists",
     "citus_shard_sizes",
+    "citus_update_shard_statistics",
+    "master_update_shard_statistics",
+    "citus_relation_size",
+    "citus_table_size",
+    "citus_total_relation_size",
+    "citus_stat_counters",
+    "citus_unmark_object_distributed",
+    "worker_change_sequence_dependency",
+    // A second pass ran these inside a query the coordinator pushed to a worker (a function
+    // call in it runs there, as the caller, on a connection Citus counts as its own):
+    // a nested INSERT ... SELECT through the worker's local copy, and every session's
+    // statement with its parameters as literals.
+    "worker_partition_query_result",
+    "worker_save_query_explain_analyze",
 ];
+
+/// Functions no role of the service may execute on a worker, besides those of
+/// [`COORDINATOR_FUNCTIONS`]: a worker's `pg_stat_activity` shows every session of the role
+/// with its shard statements, bind parameters written in as literals.
+pub const WORKER_ONLY_FUNCTIONS: &[&str] = &["pg_stat_get_activity"];
 
 /// Functions no role of the service may execute on a worker: the coordinator's, but for
 /// `assign_distributed_transaction_id`, which the coordinator calls there as the session's
@@ -54,6 +79,7 @@ pub fn worker_functions() -> impl Iterator<Item = &'static str> {
         .iter()
         .copied()
         .filter(|f| *f != "assign_distributed_transaction_id")
+        .chain(WORKER_ONLY_FUNCTIONS.iter().copied())
 }
 
 /// Views (in `pg_catalog`) no role of the service may read.
@@ -64,6 +90,8 @@ pub const VIEWS: &[&str] = &[
     "citus_locks",
     "citus_lock_waits",
     "citus_shards",
+    "citus_stat_counters",
+    "pg_dist_transaction",
 ];
 
 /// A `DO` block that takes `functions` and [`VIEWS`] from `PUBLIC` and every function of the
@@ -93,7 +121,7 @@ fn revoke_block(functions: &[&str], q: &str, owner: &str) -> String {
          BEGIN\n\
          \x20 FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p\n\
          \x20          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace\n\
-         \x20          WHERE (n.nspname = 'pg_catalog' AND p.proname IN ({names}))\n\
+         \x20          WHERE (n.nspname = 'pg_catalog' AND (p.proname IN ({names}) OR p.proname LIKE 'citus\\_internal\\_%'))\n\
          \x20             OR n.nspname = 'citus_internal' LOOP\n\
          \x20   EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);\n\
          \x20   EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f, {owner});\n\

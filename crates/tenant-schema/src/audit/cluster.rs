@@ -246,7 +246,8 @@ fn powers_held(
         .load::<Power>(
             "SELECT p.oid::regprocedure::text AS name FROM pg_catalog.pg_proc p \
              JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-             WHERE ((n.nspname = 'pg_catalog' AND p.proname = ANY ($2::text[])) OR n.nspname = 'citus_internal') \
+             WHERE ((n.nspname = 'pg_catalog' AND (p.proname = ANY ($2::text[]) OR p.proname LIKE 'citus\\_internal\\_%')) \
+                    OR n.nspname = 'citus_internal') \
                AND has_function_privilege($1::name, p.oid, 'EXECUTE') \
              UNION ALL \
              SELECT c.relname::text AS name FROM pg_catalog.pg_class c \
