@@ -369,8 +369,10 @@ fn audit_at(app_url: &str) -> Result<tenant_schema::audit::Report, String> {
         "cargo xtask evidence: isolation evidence",
     )
     .map_err(|e| e.to_string())?;
-    tenant_schema::audit::audit(
+    // On a Citus coordinator, every worker too (on PostgreSQL, the same audit).
+    tenant_schema::audit::cluster::audit_cluster(
         &mut reader,
+        app_url,
         &two_companies::REGISTRY,
         &tenant_schema::audit::AuditOptions::default(),
     )

@@ -121,7 +121,7 @@ pub struct ProbeOptions<'a> {
     pub context: OrgContext,
     /// Set the org with `SET LOCAL`, as a pool built with `set_local_context()` does: a Citus
     /// cluster's coordinator sends `SET LOCAL` on to its workers, not `set_config`. Plain
-    /// context only.
+    /// context only. On a database with Citus the probe does so whatever this says.
     pub set_local: bool,
     /// The attacker's and the victim's org ids, for a run that must be reproduced (a Citus
     /// test places the victim's shards on a chosen node); by default two fresh random ids.
@@ -448,7 +448,9 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
             s.sign_with(key.clone());
         }
     }
-    if options.set_local {
+    // A Citus coordinator's workers learn the org only from SET LOCAL: the probe sets it so
+    // there whether or not it was asked to.
+    if options.set_local || sessions.citus {
         if signing.is_some() {
             return Err(ProbeError::Session(
                 "set_local needs OrgContext::TrustEveryStatement: SET LOCAL is the Citus form of \
@@ -492,7 +494,7 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
             outside: &outside,
             server_version: server.version_num,
             signed_kid: signing.map(|k| k.kid()),
-            set_local: options.set_local,
+            set_local: options.set_local || server.citus,
         })
         .collect();
     let per_table: Vec<Vec<Plan>> = targets.iter().map(attacks::on_table).collect();

@@ -64,6 +64,10 @@ pub const COORDINATOR_FUNCTIONS: &[&str] = &[
     // statement with its parameters as literals.
     "worker_partition_query_result",
     "worker_save_query_explain_analyze",
+    // Citus's overloads that signal a session anywhere in the cluster by its global pid (the
+    // session revokes take PostgreSQL's own).
+    "pg_cancel_backend",
+    "pg_terminate_backend",
 ];
 
 /// Functions no role of the service may execute on a worker, besides those of
