@@ -228,18 +228,11 @@ const CANNOT_FAIL: &[&str] = &[
     "upper",
 ];
 
-/// Whether evaluating `e` on a row can raise an error that depends on the row (a cast to
-/// anything but text counted as able to, with `casts_fail`). Unknown forms can.
-fn can_fail(e: &Expr, casts_fail: bool) -> bool {
-    let can_fail = |e: &Expr| can_fail(e, casts_fail);
-    if !has_column(e) {
-        // A constant expression: the same for every row, folded or evaluated once.
-        return false;
-    }
-    let all = |xs: &[&Expr]| xs.iter().any(|x| can_fail(x));
+/// The operand of a form that adds no operator of its own and cannot fail by itself
+/// (parentheses, the `IS [NOT] NULL/TRUE/FALSE/UNKNOWN` tests, `COLLATE`): what [`can_fail`] and
+/// [`min_cost`] look through.
+fn operand(e: &Expr) -> Option<&Expr> {
     match e {
-        Expr::Identifier(id) => id.value == UNTRACED,
-        Expr::CompoundIdentifier(_) | Expr::Value(_) => false,
         Expr::Nested(inner)
         | Expr::IsNull(inner)
         | Expr::IsNotNull(inner)
@@ -249,7 +242,26 @@ fn can_fail(e: &Expr, casts_fail: bool) -> bool {
         | Expr::IsNotFalse(inner)
         | Expr::IsUnknown(inner)
         | Expr::IsNotUnknown(inner)
-        | Expr::Collate { expr: inner, .. } => can_fail(inner),
+        | Expr::Collate { expr: inner, .. } => Some(inner),
+        _ => None,
+    }
+}
+
+/// Whether evaluating `e` on a row can raise an error that depends on the row (a cast to
+/// anything but text counted as able to, with `casts_fail`). Unknown forms can.
+fn can_fail(e: &Expr, casts_fail: bool) -> bool {
+    let can_fail = |e: &Expr| can_fail(e, casts_fail);
+    if !has_column(e) {
+        // A constant expression: the same for every row, folded or evaluated once.
+        return false;
+    }
+    if let Some(inner) = operand(e) {
+        return can_fail(inner);
+    }
+    let all = |xs: &[&Expr]| xs.iter().any(|x| can_fail(x));
+    match e {
+        Expr::Identifier(id) => id.value == UNTRACED,
+        Expr::CompoundIdentifier(_) | Expr::Value(_) => false,
         Expr::UnaryOp {
             op: UnaryOperator::Not,
             expr,
@@ -607,18 +619,11 @@ fn min_cost(e: &Expr) -> u32 {
         return 0;
     }
     let sum = |xs: &[&Expr]| xs.iter().map(|x| min_cost(x)).sum::<u32>();
+    if let Some(inner) = operand(e) {
+        return min_cost(inner);
+    }
     let cost = match e {
-        Expr::Nested(inner)
-        | Expr::IsNull(inner)
-        | Expr::IsNotNull(inner)
-        | Expr::IsTrue(inner)
-        | Expr::IsNotTrue(inner)
-        | Expr::IsFalse(inner)
-        | Expr::IsNotFalse(inner)
-        | Expr::IsUnknown(inner)
-        | Expr::IsNotUnknown(inner)
-        | Expr::Collate { expr: inner, .. }
-        | Expr::Cast { expr: inner, .. } => min_cost(inner),
+        Expr::Cast { expr: inner, .. } => min_cost(inner),
         Expr::UnaryOp { op, expr } => {
             u32::from(matches!(op, UnaryOperator::Minus)) + min_cost(expr)
         }
