@@ -123,28 +123,18 @@ fn a_pool_without_set_local_is_refused_on_a_coordinator_naming_the_fix() {
 /// the worker that holds it.
 fn shard_rows(db: &CitusDb, table: &str, column: &str, shard: i64, org: OrgId) -> (i64, i64) {
     #[derive(QueryableByName)]
-    struct Port {
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        port: i32,
-    }
-    #[derive(QueryableByName)]
     struct Rows {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         all: i64,
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         others: i64,
     }
-    let port = diesel::sql_query(format!(
-        "SELECT n.nodeport AS port FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
-         WHERE p.shardid = {shard}"
-    ))
-    .get_result::<Port>(&mut db.admin())
-    .unwrap()
-    .port;
+    let port = db.shard_port(shard);
     let url = db
         .worker_admin_urls()
         .into_iter()
-        .find(|u| u.contains(&format!("port={port}")))
+        .zip(db.worker_ports())
+        .find_map(|(url, p)| (p == port).then_some(url))
         .unwrap();
     let mut worker = diesel::PgConnection::establish(&url).unwrap();
     let r: Rows = diesel::sql_query(format!(

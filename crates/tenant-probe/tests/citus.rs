@@ -239,10 +239,10 @@ fn the_org_reaches_the_workers_and_without_it_no_node_shows_a_row() {
     // On the workers themselves, as the application role: the distributed table and every
     // shard of it show nothing without an org, and only the org's rows with one.
     let mut total_a = 0;
-    for url in db.worker_urls_as(roles::APP) {
-        let mut w = PgConnection::establish(&url).unwrap();
+    for (url, port) in db.worker_urls_as(roles::APP).iter().zip(db.worker_ports()) {
+        let mut w = PgConnection::establish(url).unwrap();
         assert_eq!(count(&mut w, "SELECT count(*) AS n FROM customers"), 0);
-        for shard in shards_of(&db, &url, "customers") {
+        for shard in shards_of(&db, port, "customers") {
             let sql = format!("SELECT count(*) AS n FROM {shard}");
             assert_eq!(count(&mut w, &sql), 0, "{shard} without an org");
             w.batch_execute(&format!(
@@ -265,17 +265,12 @@ fn the_org_reaches_the_workers_and_without_it_no_node_shows_a_row() {
 }
 
 /// The shards of `table` placed on the worker at `url` (the admin reads the placements).
-fn shards_of(db: &CitusDb, worker_app_url: &str, table: &str) -> Vec<String> {
+fn shards_of(db: &CitusDb, port: u16, table: &str) -> Vec<String> {
     #[derive(QueryableByName)]
     struct Shard {
         #[diesel(sql_type = Text)]
         name: String,
     }
-    let port = worker_app_url
-        .split("port=")
-        .nth(1)
-        .and_then(|p| p.split('&').next())
-        .unwrap();
     diesel::sql_query(format!(
         "SELECT shard_name(logicalrelid, shardid)::text AS name
          FROM pg_dist_shard JOIN pg_dist_placement USING (shardid)
@@ -434,18 +429,7 @@ fn the_probe_finds_no_leak_on_the_cluster() {
 fn through_a_worker_the_probe_finds_that_insert_select_into_another_org_skips_the_check() {
     let db = story::citus("citus_probe_workers");
     let workers = db.worker_urls_as(roles::APP);
-    let ports: Vec<String> = workers
-        .iter()
-        .map(|u| {
-            u.split("port=")
-                .nth(1)
-                .unwrap()
-                .split('&')
-                .next()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let ports = db.worker_ports();
     for (url, port) in workers.iter().zip(&ports) {
         for victim_here in [true, false] {
             // A victim whose (colocated) shards are on this worker, or on the other.
@@ -483,20 +467,19 @@ fn through_a_worker_the_probe_finds_that_insert_select_into_another_org_skips_th
 
 /// The port of the worker holding org `org`'s shard of `orgs` (and, colocated, of every
 /// tenant table).
-fn org_node(db: &CitusDb, org: uuid::Uuid) -> String {
+fn org_node(db: &CitusDb, org: uuid::Uuid) -> u16 {
     #[derive(QueryableByName)]
-    struct Port {
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        port: i32,
+    struct Shard {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
     }
-    diesel::sql_query(format!(
-        "SELECT n.nodeport AS port FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
-         WHERE p.shardid = get_shard_id_for_distribution_column('orgs', '{org}'::uuid)"
+    let shard = diesel::sql_query(format!(
+        "SELECT get_shard_id_for_distribution_column('orgs', '{org}'::uuid) AS id"
     ))
-    .get_result::<Port>(&mut db.admin())
+    .get_result::<Shard>(&mut db.admin())
     .unwrap()
-    .port
-    .to_string()
+    .id;
+    db.shard_port(shard)
 }
 
 /// With a tenant shard on the coordinator, the service's own statements reach Citus's local
@@ -523,7 +506,7 @@ fn a_tenant_shard_on_the_coordinator_is_a_leak_the_probe_finds_and_the_audit_nam
         &mut admin,
         &format!("SELECT get_shard_id_for_distribution_column('orgs', '{b}'::uuid) AS v"),
     );
-    let from: i64 = org_node(&db, b).parse().unwrap();
+    let from = org_node(&db, b);
     admin
         .batch_execute(&format!(
             "SELECT citus_set_node_property('localhost', {coordinator}, 'shouldhaveshards', true)"

@@ -286,13 +286,7 @@ fn the_audit_reads_every_worker_and_a_shard_that_lost_its_protection_is_an_error
 
     // Someone changes two shards on the second worker by hand.
     let worker = &db.worker_admin_urls()[1];
-    let port = worker
-        .split("port=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
+    let port = db.worker_ports()[1];
     let node = format!("localhost:{port}");
     let customers = shards(&db, "customers")
         .into_iter()
@@ -342,21 +336,9 @@ fn the_audit_reads_every_worker_and_a_shard_that_lost_its_protection_is_an_error
     );
 }
 
-/// Whether shard `name` is placed on the worker listening on `port`.
-fn shard_is_on(db: &CitusDb, name: &str, port: &str) -> bool {
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let shardid = name.rsplit('_').next().unwrap();
-    diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
-         WHERE p.shardid = {shardid} AND n.nodeport = {port}"
-    ))
-    .get_result::<N>(&mut db.admin())
-    .unwrap()
-    .n == 1
+/// Whether shard `name` (`<table>_<shard id>`) is placed on the worker listening on `port`.
+fn shard_is_on(db: &CitusDb, name: &str, port: u16) -> bool {
+    db.shard_port(name.rsplit('_').next().unwrap().parse().unwrap()) == port
 }
 
 /// Citus 13.2 recreates every policy on its shards as a permissive one. The PostgreSQL form of
@@ -561,13 +543,7 @@ fn a_citus_power_given_back_on_a_worker_is_a_finding() {
         "the migration takes every power"
     );
     let worker = &db.worker_admin_urls()[1];
-    let port = worker
-        .split("port=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap();
+    let port = db.worker_ports()[1];
     PgConnection::establish(worker)
         .unwrap()
         .batch_execute("GRANT EXECUTE ON FUNCTION run_command_on_workers(text, boolean) TO PUBLIC")

@@ -359,6 +359,40 @@ impl CitusDb {
         (c.single, c.multi)
     }
 
+    /// The workers' ports, in the order of [`worker_admin_urls`](Self::worker_admin_urls)
+    /// (the ports `pg_dist_node` names them by).
+    pub fn worker_ports(&self) -> Vec<u16> {
+        self.workers
+            .iter()
+            .map(|w| {
+                let url = url::Url::parse(w).expect("a worker URL");
+                url.query_pairs()
+                    .find(|(k, _)| k == "port")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .or_else(|| url.port())
+                    .expect("a worker URL without a port")
+            })
+            .collect()
+    }
+
+    /// The port of the node that holds shard `shard` (its first placement).
+    pub fn shard_port(&self, shard: i64) -> u16 {
+        #[derive(QueryableByName)]
+        struct Port {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            port: i32,
+        }
+        let port = diesel::sql_query(
+            "SELECT n.nodeport AS port FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid) \
+             WHERE p.shardid = $1 ORDER BY p.placementid LIMIT 1",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(shard)
+        .get_result::<Port>(&mut self.admin())
+        .expect("reading the shard's placement")
+        .port;
+        u16::try_from(port).expect("a port")
+    }
+
     /// The workers' URLs of this database as `role`.
     pub fn worker_urls_as(&self, role: &str) -> Vec<String> {
         self.workers
