@@ -19,22 +19,11 @@ pub fn probe_at(
     git_commit: String,
 ) -> Result<tenant_probe::Report, String> {
     // On a Citus coordinator the service's pool sets the org with SET LOCAL.
-    let mut reader = tenant_core::admin::CatalogReader::connect(
-        app_url,
-        "cargo xtask probe: is the database a Citus coordinator",
-    )
-    .map_err(|e| e.to_string())?;
-    let citus = tenant_schema::audit::cluster::is_citus(&mut reader).map_err(|e| e.to_string())?;
-    drop(reader);
-    let builder =
-        TenantPool::builder(app_url, &two_companies::REGISTRY, context.clone()).max_size(1);
-    let pool = if citus {
-        builder.set_local_context()
-    } else {
-        builder
-    }
-    .build()
-    .map_err(|e| format!("building the application's pool: {e}"))?;
+    let pool = TenantPool::builder(app_url, &two_companies::REGISTRY, context.clone())
+        .max_size(1)
+        .set_local_context_on_citus()
+        .build()
+        .map_err(|e| format!("building the application's pool: {e}"))?;
     let mut options =
         tenant_probe::ProbeOptions::new(app_url, &two_companies::REGISTRY, context.clone());
     options.pool = Some(&pool);

@@ -32,6 +32,7 @@ pub struct TenantPoolBuilder {
     signing: Option<ContextKey>,
     statement_cache: bool,
     set_local: bool,
+    set_local_on_citus: bool,
     transaction_pooler: bool,
     hide_org: bool,
 }
@@ -67,6 +68,14 @@ impl TenantPoolBuilder {
     /// workers).
     pub fn set_local_context(mut self) -> Self {
         self.set_local = true;
+        self
+    }
+
+    /// [`set_local_context`](Self::set_local_context) if the database turns out to be a Citus
+    /// coordinator (the start-up check reads it, no extra query), `set_config` otherwise: for
+    /// a tool that serves both, such as tenant-ops' export and restore.
+    pub fn set_local_context_on_citus(mut self) -> Self {
+        self.set_local_on_citus = true;
         self
     }
 
@@ -110,15 +119,7 @@ impl TenantPoolBuilder {
     /// does not accept this service's tokens, or with `set_local_context` too; with
     /// [`OrgContext::TrustEveryStatement`] when the database's policies verify tokens.
     pub fn build(self) -> Result<TenantPool, TenantError> {
-        if self.set_local && self.signing.is_some() {
-            return Err(TenantError::ContextKey(
-                "set_local_context() needs OrgContext::TrustEveryStatement: it is the Citus \
-                 form of the plain org setting, and the signed context's verifier cannot run on \
-                 Citus workers (docs/scale-out.md); drop set_local_context() to keep the signed \
-                 context"
-                    .into(),
-            ));
-        }
+        refuse_signed_set_local(self.set_local, self.signing.as_ref())?;
         let mut manager = TenantConnectionManager {
             url: self.url,
             statement_cache: self.statement_cache,
@@ -128,7 +129,9 @@ impl TenantPoolBuilder {
         let mut conn = r2d2::ManageConnection::connect(&manager)
             .map_err(|e| TenantError::Connect(e.to_string()))?;
         let database = check_role_and_schema(&mut conn.conn, self.registry)?;
-        if database.citus && !self.set_local {
+        let set_local = self.set_local || (self.set_local_on_citus && database.citus);
+        refuse_signed_set_local(set_local, self.signing.as_ref())?;
+        if database.citus && !set_local {
             // Without it the workers never learn the org: every scoped statement would find
             // no row and every write would be refused, with nothing saying why.
             return Err(TenantError::ContextKey(
@@ -195,7 +198,8 @@ impl TenantPoolBuilder {
             connection_timeout: self.connection_timeout,
             signing: self.signing.map(Arc::new),
             signed_org_setting,
-            set_local: self.set_local,
+            set_local,
+            citus: database.citus,
             transaction_pooler: self.transaction_pooler,
             hide_org: self.hide_org,
         };
@@ -237,6 +241,23 @@ impl TenantPoolBuilder {
     }
 }
 
+/// `set_local_context()` (asked for, or chosen for a Citus database) with a key: refused.
+fn refuse_signed_set_local(
+    set_local: bool,
+    signing: Option<&ContextKey>,
+) -> Result<(), TenantError> {
+    if set_local && signing.is_some() {
+        return Err(TenantError::ContextKey(
+            "set_local_context() needs OrgContext::TrustEveryStatement: it is the Citus \
+             form of the plain org setting, and the signed context's verifier cannot run on \
+             Citus workers (docs/scale-out.md); drop set_local_context() to keep the signed \
+             context"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A pool of PostgreSQL connections for the application role, handing out only
 /// [`OrgScoped`] handles.
 ///
@@ -264,6 +285,8 @@ pub struct TenantPool {
     /// so that the opening sets it next to the token (found at start-up).
     signed_org_setting: bool,
     set_local: bool,
+    /// The database is a Citus coordinator (read at start-up).
+    citus: bool,
     transaction_pooler: bool,
     hide_org: bool,
 }
@@ -304,6 +327,7 @@ impl TenantPool {
             },
             statement_cache: true,
             set_local: false,
+            set_local_on_citus: false,
             transaction_pooler: false,
             hide_org: false,
         }
@@ -312,6 +336,11 @@ impl TenantPool {
     /// The registry the pool was checked against.
     pub fn registry(&self) -> &'static Registry {
         self.registry
+    }
+
+    /// Whether the database is a Citus coordinator (read by the start-up check).
+    pub fn citus(&self) -> bool {
+        self.citus
     }
 
     /// Checks out a connection and opens a transaction scoped to `org`.

@@ -146,20 +146,6 @@ fn tables(url: &str, registry: &Registry) -> Result<(Vec<TableInfo>, String), Op
     Ok((tables, sha256_hex(text.as_bytes())))
 }
 
-/// The names of `table`'s columns that a restore writes (not generated ones), in table order.
-fn column_names(tables: &[TableInfo], table: &str) -> Vec<String> {
-    tables
-        .iter()
-        .filter(|t| t.name == table)
-        .flat_map(|t| {
-            t.columns
-                .iter()
-                .filter(|c| !c.generated)
-                .map(|c| c.name.clone())
-        })
-        .collect()
-}
-
 fn order_by(t: &TableInfo) -> String {
     let pk = t.primary_key();
     if pk.is_empty() {
@@ -174,24 +160,17 @@ fn order_by(t: &TableInfo) -> String {
 
 /// A pool of one connection as the application role, telling the database the org as
 /// `context` says (the service's key for a database that verifies tokens, the default; a
-/// mismatch refuses the pool, naming the fix), and whether the database is a Citus
-/// coordinator (whose workers learn the org only from SET LOCAL, which the pool then uses).
+/// mismatch refuses the pool, naming the fix), with SET LOCAL on a Citus coordinator (whose
+/// workers learn the org only from it).
 fn pool(
     app_url: &str,
     registry: &'static Registry,
     context: &OrgContext,
-) -> Result<(TenantPool, bool), OpsError> {
-    let builder = TenantPool::builder(app_url, registry, context.clone()).max_size(1);
-    let mut reader = CatalogReader::connect(app_url, "tenant-ops: is the database Citus")?;
-    let citus = tenant_schema::audit::cluster::is_citus(&mut reader)
-        .map_err(|e| OpsError::Tenant(TenantError::Pool(e.to_string())))?;
-    let pool = if citus {
-        builder.set_local_context()
-    } else {
-        builder
-    }
-    .build()?;
-    Ok((pool, citus))
+) -> Result<TenantPool, OpsError> {
+    Ok(TenantPool::builder(app_url, registry, context.clone())
+        .max_size(1)
+        .set_local_context_on_citus()
+        .build()?)
 }
 
 /// The rows of a restore per statement on Citus.
@@ -210,7 +189,7 @@ pub fn export(
 ) -> Result<Export, OpsError> {
     let (tables, schema_digest) = tables(app_url, registry)?;
     let order = tenant_probe::seed::parents_first(&tables);
-    let (pool, _) = pool(app_url, registry, context)?;
+    let pool = pool(app_url, registry, context)?;
     let data = pool.with_org(org, |s| {
         let raw = s.raw_connection_unchecked(
             "tenant-ops export: every row of the org, as JSON, under its row-level security context",
@@ -280,14 +259,15 @@ pub fn restore(
         .org
         .parse()
         .map_err(|e: tenant_core::OrgIdError| OpsError::InvalidFile(e.to_string()))?;
-    let columns: BTreeMap<&str, Vec<String>> = tables
+    // Each tenant table's columns a restore writes (not generated ones), in table order.
+    let columns: BTreeMap<&str, Vec<&str>> = tables
         .iter()
         .map(|t| {
             let cols = t
                 .columns
                 .iter()
                 .filter(|c| !c.generated)
-                .map(|c| ident(&c.name))
+                .map(|c| c.name.as_str())
                 .collect();
             (t.name.as_str(), cols)
         })
@@ -306,7 +286,8 @@ pub fn restore(
             "{name} is not a tenant table of this database: the file can only restore tenant tables"
         )));
     }
-    let (pool, citus) = pool(app_url, registry, context)?;
+    let pool = pool(app_url, registry, context)?;
+    let citus = pool.citus();
     pool.with_org(org, |s| {
         let raw = s.raw_connection_unchecked(
             "tenant-ops restore: one org's rows back from an export, under its row-level security context",
@@ -329,10 +310,10 @@ pub fn restore(
         replaced.reverse();
         let mut restored = Vec::new();
         for (name, rows) in &export.data {
-            let cols = columns
+            let names = columns
                 .get(name.as_str())
-                .ok_or_else(|| OpsError::InvalidFile(format!("{name} is not a tenant table of this database")))?
-                .join(", ");
+                .ok_or_else(|| OpsError::InvalidFile(format!("{name} is not a tenant table of this database")))?;
+            let cols = names.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
             let n = if citus {
                 // Citus runs INSERT ... SELECT into a distributed table as a COPY, which it
                 // refuses under row-level security: plain INSERT ... VALUES instead, the
@@ -349,7 +330,7 @@ pub fn restore(
                     ))
                     .bind::<Text, _>(serde_json::to_string(chunk).unwrap_or_default())
                     .bind::<Text, _>(ident(name))
-                    .bind::<diesel::sql_types::Array<Text>, _>(column_names(&tables, name))
+                    .bind::<diesel::sql_types::Array<Text>, _>(names)
                     .bind::<Text, _>(&cols)
                     .get_result(raw)
                     .map_err(TenantError::from)?;
