@@ -267,30 +267,11 @@ const SEQUENTIAL: &str = "\n-- One connection per node for the whole migration: 
      -- tables and for foreign keys to reference tables in one transaction.\n\
      SELECT set_config('citus.multi_shard_modify_mode', 'sequential', true);\n";
 
-/// Citus creates views of its metadata in the `public` schema, readable by every role:
-/// `citus_tables` (every distributed table's name, size and shard count) and `citus_schemas`.
-/// The application needs none of it; the audit reports an owner-run view it can read.
-const CITUS_VIEWS: &str = "\n-- Citus's views of its metadata in the public schema (every distributed table's name,\n\
-     -- size and shard count) are readable by every role: the application needs none of it.\n\
-     DO $$\n\
-     BEGIN\n\
-     \x20 IF to_regclass('public.citus_tables') IS NOT NULL THEN\n\
-     \x20   REVOKE ALL ON public.citus_tables FROM PUBLIC;\n\
-     \x20 END IF;\n\
-     \x20 IF to_regclass('public.citus_schemas') IS NOT NULL THEN\n\
-     \x20   REVOKE ALL ON public.citus_schemas FROM PUBLIC;\n\
-     \x20 END IF;\n\
-     END\n\
-     $$;\n";
-
 /// `sql` (a migration beginning with `prefix`) with [`SEQUENTIAL`] after `prefix`, and in an
-/// `up` (with its options), [`CITUS_VIEWS`] and the Citus powers taken from `PUBLIC`.
+/// `up` (with its options), Citus's powers taken from `PUBLIC`.
 fn sequential(sql: &str, prefix: &str, up: Option<&RlsOptions>) -> String {
     let first = if let Some(o) = up {
-        format!(
-            "{SEQUENTIAL}{CITUS_VIEWS}{}",
-            crate::citus_powers::revoke(o)
-        )
+        format!("{SEQUENTIAL}{}", crate::citus_powers::revoke(o))
     } else {
         SEQUENTIAL.to_owned()
     };
@@ -300,9 +281,10 @@ fn sequential(sql: &str, prefix: &str, up: Option<&RlsOptions>) -> String {
     }
 }
 
-/// The migration made of `parts` (what [`generate`] writes for `registry`).
-pub fn assemble(registry: &Registry, parts: &[Fragment], options: &RlsOptions) -> Migration {
-    let m = crate::pg::assemble(parts, options);
+/// `m` (what the PostgreSQL target assembled from Citus fragments) made a Citus migration:
+/// the foreign keys set aside around the distribution, one connection per node (and, in `up`,
+/// Citus's powers taken), and every statement alone.
+fn for_citus(m: Migration, registry: &Registry, options: &RlsOptions) -> Migration {
     Migration {
         up: statementwise(&sequential(
             &wrap(&m.up, &crate::pg::shared_objects(options), registry),
@@ -311,6 +293,11 @@ pub fn assemble(registry: &Registry, parts: &[Fragment], options: &RlsOptions) -
         )),
         down: statementwise(&sequential(&wrap(&m.down, HEADER, registry), HEADER, None)),
     }
+}
+
+/// The migration made of `parts` (what [`generate`] writes for `registry`).
+pub fn assemble(registry: &Registry, parts: &[Fragment], options: &RlsOptions) -> Migration {
+    for_citus(crate::pg::assemble(parts, options), registry, options)
 }
 
 /// The migration for a Citus cluster: the shared objects, then each table distributed and
@@ -340,16 +327,8 @@ pub fn incremental(
 ) -> Result<Option<Migration>, String> {
     let options = target_options(options)?;
     let current = fragments(registry, &options)?;
-    Ok(
-        crate::pg::incremental(previous, &current, &options).map(|m| Migration {
-            up: statementwise(&sequential(
-                &wrap(&m.up, &crate::pg::shared_objects(&options), registry),
-                HEADER,
-                Some(&options),
-            )),
-            down: statementwise(&sequential(&wrap(&m.down, HEADER, registry), HEADER, None)),
-        }),
-    )
+    Ok(crate::pg::incremental(previous, &current, &options)
+        .map(|m| for_citus(m, registry, &options)))
 }
 
 #[cfg(test)]
@@ -409,7 +388,7 @@ mod tests {
         // The undo distributes nothing, so it sets no foreign key aside.
         assert!(!m.down.contains("CONSTRAINT"), "{}", m.down);
         assert!(m.up.starts_with(&format!(
-            "{HEADER}{SEQUENTIAL}{CITUS_VIEWS}{}",
+            "{HEADER}{SEQUENTIAL}{}",
             crate::citus_powers::revoke(&target_options(&plain()).unwrap())
         )));
         assert!(m.down.starts_with(&format!("{HEADER}{SEQUENTIAL}")));

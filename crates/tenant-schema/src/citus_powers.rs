@@ -17,7 +17,8 @@
 //!   (`get_all_active_transactions`, `get_global_active_transactions`, the views
 //!   `citus_stat_activity`, `citus_dist_stat_activity`, `citus_worker_stat_activity`,
 //!   `citus_locks`, `citus_lock_waits`), and every shard's size (`citus_shards`,
-//!   `citus_shard_sizes`), which is one org's size where an org has its shard to itself;
+//!   `citus_shard_sizes`), which is one org's size where an org has its shard to itself, and
+//!   every distributed table's (the views `public.citus_tables`, `public.citus_schemas`);
 //! - lock any relation by name (`lock_relation_if_exists`);
 //! - call Citus's internal metadata functions (schema `citus_internal`, and their older names
 //!   `pg_catalog.citus_internal_*`), which trust a session whose `application_name` says it is
@@ -86,6 +87,10 @@ pub fn worker_functions() -> impl Iterator<Item = &'static str> {
         .chain(WORKER_ONLY_FUNCTIONS.iter().copied())
 }
 
+/// Citus's views in the `public` schema no role of the service may read: every distributed
+/// table's name, size and shard count (`citus_tables`), and the distributed schemas.
+pub const PUBLIC_VIEWS: &[&str] = &["citus_tables", "citus_schemas"];
+
 /// Views (in `pg_catalog`) no role of the service may read.
 pub const VIEWS: &[&str] = &[
     "citus_stat_activity",
@@ -104,16 +109,14 @@ pub const VIEWS: &[&str] = &[
 /// or isolates shards); `q` quotes the block's own dollar-quote tag (it is sent to the workers
 /// inside another).
 fn revoke_block(functions: &[&str], q: &str, owner: &str) -> String {
-    let names = functions
-        .iter()
-        .map(|f| format!("'{f}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let views = VIEWS
-        .iter()
-        .map(|v| format!("'{v}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let quoted = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("'{n}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (names, views, public_views) = (quoted(functions), quoted(VIEWS), quoted(PUBLIC_VIEWS));
     let session: Vec<&str> = crate::session::LARGE_OBJECT_CREATORS
         .iter()
         .chain(crate::session::SESSION_SIGNALS)
@@ -131,7 +134,11 @@ fn revoke_block(functions: &[&str], q: &str, owner: &str) -> String {
          \x20   EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f, {owner});\n\
          \x20 END LOOP;\n\
          \x20 FOR v IN SELECT c.oid::regclass FROM pg_catalog.pg_class c\n\
-         \x20          WHERE c.relnamespace = 'pg_catalog'::regnamespace AND c.relname IN ({views}) LOOP\n\
+         \x20          WHERE (c.relnamespace = 'pg_catalog'::regnamespace AND c.relname IN ({views}))\n\
+         \x20             OR (c.relnamespace = 'public'::regnamespace AND c.relname IN ({public_views})\n\
+         \x20                 AND EXISTS (SELECT FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid\n\
+         \x20                             WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid\n\
+         \x20                               AND d.deptype = 'e' AND e.extname = 'citus')) LOOP\n\
          \x20   EXECUTE format('REVOKE ALL ON %s FROM PUBLIC', v);\n\
          \x20 END LOOP;\n\
          \x20 REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC;\n\
