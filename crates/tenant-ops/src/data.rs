@@ -394,7 +394,13 @@ pub fn purge(
     )?;
     let mut purged = Vec::new();
     for t in order.iter().rev() {
-        let n = s.execute(&format!("DELETE FROM {}", ident(&t.name)))?;
+        // The org's filter as well as the grant's: on Citus it routes each DELETE to the
+        // org's shard instead of every shard.
+        let n = s.execute(&format!(
+            "DELETE FROM {} WHERE {} = '{org}'",
+            ident(&t.name),
+            ident(&t.org_column)
+        ))?;
         purged.push((t.name.clone(), n as u64));
     }
     let receipt = Receipt {

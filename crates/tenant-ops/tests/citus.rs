@@ -206,36 +206,272 @@ fn an_isolated_org_has_shards_of_its_own_and_its_scoped_queries_still_run_on_one
     assert!(tenant_ops::isolate(&db.admin_url(), registry, a).is_err());
 }
 
-/// Break-glass access (and purge, which goes through it) does not work on Citus yet: refused
-/// by name before anything is requested or logged.
+const REASON: &str = "customer reports missing invoices since Monday";
+
+#[derive(QueryableByName)]
+struct N {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn count(conn: &mut diesel::PgConnection, sql: &str) -> i64 {
+    diesel::sql_query(sql).get_result::<N>(conn).unwrap().n
+}
+
+/// The events of `org`'s access log, oldest first.
+fn events(db: &CitusDb, org: OrgId) -> Vec<(String, Option<String>)> {
+    tenant_core::operator::access_log(&db.url_as(tenant_testkit::roles::AUDITOR), org, None)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.event, e.detail))
+        .collect()
+}
+
+/// The operator's statements run on the workers (the coordinator holds no tenant shard),
+/// where the policies learn the grant from the token `enter_access()` minted for this
+/// distributed transaction: one org's rows, read and written, and every step logged.
 #[test]
-fn purge_and_break_glass_access_are_refused_on_the_cluster_with_nothing_logged() {
-    let db = story::citus("citus_purge_refused");
-    let a = OrgId::new_random();
-    seed(&db, a, 2);
-    let before = org_state(&db, a);
-    let err = tenant_ops::purge(
+fn break_glass_on_the_cluster_reaches_one_org_on_the_workers_and_every_step_is_logged() {
+    use tenant_core::operator::{AccessRequest, OperatorSession};
+    let db = story::citus("citus_break_glass");
+    let (a, b) = (OrgId::new_random(), OrgId::new_random());
+    seed(&db, a, 3);
+    seed(&db, b, 2);
+    let b_before = org_state(&db, b);
+    let url = db.url_as(tenant_testkit::roles::OPERATOR);
+
+    let mut s =
+        OperatorSession::open(&url, &AccessRequest::read(a, "OPS-4711", REASON, 30)).unwrap();
+    let n = |s: &mut OperatorSession, sql: &str| s.load::<N>(sql).unwrap()[0].n;
+    assert_eq!(n(&mut s, "SELECT count(*) AS n FROM customers"), 3);
+    assert_eq!(n(&mut s, "SELECT count(*) AS n FROM invoices"), 3);
+    assert_eq!(
+        n(
+            &mut s,
+            &format!("SELECT count(*) AS n FROM customers WHERE org_id = '{b}'")
+        ),
+        0
+    );
+    assert_eq!(
+        n(
+            &mut s,
+            "SELECT count(*) AS n FROM deals d JOIN customers c ON c.id = d.customer_id AND c.org_id = d.org_id"
+        ),
+        3
+    );
+    s.close().unwrap();
+
+    let mut w =
+        OperatorSession::open(&url, &AccessRequest::write(a, "OPS-4712", REASON, 5)).unwrap();
+    assert_eq!(w.execute("UPDATE customers SET name = 'fixed'").unwrap(), 3);
+    assert_eq!(
+        w.execute(&format!(
+            "UPDATE customers SET name = 'x' WHERE org_id = '{b}'"
+        ))
+        .unwrap(),
+        0
+    );
+    w.close().unwrap();
+    assert_eq!(org_state(&db, b), b_before, "B untouched");
+    assert_eq!(
+        count(
+            &mut db.admin(),
+            &format!("SELECT count(*) AS n FROM customers WHERE org_id = '{a}' AND name = 'fixed'")
+        ),
+        3
+    );
+    let log: Vec<String> = events(&db, a).into_iter().map(|(e, _)| e).collect();
+    assert_eq!(
+        log,
+        [
+            "granted", "entered", "closed", "granted", "entered", "closed"
+        ]
+    );
+    assert!(events(&db, b).is_empty());
+}
+
+#[test]
+fn purge_on_the_cluster_deletes_the_org_everywhere_and_nothing_of_the_other() {
+    let db = story::citus("citus_purge");
+    let (a, b) = (OrgId::new_random(), OrgId::new_random());
+    seed(&db, a, 4);
+    seed(&db, b, 3);
+    let b_before = org_state(&db, b);
+    let receipt = tenant_ops::purge(
         &db.url_as(tenant_testkit::roles::OPERATOR),
         &two_companies::REGISTRY,
         a,
         "OPS-1",
         "customer asked to be deleted",
     )
+    .unwrap();
+    assert_eq!(receipt.total(), 1 + 4 * 4);
+    for (table, (rows, _)) in org_state(&db, a) {
+        assert_eq!(rows, 0, "{table}: rows of the purged org remain");
+    }
+    assert_eq!(org_state(&db, b), b_before, "B untouched");
+    let log: Vec<String> = events(&db, a).into_iter().map(|(e, _)| e).collect();
+    assert_eq!(log, ["granted", "entered", "purged", "closed"]);
+}
+
+/// On Citus the request cannot check the org (the owner may not connect to the workers):
+/// the session checks right after entering, refuses, and the log says why.
+#[test]
+fn an_unknown_org_is_refused_after_entering_and_the_log_says_so() {
+    use tenant_core::operator::{AccessRequest, OperatorSession};
+    let db = story::citus("citus_unknown_org");
+    seed(&db, OrgId::new_random(), 1);
+    let nobody = OrgId::new_random();
+    let err = OperatorSession::open(
+        &db.url_as(tenant_testkit::roles::OPERATOR),
+        &AccessRequest::read(nobody, "OPS-2", REASON, 5),
+    )
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("does not work on a Citus cluster yet")
-            && err.contains("nothing was requested"),
+        err.contains(&format!("unknown org {nobody}: it has no rows")),
         "{err}"
     );
-    assert_eq!(org_state(&db, a), before);
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
+    let log = events(&db, nobody);
+    assert_eq!(
+        log.iter().map(|(e, _)| e.as_str()).collect::<Vec<_>>(),
+        ["granted", "entered", "closed"]
+    );
+    assert!(
+        log[2]
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("checked after entering, nothing read"),
+        "{log:?}"
+    );
+    // Purging an org without rows is refused too, not reported as done.
+    assert!(
+        tenant_ops::purge(
+            &db.url_as(tenant_testkit::roles::OPERATOR),
+            &two_companies::REGISTRY,
+            nobody,
+            "OPS-3",
+            "customer asked to be deleted",
+        )
+        .is_err()
+    );
+}
+
+/// Attacks by an operator login sending its own SQL through the coordinator: the org set by
+/// hand, a forged token, a token carried into another transaction or edited to another org,
+/// a write with a read grant, and the distributed transaction id taken on a worker from inside
+/// a pushed-down query. None reads or writes a row of B.
+#[test]
+fn an_operator_sending_its_own_sql_reaches_no_org_without_a_grant_entered_in_the_transaction() {
+    use diesel::Connection as _;
+    let db = story::citus("citus_operator_attacks");
+    let (a, b) = (OrgId::new_random(), OrgId::new_random());
+    seed(&db, a, 3);
+    seed(&db, b, 2);
+    let (a_before, b_before) = (org_state(&db, a), org_state(&db, b));
+    let mut op =
+        diesel::PgConnection::establish(&db.url_as(tenant_testkit::roles::OPERATOR)).unwrap();
+    let future = (std::time::SystemTime::now() + std::time::Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let in_transaction =
+        |op: &mut diesel::PgConnection, setup: &str, sql: &str| -> Result<i64, String> {
+            op.batch_execute("BEGIN").unwrap();
+            let r = op
+                .batch_execute(setup)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    diesel::sql_query(sql)
+                        .get_result::<N>(op)
+                        .map(|r| r.n)
+                        .map_err(|e| e.to_string())
+                });
+            op.batch_execute("ROLLBACK").unwrap();
+            r
+        };
+    let b_rows = format!("SELECT count(*) AS n FROM customers WHERE org_id = '{b}'");
+    // No grant, the org set by hand, a forged token for B.
+    for setup in [
+        "SELECT 1".to_owned(),
+        set_local_org(b),
+        format!(
+            "DO $$BEGIN SET LOCAL tenant.operator_token = '{b}:write:{future}:{}'; END$$",
+            "0".repeat(64)
+        ),
+    ] {
+        assert_eq!(in_transaction(&mut op, &setup, &b_rows), Ok(0), "{setup}");
     }
-    let logged: N = diesel::sql_query("SELECT count(*) AS n FROM tenant_audit.access_log")
-        .get_result(&mut db.admin())
+
+    // A real token for A, read back in the transaction that entered it.
+    let grant = tenant_core::operator::request(
+        &db.url_as(tenant_testkit::roles::OPERATOR),
+        &tenant_core::operator::AccessRequest::write(a, "OPS-9", REASON, 30),
+    )
+    .unwrap();
+    #[derive(QueryableByName)]
+    struct Token {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        token: String,
+    }
+    op.batch_execute("BEGIN").unwrap();
+    diesel::sql_query(format!(
+        "SELECT org::text AS token FROM tenant_audit.enter_access({grant})"
+    ))
+    .get_result::<Token>(&mut op)
+    .unwrap();
+    let token = diesel::sql_query("SELECT current_setting('tenant.operator_token') AS token")
+        .get_result::<Token>(&mut op)
+        .unwrap()
+        .token;
+    assert_eq!(count(&mut op, "SELECT count(*) AS n FROM customers"), 3);
+    // The distributed transaction id is Citus's to give: taking it again on a worker from a
+    // pushed-down query is refused.
+    let (txn, stamp) = {
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            number: i64,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            stamp: String,
+        }
+        let id: Id = diesel::sql_query(
+            "SELECT (x).transaction_number AS number, (x).transaction_stamp::text AS stamp \
+             FROM (SELECT get_current_transaction_id() AS x) t",
+        )
+        .get_result(&mut op)
         .unwrap();
-    assert_eq!(logged.n, 0);
+        (id.number, id.stamp)
+    };
+    op.batch_execute("ROLLBACK").unwrap();
+    assert!(token.starts_with(&format!("{a}:write:")), "{token}");
+
+    // The token in a later transaction, as it is, and edited to B.
+    let edited = token.replacen(&a.to_string(), &b.to_string(), 1);
+    for t in [&token, &edited] {
+        let setup = format!("DO $$BEGIN SET LOCAL tenant.operator_token = '{t}'; END$$");
+        assert_eq!(
+            in_transaction(&mut op, &setup, "SELECT count(*) AS n FROM customers"),
+            Ok(0)
+        );
+        let write = format!(
+            "WITH u AS (UPDATE customers SET name = 'owned' RETURNING 1) SELECT count(*) AS n FROM u"
+        );
+        assert_eq!(in_transaction(&mut op, &setup, &write), Ok(0));
+    }
+    // The old transaction's id taken on the worker from inside a query the coordinator
+    // pushes there, then the token: refused, and nothing read.
+    let take = format!(
+        "SELECT count(*) AS n FROM customers WHERE org_id = '{a}' \
+           AND assign_distributed_transaction_id(0, {txn}, '{stamp}') IS NULL"
+    );
+    let setup = format!("DO $$BEGIN SET LOCAL tenant.operator_token = '{token}'; END$$");
+    let refused = in_transaction(&mut op, &setup, &take).unwrap_err();
+    assert!(
+        refused.contains("the backend has already been assigned a transaction id"),
+        "{refused}"
+    );
+    assert_eq!(org_state(&db, a), a_before, "A unchanged");
+    assert_eq!(org_state(&db, b), b_before, "B unchanged");
 }

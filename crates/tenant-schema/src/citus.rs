@@ -44,7 +44,7 @@ use std::fmt::Write as _;
 use tenant_lint::{Registry, TableEntry};
 
 pub use crate::options::PolicyForm;
-use crate::options::{ContextMode, RlsOptions};
+use crate::options::{ContextMode, RlsOptions, Target};
 use crate::sql::{HEADER, Migration, ident, literal, statements};
 use crate::table::{Fragment, OrgDefault, RestrictiveTo, Shape, fragment, org_default_up};
 
@@ -285,9 +285,15 @@ fn sequential(sql: &str, prefix: &str, up: Option<&RlsOptions>) -> String {
 /// the foreign keys set aside around the distribution, one connection per node (and, in `up`,
 /// Citus's powers taken), and every statement alone.
 fn for_citus(m: Migration, registry: &Registry, options: &RlsOptions) -> Migration {
+    // The PostgreSQL target's shared objects, with break-glass access as Citus needs it.
+    let shared = crate::pg::preamble_for(options, Target::Citus);
+    let up = match m.up.strip_prefix(&crate::pg::shared_objects(options)) {
+        Some(rest) => format!("{shared}{rest}"),
+        None => m.up,
+    };
     Migration {
         up: statementwise(&sequential(
-            &wrap(&m.up, &crate::pg::shared_objects(options), registry),
+            &wrap(&up, &shared, registry),
             HEADER,
             Some(options),
         )),
@@ -370,6 +376,8 @@ mod tests {
                 .filter(|l| l.starts_with("PERFORM create_"))
                 .collect::<Vec<_>>(),
             [
+                // The key of the operator's tokens (operator_citus.rs), with the shared objects.
+                "PERFORM create_reference_table('\"tenant_audit\".operator_key');",
                 "PERFORM create_reference_table('\"currencies\"');",
                 "PERFORM create_distributed_table('\"customers\"', 'org_id', colocate_with => 'none');",
                 "PERFORM create_distributed_table('\"deals\"', 'org_id', colocate_with => '\"customers\"');",
@@ -382,7 +390,9 @@ mod tests {
         let m = generate(&R, &plain()).unwrap();
         let aside = m.up.find("DROP CONSTRAINT").unwrap();
         let restored = m.up.rfind("ADD CONSTRAINT").unwrap();
-        let first = m.up.find("PERFORM create_").unwrap();
+        let first =
+            m.up.find("PERFORM create_reference_table('\"currencies\"')")
+                .unwrap();
         let last = m.up.rfind("PERFORM create_").unwrap();
         assert!(aside < first && last < restored);
         // The undo distributes nothing, so it sets no foreign key aside.

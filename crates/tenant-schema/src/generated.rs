@@ -9,7 +9,7 @@
 //! compares each function of a generated name with what this version generates, in either
 //! context mode (some bodies differ between them).
 
-use crate::options::{ContextMode, RlsOptions};
+use crate::options::{ContextMode, RlsOptions, Target};
 
 /// One generated function, as `pg_proc` holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +26,8 @@ pub(crate) struct GeneratedFunction {
     pub source: String,
 }
 
-/// Every function the shared objects define, in both context modes (a function whose body is
-/// the same in both appears once).
+/// Every function the shared objects define, in both context modes and for both targets (a
+/// function whose body is the same in several appears once).
 pub(crate) fn functions(options: &RlsOptions) -> Vec<GeneratedFunction> {
     let mut out: Vec<GeneratedFunction> = Vec::new();
     for context in [ContextMode::TrustEveryStatement, ContextMode::Signed] {
@@ -35,7 +35,13 @@ pub(crate) fn functions(options: &RlsOptions) -> Vec<GeneratedFunction> {
             context,
             ..options.clone()
         };
-        for f in parse(&crate::pg::shared_objects(&o)) {
+        let mut sql = crate::pg::shared_objects(&o);
+        // Citus takes the plain context only, and its break-glass functions differ
+        // (`operator_citus.rs`); on a server without Citus they fail closed.
+        if context == ContextMode::TrustEveryStatement {
+            sql.push_str(&crate::pg::preamble_for(&o, Target::Citus));
+        }
+        for f in parse(&sql) {
             if !out.contains(&f) {
                 out.push(f);
             }

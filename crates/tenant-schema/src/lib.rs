@@ -29,6 +29,7 @@ pub mod context;
 pub mod evidence;
 mod generated;
 mod operator;
+mod operator_citus;
 pub mod options;
 pub mod pg;
 pub mod session;

@@ -25,19 +25,19 @@
 
 use std::fmt::Write as _;
 
-use crate::options::{PolicyForm, RlsOptions};
+use crate::operator_citus as citus;
+use crate::options::{PolicyForm, RlsOptions, Target};
 use crate::sql::{create_nologin_role, ident, literal, strip_rls_bypass};
 
 /// The shared objects: role, schema, log, functions (idempotent; never dropped by `down`: the
 /// log is evidence).
-pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
+pub(crate) fn shared(out: &mut String, o: &RlsOptions, target: Target) {
     let owner = ident(&o.owner_role);
     let operator = ident(&o.operator_role);
     let auditor = ident(&o.auditor_role);
     let app = ident(&o.app_role);
     let schema = ident(&o.audit_schema);
     let setting = literal(&o.setting);
-    let tenant_policy = literal(&o.policy);
     let _ = write!(
         out,
         "\n-- Break-glass access for people (tenant-schema operator.rs): no standing access; an\n\
@@ -114,23 +114,7 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          \x20 ELSIF p_minutes > {max} THEN\n\
          \x20   refusal := 'the access window is longer than {max} minutes: ask for less, and again if needed';\n\
          \x20 END IF;\n\
-         \x20 IF refusal IS NULL THEN\n\
-         \x20   -- An org is known when it has a row in a tenant table (read as that org).\n\
-         \x20   PERFORM set_config({setting}, p_org::text, true);\n\
-         \x20   IF to_regprocedure('tenant_context.sign_for_this_backend(uuid, timestamptz)') IS NOT NULL THEN\n\
-         \x20     EXECUTE 'SELECT set_config(''tenant.org_token'', tenant_context.sign_for_this_backend($1, clock_timestamp() + interval ''1 minute''), true)'\n\
-         \x20       USING p_org;\n\
-         \x20   END IF;\n\
-         \x20   FOR v_rel IN SELECT DISTINCT polrelid::regclass FROM pg_policy WHERE polname = {tenant_policy} LOOP\n\
-         \x20     EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', v_rel) INTO v_found;\n\
-         \x20     EXIT WHEN v_found;\n\
-         \x20   END LOOP;\n\
-         \x20   PERFORM set_config({setting}, coalesce(v_previous, ''), true);\n\
-         \x20   PERFORM set_config('tenant.org_token', '', true);\n\
-         \x20   IF NOT v_found THEN\n\
-         \x20     refusal := format('unknown org %s: it has no rows in any tenant table', p_org);\n\
-         \x20   END IF;\n\
-         \x20 END IF;\n\
+         {org_check}\
          \x20 IF refusal IS NOT NULL THEN\n\
          \x20   INSERT INTO {schema}.access_log (event, target_org, ticket, reason, mode, detail)\n\
          \x20     VALUES ('refused', p_org, left(p_ticket, 100), left(p_reason, 2000), v_mode, refusal);\n\
@@ -148,6 +132,7 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$\n\
          DECLARE\n\
          \x20 g {schema}.access_log%ROWTYPE;\n\
+         {mint_declarations}\
          BEGIN\n\
          \x20 SELECT * INTO g FROM {schema}.access_log l WHERE l.id = p_grant AND l.event = 'granted' AND l.operator = session_user::text;\n\
          \x20 IF NOT FOUND THEN\n\
@@ -169,6 +154,7 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          \x20   EXECUTE 'SELECT set_config(''tenant.org_token'', tenant_context.sign_for_this_backend($1, $2), true)'\n\
          \x20     USING g.target_org, g.expires_at;\n\
          \x20 END IF;\n\
+         {mint_token}\
          \x20 org := g.target_org;\n\
          \x20 mode := g.mode;\n\
          \x20 expires_at := g.expires_at;\n\
@@ -193,21 +179,32 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          \x20   VALUES (p_event, e.target_org, e.ticket, e.mode, e.grant_id, e.xact, left(p_detail, 10000));\n\
          END\n\
          $fn$;\n\
-         \n\
-         CREATE OR REPLACE FUNCTION {schema}.granted_org(p_write boolean) RETURNS uuid\n\
-         LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$\n\
-         \x20 SELECT e.target_org FROM {schema}.access_log e\n\
-         \x20  WHERE e.event = 'entered' AND e.backend_pid = pg_backend_pid()\n\
-         \x20    AND e.xact = pg_current_xact_id_if_assigned() AND e.operator = session_user::text\n\
-         \x20    AND e.expires_at > clock_timestamp() AND (NOT p_write OR e.mode = 'write')\n\
-         \x20  ORDER BY e.id DESC LIMIT 1\n\
-         $fn$;\n",
+         \n",
         create_operator = create_nologin_role(&o.operator_role),
         create_auditor = create_nologin_role(&o.auditor_role),
         operator_no_bypass = strip_rls_bypass(&o.operator_role),
         pattern = literal(&o.ticket_pattern),
         max = o.max_window_minutes,
+        org_check = match target {
+            Target::Postgres => org_check(o),
+            Target::Citus => citus::org_check(o),
+        },
+        mint_declarations = match target {
+            Target::Postgres => String::new(),
+            Target::Citus => citus::mint_declarations(o),
+        },
+        mint_token = match target {
+            Target::Postgres => String::new(),
+            Target::Citus => citus::mint_token(o),
+        },
     );
+    match target {
+        Target::Postgres => granted_org(out, o),
+        Target::Citus => {
+            citus::granted_org(out, o);
+            citus::key_table(out, o);
+        }
+    }
     crate::sql::own_functions(
         out,
         &schema,
@@ -228,6 +225,48 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
     ] {
         let _ = writeln!(out, "GRANT EXECUTE ON FUNCTION {schema}.{f} TO {operator};");
     }
+}
+
+/// `request_access()`'s check that the org has rows: each tenant table read as that org.
+fn org_check(o: &RlsOptions) -> String {
+    format!(
+        "\
+         \x20 IF refusal IS NULL THEN\n\
+         \x20   -- An org is known when it has a row in a tenant table (read as that org).\n\
+         \x20   PERFORM set_config({setting}, p_org::text, true);\n\
+         \x20   IF to_regprocedure('tenant_context.sign_for_this_backend(uuid, timestamptz)') IS NOT NULL THEN\n\
+         \x20     EXECUTE 'SELECT set_config(''tenant.org_token'', tenant_context.sign_for_this_backend($1, clock_timestamp() + interval ''1 minute''), true)'\n\
+         \x20       USING p_org;\n\
+         \x20   END IF;\n\
+         \x20   FOR v_rel IN SELECT DISTINCT polrelid::regclass FROM pg_policy WHERE polname = {tenant_policy} LOOP\n\
+         \x20     EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', v_rel) INTO v_found;\n\
+         \x20     EXIT WHEN v_found;\n\
+         \x20   END LOOP;\n\
+         \x20   PERFORM set_config({setting}, coalesce(v_previous, ''), true);\n\
+         \x20   PERFORM set_config('tenant.org_token', '', true);\n\
+         \x20   IF NOT v_found THEN\n\
+         \x20     refusal := format('unknown org %s: it has no rows in any tenant table', p_org);\n\
+         \x20   END IF;\n\
+         \x20 END IF;\n",
+        setting = literal(&o.setting),
+        tenant_policy = literal(&o.policy),
+    )
+}
+
+/// `granted_org(write)`: the org of the grant this backend entered in this transaction.
+fn granted_org(out: &mut String, o: &RlsOptions) {
+    let _ = write!(
+        out,
+        "CREATE OR REPLACE FUNCTION {schema}.granted_org(p_write boolean) RETURNS uuid\n\
+         LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$\n\
+         \x20 SELECT e.target_org FROM {schema}.access_log e\n\
+         \x20  WHERE e.event = 'entered' AND e.backend_pid = pg_backend_pid()\n\
+         \x20    AND e.xact = pg_current_xact_id_if_assigned() AND e.operator = session_user::text\n\
+         \x20    AND e.expires_at > clock_timestamp() AND (NOT p_write OR e.mode = 'write')\n\
+         \x20  ORDER BY e.id DESC LIMIT 1\n\
+         $fn$;\n",
+        schema = ident(&o.audit_schema),
+    );
 }
 
 /// The operator's way into one tenant table: DML privileges, and policies that let through

@@ -17,6 +17,16 @@ pub enum ContextMode {
     TrustEveryStatement,
 }
 
+/// Which server the shared objects are written for: break-glass access works differently on
+/// Citus (`operator_citus.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// One PostgreSQL server.
+    Postgres,
+    /// A Citus coordinator and its workers.
+    Citus,
+}
+
 /// How a policy reads the org.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PolicyForm {

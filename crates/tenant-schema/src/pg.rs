@@ -3,7 +3,7 @@
 //! (`table.rs`); [`incremental`] writes only what changed since a manifest, and
 //! [`shared_refresh`] what changed in the shared objects. [`crate::citus`] builds on this.
 //!
-//! Layers (no file imports one above it): `options` < `sql` < `context`, `operator`,
+//! Layers (no file imports one above it): `options` < `sql` < `operator_citus` < `context`, `operator`,
 //! `session` < `table` < `pg` < `citus`.
 
 use std::fmt::Write as _;
@@ -11,18 +11,24 @@ use std::fmt::Write as _;
 use tenant_lint::Registry;
 
 pub use crate::options::RlsOptions;
+use crate::options::Target;
 use crate::sql::{HEADER, create_nologin_role, strip_rls_bypass};
 pub use crate::sql::{Migration, ident, literal};
 pub use crate::table::{Fragment, fragments, org_default, org_expression, org_index_name};
 
 /// The roles and schema usage every migration starts with (idempotent).
 fn preamble(options: &RlsOptions) -> String {
+    preamble_for(options, Target::Postgres)
+}
+
+/// [`preamble`] for `target` (the Citus target's break-glass access differs).
+pub(crate) fn preamble_for(options: &RlsOptions, target: Target) -> String {
     let mut up = String::from(HEADER);
     roles(&mut up, options);
     if options.context == crate::context::ContextMode::Signed {
         crate::context::shared(&mut up, options);
     }
-    crate::operator::shared(&mut up, options);
+    crate::operator::shared(&mut up, options, target);
     crate::session::shared(&mut up, options);
     let _ = writeln!(
         up,
