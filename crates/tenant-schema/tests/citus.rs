@@ -562,3 +562,34 @@ fn a_citus_power_given_back_on_a_worker_is_a_finding() {
         "{found:#?}"
     );
 }
+
+/// The key of the operators' tokens opens any org to a break-glass login: a grant on it is an
+/// error naming the grantee and the revoke, and the grant reached every node's copy.
+#[test]
+fn a_grant_on_the_operator_key_is_an_error_naming_who_holds_it() {
+    let db = story::citus("citus_operator_key");
+    assert!(
+        !story::audit_cluster(&db)
+            .findings
+            .iter()
+            .any(|f| f.rule == "operator-key-readable"),
+        "the migration grants the key to no one"
+    );
+    db.admin()
+        .batch_execute("GRANT SELECT ON tenant_audit.operator_key TO tenant_operator")
+        .unwrap();
+    let found: Vec<_> = story::audit_cluster(&db)
+        .findings
+        .into_iter()
+        .filter(|f| f.rule == "operator-key-readable")
+        .collect();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].object, "tenant_audit.operator_key");
+    assert!(found[0].why.contains("tenant_operator"), "{found:#?}");
+    assert!(
+        found[0]
+            .fix
+            .starts_with("REVOKE ALL ON tenant_audit.operator_key FROM \"tenant_operator\""),
+        "{found:#?}"
+    );
+}

@@ -36,6 +36,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("access-log-not-append-only", access_log_not_append_only),
     ("access-log-writable", access_log_writable),
     ("context-keys-readable", context_keys_readable),
+    ("operator-key-readable", operator_key_readable),
     ("leakproof-function", leakproof_function),
     ("partition-not-protected", partition_not_protected),
     ("index-unusable-under-rls", index_unusable_under_rls),
@@ -179,6 +180,11 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
         "context-keys-readable",
         "#5",
         "no role but the key table's owner holds a privilege on the signed context's keys",
+    ),
+    (
+        "operator-key-readable",
+        "#38",
+        "no role but the key table's owner holds a privilege on the key of the operators' tokens (Citus)",
     ),
     (
         "leakproof-function",
@@ -1012,6 +1018,35 @@ fn context_keys_readable(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Fin
             keys.name,
             grantees(&grants),
             column_revokes(&format!("{}.{}", keys.schema, keys.name), &grants)
+        ),
+    )]
+}
+
+/// On Citus, the key of the operators' tokens (`operator_citus.rs`): whoever reads it mints a
+/// token that opens any org to a break-glass login without a logged grant, whoever writes it
+/// puts in a key of their own. Only its owner may hold any privilege on it (the access
+/// functions read it with the owner's rights; Citus gave every node's copy the same grants).
+fn operator_key_readable(c: &Catalog, _: &Registry, o: &AuditOptions) -> Vec<Finding> {
+    let Some(key) = table_in(c, &o.rls.audit_schema, "operator_key") else {
+        return Vec::new();
+    };
+    if key.grants.is_empty() {
+        return Vec::new();
+    }
+    let grants: Vec<&str> = key.grants.split(',').collect();
+    let table = format!("{}.{}", key.schema, key.name);
+    vec![finding(
+        "operator-key-readable",
+        Severity::Error,
+        table.clone(),
+        &format!(
+            "roles other than the key table's owner hold privileges on the key of the operators' tokens ({}): a role that reads it mints a token that lets a break-glass login into any org with no grant logged, one that writes it puts in its own key (docs/threat-model.md #38)",
+            grants.join(", ")
+        ),
+        format!(
+            "REVOKE ALL ON {table} FROM {}{} (Citus applies it to every node's copy)",
+            grantees(&grants),
+            column_revokes(&table, &grants)
         ),
     )]
 }
