@@ -324,3 +324,62 @@ fn the_access_log_is_append_only_for_operators_the_app_and_its_owner() {
     }
     assert_eq!(access_log(&db.admin_url(), a, None).unwrap().len(), 3);
 }
+
+/// A grant is entered in a transaction of its own, after its request was committed: a grant
+/// requested in the same transaction (a savepoint's, say) could be rolled back with its entry
+/// after reading. Refused before anything is read or logged, naming the fix.
+#[test]
+fn a_grant_requested_or_anything_written_in_the_same_transaction_cannot_be_entered() {
+    let (db, pool) = setup("op_same_xact", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let mut conn = db.connect_as(roles::OPERATOR);
+    let refused = conn
+        .transaction(|c| {
+            c.batch_execute("SAVEPOINT s")?;
+            #[derive(QueryableByName)]
+            struct G {
+                #[diesel(sql_type = BigInt)]
+                grant_id: i64,
+            }
+            let g: G = diesel::sql_query(format!(
+                "SELECT grant_id FROM tenant_audit.request_access('{a}', 'OPS-5', '{REASON}', 5, false)"
+            ))
+            .get_result(c)?;
+            diesel::sql_query(format!(
+                "SELECT org FROM tenant_audit.enter_access({})",
+                g.grant_id
+            ))
+            .execute(c)
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("enter_access must be the first write of its transaction"),
+        "{refused}"
+    );
+    assert!(access_log(&db.admin_url(), a, None).unwrap().is_empty());
+    // A committed grant, entered after a write of the same transaction: refused too.
+    let grant = request(
+        &db.url_as(roles::OPERATOR),
+        &AccessRequest::read(a, "OPS-6", REASON, 5),
+    )
+    .unwrap();
+    let refused = conn
+        .transaction(|c| {
+            // The operator's one write of its own: another request.
+            diesel::sql_query(format!(
+                "SELECT grant_id FROM tenant_audit.request_access('{a}', 'OPS-7', '{REASON}', 5, false)"
+            ))
+            .execute(c)?;
+            diesel::sql_query(format!(
+                "SELECT org FROM tenant_audit.enter_access({grant})"
+            ))
+            .execute(c)
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("enter_access must be the first write of its transaction"),
+        "{refused}"
+    );
+}

@@ -12,10 +12,11 @@
 //!   to the log; it returns the grant, or the refusal without raising, so the refusal is committed
 //!   with its log entry. Every outcome also goes to the server log (`RAISE LOG`), which a
 //!   rollback cannot take back.
-//! - `tenant_audit.enter_access(grant)` (in the transaction that reads) checks that the grant
-//!   is this login's and unexpired, appends `entered` with the backend and transaction id,
-//!   and sets the org for this transaction. A grant requested and rolled back does not exist,
-//!   so there is no access without a committed `granted` entry.
+//! - `tenant_audit.enter_access(grant)` (in the transaction that reads, as its first write)
+//!   checks that the grant is this login's and unexpired, appends `entered` with the backend
+//!   and transaction id (and writes it to the server log, which a rollback does not take
+//!   back), and sets the org for this transaction. Being the first write, it only ever enters
+//!   a committed grant: there is no access without a committed `granted` entry.
 //! - `tenant_audit.access_log` is owned by the table owner, readable by `tenant_auditor`,
 //!   writable by no one but the functions; triggers refuse UPDATE, DELETE and TRUNCATE even
 //!   to its owner.
@@ -134,6 +135,12 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions, target: Target) {
          \x20 g {schema}.access_log%ROWTYPE;\n\
          {mint_declarations}\
          BEGIN\n\
+         \x20 -- The first write of its transaction: a grant written in this transaction (in a\n\
+         \x20 -- savepoint, say) would be entered, then rolled back with its entry, while what\n\
+         \x20 -- was read stays read. A grant seen with no write before is a committed one.\n\
+         \x20 IF pg_current_xact_id_if_assigned() IS NOT NULL THEN\n\
+         \x20   RAISE EXCEPTION 'enter_access must be the first write of its transaction: commit the request, then enter the grant in a transaction of its own' USING ERRCODE = '25001';\n\
+         \x20 END IF;\n\
          \x20 SELECT * INTO g FROM {schema}.access_log l WHERE l.id = p_grant AND l.event = 'granted' AND l.operator = session_user::text;\n\
          \x20 IF NOT FOUND THEN\n\
          \x20   refusal := format('no grant %s for %s: request access first', p_grant, session_user);\n\
@@ -148,6 +155,8 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions, target: Target) {
          \x20 END IF;\n\
          \x20 INSERT INTO {schema}.access_log (event, target_org, ticket, mode, expires_at, grant_id, xact)\n\
          \x20   VALUES ('entered', g.target_org, g.ticket, g.mode, g.expires_at, g.id, pg_current_xact_id());\n\
+         \x20 -- The server log keeps the entry when the transaction is rolled back.\n\
+         \x20 RAISE LOG 'tenant access entered: grant %, operator %, org %, %, until %, backend %, transaction %', g.id, session_user, g.target_org, g.mode, g.expires_at, pg_backend_pid(), pg_current_xact_id();\n\
          \x20 PERFORM set_config({setting}, g.target_org::text, true);\n\
          \x20 -- With the signed context, the policies want a token: sign one for this backend.\n\
          \x20 IF to_regprocedure('tenant_context.sign_for_this_backend(uuid, timestamptz)') IS NOT NULL THEN\n\

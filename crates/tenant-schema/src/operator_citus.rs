@@ -26,12 +26,15 @@
 //!   query, which Citus refuses).
 //! - Reading that copy on the coordinator is also what gives the transaction its distributed
 //!   id (Citus assigns it at the first statement it executes; local execution counts).
-//! - A token read back (`current_setting`) is useless in any other transaction: another
-//!   transaction number. On the coordinator no role of the service may choose its own
-//!   (`assign_distributed_transaction_id` is revoked, `citus_powers.rs`), and on a worker
-//!   connection Citus assigned it at the start; a direct connection to a worker could, which
-//!   is why the workers accept the service's roles from the coordinator only
-//!   (docs/scale-out.md).
+//! - A token read back (`current_setting`) is useless in another transaction block: another
+//!   transaction number, which on the coordinator no role of the service may choose
+//!   (`assign_distributed_transaction_id` is revoked, `citus_powers.rs`) and on a worker
+//!   connection Citus assigned at its start. In autocommit, though, a worker connection has
+//!   no id yet, and a sub-query pushed down to it can assign an old one (Citus calls the
+//!   function there as the session's role, so it stays executable): a kept token then reads
+//!   its own grant's org, in its mode and window, again without a new `entered` entry
+//!   (docs/scale-out.md, "What remains"; tested). A direct connection to a worker can do the
+//!   same, which is why the workers accept people's logins from the coordinator only.
 //! - `request_access()` cannot check that the org has rows: the owner's read of a distributed
 //!   table would connect to the workers as the owner, which may not log in. The client
 //!   (`tenant_core::operator`) checks it right after entering, and records an unknown org.
@@ -113,7 +116,8 @@ pub(crate) fn mint_token(o: &RlsOptions) -> String {
          \x20 v_token := v_token || ':' || encode(sha256(v_key.opad || sha256(v_key.ipad || convert_to(\n\
          \x20   concat_ws('|', v_token, v_xact.initiator_node_identifier, v_xact.transaction_number,\n\
          \x20             extract(epoch FROM v_xact.transaction_stamp), session_user), 'UTF8'))), 'hex');\n\
-         \x20 EXECUTE format('SET LOCAL {setting} = %L', v_token);\n",
+         \x20 EXECUTE format('SET LOCAL {setting} = %L', v_token);\n\
+         \x20 RAISE LOG 'tenant access entered on Citus: grant %, distributed transaction %/%/%', g.id, v_xact.initiator_node_identifier, v_xact.transaction_number, v_xact.transaction_stamp;\n",
         schema = ident(&o.audit_schema),
         setting = TOKEN_SETTING,
     )

@@ -528,16 +528,15 @@ fn an_access_log_others_may_write_is_an_error_and_a_forged_entry_would_open_an_o
     // What the grant allows: an operator writes its own 'granted' row, with no ticket and no
     // request, enters it and reads the org.
     let mut op = db.connect_as(roles::OPERATOR);
-    let seen: i64 = diesel::Connection::transaction(&mut op, |c| {
-        common::forge_grant_and_enter(c, &org.to_string())?;
-        diesel::RunQueryDsl::get_result(
-            diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-                "(SELECT count(*) FROM orgs)",
-            )),
-            c,
-        )
-    })
+    common::forge_grant_and_enter(&mut op, &org.to_string());
+    let seen: i64 = diesel::RunQueryDsl::get_result(
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM orgs)",
+        )),
+        &mut op,
+    )
     .unwrap();
+    op.batch_execute("ROLLBACK").unwrap();
     assert_eq!(seen, 1, "the forged entry opened the org");
     let f: Vec<Finding> = run(&db)
         .findings

@@ -30,19 +30,36 @@ pub fn set_org_sql(conn: &mut diesel::PgConnection, org: &str) -> String {
 }
 
 /// As the operator: forges a `granted` entry for `org` in the access log (what a grant to
-/// insert into the log allows; no ticket, no request) and enters it as `enter_access` lets
-/// anyone holding a grant, trying the ids (the operator cannot read the log); in the
-/// transaction `conn` is in.
-pub fn forge_grant_and_enter(
-    conn: &mut diesel::PgConnection,
-    org: &str,
-) -> diesel::QueryResult<()> {
+/// insert into the log allows; no ticket, no request), committed, then enters it as
+/// `enter_access` lets anyone holding a grant, trying the ids (the operator cannot read the
+/// log) each in a transaction of its own (`enter_access` must be its transaction's first
+/// write). Returns with the transaction that entered it open.
+pub fn forge_grant_and_enter(conn: &mut diesel::PgConnection, org: &str) {
     conn.batch_execute(&format!(
         "INSERT INTO tenant_audit.access_log (event, target_org, mode, expires_at) \
-           VALUES ('granted', '{org}', 'read', now() + interval '1 hour'); \
-         SELECT count(*) FROM generate_series(1, 200) AS i, LATERAL tenant_audit.enter_access(i) AS e \
-          WHERE e.org = '{org}';"
+           VALUES ('granted', '{org}', 'read', now() + interval '1 hour')"
     ))
+    .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Entered {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        org: Option<String>,
+    }
+    for id in 1..200 {
+        conn.batch_execute("BEGIN").unwrap();
+        let e: Entered = diesel::RunQueryDsl::get_result(
+            diesel::sql_query(format!(
+                "SELECT org::text AS org FROM tenant_audit.enter_access({id})"
+            )),
+            conn,
+        )
+        .unwrap();
+        if e.org.as_deref() == Some(org) {
+            return;
+        }
+        conn.batch_execute("ROLLBACK").unwrap();
+    }
+    panic!("the forged grant for {org} was not found");
 }
 
 pub fn run_as(db: &TestDb, role: &str, options: &AuditOptions) -> Report {
