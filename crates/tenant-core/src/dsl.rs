@@ -16,7 +16,9 @@ use diesel::dsl;
 use diesel::expression::ValidGrouping;
 use diesel::expression_methods::ExpressionMethods;
 use diesel::internal::table_macro::{Inner, LeftOuter};
-use diesel::query_builder::ReturningClause;
+// `RETURNING`'s statement types by diesel's public alias: the clause type itself moved
+// between diesel 2.3 and 2.4.
+use diesel::helper_types::Returning;
 use diesel::query_builder::{
     AsQuery, DeleteStatement, InsertStatement, IntoUpdateTarget, UpdateStatement,
 };
@@ -307,13 +309,10 @@ where
 {
     /// `RETURNING` the given columns; run with `load` or `get_result`. A subquery in them
     /// must come from the handle.
-    pub fn returning<E>(
-        self,
-        columns: E,
-    ) -> ScopedWrite<InsertStatement<T, U, Op, ReturningClause<E>>>
+    pub fn returning<E>(self, columns: E) -> ScopedWrite<Returning<InsertStatement<T, U, Op>, E>>
     where
         E: diesel::AppearsOnTable<ScopeProbe<T>>,
-        InsertStatement<T, U, Op, ReturningClause<E>>: diesel::query_builder::Query,
+        Returning<InsertStatement<T, U, Op>, E>: diesel::query_builder::Query,
     {
         self.wrap(|q| q.returning(columns))
     }
@@ -325,13 +324,10 @@ where
 {
     /// `RETURNING` the given columns of the updated rows; a subquery in them must come from
     /// the handle.
-    pub fn returning<E>(
-        self,
-        columns: E,
-    ) -> ScopedWrite<UpdateStatement<T, U, V, ReturningClause<E>>>
+    pub fn returning<E>(self, columns: E) -> ScopedWrite<Returning<UpdateStatement<T, U, V>, E>>
     where
         E: diesel::AppearsOnTable<ScopeProbe<T>>,
-        UpdateStatement<T, U, V, ReturningClause<E>>: diesel::query_builder::Query,
+        Returning<UpdateStatement<T, U, V>, E>: diesel::query_builder::Query,
     {
         self.wrap(|q| q.returning(columns))
     }
@@ -343,10 +339,10 @@ where
 {
     /// `RETURNING` the given columns of the deleted rows; a subquery in them must come from
     /// the handle.
-    pub fn returning<E>(self, columns: E) -> ScopedWrite<DeleteStatement<T, U, ReturningClause<E>>>
+    pub fn returning<E>(self, columns: E) -> ScopedWrite<Returning<DeleteStatement<T, U>, E>>
     where
         E: diesel::SelectableExpression<T> + diesel::AppearsOnTable<ScopeProbe<T>>,
-        DeleteStatement<T, U, ReturningClause<E>>: diesel::query_builder::Query,
+        Returning<DeleteStatement<T, U>, E>: diesel::query_builder::Query,
     {
         ScopedWrite {
             query: self.query.returning(columns),
