@@ -7,8 +7,10 @@
 //! - `demo`: the two-companies story end to end.
 //! - `probe`: the leak probe against the story's database; `probe-bench`: its cost per table.
 //! - `access open|report`, `org export|restore|purge`, `org-bench`: operations (see `ops.rs`).
+//! - `publish-check`, `diesel-min`: the crates package and build as crates.io would build
+//!   them, and with the lowest diesel the manifests accept (see `packaging.rs`).
 //! - `test`: every test (unit, integration against the cluster, doctests, compile-fail),
-//!   clippy with `-D warnings`, and the format check.
+//!   clippy with `-D warnings`, the format check, and the two packaging checks.
 
 #![allow(clippy::print_stdout)]
 
@@ -22,6 +24,7 @@ mod compile_bench;
 mod context_key;
 mod lint;
 mod ops;
+mod packaging;
 use tenant_testkit::cluster as pg;
 mod probe;
 
@@ -60,6 +63,8 @@ fn main() -> ExitCode {
         ["bench-run"] => bench::measure(),
         ["demo"] => demo(),
         ["test"] => test(),
+        ["publish-check"] => packaging::publish_check(),
+        ["diesel-min"] => packaging::diesel_min(),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -116,7 +121,10 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
                          orgs under mixed load (default 60 s, 16 threads): nothing lost or crossed;
                          then the SQL checker's differential test on N statements (default 20000)
   demo                   run the two-companies story (uses DATABASE_URL if set)
-  test                   every test, clippy -D warnings, fmt --check (uses DATABASE_URL if set)";
+  publish-check          cargo publish --workspace --dry-run: every library crate packages and builds
+  diesel-min             cargo check of everything with diesel 2.3.0, the lowest the manifests accept
+  test                   every test, clippy -D warnings, fmt --check, publish-check, diesel-min
+                         (uses DATABASE_URL if set)";
 
 /// The median of `v` (the upper one of an even count); the benchmarks report medians.
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
@@ -420,7 +428,7 @@ pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn run(step: &str, mut cmd: Command) -> Result<(), String> {
+pub(crate) fn run(step: &str, mut cmd: Command) -> Result<(), String> {
     println!("==> {step}");
     let status = cmd
         .current_dir(workspace())
@@ -450,6 +458,8 @@ fn test() -> Result<(), String> {
         "warnings",
     ]);
     run("cargo clippy -D warnings", clippy)?;
+    packaging::publish_check()?;
+    packaging::diesel_min()?;
     with_database(|url| {
         let mut tests = cargo();
         tests

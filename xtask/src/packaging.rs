@@ -1,0 +1,94 @@
+//! What a service needs to depend on the crates like any other: `publish-check` packages and
+//! builds every library crate as crates.io would (`cargo publish --workspace --dry-run`), and
+//! `diesel-min` checks that the lowest diesel the manifests accept still builds everything.
+
+use std::path::Path;
+
+/// The lowest diesel (and diesel_migrations) the workspace's `>=2.3, <2.5` accepts.
+const DIESEL_MIN: &str = "2.3.0";
+
+/// `cargo publish --workspace --dry-run`: the metadata crates.io asks for, versions on the
+/// dependencies between the crates, and each package building on its own.
+pub(crate) fn publish_check() -> Result<(), String> {
+    let mut publish = crate::cargo();
+    // --allow-dirty: the check is about what would be packaged, also with local changes.
+    publish.args(["publish", "--workspace", "--dry-run", "--allow-dirty"]);
+    crate::run(
+        "cargo publish --workspace --dry-run (every library crate packages and builds)",
+        publish,
+    )
+}
+
+/// `cargo check --workspace --all-targets` with diesel and diesel_migrations at
+/// [`DIESEL_MIN`], on a copy of the sources under `target/diesel-min` (the lockfile of the
+/// workspace stays as it is).
+pub(crate) fn diesel_min() -> Result<(), String> {
+    let root = crate::workspace();
+    let copy = root.join("target/diesel-min/src");
+    if copy.exists() {
+        std::fs::remove_dir_all(&copy).map_err(|e| format!("removing {}: {e}", copy.display()))?;
+    }
+    std::fs::create_dir_all(&copy).map_err(|e| format!("creating {}: {e}", copy.display()))?;
+    for entry in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "rust-toolchain.toml",
+        "clippy.toml",
+        "README.md",
+        "crates",
+        "examples",
+        "xtask",
+        "migrations",
+    ] {
+        copy_tree(&root.join(entry), &copy.join(entry))?;
+    }
+    for package in ["diesel_migrations", "diesel"] {
+        let mut update = crate::cargo();
+        update
+            .args(["update", "-p", package, "--precise", DIESEL_MIN])
+            .current_dir(&copy);
+        let status = update
+            .status()
+            .map_err(|e| format!("cargo update -p {package}: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "cargo update -p {package} --precise {DIESEL_MIN} failed ({status}): the \
+                 manifests no longer accept diesel {DIESEL_MIN}; raise the lower bound in \
+                 Cargo.toml and DIESEL_MIN in xtask/src/packaging.rs together"
+            ));
+        }
+    }
+    let mut check = crate::cargo();
+    check
+        .args(["check", "--workspace", "--all-targets"])
+        .env("CARGO_TARGET_DIR", root.join("target/diesel-min/target"))
+        .current_dir(&copy);
+    println!("==> cargo check --workspace --all-targets with diesel {DIESEL_MIN}");
+    let status = check.status().map_err(|e| format!("cargo check: {e}"))?;
+    status.success().then_some(()).ok_or_else(|| {
+        format!(
+            "the workspace does not build with diesel {DIESEL_MIN}, the lowest Cargo.toml \
+             accepts ({status}): fix the code, or raise the lower bound"
+        )
+    })
+}
+
+/// Copies `from` (a file or a directory, without `target` directories) to `to`.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("copying {} to {}: {e}", from.display(), to.display());
+    if from.is_dir() {
+        std::fs::create_dir_all(to).map_err(err)?;
+        for entry in std::fs::read_dir(from).map_err(err)? {
+            let entry = entry.map_err(err)?;
+            if entry.file_name() == "target" {
+                continue;
+            }
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else if from.exists() {
+        std::fs::copy(from, to).map(|_| ()).map_err(err)
+    } else {
+        Ok(())
+    }
+}
