@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         ["citus", "bench"] => citus_bench::run(),
         ["citus", "bench-run"] => citus_bench::measure_on_cluster(),
         ["citus", rest @ ..] => citus::command(rest),
-        ["gen"] => gen_migration(),
+        ["gen" | "check", ..] => return registry_command(&args),
         ["lint"] => lint::run(&workspace()),
         ["compile-bench"] => compile_bench::run(),
         ["evidence", rest @ ..] => evidence(rest),
@@ -84,6 +84,8 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   citus bench            R11: a scoped point lookup through the Citus coordinator / the same
                          lookup as the cluster's admin without RLS, and the round trips of each
   gen                    write a migration for what changed in the registry since the last one
+                         (tenant-cli; named to sort after every migration already there)
+  check                  fail when the migrations are not up to date with the registry (for CI)
   lint                   list every escape-hatch use with its reason; fail on one without
   compile-bench          clean-build time of the example vs the same story in plain diesel
   audit [--database-url APP_URL]
@@ -140,85 +142,15 @@ pub fn workspace() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// `cargo xtask gen`: a migration for what changed in the registry since the last generated
-/// one (the first time, the whole protection), or, when no table changed, for shared objects
-/// this version of tenant-schema writes differently; nothing when nothing changed.
-fn gen_migration() -> Result<(), String> {
-    use tenant_schema::{MANIFEST_FILE, assemble, fragments, incremental, manifest, read_manifest};
-    let options = tenant_schema::RlsOptions::default();
-    options.validate()?;
-    let current = fragments(&two_companies::REGISTRY, &options);
-    let migrations = workspace().join("migrations");
-    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&migrations)
-        .map_err(|e| format!("reading {}: {e}", migrations.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().contains("_tenant_rls"))
-        })
-        .collect();
-    dirs.sort();
-    // A migration generated before manifests existed is adopted if it is exactly what the
-    // registry generates now.
-    if let [.., last] = dirs.as_slice()
-        && !last.join(MANIFEST_FILE).exists()
-    {
-        let up = std::fs::read_to_string(last.join("up.sql")).unwrap_or_default();
-        if up == assemble(&current, &options).up {
-            std::fs::write(last.join(MANIFEST_FILE), manifest(&current))
-                .map_err(|e| e.to_string())?;
-            println!("recorded the manifest of {}", last.display());
-        } else {
-            return Err(format!(
-                "{} has no {MANIFEST_FILE} and differs from what the registry generates: \
-                 regenerate it or add its manifest by hand",
-                last.display()
-            ));
-        }
-    }
-    let previous = match dirs.iter().rev().find(|d| d.join(MANIFEST_FILE).exists()) {
-        Some(dir) => {
-            let text =
-                std::fs::read_to_string(dir.join(MANIFEST_FILE)).map_err(|e| e.to_string())?;
-            let up = std::fs::read_to_string(dir.join("up.sql")).map_err(|e| e.to_string())?;
-            Some((
-                read_manifest(&text).map_err(|e| format!("{}: {e}", dir.display()))?,
-                up,
-            ))
-        }
-        None => None,
-    };
-    let migration = match &previous {
-        None => assemble(&current, &options),
-        Some((previous, previous_up)) => match incremental(previous, &current, &options) {
-            Some(m) => m,
-            // No table changed; the shared objects (functions, roles) may have.
-            None => match tenant_schema::shared_refresh(previous_up, &options) {
-                Some(m) => m,
-                None => {
-                    println!(
-                        "the RLS migrations are up to date with the registry: nothing to generate"
-                    );
-                    return Ok(());
-                }
-            },
-        },
-    };
-    let dir = migrations.join(format!(
-        "{}_tenant_rls",
-        chrono::Utc::now().format("%Y-%m-%d-%H%M%S")
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    for (file, text) in [
-        ("up.sql", &migration.up),
-        ("down.sql", &migration.down),
-        (MANIFEST_FILE, &manifest(&current)),
-    ] {
-        let path = dir.join(file);
-        std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
-    Ok(())
+/// `cargo xtask gen` and `cargo xtask check`: tenant-cli's commands for the story's registry,
+/// the entry point a service's own xtask calls with its registry.
+fn registry_command(args: &[&str]) -> ExitCode {
+    let service =
+        tenant_cli::Service::new(&two_companies::REGISTRY, workspace().join("migrations"));
+    tenant_cli::run(
+        &service,
+        std::iter::once("xtask").chain(args.iter().copied()),
+    )
 }
 
 /// Runs `f` with an admin URL: `DATABASE_URL` if set, else a throwaway cluster that is stopped
@@ -448,6 +380,12 @@ fn test() -> Result<(), String> {
     run("cargo fmt --check", fmt)?;
     println!("==> cargo xtask lint");
     lint::run(&workspace())?;
+    println!("==> cargo xtask check (the migrations are up to date with the registry)");
+    if registry_command(&["check"]) != ExitCode::SUCCESS {
+        return Err(
+            "the migrations are not up to date with the registry: run `cargo xtask gen`".into(),
+        );
+    }
     let mut clippy = cargo();
     clippy.args([
         "clippy",

@@ -1,0 +1,123 @@
+//! One command set for a service that uses tenant-safe, called from the service's own
+//! `xtask` (or a binary of its own) with its registry, in three lines:
+//!
+//! ```no_run
+//! # mod schema { diesel::table! { invoices (id) { id -> Uuid, org_id -> Uuid } } }
+//! # use schema::invoices;
+//! tenant_lint::registry! { pub static REGISTRY; tenant invoices => org_id; }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     tenant_cli::run(&tenant_cli::Service::new(&REGISTRY, "migrations"), std::env::args_os())
+//! }
+//! ```
+//!
+//! Commands (`<xtask> --help` lists them):
+//!
+//! - `gen`: writes the diesel migration for what changed in the registry since the last one
+//!   the command wrote (the first time, the whole protection), or for the shared objects
+//!   when this version of tenant-schema writes them differently; nothing when nothing
+//!   changed. The folder is named to sort after every migration already there
+//!   ([`migrations`]).
+//! - `check`: fails (exit code 1), naming what differs, when the migrations are not up to
+//!   date with the registry: the CI step that catches a table registered without its
+//!   migration.
+//!
+//! The example's `cargo xtask gen` and `cargo xtask check` are this entry point.
+
+pub mod migrations;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tenant_lint::Registry;
+use tenant_schema::RlsOptions;
+
+pub use migrations::{GenError, Plan};
+
+/// What the commands need to know about the service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The service's registry of tenant and global tables.
+    pub registry: &'static Registry,
+    /// The names and modes the generated SQL uses.
+    pub options: RlsOptions,
+    /// The diesel migrations directory.
+    pub migrations: PathBuf,
+}
+
+impl Service {
+    /// The service with `registry`, default options, and its migrations in `migrations`.
+    pub fn new(registry: &'static Registry, migrations: impl Into<PathBuf>) -> Self {
+        Self {
+            registry,
+            options: RlsOptions::default(),
+            migrations: migrations.into(),
+        }
+    }
+}
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(about = "tenant-safe's commands for this service's registry")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write the migration for what changed in the registry since the last generated one.
+    Gen,
+    /// Fail when the migrations are not up to date with the registry (for CI).
+    Check,
+}
+
+/// Parses `args` (the first is the program's name), runs the command, prints what it did or
+/// why it failed, and returns the exit code: 0 on success, 1 when the command failed (a
+/// `check` that found the migrations out of date included), 2 on a usage error.
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the command line's output: printing is what `run` is for"
+)]
+pub fn run<I, T>(service: &Service, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with success; usage errors to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    match execute(service, &cli.command) {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(service: &Service, command: &Command) -> Result<Vec<String>, GenError> {
+    let now = chrono::Utc::now().naive_utc();
+    match command {
+        Command::Gen => migrations::generate(service, now),
+        Command::Check => migrations::check(service).map(|()| {
+            vec![format!(
+                "the migrations in {} are up to date with the registry",
+                service.migrations.display()
+            )]
+        }),
+    }
+}
