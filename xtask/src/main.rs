@@ -228,95 +228,57 @@ fn demo() -> Result<(), String> {
     })
 }
 
-/// `cargo xtask audit [--database-url APP_URL]`: the findings, printed; fails on an error.
+/// `cargo xtask audit [--database-url APP_URL]`: tenant-cli's `audit` of that database, or of
+/// the story's on the throwaway cluster.
 fn audit_command(args: &[&str]) -> Result<(), String> {
     let o = args::options(args, &["--database-url"], &[])?;
-    let report = audit_story_or(o.get("--database-url").copied(), "tenant_audit")?;
-    println!(
-        "server {}; {} relations, {} policies",
-        report.catalog.server.version_num,
-        report.catalog.relations.len(),
-        report.catalog.policies.len()
-    );
-    for f in &report.findings {
-        println!(
-            "{:?} {} {}\n    why: {}\n    fix: {}",
-            f.severity, f.rule, f.object, f.why, f.fix
-        );
-    }
-    let errors = report.error_count();
-    println!("{} findings, {errors} errors", report.findings.len());
-    if errors > 0 {
-        return Err(format!("{errors} findings at error severity"));
-    }
-    Ok(())
+    story_or(o.get("--database-url").copied(), "tenant_audit", |url| {
+        cli(&["audit", "--database-url", url])
+    })
 }
 
-/// `cargo xtask evidence --out DIR [--database-url APP_URL]`.
+/// `cargo xtask evidence --out DIR [--database-url APP_URL]`: tenant-cli's `evidence`.
 fn evidence(args: &[&str]) -> Result<(), String> {
     let o = args::options(args, &["--out", "--database-url"], &[])?;
-    let out = std::path::PathBuf::from(args::required(&o, "--out")?);
-    let url = o.get("--database-url").copied();
-    let report = audit_story_or(url, "tenant_evidence")?;
-    let provenance = tenant_schema::evidence::Provenance {
-        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        git_commit: git_commit(),
-    };
-    let ev = tenant_schema::evidence::render(&report, &two_companies::REGISTRY, &provenance);
-    std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
-    for (name, content) in [("evidence.json", &ev.json), ("evidence.md", &ev.markdown)] {
-        let path = out.join(name);
-        std::fs::write(&path, content).map_err(|e| format!("writing {}: {e}", path.display()))?;
-        let digest = tenant_schema::evidence::sha256_hex(content.as_bytes());
-        std::fs::write(
-            out.join(format!("{name}.sha256")),
-            format!("{digest}  {name}\n"),
-        )
-        .map_err(|e| format!("writing the digest of {name}: {e}"))?;
-        println!("wrote {} (sha256 {digest})", path.display());
-    }
-    let errors = report.error_count();
-    println!(
-        "configuration digest {}; {} findings, {errors} errors",
-        ev.configuration_digest,
-        report.findings.len()
-    );
-    if errors > 0 {
-        return Err(format!(
-            "{errors} findings at error severity: see {}",
-            out.join("evidence.md").display()
-        ));
-    }
-    Ok(())
+    let out = args::required(&o, "--out")?;
+    let commit = git_commit();
+    story_or(o.get("--database-url").copied(), "tenant_evidence", |url| {
+        cli(&[
+            "evidence",
+            "--database-url",
+            url,
+            "--out",
+            out,
+            "--commit",
+            &commit,
+        ])
+    })
 }
 
-/// Audits the database at `app_url`; without one, database `db` with the story's migrations on
-/// the throwaway cluster (or `DATABASE_URL`).
-fn audit_story_or(app_url: Option<&str>, db: &str) -> Result<tenant_schema::audit::Report, String> {
+/// Runs `f` with `app_url`; without one, with the application role's URL of database `db`
+/// holding the story's migrations on the throwaway cluster (or `DATABASE_URL`).
+fn story_or(
+    app_url: Option<&str>,
+    db: &str,
+    f: impl FnOnce(&str) -> Result<(), String>,
+) -> Result<(), String> {
     match app_url {
-        Some(url) => audit_at(url),
+        Some(url) => f(url),
         None => with_database(|admin_url| {
             let (admin, app) = prepare_story_db(admin_url, db)?;
             two_companies::migrate(&admin).map_err(|e| e.to_string())?;
-            audit_at(&app)
+            f(&app)
         }),
     }
 }
 
-fn audit_at(app_url: &str) -> Result<tenant_schema::audit::Report, String> {
-    let mut reader = tenant_core::admin::CatalogReader::connect(
-        app_url,
-        "cargo xtask evidence: isolation evidence",
-    )
-    .map_err(|e| e.to_string())?;
-    // On a Citus coordinator, every worker too (on PostgreSQL, the same audit).
-    tenant_schema::audit::cluster::audit_cluster(
-        &mut reader,
-        app_url,
-        &two_companies::REGISTRY,
-        &tenant_schema::audit::AuditOptions::default(),
-    )
-    .map_err(|e| e.to_string())
+/// A tenant-cli command for the story's registry, as `Result` (tenant-cli printed why).
+fn cli(args: &[&str]) -> Result<(), String> {
+    if registry_command(args) == ExitCode::SUCCESS {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed (above)", args[0]))
+    }
 }
 
 pub(crate) fn git_commit() -> String {

@@ -21,9 +21,14 @@
 //! - `check`: fails (exit code 1), naming what differs, when the migrations are not up to
 //!   date with the registry: the CI step that catches a table registered without its
 //!   migration.
+//! - `audit --database-url APP_URL`: the catalog audit against the registry (every worker
+//!   too on Citus); exit code 1 on a finding at error severity.
+//! - `evidence --database-url APP_URL --out DIR [--commit SHA]`: the audit written as
+//!   `evidence.json` and `evidence.md` with their SHA-256 digests, for the security review.
 //!
-//! The example's `cargo xtask gen` and `cargo xtask check` are this entry point.
+//! The example's `cargo xtask gen`, `check`, `audit` and `evidence` are this entry point.
 
+pub mod catalog;
 pub mod migrations;
 
 use std::ffi::OsString;
@@ -72,6 +77,53 @@ enum Command {
     Gen,
     /// Fail when the migrations are not up to date with the registry (for CI).
     Check,
+    /// Audit a database's catalog against the registry; fail on an error finding.
+    Audit {
+        /// A URL of the application role (the audit reads the catalog only).
+        #[arg(long)]
+        database_url: String,
+    },
+    /// Audit and write evidence.json and evidence.md with their SHA-256 digests.
+    Evidence {
+        /// A URL of the application role.
+        #[arg(long)]
+        database_url: String,
+        /// The directory to write to.
+        #[arg(long)]
+        out: PathBuf,
+        /// The commit the evidence names (default: `git rev-parse HEAD` here).
+        #[arg(long)]
+        commit: Option<String>,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// `gen` or `check`.
+    #[error(transparent)]
+    Gen(#[from] GenError),
+    /// The audit could not read the catalog.
+    #[error("the audit could not read the catalog: {0}")]
+    Audit(String),
+    /// A file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The audit found errors; `lines` is what it printed.
+    #[error("{errors} findings at error severity{}", see.as_ref().map(|p| format!(": see {}", p.display())).unwrap_or_default())]
+    Findings {
+        /// How many.
+        errors: usize,
+        /// The audit's output.
+        lines: Vec<String>,
+        /// The evidence to read.
+        see: Option<PathBuf>,
+    },
 }
 
 /// Parses `args` (the first is the program's name), runs the command, prints what it did or
@@ -103,21 +155,37 @@ where
             ExitCode::SUCCESS
         }
         Err(e) => {
+            if let CliError::Findings { lines, .. } = &e {
+                for line in lines {
+                    println!("{line}");
+                }
+            }
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn execute(service: &Service, command: &Command) -> Result<Vec<String>, GenError> {
+fn execute(service: &Service, command: &Command) -> Result<Vec<String>, CliError> {
     let now = chrono::Utc::now().naive_utc();
     match command {
-        Command::Gen => migrations::generate(service, now),
-        Command::Check => migrations::check(service).map(|()| {
+        Command::Gen => Ok(migrations::generate(service, now)?),
+        Command::Check => Ok(migrations::check(service).map(|()| {
             vec![format!(
                 "the migrations in {} are up to date with the registry",
                 service.migrations.display()
             )]
-        }),
+        })?),
+        Command::Audit { database_url } => catalog::audit_lines(service, database_url),
+        Command::Evidence {
+            database_url,
+            out,
+            commit,
+        } => catalog::evidence(
+            service,
+            database_url,
+            out,
+            &commit.clone().unwrap_or_else(catalog::git_commit),
+        ),
     }
 }

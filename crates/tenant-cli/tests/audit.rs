@@ -1,0 +1,100 @@
+//! A service with a schema of its own (not the example's): `gen` writes its migration,
+//! applied on a real server `audit` finds nothing, `evidence` writes its files; a registered
+//! table that lost its protection fails both with exit code 1.
+
+// Test code: helpers outside #[test] functions may unwrap and panic too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::ExitCode;
+
+use diesel::connection::SimpleConnection;
+use tenant_cli::Service;
+use tenant_testkit::{TestDb, roles};
+
+/// The service's own tables.
+mod service {
+    diesel::table! { projects (org_id, id) { org_id -> Uuid, id -> Uuid, name -> Text, plan -> Text } }
+    diesel::table! { tasks (org_id, id) { org_id -> Uuid, id -> Uuid, project_id -> Uuid, title -> Text } }
+    diesel::table! { plans (code) { code -> Text } }
+    tenant_lint::registry! {
+        pub static REGISTRY;
+        global plans;
+        tenant projects => org_id;
+        tenant tasks => org_id;
+    }
+}
+use service::REGISTRY;
+
+const SCHEMA: &str = "
+    CREATE TABLE plans (code text PRIMARY KEY);
+    CREATE TABLE projects (org_id uuid NOT NULL, id uuid NOT NULL DEFAULT gen_random_uuid(),
+        name text NOT NULL, plan text NOT NULL REFERENCES plans (code), PRIMARY KEY (org_id, id));
+    CREATE INDEX ON projects (plan);
+    CREATE TABLE tasks (org_id uuid NOT NULL, id uuid NOT NULL DEFAULT gen_random_uuid(),
+        project_id uuid NOT NULL, title text NOT NULL, PRIMARY KEY (org_id, id),
+        FOREIGN KEY (org_id, project_id) REFERENCES projects (org_id, id));
+    CREATE INDEX ON tasks (org_id, project_id);";
+
+fn args<'a>(command: &'a str, url: &'a str) -> Vec<&'a str> {
+    vec!["xtask", command, "--database-url", url]
+}
+
+#[test]
+fn a_service_with_its_own_schema_is_generated_audited_and_evidenced_through_the_commands() {
+    let db = TestDb::new("cli_own_schema");
+    let dir = std::env::temp_dir().join(format!("tenant-cli-own-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let service = Service::new(&REGISTRY, &dir);
+    assert_eq!(
+        tenant_cli::run(&service, ["xtask", "gen"]),
+        ExitCode::SUCCESS
+    );
+    let folder = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let up = std::fs::read_to_string(folder.join("up.sql")).unwrap();
+    let mut admin = db.admin();
+    admin.batch_execute(SCHEMA).unwrap();
+    admin.batch_execute(&up).unwrap();
+
+    let app = db.url_as(roles::APP);
+    let report = tenant_cli::catalog::audit(&service, &app, "test").unwrap();
+    assert_eq!(report.error_count(), 0, "{:#?}", report.findings);
+    assert_eq!(
+        tenant_cli::run(&service, args("audit", &app)),
+        ExitCode::SUCCESS
+    );
+    let out = dir.join("evidence");
+    let mut evidence = args("evidence", &app);
+    let out_text = out.display().to_string();
+    evidence.extend(["--out", &out_text, "--commit", "0000000"]);
+    assert_eq!(
+        tenant_cli::run(&service, evidence.clone()),
+        ExitCode::SUCCESS
+    );
+    let md = std::fs::read_to_string(out.join("evidence.md")).unwrap();
+    assert!(md.contains("`tasks`") && md.contains("`projects`"), "{md}");
+
+    // A registered table without its protection: both fail, naming the table.
+    admin
+        .batch_execute("ALTER TABLE tasks NO FORCE ROW LEVEL SECURITY")
+        .unwrap();
+    let report = tenant_cli::catalog::audit(&service, &app, "test").unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.object == "tasks" && f.severity == tenant_schema::audit::Severity::Error),
+        "{:#?}",
+        report.findings
+    );
+    assert_eq!(
+        tenant_cli::run(&service, args("audit", &app)),
+        ExitCode::FAILURE
+    );
+    assert_eq!(tenant_cli::run(&service, evidence), ExitCode::FAILURE);
+}
