@@ -9,42 +9,15 @@ use tenant_core::context::ContextKey;
 
 use crate::args::{options, required};
 
-/// The environment variable the commands read the service's context key from (`kid:hex`).
-pub const CONTEXT_KEY_VAR: &str = "TENANT_CONTEXT_KEY";
+pub use tenant_cli::context::{CONTEXT_KEY_VAR, TRUST_FLAG};
 
-/// The flag that opts a command into the plain org setting, for a database generated with
-/// `ContextMode::TrustEveryStatement`.
-pub const TRUST_FLAG: &str = "--trust-every-statement";
-
-/// How a command tells the database the org: the service's key from `--context-key-file`
-/// (one line `kid:hex`) or [`CONTEXT_KEY_VAR`]; the plain setting only when
-/// `--trust-every-statement` says so; an error naming both otherwise.
+/// How a command tells the database the org (tenant-cli's rule): `--context-key-file F`,
+/// else [`CONTEXT_KEY_VAR`], else the plain mode by `--trust-every-statement` only.
 pub fn service_context(o: &std::collections::HashMap<&str, &str>) -> Result<OrgContext, String> {
-    let key = match o.get("--context-key-file") {
-        Some(file) => {
-            Some(ContextKey::from_file(std::path::Path::new(file)).map_err(|e| e.to_string())?)
-        }
-        None => ContextKey::from_env(CONTEXT_KEY_VAR).map_err(|e| e.to_string())?,
-    };
-    choose(key, o.contains_key(TRUST_FLAG))
-}
-
-/// The org context of a key the command was given (or none) and the plain-mode flag.
-fn choose(key: Option<ContextKey>, trust_every_statement: bool) -> Result<OrgContext, String> {
-    match (key, trust_every_statement) {
-        (Some(_), true) => Err(format!(
-            "{TRUST_FLAG} and a context key do not combine: the key is for a database in the \
-             signed mode, the flag for one in the plain mode; give one"
-        )),
-        (Some(key), false) => Ok(OrgContext::Signed(key)),
-        (None, true) => Ok(OrgContext::TrustEveryStatement),
-        (None, false) => Err(format!(
-            "no context key: give the service's key with --context-key-file F (one line kid:hex) \
-             or {CONTEXT_KEY_VAR}=kid:hex, the key the database holds (`cargo xtask context-key \
-             rotate` adds one and prints it); for a database generated in the plain mode, which \
-             trusts every statement, pass {TRUST_FLAG}"
-        )),
-    }
+    tenant_cli::context::service_context(
+        o.get("--context-key-file").map(std::path::Path::new),
+        o.contains_key(TRUST_FLAG),
+    )
 }
 
 /// 32 bytes from the OS random source (two v4 UUIDs: 244 random bits).
@@ -282,25 +255,5 @@ mod tests {
             .max_size(1)
             .build();
         assert!(pool.is_ok(), "{:?}", pool.err());
-    }
-
-    #[test]
-    fn the_plain_mode_is_only_by_name_and_never_beside_a_key() {
-        let key = ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap();
-        let err = choose(None, false).unwrap_err();
-        assert!(
-            err.contains("no context key") && err.contains(TRUST_FLAG),
-            "{err}"
-        );
-        assert!(matches!(
-            choose(None, true),
-            Ok(OrgContext::TrustEveryStatement)
-        ));
-        assert!(matches!(
-            choose(Some(key.clone()), false),
-            Ok(OrgContext::Signed(_))
-        ));
-        let err = choose(Some(key), true).unwrap_err();
-        assert!(err.contains("do not combine"), "{err}");
     }
 }

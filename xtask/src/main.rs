@@ -145,12 +145,15 @@ pub fn workspace() -> PathBuf {
 /// `cargo xtask gen` and `cargo xtask check`: tenant-cli's commands for the story's registry,
 /// the entry point a service's own xtask calls with its registry.
 fn registry_command(args: &[&str]) -> ExitCode {
-    let service =
-        tenant_cli::Service::new(&two_companies::REGISTRY, workspace().join("migrations"));
     tenant_cli::run(
-        &service,
+        &story_service(),
         std::iter::once("xtask").chain(args.iter().copied()),
     )
+}
+
+/// The story as tenant-cli's service: its registry and its migrations directory.
+pub(crate) fn story_service() -> tenant_cli::Service {
+    tenant_cli::Service::new(&two_companies::REGISTRY, workspace().join("migrations"))
 }
 
 /// Runs `f` with an admin URL: `DATABASE_URL` if set, else a throwaway cluster that is stopped
@@ -273,7 +276,7 @@ fn story_or(
 }
 
 /// A tenant-cli command for the story's registry, as `Result` (tenant-cli printed why).
-fn cli(args: &[&str]) -> Result<(), String> {
+pub(crate) fn cli(args: &[&str]) -> Result<(), String> {
     if registry_command(args) == ExitCode::SUCCESS {
         Ok(())
     } else {

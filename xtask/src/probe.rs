@@ -1,5 +1,5 @@
-//! `cargo xtask probe [--database-url APP_URL] [--out DIR]`: the leak probe against the
-//! story's database (a fresh one with the migrations on the throwaway cluster, or the one at
+//! `cargo xtask probe [--database-url APP_URL] [--out DIR]`: tenant-cli's leak probe against
+//! the story's database (a fresh one with the migrations on the throwaway cluster, or the one at
 //! `APP_URL`, connecting as the application role). Writes `probe.md`, `probe.json` and
 //! `probe.junit.xml` to DIR (default `target/probe`) and fails on any leak or attack that
 //! could not run. With `--database-url`, the probe needs the service's key, the one the
@@ -9,89 +9,56 @@
 
 use std::path::PathBuf;
 
-use tenant_core::{IntoOrgContext, TenantPool};
+use tenant_core::IntoOrgContext;
 
-/// Runs the probe at `app_url` with the story's registry and a one-connection pool, telling
-/// the database the org as `context` says.
-pub fn probe_at(
-    app_url: &str,
-    context: &tenant_core::OrgContext,
-    git_commit: String,
-) -> Result<tenant_probe::Report, String> {
-    // On a Citus coordinator the service's pool sets the org with SET LOCAL.
-    let pool = TenantPool::builder(app_url, &two_companies::REGISTRY, context.clone())
-        .max_size(1)
-        .set_local_context_on_citus()
-        .build()
-        .map_err(|e| format!("building the application's pool: {e}"))?;
-    let mut options =
-        tenant_probe::ProbeOptions::new(app_url, &two_companies::REGISTRY, context.clone());
-    options.pool = Some(&pool);
-    options.git_commit = git_commit;
-    tenant_probe::run(&options).map_err(|e| e.to_string())
-}
-
-/// Writes the three reports into `out`.
-pub fn write(report: &tenant_probe::Report, out: &std::path::Path) -> Result<(), String> {
-    std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
-    for (name, content) in [
-        ("probe.md", report.markdown()),
-        ("probe.json", report.json()),
-        ("probe.junit.xml", report.junit()),
-    ] {
-        let path = out.join(name);
-        std::fs::write(&path, content).map_err(|e| format!("writing {}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
-    Ok(())
-}
-
-/// `cargo xtask probe`.
+/// `cargo xtask probe`: tenant-cli's `probe`, with the story's registry; without a URL, on a
+/// fresh story database with a fresh key (the same library calls).
 pub fn run(args: &[&str]) -> Result<(), String> {
     let o = crate::args::options(
         args,
         &["--database-url", "--out", "--context-key-file"],
-        &[crate::context_key::TRUST_FLAG],
+        &[tenant_cli::context::TRUST_FLAG],
     )?;
     let out = o.get("--out").map_or_else(
         || crate::workspace().join("target").join("probe"),
         PathBuf::from,
     );
-    let url = o.get("--database-url").copied();
-    let report = match url {
-        Some(url) => probe_at(
-            url,
-            &crate::context_key::service_context(&o)?,
-            crate::git_commit(),
-        )?,
+    let out_text = out.display().to_string();
+    match o.get("--database-url").copied() {
+        Some(url) => {
+            let mut cli = vec!["probe", "--database-url", url, "--out", &out_text];
+            if let Some(file) = o.get("--context-key-file") {
+                cli.extend(["--context-key-file", file]);
+            }
+            if o.contains_key(tenant_cli::context::TRUST_FLAG) {
+                cli.push(tenant_cli::context::TRUST_FLAG);
+            }
+            crate::cli(&cli)
+        }
         None => crate::with_database(|admin_url| {
             let (admin, app) = crate::prepare_story_db(admin_url, "tenant_probe")?;
             two_companies::migrate(&admin).map_err(|e| e.to_string())?;
             let key = crate::context_key::throwaway_key(&[&admin])?;
-            probe_at(&app, &key.into_org_context(), crate::git_commit())
-        })?,
-    };
-    write(&report, &out)?;
-    for r in report.results.iter().filter(|r| {
-        matches!(
-            r.verdict,
-            tenant_probe::Verdict::Leak | tenant_probe::Verdict::NotRun
-        )
-    }) {
-        println!(
-            "{} {} on {}: expected {}; observed {}",
-            r.verdict.as_str(),
-            r.attack,
-            r.table,
-            r.expected,
-            r.observed
-        );
+            let report = tenant_cli::probe::probe_at(
+                &crate::story_service(),
+                &app,
+                &key.into_org_context(),
+                crate::git_commit(),
+            )
+            .map_err(|e| e.to_string())?;
+            match tenant_cli::probe::report_lines(&report, &out) {
+                Ok(lines) => {
+                    lines.iter().for_each(|l| println!("{l}"));
+                    Ok(())
+                }
+                Err(tenant_cli::CliError::ProbeFailed(lines)) => {
+                    lines.iter().for_each(|l| println!("{l}"));
+                    Err("the probe found a leak or could not run an attack".into())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }),
     }
-    println!("{} ({} ms)", report.summary_line(), report.duration_ms);
-    if report.failed() {
-        return Err("the probe found a leak or could not run an attack".into());
-    }
-    Ok(())
 }
 
 /// `cargo xtask probe-bench`: the probe's time on the story schema, and on generated schemas

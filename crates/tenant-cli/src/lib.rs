@@ -26,10 +26,17 @@
 //! - `evidence --database-url APP_URL --out DIR [--commit SHA]`: the audit written as
 //!   `evidence.json` and `evidence.md` with their SHA-256 digests, for the security review.
 //!
-//! The example's `cargo xtask gen`, `check`, `audit` and `evidence` are this entry point.
+//! - `probe --database-url APP_URL [--out DIR] [--context-key-file F | --trust-every-statement]`:
+//!   the leak probe from two synthetic orgs; exit code 1 on a leak or an attack that could
+//!   not run.
+//!
+//! The example's `cargo xtask gen`, `check`, `audit`, `evidence` and `probe` are this entry
+//! point.
 
 pub mod catalog;
+pub mod context;
 pub mod migrations;
+pub mod probe;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -95,6 +102,21 @@ enum Command {
         #[arg(long)]
         commit: Option<String>,
     },
+    /// Run the leak probe as the application role; fail on a leak.
+    Probe {
+        /// A URL of the application role.
+        #[arg(long)]
+        database_url: String,
+        /// The directory for probe.md, probe.json and probe.junit.xml.
+        #[arg(long, default_value = "target/probe")]
+        out: PathBuf,
+        /// The service's context key (one line `kid:hex`; default: TENANT_CONTEXT_KEY).
+        #[arg(long)]
+        context_key_file: Option<PathBuf>,
+        /// The database was generated in the plain mode, which trusts every statement.
+        #[arg(long)]
+        trust_every_statement: bool,
+    },
 }
 
 /// Why a command failed.
@@ -114,6 +136,15 @@ pub enum CliError {
         /// What went wrong.
         source: std::io::Error,
     },
+    /// The probe could not run.
+    #[error("the probe could not run: {0}")]
+    Probe(String),
+    /// The probe found a leak or could not run an attack; the lines say which.
+    #[error("the probe found a leak or could not run an attack")]
+    ProbeFailed(Vec<String>),
+    /// The org context could not be chosen (no key, a bad key, a key and the plain flag).
+    #[error("{0}")]
+    Context(String),
     /// The audit found errors; `lines` is what it printed.
     #[error("{errors} findings at error severity{}", see.as_ref().map(|p| format!(": see {}", p.display())).unwrap_or_default())]
     Findings {
@@ -155,7 +186,7 @@ where
             ExitCode::SUCCESS
         }
         Err(e) => {
-            if let CliError::Findings { lines, .. } = &e {
+            if let CliError::Findings { lines, .. } | CliError::ProbeFailed(lines) = &e {
                 for line in lines {
                     println!("{line}");
                 }
@@ -187,5 +218,18 @@ fn execute(service: &Service, command: &Command) -> Result<Vec<String>, CliError
             out,
             &commit.clone().unwrap_or_else(catalog::git_commit),
         ),
+        Command::Probe {
+            database_url,
+            out,
+            context_key_file,
+            trust_every_statement,
+        } => {
+            let org_context =
+                context::service_context(context_key_file.as_deref(), *trust_every_statement)
+                    .map_err(CliError::Context)?;
+            let report =
+                probe::probe_at(service, database_url, &org_context, catalog::git_commit())?;
+            probe::report_lines(&report, out)
+        }
     }
 }

@@ -32,8 +32,18 @@ const SCHEMA: &str = "
     CREATE INDEX ON projects (plan);
     CREATE TABLE tasks (org_id uuid NOT NULL, id uuid NOT NULL DEFAULT gen_random_uuid(),
         project_id uuid NOT NULL, title text NOT NULL, PRIMARY KEY (org_id, id),
-        FOREIGN KEY (org_id, project_id) REFERENCES projects (org_id, id));
+        FOREIGN KEY (org_id, project_id) REFERENCES projects (org_id, id),
+        UNIQUE (org_id, project_id, title));
     CREATE INDEX ON tasks (org_id, project_id);";
+
+/// Removes a test's directory when the test ends, passed or not.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 fn args<'a>(command: &'a str, url: &'a str) -> Vec<&'a str> {
     vec!["xtask", command, "--database-url", url]
@@ -44,6 +54,7 @@ fn a_service_with_its_own_schema_is_generated_audited_and_evidenced_through_the_
     let db = TestDb::new("cli_own_schema");
     let dir = std::env::temp_dir().join(format!("tenant-cli-own-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let _cleanup = RemoveOnDrop(dir.clone());
     std::fs::create_dir_all(&dir).unwrap();
     let service = Service::new(&REGISTRY, &dir);
     assert_eq!(
@@ -78,6 +89,58 @@ fn a_service_with_its_own_schema_is_generated_audited_and_evidenced_through_the_
     );
     let md = std::fs::read_to_string(out.join("evidence.md")).unwrap();
     assert!(md.contains("`tasks`") && md.contains("`projects`"), "{md}");
+
+    // The probe from two synthetic orgs, with the service's key (the database holds it). A
+    // tenant row needs a plan to reference: global tables are the service's to fill (the
+    // application role may not write them), as its own migrations do.
+    db.add_test_context_key();
+    admin
+        .batch_execute("INSERT INTO plans (code) VALUES ('free')")
+        .unwrap();
+    let key_file = dir.join("context.key");
+    std::fs::write(&key_file, tenant_testkit::TEST_CONTEXT_KEY).unwrap();
+    let probe_out = dir.join("probe").display().to_string();
+    let key_text = key_file.display().to_string();
+    let mut probe = args("probe", &app);
+    probe.extend(["--out", &probe_out, "--context-key-file", &key_text]);
+    assert_eq!(tenant_cli::run(&service, probe.clone()), ExitCode::SUCCESS);
+    let json = std::fs::read_to_string(dir.join("probe/probe.json")).unwrap();
+    assert!(
+        json.contains("\"leak\": 0") && json.contains("\"not_run\": 0"),
+        "{json}"
+    );
+    // Without a key it refuses to start, naming both ways.
+    assert_eq!(
+        tenant_cli::run(&service, args("probe", &app)),
+        ExitCode::FAILURE
+    );
+
+    // The same key without the org column is an existence oracle on B's titles, foreign
+    // key or not: the probe says so.
+    admin
+        .batch_execute(
+            "ALTER TABLE tasks DROP CONSTRAINT tasks_org_id_project_id_title_key;
+             ALTER TABLE tasks ADD CONSTRAINT tasks_project_title UNIQUE (project_id, title);",
+        )
+        .unwrap();
+    assert_eq!(tenant_cli::run(&service, probe.clone()), ExitCode::FAILURE);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("probe/probe.json")).unwrap())
+            .unwrap();
+    let leaks: Vec<(&str, &str)> = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["verdict"] == "leak")
+        .map(|r| (r["attack"].as_str().unwrap(), r["table"].as_str().unwrap()))
+        .collect();
+    assert!(leaks.contains(&("unique_value_of_b", "tasks")), "{leaks:?}");
+    admin
+        .batch_execute(
+            "ALTER TABLE tasks DROP CONSTRAINT tasks_project_title;
+             ALTER TABLE tasks ADD CONSTRAINT tasks_org_id_project_id_title_key UNIQUE (org_id, project_id, title);",
+        )
+        .unwrap();
 
     // A registered table without its protection: both fail, naming the table.
     admin
