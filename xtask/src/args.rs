@@ -4,8 +4,6 @@
 
 use std::collections::HashMap;
 
-use tenant_core::OrgId;
-
 /// `args` parsed against the names `valued` (each takes a value) and `flags` (none).
 pub fn options<'a>(
     args: &[&'a str],
@@ -48,13 +46,6 @@ pub fn required<'a>(o: &HashMap<&'a str, &'a str>, name: &str) -> Result<&'a str
         .ok_or_else(|| format!("{name} is required\n{}", crate::USAGE))
 }
 
-/// The org of `--org`.
-pub fn org_of(o: &HashMap<&str, &str>) -> Result<OrgId, String> {
-    required(o, "--org")?
-        .parse()
-        .map_err(|e| format!("--org: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,7 +69,6 @@ mod tests {
             assert!(err.contains(says), "{args:?}: {err}");
         }
         let o = options(&["--org", "not-a-uuid"], &valued, &[]).unwrap();
-        assert!(org_of(&o).unwrap_err().starts_with("--org: "));
         assert!(
             required(&o, "--minutes")
                 .unwrap_err()

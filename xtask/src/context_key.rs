@@ -4,21 +4,11 @@
 
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
-use tenant_core::OrgContext;
 use tenant_core::context::ContextKey;
 
 use crate::args::{options, required};
 
-pub use tenant_cli::context::{CONTEXT_KEY_VAR, TRUST_FLAG};
-
-/// How a command tells the database the org (tenant-cli's rule): `--context-key-file F`,
-/// else [`CONTEXT_KEY_VAR`], else the plain mode by `--trust-every-statement` only.
-pub fn service_context(o: &std::collections::HashMap<&str, &str>) -> Result<OrgContext, String> {
-    tenant_cli::context::service_context(
-        o.get("--context-key-file").map(std::path::Path::new),
-        o.contains_key(TRUST_FLAG),
-    )
-}
+pub use tenant_cli::context::CONTEXT_KEY_VAR;
 
 /// 32 bytes from the OS random source (two v4 UUIDs: 244 random bits).
 fn random_secret() -> Vec<u8> {

@@ -30,12 +30,16 @@
 //!   the leak probe from two synthetic orgs; exit code 1 on a leak or an attack that could
 //!   not run.
 //!
-//! The example's `cargo xtask gen`, `check`, `audit`, `evidence` and `probe` are this entry
-//! point.
+//! - `access open|report`, `org export|restore|purge|isolate`: break-glass access and per-org
+//!   operations (see `ops.rs` for each command's options).
+//!
+//! The example's `cargo xtask gen`, `check`, `audit`, `evidence`, `probe`, `access` and `org`
+//! are this entry point.
 
 pub mod catalog;
 pub mod context;
 pub mod migrations;
+mod ops;
 pub mod probe;
 
 use std::ffi::OsString;
@@ -117,6 +121,16 @@ enum Command {
         #[arg(long)]
         trust_every_statement: bool,
     },
+    /// Break-glass access: a logged session in one org, or the postmortem report.
+    Access {
+        #[command(subcommand)]
+        command: ops::Access,
+    },
+    /// Per-org data: export, restore, purge; isolate on Citus.
+    Org {
+        #[command(subcommand)]
+        command: ops::Org,
+    },
 }
 
 /// Why a command failed.
@@ -142,6 +156,9 @@ pub enum CliError {
     /// The probe found a leak or could not run an attack; the lines say which.
     #[error("the probe found a leak or could not run an attack")]
     ProbeFailed(Vec<String>),
+    /// An operation (access, export, restore, purge, isolate) failed.
+    #[error("{0}")]
+    Ops(String),
     /// The org context could not be chosen (no key, a bad key, a key and the plain flag).
     #[error("{0}")]
     Context(String),
@@ -231,5 +248,59 @@ fn execute(service: &Service, command: &Command) -> Result<Vec<String>, CliError
                 probe::probe_at(service, database_url, &org_context, catalog::git_commit())?;
             probe::report_lines(&report, out)
         }
+        Command::Access { command } => ops::access(command),
+        Command::Org { command } => ops::org(service, command),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn a_restore_needs_a_seal_key_or_an_explicit_unsealed_and_never_both() {
+        let restore = ["org", "restore", "--in", "f", "--database-url", "u"];
+        let both = parse(&[&restore[..], &["--seal-key-file", "k", "--unsealed"]].concat())
+            .unwrap_err()
+            .to_string();
+        assert!(both.contains("cannot be used with"), "{both}");
+        let Command::Org { command } =
+            parse(&[&restore[..], &["--trust-every-statement"]].concat())
+                .unwrap()
+                .command
+        else {
+            panic!("org restore parses as org");
+        };
+        let service = Service::new(&tests_registry::REGISTRY, "migrations");
+        let err = ops::org(&service, &command).unwrap_err().to_string();
+        assert!(err.contains("--unsealed to accept"), "{err}");
+    }
+
+    #[test]
+    fn an_org_id_that_does_not_parse_is_refused_naming_the_option() {
+        let err = parse(&[
+            "org",
+            "purge",
+            "--org",
+            "nope",
+            "--ticket",
+            "T-1",
+            "--reason",
+            "r",
+            "--database-url",
+            "u",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--org <ORG>"), "{err}");
+    }
+
+    mod tests_registry {
+        diesel::table! { notes (org_id, id) { org_id -> Uuid, id -> Uuid } }
+        tenant_lint::registry! { pub static REGISTRY; tenant notes => org_id; }
     }
 }

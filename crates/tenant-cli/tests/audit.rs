@@ -1,6 +1,9 @@
-//! A service with a schema of its own (not the example's): `gen` writes its migration,
-//! applied on a real server `audit` finds nothing, `evidence` writes its files; a registered
-//! table that lost its protection fails both with exit code 1.
+//! A service with a schema of its own (not the example's) through every command, on a real
+//! server: `gen` writes its migration; applied, `audit` finds nothing and `evidence` writes its
+//! files; `probe` passes (a unique key with the org column beside a composite foreign key is
+//! no false NOT RUN) and finds the key without it; `org export`, `restore` and `purge` and
+//! `access report` run on its tables; a registered table that lost its protection fails
+//! `audit` and `evidence` with exit code 1.
 
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -50,7 +53,7 @@ fn args<'a>(command: &'a str, url: &'a str) -> Vec<&'a str> {
 }
 
 #[test]
-fn a_service_with_its_own_schema_is_generated_audited_and_evidenced_through_the_commands() {
+fn a_service_with_its_own_schema_goes_through_every_command() {
     let db = TestDb::new("cli_own_schema");
     let dir = std::env::temp_dir().join(format!("tenant-cli-own-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -114,6 +117,74 @@ fn a_service_with_its_own_schema_is_generated_audited_and_evidenced_through_the_
         tenant_cli::run(&service, args("probe", &app)),
         ExitCode::FAILURE
     );
+
+    // Per-org operations on the service's tables: export, restore over it, purge.
+    let org = "0193a5b6-0000-7000-8000-00000000000a";
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO projects (org_id, name, plan) VALUES ('{org}', 'p1', 'free'), ('{org}', 'p2', 'free');
+             INSERT INTO tasks (org_id, project_id, title) SELECT org_id, id, 'first' FROM projects WHERE org_id = '{org}';"
+        ))
+        .unwrap();
+    let file = dir.join("org.json").display().to_string();
+    let mut export = vec!["xtask", "org", "export", "--org", org, "--out", &file];
+    export.extend(["--database-url", &app, "--context-key-file", &key_text]);
+    assert_eq!(tenant_cli::run(&service, export), ExitCode::SUCCESS);
+    let exported = std::fs::read_to_string(&file).unwrap();
+    assert!(exported.contains("\"first\"") && exported.contains("\"p2\""));
+    let mut restore = vec![
+        "xtask",
+        "org",
+        "restore",
+        "--in",
+        &file,
+        "--replace",
+        "--unsealed",
+    ];
+    restore.extend(["--database-url", &app, "--context-key-file", &key_text]);
+    assert_eq!(
+        tenant_cli::run(&service, restore.clone()),
+        ExitCode::SUCCESS
+    );
+    let operator = db.url_as(roles::OPERATOR);
+    let purge = [
+        "xtask",
+        "org",
+        "purge",
+        "--org",
+        org,
+        "--ticket",
+        "OPS-1",
+        "--reason",
+        "the customer asked to be deleted",
+        "--database-url",
+        &operator,
+    ];
+    assert_eq!(tenant_cli::run(&service, purge), ExitCode::SUCCESS);
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let left: N = diesel::RunQueryDsl::get_result(
+        diesel::sql_query(format!(
+            "SELECT (SELECT count(*) FROM projects WHERE org_id = '{org}') + (SELECT count(*) FROM tasks WHERE org_id = '{org}') AS n"
+        )),
+        &mut admin,
+    )
+    .unwrap();
+    assert_eq!(left.n, 0, "the purge left rows of the org");
+    let auditor = db.url_as(roles::AUDITOR);
+    let report = [
+        "xtask",
+        "access",
+        "report",
+        "--org",
+        org,
+        "--database-url",
+        &auditor,
+    ];
+    assert_eq!(tenant_cli::run(&service, report), ExitCode::SUCCESS);
 
     // The same key without the org column is an existence oracle on B's titles, foreign
     // key or not: the probe says so.
