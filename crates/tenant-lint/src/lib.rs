@@ -28,6 +28,6 @@
 mod registry;
 
 pub use registry::{
-    FunctionEntry, Global, GlobalTable, RegisteredTable, Registry, TableEntry, TableKind, Tenant,
-    TenantTable, str_eq,
+    FunctionEntry, Global, GlobalTable, NoSuchOrgColumn, OrgColumnOf, RegisteredTable, Registry,
+    TableEntry, TableKind, Tenant, TenantTable, str_eq,
 };

@@ -208,21 +208,73 @@ impl Registry {
 /// A building block of [`registry!`](crate::registry): a table marked only with this macro is
 /// scoped at compile time but missing from the registry that the pool checks and the
 /// migration generator walk. Use `registry!`.
+///
+/// The org column is looked up among the table's columns (a glob import of its module in an
+/// inner block) before a stand-in of the same name in an outer block, so that a name the
+/// table does not have reaches [`OrgColumnOf`]'s diagnostic instead of rustc's
+/// "cannot find type".
 #[macro_export]
 macro_rules! tenant_table {
     ($table:ident => $org:ident) => {
-        impl $crate::TenantTable for $table::table {
-            type OrgColumn = $table::$org;
-            const TABLE_NAME: &'static str = ::core::stringify!($table);
-            const ORG_COLUMN_NAME: &'static str = ::core::stringify!($org);
-        }
-        impl $crate::RegisteredTable for $table::table {
-            type Kind = $crate::Tenant;
-            const IS_TENANT: bool = true;
-            const ORG_COLUMN: &'static str = ::core::stringify!($org);
-        }
+        const _: () = {
+            /// Found only when the table has no column of this name (see `tenant_table!`).
+            #[allow(non_camel_case_types, dead_code, unreachable_pub)]
+            pub struct $org;
+            impl<T> $crate::OrgColumnOf<T> for $org
+            where
+                $org: $crate::NoSuchOrgColumn<T>,
+            {
+                type Column = $org;
+            }
+            /// The table, named before its columns come into scope (one could share its name).
+            type TenantTableOfTheRegistry = $table::table;
+            const _: () = {
+                #[allow(unused_imports)]
+                use $table::*;
+                impl $crate::TenantTable for TenantTableOfTheRegistry {
+                    type OrgColumn =
+                        <$org as $crate::OrgColumnOf<TenantTableOfTheRegistry>>::Column;
+                    const TABLE_NAME: &'static str = ::core::stringify!($table);
+                    const ORG_COLUMN_NAME: &'static str = ::core::stringify!($org);
+                }
+                impl $crate::RegisteredTable for TenantTableOfTheRegistry {
+                    type Kind = $crate::Tenant;
+                    const IS_TENANT: bool = true;
+                    const ORG_COLUMN: &'static str = ::core::stringify!($org);
+                }
+            };
+        };
     };
 }
+
+/// A column of table `T`: what the registry's `tenant <table> => <column>;` names. Every
+/// column of `T` is one; a name `T` does not have is the registry's stand-in, which is one
+/// only if it were a [`NoSuchOrgColumn`], which nothing is (the second impl also keeps rustc's
+/// report on this trait, with this message, rather than on `diesel::Column`).
+#[diagnostic::on_unimplemented(
+    message = "the registry names `{Self}` as the org column of a table that has no column of that name",
+    label = "the table's `table!` definition has no column `{Self}`",
+    note = "name the column that holds the owning org's id as the `table!` definition spells it: `tenant <table> => <org column>;`",
+    note = "a table without an org column holds no tenant data: register it as `global <table>;`"
+)]
+pub trait OrgColumnOf<T> {
+    /// The column itself.
+    type Column;
+}
+
+impl<T, C: diesel::Column<Table = T>> OrgColumnOf<T> for C {
+    type Column = C;
+}
+
+/// Implemented by nothing: the diagnostic of a registry that names an org column the table
+/// does not have.
+#[diagnostic::on_unimplemented(
+    message = "the registry names `{Self}` as the org column of a table that has no column of that name",
+    label = "the table's `table!` definition has no column `{Self}`",
+    note = "name the column that holds the owning org's id as the `table!` definition spells it: `tenant <table> => <org column>;`",
+    note = "a table without an org column holds no tenant data: register it as `global <table>;`"
+)]
+pub trait NoSuchOrgColumn<T> {}
 
 /// Marks one diesel table as global (holding no tenant data). A building block of
 /// [`registry!`](crate::registry); use that.
