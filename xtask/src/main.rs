@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         ["access" | "org", ..] => return registry_command(&args),
         ["org-bench"] => ops::bench(),
         ["bench"] => bench::run(),
-        ["context-key", rest @ ..] => context_key::context_key(rest),
+        ["context-key", ..] => return registry_command(&args),
         ["soak", rest @ ..] => ops::soak(rest),
         ["bench-run"] => bench::measure(),
         ["demo"] => demo(),
@@ -116,6 +116,8 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
                          a new key for the signed org context; the others stay valid MINUTES more
   context-key add --database-url ADMIN_URL (--from-file F | --from-env VAR)
                          add a key the service already has (kid:hex) to another database
+  context-key list --database-url ADMIN_URL
+                         the keys the database holds: ids and dates, never a secret
   soak [--seconds N] [--threads N] [--fuzz-seconds N] [--sql-cases N]
                          fuzzing of fuzz/ (30 s per target, the checker against the server among
                          them; installs nightly + cargo-fuzz if missing); then a hundred

@@ -32,12 +32,15 @@
 //!
 //! - `access open|report`, `org export|restore|purge|isolate`: break-glass access and per-org
 //!   operations (see `ops.rs` for each command's options).
+//! - `context-key rotate|add|list --database-url ADMIN_URL`: the signed context's keys
+//!   (`keys.rs`).
 //!
-//! The example's `cargo xtask gen`, `check`, `audit`, `evidence`, `probe`, `access` and `org`
-//! are this entry point.
+//! The example's `cargo xtask gen`, `check`, `audit`, `evidence`, `probe`, `access`, `org` and
+//! `context-key` are this entry point.
 
 pub mod catalog;
 pub mod context;
+mod keys;
 pub mod migrations;
 mod ops;
 pub mod probe;
@@ -130,6 +133,11 @@ enum Command {
     Org {
         #[command(subcommand)]
         command: ops::Org,
+    },
+    /// The signed org context's keys: rotate, add, list.
+    ContextKey {
+        #[command(subcommand)]
+        command: keys::ContextKeyCommand,
     },
 }
 
@@ -250,6 +258,7 @@ fn execute(service: &Service, command: &Command) -> Result<Vec<String>, CliError
         }
         Command::Access { command } => ops::access(command),
         Command::Org { command } => ops::org(service, command),
+        Command::ContextKey { command } => keys::run(command),
     }
 }
 

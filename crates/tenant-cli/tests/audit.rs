@@ -96,12 +96,33 @@ fn a_service_with_its_own_schema_goes_through_every_command() {
     // The probe from two synthetic orgs, with the service's key (the database holds it). A
     // tenant row needs a plan to reference: global tables are the service's to fill (the
     // application role may not write them), as its own migrations do.
-    db.add_test_context_key();
+    let key_file = dir.join("context.key");
+    std::fs::write(&key_file, tenant_testkit::TEST_CONTEXT_KEY).unwrap();
+    let owner = db.admin_url();
+    let key_path = key_file.display().to_string();
+    let add = [
+        "xtask",
+        "context-key",
+        "add",
+        "--database-url",
+        &owner,
+        "--from-file",
+        &key_path,
+    ];
+    assert_eq!(tenant_cli::run(&service, add), ExitCode::SUCCESS);
+    assert_eq!(
+        tenant_cli::run(&service, add),
+        ExitCode::FAILURE,
+        "a taken id"
+    );
+    let list = ["xtask", "context-key", "list", "--database-url", &owner];
+    assert_eq!(tenant_cli::run(&service, list), ExitCode::SUCCESS);
+    let keys = tenant_core::keys::list(&owner).unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].kid, tenant_testkit::TEST_CONTEXT_KEY_ID);
     admin
         .batch_execute("INSERT INTO plans (code) VALUES ('free')")
         .unwrap();
-    let key_file = dir.join("context.key");
-    std::fs::write(&key_file, tenant_testkit::TEST_CONTEXT_KEY).unwrap();
     let probe_out = dir.join("probe").display().to_string();
     let key_text = key_file.display().to_string();
     let mut probe = args("probe", &app);
@@ -185,6 +206,26 @@ fn a_service_with_its_own_schema_goes_through_every_command() {
         &auditor,
     ];
     assert_eq!(tenant_cli::run(&service, report), ExitCode::SUCCESS);
+    // A rotation adds a second key and gives the first an end.
+    let rotate = [
+        "xtask",
+        "context-key",
+        "rotate",
+        "--database-url",
+        &owner,
+        "--kid",
+        "k2",
+        "--retire-after",
+        "5",
+    ];
+    assert_eq!(tenant_cli::run(&service, rotate), ExitCode::SUCCESS);
+    let keys = tenant_core::keys::list(&owner).unwrap();
+    assert_eq!(
+        keys.iter()
+            .map(|k| (k.kid.as_str(), k.retire_after.is_some()))
+            .collect::<Vec<_>>(),
+        [(tenant_testkit::TEST_CONTEXT_KEY_ID, true), ("k2", false)]
+    );
 
     // The same key without the org column is an existence oracle on B's titles, foreign
     // key or not: the probe says so.

@@ -35,6 +35,7 @@ mod columns;
 pub mod context;
 mod dsl;
 mod error;
+pub mod keys;
 mod manager;
 mod opening;
 pub mod operator;

@@ -1,0 +1,149 @@
+//! `context-key rotate|add|list`: the signed org context's keys in the service's database
+//! (through `tenant_core::keys`, as the key table's owner or an administrator).
+//!
+//! - `rotate --database-url ADMIN_URL [--kid KID] [--retire-after MINUTES]`: a new random key,
+//!   added and printed once for the service's configuration; every other key stays valid
+//!   MINUTES more (default 60), so services move to the new key without a gap.
+//! - `add --database-url ADMIN_URL (--from-file F | --from-env VAR)`: a key the service already
+//!   has (one line `kid:hex`), added to another database so that one key serves several;
+//!   nothing is retired; the key is checked before anything is written and never printed.
+//! - `list --database-url ADMIN_URL`: the keys' ids, when each was added, until when it is
+//!   accepted; never a secret.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use tenant_core::context::ContextKey;
+
+use crate::CliError;
+use crate::context::CONTEXT_KEY_VAR;
+
+/// `context-key ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ContextKeyCommand {
+    /// A new key, added and printed once; the others stay valid a while.
+    Rotate {
+        /// A URL of the key table's owner or an administrator.
+        #[arg(long)]
+        database_url: String,
+        /// The new key's id (default: k<date and time>).
+        #[arg(long)]
+        kid: Option<String>,
+        /// Minutes the other keys stay valid.
+        #[arg(long, default_value_t = 60)]
+        retire_after: u32,
+    },
+    /// Add a key the service already has to this database.
+    Add {
+        /// A URL of the key table's owner or an administrator.
+        #[arg(long)]
+        database_url: String,
+        /// A file holding the key as one line `kid:hex`.
+        #[arg(
+            long,
+            required_unless_present = "from_env",
+            conflicts_with = "from_env"
+        )]
+        from_file: Option<PathBuf>,
+        /// An environment variable holding the key as `kid:hex`.
+        #[arg(long)]
+        from_env: Option<String>,
+    },
+    /// The keys the database holds (ids and dates, never a secret).
+    List {
+        /// A URL of the key table's owner or an administrator.
+        #[arg(long)]
+        database_url: String,
+    },
+}
+
+/// 32 bytes from the OS random source (two v4 UUIDs: 244 random bits).
+fn random_secret() -> Vec<u8> {
+    let mut key = Vec::with_capacity(32);
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key
+}
+
+fn key_error(e: impl std::fmt::Display) -> CliError {
+    CliError::Context(e.to_string())
+}
+
+/// Runs `context-key ...`.
+pub(crate) fn run(command: &ContextKeyCommand) -> Result<Vec<String>, CliError> {
+    match command {
+        ContextKeyCommand::Rotate {
+            database_url,
+            kid,
+            retire_after,
+        } => {
+            let kid = kid
+                .clone()
+                .unwrap_or_else(|| format!("k{}", chrono::Utc::now().format("%Y%m%d%H%M%S")));
+            let secret = random_secret();
+            tenant_core::keys::install(database_url, &kid, &secret, Some(*retire_after))
+                .map_err(key_error)?;
+            let hex = tenant_core::context::to_hex(&secret);
+            Ok(vec![
+                format!(
+                    "new context key {kid} added; the others stay valid for {retire_after} minutes"
+                ),
+                format!("configure the service with: kid = {kid}, key = {hex}"),
+                format!("(as one line, for {CONTEXT_KEY_VAR} or a key file: {kid}:{hex})"),
+            ])
+        }
+        ContextKeyCommand::Add {
+            database_url,
+            from_file,
+            from_env,
+        } => {
+            let text = match (from_file, from_env) {
+                (Some(file), _) => {
+                    std::fs::read_to_string(file).map_err(|source| CliError::Io {
+                        path: file.clone(),
+                        source,
+                    })?
+                }
+                // The error never shows the variable's value (a key, or most of one).
+                (None, Some(var)) => std::env::var(var).map_err(|e| {
+                    key_error(match e {
+                        std::env::VarError::NotPresent => format!("{var} is not set"),
+                        std::env::VarError::NotUnicode(_) => {
+                            format!("{var} is not UTF-8 text: write the key as one line kid:hex")
+                        }
+                    })
+                })?,
+                (None, None) => {
+                    return Err(key_error(
+                        "context-key add: give one of --from-file F and --from-env VAR",
+                    ));
+                }
+            };
+            // Checks the id, the hex and the length; the error never shows the key.
+            let key = ContextKey::parse(&text).map_err(key_error)?;
+            let (_, hex) = text.trim().split_once(':').unwrap_or_default();
+            let secret =
+                tenant_core::context::hex_bytes("the key", hex.trim()).map_err(key_error)?;
+            tenant_core::keys::install(database_url, key.kid(), &secret, None)
+                .map_err(key_error)?;
+            Ok(vec![format!("context key {} added", key.kid())])
+        }
+        ContextKeyCommand::List { database_url } => {
+            let keys = tenant_core::keys::list(database_url).map_err(key_error)?;
+            let mut lines = vec![format!("{} keys", keys.len())];
+            for k in keys {
+                lines.push(format!(
+                    "{}  added {}  {}",
+                    k.kid,
+                    k.created_at,
+                    match (&k.retire_after, k.valid) {
+                        (None, _) => "valid".to_owned(),
+                        (Some(at), true) => format!("valid until {at}"),
+                        (Some(at), false) => format!("retired {at}"),
+                    }
+                ));
+            }
+            Ok(lines)
+        }
+    }
+}
