@@ -9,14 +9,16 @@ use tenant_schema::audit::{AuditOptions, Report};
 use crate::{CliError, Service};
 
 /// Audits the database at `app_url` (a URL of the application role) against the service's
-/// registry: the coordinator and every worker on Citus, the one server elsewhere. `purpose`
-/// names the reader in the server's activity view.
+/// registry: the coordinator and every worker on Citus, the one server elsewhere.
 ///
 /// # Errors
 /// [`CliError::Audit`] when the catalog cannot be read.
-pub fn audit(service: &Service, app_url: &str, purpose: &'static str) -> Result<Report, CliError> {
-    let mut reader = tenant_core::admin::CatalogReader::connect(app_url, purpose)
-        .map_err(|e| CliError::Audit(e.to_string()))?;
+pub fn audit(service: &Service, app_url: &str) -> Result<Report, CliError> {
+    let mut reader = tenant_core::admin::CatalogReader::connect(
+        app_url,
+        "tenant-cli: the catalog audit of the service's database",
+    )
+    .map_err(|e| CliError::Audit(e.to_string()))?;
     let options = AuditOptions {
         rls: service.options.clone(),
         ..AuditOptions::default()
@@ -31,7 +33,7 @@ pub fn audit(service: &Service, app_url: &str, purpose: &'static str) -> Result<
 /// # Errors
 /// As [`audit`]; [`CliError::Findings`] for error findings.
 pub fn audit_lines(service: &Service, app_url: &str) -> Result<Vec<String>, CliError> {
-    let report = audit(service, app_url, "tenant-cli audit")?;
+    let report = audit(service, app_url)?;
     let mut lines = vec![format!(
         "server {}; {} relations, {} policies",
         report.catalog.server.version_num,
@@ -71,7 +73,7 @@ pub fn evidence(
     out: &Path,
     commit: &str,
 ) -> Result<Vec<String>, CliError> {
-    let report = audit(service, app_url, "tenant-cli evidence: isolation evidence")?;
+    let report = audit(service, app_url)?;
     let provenance = tenant_schema::evidence::Provenance {
         generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         git_commit: commit.to_owned(),

@@ -76,7 +76,7 @@ fn a_service_with_its_own_schema_goes_through_every_command() {
     admin.batch_execute(&up).unwrap();
 
     let app = db.url_as(roles::APP);
-    let report = tenant_cli::catalog::audit(&service, &app, "test").unwrap();
+    let report = tenant_cli::catalog::audit(&service, &app).unwrap();
     assert_eq!(report.error_count(), 0, "{:#?}", report.findings);
     assert_eq!(
         tenant_cli::run(&service, args("audit", &app)),
@@ -258,7 +258,7 @@ fn a_service_with_its_own_schema_goes_through_every_command() {
     admin
         .batch_execute("ALTER TABLE tasks NO FORCE ROW LEVEL SECURITY")
         .unwrap();
-    let report = tenant_cli::catalog::audit(&service, &app, "test").unwrap();
+    let report = tenant_cli::catalog::audit(&service, &app).unwrap();
     assert!(
         report
             .findings
@@ -272,4 +272,71 @@ fn a_service_with_its_own_schema_goes_through_every_command() {
         ExitCode::FAILURE
     );
     assert_eq!(tenant_cli::run(&service, evidence), ExitCode::FAILURE);
+}
+
+/// A managed server's administrator is no superuser: the generated migration makes it a
+/// member of the table owner and lets the owner create in the schema (what handing tables to
+/// it needs), leaves PostgreSQL's own functions as they are with a warning, and the audit then
+/// names what stays open instead of the migration failing.
+#[test]
+fn an_administrator_who_is_no_superuser_applies_the_migration_and_the_audit_names_what_it_could_not_do()
+ {
+    let db = TestDb::new("cli_managed");
+    let admin_name = "ts_test_managed_admin";
+    let password = tenant_testkit::TEST_PASSWORD;
+    db.admin()
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               CREATE ROLE {admin_name} LOGIN CREATEROLE PASSWORD '{password}';
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+             END $$;
+             ALTER DATABASE \"{db}\" OWNER TO {admin_name};",
+            db = db.name()
+        ))
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("tenant-cli-managed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveOnDrop(dir.clone());
+    let service = Service::new(&REGISTRY, &dir);
+    assert_eq!(
+        tenant_cli::run(&service, ["xtask", "gen"]),
+        ExitCode::SUCCESS
+    );
+    let folder = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let up = std::fs::read_to_string(folder.join("up.sql")).unwrap();
+
+    let managed = tenant_testkit::url_for(
+        &tenant_testkit::admin_url(),
+        admin_name,
+        Some(password),
+        db.name(),
+    );
+    let mut conn = <diesel::PgConnection as diesel::Connection>::establish(&managed).unwrap();
+    conn.batch_execute(SCHEMA).unwrap();
+    diesel::Connection::transaction(&mut conn, |c| c.batch_execute(&up))
+        .expect("the generated migration, applied by an administrator who is no superuser");
+
+    let report = tenant_cli::catalog::audit(&service, &db.url_as(roles::APP)).unwrap();
+    let rules: std::collections::BTreeSet<&str> = report.findings.iter().map(|f| f.rule).collect();
+    assert!(
+        rules.contains("role-can-signal") && rules.contains("role-can-create"),
+        "{:#?}",
+        report.findings
+    );
+    // Nothing about the tables: the owner, the policies and the grants are as generated.
+    assert!(
+        report
+            .findings
+            .iter()
+            .filter(|f| f.object == "projects" || f.object == "tasks")
+            .all(|f| f.severity != tenant_schema::audit::Severity::Error),
+        "{:#?}",
+        report.findings
+    );
 }

@@ -127,11 +127,12 @@ pub struct KeyInfo {
 pub fn list(admin_url: &str) -> Result<Vec<KeyInfo>, TenantError> {
     let mut conn = crate::establish(admin_url)?;
     diesel::sql_query(
-        "SELECT kid, \
-                to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS created_at, \
-                to_char(retire_after AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS retire_after, \
-                (retire_after IS NULL OR retire_after > clock_timestamp()) AS valid \
-           FROM tenant_context.keys ORDER BY created_at, kid",
+        // Ordered by the column, not by its text (which ties within a second).
+        "SELECT k.kid, \
+                to_char(k.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS created_at, \
+                to_char(k.retire_after AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS retire_after, \
+                (k.retire_after IS NULL OR k.retire_after > clock_timestamp()) AS valid \
+           FROM tenant_context.keys k ORDER BY k.created_at, k.kid",
     )
     .load(&mut conn)
     .map_err(|e| {

@@ -146,6 +146,14 @@ fn roles(out: &mut String, o: &RlsOptions) {
          \x20   RAISE EXCEPTION 'role % is a member of %: the application role must not be able to act as the table owner', {app}, {owner}\n\
          \x20     USING HINT = 'REVOKE ' || {owner} || ' FROM ' || {app};\n\
          \x20 END IF;\n\
+         \x20 -- An administrator who is no superuser (a managed server's) hands tables to the owner\n\
+         \x20 -- only as a member of it, and only where the owner may create in the schema.\n\
+         \x20 IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN\n\
+         \x20   IF NOT pg_has_role(current_user, {owner}, 'MEMBER') THEN\n\
+         \x20     EXECUTE format('GRANT %I TO %I', {owner}, current_user);\n\
+         \x20   END IF;\n\
+         \x20   EXECUTE format('GRANT CREATE ON SCHEMA public TO %I', {owner});\n\
+         \x20 END IF;\n\
          END\n\
          $$;\n",
         create_owner = create_nologin_role(&o.owner_role),

@@ -60,9 +60,18 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          END\n\
          $tenant$;\n\
          REVOKE CREATE ON SCHEMA public FROM PUBLIC;\n\
-         REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC;\n\
-         -- Nor may either role stop another session of the same role (another org's transaction).\n\
-         REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC;\n",
+         -- PostgreSQL's own functions: only a superuser may change who runs them. A managed\n\
+         -- server's administrator is none; then they stay as they are, with a warning, and the\n\
+         -- audit reports each one every role may still run (role-can-signal, role-can-create).\n\
+         DO $tenant$\n\
+         BEGIN\n\
+         \x20 REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC;\n\
+         \x20 -- Nor may either role stop another session of the same role (another org's transaction).\n\
+         \x20 REVOKE EXECUTE ON FUNCTION {} FROM PUBLIC;\n\
+         EXCEPTION WHEN insufficient_privilege THEN\n\
+         \x20 RAISE WARNING 'tenant-schema: % (a superuser can apply these revokes; until then every role may create large objects and signal other sessions, which the audit reports)', SQLERRM;\n\
+         END\n\
+         $tenant$;\n",
         LARGE_OBJECT_CREATORS.join(", "),
         SESSION_SIGNALS.join(", ")
     );
