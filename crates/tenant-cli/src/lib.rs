@@ -34,6 +34,8 @@
 //!   operations (see `ops.rs` for each command's options).
 //! - `context-key rotate|add|list --database-url ADMIN_URL`: the signed context's keys
 //!   (`keys.rs`).
+//! - `lint [PATH]...`: every escape-hatch use in the Rust files under PATH (default: here) with
+//!   its written reason; exit code 1 on a use without one ([`lint`]).
 //!
 //! The example's `cargo xtask gen`, `check`, `audit`, `evidence`, `probe`, `access`, `org` and
 //! `context-key` are this entry point.
@@ -41,6 +43,7 @@
 pub mod catalog;
 pub mod context;
 mod keys;
+pub mod lint;
 pub mod migrations;
 mod ops;
 pub mod probe;
@@ -139,6 +142,11 @@ enum Command {
         #[command(subcommand)]
         command: keys::ContextKeyCommand,
     },
+    /// List every escape-hatch use with its reason; fail on one without.
+    Lint {
+        /// Directories or files to scan (default: the current directory).
+        paths: Vec<PathBuf>,
+    },
 }
 
 /// Why a command failed.
@@ -170,6 +178,16 @@ pub enum CliError {
     /// The org context could not be chosen (no key, a bad key, a key and the plain flag).
     #[error("{0}")]
     Context(String),
+    /// Escape-hatch uses without a written reason; `lines` is the list.
+    #[error(
+        "{missing} escape-hatch uses without a written reason: pass a non-empty string literal that says why"
+    )]
+    Lint {
+        /// How many.
+        missing: usize,
+        /// The list.
+        lines: Vec<String>,
+    },
     /// The audit found errors; `lines` is what it printed.
     #[error("{errors} findings at error severity{}", see.as_ref().map(|p| format!(": see {}", p.display())).unwrap_or_default())]
     Findings {
@@ -211,7 +229,10 @@ where
             ExitCode::SUCCESS
         }
         Err(e) => {
-            if let CliError::Findings { lines, .. } | CliError::ProbeFailed(lines) = &e {
+            if let CliError::Findings { lines, .. }
+            | CliError::ProbeFailed(lines)
+            | CliError::Lint { lines, .. } = &e
+            {
                 for line in lines {
                     println!("{line}");
                 }
@@ -259,6 +280,15 @@ fn execute(service: &Service, command: &Command) -> Result<Vec<String>, CliError
         Command::Access { command } => ops::access(command),
         Command::Org { command } => ops::org(service, command),
         Command::ContextKey { command } => keys::run(command),
+        Command::Lint { paths } => {
+            let here = PathBuf::from(".");
+            let paths = if paths.is_empty() {
+                vec![here.clone()]
+            } else {
+                paths.clone()
+            };
+            lint::run(&paths, &here)
+        }
     }
 }
 

@@ -1,21 +1,29 @@
-//! `cargo xtask lint`: every use of an escape hatch, listed with its file, line and reason.
+//! `lint [PATH]...`: every use of an escape hatch in the service's Rust sources, listed with its
+//! file, line and reason.
 //!
 //! The escape hatches are the APIs that reach past the scoped layer: `raw_connection_unchecked`
 //! (the raw connection under a scoped transaction), `GlobalWriter::connect` (writes to global
 //! tables), `CatalogReader::connect` (catalog reads for audits), `ProbeSession::connect`
 //! (the leak probe's attacker, arbitrary SQL in a transaction that is never committed) and
 //! `ClusterAdmin::connect` (Citus shard operations as the cluster's admin). Each
-//! takes a written reason; a use whose reason is not a non-empty string literal fails the lint. This is the "code review" half of the application layer, as a tool.
+//! takes a written reason; a use whose reason is not a non-empty string literal fails the lint.
+//! This is the "code review" half of the application layer, as a tool. Files under `target`
+//! and `compile-fail` directories (cases that misuse the hatches on purpose and never build)
+//! are not read.
 
 use std::path::{Path, PathBuf};
 
+use crate::CliError;
+
 /// An escape hatch: its call pattern and which argument (0-based) is the reason.
+/// Each pattern is written in two pieces, so that this file, which the lint reads too, holds
+/// no use.
 const HATCHES: &[(&str, usize)] = &[
-    ("raw_connection_unchecked(", 0),
-    ("GlobalWriter::connect(", 2),
-    ("CatalogReader::connect(", 1),
-    ("ProbeSession::connect(", 1),
-    ("ClusterAdmin::connect(", 1),
+    (concat!("raw_connection_unchecked", "("), 0),
+    (concat!("GlobalWriter::connect", "("), 2),
+    (concat!("CatalogReader::connect", "("), 1),
+    (concat!("ProbeSession::connect", "("), 1),
+    (concat!("ClusterAdmin::connect", "("), 1),
 ];
 
 /// One use of an escape hatch.
@@ -126,7 +134,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n == "target") {
+            if path
+                .file_name()
+                .is_some_and(|n| n == "target" || n == ".git")
+            {
                 continue;
             }
             rust_files(&path, out);
@@ -136,66 +147,90 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Scans the workspace at `root`; prints the list; fails when a use has no reason.
-pub fn run(root: &Path) -> Result<(), String> {
+/// Scans the Rust files under each of `paths` (directories or files), naming them relative
+/// to `base`; returns the list, a line each, or [`CliError::Lint`] with it when a use has no
+/// reason.
+///
+/// # Errors
+/// [`CliError::Io`] when a file cannot be read; [`CliError::Lint`].
+pub fn run(paths: &[PathBuf], base: &Path) -> Result<Vec<String>, CliError> {
     let mut files = Vec::new();
-    for dir in ["crates", "examples"] {
-        rust_files(&root.join(dir), &mut files);
+    for path in paths {
+        if path.is_dir() {
+            rust_files(path, &mut files);
+        } else {
+            files.push(path.clone());
+        }
     }
     // Compile-fail cases misuse the hatches on purpose and never build: not uses.
     files.retain(|p| !p.components().any(|c| c.as_os_str() == "compile-fail"));
     files.sort();
     let mut uses = Vec::new();
     for path in &files {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let rel = path
-            .strip_prefix(root)
+            .strip_prefix(base)
             .unwrap_or(path)
             .display()
             .to_string();
         uses.extend(scan(&rel, &text));
     }
-    println!(
+    let mut lines = vec![format!(
         "escape hatches: {} uses in {} files scanned",
         uses.len(),
         files.len()
-    );
+    )];
     let mut missing = 0;
     for u in &uses {
         match &u.reason {
-            Some(reason) => println!("  {}:{}  {}  \"{reason}\"", u.file, u.line, u.hatch),
+            Some(reason) => lines.push(format!(
+                "  {}:{}  {}  \"{reason}\"",
+                u.file, u.line, u.hatch
+            )),
             None => {
                 missing += 1;
-                println!("  {}:{}  {}  MISSING REASON", u.file, u.line, u.hatch);
+                lines.push(format!(
+                    "  {}:{}  {}  MISSING REASON",
+                    u.file, u.line, u.hatch
+                ));
             }
         }
     }
     if missing > 0 {
-        return Err(format!(
-            "{missing} escape-hatch uses without a written reason: pass a non-empty string literal that says why"
-        ));
+        return Err(CliError::Lint { missing, lines });
     }
-    Ok(())
+    Ok(lines)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Sample code for the scanner, with `RAW(` and `WRITER(` standing for two hatches (this
+    /// file holds no use of its own: the lint reads it too).
+    fn sample(text: &str) -> String {
+        text.replace("RAW(", HATCHES[0].0)
+            .replace("WRITER(", HATCHES[1].0)
+    }
+
     #[test]
     fn uses_are_found_with_their_reasons_across_lines() {
-        let text = r#"
+        let text = sample(
+            r#"
 fn f(s: &mut S) {
-    s.raw_connection_unchecked("load the legacy report (no DSL for it)").batch_execute("x");
-    let w = GlobalWriter::connect(
+    s.RAW("load the legacy report (no DSL for it)").batch_execute("x");
+    let w = WRITER(
         &url,
         &REGISTRY,
         "reference data, ticket OPS-12",
     );
 }
-"#;
-        let uses = scan("a.rs", text);
+"#,
+        );
+        let uses = scan("a.rs", &text);
         assert_eq!(uses.len(), 2);
         assert_eq!(uses[0].line, 3);
         assert_eq!(
@@ -211,23 +246,29 @@ fn f(s: &mut S) {
 
     #[test]
     fn a_use_without_a_literal_reason_is_reported() {
-        let text = "s.raw_connection_unchecked(REASON);\ns.raw_connection_unchecked(\"\");\nGlobalWriter::connect(&u, &R);";
-        let uses = scan("b.rs", text);
+        let text = sample("s.RAW(REASON);\ns.RAW(\"\");\nWRITER(&u, &R);");
+        let uses = scan("b.rs", &text);
         assert_eq!(uses.len(), 3);
         assert!(uses.iter().all(|u| u.reason.is_none()), "{uses:?}");
     }
 
     #[test]
     fn doc_examples_count_as_uses() {
-        let text = "/// let w = GlobalWriter::connect(\n///     &url,\n///     &R,\n///     \"why\",\n/// )?;";
-        let uses = scan("d.rs", text);
+        let text =
+            sample("/// let w = WRITER(\n///     &url,\n///     &R,\n///     \"why\",\n/// )?;");
+        let uses = scan("d.rs", &text);
         assert_eq!(uses.len(), 1);
         assert_eq!(uses[0].reason.as_deref(), Some("why"));
     }
 
     #[test]
     fn the_definition_is_not_a_use() {
-        let text = "    pub fn raw_connection_unchecked(&mut self, reason: &'static str) -> &mut PgConnection {";
-        assert!(scan("c.rs", text).is_empty());
+        let text = sample("    pub fn RAW(&mut self, reason: &'static str) -> &mut PgConnection {");
+        assert!(scan("c.rs", &text).is_empty());
+    }
+
+    #[test]
+    fn this_file_holds_no_use() {
+        assert!(scan("lint.rs", include_str!("lint.rs")).is_empty());
     }
 }
