@@ -42,6 +42,7 @@
 
 pub mod catalog;
 pub mod context;
+pub mod discover;
 mod keys;
 pub mod lint;
 pub mod migrations;
@@ -203,11 +204,6 @@ pub enum CliError {
 /// Parses `args` (the first is the program's name), runs the command, prints what it did or
 /// why it failed, and returns the exit code: 0 on success, 1 when the command failed (a
 /// `check` that found the migrations out of date included), 2 on a usage error.
-#[allow(
-    clippy::print_stdout,
-    clippy::print_stderr,
-    reason = "the command line's output: printing is what `run` is for"
-)]
 pub fn run<I, T>(service: &Service, args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,
@@ -221,7 +217,17 @@ where
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    match execute(service, &cli.command) {
+    report(execute(service, &cli.command))
+}
+
+/// Prints what a command did, or why it failed, and gives its exit code.
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the command line's output: printing is what `run` is for"
+)]
+fn report(result: Result<Vec<String>, CliError>) -> ExitCode {
+    match result {
         Ok(lines) => {
             for line in lines {
                 println!("{line}");
@@ -240,6 +246,70 @@ where
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The `tenant-safe` binary's command line: tenant-cli's commands without the service's code,
+/// the registry read from the catalog ([`discover`]).
+#[derive(Debug, Parser)]
+#[command(
+    name = "tenant-safe",
+    about = "tenant-safe's commands for any database: the tables are read from its catalog"
+)]
+struct Standalone {
+    /// The column that marks a tenant table.
+    #[arg(long, global = true, default_value = "org_id")]
+    org_column: String,
+    /// The schema of the tables.
+    #[arg(long, global = true, default_value = "public")]
+    schema: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The `tenant-safe` binary: as [`run`], with the registry discovered from the database the
+/// command names (`gen` and `check` need the service's own registry and are refused).
+pub fn run_standalone<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Standalone::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    let registry = match &cli.command {
+        Command::Gen | Command::Check => Err(CliError::Ops(
+            "gen and check compare migrations with the service's registry: run them from the              service's xtask (tenant_cli::run with its REGISTRY)"
+                .into(),
+        )),
+        command => match database_url(command) {
+            Some(url) => discover::registry_from_catalog(url, &cli.schema, &cli.org_column),
+            None => Ok(&EMPTY),
+        },
+    };
+    let service = registry.map(|registry| Service::new(registry, "migrations"));
+    report(service.and_then(|service| execute(&service, &cli.command)))
+}
+
+/// The registry of a command that reads no table (`lint`, `context-key`, `access`).
+static EMPTY: Registry = Registry::__new(&[], &[]);
+
+/// The database a command works on, when it names one.
+fn database_url(command: &Command) -> Option<&str> {
+    match command {
+        Command::Audit { database_url }
+        | Command::Evidence { database_url, .. }
+        | Command::Probe { database_url, .. } => Some(database_url),
+        Command::Org { command } => Some(ops::database_url(command)),
+        Command::Gen
+        | Command::Check
+        | Command::Access { .. }
+        | Command::ContextKey { .. }
+        | Command::Lint { .. } => None,
     }
 }
 

@@ -160,6 +160,16 @@ pub(crate) enum Org {
     },
 }
 
+/// The database an `org` command works on.
+pub(crate) fn database_url(command: &Org) -> &str {
+    match command {
+        Org::Export { database_url, .. }
+        | Org::Restore { database_url, .. }
+        | Org::Purge { database_url, .. }
+        | Org::Isolate { database_url, .. } => database_url,
+    }
+}
+
 /// The seal key in `file` (a file, so that the secret is not on the command line, where other
 /// users of the machine can read it).
 fn seal_key(file: &Path) -> Result<tenant_ops::SealKey, CliError> {

@@ -82,6 +82,38 @@ fn a_service_with_its_own_schema_goes_through_every_command() {
         tenant_cli::run(&service, args("audit", &app)),
         ExitCode::SUCCESS
     );
+    // The same database through the `tenant-safe` binary, without the service's code: the
+    // tables read from the catalog, the org column named or the default.
+    assert_eq!(
+        tenant_cli::run_standalone(["tenant-safe", "audit", "--database-url", &app]),
+        ExitCode::SUCCESS
+    );
+    let discovered = tenant_cli::discover::registry_from_catalog(&app, "public", "org_id").unwrap();
+    let tables: Vec<(&str, bool)> = discovered
+        .tables()
+        .map(|t| (t.name, t.is_tenant()))
+        .collect();
+    assert_eq!(
+        tables,
+        [("plans", false), ("projects", true), ("tasks", true)]
+    );
+    assert_eq!(
+        tenant_cli::run_standalone([
+            "tenant-safe",
+            "--org-column",
+            "tenant_id",
+            "audit",
+            "--database-url",
+            &app
+        ]),
+        ExitCode::FAILURE,
+        "no table has the column: refused, not an empty success"
+    );
+    assert_eq!(
+        tenant_cli::run_standalone(["tenant-safe", "gen"]),
+        ExitCode::FAILURE,
+        "gen needs the service's registry"
+    );
     let out = dir.join("evidence");
     let mut evidence = args("evidence", &app);
     let out_text = out.display().to_string();
@@ -272,6 +304,11 @@ fn a_service_with_its_own_schema_goes_through_every_command() {
         ExitCode::FAILURE
     );
     assert_eq!(tenant_cli::run(&service, evidence), ExitCode::FAILURE);
+    assert_eq!(
+        tenant_cli::run_standalone(["tenant-safe", "audit", "--database-url", &app]),
+        ExitCode::FAILURE,
+        "the binary sees it too"
+    );
 }
 
 /// A managed server's administrator is no superuser: the generated migration makes it a
