@@ -159,6 +159,44 @@ fn readme_gives_the_two_commands_and_ci_runs_the_test_command() {
     assert!(ci.contains("cargo xtask test"));
 }
 
+/// The README is the front page (at most 12 KB: what it is, the two commands, a quickstart,
+/// links), and every relative link in the repository's Markdown leads to a file that exists.
+#[test]
+fn the_readme_is_short_and_every_relative_link_resolves() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.len() <= 12 * 1024,
+        "README.md is {} bytes",
+        readme.len()
+    );
+    let mut files = Vec::new();
+    text_files(&root(), &mut files);
+    let mut broken = Vec::new();
+    for file in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "md"))
+    {
+        let text = std::fs::read_to_string(file).unwrap();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("](") {
+            rest = &rest[at + 2..];
+            let Some(end) = rest.find(')') else { break };
+            let target = rest[..end].split('#').next().unwrap_or("");
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let dir = file.parent().unwrap();
+            if !dir.join(target).exists() {
+                broken.push(format!(
+                    "{}: {target}",
+                    file.strip_prefix(root()).unwrap().display()
+                ));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "links to nothing: {broken:#?}");
+}
+
 #[test]
 fn the_toolchain_is_pinned() {
     let toolchain = std::fs::read_to_string(root().join("rust-toolchain.toml")).unwrap();

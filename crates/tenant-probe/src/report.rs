@@ -269,7 +269,7 @@ impl Report {
             "Every attack ran as the application role inside one transaction that was rolled back; \
              nothing was committed. A **leak** fails the deployment; a **finding** is what the \
              configuration gives up by name (org hopping in the opt-in plain mode, which trusts \
-             every statement; README, known limitations); **observed** is a side channel \
+             every statement; docs/limitations.md); **observed** is a side channel \
              PostgreSQL shows by design.\n"
         );
         if !self.unseedable.is_empty() {

@@ -1,7 +1,7 @@
 //! Side channels RLS cannot close (docs/threat-model.md #17 to #23), and SECURITY DEFINER functions
 //! (#13, which the audit judges): what the server shows the application role about other
 //! orgs by design. Reported as observations, not judged: the
-//! README's known limitations say what a service must not show its tenants.
+//! docs/limitations.md says what a service must not show its tenants.
 
 use crate::attack::{Family, Plan, Target};
 use crate::report::Verdict;

@@ -1199,7 +1199,7 @@ fn index_unusable_under_rls(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec<
                 "index-unusable-under-rls",
                 Severity::Warning,
                 format!("{}.{}", i.table_name, i.name),
-                "under row-level security, a condition whose operator or function is not LEAKPROOF runs after the policy, so PostgreSQL cannot use this index for it: such queries scan every row of the org (README, Performance)",
+                "under row-level security, a condition whose operator or function is not LEAKPROOF runs after the policy, so PostgreSQL cannot use this index for it: such queries scan every row of the org (docs/performance.md)",
                 format!(
                     "keep queries that need it ({}) off hot paths, or index for a LEAKPROOF condition (an equality or range on a plain column), or narrow by another indexed column first",
                     i.not_leakproof
@@ -1233,7 +1233,7 @@ fn foreign_key_without_index(c: &Catalog, r: &Registry, _: &AuditOptions) -> Vec
                 "foreign-key-without-index",
                 Severity::Warning,
                 format!("{}.{}", k.table_name, k.name),
-                "no index starts with this foreign key's columns, so deleting or re-keying a row of the referenced table scans this table (all of the org's rows) once per row: purging or restoring an org becomes quadratic (100,000 rows: 32 s without, 4.8 s with, README)",
+                "no index starts with this foreign key's columns, so deleting or re-keying a row of the referenced table scans this table (all of the org's rows) once per row: purging or restoring an org becomes quadratic (100,000 rows: 32 s without, 4.8 s with, docs/performance.md)",
                 format!(
                     "CREATE INDEX ON {} ({})",
                     crate::sql::ident(&k.table_name),

@@ -324,7 +324,7 @@ fn can_fail(e: &Expr, casts_fail: bool) -> bool {
         }
         // `LIKE` fails on a pattern ending with its escape character, and only on the rows
         // that match what comes before it: a literal pattern that does not end so cannot
-        // fail. (A pattern sent as a parameter is the service's value; see the README.)
+        // fail. (A pattern sent as a parameter is the service's value; see docs/application-layer.md.)
         Expr::Like {
             expr,
             pattern,
