@@ -197,6 +197,56 @@ fn the_readme_is_short_and_every_relative_link_resolves() {
     assert!(broken.is_empty(), "links to nothing: {broken:#?}");
 }
 
+/// The variants of `pub enum {name}` in `file`.
+fn variants(file: &str, name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(root().join(file)).unwrap();
+    let start = text
+        .find(&format!("pub enum {name} {{"))
+        .unwrap_or_else(|| panic!("no enum {name} in {file}"));
+    let body = &text[start..];
+    let end = body.find("\n}").unwrap();
+    body[..end]
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let rest = l.strip_prefix("    ")?;
+            let first = rest.chars().next()?;
+            if !first.is_ascii_uppercase() {
+                return None;
+            }
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            Some(name)
+        })
+        .collect()
+}
+
+/// Every error tenant-core returns has its cause and fix in docs/troubleshooting.md.
+#[test]
+fn every_error_of_tenant_core_is_in_the_troubleshooting_guide() {
+    let guide = std::fs::read_to_string(root().join("docs/troubleshooting.md")).unwrap();
+    let mut missing = Vec::new();
+    for (file, name) in [
+        ("crates/tenant-core/src/error.rs", "TenantError"),
+        ("crates/tenant-core/src/error.rs", "Timeout"),
+        ("crates/tenant-core/src/startup.rs", "UnsafeConfig"),
+    ] {
+        let found = variants(file, name);
+        assert!(found.len() > 1, "{name}: {found:?}");
+        for v in found {
+            if !guide.contains(&format!("`{name}::{v}`")) {
+                missing.push(format!("{name}::{v}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in docs/troubleshooting.md: {missing:?}"
+    );
+}
+
 #[test]
 fn the_toolchain_is_pinned() {
     let toolchain = std::fs::read_to_string(root().join("rust-toolchain.toml")).unwrap();
