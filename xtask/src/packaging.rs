@@ -2,7 +2,7 @@
 //! builds every library crate as crates.io would (`cargo publish --workspace --dry-run`), and
 //! `diesel-min` checks that the lowest diesel the manifests accept still builds everything.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The lowest diesel (and diesel_migrations) the workspace's `>=2.3, <2.5` accepts.
 const DIESEL_MIN: &str = "2.3.0";
@@ -10,6 +10,7 @@ const DIESEL_MIN: &str = "2.3.0";
 /// `cargo publish --workspace --dry-run`: the metadata crates.io asks for, versions on the
 /// dependencies between the crates, and each package building on its own.
 pub(crate) fn publish_check() -> Result<(), String> {
+    clear_packaged_copies()?;
     let mut publish = crate::cargo();
     // --allow-dirty: the check is about what would be packaged, also with local changes.
     publish.args(["publish", "--workspace", "--dry-run", "--allow-dirty"]);
@@ -17,6 +18,50 @@ pub(crate) fn publish_check() -> Result<(), String> {
         "cargo publish --workspace --dry-run (every library crate packages and builds)",
         publish,
     )
+}
+
+/// Removes the copies of this workspace's packages that earlier dry runs left in cargo's cache.
+/// The dry run verifies each crate against the others through a local registry under the
+/// target directory; cargo unpacks those into `$CARGO_HOME/registry/src/-<hash>/` and reuses
+/// an unpacked `name-version` as it is, so a later run from the same directory compiled a
+/// dependent crate against a stale copy (a module added since was missing). Only local
+/// registries' entries (a directory name starting with `-`) of this workspace's packages at
+/// this version are removed.
+fn clear_packaged_copies() -> Result<(), String> {
+    let Some(home) = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+    else {
+        return Ok(());
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    for kind in ["src", "cache"] {
+        let Ok(registries) = std::fs::read_dir(home.join("registry").join(kind)) else {
+            continue;
+        };
+        for registry in registries.flatten() {
+            if !registry.file_name().to_string_lossy().starts_with('-') {
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(registry.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let stem = name.strip_suffix(".crate").unwrap_or(&name);
+                if stem.starts_with("tenant-") && stem.ends_with(&format!("-{version}")) {
+                    let path = entry.path();
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    removed.map_err(|e| format!("removing {}: {e}", path.display()))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `cargo check --workspace --all-targets` with diesel and diesel_migrations at
