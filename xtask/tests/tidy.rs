@@ -223,6 +223,33 @@ fn variants(file: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// The README's quickstart compiles: every code line of its block stands verbatim in
+/// `crates/tenant-cli/tests/quickstart.rs`, which the test suite builds.
+#[test]
+fn the_readme_quickstart_is_the_code_a_test_compiles() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme.find("## Quickstart").expect("a Quickstart section");
+    let block = &readme[start..];
+    let open = block.find("```rust").unwrap();
+    let body = &block[open..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    let body = &body[..body.find("```").unwrap()];
+    let compiled =
+        std::fs::read_to_string(root().join("crates/tenant-cli/tests/quickstart.rs")).unwrap();
+    let compiled: Vec<&str> = compiled.lines().map(str::trim).collect();
+    let code: Vec<&str> = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//"))
+        .collect();
+    assert!(code.len() > 8, "{code:#?}");
+    let missing: Vec<&&str> = code.iter().filter(|l| !compiled.contains(l)).collect();
+    assert!(
+        missing.is_empty(),
+        "README quickstart lines no test compiles: {missing:#?}"
+    );
+}
+
 /// Every error tenant-core returns has its cause and fix in docs/troubleshooting.md.
 #[test]
 fn every_error_of_tenant_core_is_in_the_troubleshooting_guide() {
