@@ -127,6 +127,7 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
     let view = ORG_VIEW;
     let verified_org_body = verified_org_body();
     let view_query = view_query();
+    let pads = crate::sql::HMAC_PADS;
     let _ = write!(
         out,
         "\n-- The signed org context (tenant-schema context.rs): the policies read the org from a\n\
@@ -155,11 +156,7 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions) {
          \x20   RAISE EXCEPTION 'a context key needs at least 32 bytes, got %', length(p_key) USING ERRCODE = '22023';\n\
          \x20 END IF;\n\
          \x20 IF length(k) > 64 THEN k := sha256(k); END IF;\n\
-         \x20 k := k || decode(repeat('00', 64 - length(k)), 'hex');\n\
-         \x20 FOR n IN 0..63 LOOP\n\
-         \x20   i := i || set_byte('\\x00'::bytea, 0, get_byte(k, n) # 54);\n\
-         \x20   o := o || set_byte('\\x00'::bytea, 0, get_byte(k, n) # 92);\n\
-         \x20 END LOOP;\n\
+         {pads}\
          \x20 INSERT INTO {s}.keys (kid, ipad, opad) VALUES (p_kid, i, o);\n\
          END\n\
          $fn$;\n\

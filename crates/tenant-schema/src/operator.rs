@@ -196,11 +196,11 @@ pub(crate) fn shared(out: &mut String, o: &RlsOptions, target: Target) {
         max = o.max_window_minutes,
         org_check = match target {
             Target::Postgres => org_check(o),
-            Target::Citus => citus::org_check(o),
+            Target::Citus => citus::ORG_CHECK.to_owned(),
         },
         mint_declarations = match target {
-            Target::Postgres => String::new(),
-            Target::Citus => citus::mint_declarations(o),
+            Target::Postgres => "",
+            Target::Citus => citus::MINT_DECLARATIONS,
         },
         mint_token = match target {
             Target::Postgres => String::new(),

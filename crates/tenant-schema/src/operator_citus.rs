@@ -75,16 +75,14 @@ pub(crate) fn key_table(out: &mut String, o: &RlsOptions) {
          \x20 i bytea := '\\x'::bytea;\n\
          \x20 o bytea := '\\x'::bytea;\n\
          BEGIN\n\
-         \x20 IF NOT EXISTS (SELECT FROM {table}) THEN\n\
-         \x20   k := k || decode(repeat('00', 32), 'hex');\n\
-         \x20   FOR n IN 0..63 LOOP\n\
-         \x20     i := i || set_byte('\\x00'::bytea, 0, get_byte(k, n) # 54);\n\
-         \x20     o := o || set_byte('\\x00'::bytea, 0, get_byte(k, n) # 92);\n\
-         \x20   END LOOP;\n\
-         \x20   INSERT INTO {table} (id, ipad, opad) VALUES (1, i, o);\n\
+         \x20 IF EXISTS (SELECT FROM {table}) THEN\n\
+         \x20   RETURN;\n\
          \x20 END IF;\n\
+         {pads}\
+         \x20 INSERT INTO {table} (id, ipad, opad) VALUES (1, i, o);\n\
          END\n\
          $$;\n",
+        pads = crate::sql::HMAC_PADS,
         owner = ident(&o.owner_role),
         app = ident(&o.app_role),
         operator = ident(&o.operator_role),
@@ -94,11 +92,19 @@ pub(crate) fn key_table(out: &mut String, o: &RlsOptions) {
 }
 
 /// What `request_access()` does on Citus instead of reading every tenant table for the org.
-pub(crate) fn org_check(o: &RlsOptions) -> String {
-    let _ = o;
-    "\x20 -- Citus: the owner reads no distributed table here (it would connect to the workers as\n\
-     \x20 -- the owner, which may not log in); the client checks the org's rows after entering.\n"
-        .to_owned()
+pub(crate) const ORG_CHECK: &str = "\x20 -- Citus: the owner reads no distributed table here (it would connect to the workers as\n\
+     \x20 -- the owner, which may not log in); the client checks the org's rows after entering.\n";
+
+/// The MAC of a token whose claims (`org:mode:expiry`) the SQL expression `claims` gives: bound
+/// to this node's view of the distributed transaction and to the login. One text for the
+/// minting in `enter_access()` and the check in `granted_org()`, which must agree byte for
+/// byte (both have `v_key` with the pads and `v_xact` from `get_current_transaction_id()`).
+fn token_mac(claims: &str) -> String {
+    format!(
+        "encode(sha256(v_key.opad || sha256(v_key.ipad || convert_to(concat_ws('|', {claims}, \
+         v_xact.initiator_node_identifier, v_xact.transaction_number, \
+         extract(epoch FROM v_xact.transaction_stamp), session_user), 'UTF8'))), 'hex')"
+    )
 }
 
 /// The statements of `enter_access()` (after the `entered` row) that mint this transaction's
@@ -113,21 +119,18 @@ pub(crate) fn mint_token(o: &RlsOptions) -> String {
          \x20   RAISE EXCEPTION 'break-glass access on Citus needs the operator key and a distributed transaction: apply the generated Citus migration, with the coordinator in the metadata (citus_set_coordinator_host)' USING ERRCODE = '55000';\n\
          \x20 END IF;\n\
          \x20 v_token := concat_ws(':', g.target_org, g.mode, floor(extract(epoch FROM g.expires_at))::bigint);\n\
-         \x20 v_token := v_token || ':' || encode(sha256(v_key.opad || sha256(v_key.ipad || convert_to(\n\
-         \x20   concat_ws('|', v_token, v_xact.initiator_node_identifier, v_xact.transaction_number,\n\
-         \x20             extract(epoch FROM v_xact.transaction_stamp), session_user), 'UTF8'))), 'hex');\n\
+         \x20 v_token := v_token || ':' || {mac};\n\
          \x20 EXECUTE format('SET LOCAL {setting} = %L', v_token);\n\
          \x20 RAISE LOG 'tenant access entered on Citus: grant %, distributed transaction %/%/%', g.id, v_xact.initiator_node_identifier, v_xact.transaction_number, v_xact.transaction_stamp;\n",
         schema = ident(&o.audit_schema),
         setting = TOKEN_SETTING,
+        mac = token_mac("v_token"),
     )
 }
 
 /// The declarations [`mint_token`] needs in `enter_access()`.
-pub(crate) fn mint_declarations(o: &RlsOptions) -> String {
-    let _ = o;
-    "\x20 v_key record;\n\x20 v_xact record;\n\x20 v_token text;\n".to_owned()
-}
+pub(crate) const MINT_DECLARATIONS: &str =
+    "\x20 v_key record;\n\x20 v_xact record;\n\x20 v_token text;\n";
 
 /// `granted_org(write)` on Citus: the org of this transaction's token, when its MAC verifies
 /// on this node and its window is open; else none.
@@ -164,10 +167,8 @@ pub(crate) fn granted_org(out: &mut String, o: &RlsOptions) {
          \x20   RETURN NULL;\n\
          \x20 END IF;\n\
          \x20 EXECUTE format('SELECT ipad, opad FROM %s WHERE id = 1', v_copy) INTO v_key;\n\
-         \x20 IF v_key.ipad IS NOT NULL AND encode(sha256(v_key.opad || sha256(v_key.ipad || convert_to(\n\
-         \x20      concat_ws('|', v_part[1] || ':' || v_part[2] || ':' || v_part[3], v_xact.initiator_node_identifier,\n\
-         \x20                v_xact.transaction_number, extract(epoch FROM v_xact.transaction_stamp), session_user),\n\
-         \x20      'UTF8'))), 'hex') = v_part[4] THEN\n\
+         \x20 IF v_key.ipad IS NOT NULL\n\
+         \x20    AND {mac} = v_part[4] THEN\n\
          \x20   RETURN v_part[1]::uuid;\n\
          \x20 END IF;\n\
          \x20 RETURN NULL;\n\
@@ -175,5 +176,6 @@ pub(crate) fn granted_org(out: &mut String, o: &RlsOptions) {
          $fn$;\n",
         setting = TOKEN_SETTING,
         key_table = literal(&format!("{schema}.operator_key")),
+        mac = token_mac("v_part[1] || ':' || v_part[2] || ':' || v_part[3]"),
     );
 }
