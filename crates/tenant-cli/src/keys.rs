@@ -57,14 +57,6 @@ pub(crate) enum ContextKeyCommand {
     },
 }
 
-/// 32 bytes from the OS random source (two v4 UUIDs: 244 random bits).
-fn random_secret() -> Vec<u8> {
-    let mut key = Vec::with_capacity(32);
-    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    key
-}
-
 fn key_error(e: impl std::fmt::Display) -> CliError {
     CliError::Context(e.to_string())
 }
@@ -80,7 +72,7 @@ pub(crate) fn run(command: &ContextKeyCommand) -> Result<Vec<String>, CliError> 
             let kid = kid
                 .clone()
                 .unwrap_or_else(|| format!("k{}", chrono::Utc::now().format("%Y%m%d%H%M%S")));
-            let secret = random_secret();
+            let secret = tenant_core::keys::random_secret();
             tenant_core::keys::install(database_url, &kid, &secret, Some(*retire_after))
                 .map_err(key_error)?;
             let hex = tenant_core::context::to_hex(&secret);
@@ -89,7 +81,10 @@ pub(crate) fn run(command: &ContextKeyCommand) -> Result<Vec<String>, CliError> 
                     "new context key {kid} added; the others stay valid for {retire_after} minutes"
                 ),
                 format!("configure the service with: kid = {kid}, key = {hex}"),
-                format!("(as one line, for {CONTEXT_KEY_VAR} or a key file: {kid}:{hex})"),
+                format!(
+                    "(as one line, for {CONTEXT_KEY_VAR} or a key file: {})",
+                    tenant_core::keys::key_line(&kid, &secret)
+                ),
             ])
         }
         ContextKeyCommand::Add {

@@ -13,6 +13,24 @@ use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 
 use crate::TenantError;
 
+/// A new key's secret: 32 bytes from the OS random source (two v4 UUIDs: 244 random bits).
+pub fn random_secret() -> Vec<u8> {
+    let mut key = Vec::with_capacity(32);
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key
+}
+
+/// A key as a service configures it: one line `kid:hex` (what `ContextKey::parse` reads).
+///
+/// ```
+/// let line = tenant_core::keys::key_line("k1", &[0xab; 32]);
+/// assert!(tenant_core::context::ContextKey::parse(&line).is_ok());
+/// ```
+pub fn key_line(kid: &str, secret: &[u8]) -> String {
+    format!("{kid}:{}", crate::context::to_hex(secret))
+}
+
 /// Adds key `kid` with `secret` to the database at `admin_url`, first retiring every other
 /// key `retire_minutes` from now when given, in one transaction.
 ///
