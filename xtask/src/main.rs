@@ -156,18 +156,19 @@ fn registry_command(args: &[&str]) -> ExitCode {
 fn lint() -> Result<(), String> {
     let root = workspace();
     let paths = [root.join("crates"), root.join("examples")];
-    let (result, lines) = match tenant_cli::lint::run(&paths, &root) {
-        Ok(lines) => (Ok(()), lines),
-        Err(tenant_cli::CliError::Lint { missing, lines }) => (
-            Err(format!(
-                "{missing} escape-hatch uses without a written reason: pass a non-empty string literal that says why"
-            )),
-            lines,
-        ),
-        Err(e) => (Err(e.to_string()), Vec::new()),
-    };
-    lines.iter().for_each(|l| println!("{l}"));
-    result
+    outcome(
+        "lint",
+        tenant_cli::report(tenant_cli::lint::run(&paths, &root)),
+    )
+}
+
+/// A tenant-cli command's exit code as `Result` (tenant-cli printed what it did or why not).
+pub(crate) fn outcome(command: &str, code: ExitCode) -> Result<(), String> {
+    if code == ExitCode::SUCCESS {
+        Ok(())
+    } else {
+        Err(format!("`{command}` failed (above)"))
+    }
 }
 
 /// The story as tenant-cli's service: its registry and its migrations directory.
@@ -263,7 +264,7 @@ fn audit_command(args: &[&str]) -> Result<(), String> {
 fn evidence(args: &[&str]) -> Result<(), String> {
     let o = args::options(args, &["--out", "--database-url"], &[])?;
     let out = args::required(&o, "--out")?;
-    let commit = git_commit();
+    let commit = tenant_cli::catalog::git_commit();
     story_or(o.get("--database-url").copied(), "tenant_evidence", |url| {
         cli(&[
             "evidence",
@@ -296,22 +297,7 @@ fn story_or(
 
 /// A tenant-cli command for the story's registry, as `Result` (tenant-cli printed why).
 pub(crate) fn cli(args: &[&str]) -> Result<(), String> {
-    if registry_command(args) == ExitCode::SUCCESS {
-        Ok(())
-    } else {
-        Err(format!("`{}` failed (above)", args[0]))
-    }
-}
-
-pub(crate) fn git_commit() -> String {
-    Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(workspace())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".to_owned())
+    outcome(args[0], registry_command(args))
 }
 
 const DEMO_PASSWORD: &str = "tenant-safe-demo";

@@ -43,20 +43,10 @@ pub fn run(args: &[&str]) -> Result<(), String> {
                 &crate::story_service(),
                 &app,
                 &key.into_org_context(),
-                crate::git_commit(),
+                tenant_cli::catalog::git_commit(),
             )
-            .map_err(|e| e.to_string())?;
-            match tenant_cli::probe::report_lines(&report, &out) {
-                Ok(lines) => {
-                    lines.iter().for_each(|l| println!("{l}"));
-                    Ok(())
-                }
-                Err(tenant_cli::CliError::ProbeFailed(lines)) => {
-                    lines.iter().for_each(|l| println!("{l}"));
-                    Err("the probe found a leak or could not run an attack".into())
-                }
-                Err(e) => Err(e.to_string()),
-            }
+            .and_then(|report| tenant_cli::probe::report_lines(&report, &out));
+            crate::outcome("probe", tenant_cli::report(report))
         }),
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use tenant_schema::audit::{AuditOptions, Report};
 
-use crate::{CliError, Service};
+use crate::{CliError, Service, io_error};
 
 /// Audits the database at `app_url` (a URL of the application role) against the service's
 /// registry: the coordinator and every worker on Citus, the one server elsewhere.
@@ -79,18 +79,15 @@ pub fn evidence(
         git_commit: commit.to_owned(),
     };
     let ev = tenant_schema::evidence::render(&report, service.registry, &provenance);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CliError::Io { path, source }
-    };
-    std::fs::create_dir_all(out).map_err(io(out))?;
+    std::fs::create_dir_all(out).map_err(io_error(out))?;
     let mut lines = Vec::new();
     for (name, content) in [("evidence.json", &ev.json), ("evidence.md", &ev.markdown)] {
         let path = out.join(name);
-        std::fs::write(&path, content).map_err(io(&path))?;
+        std::fs::write(&path, content).map_err(io_error(&path))?;
         let digest = tenant_schema::evidence::sha256_hex(content.as_bytes());
         let digest_path = out.join(format!("{name}.sha256"));
-        std::fs::write(&digest_path, format!("{digest}  {name}\n")).map_err(io(&digest_path))?;
+        std::fs::write(&digest_path, format!("{digest}  {name}\n"))
+            .map_err(io_error(&digest_path))?;
         lines.push(format!("wrote {} (sha256 {digest})", path.display()));
     }
     let errors = report.error_count();

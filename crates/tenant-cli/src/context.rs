@@ -3,10 +3,14 @@
 //! `--trust-every-statement` ([`TRUST_FLAG`]) says so, never beside a key; an error naming
 //! both ways otherwise.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
 
 use tenant_core::OrgContext;
 use tenant_core::context::ContextKey;
+
+use crate::CliError;
 
 /// The environment variable the commands read the service's context key from (`kid:hex`).
 pub const CONTEXT_KEY_VAR: &str = "TENANT_CONTEXT_KEY";
@@ -46,6 +50,29 @@ pub fn choose(key: Option<ContextKey>, trust_every_statement: bool) -> Result<Or
              command adds one and prints it); for a database generated in the plain mode, which \
              trusts every statement, pass {TRUST_FLAG}"
         )),
+    }
+}
+
+/// How a command that opens scoped transactions (probe, export, restore) tells the database
+/// the org: the two options every such command takes.
+#[derive(Debug, Args)]
+pub(crate) struct ContextArgs {
+    /// The service's context key (one line `kid:hex`; default: TENANT_CONTEXT_KEY).
+    #[arg(long)]
+    context_key_file: Option<PathBuf>,
+    /// The database was generated in the plain mode, which trusts every statement.
+    #[arg(long)]
+    trust_every_statement: bool,
+}
+
+impl ContextArgs {
+    /// The org context these options choose ([`service_context`]).
+    ///
+    /// # Errors
+    /// [`CliError::Context`], as [`service_context`].
+    pub(crate) fn context(&self) -> Result<tenant_core::OrgContext, CliError> {
+        service_context(self.context_key_file.as_deref(), self.trust_every_statement)
+            .map_err(CliError::Context)
     }
 }
 

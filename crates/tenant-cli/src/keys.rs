@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use tenant_core::context::ContextKey;
 
-use crate::CliError;
 use crate::context::CONTEXT_KEY_VAR;
+use crate::{CliError, io_error};
 
 /// `context-key ...`.
 #[derive(Debug, Subcommand)]
@@ -93,12 +93,7 @@ pub(crate) fn run(command: &ContextKeyCommand) -> Result<Vec<String>, CliError> 
             from_env,
         } => {
             let text = match (from_file, from_env) {
-                (Some(file), _) => {
-                    std::fs::read_to_string(file).map_err(|source| CliError::Io {
-                        path: file.clone(),
-                        source,
-                    })?
-                }
+                (Some(file), _) => std::fs::read_to_string(file).map_err(io_error(file))?,
                 // The error never shows the variable's value (a key, or most of one).
                 (None, Some(var)) => std::env::var(var).map_err(|e| {
                     key_error(match e {

@@ -50,7 +50,7 @@ mod ops;
 pub mod probe;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -121,12 +121,8 @@ enum Command {
         /// The directory for probe.md, probe.json and probe.junit.xml.
         #[arg(long, default_value = "target/probe")]
         out: PathBuf,
-        /// The service's context key (one line `kid:hex`; default: TENANT_CONTEXT_KEY).
-        #[arg(long)]
-        context_key_file: Option<PathBuf>,
-        /// The database was generated in the plain mode, which trusts every statement.
-        #[arg(long)]
-        trust_every_statement: bool,
+        #[command(flatten)]
+        context: context::ContextArgs,
     },
     /// Break-glass access: a logged session in one org, or the postmortem report.
     Access {
@@ -209,24 +205,43 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            // Help and version go to stdout with success; usage errors to stderr with 2.
-            let _ = e.print();
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
-        }
-    };
-    report(execute(service, &cli.command))
+    match parse::<Cli, _, _>(args) {
+        Ok(cli) => report(execute(service, &cli.command)),
+        Err(code) => code,
+    }
 }
 
-/// Prints what a command did, or why it failed, and gives its exit code.
+/// The command line `args` as `P`, or, when it does not parse (or asks for help), clap's
+/// message printed and the exit code: help and version to stdout with success, usage errors to
+/// stderr with 2.
+fn parse<P, I, T>(args: I) -> Result<P, ExitCode>
+where
+    P: Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    P::try_parse_from(args).map_err(|e| {
+        let _ = e.print();
+        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+    })
+}
+
+/// The `io::Error` of a file operation on `path`, as a [`CliError`] naming the path.
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Prints what a command did, or why it failed (with the list a failed audit, probe or lint
+/// produced), and gives its exit code: for a caller that runs a command's function itself.
 #[allow(
     clippy::print_stdout,
     clippy::print_stderr,
     reason = "the command line's output: printing is what `run` is for"
 )]
-fn report(result: Result<Vec<String>, CliError>) -> ExitCode {
+pub fn report(result: Result<Vec<String>, CliError>) -> ExitCode {
     match result {
         Ok(lines) => {
             for line in lines {
@@ -274,16 +289,14 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Standalone::try_parse_from(args) {
+    let cli = match parse::<Standalone, _, _>(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
-        }
+        Err(code) => return code,
     };
     let registry = match &cli.command {
         Command::Gen | Command::Check => Err(CliError::Ops(
-            "gen and check compare migrations with the service's registry: run them from the              service's xtask (tenant_cli::run with its REGISTRY)"
+            "gen and check compare migrations with the service's registry: run them from the \
+             service's xtask (tenant_cli::run with its REGISTRY)"
                 .into(),
         )),
         command => match database_url(command) {
@@ -314,9 +327,11 @@ fn database_url(command: &Command) -> Option<&str> {
 }
 
 fn execute(service: &Service, command: &Command) -> Result<Vec<String>, CliError> {
-    let now = chrono::Utc::now().naive_utc();
     match command {
-        Command::Gen => Ok(migrations::generate(service, now)?),
+        Command::Gen => Ok(migrations::generate(
+            service,
+            chrono::Utc::now().naive_utc(),
+        )?),
         Command::Check => Ok(migrations::check(service).map(|()| {
             vec![format!(
                 "the migrations in {} are up to date with the registry",
@@ -337,14 +352,14 @@ fn execute(service: &Service, command: &Command) -> Result<Vec<String>, CliError
         Command::Probe {
             database_url,
             out,
-            context_key_file,
-            trust_every_statement,
+            context,
         } => {
-            let org_context =
-                context::service_context(context_key_file.as_deref(), *trust_every_statement)
-                    .map_err(CliError::Context)?;
-            let report =
-                probe::probe_at(service, database_url, &org_context, catalog::git_commit())?;
+            let report = probe::probe_at(
+                service,
+                database_url,
+                &context.context()?,
+                catalog::git_commit(),
+            )?;
             probe::report_lines(&report, out)
         }
         Command::Access { command } => ops::access(command),

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::CliError;
+use crate::{CliError, io_error};
 
 /// An escape hatch: its call pattern and which argument (0-based) is the reason.
 /// Each pattern is written in two pieces, so that this file, which the lint reads too, holds
@@ -167,10 +167,7 @@ pub fn run(paths: &[PathBuf], base: &Path) -> Result<Vec<String>, CliError> {
     files.sort();
     let mut uses = Vec::new();
     for path in &files {
-        let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(io_error(path))?;
         let rel = path
             .strip_prefix(base)
             .unwrap_or(path)

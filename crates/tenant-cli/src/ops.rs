@@ -26,11 +26,12 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use tenant_core::OrgId;
 use tenant_core::operator::{AccessRequest, OperatorSession};
 
-use crate::{CliError, Service};
+use crate::context::ContextArgs;
+use crate::{CliError, Service, io_error};
 
 /// `access ...`.
 #[derive(Debug, Subcommand)]
@@ -71,27 +72,6 @@ pub(crate) enum Access {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-}
-
-/// How export and restore tell the database the org.
-#[derive(Debug, Args)]
-pub(crate) struct ContextArgs {
-    /// The service's context key (one line `kid:hex`; default: TENANT_CONTEXT_KEY).
-    #[arg(long)]
-    context_key_file: Option<PathBuf>,
-    /// The database was generated in the plain mode, which trusts every statement.
-    #[arg(long)]
-    trust_every_statement: bool,
-}
-
-impl ContextArgs {
-    fn context(&self) -> Result<tenant_core::OrgContext, CliError> {
-        crate::context::service_context(
-            self.context_key_file.as_deref(),
-            self.trust_every_statement,
-        )
-        .map_err(CliError::Context)
-    }
 }
 
 /// `org ...`.
@@ -173,10 +153,7 @@ pub(crate) fn database_url(command: &Org) -> &str {
 /// The seal key in `file` (a file, so that the secret is not on the command line, where other
 /// users of the machine can read it).
 fn seal_key(file: &Path) -> Result<tenant_ops::SealKey, CliError> {
-    let line = std::fs::read_to_string(file).map_err(|source| CliError::Io {
-        path: file.to_path_buf(),
-        source,
-    })?;
+    let line = std::fs::read_to_string(file).map_err(io_error(file))?;
     tenant_ops::SealKey::from_line(&line)
         .map_err(|e| CliError::Ops(format!("{}: {e}", file.display())))
 }
@@ -223,17 +200,13 @@ pub(crate) fn access(command: &Access) -> Result<Vec<String>, CliError> {
             print!("{}", report.markdown());
             let mut lines = Vec::new();
             if let Some(dir) = out {
-                std::fs::create_dir_all(dir).map_err(|source| CliError::Io {
-                    path: dir.clone(),
-                    source,
-                })?;
+                std::fs::create_dir_all(dir).map_err(io_error(dir))?;
                 for (name, content) in [
                     ("access-report.md", report.markdown()),
                     ("access-report.json", report.json()),
                 ] {
                     let path = dir.join(name);
-                    std::fs::write(&path, content)
-                        .map_err(|source| CliError::Io { path, source })?;
+                    std::fs::write(&path, content).map_err(io_error(&path))?;
                 }
                 lines.push(format!(
                     "wrote {}/access-report.md and access-report.json",
@@ -323,10 +296,7 @@ pub(crate) fn org(service: &Service, command: &Org) -> Result<Vec<String>, CliEr
                 Some(file) => seal_key(file)?.seal(&export.to_json()).map_err(ops_error)?,
                 None => export.to_json(),
             };
-            std::fs::write(out, text).map_err(|source| CliError::Io {
-                path: out.clone(),
-                source,
-            })?;
+            std::fs::write(out, text).map_err(io_error(out))?;
             let mut lines: Vec<String> = export
                 .manifest
                 .tables
@@ -358,10 +328,7 @@ pub(crate) fn org(service: &Service, command: &Org) -> Result<Vec<String>, CliEr
                         .into(),
                 ));
             }
-            let text = std::fs::read_to_string(input).map_err(|source| CliError::Io {
-                path: input.clone(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(input).map_err(io_error(input))?;
             let receipt = match seal_key_file {
                 Some(file) => tenant_ops::restore_sealed(
                     database_url,

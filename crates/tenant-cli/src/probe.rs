@@ -6,7 +6,7 @@ use std::path::Path;
 
 use tenant_core::{OrgContext, TenantPool};
 
-use crate::{CliError, Service};
+use crate::{CliError, Service, io_error};
 
 /// Runs the probe at `app_url` with the service's registry and a one-connection pool,
 /// telling the database the org as `context` says (with `SET LOCAL` on a Citus
@@ -37,11 +37,7 @@ pub fn probe_at(
 /// # Errors
 /// [`CliError::Io`] when a file cannot be written; [`CliError::ProbeFailed`] with the lines.
 pub fn report_lines(report: &tenant_probe::Report, out: &Path) -> Result<Vec<String>, CliError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| CliError::Io { path, source }
-    };
-    std::fs::create_dir_all(out).map_err(io(out))?;
+    std::fs::create_dir_all(out).map_err(io_error(out))?;
     let mut lines = Vec::new();
     for (name, content) in [
         ("probe.md", report.markdown()),
@@ -49,7 +45,7 @@ pub fn report_lines(report: &tenant_probe::Report, out: &Path) -> Result<Vec<Str
         ("probe.junit.xml", report.junit()),
     ] {
         let path = out.join(name);
-        std::fs::write(&path, content).map_err(io(&path))?;
+        std::fs::write(&path, content).map_err(io_error(&path))?;
         lines.push(format!("wrote {}", path.display()));
     }
     for r in report.results.iter().filter(|r| {
