@@ -48,17 +48,13 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn args<'a>(command: &'a str, url: &'a str) -> Vec<&'a str> {
-    vec!["xtask", command, "--database-url", url]
-}
-
-#[test]
-fn a_service_with_its_own_schema_goes_through_every_command() {
-    let db = TestDb::new("cli_own_schema");
-    let dir = std::env::temp_dir().join(format!("tenant-cli-own-{}", std::process::id()));
+/// A migrations directory of its own (removed when the first value drops), the service with
+/// it, and the `up.sql` that `gen` wrote there for the service's registry.
+fn generated(hint: &str) -> (RemoveOnDrop, Service, String) {
+    let dir = std::env::temp_dir().join(format!("tenant-cli-{hint}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let _cleanup = RemoveOnDrop(dir.clone());
     std::fs::create_dir_all(&dir).unwrap();
+    let guard = RemoveOnDrop(dir.clone());
     let service = Service::new(&REGISTRY, &dir);
     assert_eq!(
         tenant_cli::run(&service, ["xtask", "gen"]),
@@ -71,6 +67,18 @@ fn a_service_with_its_own_schema_goes_through_every_command() {
         .unwrap()
         .path();
     let up = std::fs::read_to_string(folder.join("up.sql")).unwrap();
+    (guard, service, up)
+}
+
+fn args<'a>(command: &'a str, url: &'a str) -> Vec<&'a str> {
+    vec!["xtask", command, "--database-url", url]
+}
+
+#[test]
+fn a_service_with_its_own_schema_goes_through_every_command() {
+    let db = TestDb::new("cli_own_schema");
+    let (dir, service, up) = generated("own");
+    let dir = &dir.0;
     let mut admin = db.admin();
     admin.batch_execute(SCHEMA).unwrap();
     admin.batch_execute(&up).unwrap();
@@ -331,22 +339,7 @@ fn an_administrator_who_is_no_superuser_applies_the_migration_and_the_audit_name
             db = db.name()
         ))
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("tenant-cli-managed-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = RemoveOnDrop(dir.clone());
-    let service = Service::new(&REGISTRY, &dir);
-    assert_eq!(
-        tenant_cli::run(&service, ["xtask", "gen"]),
-        ExitCode::SUCCESS
-    );
-    let folder = std::fs::read_dir(&dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let up = std::fs::read_to_string(folder.join("up.sql")).unwrap();
+    let (_dir, service, up) = generated("managed");
 
     let managed = tenant_testkit::url_for(
         &tenant_testkit::admin_url(),
