@@ -281,19 +281,15 @@ fn sequential(sql: &str, prefix: &str, up: Option<&RlsOptions>) -> String {
     }
 }
 
-/// `m` (what the PostgreSQL target assembled from Citus fragments) made a Citus migration:
+/// `m` (what the PostgreSQL target assembled from Citus fragments, with the Citus shared
+/// objects) made a Citus migration:
 /// the foreign keys set aside around the distribution, one connection per node (and, in `up`,
 /// Citus's powers taken), and every statement alone.
 fn for_citus(m: Migration, registry: &Registry, options: &RlsOptions) -> Migration {
-    // The PostgreSQL target's shared objects, with break-glass access as Citus needs it.
     let shared = crate::pg::preamble_for(options, Target::Citus);
-    let up = match m.up.strip_prefix(&crate::pg::shared_objects(options)) {
-        Some(rest) => format!("{shared}{rest}"),
-        None => m.up,
-    };
     Migration {
         up: statementwise(&sequential(
-            &wrap(&up, &shared, registry),
+            &wrap(&m.up, &shared, registry),
             HEADER,
             Some(options),
         )),
@@ -303,7 +299,11 @@ fn for_citus(m: Migration, registry: &Registry, options: &RlsOptions) -> Migrati
 
 /// The migration made of `parts` (what [`generate`] writes for `registry`).
 pub fn assemble(registry: &Registry, parts: &[Fragment], options: &RlsOptions) -> Migration {
-    for_citus(crate::pg::assemble(parts, options), registry, options)
+    for_citus(
+        crate::pg::assemble_for(parts, options, Target::Citus),
+        registry,
+        options,
+    )
 }
 
 /// The migration for a Citus cluster: the shared objects, then each table distributed and
@@ -333,8 +333,10 @@ pub fn incremental(
 ) -> Result<Option<Migration>, String> {
     let options = target_options(options)?;
     let current = fragments(registry, &options)?;
-    Ok(crate::pg::incremental(previous, &current, &options)
-        .map(|m| for_citus(m, registry, &options)))
+    Ok(
+        crate::pg::incremental_for(previous, &current, &options, Target::Citus)
+            .map(|m| for_citus(m, registry, &options)),
+    )
 }
 
 #[cfg(test)]

@@ -67,7 +67,12 @@ pub fn generate(registry: &Registry, options: &RlsOptions) -> Migration {
 
 /// The full migration made of `parts` (what [`generate`] writes for a registry).
 pub fn assemble(parts: &[Fragment], options: &RlsOptions) -> Migration {
-    let mut up = preamble(options);
+    assemble_for(parts, options, Target::Postgres)
+}
+
+/// [`assemble`], its shared objects written for `target`.
+pub(crate) fn assemble_for(parts: &[Fragment], options: &RlsOptions, target: Target) -> Migration {
+    let mut up = preamble_for(options, target);
     let mut down = String::from(HEADER);
     for f in parts {
         up.push_str(&f.up);
@@ -92,8 +97,18 @@ pub fn incremental(
     current: &[Fragment],
     options: &RlsOptions,
 ) -> Option<Migration> {
+    incremental_for(previous, current, options, Target::Postgres)
+}
+
+/// [`incremental`], its shared objects written for `target`.
+pub(crate) fn incremental_for(
+    previous: &[Fragment],
+    current: &[Fragment],
+    options: &RlsOptions,
+    target: Target,
+) -> Option<Migration> {
     let find = |list: &[Fragment], name: &str| list.iter().find(|f| f.table == name).cloned();
-    let mut up = preamble(options);
+    let mut up = preamble_for(options, target);
     let mut down = String::from(HEADER);
     let mut changed = false;
     for old in previous
