@@ -1,4 +1,4 @@
-//! `cargo xtask probe [--database-url APP_URL] [--out DIR]`: tenant-cli's leak probe against
+//! `cargo xtask probe [--database-url APP_URL] [--out DIR] [--config F] [--admin-url URL]`: tenant-cli's leak probe against
 //! the story's database (a fresh one with the migrations on the throwaway cluster, or the one at
 //! `APP_URL`, connecting as the application role). Writes `probe.md`, `probe.json` and
 //! `probe.junit.xml` to DIR (default `target/probe`) and fails on any leak or attack that
@@ -16,7 +16,13 @@ use tenant_core::IntoOrgContext;
 pub fn run(args: &[&str]) -> Result<(), String> {
     let o = crate::args::options(
         args,
-        &["--database-url", "--out", "--context-key-file"],
+        &[
+            "--database-url",
+            "--out",
+            "--context-key-file",
+            "--config",
+            "--admin-url",
+        ],
         &[tenant_cli::context::TRUST_FLAG],
     )?;
     let out = o.get("--out").map_or_else(
@@ -27,8 +33,10 @@ pub fn run(args: &[&str]) -> Result<(), String> {
     match o.get("--database-url").copied() {
         Some(url) => {
             let mut cli = vec!["probe", "--database-url", url, "--out", &out_text];
-            if let Some(file) = o.get("--context-key-file") {
-                cli.extend(["--context-key-file", file]);
+            for option in ["--context-key-file", "--config", "--admin-url"] {
+                if let Some(value) = o.get(option) {
+                    cli.extend([option, value]);
+                }
             }
             if o.contains_key(tenant_cli::context::TRUST_FLAG) {
                 cli.push(tenant_cli::context::TRUST_FLAG);
@@ -44,6 +52,7 @@ pub fn run(args: &[&str]) -> Result<(), String> {
                 &app,
                 &key.into_org_context(),
                 tenant_cli::catalog::git_commit(),
+                tenant_cli::probe::ProbeSetup::default(),
             )
             .and_then(|report| tenant_cli::probe::report_lines(&report, &out));
             crate::outcome("probe", tenant_cli::report(report))

@@ -26,9 +26,11 @@
 //! - `evidence --database-url APP_URL --out DIR [--commit SHA]`: the audit written as
 //!   `evidence.json` and `evidence.md` with their SHA-256 digests, for the security review.
 //!
-//! - `probe --database-url APP_URL [--out DIR] [--context-key-file F | --trust-every-statement]`:
-//!   the leak probe from two synthetic orgs; exit code 1 on a leak or an attack that could
-//!   not run.
+//! - `probe --database-url APP_URL [--out DIR] [--config tenant-probe.toml] [--admin-url URL]
+//!   [--context-key-file F | --trust-every-statement]`:
+//!   the leak probe from two synthetic orgs; exit code 1 on a leak, an attack that could not
+//!   run and that the configuration does not expect with a reason, or an expectation that
+//!   no longer holds (`tenant_probe::config`).
 //!
 //! - `access open|report`, `org export|restore|purge|isolate`: break-glass access and per-org
 //!   operations (see `ops.rs` for each command's options).
@@ -121,6 +123,14 @@ enum Command {
         /// The directory for probe.md, probe.json and probe.junit.xml.
         #[arg(long, default_value = "target/probe")]
         out: PathBuf,
+        /// The probe's configuration (tenant-probe.toml): seeders, rows for empty global
+        /// tables, expected outcomes with their reasons.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A URL of a role that may write the global tables, for the configuration's
+        /// `global_rows` (added to empty tables only, deleted after the run).
+        #[arg(long)]
+        admin_url: Option<String>,
         #[command(flatten)]
         context: context::ContextArgs,
     },
@@ -166,8 +176,11 @@ pub enum CliError {
     /// The probe could not run.
     #[error("the probe could not run: {0}")]
     Probe(String),
-    /// The probe found a leak or could not run an attack; the lines say which.
-    #[error("the probe found a leak or could not run an attack")]
+    /// The probe failed the run (a leak, an attack that could not run, an expectation that
+    /// did not hold, no tenant table attacked); the lines say which.
+    #[error(
+        "the probe failed the run: a leak, an attack that could not run, an expectation that did not hold, or no tenant table attacked (the lines above say which)"
+    )]
     ProbeFailed(Vec<String>),
     /// An operation (access, export, restore, purge, isolate) failed.
     #[error("{0}")]
@@ -352,13 +365,17 @@ fn execute(service: &Service, command: &Command) -> Result<Vec<String>, CliError
         Command::Probe {
             database_url,
             out,
+            config,
+            admin_url,
             context,
         } => {
+            let setup = probe::ProbeSetup::load(config.as_deref(), admin_url.as_deref())?;
             let report = probe::probe_at(
                 service,
                 database_url,
                 &context.context()?,
                 catalog::git_commit(),
+                setup,
             )?;
             probe::report_lines(&report, out)
         }

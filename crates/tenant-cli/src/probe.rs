@@ -8,9 +8,35 @@ use tenant_core::{OrgContext, TenantPool};
 
 use crate::{CliError, Service, io_error};
 
+/// What the service's configuration adds to a probe run: the file (seeders, rows for empty
+/// global tables, expected outcomes with reasons) and the admin role's URL for those rows.
+#[derive(Debug, Default)]
+pub struct ProbeSetup {
+    /// The parsed `tenant-probe.toml`, if one was given.
+    pub config: Option<tenant_probe::config::ProbeConfig>,
+    /// A URL of a role that may write the global tables.
+    pub admin_url: Option<String>,
+}
+
+impl ProbeSetup {
+    /// Reads the configuration at `config` (if given) and takes `admin_url`.
+    ///
+    /// # Errors
+    /// [`CliError::Probe`] naming the file and what is wrong with it.
+    pub fn load(config: Option<&Path>, admin_url: Option<&str>) -> Result<Self, CliError> {
+        Ok(Self {
+            config: config
+                .map(tenant_probe::config::ProbeConfig::load)
+                .transpose()
+                .map_err(|e| CliError::Probe(e.to_string()))?,
+            admin_url: admin_url.map(str::to_owned),
+        })
+    }
+}
+
 /// Runs the probe at `app_url` with the service's registry and a one-connection pool,
 /// telling the database the org as `context` says (with `SET LOCAL` on a Citus
-/// coordinator, as the service's pool does there).
+/// coordinator, as the service's pool does there), with what `setup` adds.
 ///
 /// # Errors
 /// [`CliError::Probe`] when the pool cannot start or the probe cannot run.
@@ -19,6 +45,7 @@ pub fn probe_at(
     app_url: &str,
     context: &OrgContext,
     git_commit: String,
+    setup: ProbeSetup,
 ) -> Result<tenant_probe::Report, CliError> {
     let pool = TenantPool::builder(app_url, service.registry, context.clone())
         .max_size(1)
@@ -26,6 +53,10 @@ pub fn probe_at(
         .build()
         .map_err(|e| CliError::Probe(format!("building the application's pool: {e}")))?;
     let mut options = tenant_probe::ProbeOptions::new(app_url, service.registry, context.clone());
+    if let Some(config) = setup.config {
+        options = options.with_config(config);
+    }
+    options.admin_url = setup.admin_url;
     options.pool = Some(&pool);
     options.git_commit = git_commit;
     tenant_probe::run(&options).map_err(|e| CliError::Probe(e.to_string()))
@@ -49,10 +80,8 @@ pub fn report_lines(report: &tenant_probe::Report, out: &Path) -> Result<Vec<Str
         lines.push(format!("wrote {}", path.display()));
     }
     for r in report.results.iter().filter(|r| {
-        matches!(
-            r.verdict,
-            tenant_probe::Verdict::Leak | tenant_probe::Verdict::NotRun
-        )
+        r.verdict == tenant_probe::Verdict::Leak
+            || (r.verdict == tenant_probe::Verdict::NotRun && r.expected_by.is_none())
     }) {
         lines.push(format!(
             "{} {} on {}: expected {}; observed {}",
@@ -62,6 +91,9 @@ pub fn report_lines(report: &tenant_probe::Report, out: &Path) -> Result<Vec<Str
             r.expected,
             r.observed
         ));
+    }
+    for stale in &report.stale_expectations {
+        lines.push(format!("EXPECTATION {stale}"));
     }
     lines.push(format!(
         "{} ({} ms)",

@@ -89,6 +89,32 @@ impl GlobalWriter {
         check_global_write(statement.sql(), self.tables.tables()).map_err(TenantError::Unscoped)?;
         Ok(ExecuteDsl::execute(statement, &mut self.conn)?)
     }
+
+    /// Runs `sql`, one statement on global tables written as text (the leak probe's rows for
+    /// empty global tables), committed on its own, and returns the rows it returns. Refused
+    /// before it is sent, as [`execute`](Self::execute) is, when it touches a tenant table or
+    /// an unregistered one.
+    ///
+    /// # Errors
+    /// [`TenantError::Unscoped`] for a refused statement; a database error otherwise.
+    pub fn load_sql<U>(&mut self, sql: &str) -> Result<Vec<U>, TenantError>
+    where
+        U: QueryableByName<Pg> + 'static,
+    {
+        use diesel::RunQueryDsl;
+        check_global_write(sql, self.tables.tables()).map_err(TenantError::Unscoped)?;
+        Ok(diesel::sql_query(sql).load(&mut self.conn)?)
+    }
+
+    /// [`load_sql`](Self::load_sql) for a statement that returns no rows: the rows affected.
+    ///
+    /// # Errors
+    /// As [`load_sql`](Self::load_sql).
+    pub fn execute_sql(&mut self, sql: &str) -> Result<usize, TenantError> {
+        use diesel::RunQueryDsl;
+        check_global_write(sql, self.tables.tables()).map_err(TenantError::Unscoped)?;
+        Ok(diesel::sql_query(sql).execute(&mut self.conn)?)
+    }
 }
 
 /// A read-only connection to the system catalogs, for audits (`tenant-schema`'s catalog audit

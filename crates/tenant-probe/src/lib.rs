@@ -30,6 +30,8 @@
 
 pub mod attack;
 pub mod attacks;
+pub mod config;
+mod globals;
 pub mod progress;
 pub mod report;
 pub mod schema;
@@ -86,6 +88,17 @@ pub enum ProbeError {
         /// What is wrong.
         why: String,
     },
+    /// A row of the configuration's `global_rows` could not be added or deleted.
+    #[error("global table `{table}`: {why}")]
+    GlobalRow {
+        /// The table.
+        table: String,
+        /// What is wrong, and what to do.
+        why: String,
+    },
+    /// The configuration file was refused.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     /// The catalog could not be read.
     #[error("reading the catalog: {0}")]
     Catalog(String),
@@ -127,6 +140,12 @@ pub struct ProbeOptions<'a> {
     /// test places the victim's shards on a chosen node); by default two fresh random ids.
     /// Neither may exist in the database.
     pub orgs: Option<(Uuid, Uuid)>,
+    /// Rows for empty global tables (added with `admin_url`, deleted after the run).
+    pub global_rows: Vec<config::GlobalRow>,
+    /// Outcomes the service expects, with reasons.
+    pub expectations: Vec<config::Expectation>,
+    /// A URL of a role that may write the global tables, for `global_rows`.
+    pub admin_url: Option<String>,
 }
 
 impl std::fmt::Debug for ProbeOptions<'_> {
@@ -135,6 +154,9 @@ impl std::fmt::Debug for ProbeOptions<'_> {
             .field("seeders", &self.seeders.keys().collect::<Vec<_>>())
             .field("pool", &self.pool.is_some())
             .field("git_commit", &self.git_commit)
+            .field("global_rows", &self.global_rows)
+            .field("expectations", &self.expectations.len())
+            .field("admin_url", &self.admin_url.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -155,7 +177,19 @@ impl<'a> ProbeOptions<'a> {
             context: context.into_org_context(),
             set_local: false,
             orgs: None,
+            global_rows: Vec::new(),
+            expectations: Vec::new(),
+            admin_url: None,
         }
+    }
+
+    /// Takes the seeders, global rows and expectations of a configuration file (a seeder of
+    /// the file replaces one given before for the same table).
+    pub fn with_config(mut self, config: config::ProbeConfig) -> Self {
+        self.seeders.extend(config.seeders);
+        self.global_rows.extend(config.global_rows);
+        self.expectations.extend(config.expectations);
+        self
     }
 }
 
@@ -306,6 +340,7 @@ fn execute(
             plan.on_fail
         },
         note,
+        expected_by: None,
     })
 }
 
@@ -398,6 +433,27 @@ fn check_context(
 /// [`Verdict::Leak`] in the report.
 pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
     check_seeders(&options.seeders)?;
+    let config = config::ProbeConfig {
+        expectations: options.expectations.clone(),
+        ..config::ProbeConfig::default()
+    };
+    let mut added = Vec::new();
+    let attacked = attack(options, &mut added);
+    // The attacker's sessions are closed (their transactions rolled back) before the rows
+    // they referenced are deleted.
+    let removed = globals::remove(&added, options.registry, options.admin_url.as_deref());
+    let mut report = attacked?;
+    removed?;
+    config.apply(&mut report);
+    Ok(report)
+}
+
+/// The run itself, in the attacker's sessions; `added` receives the global rows it adds, to
+/// be deleted whatever happens.
+fn attack(
+    options: &ProbeOptions<'_>,
+    added: &mut Vec<globals::Added>,
+) -> Result<Report, ProbeError> {
     let started = Instant::now();
     let generated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut reader =
@@ -466,6 +522,14 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
     set_org(&mut sessions.after, Some(a))?;
     sessions.after.restart()?;
 
+    let global_rows = globals::add(
+        &options.global_rows,
+        options.registry,
+        &options.app_url,
+        options.admin_url.as_deref(),
+        &mut sessions.main,
+        added,
+    )?;
     let (seeded, outside) = seed::seed(&mut sessions.main, &tables, a, b, &options.seeders)?;
     let mut results = Vec::new();
     for (table, why) in &seeded.unseedable {
@@ -479,6 +543,7 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
             observed: Observed::NotRun(why.clone()),
             verdict: Verdict::NotRun,
             note: "no attack on this table ran".into(),
+            expected_by: None,
         });
     }
 
@@ -557,6 +622,7 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
                 Verdict::Leak => "the next checkout got the same backend, still carrying B's org".into(),
                 _ => String::new(),
             },
+            expected_by: None,
         });
         done += 1;
         progress.update(targets.len(), done);
@@ -587,6 +653,8 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
         tables: targets.iter().map(|t| t.table.name.clone()).collect(),
         unseedable: seeded.unseedable,
         results,
+        global_rows,
+        stale_expectations: Vec::new(),
     })
 }
 
@@ -631,5 +699,6 @@ fn session_state_result(
         observed,
         verdict,
         note,
+        expected_by: None,
     }
 }

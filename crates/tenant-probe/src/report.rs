@@ -3,10 +3,12 @@
 //!
 //! JSON schema, version 1: `{ schema_version, tool, generated_at, duration_ms, server:
 //! { version_num, version }, role, evidence_digest, orgs: { attacker, victim }, tables: [name],
-//! unseedable: [{ table, reason }], summary: { total, pass, leak, finding, observed, not_run },
+//! unseedable: [{ table, reason }], summary: { total, pass, leak, finding, observed, not_run,
+//! not_run_expected, refused_by_citus }, global_rows: [note], stale_expectations: [message],
 //! verdict: "pass" | "fail", results: [{ attack, family, threat, table, sql, expected,
 //! observed: { outcome: "rows" | "refused" | "not_run", rows, sqlstate, message }, verdict,
-//! note }] }`. Observed outcomes carry counts and SQLSTATEs, never row data.
+//! note, expected_by: reason | null }] }`. Observed outcomes carry counts and SQLSTATEs, never
+//! row data. Fields are only ever added within a schema version.
 
 use std::fmt::Write as _;
 
@@ -96,6 +98,9 @@ pub struct AttackResult {
     pub verdict: Verdict,
     /// More about the outcome (B's rows changed, ...).
     pub note: String,
+    /// The reason the service's configuration gives for expecting this outcome (a not-run
+    /// attack so marked no longer fails the run); never set on a leak.
+    pub expected_by: Option<String>,
 }
 
 /// Counts by verdict.
@@ -113,6 +118,8 @@ pub struct Summary {
     pub observed: usize,
     /// Could not run.
     pub not_run: usize,
+    /// Of those, expected by the configuration with a reason.
+    pub not_run_expected: usize,
     /// Refused by Citus as not supported on distributed tables.
     pub refused: usize,
 }
@@ -142,6 +149,12 @@ pub struct Report {
     pub unseedable: Vec<(String, String)>,
     /// Every attack.
     pub results: Vec<AttackResult>,
+    /// What the probe wrote to global tables with the admin role (the configuration's
+    /// `global_rows`), and that it deleted it.
+    pub global_rows: Vec<String>,
+    /// Expectations of the configuration that did not hold (matched no result, or a result
+    /// with another verdict): each fails the run.
+    pub stale_expectations: Vec<String>,
 }
 
 impl Report {
@@ -157,24 +170,32 @@ impl Report {
                 Verdict::Leak => s.leak += 1,
                 Verdict::Finding => s.finding += 1,
                 Verdict::Observed => s.observed += 1,
-                Verdict::NotRun => s.not_run += 1,
+                Verdict::NotRun => {
+                    s.not_run += 1;
+                    s.not_run_expected += usize::from(r.expected_by.is_some());
+                }
                 Verdict::Refused => s.refused += 1,
             }
         }
         s
     }
 
-    /// Whether the run fails the deployment: a leak, or an attack that could not run.
+    /// Whether the run fails the deployment: a leak, an attack that could not run and that
+    /// the configuration does not expect, an expectation that did not hold, or no tenant
+    /// table attacked at all (a run that proved nothing is no pass).
     pub fn failed(&self) -> bool {
         let s = self.summary();
-        s.leak > 0 || s.not_run > 0
+        s.leak > 0
+            || s.not_run > s.not_run_expected
+            || !self.stale_expectations.is_empty()
+            || self.tables.is_empty()
     }
 
     /// The one-line summary.
     pub fn summary_line(&self) -> String {
         let s = self.summary();
         format!(
-            "tenant-probe: {} attacks on {} tables: {} pass, {} leaks, {} findings (what the configuration gives up by name), {} observed (side channels), {} not run{}: {}",
+            "tenant-probe: {} attacks on {} tables: {} pass, {} leaks, {} findings (what the configuration gives up by name), {} observed (side channels), {} not run{}{}{}: {}",
             s.total,
             self.tables.len(),
             s.pass,
@@ -182,7 +203,9 @@ impl Report {
             s.finding,
             s.observed,
             s.not_run,
+            expected_part(s.not_run_expected),
             refused_part(s.refused),
+            stale_part(self.stale_expectations.len(), self.tables.is_empty()),
             if self.failed() { "FAIL" } else { "PASS" }
         )
     }
@@ -208,8 +231,11 @@ impl Report {
             "unseedable": self.unseedable.iter().map(|(t, why)| json!({"table": t, "reason": why})).collect::<Vec<_>>(),
             "summary": {
                 "total": s.total, "pass": s.pass, "leak": s.leak, "finding": s.finding,
-                "observed": s.observed, "not_run": s.not_run, "refused_by_citus": s.refused,
+                "observed": s.observed, "not_run": s.not_run,
+                "not_run_expected": s.not_run_expected, "refused_by_citus": s.refused,
             },
+            "global_rows": self.global_rows,
+            "stale_expectations": self.stale_expectations,
             "verdict": if self.failed() { "fail" } else { "pass" },
             "results": self.results.iter().map(|r| {
                 let observed = match &r.observed {
@@ -226,6 +252,7 @@ impl Report {
                         Verdict::Refused => "refused_by_citus",
                     },
                     "note": r.note,
+                    "expected_by": r.expected_by,
                 })
             }).collect::<Vec<_>>(),
         });
@@ -256,12 +283,13 @@ impl Report {
         let _ = writeln!(md, "| tables | {} |", md_cell(&self.tables.join(", ")));
         let _ = writeln!(
             md,
-            "| verdicts | {} pass, {} leak, {} finding, {} observed, {} not run{} |\n",
+            "| verdicts | {} pass, {} leak, {} finding, {} observed, {} not run{}{} |\n",
             s.pass,
             s.leak,
             s.finding,
             s.observed,
             s.not_run,
+            expected_part(s.not_run_expected),
             refused_part(s.refused)
         );
         let _ = writeln!(
@@ -272,6 +300,23 @@ impl Report {
              every statement; docs/limitations.md); **observed** is a side channel \
              PostgreSQL shows by design.\n"
         );
+        if !self.stale_expectations.is_empty() {
+            let _ = writeln!(
+                md,
+                "## Expectations that did not hold (each fails the run)\n"
+            );
+            for e in &self.stale_expectations {
+                let _ = writeln!(md, "- {}", md_line(e));
+            }
+            let _ = writeln!(md);
+        }
+        if !self.global_rows.is_empty() {
+            let _ = writeln!(md, "## Rows the probe added to global tables\n");
+            for g in &self.global_rows {
+                let _ = writeln!(md, "- {}", md_line(g));
+            }
+            let _ = writeln!(md);
+        }
         if !self.unseedable.is_empty() {
             let _ = writeln!(md, "## Tables that could not be seeded\n");
             for (t, why) in &self.unseedable {
@@ -297,7 +342,7 @@ impl Report {
             for r in rows {
                 let _ = writeln!(
                     md,
-                    "- **{}** on `{}` ({}, docs/threat-model.md {}): {} {}; observed {}{}\n  `{}`",
+                    "- **{}** on `{}` ({}, docs/threat-model.md {}): {} {}; observed {}{}{}\n  `{}`",
                     r.attack,
                     if r.table.is_empty() {
                         "(database)".to_owned()
@@ -318,6 +363,7 @@ impl Report {
                     } else {
                         format!("; {}", md_line(&r.note))
                     },
+                    expected_by(r),
                     md_line(&r.sql.replace('`', "'"))
                 );
             }
@@ -339,7 +385,10 @@ impl Report {
                 md_cell(&r.table),
                 md_cell(&r.expected),
                 md_cell(&r.observed.to_string()),
-                r.verdict.as_str()
+                match &r.expected_by {
+                    Some(_) => format!("{} (expected)", r.verdict.as_str()),
+                    None => r.verdict.as_str().to_owned(),
+                }
             );
         }
         md
@@ -356,7 +405,7 @@ impl Report {
             r#"<testsuites name="tenant-probe" tests="{}" failures="{}" errors="{}" time="{:.3}">"#,
             s.total,
             s.leak,
-            s.not_run,
+            s.not_run - s.not_run_expected,
             self.duration_ms as f64 / 1000.0
         );
         let _ = writeln!(
@@ -364,7 +413,7 @@ impl Report {
             r#"  <testsuite name="tenant-probe" tests="{}" failures="{}" errors="{}" timestamp="{}">"#,
             s.total,
             s.leak,
-            s.not_run,
+            s.not_run - s.not_run_expected,
             xml(&self.generated_at)
         );
         let _ = writeln!(x, "    <properties>");
@@ -402,6 +451,14 @@ impl Report {
                         x,
                         r#"<failure message="leak: {}">{}</failure>"#,
                         xml(&r.observed.to_string()),
+                        xml(&detail)
+                    );
+                }
+                Verdict::NotRun if r.expected_by.is_some() => {
+                    let _ = write!(
+                        x,
+                        r#"<skipped message="expected: {}"/><system-out>{}</system-out>"#,
+                        xml(r.expected_by.as_deref().unwrap_or_default()),
                         xml(&detail)
                     );
                 }
@@ -445,6 +502,36 @@ fn xml(s: &str) -> String {
         .collect()
 }
 
+/// ` (N expected)` when the configuration expected any of the attacks that did not run.
+fn expected_part(expected: usize) -> String {
+    if expected == 0 {
+        String::new()
+    } else {
+        format!(" ({expected} expected)")
+    }
+}
+
+/// `, N expectations that did not hold` when any did not; `, no tenant table attacked` when
+/// none was.
+fn stale_part(stale: usize, nothing_attacked: bool) -> String {
+    let mut out = String::new();
+    if stale > 0 {
+        out.push_str(&format!(", {stale} expectations that did not hold"));
+    }
+    if nothing_attacked {
+        out.push_str(", no tenant table attacked");
+    }
+    out
+}
+
+/// `; expected by the configuration: reason` for a result the configuration expects.
+fn expected_by(r: &AttackResult) -> String {
+    r.expected_by
+        .as_ref()
+        .map(|why| format!("; expected by the configuration: {}", md_line(why)))
+        .unwrap_or_default()
+}
+
 /// `, N refused by Citus` when any was (nothing on PostgreSQL, where none is).
 fn refused_part(refused: usize) -> String {
     if refused == 0 {
@@ -482,8 +569,11 @@ mod tests {
                     observed: Observed::Rows(1),
                     verdict: *v,
                     note: String::new(),
+                    expected_by: None,
                 })
                 .collect(),
+            global_rows: vec![],
+            stale_expectations: vec![],
         }
     }
 

@@ -262,6 +262,24 @@ pub fn tables(
     Ok(out)
 }
 
+/// Reads the columns and constraints of global table `name` (no org column, no policies):
+/// what the probe needs to build a row for it.
+pub fn global_table(reader: &mut CatalogReader, name: &str) -> Result<TableInfo, ProbeError> {
+    let head: Option<TableRow> = reader.load::<TableRow>(TABLE, &[name])?.into_iter().next();
+    if !head.as_ref().is_some_and(|h| h.exists) {
+        return Err(ProbeError::MissingTable(name.to_owned()));
+    }
+    Ok(TableInfo {
+        name: name.to_owned(),
+        org_column: String::new(),
+        owner: head.map(|h| h.owner).unwrap_or_default(),
+        policies: vec![],
+        verifies_tokens: false,
+        columns: reader.load(COLUMNS, &[name])?,
+        constraints: reader.load(CONSTRAINTS, &[name])?,
+    })
+}
+
 /// The views and materialized views the application role can read that have a column named
 /// like one of the registry's org columns.
 pub fn views(reader: &mut CatalogReader, registry: &Registry) -> Result<Vec<ViewInfo>, ProbeError> {

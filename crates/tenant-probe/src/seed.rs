@@ -101,7 +101,7 @@ fn allowed_by_check(table: &TableInfo, column: &str) -> Option<String> {
 }
 
 /// A generated value for `column`, as SQL; `None` when the type is unknown.
-fn generate(table: &TableInfo, column: &Column, tag: &str) -> Option<String> {
+pub(crate) fn generate(table: &TableInfo, column: &Column, tag: &str) -> Option<String> {
     if let Some(v) = allowed_by_check(table, &column.name) {
         return Some(literal(Some(&v), &column.ty));
     }
@@ -139,7 +139,10 @@ fn generate(table: &TableInfo, column: &Column, tag: &str) -> Option<String> {
 }
 
 /// A value like `value` (of a key column) but new: a fresh uuid, a number moved by a random
-/// amount, or the text with a random prefix (so `LIKE '%@%'`-style checks still hold).
+/// amount, or the text with a random part where checks least often look: after it (so
+/// `LIKE 'T-%'` formats still hold), or, for an address with `@`, before it (so
+/// `'%@%.%'`-style checks still hold). Within a `varchar(n)` limit the value is cut, never
+/// the random part.
 fn varied(column: &Column, value: &str) -> String {
     let token = Uuid::new_v4().simple().to_string();
     match column.base.as_str() {
@@ -150,10 +153,20 @@ fn varied(column: &Column, value: &str) -> String {
             (n % 20_000 + step).to_string()
         }
         _ => {
-            let full = format!("{}{value}", &token[..8]);
+            let tag = &token[..8];
+            let room = column
+                .max_len
+                .and_then(|n| usize::try_from(n).ok())
+                .map_or(usize::MAX, |n| n.saturating_sub(tag.len()));
+            let kept: String = value.chars().take(room).collect();
+            let varied = if value.contains('@') {
+                format!("{tag}{kept}")
+            } else {
+                format!("{kept}{tag}")
+            };
             match column.max_len.and_then(|n| usize::try_from(n).ok()) {
-                Some(n) if full.chars().count() > n => full.chars().take(n).collect(),
-                _ => full,
+                Some(n) if varied.chars().count() > n => varied.chars().take(n).collect(),
+                _ => varied,
             }
         }
     }
@@ -463,6 +476,20 @@ mod tests {
         // '<6 chars>'::character varying(6)
         assert_eq!(v.split('\'').nth(1).map(str::len), Some(6), "{v}");
         assert_eq!(generate(&t, &column("shape", "geometry"), "x"), None);
+    }
+
+    #[test]
+    fn a_varied_key_keeps_a_format_prefix_or_an_address_domain_and_its_limit() {
+        let title = column("title", "text");
+        let v = varied(&title, "T-1");
+        assert!(v.starts_with("T-1") && v.len() == 11, "{v}");
+        let e = varied(&title, "ops@example.com");
+        assert!(e.ends_with("ops@example.com") && e.len() == 23, "{e}");
+        let mut code = column("code", "varchar");
+        code.max_len = Some(10);
+        let c = varied(&code, "INV-000123");
+        assert_eq!(c.chars().count(), 10, "{c}");
+        assert!(c.starts_with("IN") && c != "INV-000123", "{c}");
     }
 
     #[test]

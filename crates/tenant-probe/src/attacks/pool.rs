@@ -187,5 +187,6 @@ pub(crate) fn token_in_activity(
             Verdict::Leak => "a token of B's is readable in pg_stat_activity: it can be replayed on that backend".into(),
             _ => String::new(),
         },
+        expected_by: None,
     }
 }
