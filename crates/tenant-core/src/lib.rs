@@ -46,6 +46,7 @@ mod raw_sql;
 mod scoped;
 mod startup;
 pub mod subquery;
+pub mod telemetry;
 mod upsert;
 mod verify;
 

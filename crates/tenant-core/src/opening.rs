@@ -100,6 +100,16 @@ pub(crate) enum Opening<'k> {
 }
 
 impl Opening<'_> {
+    /// How the org is set, as tracing names it.
+    pub(crate) fn mode(&self) -> &'static str {
+        match self {
+            Opening::Setting => "setting",
+            Opening::HiddenSetting(_) => "hidden_setting",
+            Opening::SetLocal => "set_local",
+            Opening::Signed { .. } => "signed",
+        }
+    }
+
     /// The whole message for `org`, opening with `begin` (`BEGIN` and the isolation level).
     ///
     /// The org is formatted by us as 36 characters of `[0-9a-f-]`, a token's characters are

@@ -18,6 +18,7 @@ use crate::scoped::{OrgScoped, Pooled};
 use crate::startup::{
     check_role_and_schema, reads_org_setting, trusts_org_setting, verifies_tokens,
 };
+use crate::telemetry::Counters;
 use crate::verify::{Checks, tables_of};
 use crate::{Isolation, OrgId, TenantError};
 
@@ -194,6 +195,7 @@ impl TenantPoolBuilder {
         let pool = TenantPool {
             pool,
             tables: Arc::new(tables_of(self.registry)),
+            counters: Arc::default(),
             registry: self.registry,
             connection_timeout: self.connection_timeout,
             signing: self.signing.map(Arc::new),
@@ -278,6 +280,8 @@ fn refuse_signed_set_local(
 pub struct TenantPool {
     pool: r2d2::Pool<TenantConnectionManager>,
     tables: Arc<Checks>,
+    /// What `metrics` reads (`telemetry.rs`).
+    counters: Arc<Counters>,
     registry: &'static Registry,
     connection_timeout: Duration,
     signing: Option<Arc<ContextKey>>,
@@ -395,6 +399,7 @@ impl TenantPool {
                 Arc::clone(&self.tables),
                 opening,
                 isolation,
+                Some(Arc::clone(&self.counters)),
             )
         };
         // A connection that could not open a scoped transaction because the server closed it
@@ -408,6 +413,12 @@ impl TenantPool {
                 Err(
                     discarded @ (TenantError::ConnectionLost | TenantError::SessionContextLeft),
                 ) => {
+                    self.counters.discarded();
+                    tracing::warn!(
+                        org = %org,
+                        class = discarded.class(),
+                        "tenant.connection_discarded"
+                    );
                     let conn = self.pool.get().map_err(|e| {
                         TenantError::Pool(format!(
                             "after discarding a connection ({discarded}): {e}"
@@ -486,10 +497,21 @@ impl TenantPool {
         let mut attempt = 1;
         loop {
             match self.with_org_isolated(org, isolation, &mut f) {
-                Err(e) if e.is_retryable() && attempt < attempts.max(1) => attempt += 1,
+                Err(e) if e.is_retryable() && attempt < attempts.max(1) => {
+                    self.counters.retry();
+                    tracing::info!(org = %org, attempt, class = e.class(), "tenant.retry");
+                    attempt += 1;
+                }
                 outcome => return outcome,
             }
         }
+    }
+
+    /// The pool's counters since it was built: transactions begun, committed and rolled
+    /// back, statements sent, retries, discarded connections, errors by class
+    /// ([`Metrics`](crate::telemetry::Metrics); no SQL, bound value or row data in any).
+    pub fn metrics(&self) -> crate::telemetry::Metrics {
+        self.counters.snapshot()
     }
 
     /// Pool statistics: `(connections, idle)`.

@@ -17,6 +17,7 @@ use tenant_lint::Registry;
 
 use crate::manager::{TenantConnectionManager, session_org_setting, session_verified_org};
 use crate::opening::{LEFTOVER, Opening};
+use crate::telemetry::{self, Counters, Outcome};
 use crate::verify::{CheckedStatement, Checks, tables_of, verify};
 use crate::{OrgId, TenantError};
 
@@ -96,6 +97,15 @@ impl Isolation {
             }
         }
     }
+
+    /// The level's name, as tracing records it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Isolation::ReadCommitted => "read_committed",
+            Isolation::RepeatableRead => "repeatable_read",
+            Isolation::Serializable => "serializable",
+        }
+    }
 }
 
 /// A database transaction whose session org is set: every query through it is confined to
@@ -116,6 +126,14 @@ pub struct OrgScoped<C: ScopedConnection> {
     id: u64,
     /// Whether the org travels as a signed token (what `verify_context` reads back).
     signed: bool,
+    /// The `tenant.transaction` span (`telemetry.rs`); disabled when no subscriber wants it.
+    span: tracing::Span,
+    /// When the transaction opened.
+    started: std::time::Instant,
+    /// Statements sent since.
+    statements: u32,
+    /// The pool's counters (none for a connection of the caller's own).
+    counters: Option<Arc<Counters>>,
 }
 
 /// The next handle's id.
@@ -196,6 +214,7 @@ impl<'c> OrgScoped<&'c mut PgConnection> {
             Arc::new(tables_of(registry)),
             opening,
             Isolation::ReadCommitted,
+            None,
         )
     }
 }
@@ -207,7 +226,18 @@ impl<C: ScopedConnection> OrgScoped<C> {
         tables: Arc<Checks>,
         opening: Opening<'_>,
         isolation: Isolation,
+        counters: Option<Arc<Counters>>,
     ) -> Result<Self, TenantError> {
+        let span = tracing::debug_span!(
+            "tenant.transaction",
+            org = %org,
+            mode = opening.mode(),
+            isolation = isolation.name(),
+            outcome = tracing::field::Empty,
+            statements = tracing::field::Empty,
+            duration_us = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
         // One simple-query message: BEGIN, the check and reset of what an earlier
         // transaction may have left in the session, and the transaction-local org travel
         // together (`opening.rs`). A connection the check refuses never runs a statement.
@@ -219,11 +249,19 @@ impl<C: ScopedConnection> OrgScoped<C> {
             use diesel::connection::SimpleConnection;
             let _ = conn.pg().batch_execute("ROLLBACK");
             AnsiTransactionManager::transaction_manager_status_mut(conn.pg()).set_in_error();
-            return Err(if e.to_string().contains(LEFTOVER) {
+            let e = if e.to_string().contains(LEFTOVER) {
                 TenantError::SessionContextLeft
             } else {
                 e.into()
-            });
+            };
+            telemetry::error_event(&span, &e);
+            if let Some(c) = &counters {
+                c.error(&e);
+            }
+            return Err(e);
+        }
+        if let Some(c) = &counters {
+            c.begun();
         }
         Ok(Self {
             conn,
@@ -233,7 +271,37 @@ impl<C: ScopedConnection> OrgScoped<C> {
             savepoints: 0,
             id: NEXT_HANDLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             signed,
+            span,
+            started,
+            statements: 0,
+            counters,
         })
+    }
+
+    /// Records how the transaction ended, once (`telemetry.rs`).
+    fn ended(&mut self, outcome: Outcome) {
+        let duration_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if let Some(c) = &self.counters {
+            c.ended(outcome, self.statements);
+        }
+        self.span.record("outcome", outcome.as_str());
+        self.span.record("statements", self.statements);
+        self.span.record("duration_us", duration_us);
+        tracing::debug!(
+            parent: &self.span,
+            outcome = outcome.as_str(),
+            statements = self.statements,
+            duration_us,
+            "tenant.transaction.end"
+        );
+    }
+
+    /// Counts and logs an error raised in this transaction.
+    fn failed(&self, e: &TenantError) {
+        telemetry::error_event(&self.span, e);
+        if let Some(c) = &self.counters {
+            c.error(e);
+        }
     }
 
     /// The org this handle is scoped to.
@@ -258,14 +326,24 @@ impl<C: ScopedConnection> OrgScoped<C> {
             // COMMIT would only release the savepoint: refused below instead.
             TxState::Open if self.savepoints == 0 => {
                 self.state = TxState::Finished;
-                AnsiTransactionManager::commit_transaction(self.conn.pg()).map_err(|e| {
-                    match TenantError::from(e) {
-                        TenantError::ConnectionLost => TenantError::CommitOutcomeUnknown,
-                        other => other,
+                let result =
+                    AnsiTransactionManager::commit_transaction(self.conn.pg()).map_err(|e| {
+                        match TenantError::from(e) {
+                            TenantError::ConnectionLost => TenantError::CommitOutcomeUnknown,
+                            other => other,
+                        }
+                    });
+                match &result {
+                    Ok(()) => self.ended(Outcome::Committed),
+                    Err(e) => {
+                        self.failed(e);
+                        self.ended(Outcome::RolledBack);
                     }
-                })
+                }
+                result
             }
             TxState::Open | TxState::Aborted | TxState::Finished => {
+                self.failed(&TenantError::TransactionAborted);
                 self.finish_rollback();
                 Err(TenantError::TransactionAborted)
             }
@@ -275,6 +353,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
     /// Rolls the transaction back.
     pub fn rollback(mut self) -> Result<(), TenantError> {
         self.state = TxState::Finished;
+        self.ended(Outcome::RolledBack);
         AnsiTransactionManager::rollback_transaction(self.conn.pg())?;
         Ok(())
     }
@@ -292,17 +371,14 @@ impl<C: ScopedConnection> OrgScoped<C> {
         } else {
             self.run(self.org, session_org_setting)?
         };
-        match setting {
-            Some(v) if v == self.org.sql_literal() => Ok(()),
-            None => {
-                self.state = TxState::Aborted;
-                Err(TenantError::NoOrgContext)
-            }
-            Some(_) => {
-                self.state = TxState::Aborted;
-                Err(TenantError::OrgContextChanged)
-            }
-        }
+        let refused = match setting {
+            Some(v) if v == self.org.sql_literal() => return Ok(()),
+            None => TenantError::NoOrgContext,
+            Some(_) => TenantError::OrgContextChanged,
+        };
+        self.state = TxState::Aborted;
+        self.failed(&refused);
+        Err(refused)
     }
 
     /// Renders `query` once, checks that rendering (see [`crate::verify`]) and runs exactly it
@@ -316,18 +392,21 @@ impl<C: ScopedConnection> OrgScoped<C> {
     where
         Q: QueryFragment<Pg>,
     {
-        if org != self.org {
-            return Err(TenantError::OrgMismatch);
-        }
-        if self.state != TxState::Open {
-            return Err(TenantError::TransactionAborted);
-        }
         // A refused statement is never sent, so the transaction stays usable. What is sent is
         // the rendering that was checked, not the query; see `verify::CheckedStatement`.
-        let statement = CheckedStatement::render(&query, self.conn.pg())?;
+        let checked = self.usable(org).and_then(|()| {
+            let statement = CheckedStatement::render(&query, self.conn.pg())?;
+            verify(&statement, self.org, &self.tables)?;
+            Ok(statement)
+        });
         drop(query);
-        verify(&statement, self.org, &self.tables)?;
-        self.run(org, |conn| map(f(statement, conn)))
+        match checked {
+            Ok(statement) => self.run(org, |conn| map(f(statement, conn))),
+            Err(e) => {
+                self.failed(&e);
+                Err(e)
+            }
+        }
     }
 
     /// The raw connection under this scoped transaction, for what the DSL cannot express.
@@ -410,16 +489,16 @@ impl<C: ScopedConnection> OrgScoped<C> {
         org: OrgId,
         f: impl FnOnce(&mut PgConnection) -> Result<R, TenantError>,
     ) -> Result<R, TenantError> {
-        if org != self.org {
-            return Err(TenantError::OrgMismatch);
+        if let Err(e) = self.usable(org) {
+            self.failed(&e);
+            return Err(e);
         }
-        if self.state != TxState::Open {
-            return Err(TenantError::TransactionAborted);
-        }
+        self.statements = self.statements.saturating_add(1);
         let result = f(self.conn.pg());
         if let Err(e) = &result
             && !e.is_not_found()
         {
+            self.failed(e);
             self.state = TxState::Aborted;
             if e.is_missing_prepared_statement() {
                 // diesel would send the same name again on every later use: the pool
@@ -431,7 +510,21 @@ impl<C: ScopedConnection> OrgScoped<C> {
         result
     }
 
+    /// Whether a statement built for `org` may run on this handle now.
+    fn usable(&self, org: OrgId) -> Result<(), TenantError> {
+        if org != self.org {
+            return Err(TenantError::OrgMismatch);
+        }
+        if self.state != TxState::Open {
+            return Err(TenantError::TransactionAborted);
+        }
+        Ok(())
+    }
+
     fn finish_rollback(&mut self) {
+        if self.state != TxState::Finished {
+            self.ended(Outcome::RolledBack);
+        }
         self.state = TxState::Finished;
         // One rollback per open savepoint, then the transaction itself. A failed rollback
         // leaves diesel's transaction manager broken; the pool then discards the connection
