@@ -89,6 +89,11 @@ pub enum TenantError {
     #[error("unusable context key: {0}")]
     ContextKey(String),
 
+    /// Options of the pool's builder that cannot hold together (one would be silently
+    /// ignored); the pool refuses to start.
+    #[error("conflicting pool options: {0}")]
+    ConflictingOptions(String),
+
     /// Break-glass access was refused (the refusal is in the access log).
     #[error("access refused: {0}")]
     AccessRefused(String),

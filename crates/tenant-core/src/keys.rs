@@ -94,7 +94,7 @@ pub fn install_on(
     .is_ok_and(|t| t.yes);
     if taken {
         return Err(TenantError::ContextKey(format!(
-            "the database already holds a key {kid}: give another --kid (keys are never replaced)"
+            "the database already holds a key {kid}: keys are never replaced; `context-key rotate --kid NEW` adds a new one, and a key file for `context-key add` must carry an id the database does not hold"
         )));
     }
     conn.transaction(|c| {

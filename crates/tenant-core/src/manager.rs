@@ -1,8 +1,10 @@
 //! The r2d2 connection manager of [`crate::TenantPool`] and the session checks it and the
 //! scoped handle share: what the org setting and the signed context hold for a session.
 //!
-//! Invariant: a connection that carries an org context at session level is refused at
-//! checkout and dropped; one whose role's settings changed since the pool started is never
+//! Invariant: a connection that carries an org context at session level is refused by the
+//! message that opens the next scoped transaction on it, marked broken and dropped on return
+//! (r2d2's checkout test is off: `is_valid` runs only if a pool turns it on, which
+//! `TenantPool` does not); one whose role's settings changed since the pool started is never
 //! made.
 
 use diesel::prelude::*;

@@ -308,8 +308,7 @@ impl OperatorSession {
         U: QueryableByName<Pg> + 'static,
     {
         operator_sql(sql)?;
-        self.statements += 1;
-        Ok(diesel::sql_query(sql).load(&mut self.conn)?)
+        self.guarded(|conn| diesel::sql_query(sql).load(conn))
     }
 
     /// Runs a write; refused without a write grant (here, and by the policies).
@@ -324,8 +323,32 @@ impl OperatorSession {
             )));
         }
         operator_sql(sql)?;
+        self.guarded(|conn| diesel::sql_query(sql).execute(conn))
+    }
+
+    /// Runs one of the operator's statements in a savepoint: a statement that fails (a typo,
+    /// a constraint, the window's timeout) is undone alone, and the session goes on, its
+    /// `entered` entry and what it did before still in the transaction that `close` commits.
+    /// Without it one failed statement would abort the transaction and take the log of the
+    /// session with it.
+    fn guarded<R>(
+        &mut self,
+        run: impl FnOnce(&mut PgConnection) -> diesel::QueryResult<R>,
+    ) -> Result<R, TenantError> {
         self.statements += 1;
-        Ok(diesel::sql_query(sql).execute(&mut self.conn)?)
+        self.conn.batch_execute("SAVEPOINT operator_statement")?;
+        match run(&mut self.conn) {
+            Ok(value) => {
+                self.conn
+                    .batch_execute("RELEASE SAVEPOINT operator_statement")?;
+                Ok(value)
+            }
+            Err(e) => {
+                self.conn
+                    .batch_execute("ROLLBACK TO SAVEPOINT operator_statement")?;
+                Err(e.into())
+            }
+        }
     }
 
     /// Records `event` (`purged`) with `detail` in the log, in this transaction.

@@ -132,6 +132,16 @@ impl TenantPoolBuilder {
         let database = check_role_and_schema(&mut conn.conn, self.registry)?;
         let set_local = self.set_local || (self.set_local_on_citus && database.citus);
         refuse_signed_set_local(set_local, self.signing.as_ref())?;
+        if set_local && self.hide_org {
+            // SET LOCAL carries the org as a literal at the start of the message: asked to
+            // hide it, the pool would show it anyway.
+            return Err(TenantError::ConflictingOptions(
+                "hide_org_in_activity() cannot hide the org of set_local_context() (SET LOCAL \
+                 names it at the start of the message other sessions read in \
+                 pg_stat_activity): drop one of them"
+                    .into(),
+            ));
+        }
         if database.citus && !set_local {
             // Without it the workers never learn the org: every scoped statement would find
             // no row and every write would be refused, with nothing saying why.

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::TenantError;
 
 /// Every class [`TenantError::class`] returns, in a fixed order (the counters' layout).
-pub const ERROR_CLASSES: [&str; 21] = [
+pub const ERROR_CLASSES: [&str; 22] = [
     "no_org_context",
     "org_context_changed",
     "cross_org_write",
@@ -41,6 +41,7 @@ pub const ERROR_CLASSES: [&str; 21] = [
     "serialization_failure",
     "deadlock",
     "database",
+    "conflicting_options",
 ];
 
 impl TenantError {
@@ -77,6 +78,7 @@ impl TenantError {
             TenantError::Database(db) if db.kind == "serialization failure" => 18,
             TenantError::Database(db) if db.message.starts_with("deadlock detected") => 19,
             TenantError::Database(_) => 20,
+            TenantError::ConflictingOptions(_) => 21,
         }
     }
 

@@ -153,6 +153,56 @@ fn an_entered_grant_reads_one_org_only_and_every_step_is_logged() {
 }
 
 #[test]
+fn a_failed_statement_does_not_take_the_sessions_log_with_it() {
+    let (db, pool) = setup("op_failed_statement", 1);
+    let (a, _) = org_with_customer(&pool, "A", "alice");
+    let url = db.url_as(roles::OPERATOR);
+    let mut s =
+        OperatorSession::open(&url, &AccessRequest::write(a, "OPS-4713", REASON, 5)).unwrap();
+    assert_eq!(count(&mut s, "SELECT count(*) AS n FROM customers"), 1);
+    // A failing statement (deliberate or not) once aborted the transaction: the entry and
+    // the session's end were rolled back with it, and the log showed the grant as never
+    // entered.
+    let err = s.load::<N>("SELECT (1 / 0)::bigint AS n").unwrap_err();
+    assert!(err.to_string().contains("division by zero"), "{err}");
+    assert_eq!(
+        s.execute("UPDATE customers SET name = 'alice (fixed)'")
+            .unwrap(),
+        1,
+        "the session goes on after the failure"
+    );
+    assert!(s.execute("UPDATE customers SET org_id = NULL").is_err());
+    let grant = s.grant();
+    s.close().unwrap();
+    let log = access_log(&db.url_as(roles::AUDITOR), a, None).unwrap();
+    let events: Vec<(&str, Option<i64>, Option<&str>)> = log
+        .iter()
+        .map(|e| (e.event.as_str(), e.grant_id, e.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("granted", Some(grant), None),
+            ("entered", Some(grant), None),
+            ("closed", Some(grant), Some("4 statements"))
+        ]
+    );
+    let names: Vec<String> = pool
+        .with_org(a, |s| {
+            s.load(
+                s.query(two_companies::schema::customers::table)
+                    .select(two_companies::schema::customers::name),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        names,
+        ["alice (fixed)"],
+        "the write before the failure is kept"
+    );
+}
+
+#[test]
 fn writes_need_a_write_grant_and_stay_in_the_org() {
     let (db, pool) = setup("op_write", 1);
     let (a, _) = org_with_customer(&pool, "A", "alice");

@@ -331,6 +331,24 @@ fn the_pool_refuses_a_database_that_sets_an_org_for_every_session() {
 }
 
 #[test]
+fn hiding_the_org_with_set_local_is_refused_instead_of_silently_showing_it() {
+    let (db, _pool) = common::setup_plain("hide_set_local", 1);
+    let err = TenantPool::builder(
+        db.app_url(),
+        &two_companies::REGISTRY,
+        tenant_core::OrgContext::TrustEveryStatement,
+    )
+    .set_local_context()
+    .hide_org_in_activity()
+    .build()
+    .unwrap_err();
+    assert!(
+        matches!(&err, TenantError::ConflictingOptions(m) if m.starts_with("hide_org_in_activity() cannot hide the org of set_local_context()")),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_bad_url_is_a_clear_connection_error() {
     let err = TenantPool::builder(
         "postgres://127.0.0.1:1/nowhere?connect_timeout=2",

@@ -385,6 +385,15 @@ pub fn purge(
     ticket: &str,
     reason: &str,
 ) -> Result<Receipt, OpsError> {
+    // The grant's reason is checked by the database, but after the prefix below, which would
+    // count toward its 10 characters.
+    let said = reason.trim().chars().count();
+    if said < 10 {
+        return Err(OpsError::Refused(format!(
+            "the purge's reason has {said} characters: say why in at least 10 (it is logged with \
+             the grant and the receipt)"
+        )));
+    }
     let (tables, _) = tables(operator_url, registry)?;
     let order = tenant_probe::seed::parents_first(&tables);
     let reason = format!("purge: {reason}");

@@ -230,6 +230,20 @@ fn a_purge_without_a_valid_ticket_deletes_nothing() {
     .unwrap_err();
     assert!(err.to_string().contains("malformed ticket"), "{err}");
     assert_eq!(org_state(&db, A), before);
+    // A reason too short to say anything, even with the prefix the log adds to it.
+    let err = purge(
+        &db.url_as(roles::OPERATOR),
+        &two_companies::REGISTRY,
+        org(A),
+        "OPS-1",
+        "abc",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the purge's reason has 3 characters: say why in at least 10 (it is logged with the grant and the receipt)"
+    );
+    assert_eq!(org_state(&db, A), before);
 }
 
 #[test]

@@ -203,8 +203,10 @@ pub(crate) fn supported_body(body: &SetExpr) -> Result<(), Violation> {
         SetExpr::Table(t) => Err(Violation::Unverifiable {
             table: t.table_name.as_ref().map(ident).unwrap_or_default(),
         }),
-        other => Err(Violation::UnsupportedStatement(first_keyword(
-            &other.to_string(),
+        // A write as the body of a query: `WITH ... UPDATE`, named so.
+        other => Err(Violation::UnsupportedStatement(format!(
+            "WITH ... {}",
+            first_keyword(&other.to_string())
         ))),
     }
 }

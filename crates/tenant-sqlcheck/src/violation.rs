@@ -17,7 +17,7 @@ pub enum Violation {
     StatementCount(usize),
     /// A statement kind that a scoped session must not run (SET, DDL, COPY, ...).
     #[error(
-        "`{0}` statements cannot run in an org-scoped session: only SELECT, INSERT, UPDATE and DELETE can"
+        "`{0}` cannot run in an org-scoped session: only SELECT, INSERT, UPDATE and DELETE can, each as a statement of its own (a WITH in front of a write is refused whole)"
     )]
     UnsupportedStatement(String),
     /// A tenant table is read or written without an org predicate.

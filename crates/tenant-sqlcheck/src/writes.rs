@@ -485,7 +485,7 @@ mod tests {
         // A WITH in front of a write is a query whose body writes: refused whole.
         assert_eq!(
             run("WITH pg_settings AS (SELECT 1) UPDATE pg_settings SET setting = '1'"),
-            Err(Violation::UnsupportedStatement("UPDATE".into()))
+            Err(Violation::UnsupportedStatement("WITH ... UPDATE".into()))
         );
     }
 
