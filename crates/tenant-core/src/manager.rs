@@ -18,7 +18,6 @@ use crate::TenantError;
 /// marked broken, and dropped here on return (`has_broken`).
 ///
 /// It has no public constructor: the only pool of it is the one [`TenantPool`](crate::TenantPool) owns.
-#[derive(Debug)]
 pub struct TenantConnectionManager {
     pub(crate) url: String,
     pub(crate) statement_cache: bool,
@@ -27,6 +26,18 @@ pub struct TenantConnectionManager {
     /// The settings the role and the database give a new session, read when the pool started
     /// (`None` while it starts): a new connection that finds others is refused.
     pub(crate) role_settings: Option<String>,
+}
+
+/// Without the URL, which may carry the application role's password (a pool's `Debug`
+/// prints its manager).
+impl std::fmt::Debug for TenantConnectionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantConnectionManager")
+            .field("url", &"[redacted]")
+            .field("statement_cache", &self.statement_cache)
+            .field("read_backend", &self.read_backend)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the manager refused a connection.

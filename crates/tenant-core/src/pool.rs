@@ -23,7 +23,6 @@ use crate::verify::{Checks, tables_of};
 use crate::{Isolation, OrgId, TenantError};
 
 /// Builds a [`TenantPool`]; see [`TenantPool::builder`].
-#[derive(Debug)]
 pub struct TenantPoolBuilder {
     url: String,
     registry: &'static Registry,
@@ -36,6 +35,24 @@ pub struct TenantPoolBuilder {
     set_local_on_citus: bool,
     transaction_pooler: bool,
     hide_org: bool,
+}
+
+/// Without the URL, which may carry the application role's password.
+impl std::fmt::Debug for TenantPoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantPoolBuilder")
+            .field("url", &"[redacted]")
+            .field("max_size", &self.max_size)
+            .field("min_idle", &self.min_idle)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("signing", &self.signing)
+            .field("statement_cache", &self.statement_cache)
+            .field("set_local", &self.set_local)
+            .field("set_local_on_citus", &self.set_local_on_citus)
+            .field("transaction_pooler", &self.transaction_pooler)
+            .field("hide_org", &self.hide_org)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TenantPoolBuilder {
@@ -371,11 +388,14 @@ impl TenantPool {
         isolation: Isolation,
     ) -> Result<OrgScoped<Pooled>, TenantError> {
         let conn = self.pool.get().map_err(|e| {
-            TenantError::Pool(format!(
+            let e = TenantError::Pool(format!(
                 "no connection within {:?} (pool of at most {}): {e}",
                 self.connection_timeout,
                 self.pool.max_size()
-            ))
+            ));
+            self.counters.error(&e);
+            tracing::warn!(org = %org, class = e.class(), "tenant.pool_exhausted");
+            e
         })?;
         let open = |conn: r2d2::PooledConnection<TenantConnectionManager>| {
             let backend = conn.backend.map(|b| {
@@ -465,7 +485,10 @@ impl TenantPool {
         // commit the other's transaction as this one's. It is rolled back (dropped), and the
         // one this call opened is wherever `f` put it, uncommitted.
         if scoped.id() != id {
-            return Err(TenantError::HandleSwapped.into());
+            let e = TenantError::HandleSwapped;
+            self.counters.error(&e);
+            tracing::warn!(org = %org, class = e.class(), "tenant.refused");
+            return Err(e.into());
         }
         let value = value?;
         scoped.commit()?;

@@ -104,10 +104,10 @@ impl<C: ScopedConnection> OrgScoped<C> {
         sql: TenantSql<'f>,
     ) -> Result<(crate::OrgId, BoxedSqlQuery<'f, Pg, SqlQuery>), TenantError> {
         let org = self.org();
-        let query = sql
-            .into_checked()?
-            .bind::<diesel::sql_types::Uuid, _>(org.as_uuid());
-        Ok((org, query))
+        // Refused when it was built (`set_config` in hand-written text): counted and logged
+        // like any refusal of this transaction.
+        let query = sql.into_checked().inspect_err(|e| self.failed(e))?;
+        Ok((org, query.bind::<diesel::sql_types::Uuid, _>(org.as_uuid())))
     }
 
     /// Runs a [`tenant_sql!`](crate::tenant_sql) query and returns its rows.

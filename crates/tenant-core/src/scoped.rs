@@ -297,7 +297,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
     }
 
     /// Counts and logs an error raised in this transaction.
-    fn failed(&self, e: &TenantError) {
+    pub(crate) fn failed(&self, e: &TenantError) {
         telemetry::error_event(&self.span, e);
         if let Some(c) = &self.counters {
             c.error(e);
@@ -461,6 +461,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
         // transaction, where it had none open). The other is left as it is; this one, wherever
         // the closure put it, still counts the open savepoint, so its commit refuses.
         if self.id != id {
+            self.failed(&TenantError::HandleSwapped);
             return Err(TenantError::HandleSwapped.into());
         }
         self.savepoints = self.savepoints.saturating_sub(1);

@@ -162,8 +162,37 @@ pub struct ProbeConfig {
     pub expectations: Vec<Expectation>,
 }
 
-/// The shortest reason accepted: a reason is for the security reviewer reading the report.
+/// The shortest reason accepted, in visible characters: a reason is for the security
+/// reviewer reading the report.
 const MIN_REASON: usize = 10;
+
+/// The characters of `s` a reader sees: not whitespace, not control characters, not the
+/// zero-width and direction marks (which would let ten invisible characters pass for a
+/// reason).
+fn visible_chars(s: &str) -> usize {
+    s.chars()
+        .filter(|c| {
+            !c.is_whitespace()
+                && !c.is_control()
+                && !matches!(
+                    c,
+                    '\u{ad}'
+                        | '\u{34f}'
+                        | '\u{61c}'
+                        | '\u{115f}'
+                        | '\u{1160}'
+                        | '\u{180e}'
+                        | '\u{200b}'..='\u{200f}'
+                        | '\u{202a}'..='\u{202e}'
+                        | '\u{2060}'..='\u{206f}'
+                        | '\u{3164}'
+                        | '\u{fe00}'..='\u{fe0f}'
+                        | '\u{feff}'
+                        | '\u{ffa0}'
+                )
+        })
+        .count()
+}
 
 impl ProbeConfig {
     /// Reads and checks the file at `path`.
@@ -213,7 +242,7 @@ impl ProbeConfig {
             if e.attack.trim().is_empty() {
                 return Err(refuse("name the attack, as the report gives it".into()));
             }
-            if e.reason.trim().chars().count() < MIN_REASON {
+            if visible_chars(&e.reason) < MIN_REASON {
                 return Err(refuse(format!(
                     "say why the service expects it: a reason of at least {MIN_REASON} characters, \
                      which every report prints beside the result"
@@ -370,6 +399,16 @@ mod tests {
         assert!(err.contains("expectation 1 (`seed`): say why"), "{err}");
         let err = parse(&format!("{NOT_RUN}{NOT_RUN}")).unwrap_err();
         assert!(err.contains("expectation 2 (`seed`): given twice"), "{err}");
+    }
+
+    #[test]
+    fn a_reason_of_invisible_characters_is_no_reason() {
+        let hidden = NOT_RUN.replace(
+            "written by a trigger only",
+            &"\u{200b}\u{2060}\u{feff} ".repeat(5),
+        );
+        let err = parse(&hidden).unwrap_err();
+        assert!(err.contains("say why"), "{err}");
     }
 
     #[test]

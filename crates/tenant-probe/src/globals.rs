@@ -24,12 +24,44 @@ pub(crate) struct Added {
     table: String,
     /// The row as `to_jsonb` printed it.
     row: String,
+    /// Where it was written: with the whole row, what the delete matches (one row at most,
+    /// and only this one).
+    ctid: String,
 }
 
 #[derive(QueryableByName)]
 struct Inserted {
     #[diesel(sql_type = Text)]
-    row: String,
+    whole: String,
+    #[diesel(sql_type = Text)]
+    ctid: String,
+}
+
+/// Which database a URL reaches, as far as any role may read it: its name, its oid and its
+/// cluster-wide freeze horizon, so that an admin URL of another database is refused. (Two
+/// servers may agree on all three; the insert checks that the table is empty as the admin
+/// sees it too, so a table with a row is never written, wherever it is.)
+#[derive(QueryableByName, PartialEq, Eq, Debug)]
+struct Identity {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    oid: String,
+    #[diesel(sql_type = Text)]
+    horizon: String,
+}
+
+const IDENTITY: &str = "SELECT d.datname::text AS name, d.oid::text AS oid, \
+       d.datfrozenxid::text || '/' || d.datminmxid::text AS horizon \
+  FROM pg_catalog.pg_database d WHERE d.datname = current_database()";
+
+fn identity(url: &str) -> Result<Identity, ProbeError> {
+    let mut reader = CatalogReader::connect(url, "tenant-probe: which database a URL reaches")?;
+    reader
+        .load::<Identity>(IDENTITY, &[])?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ProbeError::Catalog("the server did not say which database it is".into()))
 }
 
 /// The reason the admin path logs and `cargo xtask lint` lists.
@@ -120,28 +152,51 @@ pub(crate) fn add(
         })?;
         let writer = match &mut writer {
             Some(w) => w,
-            None => writer.insert(GlobalWriter::connect(url, registry, REASON)?),
+            None => {
+                let (app, admin) = (identity(app_url)?, identity(url)?);
+                if app != admin {
+                    return Err(refused(
+                        &g.table,
+                        format!(
+                            "the admin URL reaches database `{}` (oid {}, horizon {}), the \
+                             application URL `{}` (oid {}, horizon {}): give the admin URL of the \
+                             database the probe attacks",
+                            admin.name, admin.oid, admin.horizon, app.name, app.oid, app.horizon
+                        ),
+                    ));
+                }
+                writer.insert(GlobalWriter::connect(url, registry, REASON)?)
+            }
         };
+        // Empty as the admin sees it too (rows the application role cannot see are rows),
+        // checked in the statement that inserts.
+        let t = ident(&g.table);
         let sql = format!(
-            "INSERT INTO {} AS probe_row ({}) VALUES ({}) RETURNING to_jsonb(probe_row)::text AS row",
-            ident(&g.table),
+            "INSERT INTO {t} AS probe_row ({}) SELECT {} WHERE NOT EXISTS (SELECT 1 FROM {t}) \
+             RETURNING to_jsonb(probe_row)::text AS whole, probe_row.ctid::text AS ctid",
             names.join(", "),
             exprs.join(", ")
         );
-        let row = writer
+        let Some(inserted) = writer
             .load_sql::<Inserted>(&sql)
             .map_err(|e| refused(&g.table, format!("the insert failed: {e}")))?
             .into_iter()
             .next()
-            .ok_or_else(|| refused(&g.table, "the insert returned no row"))?
-            .row;
+        else {
+            notes.push(format!(
+                "`{}` has rows the application role cannot see: the probe wrote nothing to it",
+                g.table
+            ));
+            continue;
+        };
         notes.push(format!(
-            "`{}` was empty: the probe added {row} with the admin role, and deleted it after the run",
-            g.table
+            "`{}` was empty: the probe added {} with the admin role, and deleted it after the run",
+            g.table, inserted.whole
         ));
         added.push(Added {
             table: g.table.clone(),
-            row,
+            row: inserted.whole,
+            ctid: inserted.ctid,
         });
     }
     Ok(notes)
@@ -163,9 +218,12 @@ pub(crate) fn remove(
     let mut writer = GlobalWriter::connect(url, registry, REASON)?;
     let mut left = Vec::new();
     for a in added {
+        // The row where it was written, and only if it is still the row written: one row at
+        // most, never another one that happens to be equal.
         let sql = format!(
-            "DELETE FROM {} AS probe_row WHERE to_jsonb(probe_row) = {}::jsonb",
+            "DELETE FROM {} AS probe_row WHERE probe_row.ctid = {}::tid AND to_jsonb(probe_row) = {}::jsonb",
             ident(&a.table),
+            crate::sql::string(&a.ctid),
             crate::sql::string(&a.row)
         );
         match writer.execute_sql(&sql) {

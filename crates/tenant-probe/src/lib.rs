@@ -370,13 +370,19 @@ fn evidence_digest(options: &ProbeOptions<'_>, generated_at: &str) -> Option<Str
 /// Refuses a seeder (user input run as the application role) that is not one INSERT into its
 /// own table, or that the scoped path's function policy would refuse (`set_config`, a function
 /// that reads a table by name or runs SQL text, one not known to be safe).
-fn check_seeders(seeders: &HashMap<String, String>) -> Result<(), ProbeError> {
+fn check_seeders(seeders: &HashMap<String, String>, registry: &Registry) -> Result<(), ProbeError> {
     use tenant_sqlcheck::Requirement;
     for (table, sql) in seeders {
         let refused = |why: String| ProbeError::Seeder {
             table: table.clone(),
             why,
         };
+        // A seeder for a misspelt table would configure nothing, silently.
+        if !registry.tenant_tables().any(|t| t.name == table.as_str()) {
+            return Err(refused(
+                "it is not a tenant table of the registry: check the name".into(),
+            ));
+        }
         let requirements = tenant_sqlcheck::requirements_with_builtins_only(sql, &|p| p == "$org")
             .map_err(|v| refused(v.to_string()))?;
         let inserts: Vec<&str> = requirements
@@ -432,18 +438,39 @@ fn check_context(
 /// org column missing, a session that fails. An attack that succeeds is not an error: it is a
 /// [`Verdict::Leak`] in the report.
 pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
-    check_seeders(&options.seeders)?;
+    check_seeders(&options.seeders, options.registry)?;
     let config = config::ProbeConfig {
         expectations: options.expectations.clone(),
         ..config::ProbeConfig::default()
     };
     let mut added = Vec::new();
-    let attacked = attack(options, &mut added);
-    // The attacker's sessions are closed (their transactions rolled back) before the rows
-    // they referenced are deleted.
+    // The rows added to global tables are deleted whatever happens, a panic included (the
+    // panic goes on afterwards); the attacker's sessions are closed (their transactions
+    // rolled back) before the rows they referenced are deleted.
+    let attacked =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attack(options, &mut added)));
     let removed = globals::remove(&added, options.registry, options.admin_url.as_deref());
-    let mut report = attacked?;
-    removed?;
+    let attacked = match attacked {
+        Ok(attacked) => attacked,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    let mut report = match (attacked, removed) {
+        (Ok(report), Ok(())) => report,
+        (Err(e), Ok(())) => return Err(e),
+        (Ok(_), Err(left)) => return Err(left),
+        // Both: the rows left behind must not be hidden by the run's own failure.
+        (Err(e), Err(ProbeError::GlobalRow { table, why })) => {
+            return Err(ProbeError::GlobalRow {
+                table,
+                why: format!("{why}; the run itself failed first: {e}"),
+            });
+        }
+        (Err(e), Err(left)) => {
+            return Err(ProbeError::Session(format!(
+                "{e}; and deleting the rows added to global tables failed: {left}"
+            )));
+        }
+    };
     config.apply(&mut report);
     Ok(report)
 }

@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 
 use serde_json::json;
-use tenant_schema::evidence::{md_cell, md_line};
+use tenant_schema::evidence::{md_cell, md_code, md_code_cell, md_line};
 
 /// What an attack's outcome means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -272,7 +272,7 @@ impl Report {
             self.generated_at, self.duration_ms
         );
         let _ = writeln!(md, "| server | {} |", self.server_version);
-        let _ = writeln!(md, "| role | `{}` |", md_cell(&self.role));
+        let _ = writeln!(md, "| role | {} |", md_code_cell(&self.role));
         let _ = writeln!(
             md,
             "| evidence digest | `{}` |",
@@ -320,7 +320,7 @@ impl Report {
         if !self.unseedable.is_empty() {
             let _ = writeln!(md, "## Tables that could not be seeded\n");
             for (t, why) in &self.unseedable {
-                let _ = writeln!(md, "- `{}`: {}", md_line(t), md_line(why));
+                let _ = writeln!(md, "- {}: {}", md_code(t), md_line(why));
             }
             let _ = writeln!(md);
         }
@@ -342,12 +342,12 @@ impl Report {
             for r in rows {
                 let _ = writeln!(
                     md,
-                    "- **{}** on `{}` ({}, docs/threat-model.md {}): {} {}; observed {}{}{}\n  `{}`",
-                    r.attack,
+                    "- **{}** on {} ({}, docs/threat-model.md {}): {} {}; observed {}{}{}\n  {}",
+                    md_line(&r.attack),
                     if r.table.is_empty() {
                         "(database)".to_owned()
                     } else {
-                        md_line(&r.table)
+                        md_code(&r.table)
                     },
                     r.family,
                     r.threat,
@@ -364,7 +364,7 @@ impl Report {
                         format!("; {}", md_line(&r.note))
                     },
                     expected_by(r),
-                    md_line(&r.sql.replace('`', "'"))
+                    md_code(&r.sql)
                 );
             }
             let _ = writeln!(md);

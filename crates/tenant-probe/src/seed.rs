@@ -116,7 +116,9 @@ pub(crate) fn generate(table: &TableInfo, column: &Column, tag: &str) -> Option<
             let full = format!("probe {tag} {unique}");
             match column.max_len.and_then(|n| usize::try_from(n).ok()) {
                 // Keep the random tail: it is what makes the value unique.
-                Some(n) if full.len() > n => full[full.len() - n..].to_owned(),
+                Some(n) if full.chars().count() > n => {
+                    full.chars().skip(full.chars().count() - n).collect()
+                }
                 _ => full,
             }
         }
@@ -309,6 +311,26 @@ fn outside_rows(
     Ok(out)
 }
 
+/// Whether `json` (a row an INSERT returned) is a row of `table` in `org`, whole.
+fn is_the_inserted_row(
+    session: &mut ProbeSession,
+    table: &TableInfo,
+    org: Uuid,
+    json: &str,
+) -> Result<bool, ProbeError> {
+    let sql = format!(
+        "SELECT 1 FROM {t} x WHERE to_jsonb(x) = {row}::jsonb AND x.{col} = {org}",
+        t = ident(&table.name),
+        row = crate::sql::string(json),
+        col = ident(&table.org_column),
+        org = literal(Some(&org.to_string()), "uuid"),
+    );
+    Ok(matches!(
+        session.try_sql(&sql, true)?,
+        ProbeOutcome::Ran { rows: 1, .. }
+    ))
+}
+
 /// Seeds org `a` and org `b`, one row per table each. `seeders` maps a table to an
 /// `INSERT ... RETURNING *` statement with `$org` where the org goes.
 pub fn seed(
@@ -359,28 +381,53 @@ pub fn seed(
                     continue;
                 }
             };
-            match outcome {
+            let seeder = seeders.contains_key(&table.name);
+            // A row the attacks aim at must be the row in the table: a seeder could return
+            // another (a decoy title, a subset of the columns), and every attack would aim
+            // where B has nothing.
+            let outcome = match outcome {
                 ProbeOutcome::Ran {
                     rows: 1,
                     first_row: Some(json),
-                } => {
-                    let row = parse_row(&json).map_err(ProbeError::Session)?;
-                    if org == a {
-                        result.a.insert(table.name.clone(), row);
-                    } else {
-                        result.b.insert(table.name.clone(), row);
-                    }
+                } => match is_the_inserted_row(session, table, org, &json)? {
+                    true => Ok(json),
+                    false => Err(
+                        "the row its INSERT returned is not a row of the table in this org: \
+                         a seeder must end in RETURNING * and insert exactly one row"
+                            .to_owned(),
+                    ),
+                },
+                ProbeOutcome::Ran { rows, .. } => {
+                    Err(format!("the insert returned {rows} rows, not 1"))
                 }
-                ProbeOutcome::Ran { rows, .. } => result.unseedable.push((
-                    table.name.clone(),
-                    format!("the insert returned {rows} rows, not 1"),
-                )),
-                ProbeOutcome::Refused { sqlstate, message } => result.unseedable.push((
-                    table.name.clone(),
+                ProbeOutcome::Refused { sqlstate, message } => Err(if seeder {
+                    format!("the seeder's row was refused ({sqlstate} {message})")
+                } else {
                     format!(
                         "the generated row was refused ({sqlstate} {message}); register a seeder for it"
-                    ),
-                )),
+                    )
+                }),
+            };
+            // A seeder is the service's word that the table can be seeded: one that fails is
+            // an error, never an attack that did not run (which an expectation could accept).
+            let json = match (outcome, seeder) {
+                (Ok(json), _) => json,
+                (Err(why), true) => {
+                    return Err(ProbeError::Seeder {
+                        table: table.name.clone(),
+                        why,
+                    });
+                }
+                (Err(why), false) => {
+                    result.unseedable.push((table.name.clone(), why));
+                    continue;
+                }
+            };
+            let row = parse_row(&json).map_err(ProbeError::Session)?;
+            if org == a {
+                result.a.insert(table.name.clone(), row);
+            } else {
+                result.b.insert(table.name.clone(), row);
             }
         }
     }

@@ -267,12 +267,11 @@ fn markdown(
         let cell = |b: bool| if required { yes(b) } else { "n/a" };
         let _ = writeln!(
             m,
-            "| `{}.{}` | {kind} | {} | {} | `{}` | {privileges} | {} |",
-            md_cell(&r.schema),
-            md_cell(&r.name),
+            "| {} | {kind} | {} | {} | {} | {privileges} | {} |",
+            md_code_cell(&format!("{}.{}", r.schema, r.name)),
             cell(r.rls),
             cell(r.forced),
-            md_cell(&r.owner),
+            md_code_cell(&r.owner),
             cell(restrictive)
         );
     }
@@ -281,9 +280,9 @@ fn markdown(
     for p in &c.policies {
         let _ = writeln!(
             m,
-            "- `{}` on `{}`: {} for {} to {}\n  - USING `{}`\n  - WITH CHECK `{}`",
-            md_line(&p.name),
-            md_line(&p.table_name),
+            "- {} on {}: {} for {} to {}\n  - USING {}\n  - WITH CHECK {}",
+            md_code(&p.name),
+            md_code(&p.table_name),
             if p.permissive {
                 "PERMISSIVE"
             } else {
@@ -291,8 +290,8 @@ fn markdown(
             },
             command(&p.cmd),
             md_line(&p.roles),
-            md_line(or_none(&p.using_expr)),
-            md_line(or_none(&p.check_expr))
+            md_code(or_none(&p.using_expr)),
+            md_code(or_none(&p.check_expr))
         );
     }
 
@@ -309,13 +308,12 @@ fn markdown(
     for f in &c.functions {
         let _ = writeln!(
             m,
-            "- `{}.{}`: security definer {}, leakproof {}, application may execute {}, config `{}`",
-            md_line(&f.schema),
-            md_line(&f.name),
+            "- {}: security definer {}, leakproof {}, application may execute {}, config {}",
+            md_code(&format!("{}.{}", f.schema, f.name)),
             f.security_definer,
             f.leakproof,
             f.app_can_execute,
-            md_line(or_none(&f.config))
+            md_code(or_none(&f.config))
         );
     }
 
@@ -339,10 +337,10 @@ fn markdown(
         for f in &report.findings {
             let _ = writeln!(
                 m,
-                "| {} | `{}` | `{}` | {} | {} |",
+                "| {} | `{}` | {} | {} | {} |",
                 severity(f.severity),
                 f.rule,
-                md_cell(&f.object),
+                md_code_cell(&f.object),
                 md_cell(&f.why),
                 md_cell(&f.fix)
             );
@@ -353,31 +351,89 @@ fn markdown(
 
 /// `s` as the text of one Markdown table cell: a `|` would end the cell and a line break the
 /// row, so text from the catalog or a log (a table name, an access reason) could add rows or
-/// columns to a report an auditor reads. Pipes become `\|` (which GitHub Markdown reads as a
-/// pipe inside code spans too), line breaks the two characters `\n` or `\r`. The JSON keeps the
-/// exact text.
+/// columns to a report an auditor reads. As [`md_line`], and pipes become `\|`. The JSON
+/// keeps the exact text.
 ///
 /// ```
 /// use tenant_schema::evidence::md_cell;
 /// assert_eq!(md_cell("a|b\n| forged | row |"), "a\\|b\\n\\| forged \\| row \\|");
+/// assert_eq!(md_cell("<h2>0 leaks</h2>"), "&lt;h2&gt;0 leaks&lt;/h2&gt;");
 /// ```
 pub fn md_cell(s: &str) -> String {
+    md_line(s).replace('|', "\\|")
+}
+
+/// `s` as plain text on one line of a Markdown list item: every line break (`\n`, `\r`, and
+/// the Unicode ones some viewers break on) becomes a visible escape, and `<`, `>`, `&` become
+/// HTML entities, so text from the catalog, a log or a configuration file can neither start
+/// an item of its own nor open an HTML element that hides or forges what follows.
+///
+/// ```
+/// use tenant_schema::evidence::md_line;
+/// assert_eq!(md_line("a\n- b"), "a\\n- b");
+/// assert_eq!(md_line("x<!-- hide"), "x&lt;!-- hide");
+/// assert_eq!(md_line("a\u{2028}b"), "a\\u{2028}b");
+/// ```
+pub fn md_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
-            '|' => out.push_str("\\|"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            c => push_one_line(&mut out, c),
         }
     }
     out
 }
 
-/// `s` on one line of a Markdown list item: line breaks become `\n` or `\r`, so text from the
-/// catalog cannot start a list item of its own.
-pub fn md_line(s: &str) -> String {
-    s.replace('\n', "\\n").replace('\r', "\\r")
+/// `s` as a complete Markdown code span (its backticks included), verbatim on one line: the
+/// fence is one backtick longer than any run of backticks in `s`, so none ends it early; line
+/// breaks become visible escapes. Code spans show `<` and `&` as they are.
+///
+/// ```
+/// use tenant_schema::evidence::md_code;
+/// assert_eq!(md_code("org_id <> $1"), "`org_id <> $1`");
+/// assert_eq!(md_code("a`b"), "``a`b``");
+/// assert_eq!(md_code("`x"), "`` `x ``");
+/// assert_eq!(md_code("a\nb"), "`a\\nb`");
+/// ```
+pub fn md_code(s: &str) -> String {
+    let mut text = String::with_capacity(s.len());
+    for c in s.chars() {
+        push_one_line(&mut text, c);
+    }
+    let (mut longest, mut run) = (0, 0);
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    let pad = if text.starts_with('`') || text.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{text}{pad}{fence}")
+}
+
+/// [`md_code`] in a table cell: pipes become `\|`, which GitHub Markdown reads as a pipe
+/// inside code spans too.
+pub fn md_code_cell(s: &str) -> String {
+    md_code(s).replace('|', "\\|")
+}
+
+/// Pushes `c`, a line break as a visible escape (`\n`, `\r`, `\u{2028}`, ...), so that the
+/// text stays on its line.
+fn push_one_line(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\u{0b}' | '\u{0c}' | '\u{85}' | '\u{2028}' | '\u{2029}' => {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        }
+        c => out.push(c),
+    }
 }
 
 fn yes(b: bool) -> &'static str {
