@@ -64,9 +64,6 @@ fn identity(url: &str) -> Result<Identity, ProbeError> {
         .ok_or_else(|| ProbeError::Catalog("the server did not say which database it is".into()))
 }
 
-/// The reason the admin path logs and `cargo xtask lint` lists.
-const REASON: &str = "tenant-probe: one row for an empty global table a tenant table references, deleted after the run";
-
 fn refused(table: &str, why: impl Into<String>) -> ProbeError {
     ProbeError::GlobalRow {
         table: table.to_owned(),
@@ -165,7 +162,11 @@ pub(crate) fn add(
                         ),
                     ));
                 }
-                writer.insert(GlobalWriter::connect(url, registry, REASON)?)
+                writer.insert(GlobalWriter::connect(
+                    url,
+                    registry,
+                    "tenant-probe: one row for an empty global table a tenant table references, deleted after the run",
+                )?)
             }
         };
         // Empty as the admin sees it too (rows the application role cannot see are rows),
@@ -215,7 +216,11 @@ pub(crate) fn remove(
     if added.is_empty() {
         return Ok(());
     }
-    let mut writer = GlobalWriter::connect(url, registry, REASON)?;
+    let mut writer = GlobalWriter::connect(
+        url,
+        registry,
+        "tenant-probe: one row for an empty global table a tenant table references, deleted after the run",
+    )?;
     let mut left = Vec::new();
     for a in added {
         // The row where it was written, and only if it is still the row written: one row at
