@@ -1,9 +1,10 @@
 //! `context-key rotate|add|list`: the signed org context's keys in the service's database
 //! (through `tenant_core::keys`, as the key table's owner or an administrator).
 //!
-//! - `rotate --database-url ADMIN_URL [--kid KID] [--retire-after MINUTES]`: a new random key,
-//!   added and printed once for the service's configuration; every other key stays valid
-//!   MINUTES more (default 60), so services move to the new key without a gap.
+//! - `rotate --database-url ADMIN_URL [--kid KID] [--retire-after MINUTES] [--out FILE]`: a
+//!   new random key, added, and printed once as its last line `kid:hex` (or, with `--out`,
+//!   written to a new file only its owner may read, and not printed); every other key stays
+//!   valid MINUTES more (default 60), so services move to the new key without a gap.
 //! - `add --database-url ADMIN_URL (--from-file F | --from-env VAR)`: a key the service already
 //!   has (one line `kid:hex`), added to another database so that one key serves several;
 //!   nothing is retired; the key is checked before anything is written and never printed.
@@ -32,6 +33,10 @@ pub(crate) enum ContextKeyCommand {
         /// Minutes the other keys stay valid.
         #[arg(long, default_value_t = 60)]
         retire_after: u32,
+        /// Write the key (one line `kid:hex`) to this new file, readable by its owner only,
+        /// instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Add a key the service already has to this database.
     Add {
@@ -57,6 +62,21 @@ pub(crate) enum ContextKeyCommand {
     },
 }
 
+/// Writes `line` to `file`, a new file (an existing one is never overwritten) that only its
+/// owner may read.
+fn write_key_file(file: &std::path::Path, line: &str) -> Result<(), CliError> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut f = options.open(file).map_err(io_error(file))?;
+    writeln!(f, "{line}").map_err(io_error(file))
+}
+
 fn key_error(e: impl std::fmt::Display) -> CliError {
     CliError::Context(e.to_string())
 }
@@ -68,24 +88,47 @@ pub(crate) fn run(command: &ContextKeyCommand) -> Result<Vec<String>, CliError> 
             database_url,
             kid,
             retire_after,
+            out,
         } => {
             let kid = kid
                 .clone()
                 .unwrap_or_else(|| format!("k{}", chrono::Utc::now().format("%Y%m%d%H%M%S")));
             let secret = tenant_core::keys::random_secret();
-            tenant_core::keys::install(database_url, &kid, &secret, Some(*retire_after))
-                .map_err(key_error)?;
-            let hex = tenant_core::context::to_hex(&secret);
-            Ok(vec![
-                format!(
-                    "new context key {kid} added; the others stay valid for {retire_after} minutes"
-                ),
-                format!("configure the service with: kid = {kid}, key = {hex}"),
-                format!(
-                    "(as one line, for {CONTEXT_KEY_VAR} or a key file: {})",
-                    tenant_core::keys::key_line(&kid, &secret)
-                ),
-            ])
+            let line = tenant_core::keys::key_line(&kid, &secret);
+            // The file first, so that a key the database holds is never lost to a file that
+            // cannot be written.
+            if let Some(file) = out {
+                write_key_file(file, &line)?;
+            }
+            let installed =
+                tenant_core::keys::install(database_url, &kid, &secret, Some(*retire_after));
+            if let Err(e) = installed {
+                if let Some(file) = out {
+                    let _ = std::fs::remove_file(file);
+                }
+                return Err(key_error(e));
+            }
+            let head = format!(
+                "new context key {kid} added; the others stay valid for {retire_after} minutes"
+            );
+            Ok(match out {
+                Some(file) => vec![
+                    head,
+                    format!(
+                        "written to {} (readable by its owner only); give it to the service as \
+                         {CONTEXT_KEY_VAR} or a key file",
+                        file.display()
+                    ),
+                ],
+                None => vec![
+                    head,
+                    format!(
+                        "the key, shown once, as one line for {CONTEXT_KEY_VAR} or a key file \
+                         (the next line; put it in the service's secret store):"
+                    ),
+                    line,
+                ],
+            })
         }
         ContextKeyCommand::Add {
             database_url,

@@ -21,6 +21,8 @@
 //! - `check`: fails (exit code 1), naming what differs, when the migrations are not up to
 //!   date with the registry: the CI step that catches a table registered without its
 //!   migration.
+//! - `migrate --database-url ADMIN_URL`: applies the pending migrations of the service's
+//!   directory (diesel's runner and bookkeeping), as a role that may change the schema.
 //! - `audit --database-url APP_URL`: the catalog audit against the registry (every worker
 //!   too on Citus); exit code 1 on a finding at error severity.
 //! - `evidence --database-url APP_URL --out DIR [--commit SHA]`: the audit written as
@@ -73,13 +75,32 @@ pub struct Service {
 }
 
 impl Service {
-    /// The service with `registry`, default options, and its migrations in `migrations`.
+    /// The service with `registry`, default options, and its migrations in `migrations`
+    /// (relative to the directory the command runs in: the crate's root, for `cargo xtask`).
     pub fn new(registry: &'static Registry, migrations: impl Into<PathBuf>) -> Self {
         Self {
             registry,
             options: RlsOptions::default(),
             migrations: migrations.into(),
         }
+    }
+
+    /// The same service with `options` for the generated SQL (role names, the context mode,
+    /// the target): what `gen` and `check` use.
+    ///
+    /// ```
+    /// # tenant_lint::registry! { pub static REGISTRY; }
+    /// let options = tenant_schema::options::RlsOptions {
+    ///     app_role: "billing_app".into(),
+    ///     ..Default::default()
+    /// };
+    /// let service = tenant_cli::Service::new(&REGISTRY, "migrations").with_options(options);
+    /// assert_eq!(service.options.app_role, "billing_app");
+    /// ```
+    #[must_use]
+    pub fn with_options(mut self, options: RlsOptions) -> Self {
+        self.options = options;
+        self
     }
 }
 
@@ -97,6 +118,13 @@ enum Command {
     Gen,
     /// Fail when the migrations are not up to date with the registry (for CI).
     Check,
+    /// Apply the pending migrations of the service's migrations directory, as an admin role.
+    Migrate {
+        /// A URL of a role that may change the schema (the database's owner or an
+        /// administrator; never the application role).
+        #[arg(long)]
+        database_url: String,
+    },
     /// Audit a database's catalog against the registry; fail on an error finding.
     Audit {
         /// A URL of the application role (the audit reads the catalog only).
@@ -162,6 +190,9 @@ pub enum CliError {
     /// `gen` or `check`.
     #[error(transparent)]
     Gen(#[from] GenError),
+    /// `migrate` could not apply the migrations.
+    #[error("{0}")]
+    Migrate(String),
     /// The audit could not read the catalog.
     #[error("the audit could not read the catalog: {0}")]
     Audit(String),
@@ -307,9 +338,9 @@ where
         Err(code) => return code,
     };
     let registry = match &cli.command {
-        Command::Gen | Command::Check => Err(CliError::Ops(
-            "gen and check compare migrations with the service's registry: run them from the \
-             service's xtask (tenant_cli::run with its REGISTRY)"
+        Command::Gen | Command::Check | Command::Migrate { .. } => Err(CliError::Ops(
+            "gen, check and migrate work on the service's migrations and registry: run them \
+             from the service's xtask (tenant_cli::run with its REGISTRY)"
                 .into(),
         )),
         command => match database_url(command) {
@@ -333,6 +364,7 @@ fn database_url(command: &Command) -> Option<&str> {
         Command::Org { command } => Some(ops::database_url(command)),
         Command::Gen
         | Command::Check
+        | Command::Migrate { .. }
         | Command::Access { .. }
         | Command::ContextKey { .. }
         | Command::Lint { .. } => None,
@@ -351,6 +383,21 @@ fn execute(service: &Service, command: &Command) -> Result<Vec<String>, CliError
                 service.migrations.display()
             )]
         })?),
+        Command::Migrate { database_url } => {
+            let applied = tenant_core::admin::run_migrations(database_url, &service.migrations)
+                .map_err(|e| CliError::Migrate(e.to_string()))?;
+            Ok(if applied.is_empty() {
+                vec![format!(
+                    "nothing to apply: every migration in {} is applied",
+                    service.migrations.display()
+                )]
+            } else {
+                let mut lines: Vec<String> =
+                    applied.iter().map(|v| format!("applied {v}")).collect();
+                lines.push(format!("{} migrations applied", applied.len()));
+                lines
+            })
+        }
         Command::Audit { database_url } => catalog::audit_lines(service, database_url),
         Command::Evidence {
             database_url,

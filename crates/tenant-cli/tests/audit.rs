@@ -208,6 +208,47 @@ fn a_service_with_its_own_schema_goes_through_every_command() {
             .collect::<Vec<_>>(),
         [(tenant_testkit::TEST_CONTEXT_KEY_ID, true), ("k2", false)]
     );
+    // With --out the key goes to a new file only its owner reads, never over an existing one.
+    let out_file = dir.join("k3.key");
+    let out_text = out_file.display().to_string();
+    let rotate_out = [
+        "xtask",
+        "context-key",
+        "rotate",
+        "--database-url",
+        &owner,
+        "--kid",
+        "k3",
+        "--out",
+        &out_text,
+    ];
+    assert_eq!(tenant_cli::run(&service, rotate_out), ExitCode::SUCCESS);
+    let line = std::fs::read_to_string(&out_file).unwrap();
+    assert_eq!(
+        tenant_core::context::ContextKey::parse(&line)
+            .unwrap()
+            .kid(),
+        "k3"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&out_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = rotate_out.map(|a| if a == "k3" { "k4" } else { a });
+    assert_eq!(
+        tenant_cli::run(&service, again),
+        ExitCode::FAILURE,
+        "an existing key file is never overwritten"
+    );
+    assert!(
+        !tenant_core::keys::list(&owner)
+            .unwrap()
+            .iter()
+            .any(|k| k.kid == "k4"),
+        "and no key is added that no file holds"
+    );
 
     // The same key without the org column is an existence oracle on B's titles, foreign
     // key or not: the probe says so.

@@ -117,6 +117,43 @@ impl GlobalWriter {
     }
 }
 
+/// Runs the pending migrations of the diesel migrations directory `dir` (each in its own
+/// transaction, in diesel's order) with `admin_url`, a role that may change the schema (never
+/// the application role), and returns the versions it applied, in order; an empty list when
+/// nothing was pending. The bookkeeping is diesel's own (`__diesel_schema_migrations`), so the
+/// diesel CLI and `embed_migrations!` see the same history.
+///
+/// # Errors
+/// [`TenantError::Connect`] when the database cannot be reached; [`TenantError::Migration`]
+/// naming the directory or the failing migration (rolled back; those before it stay).
+pub fn run_migrations(admin_url: &str, dir: &std::path::Path) -> Result<Vec<String>, TenantError> {
+    use diesel_migrations::MigrationHarness;
+    let migrations = diesel_migrations::FileBasedMigrations::from_path(dir).map_err(|e| {
+        TenantError::Migration(format!(
+            "{} (the migrations directory, relative to {}): {e}",
+            dir.display(),
+            std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "the current directory".into())
+        ))
+    })?;
+    let mut conn = crate::establish(admin_url)?;
+    let applied = conn.run_pending_migrations(migrations).map_err(|e| {
+        // "Failed to run <version> with: <the server's message>": the message reduced as
+        // every error of this crate is (a value a migration's UPDATE met in a row is not
+        // repeated).
+        let text = e.to_string();
+        TenantError::Migration(match text.split_once(" with: ") {
+            Some((head, server)) => format!(
+                "{head} (rolled back; the migrations before it stay applied) with: {}",
+                crate::error::redact(server)
+            ),
+            None => text,
+        })
+    })?;
+    Ok(applied.iter().map(ToString::to_string).collect())
+}
+
 /// A read-only connection to the system catalogs, for audits (`tenant-schema`'s catalog audit
 /// reads through it). It refuses any query that reads beyond `pg_catalog` and
 /// `information_schema`, and its session is read-only, so it cannot see or change tenant rows.

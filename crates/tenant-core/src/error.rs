@@ -89,6 +89,11 @@ pub enum TenantError {
     #[error("unusable context key: {0}")]
     ContextKey(String),
 
+    /// A migration of the service's migrations directory could not be read or failed; the
+    /// failing one was rolled back, those before it stay applied.
+    #[error("migrations: {0}")]
+    Migration(String),
+
     /// Options of the pool's builder that cannot hold together (one would be silently
     /// ignored); the pool refuses to start.
     #[error("conflicting pool options: {0}")]

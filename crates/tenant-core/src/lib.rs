@@ -53,6 +53,9 @@ mod verify;
 pub use columns::{
     ChangesValuesProbe, OrgColumnProbe, ScopedChangeset, SetsOrgColumn, UpdateSetsOrgColumn,
 };
+/// The service's context key, also at [`context::ContextKey`]: what
+/// [`TenantPool::builder`] takes in the default signed mode.
+pub use context::ContextKey;
 pub use dsl::{
     JoinRhs, OnWithOrg, OrFilterWidensScope, OrgPredicate, ScopedDelete, ScopedDeleteSource,
     ScopedGroupBy, ScopedInsert, ScopedInsertMany, ScopedQuery, ScopedSelect, ScopedSource,

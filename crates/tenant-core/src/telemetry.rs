@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::TenantError;
 
 /// Every class [`TenantError::class`] returns, in a fixed order (the counters' layout).
-pub const ERROR_CLASSES: [&str; 22] = [
+pub const ERROR_CLASSES: [&str; 23] = [
     "no_org_context",
     "org_context_changed",
     "cross_org_write",
@@ -42,6 +42,7 @@ pub const ERROR_CLASSES: [&str; 22] = [
     "deadlock",
     "database",
     "conflicting_options",
+    "migration",
 ];
 
 impl TenantError {
@@ -79,6 +80,7 @@ impl TenantError {
             TenantError::Database(db) if db.message.starts_with("deadlock detected") => 19,
             TenantError::Database(_) => 20,
             TenantError::ConflictingOptions(_) => 21,
+            TenantError::Migration(_) => 22,
         }
     }
 

@@ -251,6 +251,23 @@ fn markdown(
                 format!("tenant (`{}`)", e.org_column().unwrap_or_default())
             }
             Some(_) => "global".to_owned(),
+            // What the generated migrations create for the signed context and break-glass
+            // access: audited by their own rules.
+            None if matches!(
+                (r.schema.as_str(), r.name.as_str()),
+                ("tenant_context", "keys" | "current_org")
+                    | ("tenant_audit", "access_log" | "operator_key")
+            ) =>
+            {
+                "tenant-safe's own (not registered)".to_owned()
+            }
+            // diesel's migration history: versions and dates, no tenant data.
+            None if r.name == "__diesel_schema_migrations" && r.app_privileges.is_empty() => {
+                "diesel's migration history (not registered; no tenant data)".to_owned()
+            }
+            None if r.app_privileges.is_empty() => {
+                "not registered (the application role has no access)".to_owned()
+            }
             None => "**not registered**".to_owned(),
         };
         let restrictive = c
