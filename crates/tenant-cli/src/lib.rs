@@ -59,9 +59,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tenant_lint::Registry;
-use tenant_schema::RlsOptions;
 
 pub use migrations::{GenError, Plan};
+/// The options of the generated SQL (role names, the context mode), for
+/// [`Service::with_options`]: re-exported so that an xtask needs no other crate for them.
+pub use tenant_schema::options::RlsOptions;
 
 /// What the commands need to know about the service.
 #[derive(Debug, Clone)]
@@ -90,7 +92,7 @@ impl Service {
     ///
     /// ```
     /// # tenant_lint::registry! { pub static REGISTRY; }
-    /// let options = tenant_schema::options::RlsOptions {
+    /// let options = tenant_cli::RlsOptions {
     ///     app_role: "billing_app".into(),
     ///     ..Default::default()
     /// };

@@ -215,7 +215,10 @@ pub(crate) fn fresh_row(
                 }
                 _ => {
                     return Err(format!(
-                        "column {col} references {parent}, which has no row to reference"
+                        "column {col} references {parent}, which has no row to reference: \
+                         give {parent} a row, or let the probe add one for the run \
+                         ([[global_rows]] table = \"{parent}\" in its configuration, with \
+                         --admin-url; docs/probe.md)"
                     ));
                 }
             }
