@@ -7,8 +7,6 @@
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
-use std::process::ExitCode;
-
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use tenant_cli::Service;
@@ -21,7 +19,7 @@ use tenant_probe::config::ProbeConfig;
 use tenant_testkit::{TestDb, roles};
 
 mod common;
-use common::{RemoveOnDrop, SCHEMA, generated};
+use common::{RemoveOnDrop, SCHEMA, generated, generated_for};
 
 fn key() -> OrgContext {
     OrgContext::Signed(ContextKey::parse(tenant_testkit::TEST_CONTEXT_KEY).unwrap())
@@ -36,27 +34,6 @@ fn service_db(hint: &str) -> (TestDb, RemoveOnDrop, Service) {
     admin.batch_execute(&up).unwrap();
     db.add_test_context_key();
     (db, dir, service)
-}
-
-/// The migration `gen` writes for `registry`, in a directory of its own.
-fn generated_for(registry: &'static Registry, hint: &str) -> (RemoveOnDrop, Service, String) {
-    let dir = std::env::temp_dir().join(format!("tenant-cli-rt-{hint}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let guard = RemoveOnDrop(dir.clone());
-    let service = Service::new(registry, &dir);
-    assert_eq!(
-        tenant_cli::run(&service, ["xtask", "gen"]),
-        ExitCode::SUCCESS
-    );
-    let folder = std::fs::read_dir(&dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let up = std::fs::read_to_string(folder.join("up.sql")).unwrap();
-    (guard, service, up)
 }
 
 fn registry(entries: Vec<(&'static str, Option<&'static str>)>) -> &'static Registry {

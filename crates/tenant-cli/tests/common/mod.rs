@@ -45,11 +45,19 @@ impl Drop for RemoveOnDrop {
 /// A migrations directory of its own (removed when the first value drops), the service with
 /// it, and the `up.sql` that `gen` wrote there for the service's registry.
 pub fn generated(hint: &str) -> (RemoveOnDrop, Service, String) {
+    generated_for(&REGISTRY, hint)
+}
+
+/// [`generated`] for another registry.
+pub fn generated_for(
+    registry: &'static tenant_lint::Registry,
+    hint: &str,
+) -> (RemoveOnDrop, Service, String) {
     let dir = std::env::temp_dir().join(format!("tenant-cli-{hint}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let guard = RemoveOnDrop(dir.clone());
-    let service = Service::new(&REGISTRY, &dir);
+    let service = Service::new(registry, &dir);
     assert_eq!(
         tenant_cli::run(&service, ["xtask", "gen"]),
         ExitCode::SUCCESS
