@@ -322,6 +322,33 @@ fn an_administrator_who_is_no_superuser_applies_the_migration_and_the_audit_name
             db = db.name()
         ))
         .unwrap();
+    // From PostgreSQL 16 a role that creates another holds it WITH ADMIN OPTION only (no SET,
+    // no INHERIT): the administrator gets exactly that in the four roles, as if it had created
+    // them itself (here a superuser created them first; without ADMIN OPTION it could not
+    // alter them), and the migration must grant itself SET on the owner to hand tables to it
+    // (`ALTER TABLE ... OWNER TO` needs it).
+    let version: i32 = diesel::RunQueryDsl::get_result(
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+            "current_setting('server_version_num')::int",
+        )),
+        &mut db.admin(),
+    )
+    .unwrap();
+    if version >= 160_000 {
+        for role in [
+            "tenant_owner",
+            "tenant_app",
+            "tenant_operator",
+            "tenant_auditor",
+        ] {
+            db.admin()
+                .batch_execute(&format!(
+                    "REVOKE {role} FROM {admin_name} CASCADE;
+                     GRANT {role} TO {admin_name} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE;"
+                ))
+                .unwrap();
+        }
+    }
     let (_dir, service, up) = generated("managed");
 
     let managed = tenant_testkit::url_for(
@@ -351,5 +378,55 @@ fn an_administrator_who_is_no_superuser_applies_the_migration_and_the_audit_name
             .all(|f| f.severity != tenant_schema::audit::Severity::Error),
         "{:#?}",
         report.findings
+    );
+}
+
+/// From PostgreSQL 16 an administrator who is no superuser and did not create the table owner
+/// (no ADMIN OPTION on it) may not make itself a member of it: the generated migration stops
+/// with what to ask for, instead of failing later at the first `ALTER TABLE ... OWNER TO`.
+/// (On 15 CREATEROLE grants any role that is no superuser's, so there is nothing to refuse.)
+#[test]
+fn an_administrator_who_may_not_grant_itself_the_owner_is_told_what_to_ask_for() {
+    let db = TestDb::new("cli_managed_no_admin");
+    let version: i32 = diesel::RunQueryDsl::get_result(
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+            "current_setting('server_version_num')::int",
+        )),
+        &mut db.admin(),
+    )
+    .unwrap();
+    if version < 160_000 {
+        return;
+    }
+    let admin_name = "ts_test_managed_admin_no_owner";
+    let password = tenant_testkit::TEST_PASSWORD;
+    db.admin()
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               CREATE ROLE {admin_name} LOGIN CREATEROLE PASSWORD '{password}';
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+             END $$;
+             REVOKE tenant_owner FROM {admin_name} CASCADE;
+             ALTER DATABASE \"{db}\" OWNER TO {admin_name};",
+            db = db.name()
+        ))
+        .unwrap();
+    let (_dir, _service, up) = generated("managed_no_admin");
+    let managed = tenant_testkit::url_for(
+        &tenant_testkit::admin_url(),
+        admin_name,
+        Some(password),
+        db.name(),
+    );
+    let mut conn = <diesel::PgConnection as diesel::Connection>::establish(&managed).unwrap();
+    conn.batch_execute(SCHEMA).unwrap();
+    let err = diesel::Connection::transaction(&mut conn, |c| c.batch_execute(&up))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "role {admin_name} may not make itself a member of tenant_owner"
+        )),
+        "{err}"
     );
 }

@@ -162,10 +162,18 @@ fn roles(out: &mut String, o: &RlsOptions) {
          \x20     USING HINT = 'REVOKE ' || {owner} || ' FROM ' || {app};\n\
          \x20 END IF;\n\
          \x20 -- An administrator who is no superuser (a managed server's) hands tables to the owner\n\
-         \x20 -- only as a member of it, and only where the owner may create in the schema.\n\
+         \x20 -- only as a member of it that may SET ROLE to it, and only where the owner may create\n\
+         \x20 -- in the schema. From PostgreSQL 16 the role that created the owner is a member with\n\
+         \x20 -- ADMIN OPTION only (no SET), which it may grant itself; one that did not create it\n\
+         \x20 -- needs a grant from a superuser or from the role that did.\n\
          \x20 IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN\n\
-         \x20   IF NOT pg_has_role(current_user, {owner}, 'MEMBER') THEN\n\
-         \x20     EXECUTE format('GRANT %I TO %I', {owner}, current_user);\n\
+         \x20   IF NOT pg_has_role(current_user, {owner}, CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END) THEN\n\
+         \x20     BEGIN\n\
+         \x20       EXECUTE format('GRANT %I TO %I', {owner}, current_user);\n\
+         \x20     EXCEPTION WHEN insufficient_privilege THEN\n\
+         \x20       RAISE EXCEPTION 'role % may not make itself a member of %, which it needs to hand tables to it', current_user, {owner}\n\
+         \x20         USING ERRCODE = 'insufficient_privilege', HINT = 'a superuser, or the role that created ' || {owner} || ', runs: GRANT ' || {owner} || ' TO ' || current_user;\n\
+         \x20     END;\n\
          \x20   END IF;\n\
          \x20   EXECUTE format('GRANT CREATE ON SCHEMA public TO %I', {owner});\n\
          \x20 END IF;\n\

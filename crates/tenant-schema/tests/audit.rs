@@ -447,9 +447,14 @@ fn a_generated_policy_changed_in_place_is_an_error_naming_what_changed() {
         ]
     );
     // On a version whose printing the tests did not compare, a difference in printed text
-    // alone is a warning; the roles are not printed text.
+    // alone is a warning; the roles are not printed text. (One that prints the signed view as
+    // this server does, so that it stays unchanged: 19 as 16 to 18 do, 14 as 15.)
     let mut catalog = report.catalog.clone();
-    catalog.server.version_num = 160_004;
+    catalog.server.version_num = if catalog.server.version_num >= 160_000 {
+        190_000
+    } else {
+        140_022
+    };
     let elsewhere: Vec<(String, Severity)> =
         check(&catalog, &two_companies::REGISTRY, &AuditOptions::default())
             .into_iter()
@@ -646,13 +651,17 @@ fn a_server_older_than_the_last_rls_fix_is_an_error() {
     assert_eq!(objects(&f), [("server 150013", Severity::Error)]);
     assert!(f[0].fix.contains("15.14"), "{}", f[0].fix);
     report.catalog.server.version_num = 150_014;
+    // Only this rule: the catalog's printed texts are the real server's, which from 16 on
+    // print the signed view differently from a 15 (`generated-object-changed` compares them
+    // as the version the catalog says prints them).
     assert!(
         check(
             &report.catalog,
             &two_companies::REGISTRY,
             &AuditOptions::default()
         )
-        .is_empty()
+        .iter()
+        .all(|f| f.rule != "server-version")
     );
 }
 

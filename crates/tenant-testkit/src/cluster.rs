@@ -36,7 +36,26 @@ impl Cluster {
     /// The data lives under `target/<name>` when the `postgres` user can reach it; when we
     /// are root and a parent directory is closed to others (a private checkout), it lives in
     /// `/tmp/<name>-<hash of the workspace path>` instead, the same on every invocation.
+    ///
+    /// Binaries from outside `/usr/lib/postgresql` (another major put first on PATH, such as
+    /// `cargo xtask pg start --pg N` fetches) get a directory of their own major,
+    /// `<name>-<major>`: a data directory one major initialized never meets another's server.
+    /// A name that already ends in `-<number>` (`tenant-pg-17`, given with its binaries,
+    /// [`Cluster::with_bindir`]) is kept.
     pub fn named(root: &Path, name: &str) -> Self {
+        let lib = Path::new("/usr/lib/postgresql");
+        let bin = find_bindir(std::env::var_os("PATH"), lib);
+        let has_major = name
+            .rsplit_once('-')
+            .is_some_and(|(_, n)| n.parse::<u32>().is_ok());
+        let name = match bin.as_deref().filter(|b| !b.starts_with(lib)) {
+            Some(b) if !has_major => match major_of(b) {
+                Some(major) => format!("{name}-{major}"),
+                None => name.to_owned(),
+            },
+            _ => name.to_owned(),
+        };
+        let name = name.as_str();
         let dir = if is_root() && !reachable_by_others(root) {
             PathBuf::from(format!("/tmp/{name}-{:016x}", path_hash(root)))
         } else {
@@ -44,7 +63,7 @@ impl Cluster {
         };
         Self {
             dir,
-            bin: find_bindir(std::env::var_os("PATH"), Path::new("/usr/lib/postgresql")),
+            bin,
             settings: Vec::new(),
         }
     }
@@ -55,6 +74,15 @@ impl Cluster {
     #[must_use]
     pub fn with_setting(mut self, name: &str, value: &str) -> Self {
         self.settings.push(format!("-c {name}={value}"));
+        self
+    }
+
+    /// This cluster run with the server binaries (initdb, pg_ctl, postgres) of `bin` instead of
+    /// the ones found on PATH or under `/usr/lib/postgresql` (another major's, see `cargo xtask
+    /// pg start --pg N`).
+    #[must_use]
+    pub fn with_bindir(mut self, bin: PathBuf) -> Self {
+        self.bin = Some(bin);
         self
     }
 
@@ -287,6 +315,25 @@ fn find_bindir(path: Option<std::ffi::OsString>, lib: &Path) -> Option<PathBuf> 
     versions.pop()
 }
 
+/// The major version of the binaries in `bin` (`pg_ctl --version`: `pg_ctl (PostgreSQL) 17.10`).
+fn major_of(bin: &Path) -> Option<u32> {
+    let out = Command::new(bin.join("pg_ctl"))
+        .arg("--version")
+        .output()
+        .ok()?;
+    parse_major(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_major(version: &str) -> Option<u32> {
+    let number = version
+        .split("(PostgreSQL)")
+        .nth(1)?
+        .split_whitespace()
+        .next()?;
+    let digits: String = number.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 /// Whether every directory from `/` down to `path` lets others traverse it.
 fn reachable_by_others(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -356,6 +403,17 @@ mod tests {
         let err = cluster.start().err().unwrap();
         assert!(err.contains("apt-get install postgresql"), "{err}");
         assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_major_is_read_from_the_version_line() {
+        assert_eq!(parse_major("pg_ctl (PostgreSQL) 17.10\n"), Some(17));
+        assert_eq!(
+            parse_major("pg_ctl (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(parse_major("pg_ctl (PostgreSQL) 18beta1"), Some(18));
+        assert_eq!(parse_major(""), None);
     }
 
     #[test]
