@@ -28,6 +28,7 @@ mod packaging;
 use tenant_testkit::cluster as pg;
 mod pg_versions;
 mod probe;
+mod test_matrix;
 mod trace_bench;
 
 use std::path::{Path, PathBuf};
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         ["trace-bench-run"] => trace_bench::measure(),
         ["demo"] => demo(),
         ["test"] => test(),
+        ["test-matrix", rest @ ..] => test_matrix::run(rest),
         ["publish-check"] => packaging::publish_check(),
         ["diesel-min"] => packaging::diesel_min(),
         _ => Err(USAGE.to_owned()),
@@ -140,7 +142,9 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   publish-check          cargo publish --workspace --dry-run: every library crate packages and builds
   diesel-min             cargo check of everything with diesel 2.3.0, the lowest the manifests accept
   test                   every test, clippy -D warnings, fmt --check, publish-check, diesel-min
-                         (uses DATABASE_URL if set)";
+                         (uses DATABASE_URL if set)
+  test-matrix [--pg 16,17,18]
+                         the real-server suites on other PostgreSQL majors (binaries from npm)";
 
 /// The median of `v` (the upper one of an even count); the benchmarks report medians.
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {

@@ -61,7 +61,7 @@ pub(crate) fn command(action: &str, major: &str) -> Result<(), String> {
 }
 
 /// The cluster of major `major`, its binaries fetched first when they are not cached.
-fn cluster(major: u32) -> Result<pg::Cluster, String> {
+pub(crate) fn cluster(major: u32) -> Result<pg::Cluster, String> {
     let root = crate::workspace();
     if major == DISTRIBUTION_MAJOR {
         return Ok(pg::Cluster::at(&root));
