@@ -387,16 +387,7 @@ impl TenantPool {
         org: OrgId,
         isolation: Isolation,
     ) -> Result<OrgScoped<Pooled>, TenantError> {
-        let conn = self.pool.get().map_err(|e| {
-            let e = TenantError::Pool(format!(
-                "no connection within {:?} (pool of at most {}): {e}",
-                self.connection_timeout,
-                self.pool.max_size()
-            ));
-            self.counters.error(&e);
-            tracing::warn!(org = %org, class = e.class(), "tenant.pool_exhausted");
-            e
-        })?;
+        let conn = self.checkout(org, "")?;
         let open = |conn: r2d2::PooledConnection<TenantConnectionManager>| {
             let backend = conn.backend.map(|b| {
                 if self.transaction_pooler {
@@ -449,17 +440,35 @@ impl TenantPool {
                         class = discarded.class(),
                         "tenant.connection_discarded"
                     );
-                    let conn = self.pool.get().map_err(|e| {
-                        TenantError::Pool(format!(
-                            "after discarding a connection ({discarded}): {e}"
-                        ))
-                    })?;
+                    let conn = self.checkout(
+                        org,
+                        &format!(", after discarding a connection ({discarded})"),
+                    )?;
                     outcome = open(conn);
                 }
                 done => return done,
             }
         }
         outcome
+    }
+
+    /// A connection from the pool for a transaction of `org`; a timeout is counted and logged
+    /// (`tenant.pool_exhausted`), `after` saying what came before it.
+    fn checkout(
+        &self,
+        org: OrgId,
+        after: &str,
+    ) -> Result<r2d2::PooledConnection<TenantConnectionManager>, TenantError> {
+        self.pool.get().map_err(|e| {
+            let e = TenantError::Pool(format!(
+                "no connection within {:?} (pool of at most {}){after}: {e}",
+                self.connection_timeout,
+                self.pool.max_size()
+            ));
+            self.counters.error(&e);
+            tracing::warn!(org = %org, class = e.class(), "tenant.pool_exhausted");
+            e
+        })
     }
 
     /// Runs `f` in a transaction scoped to `org`: commits when `f` returns `Ok`, rolls back

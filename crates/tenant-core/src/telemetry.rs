@@ -89,16 +89,7 @@ impl TenantError {
     /// a query of another org's handle, a swapped handle, a connection carrying state from
     /// earlier code.
     pub fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            TenantError::NoOrgContext
-                | TenantError::OrgContextChanged
-                | TenantError::CrossOrgWrite { .. }
-                | TenantError::OrgMismatch
-                | TenantError::HandleSwapped
-                | TenantError::Unscoped(_)
-                | TenantError::SessionContextLeft
-        )
+        REFUSAL_CLASSES.contains(&self.class())
     }
 }
 
@@ -148,7 +139,7 @@ impl Metrics {
     }
 }
 
-/// The classes of [`TenantError::is_refusal`].
+/// The classes of [`TenantError::is_refusal`] (the one list of them).
 const REFUSAL_CLASSES: [&str; 7] = [
     "no_org_context",
     "org_context_changed",
