@@ -270,50 +270,55 @@ impl ProbeConfig {
         Ok(config)
     }
 
-    /// Marks the results of `report` that an expectation names, and records in the report
-    /// every expectation that matched no result or a result with another verdict (each fails
-    /// the run: an expectation that no longer holds must be removed, not left to excuse a
-    /// later outcome). A leak is never marked.
+    /// [`apply`] with this file's expectations.
     pub fn apply(&self, report: &mut Report) {
-        for e in &self.expectations {
-            let want = e.verdict.verdict();
-            let mut matched = false;
-            let mut other = Vec::new();
-            for r in report
-                .results
-                .iter_mut()
-                .filter(|r| r.attack == e.attack && r.table == e.table)
-            {
-                if r.verdict == want {
-                    r.expected_by = Some(e.reason.clone());
-                    matched = true;
-                } else {
-                    other.push(r.verdict.as_str());
-                }
-            }
-            if matched {
-                continue;
-            }
-            let place = if e.table.is_empty() {
-                "database-wide".to_owned()
+        apply(&self.expectations, report);
+    }
+}
+
+/// Marks the results of `report` that an expectation names, and records in the report every
+/// expectation that matched no result or a result with another verdict (each fails the run:
+/// an expectation that no longer holds must be removed, not left to excuse a later outcome).
+/// A leak is never marked.
+pub fn apply(expectations: &[Expectation], report: &mut Report) {
+    for e in expectations {
+        let want = e.verdict.verdict();
+        let mut matched = false;
+        let mut other = Vec::new();
+        for r in report
+            .results
+            .iter_mut()
+            .filter(|r| r.attack == e.attack && r.table == e.table)
+        {
+            if r.verdict == want {
+                r.expected_by = Some(e.reason.clone());
+                matched = true;
             } else {
-                format!("on `{}`", e.table)
-            };
-            report.stale_expectations.push(if other.is_empty() {
-                format!(
-                    "the expectation for `{}` {place} matched no result: check the attack and table \
-                     names against probe.md, or remove it",
-                    e.attack
-                )
-            } else {
-                format!(
-                    "`{}` {place} was expected to be {} and was {}: remove the expectation",
-                    e.attack,
-                    want.as_str(),
-                    other.join(", ")
-                )
-            });
+                other.push(r.verdict.as_str());
+            }
         }
+        if matched {
+            continue;
+        }
+        let place = if e.table.is_empty() {
+            "database-wide".to_owned()
+        } else {
+            format!("on `{}`", e.table)
+        };
+        report.stale_expectations.push(if other.is_empty() {
+            format!(
+                "the expectation for `{}` {place} matched no result: check the attack and table \
+                 names against probe.md, or remove it",
+                e.attack
+            )
+        } else {
+            format!(
+                "`{}` {place} was expected to be {} and was {}: remove the expectation",
+                e.attack,
+                want.as_str(),
+                other.join(", ")
+            )
+        });
     }
 }
 

@@ -7,7 +7,7 @@
 //! attacks are done. A table that already has a row is never written: on a production
 //! database the probe writes nothing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
@@ -16,6 +16,7 @@ use tenant_core::admin::{CatalogReader, GlobalWriter, ProbeOutcome, ProbeSession
 use crate::ProbeError;
 use crate::config::GlobalRow;
 use crate::schema::global_table;
+use crate::seed::fresh_row;
 use crate::sql::{ident, literal};
 
 /// A row the probe added, to be deleted after the run.
@@ -114,32 +115,24 @@ pub(crate) fn add(
             ));
             continue;
         }
-        if let Some(unknown) = g.values.keys().find(|c| table.column(c).is_none()) {
-            return Err(refused(&g.table, format!("it has no column `{unknown}`")));
+        let mut overrides = BTreeMap::new();
+        for (name, value) in &g.values {
+            let column = table
+                .column(name)
+                .ok_or_else(|| refused(&g.table, format!("it has no column `{name}`")))?;
+            overrides.insert(name.clone(), literal(Some(value), &column.ty));
         }
-        let mut names = Vec::new();
-        let mut exprs = Vec::new();
-        for column in table.columns.iter().filter(|c| !c.generated) {
-            let expr = match g.values.get(&column.name) {
-                Some(v) => literal(Some(v), &column.ty),
-                None if column.has_default => continue,
-                None => match crate::seed::generate(&table, column, "global") {
-                    Some(v) => v,
-                    None if !column.not_null => literal(None, &column.ty),
-                    None => {
-                        return Err(refused(
-                            &g.table,
-                            format!(
-                                "no value generator for column `{}` of type {}: give it in `values`",
-                                column.name, column.ty
-                            ),
-                        ));
-                    }
-                },
-            };
-            names.push(ident(&column.name));
-            exprs.push(expr);
-        }
+        // The row as a tenant row is built (a global table has no org column, so the org
+        // goes nowhere); what the generator cannot make is for `values`.
+        let (names, exprs) = fresh_row(
+            &table,
+            uuid::Uuid::nil(),
+            &HashMap::new(),
+            &HashMap::new(),
+            &overrides,
+            None,
+        )
+        .map_err(|why| refused(&g.table, format!("{why}: give it in `values`")))?;
         let url = admin_url.ok_or_else(|| {
             refused(
                 &g.table,

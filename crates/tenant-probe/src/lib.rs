@@ -439,10 +439,6 @@ fn check_context(
 /// [`Verdict::Leak`] in the report.
 pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
     check_seeders(&options.seeders, options.registry)?;
-    let config = config::ProbeConfig {
-        expectations: options.expectations.clone(),
-        ..config::ProbeConfig::default()
-    };
     let mut added = Vec::new();
     // The rows added to global tables are deleted whatever happens, a panic included (the
     // panic goes on afterwards); the attacker's sessions are closed (their transactions
@@ -471,7 +467,7 @@ pub fn run(options: &ProbeOptions<'_>) -> Result<Report, ProbeError> {
             )));
         }
     };
-    config.apply(&mut report);
+    config::apply(&options.expectations, &mut report);
     Ok(report)
 }
 

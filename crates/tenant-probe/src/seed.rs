@@ -101,7 +101,7 @@ fn allowed_by_check(table: &TableInfo, column: &str) -> Option<String> {
 }
 
 /// A generated value for `column`, as SQL; `None` when the type is unknown.
-pub(crate) fn generate(table: &TableInfo, column: &Column, tag: &str) -> Option<String> {
+fn generate(table: &TableInfo, column: &Column, tag: &str) -> Option<String> {
     if let Some(v) = allowed_by_check(table, &column.name) {
         return Some(literal(Some(&v), &column.ty));
     }
@@ -114,11 +114,10 @@ pub(crate) fn generate(table: &TableInfo, column: &Column, tag: &str) -> Option<
         "uuid" => Uuid::new_v4().to_string(),
         "text" | "varchar" | "bpchar" | "citext" | "name" => {
             let full = format!("probe {tag} {unique}");
+            let count = full.chars().count();
             match column.max_len.and_then(|n| usize::try_from(n).ok()) {
                 // Keep the random tail: it is what makes the value unique.
-                Some(n) if full.chars().count() > n => {
-                    full.chars().skip(full.chars().count() - n).collect()
-                }
+                Some(n) if count > n => full.chars().skip(count - n).collect(),
                 _ => full,
             }
         }
@@ -156,17 +155,16 @@ fn varied(column: &Column, value: &str) -> String {
         }
         _ => {
             let tag = &token[..8];
-            let room = column
-                .max_len
-                .and_then(|n| usize::try_from(n).ok())
-                .map_or(usize::MAX, |n| n.saturating_sub(tag.len()));
+            let limit = column.max_len.and_then(|n| usize::try_from(n).ok());
+            let room = limit.map_or(usize::MAX, |n| n.saturating_sub(tag.len()));
             let kept: String = value.chars().take(room).collect();
             let varied = if value.contains('@') {
                 format!("{tag}{kept}")
             } else {
                 format!("{kept}{tag}")
             };
-            match column.max_len.and_then(|n| usize::try_from(n).ok()) {
+            // Only a limit shorter than the random part itself cuts into it.
+            match limit {
                 Some(n) if varied.chars().count() > n => varied.chars().take(n).collect(),
                 _ => varied,
             }
