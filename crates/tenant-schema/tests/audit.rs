@@ -631,37 +631,38 @@ fn a_registered_table_missing_from_the_database_is_an_error() {
 }
 
 #[test]
-fn a_server_older_than_the_last_rls_fix_is_an_error() {
+fn this_server_has_every_isolation_fix_and_an_older_release_is_an_error() {
     let db = migrated("audit_version");
     let mut report = run(&db);
-    assert!(
-        report.catalog.server.version_num >= 150_000,
+    let version_rule = |catalog: &tenant_schema::audit::Catalog| -> Vec<_> {
+        check(catalog, &two_companies::REGISTRY, &AuditOptions::default())
+            .into_iter()
+            .filter(|f| f.rule == "server-version")
+            .collect()
+    };
+    // What the real server reports passes (the version matrix runs this on 15, 16, 17 and 18).
+    assert_eq!(
+        objects(&version_rule(&report.catalog)),
+        [],
         "{}",
         report.catalog.server.version
     );
-    report.catalog.server.version_num = 150_013;
-    let f: Vec<_> = check(
-        &report.catalog,
-        &two_companies::REGISTRY,
-        &AuditOptions::default(),
-    )
-    .into_iter()
-    .filter(|f| f.rule == "server-version")
-    .collect();
-    assert_eq!(objects(&f), [("server 150013", Severity::Error)]);
-    assert!(f[0].fix.contains("15.14"), "{}", f[0].fix);
-    report.catalog.server.version_num = 150_014;
+    // The release before 15's last fix (CVE-2026-6473's, 15.18) fails, naming the fix.
+    report.catalog.server.version_num = 150_017;
+    let f = version_rule(&report.catalog);
+    assert_eq!(objects(&f), [("server 150017", Severity::Error)]);
+    assert!(f[0].fix.contains("upgrade to 15.18"), "{}", f[0].fix);
+    assert!(f[0].why.contains("CVE-2026-6473"), "{}", f[0].why);
     // Only this rule: the catalog's printed texts are the real server's, which from 16 on
     // print the signed view differently from a 15 (`generated-object-changed` compares them
     // as the version the catalog says prints them).
-    assert!(
-        check(
-            &report.catalog,
-            &two_companies::REGISTRY,
-            &AuditOptions::default()
-        )
-        .iter()
-        .all(|f| f.rule != "server-version")
+    report.catalog.server.version_num = 150_018;
+    assert_eq!(objects(&version_rule(&report.catalog)), []);
+    // A major older than the supported ones fails even at a release with every fix.
+    report.catalog.server.version_num = 140_023;
+    assert_eq!(
+        objects(&version_rule(&report.catalog)),
+        [("server 140023", Severity::Error)]
     );
 }
 

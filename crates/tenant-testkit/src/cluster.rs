@@ -55,14 +55,8 @@ impl Cluster {
             },
             _ => name.to_owned(),
         };
-        let name = name.as_str();
-        let dir = if is_root() && !reachable_by_others(root) {
-            PathBuf::from(format!("/tmp/{name}-{:016x}", path_hash(root)))
-        } else {
-            root.join("target").join(name)
-        };
         Self {
-            dir,
+            dir: server_dir(root, &name),
             bin,
             settings: Vec::new(),
         }
@@ -332,6 +326,18 @@ fn parse_major(version: &str) -> Option<u32> {
         .next()?;
     let digits: String = number.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
+}
+
+/// Directory `name` for the server (the `postgres` user when we are root) to read or write:
+/// `target/<name>` of the workspace at `root`, or, when we are root and a parent of `root` is
+/// closed to others (a private checkout), `/tmp/<name>-<hash of the workspace path>`, the same
+/// on every invocation. Cluster data and fetched server binaries both live in one.
+pub fn server_dir(root: &Path, name: &str) -> PathBuf {
+    if is_root() && !reachable_by_others(root) {
+        PathBuf::from(format!("/tmp/{name}-{:016x}", path_hash(root)))
+    } else {
+        root.join("target").join(name)
+    }
 }
 
 /// Whether every directory from `/` down to `path` lets others traverse it.

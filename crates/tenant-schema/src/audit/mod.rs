@@ -26,6 +26,7 @@ mod function_cost;
 mod powers;
 mod row_functions;
 mod rules;
+mod server_version;
 mod shard_protection;
 mod tables;
 
@@ -44,6 +45,7 @@ pub use function_cost::CheapFunction;
 pub use powers::RolePower;
 pub use row_functions::RowFunction;
 pub use rules::{CHECKS, RULES};
+pub use server_version::{ADVISORIES, Advisory, VERIFIED_MAJORS, missing_fixes};
 use tenant_core::TenantError;
 use tenant_core::admin::CatalogReader;
 use tenant_lint::Registry;

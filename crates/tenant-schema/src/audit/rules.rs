@@ -219,7 +219,7 @@ pub const CHECKS: &[(&str, &str, &str)] = &[
     (
         "server-version",
         "#27",
-        "the server has every fix of row-level security's CVEs",
+        "the server is a verified major (15-18) at a release with every fix of the PostgreSQL CVEs that break isolation (RLS bypasses, memory corruption by any SQL user)",
     ),
     (
         "role-can-create",
@@ -779,8 +779,8 @@ fn generated_functions<'c>(
 /// with the generator's texts (`crate::context::printed_view_query`,
 /// `crate::generated::policies`) by the tests (the story, the signed story and the inline form
 /// audit clean; a changed view or policy is an error): 15.20, 16.14, 17.10 and 18.4
-/// (`cargo xtask pg start --pg N`).
-const VIEW_TEXT_VERIFIED_ON: &[i32] = &[15, 16, 17, 18];
+/// (`cargo xtask test-matrix`).
+const VIEW_TEXT_VERIFIED_ON: &[i32] = super::server_version::VERIFIED_MAJORS;
 
 /// What of the signed context's view differs from the generated one (owner, what it reads,
 /// definition); `None` when there is no view of that name.
@@ -1337,38 +1337,8 @@ fn unregistered_tenant_table(c: &Catalog, r: &Registry, o: &AuditOptions) -> Vec
         .collect()
 }
 
-/// The first release of each major with every RLS fix in docs/threat-model.md #27 (the last,
-/// CVE-2025-8713, was fixed in 17.6, 16.10, 15.14, 14.19 and 13.22).
-const FIXED_IN: &[(i32, i32)] = &[
-    (13, 130_022),
-    (14, 140_019),
-    (15, 150_014),
-    (16, 160_010),
-    (17, 170_006),
-];
-
 fn server_version(c: &Catalog, _: &Registry, _: &AuditOptions) -> Vec<Finding> {
-    let num = c.server.version_num;
-    let major = num / 10_000;
-    let needed = match FIXED_IN.iter().find(|(m, _)| *m == major) {
-        Some((_, fixed)) => *fixed,
-        None if major < 13 => i32::MAX,
-        None => return Vec::new(),
-    };
-    if num >= needed {
-        return Vec::new();
-    }
-    vec![finding(
-        "server-version",
-        Severity::Error,
-        format!("server {num}"),
-        "this server predates fixes for known row-level-security bypasses (CVE-2019-10130 ... CVE-2025-8713, docs/threat-model.md #27)",
-        if needed == i32::MAX {
-            "upgrade to a supported major (13 or newer) at its latest minor".to_owned()
-        } else {
-            format!("upgrade to {}.{} or newer", needed / 10_000, needed % 100)
-        },
-    )]
+    super::server_version::findings(&c.server)
 }
 
 #[cfg(test)]
