@@ -20,6 +20,49 @@ pub(crate) fn publish_check() -> Result<(), String> {
     )
 }
 
+/// Takes the async path out of the copy at `copy`: diesel-async 0.10, which it is built on,
+/// needs diesel 2.4, so with 2.3 tenant-core builds without its `async` feature (an empty
+/// feature stays, so that `cfg(feature = "async")` still names one).
+fn without_async_path(copy: &Path) -> Result<(), String> {
+    let manifest = copy.join("crates/tenant-core/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .map_err(|e| format!("reading {}: {e}", manifest.display()))?;
+    let mut dropped = 0;
+    let kept: Vec<String> = text
+        .lines()
+        .filter_map(|line| {
+            let t = line.trim_start();
+            if [
+                "diesel-async",
+                "deadpool",
+                "tokio",
+                "tenant-core = { path = \".\"",
+            ]
+            .iter()
+            .any(|dep| t.starts_with(dep))
+            {
+                dropped += 1;
+                None
+            } else if t.starts_with("async = [") {
+                Some("async = []".to_owned())
+            } else {
+                Some(line.to_owned())
+            }
+        })
+        .collect();
+    // diesel-async, deadpool, tokio (a dependency and a dev-dependency), the crate itself.
+    if dropped != 5 {
+        return Err(format!(
+            "{}: expected the async path's five dependency lines (diesel-async, deadpool, tokio \
+             twice, tenant-core itself), found {dropped}: update `without_async_path` in \
+             xtask/src/packaging.rs with the manifest",
+            manifest.display()
+        ));
+    }
+    std::fs::write(&manifest, kept.join("\n") + "\n")
+        .map_err(|e| format!("writing {}: {e}", manifest.display()))
+}
+
 /// Removes the copies of this workspace's packages that earlier dry runs left in cargo's cache.
 /// The dry run verifies each crate against the others through a local registry under the
 /// target directory; cargo unpacks those into `$CARGO_HOME/registry/src/-<hash>/` and reuses
@@ -87,6 +130,7 @@ pub(crate) fn diesel_min() -> Result<(), String> {
     ] {
         copy_tree(&root.join(entry), &copy.join(entry))?;
     }
+    without_async_path(&copy)?;
     for package in ["diesel_migrations", "diesel"] {
         let mut update = crate::cargo();
         update

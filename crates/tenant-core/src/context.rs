@@ -240,17 +240,28 @@ impl Backend {
     /// The database's error when the query fails.
     pub fn read(conn: &mut diesel::PgConnection) -> Result<Self, TenantError> {
         use diesel::RunQueryDsl;
-        let (pid, recorded): (i32, i32) = diesel::select(diesel::dsl::sql::<(
+        let (pid, recorded) = Self::query().get_result(conn)?;
+        Ok(Self::from_row(pid, recorded))
+    }
+
+    /// What [`read`](Self::read) runs (the async pool runs it too).
+    pub(crate) fn query() -> diesel::dsl::select<
+        diesel::expression::SqlLiteral<(diesel::sql_types::Integer, diesel::sql_types::Integer)>,
+    > {
+        diesel::select(diesel::dsl::sql::<(
             diesel::sql_types::Integer,
             diesel::sql_types::Integer,
         )>(
             "pg_backend_pid(), (SELECT setting::int FROM pg_catalog.pg_settings WHERE name = 'track_activity_query_size')",
         ))
-        .get_result(conn)?;
-        Ok(Self {
+    }
+
+    /// The backend of [`query`](Self::query)'s row.
+    pub(crate) fn from_row(pid: i32, recorded: i32) -> Self {
+        Self {
             pid,
             recorded: usize::try_from(recorded).unwrap_or(MAX_RECORDED_TEXT + 1),
-        })
+        }
     }
 
     /// A backend that was not read, for unit tests of the messages.

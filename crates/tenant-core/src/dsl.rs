@@ -522,7 +522,12 @@ where
     }
 }
 
-impl<C: ScopedConnection> OrgScoped<C> {
+/// The query builders of a scoped handle: [`OrgScoped`]'s and the async path's
+/// (`AsyncOrgScoped`) are this one text, so both offer the same DSL with the same bounds.
+/// The handle needs only `fn org(&self) -> OrgId`.
+macro_rules! scoped_builders {
+    (impl [$($generics:tt)*] $handle:ty) => {
+impl<$($generics)*> $handle {
     fn org_predicate<T: TenantTable>(&self) -> OrgPredicate<T> {
         T::OrgColumn::default().eq(self.org().as_uuid())
     }
@@ -626,6 +631,15 @@ impl<C: ScopedConnection> OrgScoped<C> {
         }
     }
 
+}
+    };
+}
+
+scoped_builders!(impl [C: ScopedConnection] OrgScoped<C>);
+#[cfg(feature = "async")]
+scoped_builders!(impl [] crate::AsyncOrgScoped);
+
+impl<C: ScopedConnection> OrgScoped<C> {
     /// Runs a scoped query and returns all rows.
     ///
     /// The query is rendered once and that rendering is checked, then sent as it is

@@ -30,6 +30,12 @@
 //! Only this crate touches a raw database connection (docs/design.md invariant 1).
 
 pub mod admin;
+#[cfg(feature = "async")]
+mod async_manager;
+#[cfg(feature = "async")]
+mod async_pool;
+#[cfg(feature = "async")]
+mod async_scoped;
 pub mod cluster;
 mod columns;
 pub mod context;
@@ -41,6 +47,7 @@ mod opening;
 pub mod operator;
 mod org_context;
 mod org_id;
+mod plan;
 mod pool;
 mod raw_sql;
 mod scoped;
@@ -50,6 +57,12 @@ pub mod telemetry;
 mod upsert;
 mod verify;
 
+#[cfg(feature = "async")]
+pub use async_manager::{AsyncConnection, AsyncConnectionManager};
+#[cfg(feature = "async")]
+pub use async_pool::AsyncTenantPool;
+#[cfg(feature = "async")]
+pub use async_scoped::AsyncOrgScoped;
 pub use columns::{
     ChangesValuesProbe, OrgColumnProbe, ScopedChangeset, SetsOrgColumn, UpdateSetsOrgColumn,
 };
@@ -183,6 +196,13 @@ pub const ORG_SETTING: &str = "tenant.org_id";
 /// Opens one plain connection (the break-glass, admin and probe sessions; the pool's check),
 /// mapping a failure to [`TenantError::Connect`].
 pub(crate) fn establish(url: &str) -> Result<diesel::PgConnection, TenantError> {
+    check_url(url)?;
+    <diesel::PgConnection as diesel::Connection>::establish(url)
+        .map_err(|e| TenantError::Connect(connect_message(&e.to_string(), url)))
+}
+
+/// Refuses a URL no connection can be made with, before trying.
+pub(crate) fn check_url(url: &str) -> Result<(), TenantError> {
     if url.trim().is_empty() {
         return Err(TenantError::Connect(
             "the database URL is empty: pass a libpq URL such as postgres://tenant_app@host/db"
@@ -194,13 +214,12 @@ pub(crate) fn establish(url: &str) -> Result<diesel::PgConnection, TenantError> 
             "the database URL contains a NUL byte, which no libpq URL can hold".into(),
         ));
     }
-    <diesel::PgConnection as diesel::Connection>::establish(url)
-        .map_err(|e| TenantError::Connect(connect_message(&e.to_string(), url)))
+    Ok(())
 }
 
 /// libpq's message about `url`, short and without the URL's password: libpq quotes the part
 /// of a connection string it cannot parse, which may be long or hold a secret.
-fn connect_message(message: &str, url: &str) -> String {
+pub(crate) fn connect_message(message: &str, url: &str) -> String {
     const MAX: usize = 400;
     let mut message = message.to_owned();
     let password = url

@@ -126,11 +126,25 @@ impl r2d2::ManageConnection for TenantConnectionManager {
 
 /// The session's org setting, `None` when unset or empty.
 pub(crate) fn session_org_setting(conn: &mut PgConnection) -> Result<Option<String>, TenantError> {
-    let value: String = diesel::select(diesel::dsl::sql::<Text>(
+    let value: String = session_org_setting_query().get_result(conn)?;
+    Ok((!value.is_empty()).then_some(value))
+}
+
+/// What [`session_org_setting`] runs (the async handle runs it too).
+pub(crate) fn session_org_setting_query()
+-> diesel::dsl::select<diesel::expression::SqlLiteral<Text>> {
+    diesel::select(diesel::dsl::sql::<Text>(
         "coalesce(current_setting('tenant.org_id', true), '')",
     ))
-    .get_result(conn)?;
-    Ok((!value.is_empty()).then_some(value))
+}
+
+/// What [`session_verified_org`] runs (the async handle runs it too).
+pub(crate) fn session_verified_org_query() -> diesel::dsl::select<
+    diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Uuid>>,
+> {
+    diesel::select(diesel::dsl::sql::<
+        diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
+    >("tenant_context.verified_org()"))
 }
 
 /// The org the signed context verifies for this session (`tenant_context.verified_org()`),
@@ -138,8 +152,5 @@ pub(crate) fn session_org_setting(conn: &mut PgConnection) -> Result<Option<Stri
 pub(crate) fn session_verified_org(
     conn: &mut PgConnection,
 ) -> Result<Option<uuid::Uuid>, TenantError> {
-    Ok(diesel::select(diesel::dsl::sql::<
-        diesel::sql_types::Nullable<diesel::sql_types::Uuid>,
-    >("tenant_context.verified_org()"))
-    .get_result(conn)?)
+    Ok(session_verified_org_query().get_result(conn)?)
 }

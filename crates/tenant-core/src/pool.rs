@@ -12,8 +12,8 @@ use tenant_lint::Registry;
 
 use crate::context::ContextKey;
 use crate::manager::TenantConnectionManager;
-use crate::opening::Opening;
 use crate::org_context::{IntoOrgContext, OrgContext};
+use crate::plan::ContextPlan;
 use crate::scoped::{OrgScoped, Pooled};
 use crate::startup::{
     check_role_and_schema, reads_org_setting, trusts_org_setting, verifies_tokens,
@@ -137,6 +137,32 @@ impl TenantPoolBuilder {
     /// does not accept this service's tokens, or with `set_local_context` too; with
     /// [`OrgContext::TrustEveryStatement`] when the database's policies verify tokens.
     pub fn build(self) -> Result<TenantPool, TenantError> {
+        let started = self.start()?;
+        let pool = r2d2::Pool::builder()
+            .max_size(started.max_size)
+            .min_idle(started.min_idle)
+            .connection_timeout(started.connection_timeout)
+            // No query at checkout: the message that opens every scoped transaction refuses a
+            // connection left with a session-level org (see `OrgScoped::open`), which saves a
+            // round trip per transaction.
+            .test_on_check_out(false)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build(started.manager)
+            .map_err(|e| TenantError::Pool(e.to_string()))?;
+        Ok(TenantPool {
+            pool,
+            tables: started.tables,
+            counters: Arc::default(),
+            registry: started.registry,
+            connection_timeout: started.connection_timeout,
+            plan: started.plan,
+            citus: started.citus,
+        })
+    }
+
+    /// The start-up check of [`build`](Self::build) (and of the async pool's): connects
+    /// once, checks the role and the schema, and decides how transactions will set the org.
+    pub(crate) fn start(self) -> Result<Started, TenantError> {
         refuse_signed_set_local(self.set_local, self.signing.as_ref())?;
         let mut manager = TenantConnectionManager {
             url: self.url,
@@ -207,67 +233,61 @@ impl TenantPoolBuilder {
             }
         };
         manager.role_settings = Some(crate::startup::role_settings(&mut conn.conn)?);
-        drop(conn);
-        let pool = r2d2::Pool::builder()
-            .max_size(self.max_size)
-            .min_idle(self.min_idle)
-            .connection_timeout(self.connection_timeout)
-            // No query at checkout: the message that opens every scoped transaction refuses a
-            // connection left with a session-level org (see `OrgScoped::open`), which saves a
-            // round trip per transaction.
-            .test_on_check_out(false)
-            .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build(manager)
-            .map_err(|e| TenantError::Pool(e.to_string()))?;
-        let pool = TenantPool {
-            pool,
-            tables: Arc::new(tables_of(self.registry)),
-            counters: Arc::default(),
-            registry: self.registry,
-            connection_timeout: self.connection_timeout,
+        let plan = ContextPlan {
             signing: self.signing.map(Arc::new),
             signed_org_setting,
             set_local,
-            citus: database.citus,
             transaction_pooler: self.transaction_pooler,
             hide_org: self.hide_org,
         };
-        if let Some(key) = pool.signing.as_deref() {
-            // One token end to end, as every transaction will send it: a database without the
-            // verifier, a key the database does not hold (or holds under another secret, or
-            // retired), or a verifier older than unbound tokens, would otherwise show as every
-            // org having no rows.
+        let tables = Arc::new(tables_of(self.registry));
+        if let Some(key) = plan.signing.as_deref() {
+            // One token end to end, opened as every transaction of either pool will open
+            // (`ContextPlan::token_verdict`).
             let org = OrgId::new_random();
-            let mut scoped = pool.begin(org)?;
-            let Ok(seen) = scoped.verified_org() else {
-                return Err(TenantError::ContextKey(
-                    "the database has no signed-context verifier (tenant_context.verified_org): its \
-                     migrations were generated in the plain mode (ContextMode::TrustEveryStatement). \
-                     Generate them in the default signed mode (`cargo xtask gen` with \
-                     ContextMode::Signed) and add the key, or, if this database is meant to trust \
-                     every statement the application sends, build the pool with \
-                     OrgContext::TrustEveryStatement"
-                        .into(),
-                ));
-            };
-            scoped.rollback()?;
-            if seen != Some(org.as_uuid()) {
-                return Err(TenantError::ContextKey(format!(
-                    "the database does not accept this service's tokens (key {}{}): add the key \
-                     with `cargo xtask context-key rotate` and configure the service with what it \
-                     prints, or check that the key was not retired; a verifier generated before \
-                     unbound tokens needs its migration generated again",
-                    key.kid(),
-                    if pool.transaction_pooler {
-                        ", tokens for any backend"
-                    } else {
-                        ""
-                    }
-                )));
+            let opening = plan.opening(conn.backend)?;
+            let mut scoped = OrgScoped::open(
+                &mut conn.conn,
+                org,
+                Arc::clone(&tables),
+                opening,
+                Isolation::ReadCommitted,
+                None,
+            )?;
+            let seen = scoped.verified_org();
+            if seen.is_ok() {
+                scoped.rollback()?;
             }
+            plan.token_verdict(key, org, seen)?;
         }
-        Ok(pool)
+        drop(conn);
+        Ok(Started {
+            manager,
+            plan,
+            tables,
+            registry: self.registry,
+            citus: database.citus,
+            max_size: self.max_size,
+            min_idle: self.min_idle,
+            connection_timeout: self.connection_timeout,
+        })
     }
+}
+
+/// What [`TenantPoolBuilder::start`] found and the options decided: everything a pool needs
+/// but its connections.
+pub(crate) struct Started {
+    /// The connection manager, with the role's settings read at start-up.
+    pub(crate) manager: TenantConnectionManager,
+    pub(crate) plan: ContextPlan,
+    /// The registry's checks, for every statement.
+    pub(crate) tables: Arc<Checks>,
+    pub(crate) registry: &'static Registry,
+    /// The database is a Citus coordinator.
+    pub(crate) citus: bool,
+    pub(crate) max_size: u32,
+    pub(crate) min_idle: Option<u32>,
+    pub(crate) connection_timeout: Duration,
 }
 
 /// `set_local_context()` (asked for, or chosen for a Citus database) with a key: refused.
@@ -311,15 +331,10 @@ pub struct TenantPool {
     counters: Arc<Counters>,
     registry: &'static Registry,
     connection_timeout: Duration,
-    signing: Option<Arc<ContextKey>>,
-    /// With `signing`: whether a policy or default of a tenant table reads the plain setting,
-    /// so that the opening sets it next to the token (found at start-up).
-    signed_org_setting: bool,
-    set_local: bool,
+    /// How transactions set the org (decided at start-up).
+    plan: ContextPlan,
     /// The database is a Citus coordinator (read at start-up).
     citus: bool,
-    transaction_pooler: bool,
-    hide_org: bool,
 }
 
 impl TenantPool {
@@ -389,31 +404,8 @@ impl TenantPool {
     ) -> Result<OrgScoped<Pooled>, TenantError> {
         let conn = self.checkout(org, "")?;
         let open = |conn: r2d2::PooledConnection<TenantConnectionManager>| {
-            let backend = conn.backend.map(|b| {
-                if self.transaction_pooler {
-                    b.unbound()
-                } else {
-                    b
-                }
-            });
-            // The manager reads the backend exactly when signing or hide_org is set.
-            let opening = match (&self.signing, self.set_local, backend) {
-                (_, true, _) => Opening::SetLocal,
-                (Some(key), false, Some(backend)) => Opening::Signed {
-                    key,
-                    backend,
-                    org_setting: self.signed_org_setting,
-                },
-                (None, false, Some(backend)) if self.hide_org => {
-                    Opening::HiddenSetting(backend.recorded_text())
-                }
-                (None, false, _) if !self.hide_org => Opening::Setting,
-                _ => {
-                    return Err(TenantError::Pool(
-                        "a connection came without the backend its opening message needs".into(),
-                    ));
-                }
-            };
+            // The manager reads the backend exactly when the plan needs it.
+            let opening = self.plan.opening(conn.backend)?;
             OrgScoped::open(
                 Pooled(conn),
                 org,

@@ -58,10 +58,14 @@ impl sealed::Sealed for &mut PgConnection {
 }
 impl ScopedConnection for &mut PgConnection {}
 
+/// Where a scoped transaction is (the async handle's too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TxState {
+pub(crate) enum TxState {
+    /// Statements may run.
     Open,
+    /// A statement failed: only a rollback is left.
     Aborted,
+    /// Committed or rolled back.
     Finished,
 }
 

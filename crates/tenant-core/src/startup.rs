@@ -267,15 +267,21 @@ fn first_table_reading(
 }
 
 #[derive(QueryableByName)]
-struct SettingsRow {
+pub(crate) struct SettingsRow {
     #[diesel(sql_type = Text)]
-    settings: String,
+    pub(crate) settings: String,
 }
 
 /// What `pg_db_role_setting` gives a new session of the current login role in this database
 /// (the database's, the role's everywhere, the role's here), as one text.
 pub(crate) fn role_settings(conn: &mut PgConnection) -> Result<String, TenantError> {
-    let row: SettingsRow = diesel::sql_query(
+    let row: SettingsRow = role_settings_query().get_result(conn)?;
+    Ok(row.settings)
+}
+
+/// What [`role_settings`] runs (the async pool runs it too).
+pub(crate) fn role_settings_query() -> diesel::query_builder::SqlQuery {
+    diesel::sql_query(
         "SELECT coalesce(string_agg(CASE WHEN s.setrole = 0 THEN 'database' \
                                          WHEN s.setdatabase = 0 THEN 'role' ELSE 'role here' END \
                                     || ': ' || array_to_string(s.setconfig, '; '), ' | ' \
@@ -284,8 +290,6 @@ pub(crate) fn role_settings(conn: &mut PgConnection) -> Result<String, TenantErr
          WHERE s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())) \
            AND s.setrole IN (0, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user))",
     )
-    .get_result(conn)?;
-    Ok(row.settings)
 }
 
 /// The first registered tenant table whose policy (not a column default) reads the plain org

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{Mutex, OnceLock};
 
-use diesel::pg::{Pg, PgQueryBuilder};
+use diesel::pg::{Pg, PgMetadataLookup, PgQueryBuilder};
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
 use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId};
 use diesel::{PgConnection, QueryResult, RunQueryDsl};
@@ -95,14 +95,16 @@ impl<ST> std::fmt::Debug for CheckedStatement<ST> {
 
 impl<ST> CheckedStatement<ST> {
     /// Walks `query` for its text and its binds, once each.
+    /// `lookup` finds the type of a bind of a custom SQL type (a connection; see
+    /// [`NoCustomTypes`] for the async path).
     pub(crate) fn render<Q: QueryFragment<Pg>>(
         query: &Q,
-        conn: &mut PgConnection,
+        lookup: &mut (dyn PgMetadataLookup + 'static),
     ) -> Result<Self, TenantError> {
         let mut builder = PgQueryBuilder::new();
         query.to_sql(&mut builder, &Pg)?;
         let mut binds = RawBytesBindCollector::<Pg>::new();
-        query.collect_binds(&mut binds, conn, &Pg)?;
+        query.collect_binds(&mut binds, lookup, &Pg)?;
         let safe_to_cache = query.is_safe_to_cache_prepared(&Pg)?;
         Ok(Self {
             sql: builder.finish(),
