@@ -6,8 +6,10 @@
 //! left, the org) ran in one simple-query message; every statement is rendered once, checked
 //! (`verify.rs`) and sent as checked; the handle never exposes the connection. What the sync
 //! handle does in `Drop` (roll back) cannot wait on the network here: a handle dropped
-//! before it ended takes its connection out of the pool and closes it, which ends the
-//! transaction on the server at once.
+//! before it ended rolls back on a task of the runtime, its connection returning to the pool
+//! only when the server confirmed; with a statement in flight (a cancelled future) it takes
+//! the connection out of the pool and closes it, which ends the transaction on the server at
+//! once.
 
 use std::sync::Arc;
 
@@ -64,6 +66,8 @@ pub struct AsyncOrgScoped {
     id: u64,
     /// Whether the org travels as a signed token (what `verify_context` reads back).
     signed: bool,
+    /// A statement was sent and its reply not yet read (its future may be dropped).
+    in_flight: bool,
     span: tracing::Span,
     started: std::time::Instant,
     statements: u32,
@@ -126,6 +130,7 @@ impl AsyncOrgScoped {
             tables,
             id: NEXT_HANDLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             signed,
+            in_flight: false,
             span,
             started,
             statements: 0,
@@ -288,10 +293,12 @@ impl AsyncOrgScoped {
             return Err(e);
         }
         self.statements = self.statements.saturating_add(1);
+        self.in_flight = true;
         let result = match self.pg() {
             Ok(conn) => f(conn).await.map_err(TenantError::from),
             Err(e) => Err(e),
         };
+        self.in_flight = false;
         if let Err(e) = &result
             && !e.is_not_found()
         {
@@ -433,11 +440,34 @@ impl AsyncOrgScoped {
 }
 
 impl Drop for AsyncOrgScoped {
+    /// Rolls back on a task of the runtime, and the connection goes back to the pool when
+    /// the server confirmed it. A statement whose future was dropped in flight still has its
+    /// reply coming (a ROLLBACK would wait behind it, however long it runs), and outside a
+    /// runtime nothing can run the ROLLBACK: then the connection is closed instead, which ends
+    /// the transaction on the server at once.
     fn drop(&mut self) {
-        if self.state != TxState::Finished {
-            self.ended(Outcome::RolledBack);
-            self.state = TxState::Finished;
-            self.close();
+        if self.state == TxState::Finished {
+            return;
+        }
+        self.ended(Outcome::RolledBack);
+        self.state = TxState::Finished;
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !self.in_flight => {
+                runtime.spawn(async move {
+                    if AnsiTransactionManager::rollback_transaction(&mut conn.conn)
+                        .await
+                        .is_ok()
+                    {
+                        conn.in_transaction = false;
+                    } else {
+                        drop(Object::take(conn));
+                    }
+                });
+            }
+            _ => drop(Object::take(conn)),
         }
     }
 }
