@@ -414,3 +414,60 @@ async fn a_tenant_error_becomes_a_body_without_its_message() {
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["error"], "pool");
 }
+
+/// Spans opened while it is the default subscriber: name and `org` field.
+#[derive(Clone, Default)]
+struct Spans(std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Org(Option<String>);
+        impl tracing::field::Visit for Org {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "org" {
+                    self.0 = Some(format!("{value:?}"));
+                }
+            }
+        }
+        let mut org = Org(None);
+        attrs.record(&mut org);
+        self.0
+            .lock()
+            .unwrap()
+            .push((attrs.metadata().name().to_owned(), org.0));
+    }
+}
+
+#[tokio::test]
+async fn each_request_runs_in_a_span_of_its_org_and_a_rejected_one_in_none() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let db = story("axum_span");
+    let pool = pool(&db, 2, Duration::from_secs(10)).await;
+    let a = org(&pool, "acme").await;
+    let app = routes().layer(TenantLayer::new(pool, HeaderOrg::new("x-org-id")));
+    let spans = Spans::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let (status, _) = send(&app, get_with("/customers", "x-org-id", &a.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(&app, get_with("/customers", "x-org-id", "nope")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let seen = spans.0.lock().unwrap().clone();
+    let requests: Vec<&(String, Option<String>)> = seen
+        .iter()
+        .filter(|(name, _)| name == "tenant.request")
+        .collect();
+    assert_eq!(requests.len(), 1, "{seen:?}");
+    assert_eq!(requests[0].1.as_deref(), Some(a.to_string().as_str()));
+    // The transaction's span inside it names the same org.
+    assert!(
+        seen.iter().any(|(name, org)| name == "tenant.transaction"
+            && org.as_deref() == Some(a.to_string().as_str())),
+        "{seen:?}"
+    );
+}
