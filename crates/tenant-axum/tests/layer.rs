@@ -415,9 +415,12 @@ async fn a_tenant_error_becomes_a_body_without_its_message() {
     assert_eq!(json["error"], "pool");
 }
 
-/// Spans opened while it is the default subscriber: name and `org` field.
+/// A span's name and its `org` field.
+type Seen = (String, Option<String>);
+
+/// Spans opened while it is the default subscriber.
 #[derive(Clone, Default)]
-struct Spans(std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>);
+struct Spans(std::sync::Arc<std::sync::Mutex<Vec<Seen>>>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
     fn on_new_span(
@@ -458,7 +461,7 @@ async fn each_request_runs_in_a_span_of_its_org_and_a_rejected_one_in_none() {
     let (status, _) = send(&app, get_with("/customers", "x-org-id", "nope")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let seen = spans.0.lock().unwrap().clone();
-    let requests: Vec<&(String, Option<String>)> = seen
+    let requests: Vec<&Seen> = seen
         .iter()
         .filter(|(name, _)| name == "tenant.request")
         .collect();
