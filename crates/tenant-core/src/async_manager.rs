@@ -5,6 +5,8 @@
 //! pool started is never made; a connection on which a scoped transaction was opened and not
 //! seen to end is never handed out again.
 
+use std::collections::HashSet;
+
 use deadpool::managed::{Metrics as PoolMetrics, RecycleError};
 use diesel::result::QueryResult;
 use diesel_async::futures_util::TryStreamExt;
@@ -56,6 +58,13 @@ pub struct AsyncConnection {
     pub(crate) backend: Option<Backend>,
     /// A scoped transaction was opened on it and has not been seen to end: never reused.
     pub(crate) in_transaction: bool,
+    /// The statements this connection ran successfully with diesel-async's statement cache
+    /// on (text and bind types, the cache's key): prepared on the server, so a one-flight
+    /// transaction can send one without waiting for a prepare first. The cache is never
+    /// limited, so nothing leaves it.
+    pub(crate) prepared: HashSet<(String, Vec<u32>)>,
+    /// Whether the connection keeps prepared statements (off behind a transaction pooler).
+    pub(crate) statement_cache: bool,
 }
 
 impl std::fmt::Debug for AsyncConnection {
@@ -76,11 +85,14 @@ impl deadpool::managed::Manager for AsyncConnectionManager {
         let mut conn = AsyncPgConnection::establish(&self.url)
             .await
             .map_err(|e| TenantError::Connect(crate::connect_message(&e.to_string(), &self.url)))?;
-        if !self.statement_cache {
-            // Behind a transaction pooler a named prepared statement lives on one server
-            // connection, and the next transaction may run on another.
-            conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
-        }
+        // Never limited (what `prepared` relies on); off behind a transaction pooler, where a
+        // named prepared statement lives on one server connection and the next transaction
+        // may run on another.
+        conn.set_prepared_statement_cache_size(if self.statement_cache {
+            diesel::connection::CacheSize::Unbounded
+        } else {
+            diesel::connection::CacheSize::Disabled
+        });
         // The role may change its own defaults (`ALTER ROLE .. SET`): they would reach every
         // org through every new connection. Refused, as by the sync pool's manager.
         let now: Vec<SettingsRow> =
@@ -112,6 +124,8 @@ impl deadpool::managed::Manager for AsyncConnectionManager {
             conn,
             backend,
             in_transaction: false,
+            prepared: HashSet::new(),
+            statement_cache: self.statement_cache,
         })
     }
 

@@ -46,12 +46,12 @@ use crate::{Isolation, OrgId, TenantError};
 /// ```
 #[derive(Debug, Clone)]
 pub struct AsyncTenantPool {
-    pool: Pool<AsyncConnectionManager>,
-    tables: Arc<Checks>,
-    counters: Arc<Counters>,
+    pub(crate) pool: Pool<AsyncConnectionManager>,
+    pub(crate) tables: Arc<Checks>,
+    pub(crate) counters: Arc<Counters>,
     registry: &'static Registry,
     connection_timeout: Duration,
-    plan: Arc<ContextPlan>,
+    pub(crate) plan: Arc<ContextPlan>,
     citus: bool,
 }
 
@@ -156,7 +156,10 @@ impl AsyncTenantPool {
         }
     }
 
-    async fn checkout(&self, org: OrgId) -> Result<Object<AsyncConnectionManager>, TenantError> {
+    pub(crate) async fn checkout(
+        &self,
+        org: OrgId,
+    ) -> Result<Object<AsyncConnectionManager>, TenantError> {
         self.pool.get().await.map_err(|e| {
             let e = match e {
                 PoolError::Backend(e) => e,

@@ -48,6 +48,27 @@ impl PgMetadataLookup for NoCustomTypes {
     }
 }
 
+/// Renders `query` once for the async path and checks that rendering for `org`
+/// ([`crate::verify`]): what is sent is this statement, not the query.
+pub(crate) fn checked<Q: QueryFragment<Pg>, ST>(
+    query: &Q,
+    org: OrgId,
+    tables: &Checks,
+) -> Result<CheckedStatement<ST>, TenantError> {
+    let mut lookup = NoCustomTypes { refused: None };
+    let statement =
+        CheckedStatement::render(query, &mut lookup).map_err(|e| match lookup.refused.take() {
+            Some(name) => TenantError::Pool(format!(
+                "a bound value of the custom SQL type `{name}` cannot be sent on the async path \
+                 yet (its type id would need a query while rendering): run this statement \
+                 through the sync TenantPool"
+            )),
+            None => e,
+        })?;
+    verify(&statement, org, tables)?;
+    Ok(statement)
+}
+
 /// A database transaction whose session org is set, on the async path: every query through
 /// it is confined to that org by the library (the same DSL as
 /// [`OrgScoped`](crate::OrgScoped)'s: `query`, `insert`, `update`, `delete`, `read_global`)
@@ -257,30 +278,38 @@ impl AsyncOrgScoped {
         Q: QueryFragment<Pg>,
         F: AsyncFnOnce(CheckedStatement<ST>, &mut AsyncPgConnection) -> QueryResult<R>,
     {
-        let checked = self.usable(org).and_then(|()| {
-            let mut lookup = NoCustomTypes { refused: None };
-            let statement =
-                CheckedStatement::render(&query, &mut lookup).map_err(|e| {
-                    match lookup.refused.take() {
-                        Some(name) => TenantError::Pool(format!(
-                            "a bound value of the custom SQL type `{name}` cannot be sent on the \
-                         async path yet (its type id would need a query while rendering): run \
-                         this statement through the sync TenantPool"
-                        )),
-                        None => e,
-                    }
-                })?;
-            verify(&statement, self.org, &self.tables)?;
-            Ok(statement)
-        });
+        let checked = self
+            .usable(org)
+            .and_then(|()| checked(&query, self.org, &self.tables));
         drop(query);
         match checked {
-            Ok(statement) => self.run(org, async |conn| run(statement, conn).await).await,
+            Ok(statement) => self.run_checked(org, statement, run).await,
             Err(e) => {
                 self.failed(&e);
                 Err(e)
             }
         }
+    }
+
+    /// Hands `statement` (checked for this handle's org) to `run`, tracking failures, and
+    /// notes it as prepared on the connection when it ran.
+    pub(crate) async fn run_checked<ST, R, F>(
+        &mut self,
+        org: OrgId,
+        statement: CheckedStatement<ST>,
+        run: F,
+    ) -> Result<R, TenantError>
+    where
+        F: AsyncFnOnce(CheckedStatement<ST>, &mut AsyncPgConnection) -> QueryResult<R>,
+    {
+        let key = statement.cache_key();
+        let result = self.run(org, async |conn| run(statement, conn).await).await;
+        if let (Ok(_), Some(key), Some(conn)) = (&result, key, self.conn.as_mut())
+            && conn.statement_cache
+        {
+            conn.prepared.insert(key);
+        }
+        result
     }
 
     /// Runs `f` on the connection for a statement built for `org`, tracking failures.

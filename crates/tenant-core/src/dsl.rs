@@ -638,6 +638,8 @@ impl<$($generics)*> $handle {
 scoped_builders!(impl [C: ScopedConnection] OrgScoped<C>);
 #[cfg(feature = "async")]
 scoped_builders!(impl [] crate::AsyncOrgScoped);
+#[cfg(feature = "async")]
+scoped_builders!(impl [] crate::OrgStatements);
 
 impl<C: ScopedConnection> OrgScoped<C> {
     /// Runs a scoped query and returns all rows.

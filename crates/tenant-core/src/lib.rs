@@ -36,6 +36,8 @@ mod async_manager;
 mod async_pool;
 #[cfg(feature = "async")]
 mod async_scoped;
+#[cfg(feature = "async")]
+mod async_single;
 pub mod cluster;
 mod columns;
 pub mod context;
@@ -63,6 +65,8 @@ pub use async_manager::{AsyncConnection, AsyncConnectionManager};
 pub use async_pool::AsyncTenantPool;
 #[cfg(feature = "async")]
 pub use async_scoped::AsyncOrgScoped;
+#[cfg(feature = "async")]
+pub use async_single::OrgStatements;
 pub use columns::{
     ChangesValuesProbe, OrgColumnProbe, ScopedChangeset, SetsOrgColumn, UpdateSetsOrgColumn,
 };

@@ -119,6 +119,23 @@ impl<ST> CheckedStatement<ST> {
         &self.sql
     }
 
+    /// What a connection's prepared-statement cache keys this statement by (its text and the
+    /// type of each bind), when it may be cached at all (the async path's one-flight
+    /// transactions need to know a statement is prepared already).
+    #[cfg(feature = "async")]
+    pub(crate) fn cache_key(&self) -> Option<(String, Vec<u32>)> {
+        if !self.safe_to_cache {
+            return None;
+        }
+        let oids = self
+            .binds
+            .metadata
+            .iter()
+            .map(|m| m.oid().ok())
+            .collect::<Option<Vec<u32>>>()?;
+        Some((self.sql.clone(), oids))
+    }
+
     /// The 1-based positions of the binds that are `org`, bound as a `uuid`: the only
     /// parameters the check counts as the org. A bind of the same 16 bytes with another type
     /// (a `bytea`, say) is not the org.

@@ -13,6 +13,7 @@ pub mod citus;
 pub mod cluster;
 #[cfg(feature = "differential")]
 pub mod differential;
+pub mod flight_proxy;
 #[cfg(feature = "story")]
 pub mod story;
 

@@ -1,0 +1,322 @@
+//! One-flight transactions of the async path: a scoped transaction of one statement sends the
+//! opening message, the statement and COMMIT together, one network round trip
+//! ([`AsyncTenantPool::load_one`], [`AsyncTenantPool::execute_one`]).
+//!
+//! diesel-async pipelines the requests of futures polled together on one connection, in the
+//! order they are first polled; a statement goes out on its first poll when the connection
+//! has it prepared already, and only after a round trip to prepare it otherwise (which would
+//! put it behind the COMMIT, outside the transaction). So a statement is sent in one flight
+//! only when this connection ran it before, with diesel-async's statement cache on and never
+//! limited (`async_manager.rs`); else the transaction takes the usual three round trips, which
+//! prepares it for next time.
+//!
+//! Invariant: the statement is sent after the opening and before COMMIT, inside the
+//! transaction, and it is the checked rendering, as on every path. Errors keep their meaning:
+//! a failed opening or statement commits nothing (the server turns that COMMIT into a
+//! ROLLBACK), and a connection lost with the flight out is
+//! [`TenantError::CommitOutcomeUnknown`] (the COMMIT may have run).
+
+use std::sync::Arc;
+
+use deadpool::managed::Object;
+use diesel::pg::Pg;
+use diesel::query_builder::{Query, QueryFragment};
+use diesel::result::QueryResult;
+use diesel_async::futures_util::TryStreamExt;
+use diesel_async::methods::{ExecuteDsl, LoadQuery};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+
+use crate::async_manager::AsyncConnectionManager;
+use crate::async_pool::AsyncTenantPool;
+use crate::async_scoped::{AsyncOrgScoped, checked};
+use crate::dsl::{ScopedQuery, SqlTypeOf, sealed};
+use crate::opening::LEFTOVER;
+use crate::telemetry::{self, Outcome};
+use crate::verify::CheckedStatement;
+use crate::{Isolation, OrgId, TenantError};
+
+/// The query builders of one org without a transaction: what the closure of
+/// [`AsyncTenantPool::load_one`] and [`AsyncTenantPool::execute_one`] builds its statement
+/// with (`query`, `insert`, `update`, `delete`, `read_global`, as on a scoped handle).
+#[derive(Debug, Clone, Copy)]
+pub struct OrgStatements {
+    org: OrgId,
+}
+
+impl OrgStatements {
+    /// The org the statements are built for.
+    pub fn org(&self) -> OrgId {
+        self.org
+    }
+}
+
+/// How the one flight went, before it is mapped to the caller's result.
+enum Flight<R> {
+    Done(R),
+    /// The opening refused the connection (state left on it): nothing ran, and the
+    /// connection is closed.
+    Discarded(TenantError),
+    Failed(TenantError),
+}
+
+impl AsyncTenantPool {
+    /// Loads the rows of the one statement `build` makes for `org`, in a transaction of its
+    /// own: one network round trip when this connection ran the statement before (see the
+    /// module docs), three otherwise.
+    ///
+    /// ```no_run
+    /// # diesel::table! { invoices (id) { id -> Uuid, org_id -> Uuid, total_cents -> BigInt } }
+    /// # tenant_lint::registry! { pub static REGISTRY; tenant invoices => org_id; }
+    /// # async fn run(pool: tenant_core::AsyncTenantPool, org: tenant_core::OrgId) -> Result<(), tenant_core::TenantError> {
+    /// let totals: Vec<i64> = pool
+    ///     .load_one(org, |q| q.query(invoices::table).select(invoices::total_cents))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`AsyncOrgScoped::load`] and [`AsyncOrgScoped::commit`].
+    pub async fn load_one<U, Q>(
+        &self,
+        org: OrgId,
+        build: impl FnOnce(&OrgStatements) -> Q,
+    ) -> Result<Vec<U>, TenantError>
+    where
+        Q: ScopedQuery,
+        Q::Query: Query + QueryFragment<Pg>,
+        CheckedStatement<SqlTypeOf<Q>>: LoadQuery<'static, AsyncPgConnection, U>,
+        for<'c> CheckedStatement<SqlTypeOf<Q>>: LoadQuery<'static, &'c AsyncPgConnection, U>,
+    {
+        let (built_for, query) = build(&OrgStatements { org }).into_parts(sealed::Token(()));
+        if built_for != org {
+            return Err(self.refused(TenantError::OrgMismatch));
+        }
+        let statement: CheckedStatement<SqlTypeOf<Q>> =
+            checked(&query, org, &self.tables).map_err(|e| self.refused(e))?;
+        drop(query);
+        self.one_flight(
+            org,
+            statement,
+            async |s, conn| LoadQuery::internal_load(s, conn).await?.try_collect().await,
+            async |scoped, s| {
+                scoped
+                    .run_checked(org, s, async |s, conn| {
+                        LoadQuery::internal_load(s, conn).await?.try_collect().await
+                    })
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Runs the one insert, update or delete `build` makes for `org`, in a transaction of its
+    /// own, and returns the number of rows affected; one round trip as
+    /// [`load_one`](Self::load_one).
+    ///
+    /// # Errors
+    /// As [`AsyncOrgScoped::execute`] and [`AsyncOrgScoped::commit`].
+    pub async fn execute_one<Q>(
+        &self,
+        org: OrgId,
+        build: impl FnOnce(&OrgStatements) -> Q,
+    ) -> Result<usize, TenantError>
+    where
+        Q: ScopedQuery,
+        Q::Query: QueryFragment<Pg>,
+    {
+        let (built_for, query) = build(&OrgStatements { org }).into_parts(sealed::Token(()));
+        if built_for != org {
+            return Err(self.refused(TenantError::OrgMismatch));
+        }
+        let statement: CheckedStatement<()> =
+            checked(&query, org, &self.tables).map_err(|e| self.refused(e))?;
+        drop(query);
+        self.one_flight(
+            org,
+            statement,
+            async |s, conn| ExecuteDsl::execute(s, conn).await,
+            async |scoped, s| {
+                scoped
+                    .run_checked(org, s, async |s, conn| ExecuteDsl::execute(s, conn).await)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Counts and logs a refusal before any connection was taken.
+    fn refused(&self, e: TenantError) -> TenantError {
+        self.counters.error(&e);
+        tracing::warn!(class = e.class(), "tenant.refused");
+        e
+    }
+
+    /// Runs `statement` in a transaction of `org`: `pipelined` in one flight when the
+    /// connection has it prepared, else `stepwise` in a scoped handle.
+    async fn one_flight<ST, R>(
+        &self,
+        org: OrgId,
+        statement: CheckedStatement<ST>,
+        pipelined: impl AsyncFnOnce(CheckedStatement<ST>, &mut &AsyncPgConnection) -> QueryResult<R>,
+        stepwise: impl AsyncFnOnce(&mut AsyncOrgScoped, CheckedStatement<ST>) -> Result<R, TenantError>,
+    ) -> Result<R, TenantError> {
+        let key = statement.cache_key();
+        let mut attempts = self.pool.status().max_size + 1;
+        let mut conn = loop {
+            let conn = self.checkout(org).await?;
+            attempts -= 1;
+            let warm =
+                conn.statement_cache && key.as_ref().is_some_and(|k| conn.prepared.contains(k));
+            if warm {
+                break conn;
+            }
+            // Not prepared on this connection: the usual round trips, which prepare it.
+            let opening = self.plan.opening(conn.backend)?;
+            let mut scoped = match AsyncOrgScoped::open(
+                conn,
+                org,
+                Arc::clone(&self.tables),
+                opening,
+                Isolation::ReadCommitted,
+                Arc::clone(&self.counters),
+            )
+            .await
+            {
+                Ok(scoped) => scoped,
+                Err(TenantError::ConnectionLost | TenantError::SessionContextLeft)
+                    if attempts > 0 =>
+                {
+                    self.counters.discarded();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let value = stepwise(&mut scoped, statement).await;
+            return match value {
+                Ok(value) => scoped.commit().await.map(|()| value),
+                Err(e) => {
+                    let _ = scoped.rollback().await;
+                    Err(e)
+                }
+            };
+        };
+        let opening = self.plan.opening(conn.backend)?;
+        let span = tracing::debug_span!(
+            "tenant.transaction",
+            org = %org,
+            mode = opening.mode(),
+            isolation = Isolation::ReadCommitted.name(),
+            flight = "one",
+            outcome = tracing::field::Empty,
+            statements = tracing::field::Empty,
+            duration_us = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let sql = opening.message(Isolation::ReadCommitted.begin(), org);
+        conn.in_transaction = true;
+        self.counters.begun();
+        let flight = send(&mut conn, &sql, statement, pipelined).await;
+        let (outcome, result) = match flight {
+            Flight::Done(value) => (Outcome::Committed, Ok(value)),
+            Flight::Discarded(e) => {
+                self.counters.discarded();
+                tracing::warn!(org = %org, class = e.class(), "tenant.connection_discarded");
+                (Outcome::RolledBack, Err(e))
+            }
+            Flight::Failed(e) => (Outcome::RolledBack, Err(e)),
+        };
+        if let Err(e) = &result {
+            telemetry::error_event(&span, e);
+            self.counters.error(e);
+        }
+        self.counters.ended(outcome, 1);
+        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        span.record("outcome", outcome.as_str());
+        span.record("statements", 1);
+        span.record("duration_us", duration_us);
+        tracing::debug!(
+            parent: &span,
+            outcome = outcome.as_str(),
+            statements = 1,
+            duration_us,
+            "tenant.transaction.end"
+        );
+        if conn.in_transaction {
+            // The flight did not end the transaction for certain: the session goes with it.
+            drop(Object::take(conn));
+        }
+        result
+    }
+}
+
+/// Sends the opening, `statement` and COMMIT in one flight on `conn` and reads the three
+/// replies. The transaction has ended (committed, or turned into a ROLLBACK by the server)
+/// exactly when `conn.in_transaction` is false afterwards.
+async fn send<ST, R>(
+    conn: &mut Object<AsyncConnectionManager>,
+    opening: &str,
+    statement: CheckedStatement<ST>,
+    pipelined: impl AsyncFnOnce(CheckedStatement<ST>, &mut &AsyncPgConnection) -> QueryResult<R>,
+) -> Flight<R> {
+    let shared: &AsyncPgConnection = &conn.conn;
+    let (mut open_on, mut run_on, mut commit_on) = (shared, shared, shared);
+    // Polled in this order on their first poll, so sent in this order: the opening, the
+    // statement (prepared on this connection: no round trip before it), COMMIT.
+    let (opened, ran, committed) = diesel_async::futures_util::future::join3(
+        SimpleAsyncConnection::batch_execute(&mut open_on, opening),
+        pipelined(statement, &mut run_on),
+        SimpleAsyncConnection::batch_execute(&mut commit_on, "COMMIT"),
+    )
+    .await;
+    let lost = |r: &QueryResult<()>| {
+        r.as_ref().is_err_and(|e| {
+            matches!(
+                TenantError::from(clone_error(e)),
+                TenantError::ConnectionLost
+            )
+        })
+    };
+    // The connection went with the flight out: the COMMIT may have run.
+    if lost(&opened)
+        || lost(&committed)
+        || ran.as_ref().is_err_and(|e| {
+            matches!(
+                TenantError::from(clone_error(e)),
+                TenantError::ConnectionLost
+            )
+        })
+    {
+        return Flight::Failed(TenantError::CommitOutcomeUnknown);
+    }
+    if let Err(e) = opened {
+        // Nothing of the flight committed (the server turned the COMMIT into a ROLLBACK). A
+        // connection whose opening found state left on it stays marked, and is closed.
+        if e.to_string().contains(LEFTOVER) {
+            return Flight::Discarded(TenantError::SessionContextLeft);
+        }
+        if committed.is_ok() {
+            conn.in_transaction = false;
+        }
+        return Flight::Failed(e.into());
+    }
+    // COMMIT answered: the transaction is over either way (committed, or rolled back when
+    // the statement failed).
+    if committed.is_ok() {
+        conn.in_transaction = false;
+    }
+    match (ran, committed) {
+        (Err(e), _) => Flight::Failed(e.into()),
+        (Ok(_), Err(e)) => Flight::Failed(e.into()),
+        (Ok(value), Ok(())) => Flight::Done(value),
+    }
+}
+
+/// A copy of `e` good enough to classify it (diesel's error is not `Clone`).
+fn clone_error(e: &diesel::result::Error) -> diesel::result::Error {
+    match e {
+        diesel::result::Error::DatabaseError(kind, info) => {
+            diesel::result::Error::DatabaseError(*kind, Box::new(info.message().to_owned()))
+        }
+        other => diesel::result::Error::QueryBuilderError(other.to_string().into()),
+    }
+}
