@@ -17,7 +17,7 @@ use crate::resolve::{OrgRejection, OrgResolver};
 /// use tenant_axum::JwtClaimOrg;
 /// // HS256 with the issuer's shared secret; the org in claim "org".
 /// let resolver = JwtClaimOrg::hs256(b"a secret of at least 32 bytes, from your vault", "org")?;
-/// # Ok::<(), tenant_axum::jsonwebtoken::errors::Error>(())
+/// # Ok::<(), tenant_axum::JwtKeyError>(())
 /// ```
 #[derive(Clone)]
 pub struct JwtClaimOrg {
@@ -36,26 +36,52 @@ impl std::fmt::Debug for JwtClaimOrg {
     }
 }
 
+/// The shortest HS256 secret [`JwtClaimOrg::hs256`] takes: 32 bytes, the hash's size
+/// (RFC 7518 section 3.2).
+pub const MIN_SECRET: usize = 32;
+
+/// Why [`JwtClaimOrg::hs256`] refused its secret.
+#[derive(Debug, thiserror::Error)]
+pub enum JwtKeyError {
+    /// The secret is shorter than [`MIN_SECRET`] bytes.
+    #[error(
+        "the HS256 secret is {bytes} bytes; it must be at least 32 (a random value from your \
+         secret store, not a password)"
+    )]
+    ShortSecret {
+        /// Its length.
+        bytes: usize,
+    },
+    /// jsonwebtoken could not make a key of it.
+    #[error("jsonwebtoken could not make a key of the secret: {0}")]
+    Key(jsonwebtoken::errors::Error),
+}
+
 impl JwtClaimOrg {
     /// Tokens signed with HS256 and `secret`, which must carry `exp` (checked) and the org id
     /// in claim `claim`.
     ///
     /// # Errors
-    /// jsonwebtoken's, when it cannot make a key of `secret`.
-    pub fn hs256(
-        secret: &[u8],
-        claim: impl Into<String>,
-    ) -> Result<Self, jsonwebtoken::errors::Error> {
+    /// [`JwtKeyError::ShortSecret`] below 32 bytes; [`JwtKeyError::Key`] when jsonwebtoken
+    /// cannot make a key of it.
+    pub fn hs256(secret: &[u8], claim: impl Into<String>) -> Result<Self, JwtKeyError> {
+        if secret.len() < MIN_SECRET {
+            return Err(JwtKeyError::ShortSecret {
+                bytes: secret.len(),
+            });
+        }
         Ok(Self::new(
-            DecodingKey::from_secret(secret)?,
+            DecodingKey::from_secret(secret).map_err(JwtKeyError::Key)?,
             Validation::new(Algorithm::HS256),
             claim,
         ))
     }
 
     /// Tokens that verify with `key` under `validation` (its algorithms, issuer, audience,
-    /// expiry), with the org id in claim `claim`.
-    pub fn new(key: DecodingKey, validation: Validation, claim: impl Into<String>) -> Self {
+    /// expiry), with the org id in claim `claim`. A token's `nbf` (not before) is always
+    /// checked when it has one, whatever `validation` says.
+    pub fn new(key: DecodingKey, mut validation: Validation, claim: impl Into<String>) -> Self {
+        validation.validate_nbf = true;
         Self {
             key,
             validation,
@@ -66,10 +92,15 @@ impl JwtClaimOrg {
 
 impl OrgResolver for JwtClaimOrg {
     async fn resolve(&self, parts: &Parts) -> Result<OrgId, OrgRejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
+        let mut headers = parts.headers.get_all(AUTHORIZATION).iter();
+        let header = headers
+            .next()
             .ok_or(OrgRejection::Missing("no Authorization header"))?;
+        if headers.next().is_some() {
+            return Err(OrgRejection::Unauthenticated(
+                "the request has more than one Authorization header",
+            ));
+        }
         let token = header
             .to_str()
             .ok()

@@ -47,7 +47,7 @@ pub use jsonwebtoken;
 pub use error::ApiError;
 pub use extract::{RequestOrg, Scoped, Tenant};
 pub use header::HeaderOrg;
-pub use jwt::JwtClaimOrg;
+pub use jwt::{JwtClaimOrg, JwtKeyError, MIN_SECRET};
 pub use layer::{TenantLayer, TenantService};
 pub use resolve::{OrgRejection, OrgResolver};
 pub use subdomain::SubdomainOrg;

@@ -78,16 +78,41 @@ impl SubdomainOrg {
 
 impl OrgResolver for SubdomainOrg {
     async fn resolve(&self, parts: &Parts) -> Result<OrgId, OrgRejection> {
-        let host = parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.host())
-            .ok_or(OrgRejection::Malformed("the request has no host"))?;
+        let host = host(parts)?;
         let slug = self.slug(host)?;
         (self.lookup)(slug).ok_or(OrgRejection::Forbidden(
             "no org of that name is open to you",
         ))
+    }
+}
+
+/// The one host the request names: its `Host` header, which must appear once and be text,
+/// and agree with the target's authority when the target has one (an absolute-form HTTP/1.1
+/// target, HTTP/2's `:authority`); the authority alone when there is no `Host`. Anything
+/// ambiguous is malformed: a proxy in front may have routed or authenticated by the other.
+fn host(parts: &Parts) -> Result<&str, OrgRejection> {
+    let mut headers = parts.headers.get_all(HOST).iter();
+    let header = headers.next();
+    if headers.next().is_some() {
+        return Err(OrgRejection::Malformed(
+            "the request has more than one Host header",
+        ));
+    }
+    let authority = parts.uri.authority().map(|a| a.as_str());
+    match (header, authority) {
+        (Some(h), authority) => {
+            let h = h
+                .to_str()
+                .map_err(|_| OrgRejection::Malformed("the Host header is not text"))?;
+            if authority.is_some_and(|a| !a.eq_ignore_ascii_case(h)) {
+                return Err(OrgRejection::Malformed(
+                    "the Host header and the request target name different hosts",
+                ));
+            }
+            Ok(h)
+        }
+        (None, Some(a)) => Ok(a),
+        (None, None) => Err(OrgRejection::Malformed("the request has no host")),
     }
 }
 

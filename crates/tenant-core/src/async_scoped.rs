@@ -204,6 +204,7 @@ impl AsyncOrgScoped {
     /// rolled back), [`TenantError::CommitOutcomeUnknown`] when the connection was lost with
     /// the COMMIT in flight, or the database's refusal to commit.
     pub async fn commit(mut self) -> Result<(), TenantError> {
+        self.settle_cancelled();
         if self.state != TxState::Open {
             self.failed(&TenantError::TransactionAborted);
             let _ = self.finish(false).await;
@@ -217,7 +218,23 @@ impl AsyncOrgScoped {
     /// # Errors
     /// The database's error (the connection is then closed, which rolls back too).
     pub async fn rollback(mut self) -> Result<(), TenantError> {
+        self.settle_cancelled();
         self.finish(false).await
+    }
+
+    /// A statement whose future was dropped in flight (a timeout around one call) may still
+    /// run and succeed on the server: its outcome is unknown, so the transaction must not
+    /// commit, and a ROLLBACK would wait behind its reply. The handle is aborted and the
+    /// connection closed, which ends the transaction on the server.
+    fn settle_cancelled(&mut self) {
+        if self.in_flight {
+            self.in_flight = false;
+            if self.state == TxState::Open {
+                self.state = TxState::Aborted;
+                self.failed(&TenantError::TransactionAborted);
+            }
+            self.close();
+        }
     }
 
     /// Ends the transaction by COMMIT (`commit`) or ROLLBACK; the connection goes back to the
@@ -235,6 +252,8 @@ impl AsyncOrgScoped {
             Ok(conn) => AnsiTransactionManager::rollback_transaction(conn)
                 .await
                 .map_err(TenantError::from),
+            // Closed already (a cancelled statement): the server ended the transaction.
+            Err(_) if !commit => Ok(()),
             Err(e) => Err(e),
         };
         if was != TxState::Finished {
@@ -317,6 +336,7 @@ impl AsyncOrgScoped {
     where
         F: AsyncFnOnce(&mut AsyncPgConnection) -> QueryResult<R>,
     {
+        self.settle_cancelled();
         if let Err(e) = self.usable(org) {
             self.failed(&e);
             return Err(e);
