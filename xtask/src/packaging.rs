@@ -22,8 +22,8 @@ pub(crate) fn publish_check() -> Result<(), String> {
 
 /// Takes the async path out of the copy at `copy`: diesel-async 0.10, which it is built on,
 /// needs diesel 2.4, so with 2.3 tenant-core builds without its `async` feature (an empty
-/// feature stays, so that `cfg(feature = "async")` still names one), and tenant-axum, which
-/// needs it, is not in the copy.
+/// feature stays, so that `cfg(feature = "async")` still names one), and tenant-axum and the
+/// web example, which need it, are not in the copy.
 fn without_async_path(copy: &Path) -> Result<(), String> {
     let manifest = copy.join("crates/tenant-core/Cargo.toml");
     let text = std::fs::read_to_string(&manifest)
@@ -63,8 +63,11 @@ fn without_async_path(copy: &Path) -> Result<(), String> {
     std::fs::write(&manifest, kept.join("\n") + "\n")
         .map_err(|e| format!("writing {}: {e}", manifest.display()))?;
     // The crates built on the async path leave the workspace with it.
-    let axum = copy.join("crates/tenant-axum");
-    std::fs::remove_dir_all(&axum).map_err(|e| format!("removing {}: {e}", axum.display()))
+    for dir in ["crates/tenant-axum", "examples/two-companies-web"] {
+        let dir = copy.join(dir);
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("removing {}: {e}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Removes the copies of this workspace's packages that earlier dry runs left in cargo's cache.
