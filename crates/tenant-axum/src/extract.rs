@@ -9,7 +9,14 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use tenant_core::{AsyncOrgScoped, AsyncTenantPool, Isolation, OrgId, TenantError};
+use diesel::pg::Pg;
+use diesel::query_builder::{Query, QueryFragment};
+use diesel_async::AsyncPgConnection;
+use diesel_async::methods::LoadQuery;
+use tenant_core::{
+    AsyncOrgScoped, AsyncTenantPool, CheckedStatement, Isolation, OrgId, OrgStatements,
+    ScopedQuery, SqlTypeOf, TenantError,
+};
 
 use crate::error::ApiError;
 use crate::layer::Resolved;
@@ -67,6 +74,43 @@ impl Tenant {
         E: From<TenantError>,
     {
         self.pool.with_org(self.org, f).await
+    }
+
+    /// The rows of the one statement `build` makes, in a transaction of the request's org
+    /// of its own: one round trip once the connection has the statement prepared
+    /// ([`AsyncTenantPool::load_one`]).
+    ///
+    /// # Errors
+    /// As [`AsyncTenantPool::load_one`].
+    pub async fn load_one<U, Q>(
+        &self,
+        build: impl FnOnce(&OrgStatements) -> Q,
+    ) -> Result<Vec<U>, TenantError>
+    where
+        Q: ScopedQuery,
+        Q::Query: Query + QueryFragment<Pg>,
+        CheckedStatement<SqlTypeOf<Q>>: LoadQuery<'static, AsyncPgConnection, U>,
+        for<'c> CheckedStatement<SqlTypeOf<Q>>: LoadQuery<'static, &'c AsyncPgConnection, U>,
+        U: Send + 'static,
+        SqlTypeOf<Q>: 'static,
+    {
+        self.pool.load_one(self.org, build).await
+    }
+
+    /// The one insert, update or delete `build` makes, in a transaction of the request's org
+    /// of its own ([`AsyncTenantPool::execute_one`]); the rows affected.
+    ///
+    /// # Errors
+    /// As [`AsyncTenantPool::execute_one`].
+    pub async fn execute_one<Q>(
+        &self,
+        build: impl FnOnce(&OrgStatements) -> Q,
+    ) -> Result<usize, TenantError>
+    where
+        Q: ScopedQuery,
+        Q::Query: QueryFragment<Pg>,
+    {
+        self.pool.execute_one(self.org, build).await
     }
 
     /// [`run`](Self::run) at `isolation`, retried up to `attempts` times in all on a

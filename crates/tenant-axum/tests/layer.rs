@@ -85,6 +85,17 @@ async fn add(tenant: Tenant, name: String) -> Result<StatusCode, ApiError> {
     Ok(StatusCode::CREATED)
 }
 
+async fn names_in_one_flight(tenant: Tenant) -> Result<String, ApiError> {
+    let names: Vec<String> = tenant
+        .load_one(|q| {
+            q.query(customers::table)
+                .select(customers::name)
+                .order(customers::name)
+        })
+        .await?;
+    Ok(names.join(","))
+}
+
 async fn count(Scoped(mut s): Scoped) -> Result<String, ApiError> {
     let n: i64 = s.get_result(s.query(customers::table).count()).await?;
     s.commit().await?;
@@ -99,6 +110,7 @@ fn routes() -> Router {
     Router::new()
         .route("/customers", get(names).post(add))
         .route("/count", get(count))
+        .route("/one-flight", get(names_in_one_flight))
         .route("/org", get(which))
 }
 
@@ -150,6 +162,12 @@ async fn each_org_header_reads_and_writes_only_its_org() {
         .get_result(&mut db.admin())
         .unwrap();
     assert_eq!(org_of_new, b.as_uuid());
+    for (org, names) in [(a, "acme"), (b, "bolt,bolt-2"), (a, "acme")] {
+        assert_eq!(
+            send(&app, get_with("/one-flight", "x-org-id", &org.to_string())).await,
+            (StatusCode::OK, names.to_owned())
+        );
+    }
     assert_eq!(
         send(&app, get_with("/count", "x-org-id", &a.to_string())).await,
         (StatusCode::OK, "1".to_owned())

@@ -16,6 +16,8 @@
 //! ROLLBACK), and a connection lost with the flight out is
 //! [`TenantError::CommitOutcomeUnknown`] (the COMMIT may have run).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use deadpool::managed::Object;
@@ -26,7 +28,7 @@ use diesel_async::futures_util::TryStreamExt;
 use diesel_async::methods::{ExecuteDsl, LoadQuery};
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
-use crate::async_manager::AsyncConnectionManager;
+use crate::async_manager::{AsyncConnectionManager, load_all};
 use crate::async_pool::AsyncTenantPool;
 use crate::async_scoped::{AsyncOrgScoped, checked};
 use crate::dsl::{ScopedQuery, SqlTypeOf, sealed};
@@ -86,6 +88,8 @@ impl AsyncTenantPool {
         Q::Query: Query + QueryFragment<Pg>,
         CheckedStatement<SqlTypeOf<Q>>: LoadQuery<'static, AsyncPgConnection, U>,
         for<'c> CheckedStatement<SqlTypeOf<Q>>: LoadQuery<'static, &'c AsyncPgConnection, U>,
+        U: Send + 'static,
+        SqlTypeOf<Q>: 'static,
     {
         let (built_for, query) = build(&OrgStatements { org }).into_parts(sealed::Token(()));
         if built_for != org {
@@ -97,14 +101,8 @@ impl AsyncTenantPool {
         self.one_flight(
             org,
             statement,
-            async |s, conn| LoadQuery::internal_load(s, conn).await?.try_collect().await,
-            async |scoped, s| {
-                scoped
-                    .run_checked(org, s, async |s, conn| {
-                        LoadQuery::internal_load(s, conn).await?.try_collect().await
-                    })
-                    .await
-            },
+            load_pipelined::<_, U>,
+            load_stepwise::<_, U>,
         )
         .await
     }
@@ -131,17 +129,8 @@ impl AsyncTenantPool {
         let statement: CheckedStatement<()> =
             checked(&query, org, &self.tables).map_err(|e| self.refused(e))?;
         drop(query);
-        self.one_flight(
-            org,
-            statement,
-            async |s, conn| ExecuteDsl::execute(s, conn).await,
-            async |scoped, s| {
-                scoped
-                    .run_checked(org, s, async |s, conn| ExecuteDsl::execute(s, conn).await)
-                    .await
-            },
-        )
-        .await
+        self.one_flight(org, statement, execute_pipelined, execute_stepwise)
+            .await
     }
 
     /// Counts and logs a refusal before any connection was taken.
@@ -153,12 +142,16 @@ impl AsyncTenantPool {
 
     /// Runs `statement` in a transaction of `org`: `pipelined` in one flight when the
     /// connection has it prepared, else `stepwise` in a scoped handle.
+    ///
+    /// The two ways are functions returning boxed `Send` futures, not closures: a future that
+    /// borrows the connection through a higher-ranked closure argument cannot be proved `Send`
+    /// where a web framework needs it (rustc's "not general enough").
     async fn one_flight<ST, R>(
         &self,
         org: OrgId,
         statement: CheckedStatement<ST>,
-        pipelined: impl AsyncFnOnce(CheckedStatement<ST>, &mut &AsyncPgConnection) -> QueryResult<R>,
-        stepwise: impl AsyncFnOnce(&mut AsyncOrgScoped, CheckedStatement<ST>) -> Result<R, TenantError>,
+        pipelined: Pipelined<ST, R>,
+        stepwise: Stepwise<ST, R>,
     ) -> Result<R, TenantError> {
         let key = statement.cache_key();
         let mut attempts = self.pool.status().max_size + 1;
@@ -191,7 +184,7 @@ impl AsyncTenantPool {
                 }
                 Err(e) => return Err(e),
             };
-            let value = stepwise(&mut scoped, statement).await;
+            let value = stepwise(&mut scoped, org, statement).await;
             return match value {
                 Ok(value) => scoped.commit().await.map(|()| value),
                 Err(e) => {
@@ -200,11 +193,18 @@ impl AsyncTenantPool {
                 }
             };
         };
-        let opening = self.plan.opening(conn.backend)?;
+        // The opening borrows the key: made into its text before anything is awaited.
+        let (mode, sql) = {
+            let opening = self.plan.opening(conn.backend)?;
+            (
+                opening.mode(),
+                opening.message(Isolation::ReadCommitted.begin(), org),
+            )
+        };
         let span = tracing::debug_span!(
             "tenant.transaction",
             org = %org,
-            mode = opening.mode(),
+            mode,
             isolation = Isolation::ReadCommitted.name(),
             flight = "one",
             outcome = tracing::field::Empty,
@@ -212,7 +212,6 @@ impl AsyncTenantPool {
             duration_us = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
-        let sql = opening.message(Isolation::ReadCommitted.begin(), org);
         conn.in_transaction = true;
         self.counters.begun();
         let flight = send(&mut conn, &sql, statement, pipelined).await;
@@ -256,15 +255,15 @@ async fn send<ST, R>(
     conn: &mut Object<AsyncConnectionManager>,
     opening: &str,
     statement: CheckedStatement<ST>,
-    pipelined: impl AsyncFnOnce(CheckedStatement<ST>, &mut &AsyncPgConnection) -> QueryResult<R>,
+    pipelined: Pipelined<ST, R>,
 ) -> Flight<R> {
     let shared: &AsyncPgConnection = &conn.conn;
-    let (mut open_on, mut run_on, mut commit_on) = (shared, shared, shared);
+    let (mut open_on, mut commit_on) = (shared, shared);
     // Polled in this order on their first poll, so sent in this order: the opening, the
     // statement (prepared on this connection: no round trip before it), COMMIT.
     let (opened, ran, committed) = diesel_async::futures_util::future::join3(
         SimpleAsyncConnection::batch_execute(&mut open_on, opening),
-        pipelined(statement, &mut run_on),
+        pipelined(statement, shared),
         SimpleAsyncConnection::batch_execute(&mut commit_on, "COMMIT"),
     )
     .await;
@@ -309,6 +308,72 @@ async fn send<ST, R>(
         (Ok(_), Err(e)) => Flight::Failed(e.into()),
         (Ok(value), Ok(())) => Flight::Done(value),
     }
+}
+
+/// A boxed `Send` future borrowing for `'a`.
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Sends a checked statement on a shared connection (pipelined with the opening and COMMIT).
+type Pipelined<ST, R> =
+    for<'c> fn(CheckedStatement<ST>, &'c AsyncPgConnection) -> Boxed<'c, QueryResult<R>>;
+
+/// Runs a checked statement in a scoped handle (the stepwise way).
+type Stepwise<ST, R> = for<'s> fn(
+    &'s mut AsyncOrgScoped,
+    OrgId,
+    CheckedStatement<ST>,
+) -> Boxed<'s, Result<R, TenantError>>;
+
+fn load_pipelined<'c, ST, U>(
+    statement: CheckedStatement<ST>,
+    conn: &'c AsyncPgConnection,
+) -> Boxed<'c, QueryResult<Vec<U>>>
+where
+    for<'a> CheckedStatement<ST>: LoadQuery<'static, &'a AsyncPgConnection, U>,
+    U: Send + 'static,
+    ST: 'static,
+{
+    // Everything inside the block, which its first poll runs up to the send.
+    Box::pin(async move {
+        let mut conn = conn;
+        LoadQuery::internal_load(statement, &mut conn)
+            .await?
+            .try_collect()
+            .await
+    })
+}
+
+fn load_stepwise<'s, ST, U>(
+    scoped: &'s mut AsyncOrgScoped,
+    org: OrgId,
+    statement: CheckedStatement<ST>,
+) -> Boxed<'s, Result<Vec<U>, TenantError>>
+where
+    CheckedStatement<ST>: LoadQuery<'static, AsyncPgConnection, U>,
+    U: Send + 'static,
+    ST: 'static,
+{
+    Box::pin(scoped.run_checked(org, statement, async |s, conn| load_all(conn, s).await))
+}
+
+fn execute_pipelined<'c>(
+    statement: CheckedStatement<()>,
+    conn: &'c AsyncPgConnection,
+) -> Boxed<'c, QueryResult<usize>> {
+    Box::pin(async move {
+        let mut conn = conn;
+        ExecuteDsl::execute(statement, &mut conn).await
+    })
+}
+
+fn execute_stepwise<'s>(
+    scoped: &'s mut AsyncOrgScoped,
+    org: OrgId,
+    statement: CheckedStatement<()>,
+) -> Boxed<'s, Result<usize, TenantError>> {
+    Box::pin(scoped.run_checked(org, statement, async |s, conn| {
+        ExecuteDsl::execute(s, conn).await
+    }))
 }
 
 /// A copy of `e` good enough to classify it (diesel's error is not `Clone`).
