@@ -17,6 +17,7 @@
 #![allow(clippy::print_stdout)]
 
 mod args;
+mod async_bench;
 mod audit_bench;
 mod bench;
 mod bouncer;
@@ -24,6 +25,7 @@ mod citus;
 mod citus_bench;
 mod compile_bench;
 mod context_key;
+mod delay_proxy;
 mod ops;
 mod packaging;
 use tenant_testkit::cluster as pg;
@@ -31,6 +33,7 @@ mod pg_versions;
 mod probe;
 mod test_matrix;
 mod trace_bench;
+mod web_bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -66,6 +69,10 @@ fn main() -> ExitCode {
         ["soak", rest @ ..] => ops::soak(rest),
         ["bench-run"] => bench::measure(),
         ["trace-bench"] => trace_bench::run(),
+        ["async-bench"] => async_bench::run(),
+        ["async-bench-run"] => async_bench::measure(),
+        ["web-bench"] => web_bench::run(),
+        ["web-bench-run"] => web_bench::measure(),
         ["trace-bench-run"] => trace_bench::measure(),
         ["demo"] => demo(),
         ["test"] => test(),
@@ -127,6 +134,10 @@ pub(crate) const USAGE: &str = "usage: cargo xtask <command>
                          table, colocated); refused for an org without rows
   org-bench              export and restore throughput for an org of 100,000 rows
   bench                  what isolation costs: ratios R1-R8 side by side (target/bench/bench.json)
+  async-bench            A1: a one-statement scoped transaction on the async path (load_one, with_org)
+                         / one autocommit query, over loopback and a 0.5 ms RTT link
+  web-bench              A2: requests/s through axum, 64 clients: the async path / the sync pool in
+                         spawn_blocking
   trace-bench            what tenant-core's tracing costs: a lookup with a subscriber formatting
                          every span and event / with none (T1)
   context-key rotate --database-url ADMIN_URL [--kid KID] [--retire-after MINUTES]
