@@ -95,10 +95,15 @@ fn delayed(
     });
     std::thread::spawn(move || {
         for (due, bytes) in rx {
-            let now = Instant::now();
-            if due > now {
+            // The kernel wakes a sleeper tens of microseconds late: sleep to 100 us before
+            // the time, then spin to it, so the link's delay is the one asked for.
+            let early = due.checked_sub(Duration::from_micros(100));
+            if let Some(early) = early.filter(|e| *e > Instant::now()) {
                 // tidy: latency emulation, not synchronization
-                std::thread::sleep(due - now);
+                std::thread::sleep(early - Instant::now());
+            }
+            while Instant::now() < due {
+                std::hint::spin_loop();
             }
             if to.write_all(&bytes).is_err() {
                 break;
