@@ -185,8 +185,12 @@ impl From<DieselError> for TenantError {
                 if let Some(timeout) = timeout_of(message) {
                     return TenantError::Timeout(timeout);
                 }
-                if matches!(kind, DatabaseErrorKind::ClosedConnection)
-                    || message.starts_with("server closed the connection unexpectedly")
+                // diesel-async (tokio-postgres) reports a socket the server closed, and any
+                // other failure to reach it, as `UnableToSendCommand` ("connection closed").
+                if matches!(
+                    kind,
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
+                ) || message.starts_with("server closed the connection unexpectedly")
                     || message.starts_with("terminating connection due to administrator command")
                 {
                     return TenantError::ConnectionLost;
