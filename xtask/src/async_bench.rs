@@ -39,7 +39,7 @@ pub fn measure() -> Result<(), String> {
         let mut lines = Vec::new();
         for (link, app_url, admin_url) in [
             ("loopback", app.clone(), admin.clone()),
-            ("0.5 ms RTT", delayed.url(&app)?, delayed.url(&admin)?),
+            ("0.5 ms RTT", delayed.url(&app), delayed.url(&admin)),
         ] {
             let pool = rt
                 .block_on(

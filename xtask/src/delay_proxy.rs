@@ -54,23 +54,8 @@ impl DelayProxy {
     }
 
     /// `url` through the proxy (TCP to it, the same database, user and password).
-    pub(crate) fn url(&self, url: &str) -> Result<String, String> {
-        let mut parsed = url::Url::parse(url).map_err(|e| format!("parsing the URL: {e}"))?;
-        let kept: Vec<(String, String)> = parsed
-            .query_pairs()
-            .filter(|(k, _)| k != "host" && k != "port")
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        {
-            let mut q = parsed.query_pairs_mut();
-            q.clear();
-            for (k, v) in &kept {
-                q.append_pair(k, v);
-            }
-            q.append_pair("host", "127.0.0.1");
-            q.append_pair("port", &self.port.to_string());
-        }
-        Ok(parsed.to_string())
+    pub(crate) fn url(&self, url: &str) -> String {
+        tenant_testkit::flight_proxy::through_loopback(url, self.port)
     }
 }
 

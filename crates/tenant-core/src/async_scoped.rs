@@ -116,15 +116,7 @@ impl AsyncOrgScoped {
         isolation: Isolation,
         counters: Arc<Counters>,
     ) -> Result<Self, TenantError> {
-        let span = tracing::debug_span!(
-            "tenant.transaction",
-            org = %org,
-            mode = opening.mode(),
-            isolation = isolation.name(),
-            outcome = tracing::field::Empty,
-            statements = tracing::field::Empty,
-            duration_us = tracing::field::Empty,
-        );
+        let span = telemetry::transaction_span(org, opening.mode(), isolation, false);
         let started = std::time::Instant::now();
         let sql = opening.message(isolation.begin(), org);
         let signed = matches!(opening, Opening::Signed { .. });
@@ -178,17 +170,12 @@ impl AsyncOrgScoped {
 
     /// Records how the transaction ended, once.
     fn ended(&mut self, outcome: Outcome) {
-        let duration_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.counters.ended(outcome, self.statements);
-        self.span.record("outcome", outcome.as_str());
-        self.span.record("statements", self.statements);
-        self.span.record("duration_us", duration_us);
-        tracing::debug!(
-            parent: &self.span,
-            outcome = outcome.as_str(),
-            statements = self.statements,
-            duration_us,
-            "tenant.transaction.end"
+        telemetry::transaction_ended(
+            &self.span,
+            Some(&self.counters),
+            outcome,
+            self.statements,
+            self.started,
         );
     }
 

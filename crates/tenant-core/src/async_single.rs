@@ -201,16 +201,7 @@ impl AsyncTenantPool {
                 opening.message(Isolation::ReadCommitted.begin(), org),
             )
         };
-        let span = tracing::debug_span!(
-            "tenant.transaction",
-            org = %org,
-            mode,
-            isolation = Isolation::ReadCommitted.name(),
-            flight = "one",
-            outcome = tracing::field::Empty,
-            statements = tracing::field::Empty,
-            duration_us = tracing::field::Empty,
-        );
+        let span = telemetry::transaction_span(org, mode, Isolation::ReadCommitted, true);
         let started = std::time::Instant::now();
         conn.in_transaction = true;
         self.counters.begun();
@@ -228,18 +219,7 @@ impl AsyncTenantPool {
             telemetry::error_event(&span, e);
             self.counters.error(e);
         }
-        self.counters.ended(outcome, 1);
-        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        span.record("outcome", outcome.as_str());
-        span.record("statements", 1);
-        span.record("duration_us", duration_us);
-        tracing::debug!(
-            parent: &span,
-            outcome = outcome.as_str(),
-            statements = 1,
-            duration_us,
-            "tenant.transaction.end"
-        );
+        telemetry::transaction_ended(&span, Some(&self.counters), outcome, 1, started);
         if conn.in_transaction {
             // The flight did not end the transaction for certain: the session goes with it.
             drop(Object::take(conn));

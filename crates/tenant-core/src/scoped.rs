@@ -232,15 +232,7 @@ impl<C: ScopedConnection> OrgScoped<C> {
         isolation: Isolation,
         counters: Option<Arc<Counters>>,
     ) -> Result<Self, TenantError> {
-        let span = tracing::debug_span!(
-            "tenant.transaction",
-            org = %org,
-            mode = opening.mode(),
-            isolation = isolation.name(),
-            outcome = tracing::field::Empty,
-            statements = tracing::field::Empty,
-            duration_us = tracing::field::Empty,
-        );
+        let span = telemetry::transaction_span(org, opening.mode(), isolation, false);
         let started = std::time::Instant::now();
         // One simple-query message: BEGIN, the check and reset of what an earlier
         // transaction may have left in the session, and the transaction-local org travel
@@ -284,19 +276,12 @@ impl<C: ScopedConnection> OrgScoped<C> {
 
     /// Records how the transaction ended, once (`telemetry.rs`).
     fn ended(&mut self, outcome: Outcome) {
-        let duration_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        if let Some(c) = &self.counters {
-            c.ended(outcome, self.statements);
-        }
-        self.span.record("outcome", outcome.as_str());
-        self.span.record("statements", self.statements);
-        self.span.record("duration_us", duration_us);
-        tracing::debug!(
-            parent: &self.span,
-            outcome = outcome.as_str(),
-            statements = self.statements,
-            duration_us,
-            "tenant.transaction.end"
+        telemetry::transaction_ended(
+            &self.span,
+            self.counters.as_deref(),
+            outcome,
+            self.statements,
+            self.started,
         );
     }
 

@@ -16,7 +16,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::TenantError;
+use crate::{Isolation, OrgId, TenantError};
 
 /// Every class [`TenantError::class`] returns, in a fixed order (the counters' layout).
 pub const ERROR_CLASSES: [&str; 23] = [
@@ -231,6 +231,56 @@ pub(crate) fn error_event(span: &tracing::Span, e: &TenantError) {
     } else {
         tracing::debug!(parent: span, class = e.class(), "tenant.error");
     }
+}
+
+/// The `tenant.transaction` span of a transaction of `org` (every path's: the sync and async
+/// handles', the one-flight transaction's); disabled when no subscriber wants it. `flight` is
+/// `"one"` for a transaction sent in one flight, empty otherwise.
+pub(crate) fn transaction_span(
+    org: OrgId,
+    mode: &'static str,
+    isolation: Isolation,
+    one_flight: bool,
+) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "tenant.transaction",
+        org = %org,
+        mode,
+        isolation = isolation.name(),
+        flight = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        statements = tracing::field::Empty,
+        duration_us = tracing::field::Empty,
+    );
+    if one_flight {
+        span.record("flight", "one");
+    }
+    span
+}
+
+/// Records how the transaction of `span`, begun at `started`, ended: the pool's counters, the
+/// span's fields and the `tenant.transaction.end` event. Once per transaction.
+pub(crate) fn transaction_ended(
+    span: &tracing::Span,
+    counters: Option<&Counters>,
+    outcome: Outcome,
+    statements: u32,
+    started: std::time::Instant,
+) {
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    if let Some(c) = counters {
+        c.ended(outcome, statements);
+    }
+    span.record("outcome", outcome.as_str());
+    span.record("statements", statements);
+    span.record("duration_us", duration_us);
+    tracing::debug!(
+        parent: span,
+        outcome = outcome.as_str(),
+        statements,
+        duration_us,
+        "tenant.transaction.end"
+    );
 }
 
 #[cfg(test)]

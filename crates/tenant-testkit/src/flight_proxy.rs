@@ -58,30 +58,37 @@ impl FlightProxy {
 
     /// `url` through the proxy: the same database, user and password over TCP to it.
     pub fn url(&self, url: &str) -> String {
-        let Ok(mut parsed) = url::Url::parse(url) else {
-            return url.to_owned();
-        };
-        let kept: Vec<(String, String)> = parsed
-            .query_pairs()
-            .filter(|(k, _)| k != "host" && k != "port")
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        {
-            let mut q = parsed.query_pairs_mut();
-            q.clear();
-            for (k, v) in &kept {
-                q.append_pair(k, v);
-            }
-            q.append_pair("host", "127.0.0.1");
-            q.append_pair("port", &self.port.to_string());
-        }
-        parsed.to_string()
+        through_loopback(url, self.port)
     }
 
     /// Flights so far, over every connection through the proxy.
     pub fn flights(&self) -> u64 {
         self.flights.load(Ordering::SeqCst)
     }
+}
+
+/// `url` (a `postgres://` URL) with its host and port replaced by `127.0.0.1` and `port`: the
+/// same database, user and password, over TCP to a proxy on loopback. A URL that does not
+/// parse is returned as it is (the connection then fails, naming it).
+pub fn through_loopback(url: &str, port: u16) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(k, _)| k != "host" && k != "port")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    {
+        let mut q = parsed.query_pairs_mut();
+        q.clear();
+        for (k, v) in &kept {
+            q.append_pair(k, v);
+        }
+        q.append_pair("host", "127.0.0.1");
+        q.append_pair("port", &port.to_string());
+    }
+    parsed.to_string()
 }
 
 /// Copies both ways between `client` and `server`, counting the client's flights.
