@@ -474,6 +474,9 @@ async fn each_request_runs_in_a_span_of_its_org_and_a_rejected_one_in_none() {
     let spans = Spans::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    // Interest is cached per callsite (the pool's start-up opened a transaction with no
+    // subscriber): recomputed now that this one is the default.
+    tracing::callsite::rebuild_interest_cache();
     let (status, _) = send(&app, get_with("/customers", "x-org-id", &a.to_string())).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = send(&app, get_with("/customers", "x-org-id", "nope")).await;

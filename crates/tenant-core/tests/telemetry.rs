@@ -110,7 +110,12 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
 fn captured<T>(f: impl FnOnce() -> T) -> (T, Vec<Seen>) {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry().with(capture.clone());
-    let value = tracing::subscriber::with_default(subscriber, f);
+    // Interest is cached per callsite; one first hit on a thread with no subscriber, racing
+    // another test's, can cache "never": recomputed now that this one is the default.
+    let value = tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        f()
+    });
     let seen = capture.0.lock().unwrap().clone();
     (value, seen)
 }

@@ -104,7 +104,12 @@ impl Capture {
 fn captured<T>(f: impl FnOnce() -> T) -> (T, Capture) {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::registry().with(capture.clone());
-    let out = tracing::subscriber::with_default(subscriber, f);
+    // Interest is cached per callsite; one first hit on a thread with no subscriber, racing
+    // another test's, can cache "never": recomputed now that this one is the default.
+    let out = tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        f()
+    });
     (out, capture)
 }
 
