@@ -128,7 +128,7 @@ impl Tenant {
         F: AsyncFnMut(&mut AsyncOrgScoped) -> Result<T, TenantError>,
     {
         self.pool
-            .with_org_retry(self.org, isolation, attempts, f)
+            .with_org_retry_isolated(self.org, isolation, attempts, f)
             .await
     }
 }

@@ -239,6 +239,23 @@ impl AsyncTenantPool {
     pub async fn with_org_retry<T, F>(
         &self,
         org: OrgId,
+        attempts: u32,
+        f: F,
+    ) -> Result<T, TenantError>
+    where
+        F: AsyncFnMut(&mut AsyncOrgScoped) -> Result<T, TenantError>,
+    {
+        self.with_org_retry_isolated(org, Isolation::ReadCommitted, attempts, f)
+            .await
+    }
+
+    /// [`with_org_retry`](Self::with_org_retry) at isolation level `isolation`.
+    ///
+    /// # Errors
+    /// As [`with_org_retry`](Self::with_org_retry).
+    pub async fn with_org_retry_isolated<T, F>(
+        &self,
+        org: OrgId,
         isolation: Isolation,
         attempts: u32,
         mut f: F,

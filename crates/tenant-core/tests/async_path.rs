@@ -347,3 +347,47 @@ async fn the_async_pool_refuses_what_the_sync_pool_refuses() {
         other => panic!("expected the key refused, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_retryable_failure_runs_the_transaction_again_and_nothing_of_the_failed_attempt_stays() {
+    let (db, pool) = setup("async_retry", 1).await;
+    let a = org_named(&pool, "A").await;
+    let mut attempt = 0;
+    let value = pool
+        .with_org_retry(a, 3, async |s| {
+            attempt += 1;
+            s.execute(s.insert(customers::table, customer(&format!("try-{attempt}"))))
+                .await?;
+            if attempt == 1 {
+                // What PostgreSQL reports for a serialization failure (40001).
+                return Err(TenantError::Database(tenant_core::DbError {
+                    kind: "serialization failure",
+                    message: "could not serialize access due to concurrent update".into(),
+                    constraint: None,
+                    table: None,
+                }));
+            }
+            Ok(attempt)
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, 2);
+    assert_eq!(
+        committed(&db, "try-1"),
+        0,
+        "the failed attempt was rolled back"
+    );
+    assert_eq!(committed(&db, "try-2"), 1);
+    assert_eq!(pool.metrics().retries, 1);
+    // Not retryable: returned at once, after one attempt.
+    let mut tries = 0;
+    let err = pool
+        .with_org_retry(a, 3, async |_| {
+            tries += 1;
+            Err::<(), _>(TenantError::OrgMismatch)
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TenantError::OrgMismatch), "{err:?}");
+    assert_eq!(tries, 1);
+}
