@@ -8,7 +8,6 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,20 +20,7 @@ impl DelayProxy {
     /// A proxy to the server of `url` (`host=<socket dir>&port=<port>`) adding `one_way` to
     /// each direction.
     pub(crate) fn start(url: &str, one_way: Duration) -> Result<Self, String> {
-        let parsed = url::Url::parse(url).map_err(|e| format!("parsing the URL: {e}"))?;
-        let param = |k: &str| {
-            parsed
-                .query_pairs()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.into_owned())
-        };
-        let dir = param("host")
-            .filter(|h| h.starts_with('/'))
-            .ok_or("the delayed link needs the cluster's unix socket URL (host=/...)")?;
-        let socket = PathBuf::from(dir).join(format!(
-            ".s.PGSQL.{}",
-            param("port").unwrap_or_else(|| "5432".into())
-        ));
+        let socket = tenant_testkit::flight_proxy::unix_socket(url)?;
         let listener =
             TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding the proxy: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();

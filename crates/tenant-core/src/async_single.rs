@@ -247,36 +247,30 @@ async fn send<ST, R>(
         SimpleAsyncConnection::batch_execute(&mut commit_on, "COMMIT"),
     )
     .await;
-    let lost = |r: &QueryResult<()>| {
-        r.as_ref().is_err_and(|e| {
-            matches!(
-                TenantError::from(clone_error(e)),
-                TenantError::ConnectionLost
-            )
-        })
-    };
+    let opened = opened.map_err(|e| {
+        if e.to_string().contains(LEFTOVER) {
+            TenantError::SessionContextLeft
+        } else {
+            e.into()
+        }
+    });
+    let ran = ran.map_err(TenantError::from);
+    let committed = committed.map_err(TenantError::from);
     // The connection went with the flight out: the COMMIT may have run.
-    if lost(&opened)
-        || lost(&committed)
-        || ran.as_ref().is_err_and(|e| {
-            matches!(
-                TenantError::from(clone_error(e)),
-                TenantError::ConnectionLost
-            )
-        })
-    {
+    let lost = |e: Option<&TenantError>| matches!(e, Some(TenantError::ConnectionLost));
+    if lost(opened.as_ref().err()) || lost(ran.as_ref().err()) || lost(committed.as_ref().err()) {
         return Flight::Failed(TenantError::CommitOutcomeUnknown);
     }
     if let Err(e) = opened {
         // Nothing of the flight committed (the server turned the COMMIT into a ROLLBACK). A
         // connection whose opening found state left on it stays marked, and is closed.
-        if e.to_string().contains(LEFTOVER) {
-            return Flight::Discarded(TenantError::SessionContextLeft);
+        if matches!(e, TenantError::SessionContextLeft) {
+            return Flight::Discarded(e);
         }
         if committed.is_ok() {
             conn.in_transaction = false;
         }
-        return Flight::Failed(e.into());
+        return Flight::Failed(e);
     }
     // COMMIT answered: the transaction is over either way (committed, or rolled back when
     // the statement failed).
@@ -284,8 +278,7 @@ async fn send<ST, R>(
         conn.in_transaction = false;
     }
     match (ran, committed) {
-        (Err(e), _) => Flight::Failed(e.into()),
-        (Ok(_), Err(e)) => Flight::Failed(e.into()),
+        (Err(e), _) | (Ok(_), Err(e)) => Flight::Failed(e),
         (Ok(value), Ok(())) => Flight::Done(value),
     }
 }
@@ -354,14 +347,4 @@ fn execute_stepwise<'s>(
     Box::pin(scoped.run_checked(org, statement, async |s, conn| {
         ExecuteDsl::execute(s, conn).await
     }))
-}
-
-/// A copy of `e` good enough to classify it (diesel's error is not `Clone`).
-fn clone_error(e: &diesel::result::Error) -> diesel::result::Error {
-    match e {
-        diesel::result::Error::DatabaseError(kind, info) => {
-            diesel::result::Error::DatabaseError(*kind, Box::new(info.message().to_owned()))
-        }
-        other => diesel::result::Error::QueryBuilderError(other.to_string().into()),
-    }
 }

@@ -28,18 +28,7 @@ impl FlightProxy {
     /// # Errors
     /// When `url` names no socket directory, or no port can be bound.
     pub fn start(url: &str) -> Result<Self, String> {
-        let parsed = url::Url::parse(url).map_err(|e| format!("parsing {url}: {e}"))?;
-        let param = |k: &str| {
-            parsed
-                .query_pairs()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.into_owned())
-        };
-        let dir = param("host")
-            .filter(|h| h.starts_with('/'))
-            .ok_or("the URL names no unix socket directory (host=/...)")?;
-        let port = param("port").unwrap_or_else(|| "5432".into());
-        let socket = PathBuf::from(dir).join(format!(".s.PGSQL.{port}"));
+        let socket = unix_socket(url)?;
         let listener =
             TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding the proxy: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
@@ -65,6 +54,26 @@ impl FlightProxy {
     pub fn flights(&self) -> u64 {
         self.flights.load(Ordering::SeqCst)
     }
+}
+
+/// The unix socket of the server of `url` (`host=<socket dir>&port=<port>`, as the test
+/// cluster's URLs are): what a proxy on loopback connects to.
+///
+/// # Errors
+/// When `url` does not parse or names no socket directory.
+pub fn unix_socket(url: &str) -> Result<PathBuf, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("parsing {url}: {e}"))?;
+    let param = |k: &str| {
+        parsed
+            .query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    let dir = param("host")
+        .filter(|h| h.starts_with('/'))
+        .ok_or("the URL names no unix socket directory (host=/...)")?;
+    let port = param("port").unwrap_or_else(|| "5432".into());
+    Ok(PathBuf::from(dir).join(format!(".s.PGSQL.{port}")))
 }
 
 /// `url` (a `postgres://` URL) with its host and port replaced by `127.0.0.1` and `port`: the
